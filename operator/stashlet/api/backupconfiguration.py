@@ -1,0 +1,125 @@
+"""The BackupConfiguration kind (``stash.appscode.com/v1beta1``): what to back up, where and when."""
+
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import Field
+
+from stashlet.api import names
+from stashlet.api.common import (
+    Bool,
+    CelRule,
+    Condition,
+    Driver,
+    EmptyDirSettings,
+    FreeForm,
+    Int32,
+    Int64,
+    KubeModel,
+    KubeObject,
+    ObjectReference,
+    RuntimeSettings,
+    TargetRef,
+    TaskRef,
+    VolumeMount,
+)
+from stashlet.api.repository import RetentionPolicy
+
+REPOSITORY_UNLESS_SNAPSHOTTER = CelRule(
+    rule="has(self.repository) || (has(self.driver) && self.driver == 'VolumeSnapshotter')",
+    message="spec.repository is required unless spec.driver is VolumeSnapshotter",
+)
+"""Restic needs a Repository; only the VolumeSnapshotter driver works without one."""
+
+
+class BackupTarget(KubeModel):
+    """The object to back up, and which of its data."""
+
+    alias: str | None = Field(
+        default=None, description="Identifier of the backed up data in the repository (the restic host)."
+    )
+    ref: TargetRef | None = Field(default=None, description="The workload or other object to back up.")
+    paths: list[str] | None = Field(default=None, description="File paths to back up.")
+    exclude: list[str] | None = Field(default=None, description="Patterns of files to leave out (Restic).")
+    volume_mounts: list[VolumeMount] | None = Field(
+        default=None, description="Volumes of the target mounted into the stash container."
+    )
+    replicas: Int32 | None = Field(default=None, description="Number of replicas whose data is backed up.")
+    snapshot_class_name: str | None = Field(
+        default=None, description="VolumeSnapshotClass to use with the VolumeSnapshotter driver."
+    )
+    args: list[str] | None = Field(default=None, description="Extra arguments for the backup driver.")
+
+
+class BackupHooks(KubeModel):
+    """Actions run around a backup session (``prober.Handler``: exec, httpGet, httpPost, tcpSocket)."""
+
+    pre_backup: FreeForm | None = Field(default=None, description="Run before the backup starts.")
+    post_backup: FreeForm | None = Field(default=None, description="Run after the backup completes.")
+
+
+class RetryConfig(KubeModel):
+    """How a failed backup session is retried."""
+
+    max_retry: Int32 | None = Field(default=None, description="Maximum number of retries.")
+    delay: str | None = Field(default=None, description="Wait before the next retry, e.g. 5m.")
+
+
+class BackupInvokerPhase(StrEnum):
+    """The phase of a BackupConfiguration."""
+
+    READY = "Ready"
+    NOT_READY = "NotReady"
+    INVALID = "Invalid"
+
+
+class BackupConfigurationSpec(KubeModel):
+    """What to back up, into which Repository, on which schedule, and what to keep."""
+
+    cel_rules = (REPOSITORY_UNLESS_SNAPSHOTTER,)
+
+    driver: Driver | None = Field(default=None, description="Restic (default) or VolumeSnapshotter.")
+    repository: ObjectReference | None = Field(
+        default=None, description="The Repository the snapshots go to."
+    )
+    schedule: str | None = Field(default=None, description="Cron schedule of the backup sessions.")
+    paused: Bool | None = Field(default=None, description="When true, no backup is taken.")
+    task: TaskRef | None = Field(
+        default=None, description="The Task that takes the backup (not for workloads)."
+    )
+    target: BackupTarget | None = Field(default=None, description="The object to back up.")
+    retention_policy: RetentionPolicy = Field(description="Which old snapshots to keep.")
+    runtime_settings: RuntimeSettings | None = Field(
+        default=None, description="Settings of the stash sidecar or backup job."
+    )
+    temp_dir: EmptyDirSettings | None = Field(
+        default=None, description="The emptyDir used for temporary files and restic's cache."
+    )
+    interim_volume_template: FreeForm | None = Field(
+        default=None, description="PVC template holding data before upload (job model only)."
+    )
+    hooks: BackupHooks | None = Field(default=None, description="Actions run before and after a backup.")
+    backup_history_limit: Int32 | None = Field(
+        default=None, description="Number of finished BackupSessions to keep (default 1)."
+    )
+    time_out: str | None = Field(
+        default=None, description="Longest a backup may take before it is considered failed, e.g. 30m."
+    )
+    retry_config: RetryConfig | None = Field(default=None, description="How a failed backup is retried.")
+
+
+class BackupConfigurationStatus(KubeModel):
+    """Whether the backup is set up."""
+
+    phase: BackupInvokerPhase | None = Field(default=None, description="Ready, NotReady or Invalid.")
+    observed_generation: Int64 | None = Field(default=None, description="The generation last observed.")
+    conditions: list[Condition] | None = Field(default=None, description="State of each setup step.")
+
+
+class BackupConfiguration(KubeObject):
+    """A scheduled backup of one target into one Repository."""
+
+    api_version: Literal["stash.appscode.com/v1beta1"] = "stash.appscode.com/v1beta1"
+    kind: Literal["BackupConfiguration"] = names.KIND_BACKUP_CONFIGURATION
+    spec: BackupConfigurationSpec = Field(description="What, where, when, and what to keep.")
+    status: BackupConfigurationStatus | None = Field(default=None, description="Setup state.")

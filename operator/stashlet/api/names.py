@@ -1,0 +1,68 @@
+"""Names shared by the operator and the agent: API group, labels, annotations, containers, objects.
+
+These are part of the compatibility contract with Stash v1beta1 manifests; change none lightly.
+"""
+
+from typing import Final
+
+GROUP: Final = "stash.appscode.com"
+V1ALPHA1: Final = "v1alpha1"
+V1BETA1: Final = "v1beta1"
+API_VERSION_ALPHA: Final = f"{GROUP}/{V1ALPHA1}"
+API_VERSION_BETA: Final = f"{GROUP}/{V1BETA1}"
+
+# Plural resource names, as served by the API server.
+REPOSITORIES: Final = "repositories"
+BACKUP_CONFIGURATIONS: Final = "backupconfigurations"
+BACKUP_SESSIONS: Final = "backupsessions"
+RESTORE_SESSIONS: Final = "restoresessions"
+BACKUP_BLUEPRINTS: Final = "backupblueprints"
+
+KIND_REPOSITORY: Final = "Repository"
+KIND_BACKUP_CONFIGURATION: Final = "BackupConfiguration"
+KIND_BACKUP_SESSION: Final = "BackupSession"
+KIND_RESTORE_SESSION: Final = "RestoreSession"
+KIND_BACKUP_BLUEPRINT: Final = "BackupBlueprint"
+
+# Labels.
+LABEL_BACKUP_CONFIGURATION: Final = f"{GROUP}/backup-configuration"
+LABEL_INVOKER_TYPE: Final = f"{GROUP}/invoker-type"
+LABEL_INVOKER_NAME: Final = f"{GROUP}/invoker-name"
+LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
+MANAGED_BY: Final = "stashlet"
+
+# Auto-backup annotations on workloads (seed 000/001).
+ANNOTATION_BACKUP_BLUEPRINT: Final = f"{GROUP}/backup-blueprint"
+ANNOTATION_TARGET_PATHS: Final = f"{GROUP}/target-paths"
+ANNOTATION_VOLUME_MOUNTS: Final = f"{GROUP}/volume-mounts"
+ANNOTATION_SCHEDULE: Final = f"{GROUP}/schedule"
+
+# Annotations stashlet writes on what it changes.
+ANNOTATION_LAST_APPLIED_INVOKER: Final = f"{GROUP}/last-applied-invoker"
+ANNOTATION_INJECTION_HASH: Final = f"{GROUP}/injection-hash"
+
+# Opt-in to back up although the configuration is paused (set on a BackupSession).
+ANNOTATION_BACKUP_WHILE_PAUSED: Final = f"{GROUP}/backup-while-paused"
+
+FINALIZER: Final = GROUP
+
+# Containers, volumes and objects the operator creates.
+SIDECAR_CONTAINER: Final = "stash"
+INIT_CONTAINER: Final = "stash-init"
+TMP_VOLUME: Final = "stash-tmp-dir"
+TMP_MOUNT_PATH: Final = "/stash-tmp"
+CRONJOB_PREFIX: Final = "stash-trigger-"
+
+DEFAULT_STATUS_PORT: Final = 56789
+
+
+def cronjob_name(backup_configuration: str) -> str:
+    """Name of the CronJob that triggers a BackupConfiguration."""
+    return f"{CRONJOB_PREFIX}{backup_configuration}"
+
+
+def lease_name(kind: str, name: str, purpose: str) -> str:
+    """Name of the Lease that serialises a workload's backup or restore: ``lock-<kind>-<name>-<purpose>``."""
+    if purpose not in ("backup", "restore"):
+        raise ValueError(f"lease purpose must be 'backup' or 'restore', not {purpose!r}")
+    return f"lock-{kind.lower()}-{name}-{purpose}"

@@ -1,0 +1,27 @@
+"""The versions of the outside tools stashlet is built, shipped and tested with.
+
+This is the one place they are written. The local control plane builds exactly these, the agent image
+installs this restic, and a test checks that the Dockerfiles agree.
+"""
+
+from typing import Final
+
+GO_TOOLCHAIN_MIN: Final = "1.25"
+
+KUBERNETES: Final = "v1.35.4"
+"""kube-apiserver, kube-controller-manager and kubectl for the local control plane."""
+
+KUBERNETES_STAGING: Final = "v0.35.4"
+"""The k8s.io/* staging modules published with KUBERNETES."""
+
+ETCD: Final = "v3.6.8"
+"""The etcd that KUBERNETES is released against."""
+
+RESTIC: Final = "0.18.1"
+"""The restic the agent runs. Needs >= 0.17 for the exit codes and JSON messages the agent relies on."""
+
+RESTIC_MIN: Final = (0, 17, 0)
+
+RESTIC_REST_SERVER: Final = "v0.14.0"
+PUSHGATEWAY: Final = "v1.11.1"
+HELM: Final = "v3.19.0"

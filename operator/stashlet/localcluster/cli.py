@@ -1,0 +1,133 @@
+"""``stashlet-cluster``: a real local control plane for trying stashlet and for its tests.
+
+stashlet-cluster install-tools      build the pinned binaries into the cache (once)
+stashlet-cluster up                 start etcd, kube-apiserver, kube-controller-manager; install CRDs
+stashlet-cluster env                print `export KUBECONFIG=...` for the running cluster
+stashlet-cluster kubectl ARGS...    run the pinned kubectl against it
+stashlet-cluster down               stop it and remove its folder
+stashlet-cluster demo               the seed walk-through on an embedded control plane
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import shutil
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from stashlet.localcluster import tools
+from stashlet.localcluster.controlplane import ClusterState, ControlPlane, stop_recorded
+from stashlet.localcluster.demo import main as demo_main
+from stashlet.localcluster.processes import PortTakenError
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+DEFAULT_CRDS = REPO_ROOT / "charts" / "stashlet" / "crds"
+
+
+def cluster_dir(name: str) -> Path:
+    """The folder of a named local cluster."""
+    return tools.cache_dir() / "clusters" / name
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="stashlet-cluster", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--name", default="default", help="cluster name (one folder per name)")
+    parser.add_argument("--dir", type=Path, help="cluster folder (default: <cache>/clusters/<name>)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    install = sub.add_parser("install-tools", help="build the pinned binaries into the cache")
+    install.add_argument("binaries", nargs="*", help="only these (default: all)")
+    up = sub.add_parser("up", help="start a control plane and install the CRDs")
+    up.add_argument("--port", type=int, help="kube-apiserver port (default: a free one)")
+    up.add_argument("--crds", type=Path, default=DEFAULT_CRDS, help="folder of CRDs to install")
+    up.add_argument("--no-controller-manager", action="store_true")
+    sub.add_parser("down", help="stop the control plane and remove its folder")
+    sub.add_parser("env", help="print shell exports for the running control plane")
+    sub.add_parser("status", help="say whether the control plane runs")
+    demo = sub.add_parser("demo", help="the seed walk-through on an embedded control plane")
+    demo.add_argument("args", nargs=argparse.REMAINDER)
+    kubectl = sub.add_parser("kubectl", help="run kubectl against the control plane")
+    kubectl.add_argument("args", nargs=argparse.REMAINDER)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``stashlet-cluster``."""
+    args = _parser().parse_args(argv)
+    directory = args.dir.resolve() if args.dir else cluster_dir(args.name)
+    try:
+        return _dispatch(args, directory)
+    except (tools.ToolError, PortTakenError, TimeoutError, RuntimeError) as exc:
+        print(f"stashlet-cluster: {exc}", file=sys.stderr)
+        return 1
+
+
+def _dispatch(args: argparse.Namespace, directory: Path) -> int:
+    if args.command == "install-tools":
+        for binary in args.binaries or list(tools.BY_BINARY):
+            if binary not in tools.BY_BINARY:
+                raise tools.ToolError(f"unknown binary {binary!r}; known: {', '.join(tools.BY_BINARY)}")
+            print(f"{binary}: {tools.ensure(binary)}")
+        return 0
+    if args.command == "demo":
+        return demo_main(args.args)
+    if args.command == "up":
+        if _running(directory):
+            print(
+                f"stashlet-cluster: cluster {args.name!r} already runs; `stashlet-cluster down` first",
+                file=sys.stderr,
+            )
+            return 1
+        plane = ControlPlane(
+            directory, controller_manager=not args.no_controller_manager, tie_to_parent=False
+        )
+        state = plane.start(apiserver_port=args.port, crds=args.crds if args.crds.is_dir() else None)
+        print(f"control plane up: {state.server}")
+        print(f"  kubeconfig: {state.kubeconfig}")
+        print(f"  processes: {', '.join(f'{n} ({p})' for n, p in state.pids.items())}")
+        print(f"  logs: {directory / 'logs'}")
+        print(f'use it: eval "$(stashlet-cluster --name {args.name} env)"')
+        return 0
+    if args.command == "down":
+        if not (directory / "state.json").exists():
+            print(f"stashlet-cluster: no cluster {args.name!r} to stop", file=sys.stderr)
+            return 0
+        stopped = stop_recorded(directory)
+        shutil.rmtree(directory, ignore_errors=True)
+        print(f"stopped {', '.join(stopped) or 'nothing (it was not running)'}; removed {directory}")
+        return 0
+    recorded = _state_or_none(directory)
+    if args.command == "status":
+        print(f"running: {recorded.server}" if recorded and _running(directory) else "not running")
+        return 0 if recorded and _running(directory) else 3
+    if recorded is None:
+        print(f"stashlet-cluster: no cluster {args.name!r}; run `stashlet-cluster up` first", file=sys.stderr)
+        return 1
+    if args.command == "env":
+        print(f"export KUBECONFIG={shlex.quote(recorded.kubeconfig)}")
+        print(f'export PATH={shlex.quote(str(tools.ensure("kubectl").parent))}:"$PATH"')
+        return 0
+    kubectl = tools.ensure("kubectl")
+    os.execv(kubectl, [str(kubectl), f"--kubeconfig={recorded.kubeconfig}", *args.args])  # noqa: S606
+
+
+def _state_or_none(directory: Path) -> ClusterState | None:
+    try:
+        return ClusterState.load(directory)
+    except FileNotFoundError:
+        return None
+
+
+def _running(directory: Path) -> bool:
+    state = _state_or_none(directory)
+    if state is None:
+        return False
+    return any(Path(f"/proc/{pid}").exists() for pid in state.pids.values())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

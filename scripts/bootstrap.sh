@@ -1,0 +1,24 @@
+# Sourced by the README's two commands: installs what the project needs, once, then reuses it.
+#  - a virtualenv in .venv with stashlet (editable) and its test and lint groups
+#  - the pinned binaries (Kubernetes control plane, etcd, restic, rest-server, Pushgateway, helm),
+#    built from the Go module proxy into ~/.cache/stashlet (see operator/stashlet/api/versions.py)
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+need() { command -v "$1" >/dev/null 2>&1 || { echo "stashlet: '$1' is required ($2)" >&2; exit 1; }; }
+need python3 "Python >= 3.11"
+need go "Go >= 1.25, to build the pinned Kubernetes, etcd and restic once"
+python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "stashlet: Python >= 3.11 is required" >&2; exit 1; }
+
+if [[ ! -x .venv/bin/python ]]; then
+  python3 -m venv .venv
+fi
+stamp=.venv/.stashlet-installed
+want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [[ ! -f $stamp || $(cat "$stamp") != "$want" ]]; then
+  echo "stashlet: installing Python packages into .venv ..." >&2
+  .venv/bin/python -m pip install --quiet --upgrade pip
+  .venv/bin/python -m pip install --quiet -e '.[localcluster]' --group test --group lint
+  echo "$want" > "$stamp"
+fi
+.venv/bin/stashlet-cluster install-tools >/dev/null

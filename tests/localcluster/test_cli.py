@@ -1,0 +1,99 @@
+"""The `stashlet-cluster` command: a real control plane brought up and down, and its clear errors."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from stashlet.localcluster import tools
+from stashlet.localcluster.processes import port_open
+
+pytestmark = pytest.mark.cluster
+
+
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "stashlet.localcluster.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        check=False,
+    )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_up_and_down_twice_leaks_nothing(tmp_path: Path) -> None:
+    """Two up/down cycles in one folder: each serves the API and CRDs, and down leaves no process or port."""
+    directory = tmp_path / "cluster"
+    for _ in range(2):
+        up = cli("--dir", str(directory), "up")
+        assert up.returncode == 0, up.stderr
+        state = json.loads((directory / "state.json").read_text())
+        assert set(state["pids"]) == {"etcd", "kube-apiserver", "kube-controller-manager"}
+        crds = cli("--dir", str(directory), "kubectl", "get", "crd", "-o", "name")
+        assert crds.returncode == 0, crds.stderr
+        assert (
+            "customresourcedefinition.apiextensions.k8s.io/backupsessions.stash.appscode.com" in crds.stdout
+        )
+        env = cli("--dir", str(directory), "env")
+        assert f"export KUBECONFIG={directory}/kubeconfig" in env.stdout
+        down = cli("--dir", str(directory), "down")
+        assert down.returncode == 0, down.stderr
+        assert not any(_alive(pid) for pid in state["pids"].values())
+        ports = state["ports"]
+        assert not any(port_open(port) for port in ports.values())
+        assert not directory.exists()
+
+
+def test_up_reports_a_taken_port(tmp_path: Path) -> None:
+    """Asking for a port something else listens on fails at once and names the port and the server."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        up = cli("--dir", str(tmp_path / "c"), "up", "--port", str(port))
+    assert up.returncode == 1
+    assert f"port {port} for kube-apiserver on 127.0.0.1 is already in use" in up.stderr
+    assert not (tmp_path / "c" / "state.json").exists()
+
+
+def test_up_reports_a_missing_binary(tmp_path: Path) -> None:
+    """KUBEBUILDER_ASSETS without kube-apiserver: a clear error naming the folder and the binary."""
+    assets = tmp_path / "assets"
+    assets.mkdir()
+    os.symlink(tools.ensure("etcd"), assets / "etcd")
+    up = cli("--dir", str(tmp_path / "c"), "up", env={**os.environ, "KUBEBUILDER_ASSETS": str(assets)})
+    assert up.returncode == 1
+    assert f"KUBEBUILDER_ASSETS={assets} has no executable 'kube-apiserver'" in up.stderr
+
+
+def test_kubebuilder_assets_are_used_when_set(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Binaries in KUBEBUILDER_ASSETS win over the cache; kube-controller-manager falls back to the cache."""
+    assets = tmp_path / "assets"
+    assets.mkdir()
+    for binary in ("etcd", "kube-apiserver", "kubectl"):
+        os.symlink(tools.ensure(binary), assets / binary)
+    monkeypatch.setenv("KUBEBUILDER_ASSETS", str(assets))
+    assert tools.find("kube-apiserver") == assets / "kube-apiserver"
+    assert (
+        tools.find("kube-controller-manager") == tools.tool_dir(tools.KUBERNETES) / "kube-controller-manager"
+    )
+
+
+def test_down_without_a_cluster_says_so(tmp_path: Path) -> None:
+    """`down` on a folder with no cluster changes nothing and says there was none."""
+    down = cli("--dir", str(tmp_path / "none"), "down")
+    assert down.returncode == 0
+    assert "no cluster" in down.stderr
