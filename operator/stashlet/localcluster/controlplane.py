@@ -106,6 +106,7 @@ class ControlPlane:
         self.tie_to_parent = tie_to_parent
         self.processes: list[ManagedProcess] = []
         self.state: ClusterState | None = None
+        self._argv: dict[str, list[str]] = {}
 
     @property
     def kubeconfig(self) -> Path:
@@ -232,11 +233,29 @@ class ControlPlane:
 
     def _spawn(self, name: str, argv: list[str], logs: Path) -> ManagedProcess:
         process = ManagedProcess.start(name, argv, logs / f"{name}.log", tie_to_parent=self.tie_to_parent)
+        self._argv[name] = argv
         self.processes.append(process)
         if self.state is not None:
             self.state.pids[name] = process.pid
             self.state.save()
         return process
+
+    def restart_apiserver(self, down_for: float = 0.0, timeout: float = 60) -> None:
+        """Stop kube-apiserver, wait ``down_for`` seconds, start it again on the same port and data.
+
+        For tests of what clients do when the API server goes away mid-watch.
+        """
+        if self.state is None:
+            raise RuntimeError("start() the control plane first")
+        server = self.state.server
+        old = next(p for p in self.processes if p.name == "kube-apiserver")
+        old.stop()
+        self.processes.remove(old)
+        time.sleep(down_for)
+        new = self._spawn("kube-apiserver", self._argv["kube-apiserver"], self.directory / "logs")
+        context = _ssl_context(self.pki)
+        wait_until(lambda: _http_ok(f"{server}/readyz", context), timeout=timeout,
+                   what="kube-apiserver /readyz after restart", process=new)
 
     def kubectl(
         self, *args: str, input_text: str | None = None, check: bool = True

@@ -1,0 +1,91 @@
+"""The contract between the operator and the agent: the agent's command line and environment.
+
+The operator writes these into pod specs (sidecar, init-container, Job); the agent parses exactly
+these. Both sides build from this one module, so they cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+AGENT_COMMAND: Final = "stashlet-agent"
+OPERATOR_COMMAND: Final = "stashlet-operator"
+
+# Agent modes (subcommands).
+MODE_SIDECAR: Final = "sidecar"
+MODE_RESTORE: Final = "restore"
+MODE_JOB: Final = "job"
+
+# Operator modes.
+MODE_RUN: Final = "run"
+MODE_TRIGGER: Final = "trigger"
+
+# Flags.
+FLAG_INVOKER_KIND: Final = "--invoker-kind"
+FLAG_INVOKER_NAME: Final = "--invoker-name"
+FLAG_TARGET_KIND: Final = "--target-kind"
+FLAG_TARGET_NAME: Final = "--target-name"
+FLAG_STATUS_PORT: Final = "--status-port"
+FLAG_PUSHGATEWAY_URL: Final = "--pushgateway-url"
+FLAG_TMP_DIR: Final = "--tmp-dir"
+FLAG_LOG_LEVEL: Final = "--log-level"
+FLAG_BACKUP_SESSION: Final = "--backup-session"
+FLAG_API_TOKEN_FILE: Final = "--api-token-file"
+
+# Environment, filled by the downward API.
+ENV_POD_NAME: Final = "POD_NAME"
+ENV_NAMESPACE: Final = "NAMESPACE"
+ENV_NODE_NAME: Final = "NODE_NAME"
+ENV_POD_IP: Final = "POD_IP"
+
+
+@dataclass(frozen=True)
+class AgentInvocation:
+    """What one agent process is for: the invoker it serves and the workload it lives in."""
+
+    mode: str
+    invoker_kind: str
+    invoker_name: str
+    target_kind: str
+    target_name: str
+    status_port: int
+    tmp_dir: str
+    pushgateway_url: str | None = None
+    log_level: str = "info"
+    backup_session: str | None = None
+    api_token_file: str | None = None
+
+    def args(self) -> list[str]:
+        """The container ``args`` for this invocation (the command is AGENT_COMMAND)."""
+        argv = [
+            self.mode,
+            f"{FLAG_INVOKER_KIND}={self.invoker_kind}",
+            f"{FLAG_INVOKER_NAME}={self.invoker_name}",
+            f"{FLAG_TARGET_KIND}={self.target_kind}",
+            f"{FLAG_TARGET_NAME}={self.target_name}",
+            f"{FLAG_STATUS_PORT}={self.status_port}",
+            f"{FLAG_TMP_DIR}={self.tmp_dir}",
+            f"{FLAG_LOG_LEVEL}={self.log_level}",
+        ]
+        if self.pushgateway_url:
+            argv.append(f"{FLAG_PUSHGATEWAY_URL}={self.pushgateway_url}")
+        if self.backup_session:
+            argv.append(f"{FLAG_BACKUP_SESSION}={self.backup_session}")
+        if self.api_token_file:
+            argv.append(f"{FLAG_API_TOKEN_FILE}={self.api_token_file}")
+        return argv
+
+
+def downward_env() -> list[dict[str, object]]:
+    """The env entries that give the agent its pod's identity through the downward API."""
+
+    def field(name: str, path: str) -> dict[str, object]:
+        return {"name": name, "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": path}}}
+
+    return [
+        field(ENV_POD_NAME, "metadata.name"),
+        field(ENV_NAMESPACE, "metadata.namespace"),
+        field(ENV_NODE_NAME, "spec.nodeName"),
+        field(ENV_POD_IP, "status.podIP"),
+    ]
