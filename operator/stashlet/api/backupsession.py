@@ -30,10 +30,24 @@ class TargetPhase(StrEnum):
 
 
 class HostBackupPhase(StrEnum):
-    """The result of one host's backup."""
+    """The state of one host's backup: Running while restic works (stashlet), then the result."""
 
+    RUNNING = "Running"
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
+
+
+class BackupProgress(KubeModel):
+    """Live progress of a running host backup, from restic's JSON status messages (stashlet)."""
+
+    percent_done: float | None = Field(default=None, description="Fraction done, 0 to 1.")
+    total_files: Int64 | None = Field(default=None, description="Files found so far.")
+    files_done: Int64 | None = Field(default=None, description="Files processed so far.")
+    total_bytes: Int64 | None = Field(default=None, description="Bytes found so far.")
+    bytes_done: Int64 | None = Field(default=None, description="Bytes processed so far.")
+    seconds_elapsed: Int64 | None = Field(default=None, description="Seconds since the backup started.")
+    seconds_remaining: Int64 | None = Field(default=None, description="restic's estimate of the rest.")
+    error_count: Int64 | None = Field(default=None, description="Files that could not be read so far.")
 
 
 class BackupAction(StrEnum):
@@ -88,6 +102,8 @@ class HostBackupStats(KubeModel):
     snapshots: list[SnapshotStats] | None = Field(default=None, description="Snapshots taken by this host.")
     duration: str | None = Field(default=None, description="Time taken to back up this host.")
     error: str | None = Field(default=None, description="Why the backup failed.")
+    reason: str | None = Field(default=None, description="Machine-readable failure reason (stashlet).")
+    progress: BackupProgress | None = Field(default=None, description="Live progress while Running.")
 
 
 class BackupTargetStatus(KubeModel):

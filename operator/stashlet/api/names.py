@@ -41,8 +41,14 @@ ANNOTATION_SCHEDULE: Final = f"{GROUP}/schedule"
 ANNOTATION_LAST_APPLIED_INVOKER: Final = f"{GROUP}/last-applied-invoker"
 ANNOTATION_INJECTION_HASH: Final = f"{GROUP}/injection-hash"
 
-# Opt-in to back up although the configuration is paused (set on a BackupSession).
+# Opt-in to back up although the configuration is paused (set on a BackupSession to "true").
 ANNOTATION_BACKUP_WHILE_PAUSED: Final = f"{GROUP}/backup-while-paused"
+
+# Set to "false" on a Repository to forbid the agent from initialising a missing restic repository.
+ANNOTATION_INIT_REPOSITORY: Final = f"{GROUP}/init-repository"
+
+# Who asked for a BackupSession (the trigger CronJob, the agent's POST /backup, a person).
+ANNOTATION_REQUESTED_BY: Final = f"{GROUP}/requested-by"
 
 FINALIZER: Final = GROUP
 

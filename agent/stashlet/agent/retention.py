@@ -1,0 +1,134 @@
+"""Retention policy -> the arguments of ``restic forget``, pure.
+
+The policy is read through :class:`RetentionPolicyLike`, a protocol with the snake_case attribute
+names of ``stashlet.api.common.RetentionPolicy`` (the pydantic model of a BackupConfiguration's
+``spec.retentionPolicy``), so that model and :class:`Retention` (a plain dataclass for callers and
+tests) both fit without this module importing the API package.
+
+A ``keep_*`` of ``None`` or ``0`` is unset (Stash's wire form omits zero), ``-1`` means "keep all in
+this bucket" (restic's ``unlimited``), anything below that is refused. A policy that keeps nothing
+is refused with :class:`EmptyRetentionPolicy`: such a ``forget`` would delete every snapshot of the
+group (restic refuses it too, but we never build it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar, Protocol
+
+DEFAULT_GROUP_BY = "host,paths"
+
+_KEEP_FLAGS = (
+    ("keep_last", "--keep-last"),
+    ("keep_hourly", "--keep-hourly"),
+    ("keep_daily", "--keep-daily"),
+    ("keep_weekly", "--keep-weekly"),
+    ("keep_monthly", "--keep-monthly"),
+    ("keep_yearly", "--keep-yearly"),
+)
+
+
+class RetentionPolicyLike(Protocol):
+    """What the builder reads from a retention policy (read-only, so models and dataclasses fit)."""
+
+    @property
+    def keep_last(self) -> int | None: ...  # noqa: D102
+    @property
+    def keep_hourly(self) -> int | None: ...  # noqa: D102
+    @property
+    def keep_daily(self) -> int | None: ...  # noqa: D102
+    @property
+    def keep_weekly(self) -> int | None: ...  # noqa: D102
+    @property
+    def keep_monthly(self) -> int | None: ...  # noqa: D102
+    @property
+    def keep_yearly(self) -> int | None: ...  # noqa: D102
+    @property
+    def keep_tags(self) -> Sequence[str] | None: ...  # noqa: D102
+    @property
+    def prune(self) -> bool | None: ...  # noqa: D102
+    @property
+    def dry_run(self) -> bool | None: ...  # noqa: D102
+
+
+@dataclass(frozen=True)
+class Retention:
+    """A retention policy as plain data; satisfies :class:`RetentionPolicyLike`."""
+
+    name: str = ""
+    keep_last: int | None = None
+    keep_hourly: int | None = None
+    keep_daily: int | None = None
+    keep_weekly: int | None = None
+    keep_monthly: int | None = None
+    keep_yearly: int | None = None
+    keep_tags: Sequence[str] | None = None
+    prune: bool | None = None
+    dry_run: bool | None = None
+
+
+class RetentionError(ValueError):
+    """A retention policy that cannot be turned into a safe ``restic forget``."""
+
+    reason: ClassVar[str] = "InvalidRetentionPolicy"
+
+
+class EmptyRetentionPolicy(RetentionError):
+    """The policy keeps nothing: running it would forget every snapshot."""
+
+    reason = "EmptyRetentionPolicy"
+
+
+def forget_args(
+    policy: RetentionPolicyLike,
+    *,
+    host: str | None = None,
+    paths: Sequence[str] = (),
+    group_by: str = DEFAULT_GROUP_BY,
+) -> list[str]:
+    """The arguments that follow ``restic forget`` to apply ``policy``.
+
+    ``host`` and ``paths`` restrict which snapshots are considered (``--host``, ``--path``); snapshots
+    are grouped by ``group_by`` (restic's default, ``host,paths``, made explicit). String values are
+    joined to their flag with ``=`` so a value can never be read as another flag.
+    Raises :class:`EmptyRetentionPolicy` if nothing would be kept, :class:`RetentionError` for values
+    restic would misread.
+    """
+    args: list[str] = []
+    for attribute, flag in _KEEP_FLAGS:
+        value = getattr(policy, attribute)
+        if value is None or value == 0:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < -1:
+            raise RetentionError(f"{attribute} must be a positive count or -1 (keep all), not {value!r}")
+        args += [flag, "unlimited" if value == -1 else str(value)]
+    for tag in policy.keep_tags or ():
+        args.append(f"--keep-tag={_checked(tag, 'keep_tags entry')}")
+    if not args:
+        raise EmptyRetentionPolicy(
+            "retention policy keeps no snapshot (set one of keepLast, keepHourly, keepDaily, keepWeekly, "
+            "keepMonthly, keepYearly or keepTags); refusing to build a forget that would delete them all"
+        )
+    args.append(f"--group-by={_checked(group_by, 'group_by')}")
+    if host is not None:
+        args.append(f"--host={_checked(host, 'host')}")
+    args += [f"--path={_checked(path, 'path')}" for path in paths]
+    if policy.prune:
+        args.append("--prune")
+    if policy.dry_run:
+        args.append("--dry-run")
+    return args
+
+
+def keeps_something(args: Sequence[str]) -> bool:
+    """Whether ``forget`` arguments hold a long ``--keep-*`` option (the runner's last line of defence)."""
+    return any(arg.startswith("--keep-") for arg in args)
+
+
+def _checked(value: str, what: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise RetentionError(f"{what} must be a non-empty string, not {value!r}")
+    if "\x00" in value or "\n" in value:
+        raise RetentionError(f"{what} must not contain NUL or newline characters")
+    return value

@@ -1,0 +1,164 @@
+"""Retention policy -> restic forget arguments, without running restic."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+
+from stashlet.agent.retention import (
+    EmptyRetentionPolicy,
+    Retention,
+    RetentionError,
+    RetentionPolicyLike,
+    forget_args,
+    keeps_something,
+)
+from stashlet.api.repository import RetentionPolicy
+
+
+@dataclass
+class ModelLike:
+    """Shaped like the pydantic RetentionPolicy: mutable attributes, a list of tags, a name."""
+
+    name: str = "keep-last-5"
+    keep_last: int | None = None
+    keep_hourly: int | None = None
+    keep_daily: int | None = None
+    keep_weekly: int | None = None
+    keep_monthly: int | None = None
+    keep_yearly: int | None = None
+    keep_tags: list[str] = field(default_factory=list)
+    prune: bool = False
+    dry_run: bool = False
+
+
+def test_every_keep_option_in_order() -> None:
+    """Every count becomes its --keep-* flag, tags become --keep-tag, grouping is explicit."""
+    policy = Retention(
+        keep_last=5,
+        keep_hourly=24,
+        keep_daily=7,
+        keep_weekly=4,
+        keep_monthly=12,
+        keep_yearly=3,
+        keep_tags=["release", "a,b"],
+    )
+    assert forget_args(policy) == [
+        "--keep-last",
+        "5",
+        "--keep-hourly",
+        "24",
+        "--keep-daily",
+        "7",
+        "--keep-weekly",
+        "4",
+        "--keep-monthly",
+        "12",
+        "--keep-yearly",
+        "3",
+        "--keep-tag=release",
+        "--keep-tag=a,b",
+        "--group-by=host,paths",
+    ]
+
+
+def test_unset_and_zero_counts_are_left_out() -> None:
+    """None and 0 mean "not set" (Stash omits zero), so neither produces a flag."""
+    assert forget_args(Retention(keep_last=0, keep_daily=3, keep_weekly=None)) == [
+        "--keep-daily",
+        "3",
+        "--group-by=host,paths",
+    ]
+
+
+def test_minus_one_keeps_everything_in_the_bucket() -> None:
+    """-1 is restic's 'unlimited' (restic 0.18 refuses negative numbers on the command line)."""
+    assert forget_args(Retention(keep_monthly=-1))[:2] == ["--keep-monthly", "unlimited"]
+
+
+@pytest.mark.parametrize("policy", [Retention(), Retention(keep_last=0, keep_tags=[]), Retention(prune=True)])
+def test_a_policy_that_keeps_nothing_is_refused(policy: Retention) -> None:
+    """A policy with nothing to keep raises instead of building a forget that deletes every snapshot."""
+    with pytest.raises(EmptyRetentionPolicy, match="keeps no snapshot") as caught:
+        forget_args(policy)
+    assert caught.value.reason == "EmptyRetentionPolicy"
+    assert isinstance(caught.value, ValueError)
+
+
+def test_tags_alone_are_a_policy() -> None:
+    """A policy with only keepTags keeps something, so it is allowed."""
+    assert forget_args(Retention(keep_tags=["monthly"])) == ["--keep-tag=monthly", "--group-by=host,paths"]
+
+
+def test_filters_prune_and_dry_run() -> None:
+    """The host and path filters narrow the snapshots considered; prune and dry_run add their flags."""
+    args = forget_args(
+        Retention(keep_last=2, prune=True, dry_run=True),
+        host="host-0",
+        paths=["/source/data", "/etc/app"],
+        group_by="host",
+    )
+    assert args == [
+        "--keep-last",
+        "2",
+        "--group-by=host",
+        "--host=host-0",
+        "--path=/source/data",
+        "--path=/etc/app",
+        "--prune",
+        "--dry-run",
+    ]
+
+
+def test_values_cannot_be_read_as_flags() -> None:
+    """A value that starts with '-' stays glued to its flag with '='."""
+    assert forget_args(Retention(keep_tags=["--remove-all"]), host="-x")[0] == "--keep-tag=--remove-all"
+    assert "--host=-x" in forget_args(Retention(keep_last=1), host="-x")
+
+
+@pytest.mark.parametrize(
+    ("policy", "message"),
+    [
+        (Retention(keep_last=-2), "keep_last must be a positive count"),
+        (Retention(keep_daily=True), "keep_daily must be a positive count"),
+        (Retention(keep_tags=[""]), "keep_tags entry must be a non-empty string"),
+        (Retention(keep_tags=["a\nb"]), "must not contain"),
+    ],
+)
+def test_values_restic_would_misread_are_refused(policy: Retention, message: str) -> None:
+    """Counts below -1, booleans as counts and empty or multi-line tags raise RetentionError."""
+    with pytest.raises(RetentionError, match=message):
+        forget_args(policy)
+
+
+def test_empty_filters_are_refused() -> None:
+    """An empty host or path would widen the filter silently; it is refused."""
+    with pytest.raises(RetentionError, match="host"):
+        forget_args(Retention(keep_last=1), host="")
+    with pytest.raises(RetentionError, match="path"):
+        forget_args(Retention(keep_last=1), paths=[" "])
+
+
+def test_a_model_shaped_object_fits_the_protocol() -> None:
+    """An object with the API model's attribute names (list tags, plain bools) is accepted as is."""
+    model: RetentionPolicyLike = ModelLike(keep_last=5, keep_tags=["x"], prune=True)
+    assert forget_args(model) == ["--keep-last", "5", "--keep-tag=x", "--group-by=host,paths", "--prune"]
+
+
+def test_the_api_model_fits_the_protocol() -> None:
+    """The BackupConfiguration's pydantic RetentionPolicy, parsed from its wire form, is accepted as is."""
+    policy = RetentionPolicy.from_dict(
+        {"name": "keep-last-5", "keepLast": 5, "keepTags": ["gold"], "prune": True}
+    )
+    assert forget_args(policy) == ["--keep-last", "5", "--keep-tag=gold", "--group-by=host,paths", "--prune"]
+    with pytest.raises(EmptyRetentionPolicy):
+        forget_args(RetentionPolicy.from_dict({"name": "nothing", "prune": True}))
+
+
+def test_keeps_something_detects_keep_options() -> None:
+    """The runner's guard sees long --keep-* options and nothing else."""
+    assert keeps_something(forget_args(Retention(keep_last=1)))
+    assert keeps_something(["--keep-within=1d"])
+    assert not keeps_something(["--group-by=host", "--prune"])
+    assert not keeps_something([])
