@@ -79,3 +79,22 @@ def named_namespace(control_plane: ControlPlane, kubectl: Kubectl) -> Iterator[C
 def restic_binary() -> Path:
     """The pinned restic, built into the cache when missing."""
     return tools.ensure("restic")
+
+
+@pytest.fixture(scope="session")
+def pushgateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Pushgateway (the pinned build) on a free loopback port; yields its URL."""
+    from stashlet.localcluster.controlplane import _http_ok  # noqa: PLC0415
+    from stashlet.localcluster.processes import ManagedProcess, free_port, wait_until  # noqa: PLC0415
+
+    port = free_port()
+    log = tmp_path_factory.mktemp("pushgateway") / "pushgateway.log"
+    process = ManagedProcess.start(
+        "pushgateway", [str(tools.ensure("pushgateway")), f"--web.listen-address=127.0.0.1:{port}"], log
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: _http_ok(f"{url}/-/ready"), timeout=30, what="pushgateway", process=process)
+        yield url
+    finally:
+        process.stop()

@@ -1,0 +1,150 @@
+"""``stashlet-agent``: the process the operator puts into pods (sidecar, init-container, Job)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry
+
+from stashlet.agent.backup import BackupRunner
+from stashlet.agent.context import AgentContext
+from stashlet.agent.hosts import HostError, identify
+from stashlet.agent.http_api import make_app, run_server
+from stashlet.agent.live import LiveState
+from stashlet.agent.metrics_report import LatestMetrics, MetricsReporter
+from stashlet.agent.restic_cli import ResticSettings, inherited_env, restic_version
+from stashlet.agent.restic_errors import ResticUnavailable
+from stashlet.agent.settings import AgentSettings, SettingsError, load
+from stashlet.agent.sidecar import Sidecar
+from stashlet.api import agent_contract as contract
+from stashlet.api import names
+from stashlet.kube import logs
+from stashlet.kube.client import new_api_client
+from stashlet.kube.custom import StashClient
+from stashlet.kube.events import COMPONENT_BACKUP_SESSION, EventRecorder
+from stashlet.kube.leases import LeaseLock
+
+log = logging.getLogger("stashlet.agent")
+
+
+def restic_settings(settings: AgentSettings) -> ResticSettings:
+    """How this agent runs restic: its binary, cache and temporary folders in the agent's tmp volume."""
+    return ResticSettings(
+        binary=settings.restic_binary,
+        cache_dir=settings.cache_dir,
+        tmp_dir=settings.tmp_dir,
+        base_env={**inherited_env(os.environ), "HOME": settings.tmp_dir},
+    )
+
+
+async def run_sidecar(settings: AgentSettings) -> int:
+    """The sidecar until SIGTERM."""
+    host = identify(settings.target_kind, settings.pod_name, settings.node_name)
+    restic = restic_settings(settings)
+    await restic_version(restic)
+    api = await new_api_client()
+    live = LiveState(
+        invoker={
+            "kind": settings.invoker_kind,
+            "name": settings.invoker_name,
+            "namespace": settings.namespace,
+        },
+        target={"kind": settings.target_kind, "name": settings.target_name},
+        host=host.name,
+        mode=settings.mode,
+    )
+    lease = None
+    if host.needs_lease:
+        lease = LeaseLock(
+            api,
+            settings.namespace,
+            names.lease_name(settings.target_kind, settings.target_name, "backup"),
+            settings.pod_name,
+        )
+    ctx = AgentContext(
+        settings=settings,
+        api=api,
+        stash=StashClient(api),
+        events=EventRecorder(api, COMPONENT_BACKUP_SESSION, host=settings.pod_name),
+        host=host,
+        live=live,
+        restic=restic,
+        lease=lease,
+    )
+    latest = LatestMetrics()
+    registry = CollectorRegistry(auto_describe=True)
+    registry.register(latest)
+    sidecar = Sidecar(ctx, BackupRunner(ctx, MetricsReporter(ctx, latest)))
+    runner = await run_server(
+        make_app(
+            sidecar,
+            metrics_registry=registry,
+            api_token_file=Path(settings.api_token_file) if settings.api_token_file else None,
+        ),
+        settings.listen_host,
+        settings.status_port,
+    )
+    live.settings_loaded = True
+    log.info(
+        "agent started",
+        extra={
+            "invoker": f"{settings.namespace}/{settings.invoker_name}",
+            "host": host.name,
+            "target": f"{settings.target_kind}/{settings.target_name}",
+            "status_port": settings.status_port,
+        },
+    )
+    tasks = [asyncio.create_task(sidecar.run(), name="sidecar")]
+    if lease is not None:
+        tasks.append(asyncio.create_task(lease.run(), name="lease"))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    stopper = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
+    code = 0
+    for task in done:
+        if task is not stopper and task.exception() is not None:
+            log.error("agent task failed", exc_info=task.exception())
+            code = 1
+    log.info("agent stopping", extra={"signal": stop.is_set()})
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    if lease is not None:
+        await lease.release()
+    await runner.cleanup()
+    await api.close()
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``stashlet-agent``."""
+    try:
+        settings = load(sys.argv[1:] if argv is None else argv, os.environ)
+    except SettingsError as exc:
+        print(f"stashlet-agent: {exc}", file=sys.stderr)
+        return 2
+    logs.configure(settings.log_level)
+    try:
+        if settings.mode == contract.MODE_SIDECAR:
+            return asyncio.run(run_sidecar(settings))
+    except (HostError, ResticUnavailable) as exc:
+        log.error("agent cannot start", extra={"error": str(exc)})
+        return 2
+    log.error("mode not available in this build", extra={"mode": settings.mode})
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

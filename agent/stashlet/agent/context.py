@@ -1,0 +1,124 @@
+"""What every session handler of one agent process shares: settings, clients, identity, live state."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kubernetes_asyncio import client
+
+from stashlet.agent.backend import BackendError, ResticRepository, build_repository, decode_secret_data
+from stashlet.agent.hosts import HostIdentity
+from stashlet.agent.live import LiveState
+from stashlet.agent.restic_cli import ResticSettings
+from stashlet.agent.settings import AgentSettings
+from stashlet.api import names
+from stashlet.api.repository import Repository
+from stashlet.kube.client import call_json
+from stashlet.kube.custom import StashClient
+from stashlet.kube.errors import NotFound
+from stashlet.kube.events import EventRecorder
+from stashlet.kube.leases import LeaseLock
+
+_READERS = {
+    "Deployment": "read_namespaced_deployment",
+    "StatefulSet": "read_namespaced_stateful_set",
+    "DaemonSet": "read_namespaced_daemon_set",
+    "ReplicaSet": "read_namespaced_replica_set",
+}
+
+
+class PreparationError(RuntimeError):
+    """Something the session needs is missing or wrong; ``reason`` is a condition-style word."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        """Keep a machine reason and a message that names the object and field."""
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+@dataclass
+class AgentContext:
+    """Everything a session handler needs; built once per process."""
+
+    settings: AgentSettings
+    api: client.ApiClient
+    stash: StashClient
+    events: EventRecorder
+    host: HostIdentity
+    live: LiveState
+    restic: ResticSettings
+    lease: LeaseLock | None = None
+
+    @property
+    def namespace(self) -> str:
+        """The namespace of this pod, its invoker and its target."""
+        return self.settings.namespace
+
+    async def read_workload(self) -> dict[str, Any]:
+        """The target workload (Deployment, StatefulSet, DaemonSet, ReplicaSet) as a dict."""
+        apps = client.AppsV1Api(self.api)
+        reader = _READERS.get(self.settings.target_kind)
+        if reader is None:
+            return {}
+        try:
+            return await call_json(getattr(apps, reader), self.settings.target_name, self.namespace)
+        except NotFound as exc:
+            raise PreparationError(
+                "TargetNotFound",
+                f"{self.settings.target_kind} {self.namespace}/{self.settings.target_name} not found",
+            ) from exc
+
+    async def repository(self, name: str, namespace: str | None) -> tuple[Repository, ResticRepository]:
+        """Read the Repository and its storage Secret (fresh, every session) and build restic's view."""
+        repo_ns = namespace or self.namespace
+        try:
+            repo = await self.stash.get(Repository, repo_ns, name)
+        except NotFound as exc:
+            raise PreparationError("RepositoryNotFound", f"Repository {repo_ns}/{name} not found") from exc
+        backend = repo.spec.backend.to_dict()
+        secret_name = backend.get("storageSecretName")
+        if not secret_name:
+            raise PreparationError(
+                "BackendSecretNotAvailable",
+                f"Repository {repo_ns}/{name}: spec.backend.storageSecretName is empty",
+            )
+        try:
+            secret = await call_json(client.CoreV1Api(self.api).read_namespaced_secret, secret_name, repo_ns)
+        except NotFound as exc:
+            raise PreparationError(
+                "BackendSecretNotAvailable",
+                f"storage Secret {repo_ns}/{secret_name} (Repository {repo_ns}/{name} "
+                "spec.backend.storageSecretName) not found",
+            ) from exc
+        files_dir = Path(self.settings.tmp_dir) / "credentials" / name
+        files_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            restic_repo = build_repository(
+                backend,
+                decode_secret_data(secret.get("data")),
+                files_dir=str(files_dir),
+                secret_namespace=repo_ns,
+            )
+        except BackendError as exc:
+            raise PreparationError(
+                "BackendSecretNotAvailable", f"Repository {repo_ns}/{name}: {exc}"
+            ) from exc
+        return repo, restic_repo
+
+    def may_initialize(self, repo: Repository) -> bool:
+        """False when the Repository forbids initialising a missing restic repository."""
+        annotations = repo.metadata.annotations or {}
+        return annotations.get(names.ANNOTATION_INIT_REPOSITORY, "true").lower() != "false"
+
+    def object_ref(self) -> str:
+        """``namespace/name`` of this agent's invoker, for logs."""
+        return f"{self.namespace}/{self.settings.invoker_name}"
+
+
+def missing_paths(paths: list[str]) -> list[str]:
+    """The target paths that do not exist in this container."""
+    return [p for p in paths if not os.path.exists(p)]

@@ -1,0 +1,485 @@
+"""Stash's Prometheus metrics: pure builders of registries, and a push to the Pushgateway.
+
+The gauges (see ``metric_catalog``) and the moments they are sent follow Stash's ``pkg/restic/metrics.go``;
+each gauge is exposed under both of Stash's prefixes, ``stash_<subsystem>_<name>`` and
+``stash_appscode_com_<subsystem>_<name>`` (DESIGN.md §3). Labels: ``invoker_kind``, ``invoker_name``,
+``namespace``, ``driver``, ``repository``; target metrics add ``target_kind``, ``target_name``,
+``target_namespace``; per-host metrics add ``host``.
+
+Every builder takes typed inputs and returns a fresh ``CollectorRegistry`` (no global state), so it is
+tested without a server. ``push`` sends one registry with POST (``pushadd_to_gateway``): within the group
+``job`` + ``hostname`` it replaces only the families it carries, so a host's session and repository
+metrics do not delete the per-host metrics it pushed before; and the ``hostname`` grouping key keeps one
+host's push from replacing another host's metrics under the same job (which a PUT, or a POST without
+the grouping key, would do).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import re
+import urllib.error
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import partial
+from typing import Final
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client.exposition import basic_auth_handler, default_handler, pushadd_to_gateway
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+from tenacity import (
+    AsyncRetrying,
+    RetryError,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential,
+)
+
+from stashlet.agent import metric_catalog as gauges
+from stashlet.agent.metric_catalog import GROUPING_KEY_HOST, HOST_LABEL, MetricSpec
+from stashlet.agent.sizes import parse_size
+from stashlet.api.backupsession import BackupSessionPhase, HostBackupPhase, HostBackupStats, TargetPhase
+from stashlet.api.common import Snapshotter
+from stashlet.api.repository import RepositoryStatus
+from stashlet.api.restoresession import HostRestorePhase, HostRestoreStats, RestorePhase
+
+# ---------------------------------------------------------------- labels
+
+
+@dataclass(frozen=True)
+class InvokerLabels:
+    """The labels of every metric: who invoked the backup or restore, and with which repository."""
+
+    invoker_kind: str
+    """BackupConfiguration, or RestoreSession for a restore."""
+    invoker_name: str
+    namespace: str
+    repository: str = ""
+    """The Repository's name; empty for the VolumeSnapshotter driver."""
+    driver: str = Snapshotter.RESTIC.value
+
+    def values(self) -> dict[str, str]:
+        """The label values by label name."""
+        return {
+            "invoker_kind": self.invoker_kind,
+            "invoker_name": self.invoker_name,
+            "namespace": self.namespace,
+            "driver": self.driver,
+            "repository": self.repository,
+        }
+
+
+@dataclass(frozen=True)
+class TargetLabels:
+    """The target a target or host metric is about."""
+
+    kind: str
+    name: str
+    namespace: str
+
+    def values(self) -> dict[str, str]:
+        """The label values by label name."""
+        return {"target_kind": self.kind, "target_name": self.name, "target_namespace": self.namespace}
+
+
+class _Builder:
+    """A fresh registry; ``set`` writes one value into a gauge under both prefixes."""
+
+    def __init__(self, labels: Mapping[str, str]) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._labels = dict(labels)
+        self._gauges: dict[str, Gauge] = {}
+
+    def set(self, spec: MetricSpec, value: float, **extra: str) -> None:
+        labels = {**self._labels, **extra}
+        for name in spec.names:
+            gauge = self._gauges.get(name)
+            if gauge is None:
+                gauge = Gauge(name, spec.help, labelnames=sorted(labels), registry=self.registry)
+                self._gauges[name] = gauge
+            gauge.labels(**labels).set(value)
+
+
+# ---------------------------------------------------------------- durations
+
+
+_GO_UNITS: Final[dict[str, float]] = {
+    "ns": 1e-9,
+    "us": 1e-6,
+    "µs": 1e-6,  # Go writes the micro sign
+    "μs": 1e-6,  # and accepts the Greek mu
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+}
+_GO_PART: Final = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+_CLOCK: Final = re.compile(r"^(?:(\d+):)?(\d+):(\d{1,2})$")
+_NUMBER: Final = re.compile(r"^\d+(?:\.\d+)?$")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a duration as Stash's status fields hold them.
+
+    Accepts Go durations (``"1m2.5s"``, ``"4h0m0s"``, ``"350ms"``: session and host durations),
+    restic's clock form (``"1:02"``, ``"1:02:03"``: a snapshot's ``processingTime``) and plain seconds
+    (``"12"``, ``"12.5"``). Raises ValueError on anything else.
+    """
+    value = text.strip()
+    if _NUMBER.match(value):
+        return float(value)
+    if clock := _CLOCK.match(value):
+        hours, minutes, seconds = clock.groups()
+        return int(hours or 0) * 3600 + int(minutes) * 60 + int(seconds)
+    negative = value.startswith("-")
+    body = value[1:] if value[:1] in ("+", "-") else value
+    total, position = 0.0, 0
+    for part in _GO_PART.finditer(body):
+        if part.start() != position:
+            break
+        total += float(part[1]) * _GO_UNITS[part[2]]
+        position = part.end()
+    if not body or position != len(body):
+        raise ValueError(f"not a duration: {text!r} (expected e.g. '1m2.5s', '1:02' or '12')")
+    return -total if negative else total
+
+
+# ---------------------------------------------------------------- backup
+
+
+def _host_succeeded(phase: str | None, error: str | None, success: str) -> bool:
+    return phase == success if phase is not None else not error
+
+
+def backup_session_metrics(
+    labels: InvokerLabels,
+    phase: BackupSessionPhase,
+    *,
+    duration_seconds: float | None,
+    target_count: int,
+    finished_at: datetime,
+) -> CollectorRegistry:
+    """Metrics of a whole BackupSession, as Stash sends them when the session ends.
+
+    Succeeded: success 1, duration, number of targets, last success time (``finished_at``). Any other
+    phase: success 0 only, so the last success time of an earlier session stays on the gateway.
+    """
+    builder = _Builder(labels.values())
+    if phase is BackupSessionPhase.SUCCEEDED:
+        builder.set(gauges.BACKUP_SESSION_SUCCESS, 1)
+        if duration_seconds is not None:
+            builder.set(gauges.BACKUP_SESSION_DURATION, duration_seconds)
+        builder.set(gauges.BACKUP_TARGET_COUNT, target_count)
+        builder.set(gauges.BACKUP_LAST_SUCCESS, finished_at.timestamp())
+    else:
+        builder.set(gauges.BACKUP_SESSION_SUCCESS, 0)
+    return builder.registry
+
+
+def backup_target_metrics(
+    labels: InvokerLabels,
+    target: TargetLabels,
+    phase: TargetPhase,
+    *,
+    total_hosts: int | None,
+    finished_at: datetime,
+) -> CollectorRegistry:
+    """Metrics of one target of a BackupSession: success, number of hosts, last success time."""
+    builder = _Builder({**labels.values(), **target.values()})
+    if phase is TargetPhase.SUCCEEDED:
+        builder.set(gauges.BACKUP_TARGET_SUCCESS, 1)
+        builder.set(gauges.BACKUP_TARGET_LAST_SUCCESS, finished_at.timestamp())
+        if total_hosts is not None:
+            builder.set(gauges.BACKUP_TARGET_HOST_COUNT, total_hosts)
+    else:
+        builder.set(gauges.BACKUP_TARGET_SUCCESS, 0)
+    return builder.registry
+
+
+def backup_host_metrics(
+    labels: InvokerLabels, target: TargetLabels, host_stats: Iterable[HostBackupStats]
+) -> CollectorRegistry:
+    """Per-host metrics of a backup, from the hosts' entries in ``status.targets[].stats``.
+
+    A succeeded host gets success 1, its duration, and the sums over its snapshots of data size,
+    uploaded bytes (sizes like ``"4.154 KiB"`` converted to bytes), processing time and file counts. A
+    failed host gets success 0 only. Raises ValueError when a size or duration cannot be read.
+    """
+    builder = _Builder({**labels.values(), **target.values()})
+    for stats in host_stats:
+        host = {HOST_LABEL: stats.hostname or ""}
+        if not _host_succeeded(stats.phase, stats.error, HostBackupPhase.SUCCEEDED):
+            builder.set(gauges.HOST_BACKUP_SUCCESS, 0, **host)
+            continue
+        size = uploaded = processing = 0.0
+        files = {"total": 0, "new": 0, "modified": 0, "unmodified": 0}
+        for snapshot in stats.snapshots or []:
+            size += parse_size(snapshot.total_size) if snapshot.total_size else 0
+            uploaded += parse_size(snapshot.uploaded) if snapshot.uploaded else 0
+            processing += parse_duration(snapshot.processing_time) if snapshot.processing_time else 0
+            counts = snapshot.file_stats
+            if counts is not None:
+                files["total"] += counts.total_files or 0
+                files["new"] += counts.new_files or 0
+                files["modified"] += counts.modified_files or 0
+                files["unmodified"] += counts.unmodified_files or 0
+        builder.set(gauges.HOST_BACKUP_SUCCESS, 1, **host)
+        if stats.duration:
+            builder.set(gauges.HOST_BACKUP_DURATION, parse_duration(stats.duration), **host)
+        builder.set(gauges.HOST_DATA_SIZE, size, **host)
+        builder.set(gauges.HOST_DATA_UPLOADED, uploaded, **host)
+        builder.set(gauges.HOST_DATA_PROCESSING_TIME, processing, **host)
+        builder.set(gauges.HOST_FILES_TOTAL, files["total"], **host)
+        builder.set(gauges.HOST_FILES_NEW, files["new"], **host)
+        builder.set(gauges.HOST_FILES_MODIFIED, files["modified"], **host)
+        builder.set(gauges.HOST_FILES_UNMODIFIED, files["unmodified"], **host)
+    return builder.registry
+
+
+def repository_metrics(
+    labels: InvokerLabels,
+    *,
+    integrity: bool | None,
+    size_bytes: float,
+    snapshot_count: int,
+    snapshots_removed: int,
+    last_backup_time: datetime | None = None,
+) -> CollectorRegistry:
+    """The Repository's state after a backup: integrity (1 only when checked and good), size, counts."""
+    builder = _Builder(labels.values())
+    builder.set(gauges.REPOSITORY_INTEGRITY, 1 if integrity else 0)
+    builder.set(gauges.REPOSITORY_SIZE, size_bytes)
+    builder.set(gauges.REPOSITORY_SNAPSHOT_COUNT, snapshot_count)
+    builder.set(gauges.REPOSITORY_SNAPSHOT_CLEANED, snapshots_removed)
+    if last_backup_time is not None:
+        builder.set(gauges.REPOSITORY_LAST_BACKUP, last_backup_time.timestamp())
+    return builder.registry
+
+
+def repository_metrics_from_status(labels: InvokerLabels, status: RepositoryStatus) -> CollectorRegistry:
+    """``repository_metrics`` from a Repository's status (``totalSize`` parsed; absent counts are 0)."""
+    return repository_metrics(
+        labels,
+        integrity=status.integrity,
+        size_bytes=parse_size(status.total_size) if status.total_size else 0,
+        snapshot_count=status.snapshot_count or 0,
+        snapshots_removed=status.snapshots_removed_on_last_cleanup or 0,
+        last_backup_time=status.last_backup_time,
+    )
+
+
+# ---------------------------------------------------------------- restore
+
+
+def restore_session_metrics(
+    labels: InvokerLabels, phase: RestorePhase, *, duration_seconds: float | None, target_count: int
+) -> CollectorRegistry:
+    """Metrics of a whole RestoreSession: success, and on success its duration and number of targets."""
+    builder = _Builder(labels.values())
+    if phase is RestorePhase.SUCCEEDED:
+        builder.set(gauges.RESTORE_SESSION_SUCCESS, 1)
+        if duration_seconds is not None:
+            builder.set(gauges.RESTORE_SESSION_DURATION, duration_seconds)
+        builder.set(gauges.RESTORE_TARGET_COUNT, target_count)
+    else:
+        builder.set(gauges.RESTORE_SESSION_SUCCESS, 0)
+    return builder.registry
+
+
+def restore_target_metrics(
+    labels: InvokerLabels, target: TargetLabels, *, succeeded: bool, total_hosts: int | None
+) -> CollectorRegistry:
+    """Metrics of one restore target: success, and on success the number of hosts restored."""
+    builder = _Builder({**labels.values(), **target.values()})
+    builder.set(gauges.RESTORE_TARGET_SUCCESS, 1 if succeeded else 0)
+    if succeeded and total_hosts is not None:
+        builder.set(gauges.RESTORE_TARGET_HOST_COUNT, total_hosts)
+    return builder.registry
+
+
+def restore_host_metrics(
+    labels: InvokerLabels, target: TargetLabels, host_stats: Iterable[HostRestoreStats]
+) -> CollectorRegistry:
+    """Per-host metrics of a restore: success, and on success the host's duration."""
+    builder = _Builder({**labels.values(), **target.values()})
+    for stats in host_stats:
+        host = {HOST_LABEL: stats.hostname or ""}
+        if _host_succeeded(stats.phase, stats.error, HostRestorePhase.SUCCEEDED):
+            builder.set(gauges.HOST_RESTORE_SUCCESS, 1, **host)
+            if stats.duration:
+                builder.set(gauges.HOST_RESTORE_DURATION, parse_duration(stats.duration), **host)
+        else:
+            builder.set(gauges.HOST_RESTORE_SUCCESS, 0, **host)
+    return builder.registry
+
+
+class _Chain(Collector):
+    """Collects what several registries hold."""
+
+    def __init__(self, registries: Sequence[CollectorRegistry]) -> None:
+        self._registries = tuple(registries)
+
+    def collect(self) -> Iterable[Metric]:
+        for registry in self._registries:
+            yield from registry.collect()
+
+
+def merge(*registries: CollectorRegistry) -> CollectorRegistry:
+    """One registry holding what several hold, to push them in one request.
+
+    Raises ValueError when two of them hold the same metric (the gateway would refuse a family that
+    appears twice in one push).
+    """
+    seen: set[str] = set()
+    for registry in registries:
+        names = {family.name for family in registry.collect()}
+        if clash := seen & names:
+            raise ValueError(f"metrics in more than one registry: {', '.join(sorted(clash))}")
+        seen |= names
+    merged = CollectorRegistry(auto_describe=True)
+    merged.register(_Chain(registries))
+    return merged
+
+
+# ---------------------------------------------------------------- push
+
+
+class MetricsPushFailed(Exception):
+    """Metrics could not be pushed; the message names the gateway (without credentials) and the job."""
+
+    def __init__(self, gateway: str, job: str, reason: str) -> None:
+        super().__init__(f"pushing metrics of job {job!r} to the Pushgateway at {gateway} failed: {reason}")
+        self.gateway = gateway
+        self.job = job
+        self.reason = reason
+
+
+def job_name(invoker_kind: str, namespace: str, invoker_name: str) -> str:
+    """The Pushgateway job: ``<invoker kind lower-cased>-<namespace>-<invoker name>``."""
+    return f"{invoker_kind.lower()}-{namespace}-{invoker_name}"
+
+
+def host_grouping_key(host: str) -> dict[str, str]:
+    """The grouping key that keeps each host's metrics apart: ``{"hostname": host}``."""
+    return {GROUPING_KEY_HOST: host}
+
+
+def redact_url(url: str) -> str:
+    """``url`` without a user name or password, fit for messages and logs."""
+    parts = urlsplit(url if "://" in url else f"http://{url}")
+    if parts.username is None and parts.password is None:
+        return urlunsplit(parts)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{host}:{parts.port}" if parts.port is not None else host
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+Handler = Callable[..., Callable[[], None]]
+
+
+def _handler_for(url: str) -> Handler:
+    """The push handler: credentials in the URL go as basic auth (urllib would not send them)."""
+    parts = urlsplit(url if "://" in url else f"http://{url}")
+    if parts.username is None:
+        return default_handler
+    return partial(
+        basic_auth_handler, username=unquote(parts.username), password=unquote(parts.password or "")
+    )
+
+
+class _GatewayAnswer(Exception):
+    """The gateway answered with an error status; its response is already read and closed."""
+
+    def __init__(self, code: int, reason: str, body: str) -> None:
+        super().__init__(f"HTTP {code} {reason}" + (f": {body}" if body else ""))
+        self.code = code
+
+
+def _push_once(
+    gateway: str,
+    job: str,
+    registry: CollectorRegistry,
+    grouping_key: dict[str, str],
+    timeout: float,
+    handler: Handler,
+) -> None:
+    """One POST; an error status becomes ``_GatewayAnswer`` (so no response is left open)."""
+    try:
+        pushadd_to_gateway(
+            gateway, job, registry, grouping_key=grouping_key, timeout=timeout, handler=handler
+        )
+    except urllib.error.HTTPError as exc:
+        with exc:
+            try:
+                body = exc.read(2048).decode("utf-8", "replace").strip()
+            except OSError:
+                body = ""
+        raise _GatewayAnswer(exc.code, str(exc.reason), body) from None
+
+
+def _is_transient(exc: BaseException) -> bool:
+    """Worth another attempt: no connection, a timeout, a dropped connection, or a 5xx from the gateway."""
+    if isinstance(exc, _GatewayAnswer):
+        return exc.code >= 500
+    return isinstance(exc, urllib.error.URLError | ConnectionError | TimeoutError | http.client.HTTPException)
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, urllib.error.URLError):
+        cause = exc.reason
+        return f"{type(cause).__name__}: {cause}" if isinstance(cause, BaseException) else str(cause)
+    if isinstance(exc, _GatewayAnswer):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+async def push(
+    url: str,
+    job: str,
+    grouping_key: dict[str, str],
+    registry: CollectorRegistry,
+    *,
+    attempts: int = 3,
+    timeout: float = 5,  # noqa: ASYNC109 - per HTTP request, handed to the blocking client
+    backoff: float = 0.2,
+) -> None:
+    """Push ``registry`` to the Pushgateway at ``url`` under ``job`` and ``grouping_key`` (POST).
+
+    Runs the blocking client in a worker thread. Connection errors, timeouts and 5xx answers are
+    tried up to ``attempts`` times in all, waiting ``backoff`` seconds, then twice that, ...; a 4xx
+    (e.g. the gateway's consistency check) is not retried. Raises MetricsPushFailed when the push did
+    not land. A user name and password in ``url`` go as basic auth and never appear in messages.
+    """
+    clean = redact_url(url)
+    send = partial(
+        _push_once,
+        clean,
+        job,
+        registry,
+        grouping_key=grouping_key,
+        timeout=timeout,
+        handler=_handler_for(url),
+    )
+    retrying = AsyncRetrying(
+        stop=stop_after_attempt(max(1, attempts)),
+        wait=wait_exponential(multiplier=backoff, max=5 * backoff),
+        retry=retry_if_exception(_is_transient),
+        reraise=False,
+    )
+    try:
+        async for attempt in retrying:
+            with attempt:
+                await asyncio.to_thread(send)
+    except RetryError as exc:
+        last = exc.last_attempt.exception()
+        tries = exc.last_attempt.attempt_number
+        reason = _reason(last) if last is not None else "unknown error"
+        raise MetricsPushFailed(clean, job, f"{reason} (after {tries} attempts)") from last
+    except (_GatewayAnswer, OSError, ValueError, http.client.HTTPException) as exc:
+        raise MetricsPushFailed(clean, job, _reason(exc)) from exc

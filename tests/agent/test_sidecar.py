@@ -1,0 +1,440 @@
+"""The sidecar end to end: real API server, real restic, real Pushgateway, agent processes with a
+service account's token and exactly the RBAC the operator grants."""
+
+from __future__ import annotations
+
+import base64
+import filecmp
+import json
+import os
+import subprocess
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from stashlet.api.backupconfiguration import BackupConfiguration
+from stashlet.operator.rbac import sidecar_rbac
+from stashlet.operator.workloads import WORKLOAD_KINDS
+
+pytestmark = [pytest.mark.cluster, pytest.mark.restic]
+
+PASSWORD = "not-a-real-password-1"
+
+
+def get(kubectl: Callable[..., Any], *args: str) -> Any:
+    return json.loads(kubectl("get", *args, "-o", "json").stdout)
+
+
+def wait_phase(
+    kubectl: Callable[..., Any], namespace: str, session: str, phases: set[str], timeout: float = 90
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    obj: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        obj = get(kubectl, "backupsession", session, "-n", namespace)
+        if obj.get("status", {}).get("phase") in phases:
+            return obj
+        time.sleep(0.3)
+    pytest.fail(f"session {session} not in {phases} after {timeout}s: {json.dumps(obj.get('status'))}")
+
+
+class Setup:
+    """Objects of one backup: Secret, Repository (local backend), BackupConfiguration, workload, RBAC."""
+
+    def __init__(
+        self,
+        kubectl: Callable[..., Any],
+        namespace: str,
+        tmp_path: Path,
+        *,
+        kind: str = "Deployment",
+        replicas: int = 1,
+        retention: dict[str, Any] | None = None,
+        paused: bool = False,
+    ) -> None:
+        self.kubectl = kubectl
+        self.namespace = namespace
+        self.repo_dir = tmp_path / "backend"
+        self.data_dirs: list[Path] = []
+        self.kind = kind
+        self.replicas = replicas
+        self.retention = retention or {"name": "keep-last-5", "keepLast": 5, "prune": True}
+        self.paused = paused
+        self.data = tmp_path / "data"
+        self.data.mkdir()
+        self.repo_dir.mkdir()
+
+    def apply(self, service_account: str = "app-agent", secret: dict[str, str] | None = None) -> None:
+        ns = self.namespace
+        data = secret if secret is not None else {"RESTIC_PASSWORD": PASSWORD}
+        objects: list[dict[str, Any]] = [
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": "local-secret", "namespace": ns},
+                "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
+            },
+            {
+                "apiVersion": "stash.appscode.com/v1alpha1",
+                "kind": "Repository",
+                "metadata": {"name": "local-repo", "namespace": ns},
+                "spec": {
+                    "backend": {
+                        "local": {"mountPath": str(self.repo_dir), "hostPath": {"path": str(self.repo_dir)}},
+                        "storageSecretName": "local-secret",
+                    }
+                },
+            },
+            {
+                "apiVersion": "stash.appscode.com/v1beta1",
+                "kind": "BackupConfiguration",
+                "metadata": {"name": "app-backup", "namespace": ns},
+                "spec": {
+                    "repository": {"name": "local-repo"},
+                    "schedule": "*/5 * * * *",
+                    "paused": self.paused,
+                    "target": {
+                        "ref": {"apiVersion": "apps/v1", "kind": self.kind, "name": "app"},
+                        "paths": [str(self.data)],
+                        "volumeMounts": [{"name": "data", "mountPath": str(self.data)}],
+                    },
+                    "retentionPolicy": self.retention,
+                },
+            },
+            self.workload(),
+        ]
+        self.kubectl("apply", "-f", "-", input_obj=objects)
+        bc = BackupConfiguration.from_dict(get(self.kubectl, "backupconfiguration", "app-backup", "-n", ns))
+        rbac = sidecar_rbac(
+            bc,
+            WORKLOAD_KINDS[self.kind],
+            "app",
+            service_account=service_account,
+            repository_namespace=ns,
+            repository="local-repo",
+            secret="local-secret",
+        )
+        self.kubectl("apply", "-f", "-", input_obj=rbac)
+
+    def workload(self) -> dict[str, Any]:
+        labels = {"app": "app"}
+        template = {
+            "metadata": {"labels": labels},
+            "spec": {"containers": [{"name": "app", "image": "busybox", "command": ["sleep", "3600"]}]},
+        }
+        spec: dict[str, Any] = {
+            "replicas": self.replicas,
+            "selector": {"matchLabels": labels},
+            "template": template,
+        }
+        if self.kind == "StatefulSet":
+            spec["serviceName"] = "app"
+        return {
+            "apiVersion": "apps/v1",
+            "kind": self.kind,
+            "metadata": {"name": "app", "namespace": self.namespace},
+            "spec": spec,
+        }
+
+    def session(self, name: str, annotations: dict[str, str] | None = None) -> str:
+        meta: dict[str, Any] = {
+            "name": name,
+            "namespace": self.namespace,
+            "labels": {"stash.appscode.com/backup-configuration": "app-backup"},
+        }
+        if annotations:
+            meta["annotations"] = annotations
+        self.kubectl(
+            "apply",
+            "-f",
+            "-",
+            input_obj={
+                "apiVersion": "stash.appscode.com/v1beta1",
+                "kind": "BackupSession",
+                "metadata": meta,
+                "spec": {
+                    "invoker": {
+                        "apiGroup": "stash.appscode.com",
+                        "kind": "BackupConfiguration",
+                        "name": "app-backup",
+                    }
+                },
+            },
+        )
+        return name
+
+    def restic(self, *args: str, restic_binary: str) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "RESTIC_REPOSITORY": str(self.repo_dir), "RESTIC_PASSWORD": PASSWORD}
+        return subprocess.run(
+            [restic_binary, "--no-cache", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=True,
+            timeout=120,
+        )
+
+
+def write_tree(root: Path) -> None:
+    (root / "dir" / "empty").mkdir(parents=True, exist_ok=True)
+    (root / "a.txt").write_text("alpha\n")
+    (root / "dir" / "b.bin").write_bytes(os.urandom(300_000))
+    (root / "dir" / "exec.sh").write_text("#!/bin/sh\necho hi\n")
+    (root / "dir" / "exec.sh").chmod(0o750)
+    (root / "link").symlink_to("a.txt")
+
+
+def events_for(kubectl: Callable[..., Any], namespace: str, name: str) -> list[dict[str, Any]]:
+    items = get(kubectl, "events", "-n", namespace)["items"]
+    return [e for e in items if e["involvedObject"]["name"] == name]
+
+
+def metrics_from(url: str) -> dict[str, list[Any]]:
+    with urllib.request.urlopen(f"{url}/metrics", timeout=5) as response:  # noqa: S310
+        text = response.read().decode()
+    out: dict[str, list[Any]] = {}
+    for family in text_string_to_metric_families(text):
+        out.setdefault(family.name, []).extend(family.samples)
+    return out
+
+
+def test_deployment_backup_succeeds_and_matches_restic(
+    kubectl: Callable[..., Any],
+    namespace: str,
+    tmp_path: Path,
+    start_agent: Callable[..., Any],
+    service_account_kubeconfig: Callable[[str, str], Path],
+    pushgateway: str,
+    restic_binary: str,
+) -> None:
+    """A session created by hand goes Running -> Succeeded with host stats; a second reuses the repository;
+    Repository status and pushed metrics match restic's own view; the data restores byte for byte."""
+    setup = Setup(kubectl, namespace, tmp_path)
+    write_tree(setup.data)
+    setup.apply()
+    agent = start_agent(
+        namespace=namespace,
+        invoker="app-backup",
+        target_kind="Deployment",
+        target_name="app",
+        pod_name="app-7d4b9-x1",
+        kubeconfig=service_account_kubeconfig(namespace, "app-agent"),
+        pushgateway_url=pushgateway,
+    )
+    first = wait_phase(kubectl, namespace, setup.session("first"), {"Succeeded", "Failed"})
+    assert first["status"]["phase"] == "Succeeded", (first["status"], agent.logs()[-3000:])
+    target = first["status"]["targets"][0]
+    assert (target["ref"]["kind"], target["totalHosts"], target["phase"]) == ("Deployment", 1, "Succeeded")
+    host = target["stats"][0]
+    assert (host["hostname"], host["phase"]) == ("host-0", "Succeeded")
+    assert host["snapshots"][0]["fileStats"]["totalFiles"] == 3
+    assert host["snapshots"][0]["fileStats"]["newFiles"] == 3
+    assert first["status"]["sessionDuration"]
+    conditions = {c["type"]: c["status"] for c in first["status"]["conditions"]}
+    assert conditions["BackendRepositoryInitialized"] == "True"
+    assert conditions["RetentionPolicyApplied"] == "True"
+    assert conditions["RepositoryIntegrityVerified"] == "True"
+    assert conditions["MetricsPushed"] == "True"
+
+    second = wait_phase(kubectl, namespace, setup.session("second"), {"Succeeded", "Failed"})
+    assert second["status"]["phase"] == "Succeeded"
+    stats2 = second["status"]["targets"][0]["stats"][0]["snapshots"][0]["fileStats"]
+    assert (stats2["newFiles"], stats2["unmodifiedFiles"]) == (0, 3)
+
+    snapshots = json.loads(setup.restic("snapshots", "--json", restic_binary=restic_binary).stdout)
+    assert len(snapshots) == 2
+    assert {s["hostname"] for s in snapshots} == {"host-0"}
+    repo = get(kubectl, "repository", "local-repo", "-n", namespace)["status"]
+    raw = json.loads(setup.restic("stats", "--mode=raw-data", "--json", restic_binary=restic_binary).stdout)
+    assert repo["snapshotCount"] == 2
+    assert repo["integrity"] is True
+    assert repo["snapshotsRemovedOnLastCleanup"] == 0
+    from stashlet.agent.sizes import format_size, parse_size
+
+    assert repo["totalSize"] == format_size(raw["total_size"])
+    assert abs(parse_size(repo["totalSize"]) - raw["total_size"]) <= raw["total_size"] * 0.001
+
+    pushed = metrics_from(pushgateway)
+    job = f"backupconfiguration-{namespace}-app-backup"
+    counts = [s for s in pushed["stash_repository_snapshot_count"] if s.labels.get("job") == job]
+    assert [s.value for s in counts] == [2.0]
+    assert "hostname" not in counts[0].labels  # session-wide: one copy per job, whichever host sent it
+    host_ok = [s for s in pushed["stash_backup_host_backup_success"] if s.labels.get("job") == job]
+    assert [(s.labels["hostname"], s.value) for s in host_ok] == [("host-0", 1.0)]
+    success = [s for s in pushed["stash_appscode_com_backup_session_success"] if s.labels.get("job") == job]
+    assert [s.value for s in success] == [1.0]
+
+    restored = tmp_path / "restored"
+    setup.restic("restore", "latest", "--target", str(restored), restic_binary=restic_binary)
+    copy = restored / str(setup.data).lstrip("/")
+    comparison = filecmp.dircmp(setup.data, copy)
+    assert not (comparison.left_only or comparison.right_only or comparison.diff_files)
+    assert (copy / "dir" / "b.bin").read_bytes() == (setup.data / "dir" / "b.bin").read_bytes()
+    assert (copy / "dir" / "exec.sh").stat().st_mode == (setup.data / "dir" / "exec.sh").stat().st_mode
+    assert os.readlink(copy / "link") == "a.txt"
+    assert (copy / "dir" / "empty").is_dir()
+
+    succeeded = [e for e in events_for(kubectl, namespace, "first") if e["reason"] == "Host Backup Succeeded"]
+    assert succeeded
+    assert PASSWORD not in agent.logs()
+
+
+def test_retention_keeps_exactly_what_the_policy_says(
+    kubectl: Callable[..., Any],
+    namespace: str,
+    tmp_path: Path,
+    start_agent: Callable[..., Any],
+    service_account_kubeconfig: Callable[[str, str], Path],
+    restic_binary: str,
+) -> None:
+    """keepLast 2 over four backups leaves the two newest snapshots and reports 1 removed on the last run."""
+    setup = Setup(
+        kubectl, namespace, tmp_path, retention={"name": "keep-last-2", "keepLast": 2, "prune": True}
+    )
+    write_tree(setup.data)
+    setup.apply()
+    start_agent(
+        namespace=namespace,
+        invoker="app-backup",
+        target_kind="Deployment",
+        target_name="app",
+        pod_name="app-x",
+        kubeconfig=service_account_kubeconfig(namespace, "app-agent"),
+    )
+    ids = []
+    for i in range(4):
+        (setup.data / f"file-{i}.txt").write_text(f"version {i}\n")
+        done = wait_phase(kubectl, namespace, setup.session(f"s{i}"), {"Succeeded", "Failed"})
+        assert done["status"]["phase"] == "Succeeded"
+        ids.append(done["status"]["targets"][0]["stats"][0]["snapshots"][0]["name"])
+    snapshots = json.loads(setup.restic("snapshots", "--json", restic_binary=restic_binary).stdout)
+    assert sorted(s["short_id"] for s in snapshots) == sorted(ids[-2:])
+    repo = get(kubectl, "repository", "local-repo", "-n", namespace)["status"]
+    assert (repo["snapshotCount"], repo["snapshotsRemovedOnLastCleanup"]) == (2, 1)
+
+
+def test_paused_configuration_skips_with_the_seed_event(
+    kubectl: Callable[..., Any],
+    namespace: str,
+    tmp_path: Path,
+    start_agent: Callable[..., Any],
+    service_account_kubeconfig: Callable[[str, str], Path],
+) -> None:
+    """Paused: a session ends Skipped with Warning BackupSessionSkipped "Backup Configuration is paused";
+    with the opt-in annotation the backup runs anyway."""
+    setup = Setup(kubectl, namespace, tmp_path, paused=True)
+    write_tree(setup.data)
+    setup.apply()
+    start_agent(
+        namespace=namespace,
+        invoker="app-backup",
+        target_kind="Deployment",
+        target_name="app",
+        pod_name="app-x",
+        kubeconfig=service_account_kubeconfig(namespace, "app-agent"),
+    )
+    skipped = wait_phase(kubectl, namespace, setup.session("instant-backupsession"), {"Skipped", "Succeeded"})
+    assert skipped["status"]["phase"] == "Skipped"
+    events = events_for(kubectl, namespace, "instant-backupsession")
+    assert [(e["type"], e["reason"], e["message"], e["source"]["component"]) for e in events] == [
+        ("Warning", "BackupSessionSkipped", "Backup Configuration is paused", "BackupSession Controller")
+    ]
+    out = kubectl("get", "backupsession", "instant-backupsession", "-n", namespace).stdout
+    assert "Skipped" in out.splitlines()[1]
+    forced = wait_phase(
+        kubectl,
+        namespace,
+        setup.session("forced", {"stash.appscode.com/backup-while-paused": "true"}),
+        {"Skipped", "Succeeded", "Failed"},
+    )
+    assert forced["status"]["phase"] == "Succeeded"
+
+
+@pytest.mark.parametrize(
+    ("secret", "mutate", "reason", "message"),
+    [
+        pytest.param(
+            {"RESTIC_PASSWORD": PASSWORD},
+            "missing-path",
+            "TargetPathNotFound",
+            "do not exist",
+            id="target-path-missing",
+        ),
+        pytest.param(
+            {"OTHER": "x"}, None, "BackendSecretNotAvailable", "RESTIC_PASSWORD", id="secret-key-missing"
+        ),
+        pytest.param(
+            {"RESTIC_PASSWORD": PASSWORD},
+            "no-secret",
+            "BackendSecretNotAvailable",
+            "local-secret",
+            id="secret-missing",
+        ),
+        pytest.param(
+            {"RESTIC_PASSWORD": PASSWORD},
+            "no-init",
+            "RepositoryNotFound",
+            "init-repository",
+            id="repository-missing-init-disabled",
+        ),
+        pytest.param(
+            {"RESTIC_PASSWORD": PASSWORD}, "wrong-password", "WrongPassword", "password", id="wrong-password"
+        ),
+    ],
+)
+def test_faults_fail_the_session_with_a_named_reason(
+    secret: dict[str, str],
+    mutate: str | None,
+    reason: str,
+    message: str,
+    kubectl: Callable[..., Any],
+    namespace: str,
+    tmp_path: Path,
+    start_agent: Callable[..., Any],
+    service_account_kubeconfig: Callable[[str, str], Path],
+    restic_binary: str,
+) -> None:
+    """Each fault fails the host with its own reason and a message naming what is wrong; nothing Succeeded."""
+    setup = Setup(kubectl, namespace, tmp_path)
+    write_tree(setup.data)
+    setup.apply(secret=secret)
+    if mutate == "missing-path":
+        import shutil
+
+        shutil.rmtree(setup.data)
+    elif mutate == "no-secret":
+        kubectl("delete", "secret", "local-secret", "-n", namespace)
+    elif mutate == "no-init":
+        kubectl(
+            "annotate",
+            "repository",
+            "local-repo",
+            "-n",
+            namespace,
+            "stash.appscode.com/init-repository=false",
+        )
+    elif mutate == "wrong-password":
+        env = {**os.environ, "RESTIC_REPOSITORY": str(setup.repo_dir), "RESTIC_PASSWORD": "another-password"}
+        subprocess.run([restic_binary, "init"], env=env, check=True, capture_output=True, timeout=60)
+    start_agent(
+        namespace=namespace,
+        invoker="app-backup",
+        target_kind="Deployment",
+        target_name="app",
+        pod_name="app-x",
+        kubeconfig=service_account_kubeconfig(namespace, "app-agent"),
+    )
+    done = wait_phase(kubectl, namespace, setup.session("faulty"), {"Succeeded", "Failed"})
+    assert done["status"]["phase"] == "Failed"
+    host = done["status"]["targets"][0]["stats"][0]
+    assert host["reason"] == reason
+    assert message in host["error"]
+    assert PASSWORD not in json.dumps(done)
+    failed = [e for e in events_for(kubectl, namespace, "faulty") if e["reason"] == "Host Backup Failed"]
+    assert failed
+    assert failed[0]["type"] == "Warning"
