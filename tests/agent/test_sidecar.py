@@ -438,3 +438,255 @@ def test_faults_fail_the_session_with_a_named_reason(
     failed = [e for e in events_for(kubectl, namespace, "faulty") if e["reason"] == "Host Backup Failed"]
     assert failed
     assert failed[0]["type"] == "Warning"
+
+
+def test_statefulset_hosts_each_back_up_once(
+    kubectl: Callable[..., Any],
+    namespace: str,
+    tmp_path: Path,
+    start_agent: Callable[..., Any],
+    service_account_kubeconfig: Callable[[str, str], Path],
+    restic_binary: str,
+) -> None:
+    """A StatefulSet of 3 with 3 agent processes: 3 host entries (host-0..2), one Succeeded session, and
+    one snapshot per host in the repository."""
+    setup = Setup(kubectl, namespace, tmp_path, kind="StatefulSet", replicas=3)
+    write_tree(setup.data)
+    setup.apply()
+    kubeconfig = service_account_kubeconfig(namespace, "app-agent")
+    for ordinal in range(3):
+        start_agent(
+            namespace=namespace,
+            invoker="app-backup",
+            target_kind="StatefulSet",
+            target_name="app",
+            pod_name=f"app-{ordinal}",
+            kubeconfig=kubeconfig,
+        )
+    done = wait_phase(kubectl, namespace, setup.session("sts"), {"Succeeded", "Failed"}, timeout=150)
+    assert done["status"]["phase"] == "Succeeded", done["status"]
+    target = done["status"]["targets"][0]
+    assert target["totalHosts"] == 3
+    assert sorted((s["hostname"], s["phase"]) for s in target["stats"]) == [
+        ("host-0", "Succeeded"),
+        ("host-1", "Succeeded"),
+        ("host-2", "Succeeded"),
+    ]
+    snapshots = json.loads(setup.restic("snapshots", "--json", restic_binary=restic_binary).stdout)
+    assert sorted(s["hostname"] for s in snapshots) == ["host-0", "host-1", "host-2"]
+
+
+def test_only_the_lease_holder_of_a_deployment_backs_up(
+    kubectl: Callable[..., Any],
+    namespace: str,
+    tmp_path: Path,
+    start_agent: Callable[..., Any],
+    service_account_kubeconfig: Callable[[str, str], Path],
+    restic_binary: str,
+) -> None:
+    """Two replicas of a Deployment: one holds Lease lock-deployment-app-backup and backs up as host-0;
+    the session has one host entry and the repository one snapshot."""
+    setup = Setup(kubectl, namespace, tmp_path, replicas=2)
+    write_tree(setup.data)
+    setup.apply()
+    kubeconfig = service_account_kubeconfig(namespace, "app-agent")
+    agents = [
+        start_agent(
+            namespace=namespace,
+            invoker="app-backup",
+            target_kind="Deployment",
+            target_name="app",
+            pod_name=f"app-abc-{i}",
+            kubeconfig=kubeconfig,
+        )
+        for i in range(2)
+    ]
+    done = wait_phase(kubectl, namespace, setup.session("leader"), {"Succeeded", "Failed"})
+    assert done["status"]["phase"] == "Succeeded"
+    assert [s["hostname"] for s in done["status"]["targets"][0]["stats"]] == ["host-0"]
+    holder = get(kubectl, "lease", "lock-deployment-app-backup", "-n", namespace)["spec"]["holderIdentity"]
+    assert holder in {"app-abc-0", "app-abc-1"}
+    leaders = []
+    for agent in agents:
+        with urllib.request.urlopen(f"{agent.url}/status", timeout=5) as response:  # noqa: S310
+            leaders.append(json.loads(response.read())["leader"])
+    assert sorted(leaders) == [False, True]
+    assert len(json.loads(setup.restic("snapshots", "--json", restic_binary=restic_binary).stdout)) == 1
+
+
+def test_status_api_and_instant_backup(
+    kubectl: Callable[..., Any],
+    namespace: str,
+    tmp_path: Path,
+    start_agent: Callable[..., Any],
+    service_account_kubeconfig: Callable[[str, str], Path],
+) -> None:
+    """GET /status shows the invoker, host and last results; POST /backup from loopback creates a labelled
+    BackupSession owned by the configuration, which then succeeds like any other."""
+    setup = Setup(kubectl, namespace, tmp_path)
+    write_tree(setup.data)
+    setup.apply()
+    agent = start_agent(
+        namespace=namespace,
+        invoker="app-backup",
+        target_kind="Deployment",
+        target_name="app",
+        pod_name="app-x",
+        kubeconfig=service_account_kubeconfig(namespace, "app-agent"),
+    )
+    request = urllib.request.Request(f"{agent.url}/backup", method="POST")
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+        assert response.status == 202
+        name = json.loads(response.read())["backupSession"]
+    assert name.startswith("app-backup-")
+    session = wait_phase(kubectl, namespace, name, {"Succeeded", "Failed"})
+    assert session["status"]["phase"] == "Succeeded"
+    assert session["metadata"]["labels"]["stash.appscode.com/backup-configuration"] == "app-backup"
+    assert session["metadata"]["ownerReferences"][0]["kind"] == "BackupConfiguration"
+    with urllib.request.urlopen(f"{agent.url}/status", timeout=5) as response:  # noqa: S310
+        status = json.loads(response.read())
+    assert status["invoker"]["name"] == "app-backup"
+    assert status["host"] == "host-0"
+    assert status["lastResults"][name]["phase"] == "Succeeded"
+    assert status["repository"]["snapshotCount"] == 1
+
+
+def test_pushgateway_down_does_not_fail_the_backup(
+    kubectl: Callable[..., Any],
+    namespace: str,
+    tmp_path: Path,
+    start_agent: Callable[..., Any],
+    service_account_kubeconfig: Callable[[str, str], Path],
+) -> None:
+    """With the Pushgateway unreachable the session still Succeeds; MetricsPushed=False and a Warning event."""
+    from stashlet.localcluster.processes import free_port
+
+    setup = Setup(kubectl, namespace, tmp_path)
+    write_tree(setup.data)
+    setup.apply()
+    start_agent(
+        namespace=namespace,
+        invoker="app-backup",
+        target_kind="Deployment",
+        target_name="app",
+        pod_name="app-x",
+        kubeconfig=service_account_kubeconfig(namespace, "app-agent"),
+        pushgateway_url=f"http://127.0.0.1:{free_port()}",
+    )
+    done = wait_phase(kubectl, namespace, setup.session("nogw"), {"Succeeded", "Failed"})
+    assert done["status"]["phase"] == "Succeeded"
+    conditions = {c["type"]: c for c in done["status"]["conditions"]}
+    assert conditions["MetricsPushed"]["status"] == "False"
+    assert "127.0.0.1" in conditions["MetricsPushed"]["message"]
+    assert any(
+        e["reason"] == "MetricsPushFailed" and e["type"] == "Warning"
+        for e in events_for(kubectl, namespace, "nogw")
+    )
+
+
+def test_sigterm_mid_backup_interrupts_restic_cleanly(
+    kubectl: Callable[..., Any],
+    namespace: str,
+    tmp_path: Path,
+    start_agent: Callable[..., Any],
+    service_account_kubeconfig: Callable[[str, str], Path],
+    restic_binary: str,
+) -> None:
+    """SIGTERM while restic runs: the agent exits inside the grace period, the host is Failed with reason
+    Interrupted, and no lock is left in the repository."""
+    setup = Setup(kubectl, namespace, tmp_path)
+    (setup.data / "big.bin").write_bytes(os.urandom(64 * 1024 * 1024))
+    setup.apply()
+    kubectl(
+        "patch",
+        "backupconfiguration",
+        "app-backup",
+        "-n",
+        namespace,
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"target": {"args": ["--limit-upload=2048"]}}}),
+    )
+    agent = start_agent(
+        namespace=namespace,
+        invoker="app-backup",
+        target_kind="Deployment",
+        target_name="app",
+        pod_name="app-x",
+        kubeconfig=service_account_kubeconfig(namespace, "app-agent"),
+    )
+    name = setup.session("long")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(f"{agent.url}/status", timeout=5) as response:  # noqa: S310
+            running = json.loads(response.read())["running"]
+        if running and running.get("progress"):
+            break
+        time.sleep(0.3)
+    else:
+        pytest.fail(f"restic never reported progress:\n{agent.logs()[-3000:]}")
+    started = time.monotonic()
+    code = agent.stop()
+    elapsed = time.monotonic() - started
+    assert elapsed < 30, f"took {elapsed:.1f}s to stop"
+    assert code == 0
+    session = get(kubectl, "backupsession", name, "-n", namespace)
+    host = session["status"]["targets"][0]["stats"][0]
+    assert (host["phase"], host["reason"]) == ("Failed", "Interrupted")
+    locks = setup.restic("list", "locks", "--no-lock", restic_binary=restic_binary).stdout.split()
+    assert locks == []
+
+
+def test_agent_restart_fails_the_session_it_left_running(
+    kubectl: Callable[..., Any],
+    namespace: str,
+    tmp_path: Path,
+    start_agent: Callable[..., Any],
+    service_account_kubeconfig: Callable[[str, str], Path],
+) -> None:
+    """A session this host left Running (agent killed with SIGKILL) is ended Failed with reason
+    AgentRestarted by the next agent on the same host."""
+    setup = Setup(kubectl, namespace, tmp_path)
+    (setup.data / "big.bin").write_bytes(os.urandom(32 * 1024 * 1024))
+    setup.apply()
+    kubectl(
+        "patch",
+        "backupconfiguration",
+        "app-backup",
+        "-n",
+        namespace,
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"target": {"args": ["--limit-upload=1024"]}}}),
+    )
+    kubeconfig = service_account_kubeconfig(namespace, "app-agent")
+    first = start_agent(
+        namespace=namespace,
+        invoker="app-backup",
+        target_kind="Deployment",
+        target_name="app",
+        pod_name="app-x",
+        kubeconfig=kubeconfig,
+    )
+    name = setup.session("orphan")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        status = get(kubectl, "backupsession", name, "-n", namespace).get("status", {})
+        if status.get("targets"):
+            break
+        time.sleep(0.3)
+    import signal
+
+    first.stop(signal.SIGKILL)
+    subprocess.run(["pkill", "-KILL", "-f", f"restic.*{setup.repo_dir}"], check=False)
+    start_agent(
+        namespace=namespace,
+        invoker="app-backup",
+        target_kind="Deployment",
+        target_name="app",
+        pod_name="app-x",
+        kubeconfig=kubeconfig,
+    )
+    done = wait_phase(kubectl, namespace, name, {"Failed", "Succeeded"}, timeout=60)
+    host = done["status"]["targets"][0]["stats"][0]
+    assert (done["status"]["phase"], host["reason"]) == ("Failed", "AgentRestarted")

@@ -19,7 +19,8 @@ from typing import Any, TypeVar
 from stashlet.agent import restic_json as rj
 from stashlet.agent import session_status as ss
 from stashlet.agent.context import AgentContext, PreparationError, missing_paths
-from stashlet.agent.metrics_report import MetricsReporter
+from stashlet.agent.hosts import total_hosts
+from stashlet.agent.metrics_report import MetricsReporter, PushOutcome, apply_push_condition, merge_outcomes
 from stashlet.agent.restic_cli import Restic
 from stashlet.agent.restic_errors import PartialBackup, RepositoryLocked, ResticError
 from stashlet.agent.retention import RetentionError, forget_args
@@ -55,7 +56,7 @@ class HostOutcome:
     stats: HostBackupStats
     completed_target: bool = False
     session: BackupSession | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    pushes: list[PushOutcome | None] = field(default_factory=list)
 
 
 def host_stats_from_summary(
@@ -92,6 +93,33 @@ def host_stats_from_summary(
     return stats
 
 
+@dataclass(frozen=True)
+class BackupPlan:
+    """What one host backs up for a session: the target, its number of hosts, paths and restic options."""
+
+    ref: TargetRef
+    total_hosts: int
+    paths: list[str]
+    excludes: list[str] = field(default_factory=list)
+    args: list[str] = field(default_factory=list)
+
+
+def plan_from_config(config: BackupConfiguration, workload: dict[str, Any]) -> BackupPlan:
+    """The plan of a workload backup (sidecar): everything from ``spec.target``."""
+    target = config.spec.target
+    if target is None or target.ref is None:
+        name = f"{config.metadata.namespace}/{config.metadata.name}"
+        raise PreparationError("TargetNotFound", f"BackupConfiguration {name}: spec.target.ref is not set")
+    ref = TargetRef(api_version=target.ref.api_version, kind=target.ref.kind, name=target.ref.name)
+    return BackupPlan(
+        ref=ref,
+        total_hosts=total_hosts(ref.kind or "", workload, target.replicas),
+        paths=list(target.paths or []),
+        excludes=list(target.exclude or []),
+        args=list(target.args or []),
+    )
+
+
 class BackupRunner:
     """Runs this host's part of BackupSessions, one at a time."""
 
@@ -100,23 +128,14 @@ class BackupRunner:
         self.ctx = ctx
         self.metrics = metrics
 
-    async def run(self, session: BackupSession, config: BackupConfiguration) -> HostOutcome:
+    async def run(self, session: BackupSession, config: BackupConfiguration, plan: BackupPlan) -> HostOutcome:
         """Back up this host for ``session``; always records a final host entry unless cancelled."""
         ctx = self.ctx
-        target = config.spec.target
-        if target is None or target.ref is None:
-            raise PreparationError(
-                "TargetNotFound", f"BackupConfiguration {ctx.object_ref()}: spec.target.ref is not set"
-            )
-        ref = TargetRef(api_version=target.ref.api_version, kind=target.ref.kind, name=target.ref.name)
+        ref, hosts, paths = plan.ref, plan.total_hosts, plan.paths
         name = session.metadata.name or ""
         host = ctx.host.name
         started = time.monotonic()
         ctx.live.start(name, "backup")
-        workload = await ctx.read_workload()
-        from stashlet.agent.hosts import total_hosts  # noqa: PLC0415 - keeps hosts free of import cycles
-
-        hosts = total_hosts(ref.kind or "", workload, target.replicas)
         await ctx.stash.update_status(
             BackupSession,
             ctx.namespace,
@@ -127,7 +146,7 @@ class BackupRunner:
         )
         log.info(
             "host backup started",
-            extra={"session": f"{ctx.namespace}/{name}", "host": host, "paths": target.paths},
+            extra={"session": f"{ctx.namespace}/{name}", "host": host, "paths": paths},
         )
         repo: Repository | None = None
         restic: Restic | None = None
@@ -139,7 +158,6 @@ class BackupRunner:
                     f"BackupConfiguration {ctx.object_ref()}: spec.repository is not set",
                 )
             repo, restic_repo = await ctx.repository(repo_ref.name, repo_ref.namespace)
-            paths = list(target.paths or [])
             if not paths:
                 raise PreparationError(
                     "TargetPathsMissing",
@@ -153,15 +171,13 @@ class BackupRunner:
                 )
             restic = Restic(ctx.restic, restic_repo)
             await self._ensure_repository(restic, repo, name)
-            summary = await self._backup(
-                restic, name, ref, hosts, paths, list(target.exclude or []), list(target.args or [])
-            )
+            summary = await self._backup(restic, name, ref, hosts, paths, plan.excludes, plan.args)
             stats = host_stats_from_summary(host, paths, summary, time.monotonic() - started)
         except PartialBackup as exc:
             stats = (
                 host_stats_from_summary(
                     host,
-                    list(target.paths or []),
+                    paths,
                     exc.summary,
                     time.monotonic() - started,
                     phase=HostBackupPhase.FAILED,
@@ -178,6 +194,7 @@ class BackupRunner:
         except LeaseLost as exc:
             stats = self._failed(host, "LeaseLost", str(exc), started)
         outcome = await self._record(name, ref, hosts, stats)
+        outcome.pushes.append(await self.metrics.host_backup(config, ref, stats))
         if (
             outcome.completed_target
             and repo is not None
@@ -186,8 +203,9 @@ class BackupRunner:
         ):
             await self._after_target(outcome, config, repo, restic)
         elif outcome.completed_target:
-            await self._finalize(name, config)
-        await self.metrics.host_backup(config, session, ref, stats)
+            await self._finalize(name, config, outcome)
+        else:
+            await self._report_pushes(name, outcome)
         ctx.live.finish(name, str(stats.phase), stats.error or "", stats.duration or "")
         return outcome
 
@@ -421,23 +439,37 @@ class BackupRunner:
                 "name": f"{repo_ns}/{repo_name}",
                 **(updated.status.to_dict() if updated.status else {}),
             }
-            await self.metrics.repository(config, updated)
+            outcome.pushes.append(await self.metrics.repository(config, updated))
         except ResticError as exc:
             log.error(
                 "could not read repository stats",
                 extra={"repository": f"{repo_ns}/{repo_name}", "error": exc.message},
             )
-        await self._finalize(session, config, failed=not healthy)
+        await self._finalize(session, config, outcome, failed=not healthy)
 
-    async def _finalize(self, session: str, config: BackupConfiguration, *, failed: bool = False) -> None:
-        def mutate(s: BackupSession) -> None:
-            if s.status is not None and s.status.phase in ss.FINAL_SESSION_PHASES:
+    async def _finalize(
+        self, session: str, config: BackupConfiguration, outcome: HostOutcome, *, failed: bool = False
+    ) -> None:
+        """End the session: its metrics first, so the final status carries MetricsPushed with it."""
+
+        def end(s: BackupSession) -> None:
+            if ss.is_final(s):
                 return
             ss.recompute(s, ss.now_utc())
             if failed and s.status is not None and s.status.phase == BackupSessionPhase.SUCCEEDED:
                 s.status.phase = BackupSessionPhase.FAILED
 
+        preview = await self.ctx.stash.get(BackupSession, self.ctx.namespace, session)
+        end(preview)
+        outcome.pushes.append(await self.metrics.session(preview, config))
+        pushed = merge_outcomes(outcome.pushes)
+
+        def mutate(s: BackupSession) -> None:
+            apply_push_condition(s, pushed)
+            end(s)
+
         final = await self.ctx.stash.update_status(BackupSession, self.ctx.namespace, session, mutate)
+        await self._push_event(final, pushed)
         log.info(
             "backup session finished",
             extra={
@@ -445,7 +477,20 @@ class BackupRunner:
                 "phase": str(final.status.phase if final.status else None),
             },
         )
-        await self.metrics.session(final, config)
+
+    async def _report_pushes(self, session: str, outcome: HostOutcome) -> None:
+        """A host that did not end the session reports how its own pushes went."""
+        pushed = merge_outcomes(outcome.pushes)
+        if pushed is None:
+            return
+        updated = await self.ctx.stash.update_status(
+            BackupSession, self.ctx.namespace, session, lambda s: apply_push_condition(s, pushed)
+        )
+        await self._push_event(updated, pushed)
+
+    async def _push_event(self, session: BackupSession, pushed: PushOutcome | None) -> None:
+        if pushed is not None and not pushed.ok:
+            await self.ctx.events.record(session.to_dict(), "Warning", "MetricsPushFailed", pushed.message)
 
     async def _condition(self, session: str, type_: str, ok: bool, reason: str, message: str) -> None:
         await self.ctx.stash.update_status(

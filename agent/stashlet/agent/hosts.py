@@ -29,6 +29,9 @@ class HostIdentity:
 
     name: str
     needs_lease: bool
+    """Only the holder of the Lease works (one replica stands for the workload)."""
+    takes_turns: bool = False
+    """Every host works, one at a time: each takes the Lease for its turn and gives it back."""
 
 
 def identify(target_kind: str, pod_name: str, node_name: str | None) -> HostIdentity:
@@ -39,7 +42,7 @@ def identify(target_kind: str, pod_name: str, node_name: str | None) -> HostIden
         match = _ORDINAL.search(pod_name)
         if not match:
             raise HostError(f"pod {pod_name!r} of a StatefulSet has no ordinal suffix")
-        return HostIdentity(f"host-{match.group(1)}", needs_lease=False)
+        return HostIdentity(f"host-{match.group(1)}", needs_lease=False, takes_turns=True)
     if target_kind in NODE_KINDS:
         if not node_name:
             raise HostError("a DaemonSet's agent needs NODE_NAME (the downward API's spec.nodeName)")

@@ -3,14 +3,15 @@
 Every push goes under job ``<invoker kind>-<namespace>-<invoker name>``: a host's own metrics with
 grouping key ``hostname=<host>``, so hosts do not overwrite each other; the session's and the
 repository's (sent by whichever host ends the session) under the job alone, so there is one copy.
-A failed push never fails a backup or a restore: it sets the condition ``MetricsPushed=False`` and
-records a Warning event.
+A failed push never fails a backup or a restore: the caller sets the condition
+``MetricsPushed=False`` (with :func:`apply_push_condition`) and records a Warning event.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from prometheus_client.metrics_core import Metric
@@ -23,8 +24,6 @@ from stashlet.api.backupsession import BackupSession, BackupSessionPhase, HostBa
 from stashlet.api.common import TargetRef
 from stashlet.api.conditions import ConditionType
 from stashlet.api.repository import Repository
-from stashlet.kube.custom import StashClient
-from stashlet.kube.events import EventRecorder
 
 if TYPE_CHECKING:
     from stashlet.agent.context import AgentContext
@@ -69,31 +68,29 @@ class MetricsReporter:
     async def host_backup(
         self,
         config: BackupConfiguration,
-        session: BackupSession,
         ref: TargetRef,
         stats: HostBackupStats,
-    ) -> None:
+    ) -> PushOutcome | None:
         """This host's backup result."""
-        await self._publish(
+        return await self._publish(
             "host",
-            session,
             lambda: m.backup_host_metrics(self._labels(config), self._target(ref), [stats]),
             per_host=True,
         )
 
-    async def repository(self, config: BackupConfiguration, repo: Repository) -> None:
+    async def repository(self, config: BackupConfiguration, repo: Repository) -> PushOutcome | None:
         """The Repository's state after retention and check."""
         if repo.status is None:
-            return
+            return None
         status = repo.status
-        await self._publish(
-            "repository", None, lambda: m.repository_metrics_from_status(self._labels(config), status)
+        return await self._publish(
+            "repository", lambda: m.repository_metrics_from_status(self._labels(config), status)
         )
 
-    async def session(self, session: BackupSession, config: BackupConfiguration | None = None) -> None:
-        """The session's and its targets' results, sent by the host that ended the session."""
-        if session.status is None or session.status.phase is None or config is None:
-            return
+    async def session(self, session: BackupSession, config: BackupConfiguration) -> PushOutcome | None:
+        """The session's and its targets' results, sent by the host that ends the session."""
+        if session.status is None or session.status.phase is None:
+            return None
         status = session.status
         labels = self._labels(config)
         finished = ss.now_utc()
@@ -122,60 +119,56 @@ class MetricsReporter:
                     )
             return m.merge(*parts)
 
-        await self._publish("session", session, build)
+        return await self._publish("session", build)
 
     async def _publish(
         self,
         key: str,
-        session: BackupSession | None,
         build: Callable[[], CollectorRegistry],
         *,
         per_host: bool = False,
-    ) -> None:
+    ) -> PushOutcome | None:
+        """Build, keep for /metrics, and push; None when there is no gateway to push to."""
         try:
             registry = build()
         except ValueError as exc:
             log.error("could not build metrics", extra={"metrics": key, "error": str(exc)})
-            return
+            return PushOutcome(ok=False, message=f"could not build {key} metrics: {exc}")
         self.latest.registries[key] = registry
         url = self.ctx.settings.pushgateway_url
         if not url:
-            return
+            return None
         job = m.job_name(self.ctx.settings.invoker_kind, self.ctx.namespace, self.ctx.settings.invoker_name)
         try:
             await m.push(url, job, m.host_grouping_key(self.ctx.host.name) if per_host else {}, registry)
         except m.MetricsPushFailed as exc:
             log.warning("metrics push failed", extra={"metrics": key, "job": job, "error": str(exc)})
-            if session is not None:
-                await self._push_condition(
-                    self.ctx.stash, self.ctx.events, session, ok=False, message=str(exc)
-                )
-            return
-        if session is not None:
-            await self._push_condition(
-                self.ctx.stash,
-                self.ctx.events,
-                session,
-                ok=True,
-                message=f"pushed {key} metrics to job {job}",
-            )
+            return PushOutcome(ok=False, message=str(exc))
+        return PushOutcome(ok=True, message=f"pushed {key} metrics to job {job}")
 
-    async def _push_condition(
-        self, stash: StashClient, events: EventRecorder, session: BackupSession, *, ok: bool, message: str
-    ) -> None:
-        name = session.metadata.name or ""
-        await stash.update_status(
-            BackupSession,
-            self.ctx.namespace,
-            name,
-            lambda s: ss.set_condition(
-                s,
-                ConditionType.METRICS_PUSHED,
-                ok,
-                "MetricsPushed" if ok else "MetricsPushFailed",
-                message,
-                ss.now_utc(),
-            ),
-        )
-        if not ok:
-            await events.record(session.to_dict(), "Warning", "MetricsPushFailed", message)
+
+@dataclass(frozen=True)
+class PushOutcome:
+    """How one push went."""
+
+    ok: bool
+    message: str
+
+
+def merge_outcomes(outcomes: Iterable[PushOutcome | None]) -> PushOutcome | None:
+    """One verdict for the MetricsPushed condition: failed if any push failed."""
+    seen = [o for o in outcomes if o is not None]
+    if not seen:
+        return None
+    failed = [o.message for o in seen if not o.ok]
+    if failed:
+        return PushOutcome(ok=False, message="; ".join(failed))
+    return PushOutcome(ok=True, message="; ".join(o.message for o in seen))
+
+
+def apply_push_condition(session: BackupSession, outcome: PushOutcome | None) -> None:
+    """Set MetricsPushed on the session from ``outcome`` (nothing when nothing was pushed)."""
+    if outcome is None:
+        return
+    reason = "MetricsPushed" if outcome.ok else "MetricsPushFailed"
+    ss.set_condition(session, ConditionType.METRICS_PUSHED, outcome.ok, reason, outcome.message, ss.now_utc())

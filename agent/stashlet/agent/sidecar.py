@@ -18,10 +18,11 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 from stashlet.agent import session_status as ss
-from stashlet.agent.backup import BackupRunner
+from stashlet.agent.backup import BackupRunner, plan_from_config
 from stashlet.agent.context import AgentContext, PreparationError
 from stashlet.agent.http_api import BackupRefused
 from stashlet.agent.metrics import parse_duration
@@ -32,6 +33,7 @@ from stashlet.api.common import TargetRef
 from stashlet.api.sessions import build_session
 from stashlet.kube.custom import StashClient
 from stashlet.kube.errors import Conflict, KubeError, NotFound
+from stashlet.kube.leases import LeaseLock
 from stashlet.kube.watch import DELETED, SYNCED, WatchSettings, watch
 
 log = logging.getLogger(__name__)
@@ -200,12 +202,19 @@ class Sidecar:
             return
         if ctx.host.needs_lease and not await self._lead_or_done(name):
             return
+        try:
+            plan = plan_from_config(config, await ctx.read_workload())
+        except PreparationError as exc:
+            await self._fail(session, ref, exc.reason, exc.message)
+            return
         deadline = self._deadline(session, config)
         try:
-            if deadline is None:
-                await self.runner.run(session, config)
-            else:
-                await asyncio.wait_for(self.runner.run(session, config), max(0.0, deadline - time.time()))
+            async with self._turn():
+                work = self.runner.run(session, config, plan)
+                if deadline is None:
+                    await work
+                else:
+                    await asyncio.wait_for(work, max(0.0, deadline - time.time()))
         except TimeoutError:
             await self._fail(
                 session,
@@ -224,6 +233,32 @@ class Sidecar:
                 )
             )
             raise
+
+    @contextlib.asynccontextmanager
+    async def _turn(self) -> AsyncIterator[None]:
+        """For hosts that take turns (StatefulSet pods): hold the workload's Lease while working."""
+        if not self.ctx.host.takes_turns:
+            yield
+            return
+        settings = self.ctx.settings
+        lease = LeaseLock(
+            self.ctx.api,
+            self.ctx.namespace,
+            names.lease_name(settings.target_kind, settings.target_name, "backup"),
+            settings.pod_name,
+            duration=15,
+            renew_every=3,
+        )
+        renewer = asyncio.create_task(lease.run(), name="turn-lease")
+        try:
+            await lease.wait_held()
+            log.info("took the backup turn", extra={"host": self.ctx.host.name, "lease": lease.name})
+            yield
+        finally:
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewer
+            await lease.release()
 
     def _deadline(self, session: BackupSession, config: BackupConfiguration) -> float | None:
         if not config.spec.time_out or session.metadata.creation_timestamp is None:

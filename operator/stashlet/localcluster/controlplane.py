@@ -254,8 +254,12 @@ class ControlPlane:
         time.sleep(down_for)
         new = self._spawn("kube-apiserver", self._argv["kube-apiserver"], self.directory / "logs")
         context = _ssl_context(self.pki)
-        wait_until(lambda: _http_ok(f"{server}/readyz", context), timeout=timeout,
-                   what="kube-apiserver /readyz after restart", process=new)
+        wait_until(
+            lambda: _http_ok(f"{server}/readyz", context),
+            timeout=timeout,
+            what="kube-apiserver /readyz after restart",
+            process=new,
+        )
 
     def kubectl(
         self, *args: str, input_text: str | None = None, check: bool = True
