@@ -534,7 +534,7 @@ def test_status_api_and_instant_backup(
         pod_name="app-x",
         kubeconfig=service_account_kubeconfig(namespace, "app-agent"),
     )
-    request = urllib.request.Request(f"{agent.url}/backup", method="POST")
+    request = urllib.request.Request(f"{agent.url}/backup", method="POST")  # noqa: S310
     with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
         assert response.status == 202
         name = json.loads(response.read())["backupSession"]
@@ -558,7 +558,7 @@ def test_pushgateway_down_does_not_fail_the_backup(
     start_agent: Callable[..., Any],
     service_account_kubeconfig: Callable[[str, str], Path],
 ) -> None:
-    """With the Pushgateway unreachable the session still Succeeds; MetricsPushed=False and a Warning event."""
+    """With the Pushgateway unreachable the session Succeeds; MetricsPushed=False and a Warning event."""
     from stashlet.localcluster.processes import free_port
 
     setup = Setup(kubectl, namespace, tmp_path)
