@@ -22,7 +22,7 @@ from stashlet.agent.context import AgentContext, PreparationError, missing_paths
 from stashlet.agent.hosts import total_hosts
 from stashlet.agent.metrics_report import MetricsReporter, PushOutcome, apply_push_condition, merge_outcomes
 from stashlet.agent.restic_cli import Restic
-from stashlet.agent.restic_errors import PartialBackup, RepositoryLocked, ResticError
+from stashlet.agent.restic_errors import PartialBackup, RepositoryLocked, RepositoryNotFound, ResticError
 from stashlet.agent.retention import RetentionError, forget_args
 from stashlet.agent.sizes import format_size
 from stashlet.agent.stale_locks import remove_stale_locks
@@ -127,6 +127,7 @@ class BackupRunner:
         """Share the agent's context and metrics reporter."""
         self.ctx = ctx
         self.metrics = metrics
+        self.known_repositories: set[str] = set()
 
     async def run(self, session: BackupSession, config: BackupConfiguration, plan: BackupPlan) -> HostOutcome:
         """Back up this host for ``session``; always records a final host entry unless cancelled."""
@@ -188,6 +189,8 @@ class BackupRunner:
                 else self._failed(host, exc.reason, exc.message, started)
             )
         except ResticError as exc:
+            if isinstance(exc, RepositoryNotFound) and restic is not None and restic.repository is not None:
+                self.known_repositories.discard(restic.repository.url)
             stats = self._failed(host, exc.reason, exc.message, started)
         except PreparationError as exc:
             stats = self._failed(host, exc.reason, exc.message, started)
@@ -224,7 +227,11 @@ class BackupRunner:
 
     async def _ensure_repository(self, restic: Restic, repo: Repository, session: str) -> None:
         self._check_lease()
+        url = restic.repository.url if restic.repository else ""
+        if url in self.known_repositories:
+            return  # seen this process; if it vanished, restic fails with RepositoryNotFound and we forget it
         if await restic.exists():
+            self.known_repositories.add(url)
             return
         repo_name = f"{repo.metadata.namespace}/{repo.metadata.name}"
         if not self.ctx.may_initialize(repo):
@@ -242,6 +249,7 @@ class BackupRunner:
                 "its init-repository annotation is false",
             )
         await restic.init()
+        self.known_repositories.add(url)
         log.info("restic repository initialised", extra={"repository": repo_name})
         await self._condition(
             session,
@@ -370,6 +378,7 @@ class BackupRunner:
         session = session or ""
         repo_ns, repo_name = repo.metadata.namespace or self.ctx.namespace, repo.metadata.name or ""
         removed: int | None = None
+        remaining: list[rj.Snapshot] | None = None
         healthy = True
         policy = config.spec.retention_policy
         try:
@@ -377,6 +386,8 @@ class BackupRunner:
             args = forget_args(policy)
             result = await self._with_stale_lock_recovery(restic, lambda: restic.forget(args))
             removed = 0 if policy.dry_run else result.removed_count
+            # forget lists every snapshot of the repository; what it kept is what remains.
+            remaining = list(result.kept) + (list(result.removed) if policy.dry_run else [])
             await self._condition(
                 session,
                 ConditionType.RETENTION_POLICY_APPLIED,
@@ -418,7 +429,7 @@ class BackupRunner:
                 str(exc),
             )
         try:
-            snapshots = await restic.snapshots()
+            snapshots = remaining if remaining is not None else await restic.snapshots()
             stats = await restic.stats(mode="raw-data")
             times = [s.time for s in snapshots if s.time is not None]
             new_status = RepositoryStatus(
