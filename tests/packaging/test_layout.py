@@ -1,0 +1,72 @@
+"""Packaging guards: the namespace-package rule, and Dockerfiles that agree with the project's pins."""
+
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from stashlet.api import versions
+
+ROOT = Path(__file__).resolve().parents[2]
+FORBIDDEN_INIT = [
+    "agent/__init__.py",
+    "operator/__init__.py",
+    "agent/stashlet/__init__.py",
+    "operator/stashlet/__init__.py",
+]
+
+
+def test_no_init_py_where_the_namespace_package_forbids_it() -> None:
+    """agent/, operator/ and both stashlet/ folders have no __init__.py (it would break the namespace or
+    shadow the standard library's operator module)."""
+    present = [p for p in FORBIDDEN_INIT if (ROOT / p).exists()]
+    assert present == []
+
+
+def test_operator_is_still_the_standard_library_module() -> None:
+    """`import operator` gives the standard library's module, not our folder."""
+    import operator
+
+    assert hasattr(operator, "itemgetter")
+
+
+def dockerfile(name: str) -> str:
+    return (ROOT / name).read_text()
+
+
+def arg(text: str, name: str) -> str:
+    match = re.search(rf"^ARG {name}=(\S+)$", text, re.MULTILINE)
+    assert match, f"ARG {name} missing"
+    return match.group(1)
+
+
+@pytest.mark.parametrize("name", ["Dockerfile.agent", "Dockerfile.operator"])
+def test_dockerfiles_copy_both_source_roots_and_pin_python(name: str) -> None:
+    """Both images copy agent/ and operator/ (one namespace over two roots) and use the project's Python."""
+    text = dockerfile(name)
+    assert "COPY agent/ agent/" in text
+    assert "COPY operator/ operator/" in text
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    minimum = project["requires-python"].removeprefix(">=")
+    assert arg(text, "PYTHON_VERSION") == minimum
+    assert "python3-debian12" in text  # Debian 12's Python is 3.11
+    assert minimum == "3.11"
+
+
+def test_agent_image_ships_the_pinned_restic() -> None:
+    """Dockerfile.agent builds exactly the restic version the tests run."""
+    assert arg(dockerfile("Dockerfile.agent"), "RESTIC_VERSION") == versions.RESTIC
+
+
+@pytest.mark.parametrize(
+    ("name", "script"), [("Dockerfile.agent", "stashlet-agent"), ("Dockerfile.operator", "stashlet-operator")]
+)
+def test_dockerfile_entry_points_exist(name: str, script: str) -> None:
+    """Each image's entry point is a console script the project declares, and is smoke-tested at build."""
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    text = dockerfile(name)
+    assert script in scripts
+    assert f'ENTRYPOINT ["/venv/bin/{script}"]' in text
+    assert f'RUN ["/venv/bin/{script}", "--help"]' in text
+    assert re.search(r"^USER 65532", text, re.MULTILINE)
