@@ -84,8 +84,8 @@ def restic_binary() -> Path:
 @pytest.fixture(scope="session")
 def pushgateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real Pushgateway (the pinned build) on a free loopback port; yields its URL."""
-    from stashlet.localcluster.controlplane import _http_ok  # noqa: PLC0415
-    from stashlet.localcluster.processes import ManagedProcess, free_port, wait_until  # noqa: PLC0415
+    from stashlet.localcluster.controlplane import http_ok
+    from stashlet.localcluster.processes import ManagedProcess, free_port, wait_until
 
     port = free_port()
     log = tmp_path_factory.mktemp("pushgateway") / "pushgateway.log"
@@ -94,7 +94,7 @@ def pushgateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_until(lambda: _http_ok(f"{url}/-/ready"), timeout=30, what="pushgateway", process=process)
+        wait_until(lambda: http_ok(f"{url}/-/ready"), timeout=30, what="pushgateway", process=process)
         yield url
     finally:
         process.stop()

@@ -160,7 +160,7 @@ class ControlPlane:
                 logs,
             )
             wait_until(
-                lambda: _http_ok(f"http://127.0.0.1:{ports.etcd_client}/health"),
+                lambda: http_ok(f"http://127.0.0.1:{ports.etcd_client}/health"),
                 timeout=timeout,
                 what="etcd",
                 process=etcd,
@@ -190,7 +190,7 @@ class ControlPlane:
             )
             context = _ssl_context(pki)
             wait_until(
-                lambda: _http_ok(f"{server}/readyz", context),
+                lambda: http_ok(f"{server}/readyz", context),
                 timeout=timeout,
                 what="kube-apiserver /readyz",
                 process=apiserver,
@@ -216,7 +216,7 @@ class ControlPlane:
                     logs,
                 )
                 wait_until(
-                    lambda: _http_ok(
+                    lambda: http_ok(
                         f"https://127.0.0.1:{ports.controller_manager}/healthz", _insecure_context()
                     ),
                     timeout=timeout,
@@ -255,7 +255,7 @@ class ControlPlane:
         new = self._spawn("kube-apiserver", self._argv["kube-apiserver"], self.directory / "logs")
         context = _ssl_context(self.pki)
         wait_until(
-            lambda: _http_ok(f"{server}/readyz", context),
+            lambda: http_ok(f"{server}/readyz", context),
             timeout=timeout,
             what="kube-apiserver /readyz after restart",
             process=new,
@@ -326,7 +326,8 @@ def _insecure_context() -> ssl.SSLContext:
     return context
 
 
-def _http_ok(url: str, context: ssl.SSLContext | None = None) -> bool:
+def http_ok(url: str, context: ssl.SSLContext | None = None) -> bool:
+    """True when GET ``url`` answers 200."""
     try:
         with urllib.request.urlopen(url, timeout=2, context=context) as response:  # noqa: S310
             return bool(response.status == 200)
