@@ -1,0 +1,316 @@
+"""``stashlet-agent job``: one BackupSession of a Task-based BackupConfiguration, run as a Kubernetes Job.
+
+The operator creates one Job per BackupSession of a configuration whose task is the resource dump
+(``kubedump-backup-0.1.0``) and runs ``stashlet-agent job --invoker-kind=BackupConfiguration
+--invoker-name=<bc> --backup-session=<session>`` with a read-only service account. The job:
+
+- ends at once with the session's result when the session has already ended (a Job pod started again
+  after the end does nothing twice);
+- paused configuration: the session ends ``Skipped`` with the sidecar's Warning event, by the very
+  code the sidecar runs (the opt-in annotation ``stash.appscode.com/backup-while-paused`` works here too);
+- otherwise marks host ``host-0`` Running, dumps the resources (:mod:`stashlet.agent.kubedump`) into
+  ``<tmp-dir>/kubedump`` (a fixed path, so restic finds the previous snapshot as parent), records
+  the dump's report (condition ``ResourcesDumped``, and a Warning event ``ResourcesSkipped`` naming
+  any API group or resource left out), then backs the folder up with :class:`BackupRunner`: the same
+  restic, host stats, retention, integrity check, Repository status and metrics as a volume backup;
+- deletes the dump folder (it holds Secrets in clear) however the session ended;
+- enforces ``spec.timeOut`` and, on SIGTERM, interrupts restic and records the host ``Failed``.
+
+Exit status: 0 when the session Succeeded or was Skipped, 1 when it Failed (or its end could not be
+recorded), 2 when the job could not start (no ``--backup-session``, no restic), 143 when stopped by
+SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import signal
+import time
+from pathlib import Path
+
+import aiohttp
+
+from stashlet.agent import session_status as ss
+from stashlet.agent.backup import BackupPlan, BackupRunner
+from stashlet.agent.context import AgentContext
+from stashlet.agent.hosts import HostIdentity
+from stashlet.agent.kubedump import (
+    DumpError,
+    DumpOptions,
+    DumpReport,
+    DumpScope,
+    dump,
+    is_kubedump_task,
+    options_from_params,
+    scope_of,
+)
+from stashlet.agent.live import LiveState
+from stashlet.agent.metrics_report import LatestMetrics, MetricsReporter, apply_push_condition, merge_outcomes
+from stashlet.agent.restic_cli import ResticSettings, restic_version
+from stashlet.agent.settings import AgentSettings
+from stashlet.agent.sidecar import REASON_DEADLINE, REASON_INTERRUPTED, Sidecar, wants_backup_while_paused
+from stashlet.api.backupconfiguration import BackupConfiguration
+from stashlet.api.backupsession import BackupSession, BackupSessionPhase, HostBackupPhase, HostBackupStats
+from stashlet.api.common import TargetRef
+from stashlet.kube.client import new_api_client
+from stashlet.kube.custom import StashClient
+from stashlet.kube.errors import KubeError, NotFound
+from stashlet.kube.events import COMPONENT_BACKUP_SESSION, EventRecorder
+
+log = logging.getLogger(__name__)
+
+JOB_HOST = HostIdentity("host-0", needs_lease=False)
+"""A Job backs up as one host, like a Deployment's replica."""
+
+DUMP_FOLDER = "kubedump"
+
+CONDITION_RESOURCES_DUMPED = "ResourcesDumped"
+REASON_ALL_DUMPED = "AllResourcesDumped"
+REASON_SOME_SKIPPED = "SomeResourcesSkipped"
+EVENT_RESOURCES_SKIPPED = "ResourcesSkipped"
+REASON_UNSUPPORTED_TASK = "UnsupportedTask"
+REASON_INVOKER_NOT_FOUND = "InvokerNotFound"
+REASON_DUMP_FAILED = "DumpFailed"
+
+MAX_MESSAGE = 2000
+"""Longest condition or event message written (the full report is in the log)."""
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 128 + signal.SIGTERM
+
+
+def exit_code(phase: BackupSessionPhase | None) -> int:
+    """The process's exit status for a session that ended in ``phase``."""
+    if phase in (BackupSessionPhase.SUCCEEDED, BackupSessionPhase.SKIPPED):
+        return EXIT_OK
+    return EXIT_FAILED
+
+
+def _shorten(text: str) -> str:
+    return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 3] + "..."
+
+
+class BackupJob:
+    """Runs one BackupSession of a kubedump configuration (module docstring)."""
+
+    def __init__(self, ctx: AgentContext, runner: BackupRunner) -> None:
+        """Work with ``ctx``'s clients; ``runner`` backs the dump up."""
+        self.ctx = ctx
+        self.runner = runner
+        # The session flow the sidecar runs (skip when paused, fail this host, the deadline): reused,
+        # not copied. See the report of issue 7 for the refactor that makes these public functions.
+        self.flow = Sidecar(ctx, runner)
+
+    @property
+    def dump_dir(self) -> Path:
+        """Where the resources are dumped: fixed, so restic's parent snapshot is found by path."""
+        return Path(self.ctx.settings.tmp_dir) / DUMP_FOLDER
+
+    async def run(self, name: str) -> BackupSessionPhase | None:
+        """Handle session ``name``; the phase it ended in (None when it does not exist)."""
+        ctx = self.ctx
+        try:
+            session = await ctx.stash.get(BackupSession, ctx.namespace, name)
+        except NotFound:
+            log.error("backup session not found", extra={"session": f"{ctx.namespace}/{name}"})
+            return None
+        if ss.is_final(session):
+            phase = session.status.phase if session.status else None
+            log.info(
+                "backup session already ended", extra={"session": f"{ctx.namespace}/{name}", "phase": phase}
+            )
+            return phase
+        ref = TargetRef(kind="Cluster")  # until the configuration says otherwise
+        try:
+            config = await ctx.stash.get(BackupConfiguration, ctx.namespace, ctx.settings.invoker_name)
+        except NotFound:
+            message = f"BackupConfiguration {ctx.object_ref()} not found"
+            await self.flow._fail(session, ref, REASON_INVOKER_NOT_FOUND, message, end_session=True)
+            return await self._phase(name)
+        ctx.live.paused = bool(config.spec.paused)
+        if config.spec.paused and not wants_backup_while_paused(session):
+            await self.flow._skip(session)
+            return BackupSessionPhase.SKIPPED
+        try:
+            scope, options = self.plan(config)
+            ref = scope.ref()
+        except DumpError as exc:
+            await self._fail(session, config, ref, exc.reason, exc.message)
+            return await self._phase(name)
+        deadline = self.flow._deadline(session, config)
+        try:
+            work = self._backup(session, config, scope, options)
+            if deadline is None:
+                await work
+            else:
+                await asyncio.wait_for(work, max(0.0, deadline - time.time()))
+        except TimeoutError:
+            message = f"the session did not finish within its timeOut ({config.spec.time_out})"
+            await self._fail(session, config, ref, REASON_DEADLINE, message)
+        except DumpError as exc:
+            await self._fail(session, config, ref, exc.reason, exc.message)
+        except asyncio.CancelledError:
+            await asyncio.shield(
+                self.flow._fail(
+                    session,
+                    ref,
+                    REASON_INTERRUPTED,
+                    f"the backup job {ctx.settings.pod_name} was stopped (SIGTERM) mid-backup",
+                )
+            )
+            raise
+        finally:
+            shutil.rmtree(self.dump_dir, ignore_errors=True)
+        return await self._phase(name)
+
+    def plan(self, config: BackupConfiguration) -> tuple[DumpScope, DumpOptions]:
+        """What to dump and how, from the configuration; DumpError when it asks for something else."""
+        if not is_kubedump_task(config):
+            task = config.spec.task.name if config.spec.task else None
+            raise DumpError(
+                REASON_UNSUPPORTED_TASK,
+                f"BackupConfiguration {self.ctx.object_ref()}: task {task!r} is not run by the job "
+                "model (it runs the resource dump task kubedump-backup-0.1.0)",
+            )
+        params = config.spec.task.params if config.spec.task else None
+        return scope_of(config), options_from_params(params)
+
+    async def _backup(
+        self, session: BackupSession, config: BackupConfiguration, scope: DumpScope, options: DumpOptions
+    ) -> None:
+        ctx = self.ctx
+        name = session.metadata.name or ""
+        ref = scope.ref()
+        running = HostBackupStats(hostname=ctx.host.name, phase=HostBackupPhase.RUNNING)
+        await ctx.stash.update_status(
+            BackupSession, ctx.namespace, name, lambda s: ss.put_host(s, ref, 1, running, ss.now_utc())
+        )
+        try:
+            report = await dump(ctx.api, scope, options, self.dump_dir)
+        except (KubeError, OSError, aiohttp.ClientError, ValueError) as exc:
+            raise DumpError(REASON_DUMP_FAILED, f"dumping the resources failed: {exc}") from exc
+        await self._record_report(name, report)
+        await self.runner.run(session, config, BackupPlan(ref=ref, total_hosts=1, paths=[str(self.dump_dir)]))
+
+    async def _fail(
+        self, session: BackupSession, config: BackupConfiguration, ref: TargetRef, reason: str, message: str
+    ) -> None:
+        """End the session Failed as the sidecar does, then publish the host's and the session's metrics
+        (the runner publishes them when it ran; here it did not, and a failure must show in Prometheus)."""
+        await self.flow._fail(session, ref, reason, message, end_session=True)
+        try:
+            ended = await self.ctx.stash.get(BackupSession, self.ctx.namespace, session.metadata.name or "")
+        except KubeError as exc:
+            log.error("could not read the failed session", extra={"error": exc.message})
+            return
+        entry = ss.host_entry(ended, ref, self.ctx.host.name)
+        metrics = self.runner.metrics
+        pushes = [await metrics.host_backup(config, ref, entry)] if entry is not None else []
+        pushes.append(await metrics.session(ended, config))
+        pushed = merge_outcomes(pushes)
+        if pushed is None:
+            return
+        updated = await self.ctx.stash.update_status(
+            BackupSession,
+            self.ctx.namespace,
+            ended.metadata.name or "",
+            lambda s: apply_push_condition(s, pushed),
+        )
+        if not pushed.ok:
+            await self.ctx.events.record(updated.to_dict(), "Warning", "MetricsPushFailed", pushed.message)
+
+    async def _record_report(self, name: str, report: DumpReport) -> None:
+        ctx = self.ctx
+        ok = report.complete
+        message = _shorten(report.summary())
+        updated = await ctx.stash.update_status(
+            BackupSession,
+            ctx.namespace,
+            name,
+            lambda s: ss.set_condition(
+                s,
+                CONDITION_RESOURCES_DUMPED,
+                ok,
+                REASON_ALL_DUMPED if ok else REASON_SOME_SKIPPED,
+                message,
+                ss.now_utc(),
+            ),
+        )
+        if not ok:
+            await ctx.events.record(updated.to_dict(), "Warning", EVENT_RESOURCES_SKIPPED, message)
+
+    async def _phase(self, name: str) -> BackupSessionPhase | None:
+        try:
+            session = await self.ctx.stash.get(BackupSession, self.ctx.namespace, name)
+        except NotFound:
+            return None
+        return session.status.phase if session.status else None
+
+
+async def run(settings: AgentSettings, restic: ResticSettings) -> int:
+    """The job mode's process: one session, then the exit status (module docstring)."""
+    name = settings.backup_session
+    if not name:
+        log.error("the job mode needs --backup-session", extra={"invoker": settings.invoker_name})
+        return EXIT_USAGE
+    await restic_version(restic)
+    api = await new_api_client()
+    try:
+        ctx = AgentContext(
+            settings=settings,
+            api=api,
+            stash=StashClient(api),
+            events=EventRecorder(api, COMPONENT_BACKUP_SESSION, host=settings.pod_name),
+            host=JOB_HOST,
+            live=LiveState(
+                invoker={
+                    "kind": settings.invoker_kind,
+                    "name": settings.invoker_name,
+                    "namespace": settings.namespace,
+                },
+                target={},
+                host=JOB_HOST.name,
+                mode=settings.mode,
+            ),
+            restic=restic,
+        )
+        job = BackupJob(ctx, BackupRunner(ctx, MetricsReporter(ctx, LatestMetrics())))
+        log.info(
+            "backup job started",
+            extra={"invoker": ctx.object_ref(), "session": f"{settings.namespace}/{name}"},
+        )
+        task = asyncio.create_task(job.run(name), name="backup-job")
+        loop = asyncio.get_running_loop()
+        stopped = asyncio.Event()
+
+        def stop() -> None:
+            stopped.set()
+            task.cancel()
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop)
+        try:
+            phase = await task
+        except asyncio.CancelledError:
+            if not stopped.is_set():
+                raise
+            log.warning("backup job stopped by a signal", extra={"session": f"{settings.namespace}/{name}"})
+            return EXIT_INTERRUPTED
+        except (KubeError, aiohttp.ClientError, OSError) as exc:
+            # The API server could not record the session's end: the Job fails, and says why.
+            log.error(
+                "backup job could not complete its session",
+                extra={"session": f"{settings.namespace}/{name}", "error": str(exc)},
+            )
+            return EXIT_FAILED
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+    finally:
+        await api.close()
+    log.info("backup job finished", extra={"session": f"{settings.namespace}/{name}", "phase": phase})
+    return exit_code(phase)
