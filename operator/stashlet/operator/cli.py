@@ -1,0 +1,150 @@
+"""``stashlet-operator``: ``run`` the controller, or ``trigger`` one scheduled backup (the CronJob's job).
+
+Flags fall back to environment variables (``STASHLET_<FLAG>``), so a Deployment can set either. Kubernetes
+access: in-cluster config in a pod, else ``--kubeconfig`` / ``$KUBECONFIG``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Coroutine, Sequence
+from typing import Any
+
+from stashlet.api import agent_contract, names
+from stashlet.kube import logs
+from stashlet.kube.client import api_client, own_namespace
+from stashlet.kube.errors import KubeError
+from stashlet.operator import settings as settings_mod
+from stashlet.operator.cronjob import ENV_JOB_NAME, FLAG_NAMESPACE
+from stashlet.operator.settings import OperatorSettings
+
+log = logging.getLogger("stashlet.operator")
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(f"STASHLET_{name}", default)
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command line of ``stashlet-operator``."""
+    top = argparse.ArgumentParser(prog=agent_contract.OPERATOR_COMMAND, description=__doc__)
+    sub = top.add_subparsers(dest="mode", required=True)
+
+    run = sub.add_parser(agent_contract.MODE_RUN, help="watch BackupConfigurations and reconcile them")
+    run.add_argument("--namespaces", default=_env("NAMESPACES", ""), help="comma-separated; empty: all")
+    run.add_argument("--agent-image", default=_env("AGENT_IMAGE", settings_mod.DEFAULT_AGENT_IMAGE))
+    run.add_argument("--operator-image", default=_env("OPERATOR_IMAGE", settings_mod.DEFAULT_OPERATOR_IMAGE))
+    run.add_argument("--image-pull-policy", default=_env("IMAGE_PULL_POLICY", "IfNotPresent"))
+    run.add_argument("--pushgateway-url", default=_env("PUSHGATEWAY_URL"))
+    run.add_argument("--status-port", type=int, default=int(_env("STATUS_PORT") or names.DEFAULT_STATUS_PORT))
+    run.add_argument("--agent-log-level", default=_env("AGENT_LOG_LEVEL", "info"))
+    run.add_argument(
+        "--trigger-service-account",
+        default=_env("TRIGGER_SERVICE_ACCOUNT", settings_mod.DEFAULT_TRIGGER_SERVICE_ACCOUNT),
+    )
+    run.add_argument("--workers", type=int, default=int(_env("WORKERS") or 8))
+    run.add_argument("--resync-seconds", type=float, default=float(_env("RESYNC_SECONDS") or 600))
+
+    trigger = sub.add_parser(agent_contract.MODE_TRIGGER, help="create one BackupSession (the CronJob's job)")
+    trigger.add_argument(agent_contract.FLAG_INVOKER_KIND, default=names.KIND_BACKUP_CONFIGURATION)
+    trigger.add_argument(agent_contract.FLAG_INVOKER_NAME, required=True)
+    trigger.add_argument(FLAG_NAMESPACE, default=None, help="the configuration's namespace (default: own)")
+
+    for mode in (run, trigger):
+        mode.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG"))
+        mode.add_argument("--log-level", default=_env("LOG_LEVEL", "info"))
+    return top
+
+
+def settings_from(args: argparse.Namespace) -> OperatorSettings:
+    """The frozen settings a ``run`` command line describes."""
+    return OperatorSettings(
+        namespaces=tuple(ns.strip() for ns in args.namespaces.split(",") if ns.strip()),
+        agent_image=args.agent_image,
+        operator_image=args.operator_image,
+        image_pull_policy=args.image_pull_policy,
+        pushgateway_url=args.pushgateway_url or None,
+        status_port=args.status_port,
+        agent_log_level=args.agent_log_level,
+        trigger_service_account=args.trigger_service_account,
+        workers=args.workers,
+    )
+
+
+async def _run(args: argparse.Namespace) -> int:
+    from stashlet.operator.controller import Controller  # noqa: PLC0415 - only `run` needs the controller
+
+    settings = settings_from(args)
+    log.info(
+        "operator starting",
+        extra={"namespaces": list(settings.namespaces) or "all", "agent_image": settings.agent_image},
+    )
+    async with api_client(args.kubeconfig) as api:
+        await Controller(api, settings, resync_seconds=args.resync_seconds).run()
+    return 0
+
+
+async def _trigger(args: argparse.Namespace) -> int:
+    from stashlet.operator.trigger import run_trigger  # noqa: PLC0415 - keep the trigger's start quick
+
+    if args.invoker_kind != names.KIND_BACKUP_CONFIGURATION:
+        log.error("unsupported invoker kind", extra={"invoker_kind": args.invoker_kind})
+        return 2
+    namespace = args.namespace or own_namespace()
+    if not namespace:
+        log.error("no namespace: pass --namespace or run in a pod")
+        return 2
+    async with api_client(args.kubeconfig) as api:
+        try:
+            result = await run_trigger(
+                api, namespace, args.invoker_name, job_name=os.environ.get(ENV_JOB_NAME)
+            )
+        except KubeError as exc:
+            log.error(
+                "trigger failed",
+                extra={
+                    "object": f"{namespace}/{args.invoker_name}",
+                    "error": exc.message,
+                    "status": exc.status,
+                },
+            )
+            return 1
+    log.info(
+        "trigger done", extra={"object": f"{namespace}/{args.invoker_name}", "outcome": result.outcome.value}
+    )
+    return 0
+
+
+def _until_signalled(main: Coroutine[Any, Any, int]) -> int:
+    """Run ``main``; SIGTERM and SIGINT cancel it (exit status 0 then)."""
+
+    async def runner() -> int:
+        task = asyncio.ensure_future(main)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, task.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            return await task
+        log.info("stopped by signal")
+        return 0
+
+    return asyncio.run(runner())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``stashlet-operator`` console script."""
+    args = parser().parse_args(argv)
+    logs.configure(args.log_level)
+    if args.mode == agent_contract.MODE_RUN:
+        return _until_signalled(_run(args))
+    return _until_signalled(_trigger(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,277 @@
+"""The watch loops and the work queue around the reconciler.
+
+Watches (list-then-watch, :func:`stashlet.kube.watch.watch`), in every watched namespace or cluster-wide:
+
+- BackupConfigurations: a new configuration, a spec change (``metadata.generation``), a deletion request or
+  a lost finalizer enqueues it; status-only changes (the operator's own writes) do not.
+- Repositories, Secrets, the four workload kinds and Namespaces, metadata only: a change to an object some
+  configuration depends on (as the reconciler reported) enqueues that configuration.
+- BackupSessions: when a session finishes, its configuration's ``backupHistoryLimit`` is applied.
+
+Every configuration is also re-enqueued every ``resync_seconds``, which catches what no watch can see
+(a Repository in a namespace outside the configured list).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from kubernetes_asyncio import client
+
+from stashlet.api import names
+from stashlet.api.backupconfiguration import BackupConfiguration
+from stashlet.api.backupsession import BackupSession
+from stashlet.api.common import KubeObject
+from stashlet.api.repository import Repository
+from stashlet.kube.custom import StashClient
+from stashlet.kube.errors import NotFound
+from stashlet.kube.watch import DELETED, SYNCED, WatchEvent, WatchSettings, watch
+from stashlet.operator import history
+from stashlet.operator.metawatch import collection_path, metadata_list_fn
+from stashlet.operator.reconciler import Dependency, Reconciler
+from stashlet.operator.settings import OperatorSettings
+from stashlet.operator.workloads import WORKLOAD_KINDS
+from stashlet.operator.workqueue import WorkQueue
+
+log = logging.getLogger(__name__)
+
+CONFIG_PREFIX = "bc:"
+HISTORY_PREFIX = "history:"
+
+_DEPENDENCY_KINDS: dict[str, tuple[str, str, str, bool]] = {
+    # kind: (group, version, plural, namespaced)
+    "Secret": ("", "v1", "secrets", True),
+    "Namespace": ("", "v1", "namespaces", False),
+    **{k.kind: (k.group, k.version, k.plural, True) for k in WORKLOAD_KINDS.values()},
+}
+
+
+_FINGERPRINTS: dict[str, tuple[str, ...]] = {
+    names.KIND_BACKUP_CONFIGURATION: ("generation", "deletionTimestamp", "finalizers"),
+    "Secret": ("resourceVersion",),
+    "Namespace": ("labels",),
+}
+
+
+def fingerprint(kind: str, metadata: dict[str, Any]) -> tuple[str, ...]:
+    """What of an object's metadata matters to the operator: a change elsewhere needs no reconcile.
+
+    Spec changes bump ``generation`` (status writes do not); a Secret has no generation, so any write
+    counts; a namespace matters by its labels (usage policies select on them).
+    """
+    return tuple(str(metadata.get(f)) for f in _FINGERPRINTS.get(kind, ("generation",)))
+
+
+class Controller:
+    """Runs the watches, the queue and the reconciler until cancelled."""
+
+    def __init__(
+        self,
+        api: client.ApiClient,
+        settings: OperatorSettings,
+        *,
+        resync_seconds: float = 600.0,
+        watch_settings: WatchSettings | None = None,
+    ) -> None:
+        """Reconcile with ``api`` (the operator's identity) as ``settings`` say."""
+        self.api = api
+        self.settings = settings
+        self.resync_seconds = resync_seconds
+        self.watch_settings = watch_settings or WatchSettings(server_timeout=settings.watch_timeout_seconds)
+        self.stash = StashClient(api)
+        self.reconciler = Reconciler(api, settings)
+        self.queue = WorkQueue(
+            self._handle,
+            workers=settings.workers,
+            base_delay=settings.retry_base_delay,
+            max_delay=settings.retry_max_delay,
+        )
+        self._dependents: dict[Dependency, set[str]] = {}
+        self._depends_on: dict[str, set[Dependency]] = {}
+        self._fingerprints: dict[tuple[str, str], Any] = {}
+        self._configs: dict[str, int | None] = {}  # key -> backupHistoryLimit
+        self._sessions: dict[str, dict[str, history.SessionInfo]] = {}
+        self.synced: dict[str, asyncio.Event] = {}
+        self.all_synced = asyncio.Event()
+        """Set once every watch has listed its collection (readiness)."""
+        self._watches = 0
+
+    # ------------------------------------------------------------ running
+
+    async def run(self) -> None:
+        """Run everything until cancelled."""
+        namespaces: list[str | None] = list(self.settings.namespaces) or [None]
+        follows: list[tuple[str, str | None, AsyncIterator[WatchEvent], Callable[[WatchEvent], None]]] = []
+        for ns in namespaces:
+            follows += [
+                ("BackupConfiguration", ns, self._stream(BackupConfiguration, ns), self._on_config),
+                ("BackupSession", ns, self._stream(BackupSession, ns), self._on_session),
+                ("Repository", ns, self._stream(Repository, ns), self._on_dependency("Repository")),
+            ]
+            for kind, (g, v, plural, namespaced) in _DEPENDENCY_KINDS.items():
+                if namespaced:
+                    follows.append(
+                        (kind, ns, self._metadata_stream(g, v, plural, ns), self._on_dependency(kind))
+                    )
+        # Namespaces are cluster-scoped: one watch whatever the namespace list.
+        namespace_stream = self._metadata_stream("", "v1", "namespaces", None)
+        follows.append(("Namespace", None, namespace_stream, self._on_dependency("Namespace")))
+        self._watches = len(follows)
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self.queue.run())
+            group.create_task(self._resync())
+            for kind, ns, stream, on_event in follows:
+                group.create_task(self._follow(kind, ns, stream, on_event))
+
+    def _stream(self, model: type[KubeObject], ns: str | None) -> AsyncIterator[WatchEvent]:
+        return watch(self.stash.list_fn(model, ns), settings=self.watch_settings)
+
+    def _metadata_stream(
+        self, group: str, version: str, plural: str, ns: str | None
+    ) -> AsyncIterator[WatchEvent]:
+        return watch(
+            metadata_list_fn(self.api, collection_path(group, version, plural, ns)),
+            settings=self.watch_settings,
+        )
+
+    async def _follow(
+        self,
+        kind: str,
+        ns: str | None,
+        events: AsyncIterator[WatchEvent],
+        on_event: Callable[[WatchEvent], None],
+    ) -> None:
+        synced = self.synced.setdefault(f"{kind}/{ns or '*'}", asyncio.Event())
+        async for event in events:
+            if event.type == SYNCED:
+                synced.set()
+                if sum(e.is_set() for e in self.synced.values()) == self._watches:
+                    self.all_synced.set()
+                continue
+            try:
+                on_event(event)
+            except Exception:  # a malformed object must not end the watch
+                log.exception("event handling failed", extra={"kind": kind, "object": event.key})
+
+    async def _resync(self) -> None:
+        while True:
+            await asyncio.sleep(self.resync_seconds)
+            for key in list(self._configs):
+                self.queue.add(CONFIG_PREFIX + key)
+
+    # ------------------------------------------------------------ events
+
+    def _changed(self, kind: str, event: WatchEvent) -> bool:
+        """True unless the event leaves the object's fingerprint as last seen (by a watch or a reconcile)."""
+        ident = (kind, event.key)
+        if event.type == DELETED:
+            self._fingerprints.pop(ident, None)
+            return True
+        seen = fingerprint(kind, event.object.get("metadata", {}))
+        previous = self._fingerprints.get(ident)
+        self._fingerprints[ident] = seen
+        return previous is None or previous != seen
+
+    def _on_config(self, event: WatchEvent) -> None:
+        key = event.key
+        if event.type == DELETED:
+            self._forget(key)
+            return
+        spec = event.object.get("spec") or {}
+        self._configs[key] = spec.get("backupHistoryLimit")
+        if self._changed(names.KIND_BACKUP_CONFIGURATION, event):
+            log.debug("enqueued", extra={"object": key, "because": f"{event.type} BackupConfiguration"})
+            self.queue.add(CONFIG_PREFIX + key)
+
+    def _on_dependency(self, kind: str) -> Callable[[WatchEvent], None]:
+        def handle(event: WatchEvent) -> None:
+            meta = event.object.get("metadata", {})
+            dependency: Dependency = (kind, str(meta.get("namespace") or ""), str(meta.get("name")))
+            dependents = self._dependents.get(dependency)
+            if not dependents:  # nobody cares: do not even remember it
+                self._fingerprints.pop((kind, event.key), None)
+                return
+            if self._changed(kind, event):
+                for key in list(dependents):
+                    log.debug(
+                        "enqueued", extra={"object": key, "because": f"{event.type} {kind} {event.key}"}
+                    )
+                    self.queue.add(CONFIG_PREFIX + key)
+
+        return handle
+
+    def _on_session(self, event: WatchEvent) -> None:
+        obj = event.object
+        labels = obj.get("metadata", {}).get("labels") or {}
+        invoker = (obj.get("spec") or {}).get("invoker") or {}
+        bc_name = invoker.get("name") or labels.get(names.LABEL_INVOKER_NAME)
+        if (
+            invoker.get("kind", names.KIND_BACKUP_CONFIGURATION) != names.KIND_BACKUP_CONFIGURATION
+            or not bc_name
+        ):
+            return
+        bc_key = f"{obj['metadata']['namespace']}/{bc_name}"
+        sessions = self._sessions.setdefault(bc_key, {})
+        name = obj["metadata"]["name"]
+        if event.type == DELETED:
+            sessions.pop(name, None)
+            return
+        info = history.SessionInfo(
+            name, (obj.get("status") or {}).get("phase"), str(obj["metadata"].get("creationTimestamp", ""))
+        )
+        before = sessions.get(name)
+        sessions[name] = info
+        if info.finished and (before is None or not before.finished):
+            self.queue.add(HISTORY_PREFIX + bc_key)
+
+    # ------------------------------------------------------------ handling
+
+    async def _handle(self, item: str) -> None:
+        if item.startswith(HISTORY_PREFIX):
+            await self._prune(item.removeprefix(HISTORY_PREFIX))
+            return
+        key = item.removeprefix(CONFIG_PREFIX)
+        namespace, _, name = key.partition("/")
+        started = time.monotonic()
+        result = await self.reconciler.reconcile(namespace, name)
+        log.debug("reconciled", extra={"object": key, "seconds": round(time.monotonic() - started, 3)})
+        if result.gone:
+            self._forget(key)
+            return
+        self._index(key, result.dependencies)
+        for (kind, obj_key), meta in result.seen.items():
+            self._fingerprints[(kind, obj_key)] = fingerprint(kind, meta)
+
+    async def _prune(self, bc_key: str) -> None:
+        if bc_key not in self._configs:
+            return
+        namespace = bc_key.partition("/")[0]
+        sessions = self._sessions.get(bc_key, {})
+        for name in history.to_prune(sessions.values(), self._configs[bc_key]):
+            with contextlib.suppress(NotFound):  # deleted meanwhile: just as good
+                await self.stash.delete(BackupSession, namespace, name)
+            sessions.pop(name, None)
+            log.info("backup session pruned", extra={"object": bc_key, "session": name})
+
+    def _index(self, key: str, dependencies: set[Dependency]) -> None:
+        for old in self._depends_on.get(key, set()) - dependencies:
+            dependents = self._dependents.get(old, set())
+            dependents.discard(key)
+            if not dependents:
+                self._dependents.pop(old, None)
+                self._fingerprints.pop((old[0], f"{old[1]}/{old[2]}" if old[1] else old[2]), None)
+        for dep in dependencies:
+            self._dependents.setdefault(dep, set()).add(key)
+        self._depends_on[key] = dependencies
+
+    def _forget(self, key: str) -> None:
+        self._index(key, set())
+        self._depends_on.pop(key, None)
+        self._configs.pop(key, None)
+        self._sessions.pop(key, None)
+        self._fingerprints.pop((names.KIND_BACKUP_CONFIGURATION, key), None)

@@ -1,0 +1,296 @@
+"""One BackupConfiguration in: validate, then apply RBAC, the CronJob and the sidecar; report; clean up.
+
+Idempotent: every step compares what is there with what should be and writes only the difference, so a
+second run over an unchanged configuration writes nothing (no rollout, no status write, no event).
+Transient API errors propagate; the controller retries the whole reconcile with backoff.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubernetes_asyncio import client
+
+from stashlet.api import names
+from stashlet.api.backupconfiguration import BackupConfiguration, BackupConfigurationStatus
+from stashlet.api.common import Condition, ConditionStatus
+from stashlet.api.conditions import ConditionReason, ConditionType
+from stashlet.api.repository import Repository
+from stashlet.kube.custom import StashClient
+from stashlet.kube.errors import Invalid, KubeError, NotFound
+from stashlet.kube.events import EventRecorder
+from stashlet.operator import cronjob, rbac
+from stashlet.operator.resources import Resources
+from stashlet.operator.settings import OperatorSettings
+from stashlet.operator.sidecar import Sidecars
+from stashlet.operator.status import (
+    ConditionUpdate,
+    EventSpec,
+    apply_conditions,
+    compute_phase,
+    transition_events,
+)
+from stashlet.operator.validation import (
+    Lookup,
+    Model,
+    Observed,
+    Verdict,
+    needs_namespace_labels,
+    repository_key,
+    target_kind,
+    validate,
+)
+
+log = logging.getLogger(__name__)
+
+Dependency = tuple[str, str, str]
+"""``(kind, namespace, name)`` of an object a configuration depends on (``("Namespace", "", name)``)."""
+
+
+@dataclass
+class ReconcileResult:
+    """What the controller needs back: the objects to watch on the configuration's behalf."""
+
+    dependencies: set[Dependency] = field(default_factory=set)
+    gone: bool = False
+    seen: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    """Metadata of objects as this reconcile left them, by ``(kind, namespace/name)``: their watch events
+    need not trigger another reconcile."""
+
+
+class Reconciler:
+    """Reconciles BackupConfigurations; one instance serves every object (it holds no per-object state)."""
+
+    def __init__(self, api: client.ApiClient, settings: OperatorSettings) -> None:
+        """Use ``api`` (the operator's own identity) and ``settings``."""
+        self.api = api
+        self.settings = settings
+        self.stash = StashClient(api)
+        self.resources = Resources(api)
+        self.sidecars = Sidecars(self.resources, settings, self._event)
+        self._recorders: dict[str, EventRecorder] = {}
+
+    def _recorder(self, source: str) -> EventRecorder:
+        if source not in self._recorders:
+            self._recorders[source] = EventRecorder(self.api, source)
+        return self._recorders[source]
+
+    async def reconcile(self, namespace: str, name: str) -> ReconcileResult:
+        """Bring ``namespace/name`` to its desired state; see the module docstring."""
+        try:
+            bc = await self.stash.get(BackupConfiguration, namespace, name)
+        except NotFound:
+            return ReconcileResult(gone=True)
+        if bc.metadata.deletion_timestamp is not None:
+            await self._finalize(bc)
+            return ReconcileResult()
+        if names.FINALIZER not in (bc.metadata.finalizers or []):
+            bc = await self.stash.patch(
+                BackupConfiguration,
+                namespace,
+                name,
+                {
+                    "metadata": {
+                        "finalizers": [*(bc.metadata.finalizers or []), names.FINALIZER],
+                        "resourceVersion": bc.metadata.resource_version,
+                    }
+                },
+            )
+        result = ReconcileResult()
+        observed = await self._observe(bc, result.dependencies)
+        verdict = validate(bc, observed)
+        updates = list(verdict.updates)
+        if verdict.applicable:
+            updates += await self._apply(bc, verdict, observed, result.seen)
+        await self._write_status(bc, updates, sidecar=verdict.model == Model.SIDECAR)
+        result.seen[(names.KIND_BACKUP_CONFIGURATION, f"{namespace}/{name}")] = bc.to_dict()["metadata"]
+        if observed.workload.value is not None:
+            workload = observed.workload.value
+            key = (str(workload.get("kind")), f"{namespace}/{workload['metadata']['name']}")
+            result.seen.setdefault(key, workload["metadata"])
+        if observed.repository.value is not None:
+            repo = observed.repository.value
+            key = (names.KIND_REPOSITORY, f"{repo.metadata.namespace}/{repo.metadata.name}")
+            result.seen[key] = repo.to_dict()["metadata"]
+        return result
+
+    # ------------------------------------------------------------ observe
+
+    async def _observe(self, bc: BackupConfiguration, deps: set[Dependency]) -> Observed:
+        namespace = bc.metadata.namespace or ""
+        repository: Lookup[Repository] = Lookup()
+        secret_keys: Lookup[frozenset[str]] = Lookup()
+        labels: dict[str, str] | None = None
+        repo_key = repository_key(bc)
+        if repo_key is not None:
+            deps.add(("Repository", *repo_key))
+            repository = await _lookup(self.stash.get(Repository, *repo_key))
+        repo = repository.value
+        if repo is not None:
+            secret = repo.spec.backend.storage_secret_name
+            if secret:
+                deps.add(("Secret", repo_key[0] if repo_key else namespace, secret))
+                secret_keys = await _lookup(
+                    self.resources.secret_keys(repo.metadata.namespace or namespace, secret)
+                )
+            if repo.metadata.namespace != namespace or needs_namespace_labels(repo):
+                deps.add(("Namespace", "", namespace))
+                labels = (await _lookup(self.resources.namespace_labels(namespace))).value
+        workload: Lookup[dict[str, Any]] = Lookup()
+        kind = target_kind(bc)
+        if kind is not None and bc.spec.target and bc.spec.target.ref and bc.spec.target.ref.name:
+            deps.add((kind.kind, namespace, bc.spec.target.ref.name))
+            workload = await _lookup(self.resources.get_workload(kind, namespace, bc.spec.target.ref.name))
+        return Observed(repository, secret_keys, workload, labels)
+
+    # ------------------------------------------------------------ apply
+
+    async def _apply(
+        self,
+        bc: BackupConfiguration,
+        verdict: Verdict,
+        observed: Observed,
+        seen: dict[tuple[str, str], dict[str, Any]],
+    ) -> list[ConditionUpdate]:
+        cron = await self._ensure_cronjob(bc)
+        if cron.status != ConditionStatus.TRUE or verdict.model != Model.SIDECAR:
+            return [cron]
+        kind, workload, repository = target_kind(bc), observed.workload.value, observed.repository.value
+        assert kind is not None  # validate() checked all three
+        assert workload is not None
+        assert repository is not None
+        injected, written = await self.sidecars.ensure(bc, kind, workload, repository)
+        if written is not None:
+            seen[(kind.kind, f"{bc.metadata.namespace}/{written['name']}")] = written
+        return [cron, injected]
+
+    async def _ensure_cronjob(self, bc: BackupConfiguration) -> ConditionUpdate:
+        """The trigger's RBAC and CronJob; the API server judges the CronJob (dry run) before any is made."""
+        namespace, name = bc.metadata.namespace or "", names.cronjob_name(bc.metadata.name or "")
+        if not bc.spec.schedule:
+            await self.resources.delete("CronJob", namespace, name)
+            return ConditionUpdate.true(
+                ConditionType.CRON_JOB_CREATED,
+                ConditionReason.CRON_JOB_CREATION_SUCCEEDED,
+                "spec.schedule is empty: no CronJob; BackupSessions are only created on demand.",
+            )
+        desired = cronjob.build_cronjob(bc, self.settings)
+        try:
+            try:
+                existing: dict[str, Any] | None = await self.resources.get("CronJob", namespace, name)
+            except NotFound:
+                existing = None
+            patch = cronjob.cronjob_patch(existing, desired, bc) if existing is not None else None
+            if existing is None:
+                await self.resources.create(desired, dry_run=True)
+            elif patch is not None:
+                await self.resources.patch_cronjob(namespace, name, patch, dry_run=True)
+            for obj in rbac.trigger_rbac(bc, self.settings):
+                await self.resources.ensure(obj, rbac.up_to_date)
+            if existing is None:
+                await self.resources.create(desired)
+            elif patch is not None:
+                await self.resources.patch_cronjob(namespace, name, patch)
+            if existing is None or patch is not None:
+                what = "cronjob created" if existing is None else "cronjob updated"
+                log.info(what, extra={"object": f"{namespace}/{bc.metadata.name}", "cronjob": name})
+        except Invalid as exc:
+            return ConditionUpdate.false(
+                ConditionType.CRON_JOB_CREATED,
+                ConditionReason.CRON_JOB_CREATION_FAILED,
+                f"Failed to create backup triggering CronJob {namespace}/{name}. Reason: {exc.message}",
+            )
+        return ConditionUpdate.true(
+            ConditionType.CRON_JOB_CREATED,
+            ConditionReason.CRON_JOB_CREATION_SUCCEEDED,
+            f"Successfully created backup triggering CronJob {namespace}/{name}.",
+        )
+
+    # ------------------------------------------------------------ status and events
+
+    async def _write_status(
+        self, bc: BackupConfiguration, updates: list[ConditionUpdate], *, sidecar: bool
+    ) -> None:
+        namespace, name = bc.metadata.namespace or "", bc.metadata.name or ""
+        before: list[Condition] = []
+        after: list[Condition] = []
+
+        def mutate(current: BackupConfiguration) -> bool:
+            nonlocal before, after
+            status = current.status or BackupConfigurationStatus()
+            before = list(status.conditions or [])
+            after = apply_conditions(
+                before,
+                updates,
+                now=dt.datetime.now(dt.UTC).replace(microsecond=0),
+                generation=bc.metadata.generation,
+            )
+            phase = compute_phase(after, sidecar=sidecar)
+            if (
+                _comparable(before) == _comparable(after)
+                and status.phase == phase
+                and status.observed_generation == bc.metadata.generation
+            ):
+                return False
+            status.conditions, status.phase = after, phase
+            status.observed_generation = bc.metadata.generation
+            current.status = status
+            return True
+
+        updated = await self.stash.update_status(BackupConfiguration, namespace, name, mutate)
+        if updated.status is not None and updated.status.phase is not None:
+            log.debug("status", extra={"object": f"{namespace}/{name}", "phase": updated.status.phase.value})
+        for event in transition_events(before, after):
+            await self._event(updated, event)
+
+    async def _event(self, bc: BackupConfiguration, event: EventSpec) -> None:
+        await self._recorder(event.source).record(
+            bc.to_dict(), "Warning" if event.type == "Warning" else "Normal", event.reason, event.message
+        )
+
+    # ------------------------------------------------------------ deletion
+
+    async def _finalize(self, bc: BackupConfiguration) -> None:
+        """Remove the sidecar and the RBAC made for ``bc``, then let go of it (the CronJob goes by GC)."""
+        namespace, name = bc.metadata.namespace or "", bc.metadata.name or ""
+        if names.FINALIZER not in (bc.metadata.finalizers or []):
+            return
+        await self.sidecars.strip(bc)
+        repo_key = repository_key(bc)
+        for obj in rbac.created_for(bc, repo_key[0] if repo_key else None):
+            await self.resources.delete(obj.kind, obj.namespace, obj.name)
+        finalizers = [f for f in bc.metadata.finalizers or [] if f != names.FINALIZER]
+        try:
+            await self.stash.patch(
+                BackupConfiguration,
+                namespace,
+                name,
+                {
+                    "metadata": {
+                        "finalizers": finalizers or None,
+                        "resourceVersion": bc.metadata.resource_version,
+                    }
+                },
+            )
+        except NotFound:
+            return
+        log.info("finalized", extra={"object": f"{namespace}/{name}"})
+
+
+def _comparable(conditions: list[Condition]) -> list[tuple[Any, ...]]:
+    return [(c.type, c.status, c.reason, c.message, c.observed_generation) for c in conditions]
+
+
+async def _lookup(pending: Any) -> Lookup[Any]:
+    """Await a read: found, missing (NotFound), or unknown (any other API error, with its message)."""
+    try:
+        return Lookup(value=await pending)
+    except NotFound:
+        return Lookup()
+    except KubeError as exc:
+        if exc.status in (403, 401):
+            return Lookup(error=exc.message)
+        raise

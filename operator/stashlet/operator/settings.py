@@ -1,0 +1,42 @@
+"""The operator's settings: one frozen object, built from flags and environment by the CLI, passed in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from stashlet.api import names
+
+DEFAULT_AGENT_IMAGE = "stashlet/agent:0.1.0"
+DEFAULT_OPERATOR_IMAGE = "stashlet/operator:0.1.0"
+DEFAULT_TRIGGER_SERVICE_ACCOUNT = "stashlet-trigger"
+
+
+@dataclass(frozen=True)
+class OperatorSettings:
+    """What the operator needs to know that is not in the objects it reconciles.
+
+    ``namespaces`` empty means every namespace. ``operator_image`` is the image the trigger CronJob runs
+    (``stashlet-operator trigger``); ``agent_image`` the sidecar's. ``workers`` bounds how many objects are
+    reconciled at once (one object is never reconciled twice at the same time).
+    """
+
+    namespaces: tuple[str, ...] = ()
+    agent_image: str = DEFAULT_AGENT_IMAGE
+    operator_image: str = DEFAULT_OPERATOR_IMAGE
+    pushgateway_url: str | None = None
+    status_port: int = names.DEFAULT_STATUS_PORT
+    agent_log_level: str = "info"
+    trigger_service_account: str = DEFAULT_TRIGGER_SERVICE_ACCOUNT
+    image_pull_policy: str = "IfNotPresent"
+    workers: int = 8
+    retry_base_delay: float = 0.5
+    retry_max_delay: float = 60.0
+    watch_timeout_seconds: int = 300
+
+    def watches_all_namespaces(self) -> bool:
+        """True when no namespace list was configured."""
+        return not self.namespaces
+
+    def watches(self, namespace: str | None) -> bool:
+        """True when objects in ``namespace`` are this operator's business."""
+        return self.watches_all_namespaces() or namespace in self.namespaces

@@ -1,0 +1,367 @@
+"""Fixtures for the operator's tests: object factories (no server), and the operator on the real cluster.
+
+The cluster fixtures run the operator in-process (``Controller`` as an asyncio task) with the admin's
+credentials, as the one component that legitimately has broad rights, watching only the test's own
+namespaces. Pods the tests run (the trigger Job's pod) go through the process kubelet with the pod's own
+service-account token, never as the admin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import inspect
+import json
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes_asyncio import client
+
+from stashlet.api.backupconfiguration import BackupConfiguration
+from stashlet.api.repository import Repository
+from stashlet.kube.client import new_api_client
+from stashlet.kube.watch import WatchSettings
+from stashlet.localcluster import tools
+from stashlet.localcluster.controlplane import ControlPlane
+from stashlet.localcluster.kubelet import ProcessKubelet
+from stashlet.operator.controller import Controller
+from stashlet.operator.settings import OperatorSettings
+
+SEED_003 = Path(__file__).resolve().parents[3] / "shared" / "seeds" / "003_0e730fdb8faa1fc4.txt"
+FENCED_YAML = re.compile(r"^```yaml[ \t]*\n(.*?)^```", re.MULTILINE | re.DOTALL)
+
+# ---------------------------------------------------------------- object factories (no server)
+
+
+def seed_003_objects() -> list[dict[str, Any]]:
+    """The objects seed 003 writes as YAML: PVC, Deployment, Repository, BackupConfiguration, session."""
+    objects: list[dict[str, Any]] = []
+    for match in FENCED_YAML.finditer(SEED_003.read_text(encoding="utf-8")):
+        block = match.group(1)
+        if block.lstrip().startswith("$"):
+            continue
+        objects += [obj for obj in yaml.safe_load_all(block) if isinstance(obj, dict)]
+    return objects
+
+
+def seed_storage_secret(namespace: str) -> dict[str, Any]:
+    """The Secret seed 003 makes with ``kubectl create secret generic gcs-secret --from-file=...``."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "gcs-secret", "namespace": namespace},
+        "stringData": {
+            "RESTIC_PASSWORD": "changeit",
+            "GOOGLE_PROJECT_ID": "your-project-id",
+            "GOOGLE_SERVICE_ACCOUNT_JSON_KEY": "{}",
+        },
+    }
+
+
+def in_namespace(obj: dict[str, Any], namespace: str) -> dict[str, Any]:
+    """A copy of ``obj`` moved to ``namespace``."""
+    moved = copy.deepcopy(obj)
+    moved["metadata"]["namespace"] = namespace
+    return moved
+
+
+def deployment(
+    name: str = "stash-demo", namespace: str = "demo", volumes: tuple[str, ...] = ("source-data",)
+) -> dict[str, Any]:
+    """A Deployment shaped like seed 003's (one container mounting ``volumes``, each an emptyDir)."""
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace, "labels": {"app": name}},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "busybox",
+                            "image": "busybox",
+                            "command": ["sleep", "3000"],
+                            "volumeMounts": [{"name": v, "mountPath": f"/source/{v}"} for v in volumes],
+                        }
+                    ],
+                    "volumes": [{"name": v, "emptyDir": {}} for v in volumes],
+                },
+            },
+        },
+    }
+
+
+def repository(
+    name: str = "gcs-repo",
+    namespace: str = "demo",
+    secret: str = "gcs-secret",  # noqa: S107 - a Secret name
+    **spec: Any,
+) -> dict[str, Any]:
+    """A GCS Repository like seed 003's; ``spec`` adds e.g. ``usagePolicy``."""
+    return {
+        "apiVersion": "stash.appscode.com/v1alpha1",
+        "kind": "Repository",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"backend": {"gcs": {"bucket": "b", "prefix": "/p"}, "storageSecretName": secret}, **spec},
+    }
+
+
+def backup_configuration(
+    name: str = "pause-backup",
+    namespace: str = "demo",
+    target: str = "stash-demo",
+    kind: str = "Deployment",
+    **spec: Any,
+) -> dict[str, Any]:
+    """Seed 003's BackupConfiguration; ``spec`` overrides or adds fields."""
+    body: dict[str, Any] = {
+        "repository": {"name": "gcs-repo"},
+        "schedule": "*/5 * * * *",
+        "target": {
+            "ref": {"apiVersion": "apps/v1", "kind": kind, "name": target},
+            "volumeMounts": [{"name": "source-data", "mountPath": "/source/data"}],
+            "paths": ["/source/data"],
+        },
+        "retentionPolicy": {"name": "keep-last-5", "keepLast": 5, "prune": True},
+    }
+    body.update(spec)
+    return {
+        "apiVersion": "stash.appscode.com/v1beta1",
+        "kind": "BackupConfiguration",
+        "metadata": {"name": name, "namespace": namespace, "uid": "uid-1", "generation": 1},
+        "spec": body,
+    }
+
+
+class Factories:
+    """The factories above, for test modules (which cannot import the conftest)."""
+
+    seed_003_objects = staticmethod(seed_003_objects)
+    seed_storage_secret = staticmethod(seed_storage_secret)
+    in_namespace = staticmethod(in_namespace)
+    deployment = staticmethod(deployment)
+    repository = staticmethod(repository)
+    backup_configuration = staticmethod(backup_configuration)
+
+
+@pytest.fixture(scope="session")
+def make() -> Factories:
+    """Object factories: ``make.deployment()``, ``make.repository()``, ``make.backup_configuration()`` ..."""
+    return Factories()
+
+
+@pytest.fixture
+def bc() -> BackupConfiguration:
+    """Seed 003's BackupConfiguration in ``demo``, as a model."""
+    return BackupConfiguration.from_dict(backup_configuration())
+
+
+@pytest.fixture
+def repo() -> Repository:
+    """Seed 003's Repository in ``demo``, as a model."""
+    return Repository.from_dict(repository())
+
+
+# ---------------------------------------------------------------- the real cluster
+
+Probe = Callable[[], Any]
+
+
+async def eventually(
+    probe: Probe,
+    *,
+    timeout: float = 30.0,  # noqa: ASYNC109 - a polling deadline
+    interval: float = 0.2,
+    what: str = "",
+) -> Any:
+    """Call ``probe`` (awaiting it when async) until it returns something truthy; fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if inspect.isawaitable(last):
+            last = await last
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what or probe}: last {last!r}")
+
+
+@pytest.fixture
+async def api(control_plane: ControlPlane) -> AsyncIterator[client.ApiClient]:
+    """An ApiClient with the admin kubeconfig."""
+    api_client = await new_api_client(str(control_plane.kubeconfig))
+    try:
+        yield api_client
+    finally:
+        await api_client.close()
+
+
+class Kubectl:
+    """The pinned kubectl as the admin, run without blocking the event loop (the operator shares it)."""
+
+    def __init__(self, plane: ControlPlane) -> None:
+        self.argv = [str(tools.ensure("kubectl")), f"--kubeconfig={plane.kubeconfig}"]
+
+    async def __call__(self, *args: str, input_obj: Any = None, check: bool = True) -> str:
+        """Run kubectl; ``input_obj`` (an object or a list) goes to stdin as YAML. Returns stdout."""
+        text = None
+        if input_obj is not None:
+            objs = input_obj if isinstance(input_obj, list) else [input_obj]
+            text = yaml.safe_dump_all(objs, sort_keys=False).encode()
+        process = await asyncio.create_subprocess_exec(
+            *self.argv,
+            *args,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(process.communicate(text), 120)
+        if check and process.returncode != 0:
+            raise AssertionError(
+                f"kubectl {' '.join(args)} failed ({process.returncode}): {err.decode().strip()}"
+            )
+        return out.decode()
+
+    async def json(self, *args: str) -> Any:
+        """``kubectl <args> -o json``, parsed."""
+        return json.loads(await self(*args, "-o", "json"))
+
+    async def items(self, resource: str, namespace: str, *selector: str) -> list[dict[str, Any]]:
+        """The items of ``kubectl get <resource> -n <namespace> [-l selector]``."""
+        found: list[dict[str, Any]] = (await self.json("get", resource, "-n", namespace, *selector))["items"]
+        return found
+
+    async def get(self, resource: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """One object, or None when it does not exist."""
+        out = await self("get", resource, name, "-n", namespace, "-o", "json", "--ignore-not-found")
+        return json.loads(out) if out.strip() else None
+
+    async def events(self, namespace: str, name: str) -> list[dict[str, Any]]:
+        """The core/v1 events about the object called ``name``."""
+        return await self.items("events", namespace, f"--field-selector=involvedObject.name={name}")
+
+    async def wait_gone(self, resource: str, namespace: str, name: str, *, within: float = 60) -> None:
+        """Wait until the object no longer exists (deleted, or collected as garbage)."""
+
+        async def probe() -> bool:
+            return await self.get(resource, namespace, name) is None
+
+        await eventually(probe, timeout=within, what=f"{resource} {namespace}/{name} to be gone")
+
+    async def wait_phase(
+        self, namespace: str, name: str, phase: str, *, within: float = 30
+    ) -> dict[str, Any]:
+        """Wait until BackupConfiguration ``name`` reports ``phase`` for its current generation."""
+
+        async def probe() -> dict[str, Any] | None:
+            bc = await self.get("backupconfiguration", namespace, name)
+            status = (bc or {}).get("status") or {}
+            if (
+                bc
+                and status.get("phase") == phase
+                and status.get("observedGeneration") == bc["metadata"]["generation"]
+            ):
+                return bc
+            return None
+
+        found: dict[str, Any] = await eventually(
+            probe, timeout=within, what=f"{namespace}/{name} to be {phase}"
+        )
+        return found
+
+
+@pytest.fixture(scope="session")
+def wait() -> Callable[..., Any]:
+    """The polling helper: await it with a probe, a timeout and what is awaited."""
+    return eventually
+
+
+@pytest.fixture(scope="session")
+def akubectl(control_plane: ControlPlane) -> Kubectl:
+    """Async kubectl as the admin."""
+    return Kubectl(control_plane)
+
+
+class OperatorRunner:
+    """Starts and stops the in-process operator over chosen namespaces."""
+
+    def __init__(self, api: client.ApiClient, kubectl: Kubectl) -> None:
+        self.api = api
+        self.kubectl = kubectl
+        self.tasks: list[tuple[asyncio.Task[None], tuple[str, ...]]] = []
+
+    async def start(self, *namespaces: str, **overrides: Any) -> Controller:
+        """Start an operator watching ``namespaces``; returns once all its watches have listed."""
+        settings = OperatorSettings(namespaces=namespaces, **overrides)
+        controller = Controller(self.api, settings, watch_settings=WatchSettings(server_timeout=60))
+        task = asyncio.create_task(controller.run())
+        self.tasks.append((task, namespaces))
+        await asyncio.wait_for(controller.all_synced.wait(), 30)
+        return controller
+
+    async def stop(self, *, cleanup: bool = True) -> None:
+        """Stop the operators; with ``cleanup`` delete the configurations first, so their finalizers run."""
+        for task, namespaces in self.tasks:
+            for ns in namespaces if cleanup else ():
+                await self.kubectl(
+                    "delete", "backupconfigurations", "--all", "-n", ns, "--wait=false", check=False
+                )
+            deadline = time.monotonic() + (20 if cleanup else 0)
+            while time.monotonic() < deadline and not task.done():
+                if not any([await self.kubectl.items("backupconfigurations", ns) for ns in namespaces]):
+                    break
+                await asyncio.sleep(0.2)
+            task.cancel()
+            done, _ = await asyncio.wait({task}, timeout=30)
+            if not done:
+                stuck = [t.get_stack() for t in asyncio.all_tasks() if not t.done()]
+                pytest.fail(f"the operator did not stop within 30 s of being cancelled: {stuck}")
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self.tasks.clear()
+
+
+@pytest.fixture
+async def operator(api: client.ApiClient, akubectl: Kubectl, namespace: str) -> AsyncIterator[OperatorRunner]:
+    """Run the operator in-process: ``await operator.start(namespace, ...)``; stopped after the test.
+
+    It takes ``namespace`` so that the namespace outlives it: the finalizers run before it goes.
+    """
+    runner = OperatorRunner(api, akubectl)
+    try:
+        yield runner
+    finally:
+        await runner.stop()
+
+
+@pytest.fixture
+async def kubelet(control_plane: ControlPlane, tmp_path: Path) -> AsyncIterator[ProcessKubelet]:
+    """The process kubelet: runs chosen pods' containers as local processes with their own identity."""
+    process_kubelet = ProcessKubelet(control_plane, tmp_path / "kubelet")
+    await process_kubelet.start()
+    try:
+        yield process_kubelet
+    finally:
+        await process_kubelet.close()
+
+
+@pytest.fixture
+def second_namespace(control_plane: ControlPlane, kubectl: Callable[..., Any]) -> Iterator[str]:
+    """Another fresh namespace (for a Repository that lives elsewhere)."""
+    name = f"r-{uuid.uuid4().hex[:10]}"
+    kubectl("create", "namespace", name)
+    try:
+        yield name
+    finally:
+        kubectl("delete", "namespace", name, "--wait=false", check=False)

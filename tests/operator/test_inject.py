@@ -1,0 +1,196 @@
+"""The sidecar injection: what goes into the pod template, exactly once, and how it comes out again."""
+
+import copy
+from typing import Any
+
+import pytest
+
+from stashlet.api import agent_contract, names
+from stashlet.api.backupconfiguration import BackupConfiguration
+from stashlet.api.repository import Repository
+from stashlet.operator import inject
+from stashlet.operator.settings import OperatorSettings
+
+SETTINGS = OperatorSettings(agent_image="agent:1", pushgateway_url="http://pgw:9091", status_port=4000)
+
+
+def sidecar_of(workload: dict[str, Any]) -> dict[str, Any]:
+    sidecars: list[dict[str, Any]] = [
+        c for c in workload["spec"]["template"]["spec"]["containers"] if c["name"] == "stash"
+    ]
+    assert len(sidecars) == 1
+    return sidecars[0]
+
+
+def test_sidecar_runs_the_agent_with_the_contract_args_and_downward_env(
+    bc: BackupConfiguration, repo: Repository, make: Any
+) -> None:
+    """Container ``stash``: ``stashlet-agent`` with AgentInvocation's args, env from the downward API."""
+    injection = inject.build_injection(bc, "Deployment", "stash-demo", repo, SETTINGS)
+    patched = inject.inject(make.deployment(), injection)
+    assert patched is not None
+    sidecar = sidecar_of(patched)
+    assert sidecar["image"] == "agent:1"
+    assert sidecar["command"] == [agent_contract.AGENT_COMMAND]
+    expected = agent_contract.AgentInvocation(
+        mode="sidecar",
+        invoker_kind="BackupConfiguration",
+        invoker_name="pause-backup",
+        target_kind="Deployment",
+        target_name="stash-demo",
+        status_port=4000,
+        tmp_dir=names.TMP_MOUNT_PATH,
+        pushgateway_url="http://pgw:9091",
+    ).args()
+    assert sidecar["args"] == expected
+    assert sidecar["env"][:4] == agent_contract.downward_env()
+
+
+def test_target_mounts_are_read_only_and_tmp_dir_is_an_empty_dir(make: Any, repo: Repository) -> None:
+    """``target.volumeMounts`` read-only; ``stash-tmp-dir`` at /stash-tmp honouring ``tempDir``."""
+    bc = BackupConfiguration.from_dict(
+        make.backup_configuration(tempDir={"medium": "Memory", "sizeLimit": "1Gi", "disableCaching": True})
+    )
+    patched = inject.inject(
+        make.deployment(), inject.build_injection(bc, "Deployment", "stash-demo", repo, SETTINGS)
+    )
+    assert patched is not None
+    sidecar = sidecar_of(patched)
+    assert sidecar["volumeMounts"] == [
+        {"name": "source-data", "mountPath": "/source/data", "readOnly": True},
+        {"name": "stash-tmp-dir", "mountPath": "/stash-tmp"},
+    ]
+    volumes = patched["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "stash-tmp-dir", "emptyDir": {"medium": "Memory", "sizeLimit": "1Gi"}} in volumes
+
+
+def test_status_port_and_probes(bc: BackupConfiguration, repo: Repository, make: Any) -> None:
+    """The status port is declared; liveness probes /healthz, readiness /readyz on it."""
+    injection = inject.build_injection(bc, "Deployment", "stash-demo", repo, SETTINGS)
+    sidecar = injection.container
+    assert sidecar["ports"] == [{"name": "stash-status", "containerPort": 4000, "protocol": "TCP"}]
+    assert sidecar["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": 4000}
+    assert sidecar["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": 4000}
+
+
+def test_container_runtime_settings_apply(make: Any, repo: Repository) -> None:
+    """``runtimeSettings.container``: resources, securityContext and env go into the sidecar."""
+    container = {
+        "resources": {"limits": {"memory": "256Mi"}},
+        "securityContext": {"runAsUser": 1000},
+        "env": [{"name": "EXTRA", "value": "1"}, {"name": "POD_NAME", "value": "not-this"}],
+    }
+    bc = BackupConfiguration.from_dict(make.backup_configuration(runtimeSettings={"container": container}))
+    sidecar = inject.build_injection(bc, "Deployment", "stash-demo", repo, SETTINGS).container
+    assert sidecar["resources"] == container["resources"]
+    assert sidecar["securityContext"] == {"runAsUser": 1000}
+    env = {e["name"]: e for e in sidecar["env"]}
+    assert env["EXTRA"] == {"name": "EXTRA", "value": "1"}
+    assert "fieldRef" in env["POD_NAME"]["valueFrom"]  # the downward API wins
+
+
+def test_local_backend_volume_is_mounted_at_its_mount_path(bc: BackupConfiguration, make: Any) -> None:
+    """A ``local`` backend's volume goes into the pod and is mounted at the backend's mountPath."""
+    repo = Repository.from_dict(
+        {
+            "metadata": {"name": "gcs-repo", "namespace": "demo"},
+            "spec": {
+                "backend": {
+                    "local": {"mountPath": "/safe/data", "subPath": "x", "hostPath": {"path": "/data/stash"}},
+                    "storageSecretName": "s",
+                }
+            },
+        }
+    )
+    injection = inject.build_injection(bc, "Deployment", "stash-demo", repo, SETTINGS)
+    assert {"name": "stash-local", "hostPath": {"path": "/data/stash"}} in injection.volumes
+    assert {"name": "stash-local", "mountPath": "/safe/data"} in injection.container["volumeMounts"]
+
+
+def test_injection_is_idempotent_and_recorded_in_annotations(
+    bc: BackupConfiguration, repo: Repository, make: Any
+) -> None:
+    """Injecting twice gives None the second time; the template records the invoker and the hash."""
+    injection = inject.build_injection(bc, "Deployment", "stash-demo", repo, SETTINGS)
+    patched = inject.inject(make.deployment(), injection)
+    assert patched is not None
+    annotations = patched["spec"]["template"]["metadata"]["annotations"]
+    assert annotations == {
+        names.ANNOTATION_LAST_APPLIED_INVOKER: "BackupConfiguration/pause-backup",
+        names.ANNOTATION_INJECTION_HASH: injection.hash,
+    }
+    assert inject.inject(patched, injection) is None
+    again = inject.build_injection(bc, "Deployment", "stash-demo", repo, SETTINGS)
+    assert again.hash == injection.hash
+
+
+def test_a_changed_configuration_replaces_the_sidecar_once(make: Any, repo: Repository) -> None:
+    """A new image (or spec) changes the hash; re-injection leaves exactly one sidecar and one tmp volume."""
+    bc = BackupConfiguration.from_dict(make.backup_configuration())
+    first = inject.inject(
+        make.deployment(), inject.build_injection(bc, "Deployment", "stash-demo", repo, SETTINGS)
+    )
+    assert first is not None
+    newer = OperatorSettings(agent_image="agent:2", status_port=4000)
+    second_injection = inject.build_injection(bc, "Deployment", "stash-demo", repo, newer)
+    second = inject.inject(first, second_injection)
+    assert second is not None
+    spec = second["spec"]["template"]["spec"]
+    assert [c["name"] for c in spec["containers"]] == ["busybox", "stash"]
+    assert [v["name"] for v in spec["volumes"]] == ["source-data", "stash-tmp-dir"]
+    assert sidecar_of(second)["image"] == "agent:2"
+
+
+@pytest.mark.parametrize("annotated", [True, False])
+def test_removal_restores_the_original_template(
+    bc: BackupConfiguration, repo: Repository, make: Any, annotated: bool
+) -> None:
+    """Removing the injection gives back the template exactly as it was (with or without own annotations)."""
+    original = make.deployment()
+    if annotated:
+        original["spec"]["template"]["metadata"]["annotations"] = {"keep": "me"}
+    patched = inject.inject(
+        copy.deepcopy(original), inject.build_injection(bc, "Deployment", "stash-demo", repo, SETTINGS)
+    )
+    assert patched is not None
+    restored = inject.remove_injection(patched, "BackupConfiguration/pause-backup")
+    assert restored == original
+    assert inject.remove_injection(original, "BackupConfiguration/pause-backup") is None
+
+
+def test_the_workload_is_labelled_for_its_configuration(
+    bc: BackupConfiguration, repo: Repository, make: Any
+) -> None:
+    """The workload (not its template: no rollout) carries ``stash.appscode.com/backup-configuration``."""
+    patched = inject.inject(
+        make.deployment(), inject.build_injection(bc, "Deployment", "stash-demo", repo, SETTINGS)
+    )
+    assert patched is not None
+    assert patched["metadata"]["labels"] == {
+        "app": "stash-demo",
+        names.LABEL_BACKUP_CONFIGURATION: "pause-backup",
+    }
+    assert names.LABEL_BACKUP_CONFIGURATION not in patched["spec"]["template"]["metadata"]["labels"]
+
+
+def test_removal_leaves_another_invokers_sidecar_alone(
+    bc: BackupConfiguration, repo: Repository, make: Any
+) -> None:
+    """A configuration's finalizer does not strip a sidecar some other configuration injected."""
+    patched = inject.inject(
+        make.deployment(), inject.build_injection(bc, "Deployment", "stash-demo", repo, SETTINGS)
+    )
+    assert patched is not None
+    assert inject.remove_injection(patched, "BackupConfiguration/other") is None
+
+
+def test_a_stripped_template_is_detected(bc: BackupConfiguration, repo: Repository, make: Any) -> None:
+    """A template whose sidecar was removed by someone else (annotations left) is injected again."""
+    injection = inject.build_injection(bc, "Deployment", "stash-demo", repo, SETTINGS)
+    patched = inject.inject(make.deployment(), injection)
+    assert patched is not None
+    patched["spec"]["template"]["spec"]["containers"].pop()
+    assert not inject.is_injected(patched, injection)
+    again = inject.inject(patched, injection)
+    assert again is not None
+    assert len([c for c in again["spec"]["template"]["spec"]["containers"] if c["name"] == "stash"]) == 1

@@ -1,0 +1,214 @@
+"""Found objects -> the validation conditions, phase and applicability of a BackupConfiguration (pure)."""
+
+from typing import Any
+
+from stashlet.api.backupconfiguration import BackupConfiguration, BackupInvokerPhase
+from stashlet.api.common import ConditionStatus
+from stashlet.api.conditions import ConditionType
+from stashlet.api.repository import Repository
+from stashlet.operator.status import ConditionUpdate, apply_conditions, compute_phase
+from stashlet.operator.validation import Lookup, Model, Observed, Verdict, validate
+
+SEED_KEYS = frozenset({"RESTIC_PASSWORD", "GOOGLE_PROJECT_ID", "GOOGLE_SERVICE_ACCOUNT_JSON_KEY"})
+
+
+def observed(
+    repo: Repository | None,
+    workload: dict[str, Any] | None,
+    keys: frozenset[str] | None = SEED_KEYS,
+    labels: dict[str, str] | None = None,
+) -> Observed:
+    return Observed(Lookup(repo), Lookup(keys), Lookup(workload), labels)
+
+
+def by_type(verdict: Verdict) -> dict[str, ConditionUpdate]:
+    return {u.type.value: u for u in verdict.updates}
+
+
+def phase(verdict: Verdict, *extra: ConditionUpdate) -> BackupInvokerPhase:
+    import datetime as dt
+
+    conditions = apply_conditions([], [*verdict.updates, *extra], now=dt.datetime.now(dt.UTC), generation=1)
+    return compute_phase(conditions, sidecar=verdict.model == Model.SIDECAR)
+
+
+def test_seed_003_is_valid_and_applicable(bc: BackupConfiguration, repo: Repository, make: Any) -> None:
+    """The seed's objects, all present: every validation condition True, and the configuration applies."""
+    verdict = validate(bc, observed(repo, make.deployment()))
+    conditions = by_type(verdict)
+    assert verdict.applicable
+    assert verdict.model == Model.SIDECAR
+    for type_ in ("RepositoryFound", "BackendSecretFound", "BackupTargetFound", "ValidationPassed"):
+        assert conditions[type_].status == ConditionStatus.TRUE, conditions[type_]
+    assert conditions["BackupTargetFound"].message == "Backup target apps/v1 deployment/stash-demo found."
+    # Ready needs the CronJob and the sidecar too.
+    assert phase(verdict) == BackupInvokerPhase.NOT_READY
+    cron = ConditionUpdate(ConditionType.CRON_JOB_CREATED, ConditionStatus.TRUE, "CronJobCreationSucceeded")
+    sidecar = ConditionUpdate(
+        ConditionType.STASH_SIDECAR_INJECTED, ConditionStatus.TRUE, "SidecarInjectionSucceeded"
+    )
+    assert phase(verdict, cron, sidecar) == BackupInvokerPhase.READY
+
+
+def test_missing_repository_is_not_ready_and_names_it(bc: BackupConfiguration, make: Any) -> None:
+    """No Repository: RepositoryFound False (RepositoryNotAvailable) naming it and the field; NotReady."""
+    verdict = validate(bc, observed(None, make.deployment()))
+    found = by_type(verdict)["RepositoryFound"]
+    assert (found.status, found.reason) == (ConditionStatus.FALSE, "RepositoryNotAvailable")
+    assert "Repository demo/gcs-repo does not exist" in found.message
+    assert "spec.repository of BackupConfiguration demo/pause-backup" in found.message
+    assert by_type(verdict)["BackendSecretFound"].status == ConditionStatus.UNKNOWN
+    assert not verdict.applicable
+    assert phase(verdict) == BackupInvokerPhase.NOT_READY
+
+
+def test_repository_in_another_namespace_refused_by_its_usage_policy_is_invalid(make: Any) -> None:
+    """A Repository whose usagePolicy does not admit the namespace: ValidationPassed False; Invalid."""
+    bc = BackupConfiguration.from_dict(
+        make.backup_configuration(repository={"name": "gcs-repo", "namespace": "backup"})
+    )
+    repo = Repository.from_dict(
+        make.repository(namespace="backup", usagePolicy={"allowedNamespaces": {"from": "Same"}})
+    )
+    verdict = validate(bc, observed(repo, make.deployment(), labels={}))
+    conditions = by_type(verdict)
+    assert conditions["RepositoryFound"].status == ConditionStatus.TRUE
+    assert conditions["ValidationPassed"].status == ConditionStatus.FALSE
+    assert conditions["ValidationPassed"].reason == "ResourceValidationFailed"
+    assert "spec.repository" in conditions["ValidationPassed"].message
+    assert "usagePolicy" in conditions["ValidationPassed"].message
+    assert conditions["BackendSecretFound"].status is None  # not this namespace's business
+    assert not verdict.applicable
+    assert phase(verdict) == BackupInvokerPhase.INVALID
+
+
+def test_repository_admitted_by_selector_is_valid(make: Any) -> None:
+    """The same Repository with a Selector matching the namespace's labels is fine."""
+    bc = BackupConfiguration.from_dict(
+        make.backup_configuration(repository={"name": "gcs-repo", "namespace": "backup"})
+    )
+    policy = {"allowedNamespaces": {"from": "Selector", "selector": {"matchLabels": {"backup": "yes"}}}}
+    repo = Repository.from_dict(make.repository(namespace="backup", usagePolicy=policy))
+    assert validate(bc, observed(repo, make.deployment(), labels={"backup": "yes"})).applicable
+
+
+def test_missing_secret_is_not_ready(bc: BackupConfiguration, repo: Repository, make: Any) -> None:
+    """No storage Secret: BackendSecretFound False naming the Secret and the Repository's field."""
+    verdict = validate(bc, observed(repo, make.deployment(), keys=None))
+    found = by_type(verdict)["BackendSecretFound"]
+    assert (found.status, found.reason) == (ConditionStatus.FALSE, "BackendSecretNotAvailable")
+    assert "Backend Secret demo/gcs-secret does not exist" in found.message
+    assert "spec.backend.storageSecretName of Repository demo/gcs-repo" in found.message
+    assert not verdict.applicable
+    assert phase(verdict) == BackupInvokerPhase.NOT_READY
+
+
+def test_secret_without_restic_password_is_not_ready(
+    bc: BackupConfiguration, repo: Repository, make: Any
+) -> None:
+    """A Secret lacking RESTIC_PASSWORD: BackendSecretFound False naming the key."""
+    verdict = validate(bc, observed(repo, make.deployment(), keys=frozenset({"GOOGLE_PROJECT_ID"})))
+    found = by_type(verdict)["BackendSecretFound"]
+    assert found.status == ConditionStatus.FALSE
+    assert "has no non-empty key RESTIC_PASSWORD" in found.message
+    assert not verdict.applicable
+
+
+def test_backend_specific_keys_are_checked(make: Any) -> None:
+    """s3 needs both access keys or neither; b2 needs its two keys (the agent's rules)."""
+    bc = BackupConfiguration.from_dict(make.backup_configuration())
+    s3 = Repository.from_dict(
+        {
+            "metadata": {"name": "gcs-repo", "namespace": "demo"},
+            "spec": {"backend": {"s3": {"endpoint": "e", "bucket": "b"}, "storageSecretName": "s"}},
+        }
+    )
+    half = frozenset({"RESTIC_PASSWORD", "AWS_ACCESS_KEY_ID"})
+    message = by_type(validate(bc, observed(s3, make.deployment(), keys=half)))["BackendSecretFound"].message
+    assert "sets AWS_ACCESS_KEY_ID but has no AWS_SECRET_ACCESS_KEY" in message
+    assert validate(bc, observed(s3, make.deployment(), keys=frozenset({"RESTIC_PASSWORD"}))).applicable
+    b2 = Repository.from_dict(
+        {
+            "metadata": {"name": "gcs-repo", "namespace": "demo"},
+            "spec": {"backend": {"b2": {"bucket": "b"}, "storageSecretName": "s"}},
+        }
+    )
+    message = by_type(validate(bc, observed(b2, make.deployment(), keys=frozenset({"RESTIC_PASSWORD"}))))[
+        "BackendSecretFound"
+    ].message
+    assert "B2_ACCOUNT_ID" in message
+    assert "B2_ACCOUNT_KEY" in message
+
+
+def test_unsupported_target_kind_is_invalid(make: Any, repo: Repository) -> None:
+    """A target kind the sidecar cannot go into: ValidationPassed False naming spec.target.ref.kind."""
+    bc = BackupConfiguration.from_dict(make.backup_configuration(kind="CronJob"))
+    verdict = validate(bc, observed(repo, None))
+    conditions = by_type(verdict)
+    assert conditions["ValidationPassed"].status == ConditionStatus.FALSE
+    assert "spec.target.ref.kind: CronJob is not supported" in conditions["ValidationPassed"].message
+    assert conditions["BackupTargetFound"].status is None
+    assert phase(verdict) == BackupInvokerPhase.INVALID
+
+
+def test_missing_target_is_not_ready(bc: BackupConfiguration, repo: Repository) -> None:
+    """No such workload: BackupTargetFound False (TargetNotAvailable) naming it; NotReady."""
+    verdict = validate(bc, observed(repo, None))
+    found = by_type(verdict)["BackupTargetFound"]
+    assert (found.status, found.reason) == (ConditionStatus.FALSE, "TargetNotAvailable")
+    assert "Backup target apps/v1 deployment/stash-demo does not exist" in found.message
+    assert not verdict.applicable
+    assert phase(verdict) == BackupInvokerPhase.NOT_READY
+
+
+def test_volume_mount_naming_no_volume_of_the_pod_is_invalid(
+    bc: BackupConfiguration, repo: Repository, make: Any
+) -> None:
+    """``target.volumeMounts[0].name`` not a volume of the pod: ValidationPassed False naming the field."""
+    verdict = validate(bc, observed(repo, make.deployment(volumes=("other",))))
+    message = by_type(verdict)["ValidationPassed"].message
+    assert (
+        "spec.target.volumeMounts[0].name: Deployment demo/stash-demo has no volume 'source-data'" in message
+    )
+    assert "its volumes: other" in message
+    assert phase(verdict) == BackupInvokerPhase.INVALID
+
+
+def test_statefulset_claim_templates_count_as_volumes(make: Any, repo: Repository) -> None:
+    """A StatefulSet's volumeClaimTemplates may be mounted by the sidecar."""
+    bc = BackupConfiguration.from_dict(make.backup_configuration(kind="StatefulSet"))
+    sts = make.deployment(volumes=())
+    sts["kind"] = "StatefulSet"
+    sts["spec"]["volumeClaimTemplates"] = [{"metadata": {"name": "source-data"}, "spec": {}}]
+    assert validate(bc, observed(repo, sts)).applicable
+
+
+def test_a_workload_injected_for_another_configuration_is_refused(
+    bc: BackupConfiguration, repo: Repository, make: Any
+) -> None:
+    """One workload, one configuration: another configuration's sidecar makes this one invalid."""
+    workload = make.deployment()
+    workload["spec"]["template"]["metadata"]["annotations"] = {
+        "stash.appscode.com/last-applied-invoker": "BackupConfiguration/other"
+    }
+    message = by_type(validate(bc, observed(repo, workload)))["ValidationPassed"].message
+    assert "already backed up by BackupConfiguration/other" in message
+
+
+def test_a_task_configuration_needs_no_target(make: Any, repo: Repository) -> None:
+    """A configuration naming a Task (job model, e.g. the resource dump) is valid without a workload."""
+    bc = BackupConfiguration.from_dict(
+        make.backup_configuration(task={"name": "kubedump-backup-0.1.0"}, target=None)
+    )
+    verdict = validate(bc, observed(repo, None))
+    assert verdict.model == Model.JOB
+    assert verdict.applicable
+    assert by_type(verdict)["BackupTargetFound"].status is None
+
+
+def test_lookup_errors_make_conditions_unknown(bc: BackupConfiguration, make: Any) -> None:
+    """A Repository that could not be read (e.g. forbidden): RepositoryFound Unknown with the reason."""
+    verdict = validate(bc, Observed(Lookup(error="forbidden"), Lookup(), Lookup(make.deployment())))
+    found = by_type(verdict)["RepositoryFound"]
+    assert (found.status, found.reason) == (ConditionStatus.UNKNOWN, "UnableToCheckRepositoryAvailability")
+    assert "forbidden" in found.message
