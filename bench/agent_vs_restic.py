@@ -73,61 +73,124 @@ class Bench:
         if not repo.exists():
             subprocess.run([self.restic, "init"], env=env, check=True, capture_output=True)
         started = time.monotonic()
-        subprocess.run([self.restic, "backup", "--no-cache", "--host", "host-0", str(data)], env=env, check=True,
-                       capture_output=True)
+        subprocess.run(
+            [self.restic, "backup", "--no-cache", "--host", "host-0", str(data)],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
         return time.monotonic() - started
 
     def setup_agent(self, name: str, data: Path, repo: Path) -> tuple[subprocess.Popen[bytes], Path, int]:
         ns = "bench"
         secret = base64.b64encode(PASSWORD.encode()).decode()
         objects = [
-            {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": f"{name}-secret", "namespace": ns},
-             "data": {"RESTIC_PASSWORD": secret}},
-            {"apiVersion": "stash.appscode.com/v1alpha1", "kind": "Repository",
-             "metadata": {"name": f"{name}-repo", "namespace": ns},
-             "spec": {"backend": {"local": {"mountPath": str(repo), "hostPath": {"path": str(repo)}},
-                                  "storageSecretName": f"{name}-secret"}}},
-            {"apiVersion": "stash.appscode.com/v1beta1", "kind": "BackupConfiguration",
-             "metadata": {"name": name, "namespace": ns},
-             "spec": {"repository": {"name": f"{name}-repo"}, "schedule": "0 0 1 1 *",
-                      "target": {"ref": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
-                                 "paths": [str(data)]},
-                      "retentionPolicy": {"name": "keep-all", "keepLast": 1000, "prune": False}}},
-            {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": ns},
-             "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
-                      "template": {"metadata": {"labels": {"app": name}},
-                                   "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}},
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": f"{name}-secret", "namespace": ns},
+                "data": {"RESTIC_PASSWORD": secret},
+            },
+            {
+                "apiVersion": "stash.appscode.com/v1alpha1",
+                "kind": "Repository",
+                "metadata": {"name": f"{name}-repo", "namespace": ns},
+                "spec": {
+                    "backend": {
+                        "local": {"mountPath": str(repo), "hostPath": {"path": str(repo)}},
+                        "storageSecretName": f"{name}-secret",
+                    }
+                },
+            },
+            {
+                "apiVersion": "stash.appscode.com/v1beta1",
+                "kind": "BackupConfiguration",
+                "metadata": {"name": name, "namespace": ns},
+                "spec": {
+                    "repository": {"name": f"{name}-repo"},
+                    "schedule": "0 0 1 1 *",
+                    "target": {
+                        "ref": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+                        "paths": [str(data)],
+                    },
+                    "retentionPolicy": {"name": "keep-all", "keepLast": 1000, "prune": False},
+                },
+            },
+            {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {"name": name, "namespace": ns},
+                "spec": {
+                    "replicas": 1,
+                    "selector": {"matchLabels": {"app": name}},
+                    "template": {
+                        "metadata": {"labels": {"app": name}},
+                        "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+                    },
+                },
+            },
         ]
         self.kubectl("apply", "-f", "-", obj={"apiVersion": "v1", "kind": "List", "items": objects})
         port = free_port()
-        invocation = AgentInvocation(mode="sidecar", invoker_kind="BackupConfiguration", invoker_name=name,
-                                     target_kind="Deployment", target_name=name, status_port=port,
-                                     tmp_dir=str(self.work / f"tmp-{name}"), log_level="debug")
+        invocation = AgentInvocation(
+            mode="sidecar",
+            invoker_kind="BackupConfiguration",
+            invoker_name=name,
+            target_kind="Deployment",
+            target_name=name,
+            status_port=port,
+            tmp_dir=str(self.work / f"tmp-{name}"),
+            log_level="debug",
+        )
         Path(invocation.tmp_dir).mkdir()
         log = self.work / f"agent-{name}.log"
-        env = {**os.environ, "NAMESPACE": ns, "POD_NAME": f"{name}-pod", "KUBECONFIG": str(self.plane.kubeconfig),
-               "STASHLET_RESTIC": self.restic}
+        env = {
+            **os.environ,
+            "NAMESPACE": ns,
+            "POD_NAME": f"{name}-pod",
+            "KUBECONFIG": str(self.plane.kubeconfig),
+            "STASHLET_RESTIC": self.restic,
+        }
         with log.open("wb") as out:
-            agent = subprocess.Popen([sys.executable, "-m", "stashlet.agent.cli", *invocation.args(),  # noqa: S603
-                                      "--listen-host=127.0.0.1"], stdout=out, stderr=subprocess.STDOUT, env=env)
+            agent = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "stashlet.agent.cli",
+                    *invocation.args(),
+                    "--listen-host=127.0.0.1",
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1):  # noqa: S310
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1):
                     break
             except OSError:
                 time.sleep(0.1)
         return agent, log, port
 
-    def through_agent(self, name: str, log: Path, round_: int) -> tuple[float, float, float]:
+    def through_agent(self, name: str, log: Path, round_: str) -> tuple[float, float, float]:
         """(session wall time, restic processing seconds, creation-to-restic-start latency)."""
         session = f"{name}-{round_}"
         mark = len(log.read_text().splitlines())
         created = time.time()
-        self.kubectl("create", "-f", "-", obj={
-            "apiVersion": "stash.appscode.com/v1beta1", "kind": "BackupSession",
-            "metadata": {"name": session, "namespace": "bench"},
-            "spec": {"invoker": {"apiGroup": "stash.appscode.com", "kind": "BackupConfiguration", "name": name}}})
+        self.kubectl(
+            "create",
+            "-f",
+            "-",
+            obj={
+                "apiVersion": "stash.appscode.com/v1beta1",
+                "kind": "BackupSession",
+                "metadata": {"name": session, "namespace": "bench"},
+                "spec": {
+                    "invoker": {"apiGroup": "stash.appscode.com", "kind": "BackupConfiguration", "name": name}
+                },
+            },
+        )
         while True:
             obj = json.loads(self.kubectl("get", "backupsession", session, "-n", "bench", "-o", "json"))
             phase = obj.get("status", {}).get("phase")
@@ -154,14 +217,19 @@ class Bench:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--large-mib", type=int, default=256)
     parser.add_argument("--small-files", type=int, default=50_000)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="stashlet-bench-") as tmp:
         work = Path(tmp)
-        print(f"generating data: {args.large_mib} MiB in large files, {args.small_files} small files ...", flush=True)
+        print(
+            f"generating data: {args.large_mib} MiB in large files, {args.small_files} small files ...",
+            flush=True,
+        )
         make_large(work / "data-large", args.large_mib)
         make_small(work / "data-small", args.small_files)
         bench = Bench(work)
@@ -170,12 +238,15 @@ def main() -> None:
             bench.kubectl("create", "namespace", "bench")
             wait_for_default_service_account(bench.plane, "bench")
             sets = {"large": work / "data-large", "small": work / "data-small"}
-            agents = {name: bench.setup_agent(name, data, work / f"repo-agent-{name}") for name, data in sets.items()}
+            agents = {
+                name: bench.setup_agent(name, data, work / f"repo-agent-{name}")
+                for name, data in sets.items()
+            }
             idle = {name: rss_kib(agent.pid, "VmRSS") for name, (agent, _, _) in agents.items()}
             results: dict[str, list[tuple[float, float, float, float]]] = {}
             for round_ in range(args.rounds):
                 for name, data in sets.items():
-                    # The first backup of a round is a fresh one (new repositories), the re-run is unchanged data.
+                    # A fresh backup (new repositories), then an unchanged re-run of the same data.
                     for label, fresh in ((name, True), (f"{name} unchanged re-run", False)):
                         if not fresh and name == "large":
                             continue
@@ -184,8 +255,11 @@ def main() -> None:
                         bare = bench.bare(data, bare_repo)
                         wall, processing, latency = bench.through_agent(name, agents[name][1], suffix)
                         results.setdefault(label, []).append((bare, wall, processing, latency))
-                        print(f"  round {round_} {label}: bare {bare:.2f}s, agent session {wall:.2f}s "
-                              f"(restic {processing:.2f}s), latency {latency * 1000:.0f} ms", flush=True)
+                        print(
+                            f"  round {round_} {label}: bare {bare:.2f}s, agent session {wall:.2f}s "
+                            f"(restic {processing:.2f}s), latency {latency * 1000:.0f} ms",
+                            flush=True,
+                        )
             peak = {name: rss_kib(agent.pid, "VmHWM") for name, (agent, _, _) in agents.items()}
             print("\nset                      bare s   agent s   ratio   restic-in-agent ratio   latency ms")
             for label, rows in results.items():
@@ -193,10 +267,14 @@ def main() -> None:
                 wall = statistics.median(r[1] for r in rows)
                 proc = statistics.median(r[2] for r in rows)
                 lat = statistics.median(r[3] for r in rows)
-                print(f"{label:<24} {bare:7.2f}  {wall:8.2f}  {wall / bare:6.2f}   {max(proc, 0.01) / bare:21.2f}"
-                      f"   {lat * 1000:10.0f}")
+                print(
+                    f"{label:<24} {bare:7.2f}  {wall:8.2f}  {wall / bare:6.2f}"
+                    f"   {max(proc, 0.01) / bare:21.2f}   {lat * 1000:10.0f}"
+                )
             for name in sets:
-                print(f"agent ({name}) RSS: idle {idle[name] / 1024:.1f} MiB, peak {peak[name] / 1024:.1f} MiB")
+                print(
+                    f"agent ({name}) RSS: idle {idle[name] / 1024:.1f} MiB, peak {peak[name] / 1024:.1f} MiB"
+                )
             for agent, _, _ in agents.values():
                 agent.terminate()
                 agent.wait(30)

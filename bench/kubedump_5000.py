@@ -33,7 +33,7 @@ from stashlet.kube.client import new_api_client
 from stashlet.localcluster import tools
 from stashlet.localcluster.controlplane import ControlPlane, wait_for_default_service_account
 
-PASSWORD = "bench-password"  # noqa: S105 - a throwaway benchmark repository
+PASSWORD = "bench-password"
 CONCURRENCY = 64
 
 

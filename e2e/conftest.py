@@ -85,31 +85,36 @@ def _responds(port: int) -> bool:
     return port_open(port)
 
 
-@pytest.fixture(scope="session")
-def operator_process(
-    control_plane: ControlPlane, pod_pushgateway: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ManagedProcess]:
-    """``stashlet-operator run`` for every namespace, as its Deployment would run it."""
-    log = tmp_path_factory.mktemp("operator") / "operator.log"
-    env = {**os.environ, "KUBECONFIG": str(control_plane.kubeconfig)}
-    process = ManagedProcess.start(
-        "stashlet-operator",
-        [
-            str(VENV_BIN / "stashlet-operator"),
-            "run",
-            f"--pushgateway-url={pod_pushgateway}",
-            "--agent-log-level=debug",
-            "--resync-seconds=30",
-        ],
-        log,
-        env=env,
-    )
-    time.sleep(1.0)
-    if not process.alive():
-        pytest.fail(f"operator exited:\n{process.log_tail(40)}")
-    try:
-        yield process
-    finally:
+@pytest.fixture
+def operator_for(
+    control_plane: ControlPlane, pod_pushgateway: str, tmp_path: Path
+) -> Iterator[Callable[[str], ManagedProcess]]:
+    """Start ``stashlet-operator run`` for the given namespaces, as its Deployment would run it."""
+    started: list[ManagedProcess] = []
+
+    def start(namespaces: str) -> ManagedProcess:
+        env = {**os.environ, "KUBECONFIG": str(control_plane.kubeconfig)}
+        process = ManagedProcess.start(
+            "stashlet-operator",
+            [
+                str(VENV_BIN / "stashlet-operator"),
+                "run",
+                f"--namespaces={namespaces}",
+                f"--pushgateway-url={pod_pushgateway}",
+                "--agent-log-level=debug",
+                "--resync-seconds=30",
+            ],
+            tmp_path / f"operator-{len(started)}.log",
+            env=env,
+        )
+        started.append(process)
+        time.sleep(1.0)
+        if not process.alive():
+            pytest.fail(f"operator exited:\n{process.log_tail(40)}")
+        return process
+
+    yield start
+    for process in started:
         process.stop()
 
 

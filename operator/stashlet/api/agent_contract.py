@@ -31,7 +31,7 @@ FLAG_PUSHGATEWAY_URL: Final = "--pushgateway-url"
 FLAG_TMP_DIR: Final = "--tmp-dir"
 FLAG_LOG_LEVEL: Final = "--log-level"
 FLAG_BACKUP_SESSION: Final = "--backup-session"
-FLAG_API_TOKEN_FILE: Final = "--api-token-file"
+FLAG_API_TOKEN_FILE: Final = "--api-token-file"  # noqa: S105 - a flag name, not a secret
 
 # Environment, filled by the downward API.
 ENV_POD_NAME: Final = "POD_NAME"

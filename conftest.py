@@ -17,7 +17,7 @@ import yaml
 from stashlet.localcluster import tools
 from stashlet.localcluster.controlplane import ControlPlane, wait_for_default_service_account
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parent
 CRDS = REPO_ROOT / "charts" / "stashlet" / "crds"
 
 Kubectl = Callable[..., subprocess.CompletedProcess[str]]
