@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -14,13 +15,15 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 
 from stashlet.agent.backup import BackupRunner
-from stashlet.agent.context import AgentContext
+from stashlet.agent.context import AgentContext, PreparationError
 from stashlet.agent.hosts import HostError, identify
 from stashlet.agent.http_api import make_app, run_server
+from stashlet.agent.job import run as run_job_mode
 from stashlet.agent.live import LiveState
 from stashlet.agent.metrics_report import LatestMetrics, MetricsReporter
 from stashlet.agent.restic_cli import ResticSettings, inherited_env, restic_version
 from stashlet.agent.restic_errors import ResticUnavailable
+from stashlet.agent.restore import EXIT_INTERRUPTED, RestoreRunner
 from stashlet.agent.settings import AgentSettings, SettingsError, load
 from stashlet.agent.sidecar import Sidecar
 from stashlet.api import agent_contract as contract
@@ -28,7 +31,7 @@ from stashlet.api import names
 from stashlet.kube import logs
 from stashlet.kube.client import new_api_client
 from stashlet.kube.custom import StashClient
-from stashlet.kube.events import COMPONENT_BACKUP_SESSION, EventRecorder
+from stashlet.kube.events import COMPONENT_BACKUP_SESSION, COMPONENT_RESTORE_SESSION, EventRecorder
 from stashlet.kube.leases import LeaseLock
 
 log = logging.getLogger("stashlet.agent")
@@ -128,6 +131,70 @@ async def run_sidecar(settings: AgentSettings) -> int:
     return code
 
 
+async def run_job(settings: AgentSettings) -> int:
+    """One BackupSession as a Job (``stashlet.agent.job``); the exit status says how it ended."""
+    return await run_job_mode(settings, restic_settings(settings))
+
+
+RESTORE_RETRY_LOCK = 60.0
+"""Seconds restic waits for an exclusive lock (a prune) to go before a restore fails as locked."""
+
+
+async def run_restore(settings: AgentSettings) -> int:
+    """The init-container: restore this host once, then exit (0 only when its host Succeeded)."""
+    host = identify(settings.target_kind, settings.pod_name, settings.node_name)
+    restic = dataclasses.replace(restic_settings(settings), retry_lock=RESTORE_RETRY_LOCK)
+    startup_error = None
+    try:
+        await restic_version(restic)
+    except ResticUnavailable as exc:  # recorded as this host's failure, so the session says why
+        startup_error = PreparationError(exc.reason, exc.message)
+    api = await new_api_client()
+    live = LiveState(
+        invoker={
+            "kind": settings.invoker_kind,
+            "name": settings.invoker_name,
+            "namespace": settings.namespace,
+        },
+        target={"kind": settings.target_kind, "name": settings.target_name},
+        host=host.name,
+        mode=settings.mode,
+    )
+    live.settings_loaded = True
+    ctx = AgentContext(
+        settings=settings,
+        api=api,
+        stash=StashClient(api),
+        events=EventRecorder(api, COMPONENT_RESTORE_SESSION, host=settings.pod_name),
+        host=host,
+        live=live,
+        restic=restic,
+    )
+    log.info(
+        "restore started",
+        extra={
+            "invoker": f"{settings.namespace}/{settings.invoker_name}",
+            "host": host.name,
+            "target": f"{settings.target_kind}/{settings.target_name}",
+        },
+    )
+    task = asyncio.create_task(RestoreRunner(ctx, startup_error=startup_error).run(), name="restore")
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, task.cancel)
+    try:
+        code = await task
+    except asyncio.CancelledError:
+        log.warning("restore interrupted by a signal", extra={"invoker": ctx.object_ref()})
+        code = EXIT_INTERRUPTED
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        await api.close()
+    log.info("restore finished", extra={"invoker": ctx.object_ref(), "exit_code": code})
+    return code
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``stashlet-agent``."""
     try:
@@ -139,6 +206,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if settings.mode == contract.MODE_SIDECAR:
             return asyncio.run(run_sidecar(settings))
+        if settings.mode == contract.MODE_RESTORE:
+            return asyncio.run(run_restore(settings))
+        if settings.mode == contract.MODE_JOB:
+            return asyncio.run(run_job(settings))
     except (HostError, ResticUnavailable) as exc:
         log.error("agent cannot start", extra={"error": str(exc)})
         return 2
