@@ -15,7 +15,8 @@ import pytest
 import yaml
 
 from stashlet.localcluster import tools
-from stashlet.localcluster.controlplane import ControlPlane, wait_for_default_service_account
+from stashlet.localcluster.controlplane import ControlPlane, http_ok, wait_for_default_service_account
+from stashlet.localcluster.processes import ManagedProcess, free_port, wait_until
 
 REPO_ROOT = Path(__file__).resolve().parent
 CRDS = REPO_ROOT / "charts" / "stashlet" / "crds"
@@ -84,9 +85,6 @@ def restic_binary() -> Path:
 @pytest.fixture(scope="session")
 def pushgateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real Pushgateway (the pinned build) on a free loopback port; yields its URL."""
-    from stashlet.localcluster.controlplane import http_ok
-    from stashlet.localcluster.processes import ManagedProcess, free_port, wait_until
-
     port = free_port()
     log = tmp_path_factory.mktemp("pushgateway") / "pushgateway.log"
     process = ManagedProcess.start(

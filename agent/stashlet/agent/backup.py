@@ -142,7 +142,11 @@ class BackupRunner:
             ctx.namespace,
             name,
             lambda s: ss.put_host(
-                s, ref, hosts, HostBackupStats(hostname=host, phase=HostBackupPhase.RUNNING), ss.now_utc()
+                s,
+                ref,
+                hosts,
+                HostBackupStats(hostname=host, phase=HostBackupPhase.RUNNING, pod=ctx.settings.pod_name),
+                ss.now_utc(),
             ),
         )
         log.info(
@@ -196,6 +200,7 @@ class BackupRunner:
             stats = self._failed(host, exc.reason, exc.message, started)
         except LeaseLost as exc:
             stats = self._failed(host, "LeaseLost", str(exc), started)
+        stats.pod = ctx.settings.pod_name
         outcome = await self._record(name, ref, hosts, stats)
         outcome.pushes.append(await self.metrics.host_backup(config, ref, stats))
         if (
@@ -292,6 +297,7 @@ class BackupRunner:
             entry = HostBackupStats(
                 hostname=ctx.host.name,
                 phase=HostBackupPhase.RUNNING,
+                pod=ctx.settings.pod_name,
                 progress=BackupProgress(
                     percent_done=round(status.percent_done, 4),
                     total_files=status.total_files,

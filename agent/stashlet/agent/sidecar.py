@@ -26,6 +26,7 @@ from stashlet.agent.backup import BackupRunner, plan_from_config
 from stashlet.agent.context import AgentContext, PreparationError
 from stashlet.agent.http_api import BackupRefused
 from stashlet.agent.metrics import parse_duration
+from stashlet.agent.stale_locks import pod_exists
 from stashlet.api import names
 from stashlet.api.backupconfiguration import BackupConfiguration
 from stashlet.api.backupsession import BackupSession, BackupSessionPhase
@@ -131,7 +132,12 @@ class Sidecar:
                 await worker
 
     async def sweep_left_running(self) -> None:
-        """End the sessions this host left Running before a restart: they will never finish."""
+        """End the sessions this host left Running before a restart: they will never finish.
+
+        A host entry is this agent's leftover when the pod that ran it is this pod (the container
+        restarted) or no longer exists; a replica that merely plays the same host (Deployment) and
+        still runs is left alone.
+        """
         sessions = await self.ctx.stash.list(BackupSession, self.ctx.namespace)
         ref = await self._target_ref()
         for session in sessions:
@@ -140,11 +146,16 @@ class Sidecar:
             entry = ss.host_entry(session, ref, self.ctx.host.name)
             if entry is None or entry.phase not in (None, "Running") or ss.is_final(session):
                 continue
+            if entry.pod and entry.pod != self.ctx.settings.pod_name:
+                if await pod_exists(self.ctx, entry.pod) is not False:
+                    continue
+                message = f"the agent on {entry.pod} is gone while this session ran"
+            else:
+                message = f"the agent on {self.ctx.settings.pod_name} restarted while this session ran"
             log.warning(
                 "ending a session left running by an earlier agent",
-                extra={"session": f"{self.ctx.namespace}/{session.metadata.name}"},
+                extra={"session": f"{self.ctx.namespace}/{session.metadata.name}", "pod": entry.pod},
             )
-            message = f"the agent on {self.ctx.settings.pod_name} restarted while this session ran"
             await self._fail(session, ref, REASON_AGENT_RESTARTED, message)
 
     async def _target_ref(self) -> TargetRef:

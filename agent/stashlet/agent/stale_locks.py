@@ -29,7 +29,7 @@ STALE_AFTER = dt.timedelta(minutes=30)
 """restic refreshes its locks every 5 minutes and treats one untouched for 30 minutes as stale."""
 
 
-async def _pod_exists(ctx: AgentContext, name: str) -> bool | None:
+async def pod_exists(ctx: AgentContext, name: str) -> bool | None:
     """True/False when we can tell; None when we cannot (no right to read pods, API error)."""
     try:
         await call(client.CoreV1Api(ctx.api).read_namespaced_pod, name, ctx.namespace)
@@ -58,7 +58,7 @@ async def remove_stale_locks(ctx: AgentContext, restic: Restic) -> bool:
         holder = lock.hostname
         if age > STALE_AFTER:
             gone.append(f"{lock_id[:8]} (held by {holder}, {int(age.total_seconds() // 60)} minutes old)")
-        elif holder == ctx.settings.pod_name or await _pod_exists(ctx, holder) is False:
+        elif holder == ctx.settings.pod_name or await pod_exists(ctx, holder) is False:
             gone.append(f"{lock_id[:8]} (held by {holder}, which no longer runs)")
         else:
             log.info(

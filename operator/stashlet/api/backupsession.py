@@ -103,6 +103,9 @@ class HostBackupStats(KubeModel):
     duration: str | None = Field(default=None, description="Time taken to back up this host.")
     error: str | None = Field(default=None, description="Why the backup failed.")
     reason: str | None = Field(default=None, description="Machine-readable failure reason (stashlet).")
+    pod: str | None = Field(
+        default=None, description="The pod whose agent ran this host's backup (stashlet)."
+    )
     progress: BackupProgress | None = Field(default=None, description="Live progress while Running.")
 
 
