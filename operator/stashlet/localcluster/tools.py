@@ -47,6 +47,12 @@ class Tool:
         """Folder name under the cache: name and version."""
         return f"{self.name}-{self.version}"
 
+    @property
+    def module_version(self) -> str:
+        """The version as the Go module proxy knows it: always with its leading ``v`` (restic's own
+        version, ``0.18.1``, is tagged ``v0.18.1``)."""
+        return self.version if self.version.startswith("v") else f"v{self.version}"
+
 
 KUBERNETES = Tool(
     name="kubernetes",
@@ -215,7 +221,7 @@ def _build_in_shim_module(go: str, tool: Tool, workdir: Path, out: Path, env: di
     serve for every module. The shim replaces each such sub-module with its published version.
     """
     info = json.loads(
-        _run([go, "mod", "download", "-json", f"{tool.module}@{tool.version}"], cwd=workdir, env=env)
+        _run([go, "mod", "download", "-json", f"{tool.module}@{tool.module_version}"], cwd=workdir, env=env)
     )
     upstream = Path(info["GoMod"]).read_text()
     go_line = re.search(r"^go\s+(\S+)", upstream, re.MULTILINE)
@@ -223,7 +229,7 @@ def _build_in_shim_module(go: str, tool: Tool, workdir: Path, out: Path, env: di
     replaces = [f"\t{m} => {m} {sub_version}" for m in _REPLACE_LOCAL.findall(upstream)]
     (workdir / "go.mod").write_text(
         f"module stashlet.local/build/{tool.name}\n\ngo {go_line.group(1) if go_line else '1.22'}\n\n"
-        f"require {tool.module} {tool.version}\n\nreplace (\n" + "\n".join(replaces) + "\n)\n"
+        f"require {tool.module} {tool.module_version}\n\nreplace (\n" + "\n".join(replaces) + "\n)\n"
     )
     imports = "\n".join(f'\t_ "{p}"' for p in tool.packages)
     (workdir / "tools.go").write_text(f"//go:build tools\n\npackage tools\n\nimport (\n{imports}\n)\n")
@@ -236,4 +242,4 @@ def _build_in_shim_module(go: str, tool: Tool, workdir: Path, out: Path, env: di
 def _sub_module_version(tool: Tool) -> str:
     if tool is KUBERNETES:
         return versions.KUBERNETES_STAGING
-    return tool.version
+    return tool.module_version
