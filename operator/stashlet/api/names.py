@@ -37,6 +37,14 @@ ANNOTATION_TARGET_PATHS: Final = f"{GROUP}/target-paths"
 ANNOTATION_VOLUME_MOUNTS: Final = f"{GROUP}/volume-mounts"
 ANNOTATION_SCHEDULE: Final = f"{GROUP}/schedule"
 
+# What auto-backup writes on the Repository and BackupConfiguration it creates for a workload.
+LABEL_CREATED_BY: Final = "app.kubernetes.io/created-by"
+CREATED_BY_AUTO_BACKUP: Final = "stash-auto-backup"
+ANNOTATION_AUTO_BACKUP_TARGET: Final = f"{GROUP}/auto-backup-target"
+"""``<Kind>/<namespace>/<name>`` of the workload the object was created for."""
+ANNOTATION_AUTO_BACKUP_BLUEPRINT: Final = f"{GROUP}/auto-backup-blueprint"
+"""The BackupBlueprint the object was resolved from."""
+
 # Annotations stashlet writes on what it changes.
 ANNOTATION_LAST_APPLIED_INVOKER: Final = f"{GROUP}/last-applied-invoker"
 ANNOTATION_INJECTION_HASH: Final = f"{GROUP}/injection-hash"
@@ -60,6 +68,21 @@ TMP_MOUNT_PATH: Final = "/stash-tmp"
 CRONJOB_PREFIX: Final = "stash-trigger-"
 
 DEFAULT_STATUS_PORT: Final = 56789
+
+# The restore init-container's own volumes and the annotations and label that record it (kept apart from
+# the sidecar's, so that adding or removing either never touches the other).
+INIT_TMP_VOLUME: Final = "stash-init-tmp-dir"
+INIT_LOCAL_VOLUME: Final = "stash-init-local"
+LABEL_RESTORE_SESSION: Final = f"{GROUP}/restore-session"
+ANNOTATION_LAST_APPLIED_RESTORE: Final = f"{GROUP}/last-applied-restore-invoker"
+ANNOTATION_RESTORE_INJECTION_HASH: Final = f"{GROUP}/restore-injection-hash"
+
+# The resource-YAML dump (seed 002): task names that mean "dump the resources", run as a Job per session.
+KUBEDUMP_TASKS: Final = frozenset({"kubedump-backup-0.1.0", "kubedump-backup"})
+LABEL_BACKUP_SESSION: Final = f"{GROUP}/backup-session"
+# On a kubedump BackupConfiguration: the binding that lets its Job read what it dumps (to remove it
+# when the target moves).
+ANNOTATION_KUBEDUMP_BINDING: Final = f"{GROUP}/kubedump-binding"
 
 
 def cronjob_name(backup_configuration: str) -> str:

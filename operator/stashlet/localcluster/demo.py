@@ -379,6 +379,9 @@ class Walkthrough:
             "the restore to finish",
         )
         kubectl("get", "restoresession", "-n", NAMESPACE)
+        status = kubectl.json("restoresession", "deployment-restore", "-n", NAMESPACE)["status"]
+        if status.get("phase") != "Succeeded":
+            raise RuntimeError(f"the restore failed: {json.dumps(status, indent=2)}")
         note(f"report.txt is back: {(data / 'report.txt').read_text().strip()!r}")
 
     def _running_injected(self, kubectl: Kubectl) -> int:

@@ -50,6 +50,17 @@ def parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--workers", type=int, default=int(_env("WORKERS") or 8))
     run.add_argument("--resync-seconds", type=float, default=float(_env("RESYNC_SECONDS") or 600))
+    run.add_argument(
+        "--kubedump-cluster-role",
+        default=_env("KUBEDUMP_CLUSTER_ROLE", settings_mod.DEFAULT_KUBEDUMP_CLUSTER_ROLE),
+        help="the read-only ClusterRole kubedump Jobs are bound to (made by the Helm chart)",
+    )
+    run.add_argument(
+        "--job-ttl-seconds",
+        type=int,
+        default=int(_env("JOB_TTL_SECONDS") or settings_mod.DEFAULT_JOB_TTL_SECONDS),
+        help="seconds a finished backup Job is kept (ttlSecondsAfterFinished)",
+    )
 
     trigger = sub.add_parser(agent_contract.MODE_TRIGGER, help="create one BackupSession (the CronJob's job)")
     trigger.add_argument(agent_contract.FLAG_INVOKER_KIND, default=names.KIND_BACKUP_CONFIGURATION)
@@ -74,10 +85,13 @@ def settings_from(args: argparse.Namespace) -> OperatorSettings:
         agent_log_level=args.agent_log_level,
         trigger_service_account=args.trigger_service_account,
         workers=args.workers,
+        kubedump_cluster_role=args.kubedump_cluster_role,
+        job_ttl_seconds=args.job_ttl_seconds,
     )
 
 
 async def _run(args: argparse.Namespace) -> int:
+    from stashlet.operator.autobackup_controller import AutoBackupController  # noqa: PLC0415 - as below
     from stashlet.operator.controller import Controller  # noqa: PLC0415 - only `run` needs the controller
 
     settings = settings_from(args)
@@ -85,8 +99,9 @@ async def _run(args: argparse.Namespace) -> int:
         "operator starting",
         extra={"namespaces": list(settings.namespaces) or "all", "agent_image": settings.agent_image},
     )
-    async with api_client(args.kubeconfig) as api:
-        await Controller(api, settings, resync_seconds=args.resync_seconds).run()
+    async with api_client(args.kubeconfig) as api, asyncio.TaskGroup() as group:
+        group.create_task(Controller(api, settings, resync_seconds=args.resync_seconds).run())
+        group.create_task(AutoBackupController(api, settings, resync_seconds=args.resync_seconds).run())
     return 0
 
 

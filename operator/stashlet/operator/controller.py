@@ -6,10 +6,14 @@ Watches (list-then-watch, :func:`stashlet.kube.watch.watch`), in every watched n
   a lost finalizer enqueues it; status-only changes (the operator's own writes) do not.
 - Repositories, Secrets, the four workload kinds and Namespaces, metadata only: a change to an object some
   configuration depends on (as the reconciler reported) enqueues that configuration.
-- BackupSessions: when a session finishes, its configuration's ``backupHistoryLimit`` is applied.
+- BackupSessions: when a session finishes, its configuration's ``backupHistoryLimit`` is applied; a new
+  session of a kubedump configuration gets its Job (:mod:`stashlet.operator.kubedump_jobs`).
+- RestoreSessions: like configurations (new, spec change, deletion request, lost finalizer), reconciled by
+  :class:`~stashlet.operator.restore_reconciler.RestoreReconciler`; their Repositories, Secrets,
+  Namespaces and targets enqueue them as dependencies, as for configurations.
 
-Every configuration is also re-enqueued every ``resync_seconds``, which catches what no watch can see
-(a Repository in a namespace outside the configured list).
+Every configuration and RestoreSession is also re-enqueued every ``resync_seconds``, which catches what
+no watch can see (a Repository in a namespace outside the configured list).
 """
 
 from __future__ import annotations
@@ -28,12 +32,14 @@ from stashlet.api.backupconfiguration import BackupConfiguration
 from stashlet.api.backupsession import BackupSession
 from stashlet.api.common import KubeObject
 from stashlet.api.repository import Repository
+from stashlet.api.restoresession import RestoreSession
 from stashlet.kube.custom import StashClient
 from stashlet.kube.errors import NotFound
 from stashlet.kube.watch import DELETED, SYNCED, WatchEvent, WatchSettings, watch
 from stashlet.operator import history
 from stashlet.operator.metawatch import collection_path, metadata_list_fn
-from stashlet.operator.reconciler import Dependency, Reconciler
+from stashlet.operator.reconciler import Dependency, Reconciler, ReconcileResult
+from stashlet.operator.restore_reconciler import RestoreReconciler
 from stashlet.operator.settings import OperatorSettings
 from stashlet.operator.workloads import WORKLOAD_KINDS
 from stashlet.operator.workqueue import WorkQueue
@@ -42,6 +48,8 @@ log = logging.getLogger(__name__)
 
 CONFIG_PREFIX = "bc:"
 HISTORY_PREFIX = "history:"
+RESTORE_PREFIX = "rs:"
+JOB_PREFIX = "job:"
 
 _DEPENDENCY_KINDS: dict[str, tuple[str, str, str, bool]] = {
     # kind: (group, version, plural, namespaced)
@@ -53,6 +61,7 @@ _DEPENDENCY_KINDS: dict[str, tuple[str, str, str, bool]] = {
 
 _FINGERPRINTS: dict[str, tuple[str, ...]] = {
     names.KIND_BACKUP_CONFIGURATION: ("generation", "deletionTimestamp", "finalizers"),
+    names.KIND_RESTORE_SESSION: ("generation", "deletionTimestamp", "finalizers"),
     "Secret": ("resourceVersion",),
     "Namespace": ("labels",),
 }
@@ -85,6 +94,7 @@ class Controller:
         self.watch_settings = watch_settings or WatchSettings(server_timeout=settings.watch_timeout_seconds)
         self.stash = StashClient(api)
         self.reconciler = Reconciler(api, settings)
+        self.restores = RestoreReconciler(api, settings)
         self.queue = WorkQueue(
             self._handle,
             workers=settings.workers,
@@ -96,6 +106,9 @@ class Controller:
         self._fingerprints: dict[tuple[str, str], Any] = {}
         self._configs: dict[str, int | None] = {}  # key -> backupHistoryLimit
         self._sessions: dict[str, dict[str, history.SessionInfo]] = {}
+        self._restores: set[str] = set()
+        self._kubedump: set[str] = set()
+        """Keys of the configurations whose sessions run as Jobs."""
         self.synced: dict[str, asyncio.Event] = {}
         self.all_synced = asyncio.Event()
         """Set once every watch has listed its collection (readiness)."""
@@ -112,6 +125,7 @@ class Controller:
                 ("BackupConfiguration", ns, self._stream(BackupConfiguration, ns), self._on_config),
                 ("BackupSession", ns, self._stream(BackupSession, ns), self._on_session),
                 ("Repository", ns, self._stream(Repository, ns), self._on_dependency("Repository")),
+                ("RestoreSession", ns, self._stream(RestoreSession, ns), self._on_restore),
             ]
             for kind, (g, v, plural, namespaced) in _DEPENDENCY_KINDS.items():
                 if namespaced:
@@ -163,6 +177,8 @@ class Controller:
             await asyncio.sleep(self.resync_seconds)
             for key in list(self._configs):
                 self.queue.add(CONFIG_PREFIX + key)
+            for key in list(self._restores):
+                self.queue.add(RESTORE_PREFIX + key)
 
     # ------------------------------------------------------------ events
 
@@ -184,9 +200,28 @@ class Controller:
             return
         spec = event.object.get("spec") or {}
         self._configs[key] = spec.get("backupHistoryLimit")
+        if ((spec.get("task") or {}).get("name") or "") in names.KUBEDUMP_TASKS:
+            if key not in self._kubedump:  # sessions seen before the configuration get their Jobs now
+                self._kubedump.add(key)
+                namespace = key.partition("/")[0]
+                for info in self._sessions.get(key, {}).values():
+                    if not info.finished:
+                        self.queue.add(f"{JOB_PREFIX}{namespace}/{info.name}")
+        else:
+            self._kubedump.discard(key)
         if self._changed(names.KIND_BACKUP_CONFIGURATION, event):
             log.debug("enqueued", extra={"object": key, "because": f"{event.type} BackupConfiguration"})
             self.queue.add(CONFIG_PREFIX + key)
+
+    def _on_restore(self, event: WatchEvent) -> None:
+        key = event.key
+        if event.type == DELETED:
+            self._forget_restore(key)
+            return
+        self._restores.add(key)
+        if self._changed(names.KIND_RESTORE_SESSION, event):
+            log.debug("enqueued", extra={"object": key, "because": f"{event.type} RestoreSession"})
+            self.queue.add(RESTORE_PREFIX + key)
 
     def _on_dependency(self, kind: str) -> Callable[[WatchEvent], None]:
         def handle(event: WatchEvent) -> None:
@@ -197,11 +232,11 @@ class Controller:
                 self._fingerprints.pop((kind, event.key), None)
                 return
             if self._changed(kind, event):
-                for key in list(dependents):
+                for item in list(dependents):
                     log.debug(
-                        "enqueued", extra={"object": key, "because": f"{event.type} {kind} {event.key}"}
+                        "enqueued", extra={"object": item, "because": f"{event.type} {kind} {event.key}"}
                     )
-                    self.queue.add(CONFIG_PREFIX + key)
+                    self.queue.add(item)
 
         return handle
 
@@ -228,6 +263,8 @@ class Controller:
         sessions[name] = info
         if info.finished and (before is None or not before.finished):
             self.queue.add(HISTORY_PREFIX + bc_key)
+        if before is None and not info.finished and bc_key in self._kubedump:
+            self.queue.add(f"{JOB_PREFIX}{obj['metadata']['namespace']}/{name}")
 
     # ------------------------------------------------------------ handling
 
@@ -235,15 +272,29 @@ class Controller:
         if item.startswith(HISTORY_PREFIX):
             await self._prune(item.removeprefix(HISTORY_PREFIX))
             return
-        key = item.removeprefix(CONFIG_PREFIX)
+        if item.startswith(JOB_PREFIX):
+            namespace, _, name = item.removeprefix(JOB_PREFIX).partition("/")
+            retry = await self.reconciler.jobs.ensure_job(namespace, name)
+            if retry is not None:
+                self.queue.add(item, delay=retry)
+            return
+        restore = item.startswith(RESTORE_PREFIX)
+        key = item.removeprefix(RESTORE_PREFIX if restore else CONFIG_PREFIX)
         namespace, _, name = key.partition("/")
         started = time.monotonic()
-        result = await self.reconciler.reconcile(namespace, name)
-        log.debug("reconciled", extra={"object": key, "seconds": round(time.monotonic() - started, 3)})
+        result: ReconcileResult
+        if restore:
+            result = await self.restores.reconcile(namespace, name)
+        else:
+            result = await self.reconciler.reconcile(namespace, name)
+        log.debug("reconciled", extra={"object": item, "seconds": round(time.monotonic() - started, 3)})
         if result.gone:
-            self._forget(key)
+            if restore:
+                self._forget_restore(key)
+            else:
+                self._forget(key)
             return
-        self._index(key, result.dependencies)
+        self._index(key, result.dependencies, RESTORE_PREFIX if restore else CONFIG_PREFIX)
         for (kind, obj_key), meta in result.seen.items():
             self._fingerprints[(kind, obj_key)] = fingerprint(kind, meta)
 
@@ -258,20 +309,29 @@ class Controller:
             sessions.pop(name, None)
             log.info("backup session pruned", extra={"object": bc_key, "session": name})
 
-    def _index(self, key: str, dependencies: set[Dependency]) -> None:
-        for old in self._depends_on.get(key, set()) - dependencies:
+    def _index(self, key: str, dependencies: set[Dependency], prefix: str = CONFIG_PREFIX) -> None:
+        """Record that the queue item ``prefix + key`` depends on ``dependencies`` (and nothing else)."""
+        item = prefix + key
+        for old in self._depends_on.get(item, set()) - dependencies:
             dependents = self._dependents.get(old, set())
-            dependents.discard(key)
+            dependents.discard(item)
             if not dependents:
                 self._dependents.pop(old, None)
                 self._fingerprints.pop((old[0], f"{old[1]}/{old[2]}" if old[1] else old[2]), None)
         for dep in dependencies:
-            self._dependents.setdefault(dep, set()).add(key)
-        self._depends_on[key] = dependencies
+            self._dependents.setdefault(dep, set()).add(item)
+        self._depends_on[item] = dependencies
 
     def _forget(self, key: str) -> None:
         self._index(key, set())
-        self._depends_on.pop(key, None)
+        self._depends_on.pop(CONFIG_PREFIX + key, None)
         self._configs.pop(key, None)
         self._sessions.pop(key, None)
+        self._kubedump.discard(key)
         self._fingerprints.pop((names.KIND_BACKUP_CONFIGURATION, key), None)
+
+    def _forget_restore(self, key: str) -> None:
+        self._index(key, set(), RESTORE_PREFIX)
+        self._depends_on.pop(RESTORE_PREFIX + key, None)
+        self._restores.discard(key)
+        self._fingerprints.pop((names.KIND_RESTORE_SESSION, key), None)

@@ -23,6 +23,8 @@ from stashlet.kube.custom import StashClient
 from stashlet.kube.errors import Invalid, KubeError, NotFound
 from stashlet.kube.events import EventRecorder
 from stashlet.operator import cronjob, rbac
+from stashlet.operator.kubedump_job import is_kubedump, with_task_check
+from stashlet.operator.kubedump_jobs import KubedumpJobs
 from stashlet.operator.resources import Resources
 from stashlet.operator.settings import OperatorSettings
 from stashlet.operator.sidecar import Sidecars
@@ -71,6 +73,7 @@ class Reconciler:
         self.stash = StashClient(api)
         self.resources = Resources(api)
         self.sidecars = Sidecars(self.resources, settings, self._event)
+        self.jobs = KubedumpJobs(api, self.resources, settings)
         self._recorders: dict[str, EventRecorder] = {}
 
     def _recorder(self, source: str) -> EventRecorder:
@@ -101,7 +104,7 @@ class Reconciler:
             )
         result = ReconcileResult()
         observed = await self._observe(bc, result.dependencies)
-        verdict = validate(bc, observed)
+        verdict = with_task_check(bc, validate(bc, observed))
         updates = list(verdict.updates)
         if verdict.applicable:
             updates += await self._apply(bc, verdict, observed, result.seen)
@@ -156,9 +159,14 @@ class Reconciler:
         seen: dict[tuple[str, str], dict[str, Any]],
     ) -> list[ConditionUpdate]:
         cron = await self._ensure_cronjob(bc)
+        repository = observed.repository.value
+        if cron.status == ConditionStatus.TRUE and is_kubedump(bc) and repository is not None:
+            await self.jobs.ensure_rbac(bc, repository)
+        elif not is_kubedump(bc) and names.ANNOTATION_KUBEDUMP_BINDING in (bc.metadata.annotations or {}):
+            await self._drop_job_rbac(bc)  # no longer a kubedump configuration
         if cron.status != ConditionStatus.TRUE or verdict.model != Model.SIDECAR:
             return [cron]
-        kind, workload, repository = target_kind(bc), observed.workload.value, observed.repository.value
+        kind, workload = target_kind(bc), observed.workload.value
         assert kind is not None  # validate() checked all three
         assert workload is not None
         assert repository is not None
@@ -207,6 +215,17 @@ class Reconciler:
             ConditionType.CRON_JOB_CREATED,
             ConditionReason.CRON_JOB_CREATION_SUCCEEDED,
             f"Successfully created backup triggering CronJob {namespace}/{name}.",
+        )
+
+    async def _drop_job_rbac(self, bc: BackupConfiguration) -> None:
+        """Remove the kubedump Jobs' RBAC of a configuration that no longer runs them, and its record."""
+        repo_key = repository_key(bc)
+        await self.jobs.cleanup(bc, repo_key[0] if repo_key else None)
+        await self.stash.patch(
+            BackupConfiguration,
+            bc.metadata.namespace,
+            bc.metadata.name or "",
+            {"metadata": {"annotations": {names.ANNOTATION_KUBEDUMP_BINDING: None}}},
         )
 
     # ------------------------------------------------------------ status and events
@@ -262,6 +281,8 @@ class Reconciler:
         repo_key = repository_key(bc)
         for obj in rbac.created_for(bc, repo_key[0] if repo_key else None):
             await self.resources.delete(obj.kind, obj.namespace, obj.name)
+        if is_kubedump(bc) or names.ANNOTATION_KUBEDUMP_BINDING in (bc.metadata.annotations or {}):
+            await self.jobs.cleanup(bc, repo_key[0] if repo_key else None)
         finalizers = [f for f in bc.metadata.finalizers or [] if f != names.FINALIZER]
         try:
             await self.stash.patch(

@@ -9,6 +9,8 @@ from stashlet.api import names
 DEFAULT_AGENT_IMAGE = "stashlet/agent:0.1.0"
 DEFAULT_OPERATOR_IMAGE = "stashlet/operator:0.1.0"
 DEFAULT_TRIGGER_SERVICE_ACCOUNT = "stashlet-trigger"
+DEFAULT_KUBEDUMP_CLUSTER_ROLE = "stashlet-kubedump"
+DEFAULT_JOB_TTL_SECONDS = 600
 
 
 @dataclass(frozen=True)
@@ -18,6 +20,9 @@ class OperatorSettings:
     ``namespaces`` empty means every namespace. ``operator_image`` is the image the trigger CronJob runs
     (``stashlet-operator trigger``); ``agent_image`` the sidecar's. ``workers`` bounds how many objects are
     reconciled at once (one object is never reconciled twice at the same time).
+    ``kubedump_cluster_role`` is the read-only ClusterRole a kubedump Job's service account is bound to
+    (made by the Helm chart, never by the operator); ``job_ttl_seconds`` how long a finished backup Job
+    stays before it is deleted (``ttlSecondsAfterFinished``).
     """
 
     namespaces: tuple[str, ...] = ()
@@ -32,6 +37,8 @@ class OperatorSettings:
     retry_base_delay: float = 0.5
     retry_max_delay: float = 60.0
     watch_timeout_seconds: int = 300
+    kubedump_cluster_role: str = DEFAULT_KUBEDUMP_CLUSTER_ROLE
+    job_ttl_seconds: int = DEFAULT_JOB_TTL_SECONDS
 
     def watches_all_namespaces(self) -> bool:
         """True when no namespace list was configured."""

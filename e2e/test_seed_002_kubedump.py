@@ -1,0 +1,297 @@
+"""Seed 002 (backup of resource YAMLs), end to end with every part real.
+
+The operator runs as a process. A kubedump BackupConfiguration (task ``kubedump-backup-0.1.0``) gets no
+sidecar: for each BackupSession the operator creates a Job running ``stashlet-agent job`` as the
+configuration's own ServiceAccount, bound read-only to what it dumps; kube-controller-manager's Job
+controller makes the Job's pod and the process kubelet runs it with that account's token. The dump goes
+into a restic REST server (standing in for the cloud bucket). The three scopes of the seed: one
+namespace, one application (a Deployment and, with ``includeDependants``, what it owns) and the whole
+cluster.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import yaml
+
+from stashlet.localcluster import tools
+from stashlet.localcluster.kubelet import ProcessKubelet
+
+pytestmark = [pytest.mark.cluster, pytest.mark.restic]
+
+PASSWORD = "kubedump-e2e-password"
+BC = "resources-backup"
+READ_ALL_ROLE = "stashlet-kubedump"
+"""The operator's default ``--kubedump-cluster-role`` (the Helm chart makes it)."""
+
+
+@pytest.fixture
+def read_all_role(kubectl: Callable[..., Any]) -> Iterator[str]:
+    """The read-only ClusterRole the chart installs for kubedump Jobs."""
+    kubectl(
+        "apply",
+        "-f",
+        "-",
+        input_obj={
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": READ_ALL_ROLE},
+            "rules": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["get", "list", "watch"]}],
+        },
+    )
+    yield READ_ALL_ROLE
+    kubectl("delete", "clusterrole", READ_ALL_ROLE, "--ignore-not-found", check=False)
+
+
+@pytest.fixture
+def app_namespace(kubectl: Callable[..., Any]) -> Iterator[str]:
+    """The namespace of the application whose resources are dumped."""
+    name = f"app-{uuid.uuid4().hex[:8]}"
+    kubectl("create", "namespace", name)
+    labels = {"app": "web"}
+    kubectl(
+        "apply",
+        "-f",
+        "-",
+        input_obj=[
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": "web-config", "namespace": name, "labels": labels},
+                "data": {"nginx.conf": "server { listen 80; }\n"},
+            },
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": "unrelated", "namespace": name},
+                "data": {"note": "not part of the app"},
+            },
+            {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {"name": "web", "namespace": name, "labels": labels},
+                "spec": {
+                    "replicas": 1,
+                    "selector": {"matchLabels": labels},
+                    "template": {
+                        "metadata": {"labels": labels},
+                        "spec": {"containers": [{"name": "web", "image": "nginx:1.27"}]},
+                    },
+                },
+            },
+        ],
+    )
+    try:
+        yield name
+    finally:
+        kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+def storage(namespace: str, rest_url: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "rest-secret", "namespace": namespace},
+            "data": {"RESTIC_PASSWORD": base64.b64encode(PASSWORD.encode()).decode()},
+        },
+        {
+            "apiVersion": "stash.appscode.com/v1alpha1",
+            "kind": "Repository",
+            "metadata": {"name": "rest-repo", "namespace": namespace},
+            "spec": {
+                "backend": {"rest": {"url": f"{rest_url}/{namespace}"}, "storageSecretName": "rest-secret"}
+            },
+        },
+    ]
+
+
+def configuration(namespace: str, target: dict[str, Any] | None, params: dict[str, str]) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "schedule": "0 0 1 1 *",
+        "task": {
+            "name": "kubedump-backup-0.1.0",
+            "params": [{"name": k, "value": v} for k, v in params.items()],
+        },
+        "repository": {"name": "rest-repo"},
+        "retentionPolicy": {"name": "keep-last-5", "keepLast": 5, "prune": True},
+    }
+    if target is not None:
+        spec["target"] = {"ref": target}
+    return {
+        "apiVersion": "stash.appscode.com/v1beta1",
+        "kind": "BackupConfiguration",
+        "metadata": {"name": BC, "namespace": namespace},
+        "spec": spec,
+    }
+
+
+def restic(url: str, *args: str) -> str:
+    """Plain restic against the REST server, as the host reaches it."""
+    env = {"RESTIC_REPOSITORY": f"rest:{url}", "RESTIC_PASSWORD": PASSWORD, "PATH": "/usr/bin:/bin"}
+    return subprocess.run(
+        [str(tools.ensure("restic")), "--no-cache", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout
+
+
+def snapshot_files(url: str) -> set[str]:
+    listed = [
+        json.loads(line)
+        for line in restic(url, "ls", "--json", "latest").splitlines()
+        if line.startswith("{")
+    ]
+    return {n["path"] for n in listed if n.get("struct_type") == "node" and n.get("type") == "file"}
+
+
+async def test_seed_002_each_session_runs_as_a_job_for_namespace_application_and_cluster_scope(
+    kubectl: Any,
+    namespace: str,
+    app_namespace: str,
+    read_all_role: str,
+    kubelet: ProcessKubelet,
+    operator_for: Any,
+    rest_server: str,
+    helpers: Any,
+) -> None:
+    """A kubedump configuration is Ready with no sidecar; each BackupSession gets Job
+    ``stash-backup-<session>`` (owned by the session, its configuration's own ServiceAccount, no retries,
+    a TTL), condition BackupExecutorEnsured; the Job's pod, run with that account's token, ends the
+    session Succeeded; the snapshot holds exactly the scope's YAMLs, sanitized: a namespace, one
+    Deployment with its ReplicaSet (includeDependants), the cluster; the label selector narrows the dump;
+    deleting the configuration removes the read access it was granted."""
+    get = helpers.get
+    operator_for(f"{namespace},{app_namespace}")
+    kubectl("apply", "-f", "-", input_obj=storage(namespace, rest_server))
+    host_url = f"{rest_server.replace(kubelet.host_ip, '127.0.0.1')}/{namespace}"
+    dump = "/stash-tmp/kubedump"
+
+    async def back_up(target: dict[str, Any] | None, params: dict[str, str], n: int) -> set[str]:
+        kubectl("apply", "-f", "-", input_obj=configuration(namespace, target, params))
+
+        def ready() -> bool:
+            bc = get(kubectl, "backupconfiguration", BC, "-n", namespace)
+            status = bc.get("status") or {}
+            return (
+                status.get("phase") == "Ready"
+                and status.get("observedGeneration") == bc["metadata"]["generation"]
+            )
+
+        await helpers.until(ready, timeout=60, what="the configuration Ready")
+        session = f"{BC}-{n}"
+        kubectl(
+            "apply",
+            "-f",
+            "-",
+            input_obj={
+                "apiVersion": "stash.appscode.com/v1beta1",
+                "kind": "BackupSession",
+                "metadata": {
+                    "name": session,
+                    "namespace": namespace,
+                    "labels": {"stash.appscode.com/backup-configuration": BC},
+                },
+                "spec": {
+                    "invoker": {"apiGroup": "stash.appscode.com", "kind": "BackupConfiguration", "name": BC}
+                },
+            },
+        )
+        job_name = f"stash-backup-{session}"
+
+        def job() -> dict[str, Any] | None:
+            out = kubectl("get", "job", job_name, "-n", namespace, "-o", "json", "--ignore-not-found").stdout
+            return json.loads(out) if out.strip() else None
+
+        created = await helpers.until(job, timeout=60, what=f"Job {job_name}")
+        owners = created["metadata"]["ownerReferences"]
+        assert [(o["kind"], o["name"]) for o in owners] == [("BackupSession", session)]
+        assert created["spec"]["backoffLimit"] == 0
+        assert created["spec"]["ttlSecondsAfterFinished"] > 0
+        pod_spec = created["spec"]["template"]["spec"]
+        assert pod_spec["serviceAccountName"] == f"stashlet-kubedump-{BC}"
+        assert pod_spec["containers"][0]["command"] == ["stashlet-agent"]
+        assert pod_spec["containers"][0]["args"][0] == "job"
+
+        result = await kubelet.run_job(namespace, job_name, timeout=240)
+        pods = get(kubectl, "pods", "-n", namespace, "-l", f"batch.kubernetes.io/job-name={job_name}")[
+            "items"
+        ]
+        container = kubelet.containers(namespace, pods[0]["metadata"]["name"])["stash"]
+        assert result.exit_codes == {"stash": 0}, container.logs(60)
+        assert PASSWORD not in container.logs(10_000)
+        status = get(kubectl, "backupsession", session, "-n", namespace)["status"]
+        assert status["phase"] == "Succeeded", json.dumps(status)
+        conditions = {c["type"]: c["status"] for c in status["conditions"]}
+        assert conditions["BackupExecutorEnsured"] == "True"
+        assert conditions["ResourcesDumped"] == "True"
+        done = await helpers.until(
+            lambda: (job() or {}).get("status", {}).get("succeeded") == 1, timeout=60, what="the Job Complete"
+        )
+        assert done
+        return snapshot_files(host_url)
+
+    base = f"{dump}/namespaces/{app_namespace}"
+
+    # One namespace.
+    files = await back_up({"apiVersion": "v1", "kind": "Namespace", "name": app_namespace}, {}, 1)
+    assert {
+        f"{dump}/cluster/core/v1/Namespace/{app_namespace}.yaml",
+        f"{base}/core/v1/ConfigMap/web-config.yaml",
+        f"{base}/core/v1/ConfigMap/unrelated.yaml",
+        f"{base}/apps/v1/Deployment/web.yaml",
+    } <= files
+    assert not any(f"/namespaces/{namespace}/" in f for f in files)
+    dumped = yaml.safe_load(restic(host_url, "dump", "latest", f"{base}/apps/v1/Deployment/web.yaml"))
+    assert "status" not in dumped
+    assert not {"managedFields", "resourceVersion", "uid", "creationTimestamp"} & set(dumped["metadata"])
+    assert dumped["spec"]["replicas"] == 1
+
+    # The namespace, narrowed by a label selector.
+    files = await back_up(
+        {"apiVersion": "v1", "kind": "Namespace", "name": app_namespace}, {"labelSelector": "app=web"}, 2
+    )
+    assert f"{base}/core/v1/ConfigMap/web-config.yaml" in files
+    assert f"{base}/core/v1/ConfigMap/unrelated.yaml" not in files
+
+    # One application and what it owns.
+    files = await back_up(
+        {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "namespace": app_namespace},
+        {"includeDependants": "true"},
+        3,
+    )
+    assert f"{base}/apps/v1/Deployment/web.yaml" in files
+    assert any(f.startswith(f"{base}/apps/v1/ReplicaSet/web-") for f in files), sorted(files)
+    assert not any("/ConfigMap/" in f for f in files)
+
+    # The whole cluster: a ClusterRoleBinding replaces the namespace's RoleBinding.
+    files = await back_up(None, {}, 4)
+    assert f"{dump}/cluster/core/v1/Namespace/{namespace}.yaml" in files
+    assert f"{dump}/cluster/rbac.authorization.k8s.io/v1/ClusterRole/{READ_ALL_ROLE}.yaml" in files
+    assert f"{base}/core/v1/ConfigMap/web-config.yaml" in files
+    binding = f"stashlet-kubedump-read-{namespace}-{BC}"
+    assert get(kubectl, "clusterrolebinding", binding)["roleRef"]["name"] == READ_ALL_ROLE
+    assert not kubectl(
+        "get", "rolebinding", binding, "-n", app_namespace, "--ignore-not-found"
+    ).stdout.strip()
+
+    snapshots = json.loads(restic(host_url, "snapshots", "--json"))
+    assert len(snapshots) == 4
+
+    # Deleting the configuration takes its read access away.
+    kubectl("delete", "backupconfiguration", BC, "-n", namespace, "--wait=false")
+
+    def unbound() -> bool:
+        return not kubectl("get", "clusterrolebinding", binding, "--ignore-not-found").stdout.strip()
+
+    await helpers.until(unbound, timeout=60, what="the ClusterRoleBinding removed")

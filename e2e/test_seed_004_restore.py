@@ -1,0 +1,306 @@
+"""Seed 004's restore, end to end with every part real.
+
+A Deployment with a PVC is backed up the way seeds 003/004 do it (the operator injects the ``stash``
+sidecar, the process kubelet runs it with its service account's token, a BackupSession made by hand is
+backed up into a restic REST server standing in for GCS). The volume is wiped, a RestoreSession is
+applied (as in ``examples/pause-backup/restoresession.yaml``), the operator prepends ``stash-init`` to
+the Deployment's pod template beside the sidecar, the Deployment rolls, and the process kubelet runs the
+new pod's init-container exactly as the operator wrote it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import shutil
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stashlet.localcluster.kubelet import ProcessKubelet
+
+pytestmark = [pytest.mark.cluster, pytest.mark.restic]
+
+PASSWORD = "changeit"
+APP = "stash-demo"
+RESTORE = "deployment-restore"
+
+
+def objects(namespace: str, rest_url: str) -> list[dict[str, Any]]:
+    """Seed 003's PVC, Deployment (one replica), Secret, Repository (REST) and BackupConfiguration."""
+    labels = {"app": APP}
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": "source-pvc", "namespace": namespace},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "storageClassName": "standard",
+                "resources": {"requests": {"storage": "1Gi"}},
+            },
+        },
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"labels": labels, "name": APP, "namespace": namespace},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "containers": [
+                            {
+                                "name": "busybox",
+                                "image": "busybox",
+                                "command": ["/bin/sh", "-c"],
+                                "args": ["sleep 3000"],
+                                "volumeMounts": [{"mountPath": "/source/data", "name": "source-data"}],
+                            }
+                        ],
+                        "volumes": [
+                            {"name": "source-data", "persistentVolumeClaim": {"claimName": "source-pvc"}}
+                        ],
+                    },
+                },
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "gcs-secret", "namespace": namespace},
+            "data": {"RESTIC_PASSWORD": base64.b64encode(PASSWORD.encode()).decode()},
+        },
+        {
+            "apiVersion": "stash.appscode.com/v1alpha1",
+            "kind": "Repository",
+            "metadata": {"name": "gcs-repo", "namespace": namespace},
+            "spec": {
+                "backend": {"rest": {"url": f"{rest_url}/{namespace}"}, "storageSecretName": "gcs-secret"}
+            },
+        },
+        {
+            "apiVersion": "stash.appscode.com/v1beta1",
+            "kind": "BackupConfiguration",
+            "metadata": {"name": "pause-backup", "namespace": namespace},
+            "spec": {
+                "repository": {"name": "gcs-repo"},
+                # Once a year: no scheduled backup of the wiped volume may come between.
+                "schedule": "0 0 1 1 *",
+                "target": {
+                    "ref": {"apiVersion": "apps/v1", "kind": "Deployment", "name": APP},
+                    "volumeMounts": [{"name": "source-data", "mountPath": "/source/data"}],
+                    "paths": ["/source/data"],
+                },
+                "retentionPolicy": {"name": "keep-last-5", "keepLast": 5, "prune": True},
+            },
+        },
+    ]
+
+
+def restore_session(namespace: str) -> dict[str, Any]:
+    """The RestoreSession of seed 004 for the Deployment's volume."""
+    return {
+        "apiVersion": "stash.appscode.com/v1beta1",
+        "kind": "RestoreSession",
+        "metadata": {"name": RESTORE, "namespace": namespace},
+        "spec": {
+            "repository": {"name": "gcs-repo"},
+            "target": {
+                "ref": {"apiVersion": "apps/v1", "kind": "Deployment", "name": APP},
+                "volumeMounts": [{"name": "source-data", "mountPath": "/source/data"}],
+                "rules": [{"paths": ["/source/data"]}],
+            },
+        },
+    }
+
+
+def write_data(root: Path) -> None:
+    """Files of several kinds: text, random bytes, empty, private, nested, a symlink."""
+    (root / "data.txt").write_text("sample_data\n")
+    (root / "blob.bin").write_bytes(os.urandom(300_000))
+    (root / "empty").write_bytes(b"")
+    (root / "deep" / "er").mkdir(parents=True)
+    (root / "deep" / "er" / "notes.md").write_text("# notes\n" * 50)
+    secret = root / "deep" / "private.key"
+    secret.write_bytes(os.urandom(64))
+    secret.chmod(0o600)
+    (root / "link").symlink_to("deep/er/notes.md")
+
+
+def manifest(root: Path) -> dict[str, tuple[str, int, bytes]]:
+    """Every entry below ``root``: its type, permission bits and content (a symlink's target)."""
+    found: dict[str, tuple[str, int, bytes]] = {}
+    for path in sorted(root.rglob("*")):
+        info = path.lstat()
+        rel = str(path.relative_to(root))
+        if stat.S_ISLNK(info.st_mode):
+            found[rel] = ("link", 0, os.readlink(path).encode())
+        elif stat.S_ISDIR(info.st_mode):
+            found[rel] = ("dir", stat.S_IMODE(info.st_mode), b"")
+        else:
+            found[rel] = ("file", stat.S_IMODE(info.st_mode), path.read_bytes())
+    return found
+
+
+def wipe(root: Path) -> None:
+    for path in root.iterdir():
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+
+
+def columns(text: str) -> list[list[str]]:
+    return [re.split(r"\s{2,}", line.strip()) for line in text.strip().splitlines()]
+
+
+async def test_seed_004_restore_through_the_injected_init_container(
+    kubectl: Any,
+    namespace: str,
+    kubelet: ProcessKubelet,
+    operator_for: Any,
+    rest_server: str,
+    helpers: Any,
+) -> None:
+    """Backed up by the sidecar, wiped, restored by ``stash-init``: the operator injects the
+    init-container beside the sidecar (conditions, event), the Deployment rolls, the new pod's
+    init-container (run as written, with the pod's own token) puts every file back byte for byte with
+    its mode, the RestoreSession Succeeds with host-0's stats; the next pod start restores nothing;
+    deleting the RestoreSession takes the init-container (and its Role) out again and leaves the
+    sidecar."""
+    get = helpers.get
+    operator_for(namespace)
+    kubectl("apply", "-f", "-", input_obj=objects(namespace, rest_server))
+    volume = kubelet.pvc_path(namespace, "source-pvc")
+    write_data(volume)
+    before = manifest(volume)
+
+    def phase(kind: str, name: str) -> str | None:
+        obj = get(kubectl, kind, name, "-n", namespace)
+        return (obj.get("status") or {}).get("phase")
+
+    await helpers.until(
+        lambda: phase("backupconfiguration", "pause-backup") == "Ready", timeout=60, what="Ready"
+    )
+
+    def live_pods(container: str, *, init: bool = False) -> list[dict[str, Any]]:
+        items = get(kubectl, "pods", "-n", namespace, "-l", f"app={APP}")["items"]
+        key = "initContainers" if init else "containers"
+        return [
+            p
+            for p in items
+            if not p["metadata"].get("deletionTimestamp")
+            and any(c["name"] == container for c in p["spec"].get(key) or [])
+        ]
+
+    pod = (await helpers.until(lambda: live_pods("stash"), timeout=90, what="an injected pod"))[0]
+    await kubelet.run_pod(namespace, pod["metadata"]["name"], ["stash"])
+    session = {
+        "apiVersion": "stash.appscode.com/v1beta1",
+        "kind": "BackupSession",
+        "metadata": {
+            "name": "before-the-wipe",
+            "namespace": namespace,
+            "labels": {"stash.appscode.com/backup-configuration": "pause-backup"},
+        },
+        "spec": {
+            "invoker": {
+                "apiGroup": "stash.appscode.com",
+                "kind": "BackupConfiguration",
+                "name": "pause-backup",
+            }
+        },
+    }
+    kubectl("apply", "-f", "-", input_obj=session)
+    await helpers.until(
+        lambda: phase("backupsession", "before-the-wipe") in ("Succeeded", "Failed"),
+        timeout=120,
+        what="backup",
+    )
+    backed_up = get(kubectl, "backupsession", "before-the-wipe", "-n", namespace)
+    assert backed_up["status"]["phase"] == "Succeeded", json.dumps(backed_up["status"])
+
+    wipe(volume)
+    assert manifest(volume) == {}
+    kubectl("apply", "-f", "-", input_obj=restore_session(namespace))
+
+    def injected() -> dict[str, Any] | None:
+        rs = get(kubectl, "restoresession", RESTORE, "-n", namespace)
+        found = {c["type"]: c["status"] for c in (rs.get("status") or {}).get("conditions") or []}
+        return rs if found.get("StashInitContainerInjected") == "True" else None
+
+    rs = await helpers.until(injected, timeout=60, what="the init-container injected")
+    conditions = {c["type"]: (c["status"], c["reason"]) for c in rs["status"]["conditions"]}
+    assert conditions == {
+        "RepositoryFound": ("True", "RepositoryAvailable"),
+        "BackendSecretFound": ("True", "BackendSecretAvailable"),
+        "RestoreTargetFound": ("True", "TargetAvailable"),
+        "ValidationPassed": ("True", "ResourceValidationPassed"),
+        "StashInitContainerInjected": ("True", "InitContainerInjectionSucceeded"),
+    }
+    assert rs["status"]["phase"] == "Pending"
+    events = [
+        (e["type"], e["reason"], e["source"]["component"])
+        for e in get(kubectl, "events", "-n", namespace)["items"]
+        if e["involvedObject"]["name"] == RESTORE
+    ]
+    assert ("Normal", "Init-Container Injection Succeeded", "Workload Controller") in events
+    template = get(kubectl, "deployment", APP, "-n", namespace)["spec"]["template"]["spec"]
+    assert template["initContainers"][0]["name"] == "stash-init"
+    assert [c["name"] for c in template["containers"]] == ["busybox", "stash"]
+
+    new_pod = (
+        await helpers.until(lambda: live_pods("stash-init", init=True), timeout=90, what="a rolled-out pod")
+    )[0]["metadata"]["name"]
+    codes = await kubelet.run_pod_init_containers(namespace, new_pod, timeout=180)
+    init = kubelet.containers(namespace, new_pod)["stash-init"]
+    assert codes == {"stash-init": 0}, init.logs(40)
+    assert manifest(volume) == before
+
+    rs = get(kubectl, "restoresession", RESTORE, "-n", namespace)
+    status = rs["status"]
+    assert status["phase"] == "Succeeded", json.dumps(status)
+    assert status["totalHosts"] == 1
+    assert [(s["hostname"], s["phase"]) for s in status["stats"]] == [("host-0", "Succeeded")]
+    rows = columns(kubectl("get", "restoresession", "-n", namespace).stdout)
+    assert rows[0] == ["NAME", "REPOSITORY", "PHASE", "DURATION", "AGE"]
+    assert rows[1][:3] == [RESTORE, "gcs-repo", "Succeeded"]
+    await kubelet.run_pod(namespace, new_pod, ["stash"], init=False)  # the sidecar beside it
+
+    # The next start of a pod: the init-container finds its host done and restores nothing.
+    kubectl("delete", "pod", new_pod, "-n", namespace, "--wait=false")
+
+    def another_pod() -> list[dict[str, Any]]:
+        return [p for p in live_pods("stash-init", init=True) if p["metadata"]["name"] != new_pod]
+
+    again = (await helpers.until(another_pod, timeout=90, what="a replacement pod"))[0]["metadata"]["name"]
+    assert await kubelet.run_pod_init_containers(namespace, again, timeout=120) == {"stash-init": 0}
+    assert "nothing to do" in kubelet.containers(namespace, again)["stash-init"].logs()
+    assert manifest(volume) == before
+    after = get(kubectl, "restoresession", RESTORE, "-n", namespace)["status"]
+    assert after["stats"] == status["stats"]
+
+    # Deleting the RestoreSession takes the init-container and its Role out; the sidecar stays.
+    kubectl("delete", "restoresession", RESTORE, "-n", namespace, "--wait=false")
+
+    def cleaned() -> bool:
+        spec = get(kubectl, "deployment", APP, "-n", namespace)["spec"]["template"]["spec"]
+        return not spec.get("initContainers") and [c["name"] for c in spec["containers"]] == [
+            "busybox",
+            "stash",
+        ]
+
+    await helpers.until(cleaned, timeout=60, what="the init-container removed")
+
+    def gone(kind: str, name: str) -> bool:
+        return not kubectl("get", kind, name, "-n", namespace, "--ignore-not-found").stdout.strip()
+
+    await helpers.until(lambda: gone("restoresession", RESTORE), timeout=30, what="the finalizer released")
+    assert gone("role", f"stashlet-restore-{RESTORE}")
+    assert gone("rolebinding", f"stashlet-restore-{RESTORE}")
