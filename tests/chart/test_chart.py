@@ -30,10 +30,11 @@ import yaml
 
 from stashlet.api import versions
 from stashlet.api.backupconfiguration import BackupConfiguration
+from stashlet.api.restoresession import RestoreSession
 from stashlet.localcluster import tools
 from stashlet.localcluster.controlplane import ControlPlane
 from stashlet.localcluster.kubelet import ProcessKubelet
-from stashlet.operator import cli, rbac, settings
+from stashlet.operator import cli, kubedump_rbac, rbac, restore_rbac, settings
 from stashlet.operator.workloads import WORKLOAD_KINDS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -592,8 +593,9 @@ def test_operator_accepts_the_rendered_command_line(helm: Helm, tmp_path: Path) 
 
 def test_grants_cluster_role_is_exactly_what_rbac_py_grants(helm: Helm) -> None:
     """The operator may only create Roles holding permissions it has itself: the chart's grants
-    ClusterRole holds the union of every rule rbac.py writes (sidecar for each workload kind, Repository
-    in the same or another namespace, trigger), nothing more, plus `bind` on the kubedump ClusterRole
+    ClusterRole holds the union of every rule rbac.py, restore_rbac.py and kubedump_rbac.py write (sidecar
+    and stash-init for each workload kind, Repository in the same or another namespace, trigger, kubedump
+    Jobs), nothing more, plus `bind` on the kubedump ClusterRole
     alone. The operator's own ClusterRole has no wildcard and no escalate/bind/impersonate verb."""
     bc = BackupConfiguration.from_dict(
         {
@@ -616,6 +618,23 @@ def test_grants_cluster_role_is_exactly_what_rbac_py_grants(helm: Helm) -> None:
             ):
                 granted += obj.get("rules", [])
     granted += [r for obj in rbac.trigger_rbac(bc, settings.OperatorSettings()) for r in obj.get("rules", [])]
+    rs = RestoreSession.from_dict(
+        {
+            "apiVersion": "stash.appscode.com/v1beta1",
+            "kind": "RestoreSession",
+            "metadata": {"name": "rs", "namespace": "app", "uid": "u"},
+            "spec": {"repository": {"name": "repo"}, "target": {"ref": {"kind": "Deployment", "name": "w"}}},
+        }
+    )
+    for kind in WORKLOAD_KINDS.values():
+        for repo_ns in ("app", "elsewhere"):
+            for obj in restore_rbac.restore_rbac(
+                rs, kind, "w", service_account="sa", repository_namespace=repo_ns, repository="r", secret="s"
+            ):
+                granted += obj.get("rules", [])
+    for repo_ns in ("app", "elsewhere"):
+        for obj in kubedump_rbac.job_rbac(bc, repository_namespace=repo_ns, repository="r", secret="s"):
+            granted += obj.get("rules", [])
 
     objects = helm.render()
     grants = find(objects, "ClusterRole", "stashlet-operator-grants")["rules"]
