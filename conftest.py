@@ -5,9 +5,11 @@ the same code as ``stashlet-cluster up``; its binaries come from KUBEBUILDER_ASS
 into the cache. Each test that needs the cluster gets a namespace of its own.
 """
 
+import asyncio
 import subprocess
+import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -61,8 +63,14 @@ def namespace(control_plane: ControlPlane, kubectl: Kubectl) -> Iterator[str]:
 
 
 @pytest.fixture
-def named_namespace(control_plane: ControlPlane, kubectl: Kubectl) -> Iterator[Callable[[str], str]]:
-    """Create namespaces with exact names (the seeds use `demo`, `backup`, `user1` ...)."""
+async def named_namespace(
+    control_plane: ControlPlane, kubectl: Kubectl
+) -> AsyncIterator[Callable[[str], str]]:
+    """Create namespaces with exact names (the seeds use `demo`, `backup`, `user1` ...).
+
+    Afterwards they are deleted and awaited without blocking the event loop, so that a process kubelet
+    running in it can stop the namespaces' pods meanwhile (a namespace is gone only once they are).
+    """
     created: list[str] = []
 
     def make(name: str) -> str:
@@ -73,7 +81,14 @@ def named_namespace(control_plane: ControlPlane, kubectl: Kubectl) -> Iterator[C
 
     yield make
     for name in created:
-        kubectl("delete", "namespace", name, "--wait=true", "--timeout=60s", check=False)
+        kubectl("delete", "namespace", name, "--wait=false", check=False)
+    deadline = time.monotonic() + 120
+    for name in created:
+        while time.monotonic() < deadline:
+            out = kubectl("get", "namespace", name, "--ignore-not-found", "-o", "name", check=False).stdout
+            if not out.strip():
+                break
+            await asyncio.sleep(0.5)
 
 
 @pytest.fixture(scope="session")

@@ -135,6 +135,50 @@ async def eventually(check: Callable[[], Any], *, timeout: float, what: str, int
     pytest.fail(f"{what} not reached in {timeout:.0f}s (last: {last!r})")
 
 
+async def roll_out(
+    kubelet: ProcessKubelet,
+    kubectl: Callable[..., Any],
+    namespace: str,
+    app: str,
+    replicas: int,
+    containers: list[str] | None = None,
+    *,
+    timeout: float = 180,  # noqa: ASYNC109
+) -> list[str]:
+    """Play the node for Deployment ``app`` while the operator's injection rolls it out: run each pod
+    that carries the ``stash`` sidecar as it appears (its ``containers``, default all), until all
+    ``replicas`` are updated. A rollout brings one new pod at a time (maxSurge 25%, maxUnavailable 25%
+    round to 1 and 0 for three replicas) and waits for it to be Ready, so the pods must run as they come.
+    Done once the template carries the sidecar and the controller has rolled it out to every replica.
+    Returns the pods run, in order."""
+    started: list[str] = []
+    deadline = time.monotonic() + timeout
+    while True:
+        pods = (await asyncio.to_thread(kubectl_json, kubectl, "pods", "-n", namespace, "-l", f"app={app}"))[
+            "items"
+        ]
+        for pod in pods:
+            name = pod["metadata"]["name"]
+            injected = any(c["name"] == "stash" for c in pod["spec"]["containers"])
+            if injected and name not in started and not pod["metadata"].get("deletionTimestamp"):
+                await kubelet.run_pod(namespace, name, containers)
+                started.append(name)
+        deployment = await asyncio.to_thread(kubectl_json, kubectl, "deployment", app, "-n", namespace)
+        status = deployment.get("status") or {}
+        template = deployment["spec"]["template"]["spec"]["containers"]
+        if (
+            any(c["name"] == "stash" for c in template)
+            and status.get("observedGeneration") == deployment["metadata"]["generation"]
+            and status.get("updatedReplicas") == replicas
+            and status.get("replicas") == replicas
+            and len(started) >= replicas
+        ):
+            return started
+        if time.monotonic() > deadline:
+            pytest.fail(f"the rollout of {namespace}/{app} did not finish in {timeout:.0f}s: ran {started}")
+        await asyncio.sleep(0.5)
+
+
 @pytest.fixture
 def helpers() -> Any:
     """The small helpers above, for the e2e tests (they cannot import each other's modules)."""
@@ -142,6 +186,7 @@ def helpers() -> Any:
     class Helpers:
         get = staticmethod(kubectl_json)
         until = staticmethod(eventually)
+        roll_out = staticmethod(roll_out)
 
     return Helpers
 

@@ -133,22 +133,7 @@ async def test_seed_003_backup_pause_and_resume(
     assert columns(out)[0] == ["NAME", "TASK", "SCHEDULE", "PAUSED", "PHASE", "AGE"]
     assert columns(out)[1][:3] == ["pause-backup", "*/1 * * * *", "Ready"]
 
-    def injected_pods() -> list[str]:
-        pods = get(kubectl, "pods", "-n", namespace, "-l", "app=stash-demo")["items"]
-        return [
-            p["metadata"]["name"]
-            for p in pods
-            if any(c["name"] == "stash" for c in p["spec"]["containers"])
-            and not p["metadata"].get("deletionTimestamp")
-        ]
-
-    def three_pods() -> list[str] | None:
-        found = injected_pods()
-        return found if len(found) == 3 else None
-
-    pods = await helpers.until(three_pods, timeout=90, what="three injected pods")
-    for pod in pods:
-        await kubelet.run_pod(namespace, pod)
+    await helpers.roll_out(kubelet, kubectl, namespace, "stash-demo", 3)
     data = kubelet.pvc_path(namespace, "source-pvc") / "data.txt"
     await helpers.until(
         lambda: data.is_file() and data.read_text() == "sample_data\n",
