@@ -22,15 +22,14 @@ from stashlet.agent.restore_listing import (
     verify,
 )
 from stashlet.agent.restore_plan import (
-    LATEST,
     HostRule,
     PlanError,
     check_extra_args,
     match_rule,
     rebase_patterns,
-    validate_rules,
 )
 from stashlet.agent.restore_restic import describe_errors
+from stashlet.api.restore_rules import LATEST
 from stashlet.api.restoresession import HostRestorePhase, HostRestoreStats, RestorePhase, RestoreSession, Rule
 
 NOW = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
@@ -78,29 +77,6 @@ def test_latest_in_snapshots_is_the_latest_and_paths_are_normalised() -> None:
     assert matched is not None and matched.snapshots == (LATEST,)
     matched = match_rule([rule(targetHosts=["h"], paths=["/a//b/"])], "h")
     assert matched is not None and matched.paths == ("/a/b",)
-
-
-def test_validation_names_each_broken_rule_by_index() -> None:
-    """snapshots with paths, include with exclude, a malformed snapshot ID, a relative path, two catch-alls
-    and a host claimed twice are each reported with the rule's index."""
-    rules = [
-        rule(targetHosts=["host-0"], snapshots=["latest"], paths=["/data"]),
-        rule(targetHosts=["host-1"], include=["a"], exclude=["b"]),
-        rule(targetHosts=["host-2"], snapshots=["--target=/"]),
-        rule(paths=["data"]),
-        rule(),
-        rule(targetHosts=["host-0"]),
-    ]
-    problems = validate_rules(rules, "spec.target.rules")
-    assert problems == [
-        "spec.target.rules[0]: snapshots and paths are mutually exclusive",
-        "spec.target.rules[1]: include and exclude are mutually exclusive (restic refuses both)",
-        "spec.target.rules[2]: snapshot '--target=/' is neither 'latest' nor a snapshot ID",
-        "spec.target.rules[3]: path 'data' must be absolute, without '..'",
-        "spec.target.rules[5]: host 'host-0' is also a target of spec.target.rules[0]",
-        "spec.target.rules[4]: only one rule may omit targetHosts (spec.target.rules[3] already does)",
-    ]
-    assert validate_rules([rule(snapshots=["1a2b3c4d"]), rule(targetHosts=["h"], paths=["/x"])]) == []
 
 
 @pytest.mark.parametrize(

@@ -11,12 +11,11 @@ from stashlet.api import agent_contract, names
 from stashlet.api.backupconfiguration import BackupConfiguration
 from stashlet.api.common import ConditionStatus
 from stashlet.api.repository import Repository
-from stashlet.api.restoresession import RestorePhase, RestoreSession, Rule
+from stashlet.api.restoresession import RestorePhase, RestoreSession
 from stashlet.operator import inject, restore_inject
 from stashlet.operator.restore_validation import (
     RestoreObserved,
     restore_phase,
-    rule_problems,
     spec_problems,
     validate_restore,
 )
@@ -77,52 +76,6 @@ def test_seed_004_is_valid_and_pending(repo: Repository, make: Any) -> None:
 
     applied = apply_conditions([], list(verdict.updates), now=dt.datetime.now(dt.UTC), generation=1)
     assert restore_phase(applied, None) == RestorePhase.PENDING
-
-
-@pytest.mark.parametrize(
-    ("rules", "expected"),
-    [
-        (
-            [{"snapshots": ["latest"], "paths": ["/a"]}],
-            "spec.target.rules[0]: snapshots and paths are mutually exclusive",
-        ),
-        (
-            [{"paths": ["/a"]}, {"paths": ["/b"]}],
-            "spec.target.rules[1]: only one rule may omit targetHosts (spec.target.rules[0] already does)",
-        ),
-        (
-            [{"targetHosts": ["host-0"], "paths": ["/a"]}, {"targetHosts": ["host-0"], "paths": ["/b"]}],
-            "spec.target.rules[1]: host 'host-0' is also a target of spec.target.rules[0]",
-        ),
-        (
-            [{"include": ["*.txt"], "exclude": ["*.log"]}],
-            "spec.target.rules[0]: include and exclude are mutually exclusive (restic refuses both)",
-        ),
-        (
-            [{"snapshots": ["yesterday"]}],
-            "spec.target.rules[0]: snapshot 'yesterday' is neither 'latest' nor a snapshot ID",
-        ),
-        (
-            [{"paths": ["source/data"]}],
-            "spec.target.rules[0]: path 'source/data' must be absolute, without '..'",
-        ),
-        ([{"paths": ["/source/../etc"]}], "spec.target.rules[0]: path '/source/../etc' must be absolute"),
-    ],
-)
-def test_rules_are_checked_as_stash_checks_them(rules: list[dict[str, Any]], expected: str) -> None:
-    """Each bad rule is named by its index and says what is wrong."""
-    problems = rule_problems([Rule.from_dict(r) for r in rules])
-    assert any(p.startswith(expected) for p in problems), problems
-
-
-def test_good_rules_pass() -> None:
-    """Per-host rules plus one catch-all, snapshot IDs and ``latest``, include alone: no problem."""
-    rules: list[dict[str, Any]] = [
-        {"targetHosts": ["host-0"], "sourceHost": "host-1", "snapshots": ["4bc21d6f", "latest"]},
-        {"targetHosts": ["host-1", "host-2"], "paths": ["/source/data"], "include": ["*.txt"]},
-        {"paths": ["/source/data"]},
-    ]
-    assert rule_problems([Rule.from_dict(r) for r in rules]) == []
 
 
 def test_deprecated_spec_rules_are_checked_under_their_own_field() -> None:

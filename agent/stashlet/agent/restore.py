@@ -38,12 +38,13 @@ from stashlet.agent.metrics import parse_duration
 from stashlet.agent.restic_cli import Restic
 from stashlet.agent.restic_errors import ResticError
 from stashlet.agent.restore_listing import RestoreItem
-from stashlet.agent.restore_plan import PlanError, check_extra_args, match_rule, rules_of, validate_rules
+from stashlet.agent.restore_plan import PlanError, check_extra_args, match_rule
 from stashlet.agent.restore_report import RestoreReport
 from stashlet.agent.restore_restic import HostRestore, ResticRestore, RestoreIncomplete
 from stashlet.agent.session_status import format_duration, now_utc
 from stashlet.api import names
 from stashlet.api.common import Snapshotter
+from stashlet.api.restore_rules import rule_problems, rules_of
 from stashlet.api.restoresession import HostRestorePhase, HostRestoreStats, RestorePhase, RestoreSession
 from stashlet.kube.errors import KubeError, NotFound
 from stashlet.kube.leases import LeaseLock, LeaseLost
@@ -267,7 +268,7 @@ class RestoreRunner:
             raise self.startup_error
         check_session(session, ctx.settings.target_kind, ctx.settings.target_name)
         where, rules = rules_of(session)
-        problems = validate_rules(rules, where)
+        problems = rule_problems(rules, where)
         if problems:
             raise PlanError("InvalidRestoreRule", "; ".join(problems))
         target = session.spec.target

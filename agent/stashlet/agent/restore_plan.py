@@ -6,7 +6,8 @@ all means "the latest snapshot of this host". ``sourceHost`` defaults to the hos
 another workload names the host whose data it wants). ``snapshots`` and ``paths`` exclude each other;
 ``snapshots: [latest]`` or no snapshots means the latest snapshot of the source host (restricted to
 ``paths`` when given). restic refuses ``include`` together with ``exclude``, so a rule may not have both.
-Every rule is validated, not only the one that matches, and an error names the rule's index.
+Every rule is validated (:func:`stashlet.api.restore_rules.rule_problems`), not only the one that
+matches, and an error names the rule's index.
 
 **Where data goes.** A snapshot holds absolute paths (``/source/data``) and, in the Stash model, the pod
 mounts the volume at that same path. Each backed-up path is restored on its own, from the snapshot's
@@ -26,14 +27,12 @@ from __future__ import annotations
 
 import fnmatch
 import posixpath
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from stashlet.api.restoresession import RestoreSession, Rule
+from stashlet.api.restore_rules import LATEST
+from stashlet.api.restoresession import Rule
 
-LATEST = "latest"
-_SNAPSHOT_ID = re.compile(r"^[0-9a-f]{4,64}$")
 _FORBIDDEN_ARGS = {
     "--target": "the agent restores each path into its own place",
     "-t": "the agent restores each path into its own place",
@@ -81,46 +80,6 @@ class HostRule:
     def filtered(self) -> bool:
         """True when include or exclude patterns narrow the restore."""
         return bool(self.include or self.exclude)
-
-
-def rules_of(session: RestoreSession) -> tuple[str, list[Rule]]:
-    """The session's rules and the field they come from (``spec.target.rules`` or ``spec.rules``)."""
-    target = session.spec.target
-    if target is not None and target.rules:
-        return "spec.target.rules", list(target.rules)
-    return "spec.rules", list(session.spec.rules or [])
-
-
-def validate_rules(rules: Sequence[Rule], where: str = "spec.target.rules") -> list[str]:
-    """Every problem with ``rules``, each naming the rule by index; empty when they are usable."""
-    problems: list[str] = []
-    catch_all: list[int] = []
-    claimed: dict[str, int] = {}
-    for i, rule in enumerate(rules):
-        at = f"{where}[{i}]"
-        if rule.snapshots and rule.paths:
-            problems.append(f"{at}: snapshots and paths are mutually exclusive")
-        if rule.include and rule.exclude:
-            problems.append(f"{at}: include and exclude are mutually exclusive (restic refuses both)")
-        for snapshot in rule.snapshots or []:
-            if snapshot != LATEST and not _SNAPSHOT_ID.match(snapshot):
-                problems.append(f"{at}: snapshot {snapshot!r} is neither 'latest' nor a snapshot ID")
-        for path in rule.paths or []:
-            if not posixpath.isabs(path) or ".." in path.split("/"):
-                problems.append(f"{at}: path {path!r} must be absolute, without '..'")
-        if not rule.target_hosts:
-            catch_all.append(i)
-        for host in rule.target_hosts or []:
-            if host in claimed:
-                problems.append(f"{at}: host {host!r} is also a target of {where}[{claimed[host]}]")
-            else:
-                claimed[host] = i
-    if len(catch_all) > 1:
-        problems.append(
-            f"{where}[{catch_all[1]}]: only one rule may omit targetHosts "
-            f"({where}[{catch_all[0]}] already does)"
-        )
-    return problems
 
 
 def match_rule(rules: Sequence[Rule], host: str) -> HostRule | None:

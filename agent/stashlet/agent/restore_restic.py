@@ -25,8 +25,9 @@ from stashlet.agent.context import AgentContext
 from stashlet.agent.restic_cli import Restic
 from stashlet.agent.restic_errors import RepositoryLocked, SnapshotNotFound, error_for_exit
 from stashlet.agent.restore_listing import RestoreItem, SnapshotListing, mount_for, plan_item, verify
-from stashlet.agent.restore_plan import LATEST, HostRule, PlanError
+from stashlet.agent.restore_plan import HostRule, PlanError
 from stashlet.agent.stale_locks import remove_stale_locks
+from stashlet.api.restore_rules import LATEST
 
 log = logging.getLogger(__name__)
 

@@ -38,7 +38,8 @@ from stashlet.kube.errors import NotFound
 from stashlet.kube.watch import DELETED, SYNCED, WatchEvent, WatchSettings, watch
 from stashlet.operator import history
 from stashlet.operator.metawatch import collection_path, metadata_list_fn
-from stashlet.operator.reconciler import Dependency, Reconciler, ReconcileResult
+from stashlet.operator.observe import Dependency
+from stashlet.operator.reconciler import Reconciler, ReconcileResult
 from stashlet.operator.restore_reconciler import RestoreReconciler
 from stashlet.operator.settings import OperatorSettings
 from stashlet.operator.workloads import WORKLOAD_KINDS

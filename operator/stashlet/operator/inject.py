@@ -31,6 +31,7 @@ from typing import Any
 from stashlet.api import agent_contract, names
 from stashlet.api.backupconfiguration import BackupConfiguration
 from stashlet.api.repository import Repository
+from stashlet.operator.agent_container import agent_env, copy_fields, empty_dir, local_backend
 from stashlet.operator.settings import OperatorSettings
 from stashlet.operator.validation import invoker_annotation, target_mounts
 
@@ -42,7 +43,6 @@ HEALTH_PATH = "/healthz"
 READY_PATH = "/readyz"
 
 # Keys of a LocalSpec that are not part of the volume source.
-_LOCAL_MOUNT_KEYS = ("mountPath", "subPath")
 # Container fields taken as they are from runtimeSettings.container.
 _RUNTIME_FIELDS = ("resources", "securityContext", "lifecycle", "livenessProbe", "readinessProbe", "envFrom")
 _OWN_VOLUMES = (names.TMP_VOLUME, LOCAL_BACKEND_VOLUME)
@@ -97,18 +97,6 @@ def _probe(path: str, port: int) -> dict[str, Any]:
     return {"httpGet": {"path": path, "port": port}, "periodSeconds": 10, "failureThreshold": 3}
 
 
-def _local_volume(repository: Repository | None) -> tuple[dict[str, Any], dict[str, Any]] | None:
-    """The local backend's volume and its mount in the sidecar, when the Repository uses one."""
-    local = repository.spec.backend.local if repository else None
-    if local is None:
-        return None
-    source = {k: v for k, v in local.to_dict().items() if k not in _LOCAL_MOUNT_KEYS}
-    return {"name": LOCAL_BACKEND_VOLUME, **source}, {
-        "name": LOCAL_BACKEND_VOLUME,
-        "mountPath": local.mount_path,
-    }
-
-
 def build_injection(
     bc: BackupConfiguration,
     target_kind: str,
@@ -124,22 +112,14 @@ def build_injection(
         entry["readOnly"] = True
         mounts.append(entry)
     mounts.append({"name": names.TMP_VOLUME, "mountPath": names.TMP_MOUNT_PATH})
-    empty_dir: dict[str, Any] = {}
-    if bc.spec.temp_dir is not None:
-        if bc.spec.temp_dir.medium:
-            empty_dir["medium"] = bc.spec.temp_dir.medium
-        if bc.spec.temp_dir.size_limit is not None:
-            empty_dir["sizeLimit"] = bc.spec.temp_dir.size_limit
-    volumes: list[dict[str, Any]] = [{"name": names.TMP_VOLUME, "emptyDir": empty_dir}]
-    local = _local_volume(repository)
+    volumes: list[dict[str, Any]] = [{"name": names.TMP_VOLUME, "emptyDir": empty_dir(bc.spec.temp_dir)}]
+    local = local_backend(repository, LOCAL_BACKEND_VOLUME)
     if local is not None:
         volumes.append(local[0])
         mounts.append(local[1])
 
-    env = list(agent_contract.downward_env())
     runtime = (bc.spec.runtime_settings.container if bc.spec.runtime_settings else None) or {}
-    own_env = {str(e["name"]) for e in env}
-    env += [e for e in runtime.get("env") or [] if e.get("name") not in own_env]
+    env = agent_env(runtime)
     container: dict[str, Any] = {
         "name": names.SIDECAR_CONTAINER,
         "image": settings.agent_image,
@@ -152,9 +132,7 @@ def build_injection(
         "livenessProbe": _probe(HEALTH_PATH, port),
         "readinessProbe": _probe(READY_PATH, port),
     }
-    for key in _RUNTIME_FIELDS:
-        if runtime.get(key) is not None:
-            container[key] = copy.deepcopy(runtime[key])
+    copy_fields(container, runtime, _RUNTIME_FIELDS)
     return Injection(
         container=container,
         volumes=tuple(volumes),

@@ -17,7 +17,6 @@ object other than a Namespace without ``apiVersion``).
 
 from __future__ import annotations
 
-import copy
 import hashlib
 from dataclasses import replace
 from typing import Any
@@ -29,6 +28,7 @@ from stashlet.api.common import ConditionStatus
 from stashlet.api.conditions import ConditionReason, ConditionType
 from stashlet.api.repository import Repository
 from stashlet.operator import kubedump_rbac
+from stashlet.operator.agent_container import agent_env, copy_fields, empty_dir, local_backend
 from stashlet.operator.objects import managed_labels
 from stashlet.operator.settings import OperatorSettings
 from stashlet.operator.status import ConditionUpdate
@@ -38,7 +38,6 @@ JOB_PREFIX = "stash-backup-"
 JOB_CONTAINER = "stash"
 MAX_NAME = 63
 LOCAL_BACKEND_VOLUME = "stash-local"
-_LOCAL_MOUNT_KEYS = ("mountPath", "subPath")
 _CONTAINER_FIELDS = ("resources", "securityContext", "envFrom")
 _POD_FIELDS = (
     "nodeSelector",
@@ -148,25 +147,16 @@ def build_job(
     labels = managed_labels(bc)
     if len(name) <= MAX_NAME:
         labels[names.LABEL_BACKUP_SESSION] = name
-    empty_dir: dict[str, Any] = {}
-    if bc.spec.temp_dir is not None:
-        if bc.spec.temp_dir.medium:
-            empty_dir["medium"] = bc.spec.temp_dir.medium
-        if bc.spec.temp_dir.size_limit is not None:
-            empty_dir["sizeLimit"] = bc.spec.temp_dir.size_limit
-    volumes: list[dict[str, Any]] = [{"name": names.TMP_VOLUME, "emptyDir": empty_dir}]
+    volumes: list[dict[str, Any]] = [{"name": names.TMP_VOLUME, "emptyDir": empty_dir(bc.spec.temp_dir)}]
     mounts: list[dict[str, Any]] = [{"name": names.TMP_VOLUME, "mountPath": names.TMP_MOUNT_PATH}]
-    local = repository.spec.backend.local if repository else None
+    local = local_backend(repository, LOCAL_BACKEND_VOLUME)
     if local is not None:
-        source = {k: v for k, v in local.to_dict().items() if k not in _LOCAL_MOUNT_KEYS}
-        volumes.append({"name": LOCAL_BACKEND_VOLUME, **source})
-        mounts.append({"name": LOCAL_BACKEND_VOLUME, "mountPath": local.mount_path})
+        volumes.append(local[0])
+        mounts.append(local[1])
     runtime = bc.spec.runtime_settings
     container_settings = (runtime.container if runtime else None) or {}
     pod_settings = (runtime.pod if runtime else None) or {}
-    env = list(agent_contract.downward_env())
-    own_env = {str(e["name"]) for e in env}
-    env += [e for e in container_settings.get("env") or [] if e.get("name") not in own_env]
+    env = agent_env(container_settings)
     container: dict[str, Any] = {
         "name": JOB_CONTAINER,
         "image": settings.agent_image,
@@ -176,18 +166,14 @@ def build_job(
         "env": env,
         "volumeMounts": mounts,
     }
-    for key in _CONTAINER_FIELDS:
-        if container_settings.get(key) is not None:
-            container[key] = copy.deepcopy(container_settings[key])
+    copy_fields(container, container_settings, _CONTAINER_FIELDS)
     pod_spec: dict[str, Any] = {
         "serviceAccountName": kubedump_rbac.service_account_name(bc),
         "restartPolicy": "Never",
         "containers": [container],
         "volumes": volumes,
     }
-    for key in _POD_FIELDS:
-        if pod_settings.get(key) is not None:
-            pod_spec[key] = copy.deepcopy(pod_settings[key])
+    copy_fields(pod_spec, pod_settings, _POD_FIELDS)
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",

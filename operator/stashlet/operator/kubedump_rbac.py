@@ -34,7 +34,14 @@ from typing import Any
 from stashlet.api import names
 from stashlet.api.backupconfiguration import BackupConfiguration
 from stashlet.operator.objects import managed_labels, owner_reference
-from stashlet.operator.rbac import RBAC_API_VERSION, ObjectRef
+from stashlet.operator.rbac import (
+    RBAC_API_VERSION,
+    ObjectRef,
+    role_and_binding,
+    role_refs,
+    rule,
+    service_account_subject,
+)
 from stashlet.operator.settings import OperatorSettings
 
 PREFIX = "stashlet-kubedump-"
@@ -84,32 +91,23 @@ def read_binding_name(bc: BackupConfiguration) -> str:
     return f"{PREFIX}read-{bc.metadata.namespace}-{bc.metadata.name}"
 
 
-def _rule(
-    group: str, resources: list[str], verbs: list[str], names_: list[str] | None = None
-) -> dict[str, Any]:
-    rule: dict[str, Any] = {"apiGroups": [group], "resources": resources, "verbs": verbs}
-    if names_:
-        rule["resourceNames"] = names_
-    return rule
-
-
 def job_rules(bc: BackupConfiguration) -> list[dict[str, Any]]:
     """What the Job does in the configuration's namespace (besides the Repository and reading the dump)."""
     return [
-        _rule(names.GROUP, [names.BACKUP_CONFIGURATIONS], ["get"], [bc.metadata.name or ""]),
-        _rule(names.GROUP, [names.BACKUP_SESSIONS], ["get"]),
-        _rule(names.GROUP, [f"{names.BACKUP_SESSIONS}/status"], ["get", "update", "patch"]),
-        _rule("", ["events"], ["get", "create", "patch"]),
-        _rule("", ["pods"], ["get"]),
+        rule(names.GROUP, [names.BACKUP_CONFIGURATIONS], ["get"], [bc.metadata.name or ""]),
+        rule(names.GROUP, [names.BACKUP_SESSIONS], ["get"]),
+        rule(names.GROUP, [f"{names.BACKUP_SESSIONS}/status"], ["get", "update", "patch"]),
+        rule("", ["events"], ["get", "create", "patch"]),
+        rule("", ["pods"], ["get"]),
     ]
 
 
 def repository_rules(repository: str, secret: str) -> list[dict[str, Any]]:
     """Read the Repository and write its status, read the storage Secret: all by name."""
     return [
-        _rule(names.GROUP, [names.REPOSITORIES], ["get"], [repository]),
-        _rule(names.GROUP, [f"{names.REPOSITORIES}/status"], ["get", "update", "patch"], [repository]),
-        _rule("", ["secrets"], ["get"], [secret]),
+        rule(names.GROUP, [names.REPOSITORIES], ["get"], [repository]),
+        rule(names.GROUP, [f"{names.REPOSITORIES}/status"], ["get", "update", "patch"], [repository]),
+        rule("", ["secrets"], ["get"], [secret]),
     ]
 
 
@@ -123,27 +121,20 @@ def _meta(bc: BackupConfiguration, name: str, namespace: str | None) -> dict[str
 
 
 def _subjects(bc: BackupConfiguration) -> list[dict[str, Any]]:
-    return [{"kind": "ServiceAccount", "name": service_account_name(bc), "namespace": bc.metadata.namespace}]
+    return [service_account_subject(service_account_name(bc), bc.metadata.namespace or "")]
 
 
 def _role_and_binding(
     bc: BackupConfiguration, name: str, namespace: str, rules: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
-    return [
-        {
-            "apiVersion": RBAC_API_VERSION,
-            "kind": "Role",
-            "metadata": _meta(bc, name, namespace),
-            "rules": rules,
-        },
-        {
-            "apiVersion": RBAC_API_VERSION,
-            "kind": "RoleBinding",
-            "metadata": _meta(bc, name, namespace),
-            "roleRef": {"apiGroup": RBAC_GROUP, "kind": "Role", "name": name},
-            "subjects": _subjects(bc),
-        },
-    ]
+    return role_and_binding(
+        name,
+        namespace,
+        rules,
+        subject=_subjects(bc)[0],
+        labels=managed_labels(bc),
+        owner=owner_reference(bc) if namespace == bc.metadata.namespace else None,
+    )
 
 
 def job_rbac(
@@ -202,10 +193,7 @@ def created_for(bc: BackupConfiguration, repository_namespace: str | None) -> li
     """The namespaced Roles and RoleBindings stashlet may have made for ``bc``'s Jobs (not the read
     binding, which the annotation names)."""
     namespace = bc.metadata.namespace or ""
-    refs = [ObjectRef(kind, namespace, role_name(bc)) for kind in ("Role", "RoleBinding")]
+    refs = role_refs(namespace, role_name(bc))
     if repository_namespace and repository_namespace != namespace:
-        refs += [
-            ObjectRef(kind, repository_namespace, repository_role_name(bc))
-            for kind in ("Role", "RoleBinding")
-        ]
+        refs += role_refs(repository_namespace, repository_role_name(bc))
     return refs

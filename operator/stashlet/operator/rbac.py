@@ -18,6 +18,7 @@ cannot be (owners are namespaced) and is deleted by the finalizer.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,13 +42,50 @@ class ObjectRef:
     name: str
 
 
-def _rule(
+def rule(
     group: str, resources: list[str], verbs: list[str], names_: list[str] | None = None
 ) -> dict[str, Any]:
-    rule: dict[str, Any] = {"apiGroups": [group], "resources": resources, "verbs": verbs}
+    """One PolicyRule (``resourceNames`` only when ``names_`` are given)."""
+    found: dict[str, Any] = {"apiGroups": [group], "resources": resources, "verbs": verbs}
     if names_:
-        rule["resourceNames"] = names_
-    return rule
+        found["resourceNames"] = names_
+    return found
+
+
+def role_and_binding(
+    name: str,
+    namespace: str,
+    rules: list[dict[str, Any]],
+    *,
+    subject: dict[str, Any],
+    labels: dict[str, str],
+    owner: dict[str, Any] | None,
+) -> list[dict[str, Any]]:
+    """Role ``name`` holding ``rules`` and the RoleBinding of the same name giving it to ``subject``;
+    ``owner`` (an ownerReference) only where it lives in the owner's namespace."""
+    meta: dict[str, Any] = {"name": name, "namespace": namespace, "labels": dict(labels)}
+    if owner is not None:
+        meta["ownerReferences"] = [owner]
+    return [
+        {"apiVersion": RBAC_API_VERSION, "kind": "Role", "metadata": meta, "rules": rules},
+        {
+            "apiVersion": RBAC_API_VERSION,
+            "kind": "RoleBinding",
+            "metadata": copy.deepcopy(meta),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+            "subjects": [subject],
+        },
+    ]
+
+
+def role_refs(namespace: str, name: str) -> list[ObjectRef]:
+    """Role and RoleBinding ``namespace/name`` (what :func:`role_and_binding` makes)."""
+    return [ObjectRef(kind, namespace, name) for kind in ("Role", "RoleBinding")]
+
+
+def service_account_subject(name: str, namespace: str) -> dict[str, Any]:
+    """A RoleBinding subject: ServiceAccount ``namespace/name``."""
+    return {"kind": "ServiceAccount", "name": name, "namespace": namespace}
 
 
 def sidecar_role_name(bc: BackupConfiguration) -> str:
@@ -65,40 +103,26 @@ def trigger_role_name(bc: BackupConfiguration) -> str:
     return f"{TRIGGER_PREFIX}{bc.metadata.name}"
 
 
-def _meta(bc: BackupConfiguration, name: str, namespace: str) -> dict[str, Any]:
-    meta: dict[str, Any] = {"name": name, "namespace": namespace, "labels": managed_labels(bc)}
-    if namespace == bc.metadata.namespace:
-        meta["ownerReferences"] = [owner_reference(bc)]
-    return meta
-
-
-def _role(bc: BackupConfiguration, name: str, namespace: str, rules: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
-        "apiVersion": RBAC_API_VERSION,
-        "kind": "Role",
-        "metadata": _meta(bc, name, namespace),
-        "rules": rules,
-    }
-
-
-def _binding(
-    bc: BackupConfiguration, name: str, namespace: str, service_account: str, sa_namespace: str
-) -> dict[str, Any]:
-    return {
-        "apiVersion": RBAC_API_VERSION,
-        "kind": "RoleBinding",
-        "metadata": _meta(bc, name, namespace),
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
-        "subjects": [{"kind": "ServiceAccount", "name": service_account, "namespace": sa_namespace}],
-    }
+def _role_and_binding(
+    bc: BackupConfiguration, name: str, namespace: str, rules: list[dict[str, Any]], service_account: str
+) -> list[dict[str, Any]]:
+    """For ``bc``: owned by it in its namespace; the subject is ``service_account`` of its namespace."""
+    return role_and_binding(
+        name,
+        namespace,
+        rules,
+        subject=service_account_subject(service_account, bc.metadata.namespace or ""),
+        labels=managed_labels(bc),
+        owner=owner_reference(bc) if namespace == bc.metadata.namespace else None,
+    )
 
 
 def repository_rules(repository: str, secret: str) -> list[dict[str, Any]]:
     """Read the Repository and write its status, read the storage Secret: all by name."""
     return [
-        _rule(names.GROUP, [names.REPOSITORIES], ["get", "list", "watch"], [repository]),
-        _rule(names.GROUP, [f"{names.REPOSITORIES}/status"], ["get", "update", "patch"], [repository]),
-        _rule("", ["secrets"], ["get", "list", "watch"], [secret]),
+        rule(names.GROUP, [names.REPOSITORIES], ["get", "list", "watch"], [repository]),
+        rule(names.GROUP, [f"{names.REPOSITORIES}/status"], ["get", "update", "patch"], [repository]),
+        rule("", ["secrets"], ["get", "list", "watch"], [secret]),
     ]
 
 
@@ -106,14 +130,14 @@ def sidecar_rules(bc: BackupConfiguration, kind: WorkloadKind, workload: str) ->
     """What the agent does in the configuration's namespace."""
     lease = names.lease_name(kind.kind, workload, "backup")
     return [
-        _rule(names.GROUP, [names.BACKUP_CONFIGURATIONS], ["get", "list", "watch"], [bc.metadata.name or ""]),
-        _rule(names.GROUP, [names.BACKUP_SESSIONS], ["get", "list", "watch", "create"]),
-        _rule(names.GROUP, [f"{names.BACKUP_SESSIONS}/status"], ["get", "update", "patch"]),
-        _rule("", ["events"], ["get", "create", "patch"]),
-        _rule("coordination.k8s.io", ["leases"], ["create"]),
-        _rule("coordination.k8s.io", ["leases"], ["get", "update", "patch"], [lease]),
-        _rule("", ["pods"], ["get"]),
-        _rule(kind.group, [kind.plural], ["get"], [workload]),
+        rule(names.GROUP, [names.BACKUP_CONFIGURATIONS], ["get", "list", "watch"], [bc.metadata.name or ""]),
+        rule(names.GROUP, [names.BACKUP_SESSIONS], ["get", "list", "watch", "create"]),
+        rule(names.GROUP, [f"{names.BACKUP_SESSIONS}/status"], ["get", "update", "patch"]),
+        rule("", ["events"], ["get", "create", "patch"]),
+        rule("coordination.k8s.io", ["leases"], ["create"]),
+        rule("coordination.k8s.io", ["leases"], ["get", "update", "patch"], [lease]),
+        rule("", ["pods"], ["get"]),
+        rule(kind.group, [kind.plural], ["get"], [workload]),
     ]
 
 
@@ -130,21 +154,18 @@ def sidecar_rbac(
     """The Roles and RoleBindings that give ``service_account`` what the agent uses (module docstring)."""
     namespace = bc.metadata.namespace or ""
     rules = sidecar_rules(bc, kind, workload)
-    objects: list[dict[str, Any]] = []
+    elsewhere: list[dict[str, Any]] = []
     if repository_namespace == namespace:
         rules += repository_rules(repository, secret)
     else:
-        name = repository_role_name(bc)
-        objects += [
-            _role(bc, name, repository_namespace, repository_rules(repository, secret)),
-            _binding(bc, name, repository_namespace, service_account, namespace),
-        ]
-    name = sidecar_role_name(bc)
-    return [
-        _role(bc, name, namespace, rules),
-        _binding(bc, name, namespace, service_account, namespace),
-        *objects,
-    ]
+        elsewhere = _role_and_binding(
+            bc,
+            repository_role_name(bc),
+            repository_namespace,
+            repository_rules(repository, secret),
+            service_account,
+        )
+    return [*_role_and_binding(bc, sidecar_role_name(bc), namespace, rules, service_account), *elsewhere]
 
 
 def trigger_rbac(bc: BackupConfiguration, settings: OperatorSettings) -> list[dict[str, Any]]:
@@ -153,9 +174,9 @@ def trigger_rbac(bc: BackupConfiguration, settings: OperatorSettings) -> list[di
     account = settings.trigger_service_account
     name = trigger_role_name(bc)
     rules = [
-        _rule(names.GROUP, [names.BACKUP_CONFIGURATIONS], ["get"], [bc.metadata.name or ""]),
-        _rule(names.GROUP, [names.BACKUP_SESSIONS], ["create"]),
-        _rule("", ["events"], ["get", "create", "patch"]),
+        rule(names.GROUP, [names.BACKUP_CONFIGURATIONS], ["get"], [bc.metadata.name or ""]),
+        rule(names.GROUP, [names.BACKUP_SESSIONS], ["create"]),
+        rule("", ["events"], ["get", "create", "patch"]),
     ]
     service_account = {
         "apiVersion": "v1",
@@ -166,26 +187,15 @@ def trigger_rbac(bc: BackupConfiguration, settings: OperatorSettings) -> list[di
             "labels": {names.LABEL_MANAGED_BY: names.MANAGED_BY},
         },
     }
-    return [
-        service_account,
-        _role(bc, name, namespace, rules),
-        _binding(bc, name, namespace, account, namespace),
-    ]
+    return [service_account, *_role_and_binding(bc, name, namespace, rules, account)]
 
 
 def created_for(bc: BackupConfiguration, repository_namespace: str | None) -> list[ObjectRef]:
     """Every Role and RoleBinding stashlet may have made for ``bc`` (the finalizer deletes them)."""
     namespace = bc.metadata.namespace or ""
-    refs = [
-        ObjectRef(kind, namespace, name)
-        for name in (sidecar_role_name(bc), trigger_role_name(bc))
-        for kind in ("Role", "RoleBinding")
-    ]
+    refs = [*role_refs(namespace, sidecar_role_name(bc)), *role_refs(namespace, trigger_role_name(bc))]
     if repository_namespace and repository_namespace != namespace:
-        refs += [
-            ObjectRef(kind, repository_namespace, repository_role_name(bc))
-            for kind in ("Role", "RoleBinding")
-        ]
+        refs += role_refs(repository_namespace, repository_role_name(bc))
     return refs
 
 

@@ -18,13 +18,13 @@ from stashlet.api import names
 from stashlet.api.backupconfiguration import BackupConfiguration, BackupConfigurationStatus
 from stashlet.api.common import Condition, ConditionStatus
 from stashlet.api.conditions import ConditionReason, ConditionType
-from stashlet.api.repository import Repository
 from stashlet.kube.custom import StashClient
-from stashlet.kube.errors import Invalid, KubeError, NotFound
+from stashlet.kube.errors import Invalid, NotFound
 from stashlet.kube.events import EventRecorder
 from stashlet.operator import cronjob, rbac
 from stashlet.operator.kubedump_job import is_kubedump, with_task_check
 from stashlet.operator.kubedump_jobs import KubedumpJobs
+from stashlet.operator.observe import Dependency, lookup, observe_repository
 from stashlet.operator.resources import Resources
 from stashlet.operator.settings import OperatorSettings
 from stashlet.operator.sidecar import Sidecars
@@ -40,7 +40,6 @@ from stashlet.operator.validation import (
     Model,
     Observed,
     Verdict,
-    needs_namespace_labels,
     repository_key,
     target_kind,
     validate,
@@ -48,7 +47,6 @@ from stashlet.operator.validation import (
 
 log = logging.getLogger(__name__)
 
-Dependency = tuple[str, str, str]
 """``(kind, namespace, name)`` of an object a configuration depends on (``("Namespace", "", name)``)."""
 
 
@@ -124,30 +122,13 @@ class Reconciler:
 
     async def _observe(self, bc: BackupConfiguration, deps: set[Dependency]) -> Observed:
         namespace = bc.metadata.namespace or ""
-        repository: Lookup[Repository] = Lookup()
-        secret_keys: Lookup[frozenset[str]] = Lookup()
-        labels: dict[str, str] | None = None
-        repo_key = repository_key(bc)
-        if repo_key is not None:
-            deps.add(("Repository", *repo_key))
-            repository = await _lookup(self.stash.get(Repository, *repo_key))
-        repo = repository.value
-        if repo is not None:
-            secret = repo.spec.backend.storage_secret_name
-            if secret:
-                deps.add(("Secret", repo_key[0] if repo_key else namespace, secret))
-                secret_keys = await _lookup(
-                    self.resources.secret_keys(repo.metadata.namespace or namespace, secret)
-                )
-            if repo.metadata.namespace != namespace or needs_namespace_labels(repo):
-                deps.add(("Namespace", "", namespace))
-                labels = (await _lookup(self.resources.namespace_labels(namespace))).value
+        repo = await observe_repository(self.stash, self.resources, namespace, repository_key(bc), deps)
         workload: Lookup[dict[str, Any]] = Lookup()
         kind = target_kind(bc)
         if kind is not None and bc.spec.target and bc.spec.target.ref and bc.spec.target.ref.name:
             deps.add((kind.kind, namespace, bc.spec.target.ref.name))
-            workload = await _lookup(self.resources.get_workload(kind, namespace, bc.spec.target.ref.name))
-        return Observed(repository, secret_keys, workload, labels)
+            workload = await lookup(self.resources.get_workload(kind, namespace, bc.spec.target.ref.name))
+        return Observed(repo.repository, repo.secret_keys, workload, repo.namespace_labels)
 
     # ------------------------------------------------------------ apply
 
@@ -303,15 +284,3 @@ class Reconciler:
 
 def _comparable(conditions: list[Condition]) -> list[tuple[Any, ...]]:
     return [(c.type, c.status, c.reason, c.message, c.observed_generation) for c in conditions]
-
-
-async def _lookup(pending: Any) -> Lookup[Any]:
-    """Await a read: found, missing (NotFound), or unknown (any other API error, with its message)."""
-    try:
-        return Lookup(value=await pending)
-    except NotFound:
-        return Lookup()
-    except KubeError as exc:
-        if exc.status in (403, 401):
-            return Lookup(error=exc.message)
-        raise

@@ -26,13 +26,13 @@ from typing import Any
 from stashlet.api import agent_contract, names
 from stashlet.api.repository import Repository
 from stashlet.api.restoresession import RestoreSession
+from stashlet.operator.agent_container import agent_env, copy_fields, empty_dir, local_backend
 from stashlet.operator.restore_validation import restore_invoker
 from stashlet.operator.settings import OperatorSettings
 
 # Container fields taken as they are from runtimeSettings.container (probes and lifecycle are not
 # allowed on an init-container).
 _RUNTIME_FIELDS = ("resources", "securityContext", "envFrom")
-_LOCAL_MOUNT_KEYS = ("mountPath", "subPath")
 _OWN_VOLUMES = (names.INIT_TMP_VOLUME, names.INIT_LOCAL_VOLUME)
 _OWN_ANNOTATIONS = (names.ANNOTATION_LAST_APPLIED_RESTORE, names.ANNOTATION_RESTORE_INJECTION_HASH)
 
@@ -95,23 +95,14 @@ def build_init_injection(
         entry.pop("readOnly", None)  # the restore writes into the volume
         mounts.append(entry)
     mounts.append({"name": names.INIT_TMP_VOLUME, "mountPath": names.TMP_MOUNT_PATH})
-    empty_dir: dict[str, Any] = {}
-    if rs.spec.temp_dir is not None:
-        if rs.spec.temp_dir.medium:
-            empty_dir["medium"] = rs.spec.temp_dir.medium
-        if rs.spec.temp_dir.size_limit is not None:
-            empty_dir["sizeLimit"] = rs.spec.temp_dir.size_limit
-    volumes: list[dict[str, Any]] = [{"name": names.INIT_TMP_VOLUME, "emptyDir": empty_dir}]
-    local = repository.spec.backend.local if repository else None
+    volumes: list[dict[str, Any]] = [{"name": names.INIT_TMP_VOLUME, "emptyDir": empty_dir(rs.spec.temp_dir)}]
+    local = local_backend(repository, names.INIT_LOCAL_VOLUME)
     if local is not None:
-        source = {k: v for k, v in local.to_dict().items() if k not in _LOCAL_MOUNT_KEYS}
-        volumes.append({"name": names.INIT_LOCAL_VOLUME, **source})
-        mounts.append({"name": names.INIT_LOCAL_VOLUME, "mountPath": local.mount_path})
+        volumes.append(local[0])
+        mounts.append(local[1])
 
-    env = list(agent_contract.downward_env())
     runtime = (rs.spec.runtime_settings.container if rs.spec.runtime_settings else None) or {}
-    own_env = {str(e["name"]) for e in env}
-    env += [e for e in runtime.get("env") or [] if e.get("name") not in own_env]
+    env = agent_env(runtime)
     container: dict[str, Any] = {
         "name": names.INIT_CONTAINER,
         "image": settings.agent_image,
@@ -121,9 +112,7 @@ def build_init_injection(
         "env": env,
         "volumeMounts": mounts,
     }
-    for key in _RUNTIME_FIELDS:
-        if runtime.get(key) is not None:
-            container[key] = copy.deepcopy(runtime[key])
+    copy_fields(container, runtime, _RUNTIME_FIELDS)
     return InitInjection(
         container=container,
         volumes=tuple(volumes),

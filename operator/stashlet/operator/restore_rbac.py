@@ -21,19 +21,10 @@ from typing import Any
 
 from stashlet.api import names
 from stashlet.api.restoresession import RestoreSession
-from stashlet.operator.rbac import RBAC_API_VERSION, ObjectRef
+from stashlet.operator.rbac import ObjectRef, role_and_binding, role_refs, rule, service_account_subject
 from stashlet.operator.workloads import WorkloadKind
 
 RESTORE_PREFIX = "stashlet-restore-"
-
-
-def _rule(
-    group: str, resources: list[str], verbs: list[str], names_: list[str] | None = None
-) -> dict[str, Any]:
-    rule: dict[str, Any] = {"apiGroups": [group], "resources": resources, "verbs": verbs}
-    if names_:
-        rule["resourceNames"] = names_
-    return rule
 
 
 def owner_reference(rs: RestoreSession) -> dict[str, Any]:
@@ -72,51 +63,36 @@ def restore_rules(rs: RestoreSession, kind: WorkloadKind, workload: str) -> list
     name = rs.metadata.name or ""
     lease = names.lease_name(kind.kind, workload, "restore")
     return [
-        _rule(names.GROUP, [names.RESTORE_SESSIONS], ["get"], [name]),
-        _rule(names.GROUP, [f"{names.RESTORE_SESSIONS}/status"], ["update"], [name]),
-        _rule("", ["events"], ["get", "create", "patch"]),
-        _rule("coordination.k8s.io", ["leases"], ["create"]),
-        _rule("coordination.k8s.io", ["leases"], ["get", "update"], [lease]),
-        _rule("", ["pods"], ["get"]),
-        _rule(kind.group, [kind.plural], ["get"], [workload]),
+        rule(names.GROUP, [names.RESTORE_SESSIONS], ["get"], [name]),
+        rule(names.GROUP, [f"{names.RESTORE_SESSIONS}/status"], ["update"], [name]),
+        rule("", ["events"], ["get", "create", "patch"]),
+        rule("coordination.k8s.io", ["leases"], ["create"]),
+        rule("coordination.k8s.io", ["leases"], ["get", "update"], [lease]),
+        rule("", ["pods"], ["get"]),
+        rule(kind.group, [kind.plural], ["get"], [workload]),
     ]
 
 
 def repository_rules(repository: str, secret: str) -> list[dict[str, Any]]:
     """Read the Repository and its storage Secret, by name."""
     return [
-        _rule(names.GROUP, [names.REPOSITORIES], ["get"], [repository]),
-        _rule("", ["secrets"], ["get"], [secret]),
+        rule(names.GROUP, [names.REPOSITORIES], ["get"], [repository]),
+        rule("", ["secrets"], ["get"], [secret]),
     ]
-
-
-def _meta(rs: RestoreSession, name: str, namespace: str) -> dict[str, Any]:
-    meta: dict[str, Any] = {"name": name, "namespace": namespace, "labels": managed_labels(rs)}
-    if namespace == rs.metadata.namespace:
-        meta["ownerReferences"] = [owner_reference(rs)]
-    return meta
 
 
 def _role_and_binding(
     rs: RestoreSession, name: str, namespace: str, rules: list[dict[str, Any]], service_account: str
 ) -> list[dict[str, Any]]:
-    return [
-        {
-            "apiVersion": RBAC_API_VERSION,
-            "kind": "Role",
-            "metadata": _meta(rs, name, namespace),
-            "rules": rules,
-        },
-        {
-            "apiVersion": RBAC_API_VERSION,
-            "kind": "RoleBinding",
-            "metadata": _meta(rs, name, namespace),
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
-            "subjects": [
-                {"kind": "ServiceAccount", "name": service_account, "namespace": rs.metadata.namespace}
-            ],
-        },
-    ]
+    """For ``rs``: owned by it in its namespace; the subject is ``service_account`` of its namespace."""
+    return role_and_binding(
+        name,
+        namespace,
+        rules,
+        subject=service_account_subject(service_account, rs.metadata.namespace or ""),
+        labels=managed_labels(rs),
+        owner=owner_reference(rs) if namespace == rs.metadata.namespace else None,
+    )
 
 
 def restore_rbac(
@@ -149,10 +125,7 @@ def restore_rbac(
 def created_for(rs: RestoreSession, repository_namespace: str | None) -> list[ObjectRef]:
     """Every Role and RoleBinding stashlet may have made for ``rs`` (the finalizer deletes them)."""
     namespace = rs.metadata.namespace or ""
-    refs = [ObjectRef(kind, namespace, role_name(rs)) for kind in ("Role", "RoleBinding")]
+    refs = role_refs(namespace, role_name(rs))
     if repository_namespace and repository_namespace != namespace:
-        refs += [
-            ObjectRef(kind, repository_namespace, repository_role_name(rs))
-            for kind in ("Role", "RoleBinding")
-        ]
+        refs += role_refs(repository_namespace, repository_role_name(rs))
     return refs

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
-from collections.abc import Awaitable
 from typing import Any
 
 from kubernetes_asyncio import client
@@ -30,11 +29,12 @@ from stashlet.api.conditions import ConditionReason, ConditionType
 from stashlet.api.repository import Repository
 from stashlet.api.restoresession import RestoreSession, RestoreSessionStatus
 from stashlet.kube.custom import StashClient
-from stashlet.kube.errors import Invalid, KubeError, NotFound
+from stashlet.kube.errors import Invalid, NotFound
 from stashlet.kube.events import COMPONENT_RESTORE_SESSION, COMPONENT_WORKLOAD, EventRecorder
 from stashlet.operator import restore_inject, restore_rbac, workloads
+from stashlet.operator.observe import Dependency, lookup, observe_repository
 from stashlet.operator.rbac import up_to_date
-from stashlet.operator.reconciler import Dependency, ReconcileResult
+from stashlet.operator.reconciler import ReconcileResult
 from stashlet.operator.resources import Resources
 from stashlet.operator.restore_validation import (
     RestoreObserved,
@@ -46,7 +46,7 @@ from stashlet.operator.restore_validation import (
 )
 from stashlet.operator.settings import OperatorSettings
 from stashlet.operator.status import ConditionUpdate, EventSpec, apply_conditions
-from stashlet.operator.validation import Lookup, needs_namespace_labels
+from stashlet.operator.validation import Lookup
 
 log = logging.getLogger(__name__)
 
@@ -70,18 +70,6 @@ def restore_events(old: list[Condition], new: list[Condition]) -> list[EventSpec
         elif cond.status != ConditionStatus.TRUE:
             events.append(EventSpec("Warning", cond.reason or cond.type, message, COMPONENT_RESTORE_SESSION))
     return events
-
-
-async def _lookup(pending: Awaitable[Any]) -> Lookup[Any]:
-    """Await a read: found, missing (NotFound), or unknown (no right to read it, with the message)."""
-    try:
-        return Lookup(value=await pending)
-    except NotFound:
-        return Lookup()
-    except KubeError as exc:
-        if exc.status in (403, 401):
-            return Lookup(error=exc.message)
-        raise
 
 
 def _describe(kind: workloads.WorkloadKind, name: str) -> str:
@@ -131,33 +119,18 @@ class RestoreReconciler:
 
     async def _observe(self, rs: RestoreSession, deps: set[Dependency]) -> RestoreObserved:
         namespace = rs.metadata.namespace or ""
-        repository: Lookup[Repository] = Lookup()
-        secret_keys: Lookup[frozenset[str]] = Lookup()
-        labels: dict[str, str] | None = None
-        repo_key = repository_key(rs)
-        if repo_key is not None:
-            deps.add(("Repository", *repo_key))
-            repository = await _lookup(self.stash.get(Repository, *repo_key))
-        repo = repository.value
-        if repo is not None and repo_key is not None:
-            secret = repo.spec.backend.storage_secret_name
-            if secret:
-                deps.add(("Secret", repo_key[0], secret))
-                secret_keys = await _lookup(self.resources.secret_keys(repo_key[0], secret))
-            if repo_key[0] != namespace or needs_namespace_labels(repo):
-                deps.add(("Namespace", "", namespace))
-                labels = (await _lookup(self.resources.namespace_labels(namespace))).value
+        repo = await observe_repository(self.stash, self.resources, namespace, repository_key(rs), deps)
         workload: Lookup[dict[str, Any]] = Lookup()
         other: str | None = None
         kind = target_kind(rs)
         ref = rs.spec.target.ref if rs.spec.target else None
         if kind is not None and ref is not None and ref.name:
             deps.add((kind.kind, namespace, ref.name))
-            workload = await _lookup(self.resources.get_workload(kind, namespace, ref.name))
+            workload = await lookup(self.resources.get_workload(kind, namespace, ref.name))
             applied = restore_inject.applied_restore(workload.value) if workload.value else None
             if applied and applied != restore_invoker(rs):
                 other = await self._live_restore(namespace, applied)
-        return RestoreObserved(repository, secret_keys, workload, labels, other)
+        return RestoreObserved(repo.repository, repo.secret_keys, workload, repo.namespace_labels, other)
 
     async def _live_restore(self, namespace: str, invoker: str) -> str | None:
         """``invoker`` when that RestoreSession still exists (and is not being deleted), else None."""

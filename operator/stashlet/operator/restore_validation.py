@@ -9,11 +9,8 @@ What is checked, besides the objects existing: the target is a workload the init
 serves (Deployment, StatefulSet, DaemonSet, ReplicaSet in ``apps/v1``, in the session's namespace), the
 ``volumeMounts`` name volumes of its pod, the driver is Restic and there is no ``task`` or
 ``volumeClaimTemplates`` (the job model), the Repository's ``usagePolicy`` admits the namespace, and the
-rules as Stash's webhook checks them (at most one rule without ``targetHosts``, a host named by one rule
-only, ``snapshots`` and ``paths`` never both) plus what restic itself would refuse later (``include``
-with ``exclude``, a snapshot that is neither ``latest`` nor an ID, a relative path): the same checks, in
-the same words, as ``stashlet.agent.restore_plan.validate_rules``, so a session the operator passes is
-one the agent accepts.
+rules (:func:`stashlet.api.restore_rules.rule_problems`: the very checks the agent makes again before it
+restores, so a session the operator passes is one the agent accepts, and both say the same words).
 
 The phase: the operator owns it only until the agent starts (None, ``Pending``, ``Invalid``): ``Invalid``
 when ``ValidationPassed`` is False, else ``Pending``. From ``Running`` on the agent writes it.
@@ -21,8 +18,6 @@ when ``ValidationPassed`` is False, else ``Pending``. From ``Running`` on the ag
 
 from __future__ import annotations
 
-import posixpath
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -31,14 +26,12 @@ from stashlet.api import names
 from stashlet.api.common import Condition, ConditionStatus, Snapshotter
 from stashlet.api.conditions import ConditionReason, ConditionType
 from stashlet.api.repository import Repository
-from stashlet.api.restoresession import RestorePhase, RestoreSession, Rule
+from stashlet.api.restore_rules import rule_problems, rules_of
+from stashlet.api.restoresession import RestorePhase, RestoreSession
 from stashlet.operator import workloads
 from stashlet.operator.status import ConditionUpdate
-from stashlet.operator.usage_policy import usage_allowed
-from stashlet.operator.validation import Lookup, secret_problems
+from stashlet.operator.validation import Lookup, repository_conditions, validation_passed
 
-LATEST = "latest"
-_SNAPSHOT_ID = re.compile(r"^[0-9a-f]{4,64}$")
 OPERATOR_PHASES = frozenset({None, RestorePhase.PENDING, RestorePhase.INVALID})
 """Phases the operator may overwrite; the agent owns every other one."""
 
@@ -85,46 +78,6 @@ def target_kind(rs: RestoreSession) -> workloads.WorkloadKind | None:
     if kind is None or (ref.api_version and ref.api_version not in workloads.SUPPORTED_API_VERSIONS):
         return None
     return kind
-
-
-def rules_of(rs: RestoreSession) -> tuple[str, list[Rule]]:
-    """The rules and the field they come from (``spec.target.rules``, else the deprecated ``spec.rules``)."""
-    target = rs.spec.target
-    if target is not None and target.rules:
-        return "spec.target.rules", list(target.rules)
-    return "spec.rules", list(rs.spec.rules or [])
-
-
-def rule_problems(rules: Sequence[Rule], where: str = "spec.target.rules") -> list[str]:
-    """Every problem with ``rules``, each naming the rule by index (see the module docstring)."""
-    problems: list[str] = []
-    catch_all: list[int] = []
-    claimed: dict[str, int] = {}
-    for i, rule in enumerate(rules):
-        at = f"{where}[{i}]"
-        if rule.snapshots and rule.paths:
-            problems.append(f"{at}: snapshots and paths are mutually exclusive")
-        if rule.include and rule.exclude:
-            problems.append(f"{at}: include and exclude are mutually exclusive (restic refuses both)")
-        for snapshot in rule.snapshots or []:
-            if snapshot != LATEST and not _SNAPSHOT_ID.match(snapshot):
-                problems.append(f"{at}: snapshot {snapshot!r} is neither 'latest' nor a snapshot ID")
-        for path in rule.paths or []:
-            if not posixpath.isabs(path) or ".." in path.split("/"):
-                problems.append(f"{at}: path {path!r} must be absolute, without '..'")
-        if not rule.target_hosts:
-            catch_all.append(i)
-        for host in rule.target_hosts or []:
-            if host in claimed:
-                problems.append(f"{at}: host {host!r} is also a target of {where}[{claimed[host]}]")
-            else:
-                claimed[host] = i
-    if len(catch_all) > 1:
-        problems.append(
-            f"{where}[{catch_all[1]}]: only one rule may omit targetHosts "
-            f"({where}[{catch_all[0]}] already does)"
-        )
-    return problems
 
 
 def spec_problems(rs: RestoreSession) -> list[str]:
@@ -214,13 +167,17 @@ def validate_restore(rs: RestoreSession, observed: RestoreObserved) -> RestoreVe
     """The validation conditions for ``rs`` given what was found (see the module docstring)."""
     updates: list[ConditionUpdate] = []
     problems = spec_problems(rs)
-    found_all = True
     repo_key = repository_key(rs)
-    if repo_key is None:
-        updates += [ConditionUpdate.remove(ConditionType.REPOSITORY_FOUND)]
-        updates += [ConditionUpdate.remove(ConditionType.BACKEND_SECRET_FOUND)]
-    else:
-        found_all &= _repository(updates, problems, rs, observed, f"{repo_key[0]}/{repo_key[1]}")
+    found_all = repository_conditions(
+        updates,
+        problems,
+        referrer=f"RestoreSession {rs.metadata.namespace}/{rs.metadata.name}",
+        namespace=rs.metadata.namespace or "",
+        repo_name=f"{repo_key[0]}/{repo_key[1]}" if repo_key else None,
+        repository=observed.repository,
+        secret_keys=observed.secret_keys,
+        namespace_labels=observed.namespace_labels,
+    )
 
     if target_kind(rs) is not None:
         target = _target_text(rs)
@@ -255,113 +212,8 @@ def validate_restore(rs: RestoreSession, observed: RestoreObserved) -> RestoreVe
     else:
         updates.append(ConditionUpdate.remove(ConditionType.RESTORE_TARGET_FOUND))
 
-    if problems:
-        updates.append(
-            ConditionUpdate.false(
-                ConditionType.VALIDATION_PASSED,
-                ConditionReason.RESOURCE_VALIDATION_FAILED,
-                "; ".join(problems),
-            )
-        )
-    else:
-        updates.append(
-            ConditionUpdate.true(
-                ConditionType.VALIDATION_PASSED,
-                ConditionReason.RESOURCE_VALIDATION_PASSED,
-                "Successfully validated.",
-            )
-        )
+    updates.append(validation_passed(problems))
     return RestoreVerdict(tuple(updates), applicable=found_all and not problems)
-
-
-def _repository(
-    updates: list[ConditionUpdate],
-    problems: list[str],
-    rs: RestoreSession,
-    observed: RestoreObserved,
-    repo_name: str,
-) -> bool:
-    """Add the Repository and Secret conditions; True when both were found and usable."""
-    referrer = f"spec.repository of RestoreSession {rs.metadata.namespace}/{rs.metadata.name}"
-    repo = observed.repository
-    if repo.value is None:
-        if repo.error is not None:
-            updates.append(
-                ConditionUpdate.unknown(
-                    ConditionType.REPOSITORY_FOUND,
-                    ConditionReason.UNABLE_TO_CHECK_REPOSITORY_AVAILABILITY,
-                    f"Failed to check whether the Repository {repo_name} exists. Reason: {repo.error}",
-                )
-            )
-        else:
-            updates.append(
-                ConditionUpdate.false(
-                    ConditionType.REPOSITORY_FOUND,
-                    ConditionReason.REPOSITORY_NOT_AVAILABLE,
-                    f"Repository {repo_name} does not exist ({referrer}).",
-                )
-            )
-        updates.append(
-            ConditionUpdate.unknown(
-                ConditionType.BACKEND_SECRET_FOUND,
-                ConditionReason.UNABLE_TO_CHECK_BACKEND_SECRET_AVAILABILITY,
-                f"The backend Secret is named by Repository {repo_name}, which was not found.",
-            )
-        )
-        return False
-    repository = repo.value
-    updates.append(
-        ConditionUpdate.true(
-            ConditionType.REPOSITORY_FOUND,
-            ConditionReason.REPOSITORY_AVAILABLE,
-            f"Repository {repo_name} exists.",
-        )
-    )
-    decision = usage_allowed(repository, rs.metadata.namespace or "", observed.namespace_labels)
-    if not decision.allowed:
-        problems.append(f"spec.repository: {decision.message}")
-        updates.append(ConditionUpdate.remove(ConditionType.BACKEND_SECRET_FOUND))
-        return False
-    secret = repository.spec.backend.storage_secret_name
-    secret_name = f"{repository.metadata.namespace}/{secret}"
-    where = f"spec.backend.storageSecretName of Repository {repo_name}"
-    keys = observed.secret_keys
-    failure: ConditionUpdate | None = None
-    if not secret:
-        failure = ConditionUpdate.false(
-            ConditionType.BACKEND_SECRET_FOUND,
-            ConditionReason.BACKEND_SECRET_NOT_AVAILABLE,
-            f"Repository {repo_name} names no backend Secret (spec.backend.storageSecretName).",
-        )
-    elif keys.error is not None:
-        failure = ConditionUpdate.unknown(
-            ConditionType.BACKEND_SECRET_FOUND,
-            ConditionReason.UNABLE_TO_CHECK_BACKEND_SECRET_AVAILABILITY,
-            f"Failed to check whether the backend Secret {secret_name} exists. Reason: {keys.error}",
-        )
-    elif keys.value is None:
-        failure = ConditionUpdate.false(
-            ConditionType.BACKEND_SECRET_FOUND,
-            ConditionReason.BACKEND_SECRET_NOT_AVAILABLE,
-            f"Backend Secret {secret_name} does not exist ({where}).",
-        )
-    elif missing := secret_problems(repository, secret, keys.value):
-        failure = ConditionUpdate.false(
-            ConditionType.BACKEND_SECRET_FOUND,
-            ConditionReason.BACKEND_SECRET_NOT_AVAILABLE,
-            "; ".join(missing) + f" ({where}).",
-        )
-    if failure is not None:
-        updates.append(failure)
-        return False
-    updates.append(
-        ConditionUpdate.true(
-            ConditionType.BACKEND_SECRET_FOUND,
-            ConditionReason.BACKEND_SECRET_AVAILABLE,
-            f"Backend Secret {secret_name} exists.",
-        )
-    )
-    return True
 
 
 def restore_phase(conditions: Sequence[Condition], current: RestorePhase | None) -> RestorePhase | None:

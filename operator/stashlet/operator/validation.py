@@ -206,15 +206,17 @@ def validate(bc: BackupConfiguration, observed: Observed) -> Verdict:
     model = backup_model(bc)
     updates: list[ConditionUpdate] = []
     problems = spec_problems(bc)
-    found_all = True
-
     repo_key = repository_key(bc)
-    if repo_key is None:
-        updates += [ConditionUpdate.remove(ConditionType.REPOSITORY_FOUND)]
-        updates += [ConditionUpdate.remove(ConditionType.BACKEND_SECRET_FOUND)]
-    else:
-        repo_name = f"{repo_key[0]}/{repo_key[1]}"
-        found_all &= _repository(updates, problems, bc, observed, repo_name)
+    found_all = repository_conditions(
+        updates,
+        problems,
+        referrer=f"BackupConfiguration {bc.metadata.namespace}/{bc.metadata.name}",
+        namespace=bc.metadata.namespace or "",
+        repo_name=f"{repo_key[0]}/{repo_key[1]}" if repo_key else None,
+        repository=observed.repository,
+        secret_keys=observed.secret_keys,
+        namespace_labels=observed.namespace_labels,
+    )
 
     if model == Model.SIDECAR and target_kind(bc) is not None:
         ref = bc.spec.target.ref if bc.spec.target else None
@@ -252,35 +254,42 @@ def validate(bc: BackupConfiguration, observed: Observed) -> Verdict:
     else:
         updates.append(ConditionUpdate.remove(ConditionType.BACKUP_TARGET_FOUND))
 
-    if problems:
-        updates.append(
-            ConditionUpdate.false(
-                ConditionType.VALIDATION_PASSED,
-                ConditionReason.RESOURCE_VALIDATION_FAILED,
-                "; ".join(problems),
-            )
-        )
-    else:
-        updates.append(
-            ConditionUpdate.true(
-                ConditionType.VALIDATION_PASSED,
-                ConditionReason.RESOURCE_VALIDATION_PASSED,
-                "Successfully validated.",
-            )
-        )
+    updates.append(validation_passed(problems))
     return Verdict(tuple(updates), applicable=found_all and not problems, model=model)
 
 
-def _repository(
+def validation_passed(problems: list[str]) -> ConditionUpdate:
+    """``ValidationPassed``: False listing every problem (each names its field), else True."""
+    if problems:
+        return ConditionUpdate.false(
+            ConditionType.VALIDATION_PASSED, ConditionReason.RESOURCE_VALIDATION_FAILED, "; ".join(problems)
+        )
+    return ConditionUpdate.true(
+        ConditionType.VALIDATION_PASSED, ConditionReason.RESOURCE_VALIDATION_PASSED, "Successfully validated."
+    )
+
+
+def repository_conditions(
     updates: list[ConditionUpdate],
     problems: list[str],
-    bc: BackupConfiguration,
-    observed: Observed,
-    repo_name: str,
+    *,
+    referrer: str,
+    namespace: str,
+    repo_name: str | None,
+    repository: Lookup[Repository],
+    secret_keys: Lookup[frozenset[str]],
+    namespace_labels: Mapping[str, str] | None,
 ) -> bool:
-    """Add the Repository and Secret conditions; True when both were found and usable."""
-    bc_name = f"{bc.metadata.namespace}/{bc.metadata.name}"
-    repo = observed.repository
+    """Add the RepositoryFound and BackendSecretFound conditions for the object ``referrer`` (e.g.
+    ``BackupConfiguration demo/pause-backup``) in ``namespace``, whose ``spec.repository`` names
+    ``repo_name``; a usagePolicy refusal goes into ``problems``. True when both were found and usable.
+    Shared by BackupConfigurations and RestoreSessions, so both say the same thing in the same words.
+    Without a ``repo_name`` (no ``spec.repository``) both conditions are removed."""
+    if repo_name is None:
+        updates += [ConditionUpdate.remove(ConditionType.REPOSITORY_FOUND)]
+        updates += [ConditionUpdate.remove(ConditionType.BACKEND_SECRET_FOUND)]
+        return True
+    repo = repository
     if repo.error is not None or repo.value is None:
         if repo.error is not None:
             updates.append(
@@ -295,8 +304,7 @@ def _repository(
                 ConditionUpdate.false(
                     ConditionType.REPOSITORY_FOUND,
                     ConditionReason.REPOSITORY_NOT_AVAILABLE,
-                    f"Repository {repo_name} does not exist "
-                    f"(spec.repository of BackupConfiguration {bc_name}).",
+                    f"Repository {repo_name} does not exist (spec.repository of {referrer}).",
                 )
             )
         updates.append(
@@ -307,7 +315,7 @@ def _repository(
             )
         )
         return False
-    repository = repo.value
+    found = repo.value
     updates.append(
         ConditionUpdate.true(
             ConditionType.REPOSITORY_FOUND,
@@ -315,15 +323,15 @@ def _repository(
             f"Repository {repo_name} exists.",
         )
     )
-    decision = usage_allowed(repository, bc.metadata.namespace or "", observed.namespace_labels)
+    decision = usage_allowed(found, namespace, namespace_labels)
     if not decision.allowed:
         problems.append(f"spec.repository: {decision.message}")
         # The Secret of a Repository this namespace may not use is none of its business.
         updates.append(ConditionUpdate.remove(ConditionType.BACKEND_SECRET_FOUND))
         return False
-    secret = repository.spec.backend.storage_secret_name
-    secret_name = f"{repository.metadata.namespace}/{secret}"
-    keys = observed.secret_keys
+    secret = found.spec.backend.storage_secret_name
+    secret_name = f"{found.metadata.namespace}/{secret}"
+    keys = secret_keys
     if not secret:
         message = f"Repository {repo_name} names no backend Secret (spec.backend.storageSecretName)."
         updates.append(
@@ -351,7 +359,7 @@ def _repository(
             )
         )
         return False
-    missing = secret_problems(repository, secret, keys.value)
+    missing = secret_problems(found, secret, keys.value)
     if missing:
         updates.append(
             ConditionUpdate.false(

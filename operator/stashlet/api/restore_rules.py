@@ -1,0 +1,63 @@
+"""A RestoreSession's rules, checked as Stash's webhook checks them: pure, shared by operator and agent.
+
+The operator validates the rules before it injects ``stash-init`` and the agent validates them again
+before it restores (a session may change in between), with this one function, so a session the operator
+passes is one the agent accepts, and both name a problem in the same words.
+
+What is checked: at most one rule without ``targetHosts``, a host named by one rule only, ``snapshots``
+and ``paths`` never both; and what restic itself would refuse later: ``include`` with ``exclude``, a
+snapshot that is neither ``latest`` nor an ID, a path that is relative or climbs with ``..``.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from collections.abc import Sequence
+from typing import Final
+
+from stashlet.api.restoresession import RestoreSession, Rule
+
+LATEST: Final = "latest"
+_SNAPSHOT_ID: Final = re.compile(r"^[0-9a-f]{4,64}$")
+
+
+def rules_of(session: RestoreSession) -> tuple[str, list[Rule]]:
+    """The session's rules and the field they come from (``spec.target.rules``, else the deprecated
+    ``spec.rules``)."""
+    target = session.spec.target
+    if target is not None and target.rules:
+        return "spec.target.rules", list(target.rules)
+    return "spec.rules", list(session.spec.rules or [])
+
+
+def rule_problems(rules: Sequence[Rule], where: str = "spec.target.rules") -> list[str]:
+    """Every problem with ``rules``, each naming the rule by index; empty when they are usable."""
+    problems: list[str] = []
+    catch_all: list[int] = []
+    claimed: dict[str, int] = {}
+    for i, rule in enumerate(rules):
+        at = f"{where}[{i}]"
+        if rule.snapshots and rule.paths:
+            problems.append(f"{at}: snapshots and paths are mutually exclusive")
+        if rule.include and rule.exclude:
+            problems.append(f"{at}: include and exclude are mutually exclusive (restic refuses both)")
+        for snapshot in rule.snapshots or []:
+            if snapshot != LATEST and not _SNAPSHOT_ID.match(snapshot):
+                problems.append(f"{at}: snapshot {snapshot!r} is neither 'latest' nor a snapshot ID")
+        for path in rule.paths or []:
+            if not posixpath.isabs(path) or ".." in path.split("/"):
+                problems.append(f"{at}: path {path!r} must be absolute, without '..'")
+        if not rule.target_hosts:
+            catch_all.append(i)
+        for host in rule.target_hosts or []:
+            if host in claimed:
+                problems.append(f"{at}: host {host!r} is also a target of {where}[{claimed[host]}]")
+            else:
+                claimed[host] = i
+    if len(catch_all) > 1:
+        problems.append(
+            f"{where}[{catch_all[1]}]: only one rule may omit targetHosts "
+            f"({where}[{catch_all[0]}] already does)"
+        )
+    return problems

@@ -1,0 +1,58 @@
+"""The parts every agent container the operator writes shares: pure.
+
+The ``stash`` sidecar (:mod:`inject`), the ``stash-init`` init-container (:mod:`restore_inject`) and the
+kubedump Job's container (:mod:`kubedump_job`) all get an emptyDir at ``/stash-tmp`` shaped by the
+object's ``tempDir``, the local backend's volume when the Repository uses one, the downward-API
+identity followed by the user's ``runtimeSettings.container.env``, and some of the other container
+``runtimeSettings`` as given.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from stashlet.api import agent_contract
+from stashlet.api.common import EmptyDirSettings
+from stashlet.api.repository import Repository
+
+_LOCAL_MOUNT_KEYS = ("mountPath", "subPath")
+"""Fields of a local backend that say where it is mounted, not what the volume is."""
+
+
+def empty_dir(temp_dir: EmptyDirSettings | None) -> dict[str, Any]:
+    """The ``emptyDir`` source of the temporary directory, honouring ``tempDir``."""
+    source: dict[str, Any] = {}
+    if temp_dir is not None:
+        if temp_dir.medium:
+            source["medium"] = temp_dir.medium
+        if temp_dir.size_limit is not None:
+            source["sizeLimit"] = temp_dir.size_limit
+    return source
+
+
+def local_backend(
+    repository: Repository | None, volume_name: str
+) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """The local backend's volume (named ``volume_name``) and its mount, when the Repository uses one."""
+    local = repository.spec.backend.local if repository else None
+    if local is None:
+        return None
+    source = {k: v for k, v in local.to_dict().items() if k not in _LOCAL_MOUNT_KEYS}
+    return {"name": volume_name, **source}, {"name": volume_name, "mountPath": local.mount_path}
+
+
+def agent_env(runtime_container: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The downward-API identity, then the user's env (never overriding the identity)."""
+    env = list(agent_contract.downward_env())
+    own = {str(e["name"]) for e in env}
+    env += [e for e in runtime_container.get("env") or [] if e.get("name") not in own]
+    return env
+
+
+def copy_fields(target: dict[str, Any], source: Mapping[str, Any], keys: Iterable[str]) -> None:
+    """Copy each of ``keys`` that ``source`` sets into ``target`` (deep copies)."""
+    for key in keys:
+        if source.get(key) is not None:
+            target[key] = copy.deepcopy(source[key])
