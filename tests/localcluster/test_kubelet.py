@@ -11,6 +11,7 @@ import http.server
 import json
 import os
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -32,6 +33,7 @@ from stashlet.localcluster.podspec import NodeResources, expand, resource_value
 Kubectl = Callable[..., subprocess.CompletedProcess[str]]
 
 IMAGE = "example.invalid/not-pulled:1"
+CHECKOUT = Path(__file__).resolve().parents[2]
 IDENTITY_SCRIPT = r"""
 import json, os, signal, socket, ssl, time, urllib.error, urllib.request
 sa = "/var/run/secrets/kubernetes.io/serviceaccount"
@@ -415,6 +417,46 @@ async def test_volumes_are_mounted_and_a_claim_outlives_its_pod(
         lambda: kubectl("get", "pod", "-n", namespace, first_name, check=False).returncode != 0,
         "the kubelet finishes the deleted pod's deletion",
     )
+
+
+@pytest.mark.cluster
+async def test_a_volume_over_the_checkout_does_not_hide_the_kubelets_own_software(
+    kubelet: ProcessKubelet, kubectl: Kubectl, namespace: str
+) -> None:
+    """An emptyDir mounted on a folder that holds this checkout (as the chart's emptyDir on /tmp does
+    when the checkout is under /tmp) hides the host's files there, but the venv, the package's source
+    roots and PATH stay visible: the container still runs this venv's Python and imports stashlet."""
+    checkout = CHECKOUT
+    shadowed = str(checkout.parent)
+    script = (
+        "import json, os, sys, stashlet.localcluster.tools as lc; "
+        "print(json.dumps({'prefix': sys.prefix, 'module': lc.__file__, "
+        f"'entries': os.listdir({shadowed!r})}}))"
+    )
+    apply(
+        kubectl,
+        namespace,
+        deployment(
+            "shadow",
+            {
+                "containers": [
+                    container(
+                        "main",
+                        [sys.executable, "-c", script],
+                        volumeMounts=[{"name": "scratch", "mountPath": shadowed}],
+                    )
+                ],
+                "volumes": [{"name": "scratch", "emptyDir": {}}],
+            },
+        ),
+    )
+    [pod] = await kubelet.wait_for_pods(namespace, "app=shadow")
+    handle = await kubelet.run_container(namespace, pod["metadata"]["name"], "main")
+    assert await handle.wait(15) == 0, handle.logs()
+    [report] = json_lines(handle)
+    assert report["prefix"] == sys.prefix
+    assert report["module"].startswith(str(checkout))
+    assert set(report["entries"]) == {checkout.name}, "only the kept checkout shows through the emptyDir"
 
 
 @pytest.mark.cluster

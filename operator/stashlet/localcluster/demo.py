@@ -240,7 +240,10 @@ class Walkthrough:
                 if name in self.started_pods or pod["metadata"].get("deletionTimestamp"):
                     continue
                 self.started_pods.add(name)
-                await kubelet.run_pod(NAMESPACE, name)
+                try:
+                    await kubelet.run_pod(NAMESPACE, name)
+                except Exception as exc:  # a node reports a pod it cannot run and goes on with the rest
+                    note(f"pod {name} could not start: {exc}")
             await asyncio.sleep(1.0)
 
     async def _backup_steps(self, kubectl: Kubectl, kubelet: ProcessKubelet) -> None:
@@ -251,6 +254,10 @@ class Walkthrough:
         kubectl("create", "namespace", NAMESPACE)
         wait_for_default_service_account(self.plane, NAMESPACE)
         kubectl("apply", "-f", str(EXAMPLES / "deployment.yaml"))
+        await until(lambda: self._running(kubectl) >= 3, "the three busybox replicas to run")
+        data = kubelet.pvc_path(NAMESPACE, "source-pvc")
+        await until((data / "data.txt").is_file, "busybox to write /source/data/data.txt")
+        note(f"data.txt: {(data / 'data.txt').read_text().strip()}")
         secret = load("secret.yaml")[0]
         secret["stringData"] = {"RESTIC_PASSWORD": "changeit"}
         kubectl("apply", "-f", "-", input_obj=secret)
@@ -275,7 +282,7 @@ class Walkthrough:
         kubectl("get", "cronjob", "-n", NAMESPACE)
 
         step("the operator injected the stash sidecar: a rollout, each new pod's containers run")
-        await until(lambda: self._running_injected(kubectl) >= 3, "three running pods with the sidecar")
+        await until(lambda: self._running(kubectl, injected=True) >= 3, "three running pods with the sidecar")
         kubectl(
             "get",
             "pods",
@@ -285,9 +292,6 @@ class Walkthrough:
             "custom-columns=NAME:.metadata.name,"
             "CONTAINERS:.spec.containers[*].name,PHASE:.status.phase,IP:.status.podIP",
         )
-        data = kubelet.pvc_path(NAMESPACE, "source-pvc")
-        await until((data / "data.txt").is_file, "busybox to write /source/data/data.txt")
-        note(f"data.txt: {(data / 'data.txt').read_text().strip()}")
         (data / "report.txt").write_text(
             f"written by the demo at {time.strftime('%H:%M:%S')}, before the backup\n"
         )
@@ -384,14 +388,15 @@ class Walkthrough:
             raise RuntimeError(f"the restore failed: {json.dumps(status, indent=2)}")
         note(f"report.txt is back: {(data / 'report.txt').read_text().strip()!r}")
 
-    def _running_injected(self, kubectl: Kubectl) -> int:
+    def _running(self, kubectl: Kubectl, *, injected: bool = False) -> int:
+        """How many pods of the demo Deployment run (with ``injected``: those with the sidecar)."""
         items = kubectl.json("pods", "-n", NAMESPACE, "-l", "app=stash-demo")["items"]
         return sum(
             1
             for p in items
             if not p["metadata"].get("deletionTimestamp")
             and p.get("status", {}).get("phase") == "Running"
-            and any(c["name"] == names.SIDECAR_CONTAINER for c in p["spec"]["containers"])
+            and (not injected or any(c["name"] == names.SIDECAR_CONTAINER for c in p["spec"]["containers"]))
         )
 
     def _lease_holder(self, kubectl: Kubectl) -> str | None:

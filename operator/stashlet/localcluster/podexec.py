@@ -6,7 +6,8 @@ kubelet holds ends up being the container's own process. This file uses only the
 runs by path, without the package on ``sys.path``.
 
 The spec (JSON, deleted once read; it holds resolved secrets): ``hostname``, ``mounts`` (``source``,
-``target``, ``readOnly``; parents before children), ``argv``, ``env``, ``workingDir``. A mount target
+``target``, ``readOnly``; parents before children), ``keep`` (host folders to keep visible),
+``argv``, ``env``, ``workingDir``. A mount target
 that does not exist is created: inside an earlier mount when it lies under one, else on the host (the
 kubelet creates those beforehand and records them). Read-only mounts are bind mounts remounted
 read-only. Exit code 127: the executable was not found; 126: it could not be executed; 1: setup failed.
@@ -46,8 +47,23 @@ def ensure_mountpoint(target: str, *, directory: bool) -> None:
             pass
 
 
-def mount_all(mounts: list[dict[str, Any]]) -> None:
-    """Bind every source on its target, then remount the read-only ones read-only."""
+def _below(path: str, target: str) -> bool:
+    """True when ``path`` lies strictly inside ``target``."""
+    return path.startswith(target.rstrip("/") + "/")
+
+
+def mount_all(mounts: list[dict[str, Any]], keep: list[str] | None = None) -> None:
+    """Bind every source on its target, then remount the read-only ones read-only.
+
+    A ``keep`` folder of the host that a mount would hide (an emptyDir on ``/tmp`` over a checkout
+    under ``/tmp``) is bound back at its own path inside that mount: it is the kubelet's own software
+    (the venv, the package's source roots, what ``PATH`` names), which a real node has in the image.
+    """
+    hidden = {
+        path: os.open(path, os.O_PATH | os.O_DIRECTORY)
+        for path in dict.fromkeys(keep or [])
+        if os.path.isdir(path) and any(_below(path, m["target"]) for m in mounts)
+    }
     for mount in mounts:
         source = os.path.realpath(mount["source"])
         ensure_mountpoint(mount["target"], directory=os.path.isdir(source))
@@ -55,6 +71,10 @@ def mount_all(mounts: list[dict[str, Any]]) -> None:
     for mount in mounts:
         if mount.get("readOnly"):
             _mount(None, mount["target"], MS_REMOUNT | MS_BIND | MS_RDONLY)
+    for path, fd in hidden.items():
+        ensure_mountpoint(path, directory=True)
+        _mount(f"/proc/self/fd/{fd}", path, MS_BIND | MS_REC)
+        os.close(fd)
 
 
 def main(argv: list[str]) -> int:
@@ -66,7 +86,7 @@ def main(argv: list[str]) -> int:
     try:
         if spec.get("hostname"):
             socket.sethostname(spec["hostname"])
-        mount_all(spec["mounts"])
+        mount_all(spec["mounts"], spec.get("keep"))
         working_dir = spec.get("workingDir") or "/"
         os.makedirs(working_dir, exist_ok=True)
         os.chdir(working_dir)

@@ -23,6 +23,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import stashlet
 from stashlet.localcluster import podexec
 from stashlet.localcluster.podstatus import ContainerRun
 from stashlet.localcluster.podvolumes import Mount
@@ -153,6 +154,7 @@ def start(
     spec = {
         "hostname": hostname,
         "mounts": [m.as_spec() for m in mounts],
+        "keep": kept_folders(env),
         "argv": list(argv),
         "env": dict(env),
         "workingDir": working_dir,
@@ -188,6 +190,15 @@ def start(
             start_new_session=True,
             preexec_fn=_die_with_parent,  # noqa: PLW1509
         )
+
+
+def kept_folders(env: Mapping[str, str]) -> list[str]:
+    """The host folders a container run here needs whatever its volumes hide: this Python's prefix (the
+    venv), the source roots of the ``stashlet`` package (an editable install runs from the checkout),
+    and every folder on the container's ``PATH``."""
+    roots = [str(Path(p).parent) for p in stashlet.__path__]
+    path = [p for p in env.get("PATH", "").split(os.pathsep) if p]
+    return list(dict.fromkeys([sys.prefix, *roots, *path]))
 
 
 def _which(name: str) -> str:
