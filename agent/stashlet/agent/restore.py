@@ -191,7 +191,8 @@ class RestoreRunner:
         announced = False
         while not lease.held:
             try:
-                await asyncio.wait_for(lease.wait_held(), self.turn_poll)
+                async with asyncio.timeout(self.turn_poll):  # not wait_for: it may lose a cancellation
+                    await lease.wait_held()
             except TimeoutError:
                 session = await self._get()
                 if rs.nothing_to_do(session, self.ctx.host.name):

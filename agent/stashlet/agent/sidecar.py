@@ -284,7 +284,8 @@ class Sidecar:
         while not lease.held:
             self.ctx.live.leader = False
             try:
-                await asyncio.wait_for(lease.wait_held(), LEADER_POLL)
+                async with asyncio.timeout(LEADER_POLL):  # not wait_for: it may lose a cancellation
+                    await lease.wait_held()
             except TimeoutError:
                 try:
                     session = await self.ctx.stash.get(BackupSession, self.ctx.namespace, name)

@@ -109,7 +109,10 @@ async def _stream(
     try:
         while True:
             try:
-                chunk = await asyncio.wait_for(response.content.readany(), settings.inactivity_timeout)
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for loses a cancellation that
+                # arrives as a chunk does, and the watch would go on reading after being cancelled.
+                async with asyncio.timeout(settings.inactivity_timeout):
+                    chunk = await response.content.readany()
             except TimeoutError:
                 log.info("watch inactive; reconnecting", extra={"resource_version": version})
                 return
