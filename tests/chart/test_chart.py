@@ -329,6 +329,7 @@ def test_default_render_is_the_operator_pushgateway_and_least_privilege_rbac(hel
         "--workers=8",
         "--resync-seconds=600",
         "--log-level=info",
+        "--health-port=8080",
     ]
     deployment = find(objects, "Deployment", "stashlet-operator")
     assert deployment["spec"]["replicas"] == 1
@@ -384,8 +385,10 @@ def test_every_pod_runs_non_root_read_only_without_capabilities_and_with_resourc
     operator = find(objects, "Deployment", "stashlet-operator")
     assert container(operator, "operator")["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
     assert operator["spec"]["template"]["spec"]["volumes"][0]["emptyDir"] == {"sizeLimit": "64Mi"}
-    # No health endpoint in the operator yet: no probes unless asked for (operator.health.enabled).
-    assert "livenessProbe" not in container(operator, "operator")
+    probed = container(operator, "operator")
+    assert probed["ports"] == [{"name": "health", "containerPort": 8080, "protocol": "TCP"}]
+    assert probed["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert probed["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
 
 
 def test_values_file_with_every_value_reaches_the_manifests(helm: Helm, tmp_path: Path) -> None:
@@ -567,15 +570,21 @@ def test_pins_agree_with_the_project(helm: Helm) -> None:
     assert settings.DEFAULT_AGENT_IMAGE.endswith(f":{project['version']}")
 
 
-def test_operator_accepts_the_rendered_command_line(helm: Helm, tmp_path: Path) -> None:
-    """The operator's own parser accepts the args the chart renders (default values and every value but
-    the health port, which the operator does not have yet) and turns them into the settings meant."""
+def test_operator_accepts_the_rendered_command_line(
+    helm: Helm, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The operator's own parser accepts the args and env the chart renders (default values and every
+    value) and turns them into the settings meant, the health port and the agents' default resources
+    (STASHLET_AGENT_RESOURCES) included."""
     default = cli.settings_from(cli.parser().parse_args(operator_argv(helm.render())[1:]))
     assert default == settings.OperatorSettings(
         pushgateway_url="http://stashlet-pushgateway.stashlet-system.svc:9091"
     )
-    every = {**EVERY_VALUE, "operator": {**EVERY_VALUE["operator"], "health": {"enabled": False, "port": 1}}}
-    argv = operator_argv(helm.render(values=every, tmp=tmp_path), name="acme-backup-operator")
+    assert cli.parser().parse_args(operator_argv(helm.render())[1:]).health_port == 8080
+    every = helm.render(values=EVERY_VALUE, tmp=tmp_path)
+    argv = operator_argv(every, name="acme-backup-operator")
+    for variable in container(find(every, "Deployment", "acme-backup-operator"), "operator")["env"]:
+        monkeypatch.setenv(variable["name"], variable["value"])
     args = cli.parser().parse_args(argv[1:])
     assert cli.settings_from(args) == settings.OperatorSettings(
         namespaces=("team-a", "team-b"),
@@ -587,8 +596,9 @@ def test_operator_accepts_the_rendered_command_line(helm: Helm, tmp_path: Path) 
         agent_log_level="warning",
         trigger_service_account="backup-trigger",
         workers=3,
+        agent_resources=EVERY_VALUE["agent"]["resources"],
     )
-    assert (args.log_level, args.resync_seconds) == ("debug", 120.5)
+    assert (args.log_level, args.resync_seconds, args.health_port) == ("debug", 120.5, 8081)
 
 
 def test_grants_cluster_role_is_exactly_what_rbac_py_grants(helm: Helm) -> None:
@@ -751,7 +761,8 @@ async def test_chart_installs_and_its_operator_reconciles_a_configuration_to_rea
     """The rendered chart passes a server-side dry run (nothing made) and applies for real in a fresh
     namespace; the operator's pod, run exactly as the chart's Deployment says (command, args, env, the
     chart's ServiceAccount's own token), starts and the Deployment becomes available; the Pushgateway pod
-    (the pinned binary for prom/pushgateway) serves /-/ready. The operator then takes a valid
+    (the pinned binary for prom/pushgateway) serves /-/ready, and the operator's probes' /readyz and
+    /healthz answer on the health port. The operator then takes a valid
     BackupConfiguration (Secret with RESTIC_PASSWORD, local-backend Repository, Deployment) to phase Ready:
     it injected the chart's agent image with the chart's Pushgateway URL, made the trigger CronJob with the
     chart's operator image, and granted Roles, so the ClusterRoles suffice (no request was forbidden).
@@ -790,6 +801,19 @@ async def test_chart_installs_and_its_operator_reconciles_a_configuration_to_rea
             return False
 
     await eventually(pushgateway_ready, "the Pushgateway pod's /-/ready")
+    operator_ip = kubelet.pod_ip(namespace, operator_pod["metadata"]["name"])
+
+    async def operator_ready() -> bool:
+        try:
+            body = await asyncio.to_thread(http_get, f"http://{operator_ip}:8080/readyz")
+        except OSError:
+            return False
+        return bool(json.loads(body) == {"status": "ready"})
+
+    await eventually(operator_ready, "the operator's /readyz (its probes' endpoint)", log=operator_log)
+    assert json.loads(await asyncio.to_thread(http_get, f"http://{operator_ip}:8080/healthz")) == {
+        "status": "ok"
+    }
 
     app = app_namespace
     await akubectl.apply(

@@ -1,6 +1,9 @@
 """The pure builders: trigger CronJob, RBAC, backup history, the trigger's session, the CLI's settings."""
 
+import json
 from typing import Any
+
+import pytest
 
 from stashlet.api import names
 from stashlet.api.backupconfiguration import BackupConfiguration
@@ -198,6 +201,23 @@ def test_cli_flags_become_frozen_settings() -> None:
         ["trigger", "--invoker-kind=BackupConfiguration", "--invoker-name=bc", "--namespace=d"]
     )
     assert (trig.invoker_name, trig.namespace) == ("bc", "d")
+
+
+def test_agent_resources_come_from_json_and_bad_json_is_a_usage_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--agent-resources`` (or STASHLET_AGENT_RESOURCES, as the chart passes it) is a JSON object that
+    becomes ``agent_resources``; anything else exits 2 naming the flag."""
+    limits = {"limits": {"memory": "256Mi"}, "requests": {"cpu": "50m"}}
+    monkeypatch.setenv("STASHLET_AGENT_RESOURCES", json.dumps(limits))
+    assert cli.settings_from(cli.parser().parse_args(["run"])).agent_resources == limits
+    monkeypatch.delenv("STASHLET_AGENT_RESOURCES")
+    assert cli.settings_from(cli.parser().parse_args(["run"])).agent_resources is None
+    for bad in ("{not json", "[1, 2]"):
+        with pytest.raises(SystemExit) as exited:
+            cli.parser().parse_args(["run", f"--agent-resources={bad}"])
+        assert exited.value.code == 2
+        assert "--agent-resources" in capsys.readouterr().err
 
 
 def test_collection_paths() -> None:

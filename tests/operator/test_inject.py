@@ -89,6 +89,24 @@ def test_container_runtime_settings_apply(make: Any, repo: Repository) -> None:
     assert "fieldRef" in env["POD_NAME"]["valueFrom"]  # the downward API wins
 
 
+def test_operator_default_resources_apply_unless_the_configuration_sets_its_own(
+    bc: BackupConfiguration, repo: Repository, make: Any
+) -> None:
+    """``--agent-resources`` fills in the sidecar's resources; a configuration's own
+    ``runtimeSettings.container.resources`` wins."""
+    defaults = {"limits": {"memory": "128Mi"}}
+    settings = OperatorSettings(agent_image="agent:1", agent_resources=defaults)
+    assert (
+        inject.build_injection(bc, "Deployment", "stash-demo", repo, settings).container["resources"]
+        == defaults
+    )
+    own = {"resources": {"limits": {"memory": "1Gi"}}}
+    configured = BackupConfiguration.from_dict(make.backup_configuration(runtimeSettings={"container": own}))
+    sidecar = inject.build_injection(configured, "Deployment", "stash-demo", repo, settings).container
+    assert sidecar["resources"] == own["resources"]
+    assert "resources" not in inject.build_injection(bc, "Deployment", "stash-demo", repo, SETTINGS).container
+
+
 def test_local_backend_volume_is_mounted_at_its_mount_path(bc: BackupConfiguration, make: Any) -> None:
     """A ``local`` backend's volume goes into the pod and is mounted at the backend's mountPath."""
     repo = Repository.from_dict(

@@ -3,8 +3,8 @@
 The ``stash`` sidecar (:mod:`inject`), the ``stash-init`` init-container (:mod:`restore_inject`) and the
 kubedump Job's container (:mod:`kubedump_job`) all get an emptyDir at ``/stash-tmp`` shaped by the
 object's ``tempDir``, the local backend's volume when the Repository uses one, the downward-API
-identity followed by the user's ``runtimeSettings.container.env``, and some of the other container
-``runtimeSettings`` as given.
+identity followed by the user's ``runtimeSettings.container.env``, some of the other container
+``runtimeSettings`` as given, and the operator's default resources where those set none.
 """
 
 from __future__ import annotations
@@ -56,3 +56,10 @@ def copy_fields(target: dict[str, Any], source: Mapping[str, Any], keys: Iterabl
     for key in keys:
         if source.get(key) is not None:
             target[key] = copy.deepcopy(source[key])
+
+
+def default_resources(container: dict[str, Any], resources: Mapping[str, Any] | None) -> None:
+    """Give ``container`` the operator's default ``resources`` (``--agent-resources``) unless the object's
+    runtimeSettings already gave it some."""
+    if resources and container.get("resources") is None:
+        container["resources"] = copy.deepcopy(dict(resources))

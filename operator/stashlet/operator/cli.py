@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -22,6 +23,7 @@ from stashlet.kube.client import api_client, own_namespace
 from stashlet.kube.errors import KubeError
 from stashlet.operator import settings as settings_mod
 from stashlet.operator.cronjob import ENV_JOB_NAME, FLAG_NAMESPACE
+from stashlet.operator.health import serve_health
 from stashlet.operator.settings import OperatorSettings
 
 log = logging.getLogger("stashlet.operator")
@@ -29,6 +31,17 @@ log = logging.getLogger("stashlet.operator")
 
 def _env(name: str, default: str | None = None) -> str | None:
     return os.environ.get(f"STASHLET_{name}", default)
+
+
+def _resources(text: str) -> dict[str, Any] | None:
+    """``--agent-resources``: a JSON object (Kubernetes ResourceRequirements), or ``null``."""
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"--agent-resources is not JSON: {exc}") from exc
+    if value is not None and not isinstance(value, dict):
+        raise argparse.ArgumentTypeError('--agent-resources must be a JSON object such as {"limits": {...}}')
+    return value
 
 
 def parser() -> argparse.ArgumentParser:
@@ -54,6 +67,19 @@ def parser() -> argparse.ArgumentParser:
         "--kubedump-cluster-role",
         default=_env("KUBEDUMP_CLUSTER_ROLE", settings_mod.DEFAULT_KUBEDUMP_CLUSTER_ROLE),
         help="the read-only ClusterRole kubedump Jobs are bound to (made by the Helm chart)",
+    )
+    run.add_argument(
+        "--agent-resources",
+        type=_resources,
+        default=_env("AGENT_RESOURCES"),  # argparse passes a string default through ``type`` too
+        help="JSON: the default resources of the agent containers (requests/limits), "
+        "where a configuration's runtimeSettings set none",
+    )
+    run.add_argument(
+        "--health-port",
+        type=int,
+        default=int(_env("HEALTH_PORT") or 0),
+        help="serve /healthz and /readyz on this port (0: none)",
     )
     run.add_argument(
         "--job-ttl-seconds",
@@ -87,6 +113,7 @@ def settings_from(args: argparse.Namespace) -> OperatorSettings:
         workers=args.workers,
         kubedump_cluster_role=args.kubedump_cluster_role,
         job_ttl_seconds=args.job_ttl_seconds,
+        agent_resources=args.agent_resources,
     )
 
 
@@ -100,8 +127,16 @@ async def _run(args: argparse.Namespace) -> int:
         extra={"namespaces": list(settings.namespaces) or "all", "agent_image": settings.agent_image},
     )
     async with api_client(args.kubeconfig) as api, asyncio.TaskGroup() as group:
-        group.create_task(Controller(api, settings, resync_seconds=args.resync_seconds).run())
-        group.create_task(AutoBackupController(api, settings, resync_seconds=args.resync_seconds).run())
+        controller = Controller(api, settings, resync_seconds=args.resync_seconds)
+        auto_backup = AutoBackupController(api, settings, resync_seconds=args.resync_seconds)
+        group.create_task(controller.run())
+        group.create_task(auto_backup.run())
+        if args.health_port:
+            ready = {
+                "backup and restore watches": controller.all_synced,
+                "auto-backup watches": auto_backup.all_synced,
+            }
+            group.create_task(serve_health(args.health_port, ready))
     return 0
 
 

@@ -31,7 +31,13 @@ from typing import Any
 from stashlet.api import agent_contract, names
 from stashlet.api.backupconfiguration import BackupConfiguration
 from stashlet.api.repository import Repository
-from stashlet.operator.agent_container import agent_env, copy_fields, empty_dir, local_backend
+from stashlet.operator.agent_container import (
+    agent_env,
+    copy_fields,
+    default_resources,
+    empty_dir,
+    local_backend,
+)
 from stashlet.operator.settings import OperatorSettings
 from stashlet.operator.validation import invoker_annotation, target_mounts
 
@@ -133,6 +139,7 @@ def build_injection(
         "readinessProbe": _probe(READY_PATH, port),
     }
     copy_fields(container, runtime, _RUNTIME_FIELDS)
+    default_resources(container, settings.agent_resources)
     return Injection(
         container=container,
         volumes=tuple(volumes),

@@ -28,7 +28,13 @@ from stashlet.api.common import ConditionStatus
 from stashlet.api.conditions import ConditionReason, ConditionType
 from stashlet.api.repository import Repository
 from stashlet.operator import kubedump_rbac
-from stashlet.operator.agent_container import agent_env, copy_fields, empty_dir, local_backend
+from stashlet.operator.agent_container import (
+    agent_env,
+    copy_fields,
+    default_resources,
+    empty_dir,
+    local_backend,
+)
 from stashlet.operator.objects import managed_labels
 from stashlet.operator.settings import OperatorSettings
 from stashlet.operator.status import ConditionUpdate
@@ -167,6 +173,7 @@ def build_job(
         "volumeMounts": mounts,
     }
     copy_fields(container, container_settings, _CONTAINER_FIELDS)
+    default_resources(container, settings.agent_resources)
     pod_spec: dict[str, Any] = {
         "serviceAccountName": kubedump_rbac.service_account_name(bc),
         "restartPolicy": "Never",

@@ -26,7 +26,13 @@ from typing import Any
 from stashlet.api import agent_contract, names
 from stashlet.api.repository import Repository
 from stashlet.api.restoresession import RestoreSession
-from stashlet.operator.agent_container import agent_env, copy_fields, empty_dir, local_backend
+from stashlet.operator.agent_container import (
+    agent_env,
+    copy_fields,
+    default_resources,
+    empty_dir,
+    local_backend,
+)
 from stashlet.operator.restore_validation import restore_invoker
 from stashlet.operator.settings import OperatorSettings
 
@@ -113,6 +119,7 @@ def build_init_injection(
         "volumeMounts": mounts,
     }
     copy_fields(container, runtime, _RUNTIME_FIELDS)
+    default_resources(container, settings.agent_resources)
     return InitInjection(
         container=container,
         volumes=tuple(volumes),

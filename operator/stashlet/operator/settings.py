@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from stashlet.api import names
 
@@ -22,7 +24,9 @@ class OperatorSettings:
     reconciled at once (one object is never reconciled twice at the same time).
     ``kubedump_cluster_role`` is the read-only ClusterRole a kubedump Job's service account is bound to
     (made by the Helm chart, never by the operator); ``job_ttl_seconds`` how long a finished backup Job
-    stays before it is deleted (``ttlSecondsAfterFinished``).
+    stays before it is deleted (``ttlSecondsAfterFinished``). ``agent_resources`` are the default
+    ``resources`` of every agent container it writes (sidecar, ``stash-init``, backup Job) where the
+    object's ``runtimeSettings.container.resources`` sets none.
     """
 
     namespaces: tuple[str, ...] = ()
@@ -39,6 +43,7 @@ class OperatorSettings:
     watch_timeout_seconds: int = 300
     kubedump_cluster_role: str = DEFAULT_KUBEDUMP_CLUSTER_ROLE
     job_ttl_seconds: int = DEFAULT_JOB_TTL_SECONDS
+    agent_resources: Mapping[str, Any] | None = None
 
     def watches_all_namespaces(self) -> bool:
         """True when no namespace list was configured."""
