@@ -32,11 +32,12 @@ from stashlet.api.backupblueprint import BackupBlueprint
 from stashlet.api.backupconfiguration import BackupConfiguration
 from stashlet.api.repository import Repository
 from stashlet.kube.custom import StashClient
-from stashlet.kube.watch import DELETED, SYNCED, WatchEvent, WatchSettings, watch
+from stashlet.kube.watch import DELETED, WatchEvent, WatchSettings, watch
 from stashlet.operator import autobackup
 from stashlet.operator.autobackup_reconciler import SELECTOR, AutoBackupReconciler
 from stashlet.operator.metawatch import collection_path, metadata_list_fn
 from stashlet.operator.settings import OperatorSettings
+from stashlet.operator.watchset import WatchSet
 from stashlet.operator.workloads import WORKLOAD_KINDS
 from stashlet.operator.workqueue import WorkQueue
 
@@ -74,10 +75,9 @@ class AutoBackupController:
         self._by_blueprint: dict[str, set[str]] = {}
         self._namespace_labels: dict[str, Any] = {}
         self._generations: dict[tuple[str, str], tuple[Any, ...]] = {}
-        self.synced: dict[str, asyncio.Event] = {}
-        self.all_synced = asyncio.Event()
+        self.watches = WatchSet()
+        self.all_synced = self.watches.all_synced
         """Set once every watch has listed its collection (readiness)."""
-        self._watches = 0
 
     # ------------------------------------------------------------ running
 
@@ -109,30 +109,15 @@ class AutoBackupController:
                 self._on_created("repository"),
             ),
         ]
-        self._watches = len(follows)
+        self.watches.expect(len(follows))
         async with asyncio.TaskGroup() as group:
             group.create_task(self.queue.run())
             group.create_task(self._resync())
             for what, stream, on_event in follows:
-                group.create_task(self._follow(what, stream, on_event))
+                group.create_task(self.watches.follow(what, stream, on_event))
 
     def _stash_stream(self, model: type[Any], ns: str | None, **kwargs: Any) -> AsyncIterator[WatchEvent]:
         return watch(self.stash.list_fn(model, ns), settings=self.watch_settings, **kwargs)
-
-    async def _follow(
-        self, what: str, events: AsyncIterator[WatchEvent], on_event: Callable[[WatchEvent], None]
-    ) -> None:
-        synced = self.synced.setdefault(what, asyncio.Event())
-        async for event in events:
-            if event.type == SYNCED:
-                synced.set()
-                if sum(e.is_set() for e in self.synced.values()) == self._watches:
-                    self.all_synced.set()
-                continue
-            try:
-                on_event(event)
-            except Exception:  # a malformed object must not end the watch
-                log.exception("event handling failed", extra={"kind": what, "object": event.key})
 
     async def _resync(self) -> None:
         while True:

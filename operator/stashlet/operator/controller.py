@@ -35,13 +35,14 @@ from stashlet.api.repository import Repository
 from stashlet.api.restoresession import RestoreSession
 from stashlet.kube.custom import StashClient
 from stashlet.kube.errors import NotFound
-from stashlet.kube.watch import DELETED, SYNCED, WatchEvent, WatchSettings, watch
+from stashlet.kube.watch import DELETED, WatchEvent, WatchSettings, watch
 from stashlet.operator import history
 from stashlet.operator.metawatch import collection_path, metadata_list_fn
 from stashlet.operator.observe import Dependency
 from stashlet.operator.reconciler import Reconciler, ReconcileResult
 from stashlet.operator.restore_reconciler import RestoreReconciler
 from stashlet.operator.settings import OperatorSettings
+from stashlet.operator.watchset import WatchSet
 from stashlet.operator.workloads import WORKLOAD_KINDS
 from stashlet.operator.workqueue import WorkQueue
 
@@ -110,10 +111,9 @@ class Controller:
         self._restores: set[str] = set()
         self._kubedump: set[str] = set()
         """Keys of the configurations whose sessions run as Jobs."""
-        self.synced: dict[str, asyncio.Event] = {}
-        self.all_synced = asyncio.Event()
+        self.watches = WatchSet()
+        self.all_synced = self.watches.all_synced
         """Set once every watch has listed its collection (readiness)."""
-        self._watches = 0
 
     # ------------------------------------------------------------ running
 
@@ -136,12 +136,12 @@ class Controller:
         # Namespaces are cluster-scoped: one watch whatever the namespace list.
         namespace_stream = self._metadata_stream("", "v1", "namespaces", None)
         follows.append(("Namespace", None, namespace_stream, self._on_dependency("Namespace")))
-        self._watches = len(follows)
+        self.watches.expect(len(follows))
         async with asyncio.TaskGroup() as group:
             group.create_task(self.queue.run())
             group.create_task(self._resync())
             for kind, ns, stream, on_event in follows:
-                group.create_task(self._follow(kind, ns, stream, on_event))
+                group.create_task(self.watches.follow(f"{kind}/{ns or '*'}", stream, on_event))
 
     def _stream(self, model: type[KubeObject], ns: str | None) -> AsyncIterator[WatchEvent]:
         return watch(self.stash.list_fn(model, ns), settings=self.watch_settings)
@@ -153,25 +153,6 @@ class Controller:
             metadata_list_fn(self.api, collection_path(group, version, plural, ns)),
             settings=self.watch_settings,
         )
-
-    async def _follow(
-        self,
-        kind: str,
-        ns: str | None,
-        events: AsyncIterator[WatchEvent],
-        on_event: Callable[[WatchEvent], None],
-    ) -> None:
-        synced = self.synced.setdefault(f"{kind}/{ns or '*'}", asyncio.Event())
-        async for event in events:
-            if event.type == SYNCED:
-                synced.set()
-                if sum(e.is_set() for e in self.synced.values()) == self._watches:
-                    self.all_synced.set()
-                continue
-            try:
-                on_event(event)
-            except Exception:  # a malformed object must not end the watch
-                log.exception("event handling failed", extra={"kind": kind, "object": event.key})
 
     async def _resync(self) -> None:
         while True:

@@ -168,6 +168,18 @@ class Resources:
         items: list[dict[str, Any]] = body.get("items") or []
         return items
 
+    async def restart_replicaset(self, replicaset: dict[str, Any], annotation: str, value: str) -> None:
+        """A ReplicaSet does not roll its pods: delete those it owns whose pod-template ``annotation``
+        is not ``value`` (made from an older template), so that it makes them anew."""
+        meta = replicaset["metadata"]
+        match = replicaset.get("spec", {}).get("selector", {}).get("matchLabels") or {}
+        selector = ",".join(f"{k}={v}" for k, v in sorted(match.items()))
+        for pod in await self.list_pods(meta["namespace"], selector):
+            owners = pod.get("metadata", {}).get("ownerReferences") or []
+            annotations = pod.get("metadata", {}).get("annotations") or {}
+            if any(o.get("uid") == meta.get("uid") for o in owners) and annotations.get(annotation) != value:
+                await self.delete_pod(meta["namespace"], pod["metadata"]["name"])
+
     async def delete_pod(self, namespace: str, name: str) -> None:
         """Delete a pod (its controller makes a new one from the current template)."""
         try:

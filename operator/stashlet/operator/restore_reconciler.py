@@ -180,7 +180,9 @@ class RestoreReconciler:
                 extra={"object": f"{namespace}/{rs.metadata.name}", "target": what, "hash": injection.hash},
             )
             if kind.kind == "ReplicaSet":
-                await self._restart_replicaset(patched, injection.hash)
+                await self.resources.restart_replicaset(
+                    patched, names.ANNOTATION_RESTORE_INJECTION_HASH, injection.hash
+                )
             await self.strip(rs, keep=(kind.kind, target))  # the session may have moved to another target
         done = ConditionUpdate.true(
             ConditionType.STASH_INIT_CONTAINER_INJECTED,
@@ -188,19 +190,6 @@ class RestoreReconciler:
             f"Successfully injected stash init-container into {what}.",
         )
         return done, (written or {}).get("metadata")
-
-    async def _restart_replicaset(self, replicaset: dict[str, Any], hash_: str) -> None:
-        """A ReplicaSet does not roll its pods: delete those made from a template without this injection."""
-        meta = replicaset["metadata"]
-        match = replicaset.get("spec", {}).get("selector", {}).get("matchLabels") or {}
-        selector = ",".join(f"{k}={v}" for k, v in sorted(match.items()))
-        for pod in await self.resources.list_pods(meta["namespace"], selector):
-            owners = pod.get("metadata", {}).get("ownerReferences") or []
-            annotations = pod.get("metadata", {}).get("annotations") or {}
-            if any(o.get("uid") == meta.get("uid") for o in owners) and (
-                annotations.get(names.ANNOTATION_RESTORE_INJECTION_HASH) != hash_
-            ):
-                await self.resources.delete_pod(meta["namespace"], pod["metadata"]["name"])
 
     async def strip(self, rs: RestoreSession, keep: tuple[str, str] | None = None) -> None:
         """Take ``rs``'s init-container out of every workload labelled for it but ``keep`` (kind, name);

@@ -84,7 +84,9 @@ class Sidecars:
                 extra={"object": f"{namespace}/{bc.metadata.name}", "target": what, "hash": injection.hash},
             )
             if kind.kind == "ReplicaSet":
-                await self._restart_replicaset(patched, injection.hash)
+                await self.resources.restart_replicaset(
+                    patched, names.ANNOTATION_INJECTION_HASH, injection.hash
+                )
             await self.strip(bc, keep=(kind.kind, target))  # the configuration may have moved on
         done = ConditionUpdate.true(
             ConditionType.STASH_SIDECAR_INJECTED,
@@ -92,19 +94,6 @@ class Sidecars:
             f"Successfully injected stash sidecar into {what}.",
         )
         return done, (written or {}).get("metadata")
-
-    async def _restart_replicaset(self, replicaset: dict[str, Any], hash_: str) -> None:
-        """A ReplicaSet does not roll its pods: delete those made from an older template."""
-        meta = replicaset["metadata"]
-        match = replicaset.get("spec", {}).get("selector", {}).get("matchLabels") or {}
-        selector = ",".join(f"{k}={v}" for k, v in sorted(match.items()))
-        for pod in await self.resources.list_pods(meta["namespace"], selector):
-            owners = pod.get("metadata", {}).get("ownerReferences") or []
-            annotations = pod.get("metadata", {}).get("annotations") or {}
-            if any(o.get("uid") == meta.get("uid") for o in owners) and (
-                annotations.get(names.ANNOTATION_INJECTION_HASH) != hash_
-            ):
-                await self.resources.delete_pod(meta["namespace"], pod["metadata"]["name"])
 
     async def strip(self, bc: BackupConfiguration, keep: tuple[str, str] | None = None) -> None:
         """Take ``bc``'s sidecar out of every workload labelled for it but ``keep`` (kind, name); without
