@@ -10,6 +10,8 @@ identity followed by the user's ``runtimeSettings.container.env``, some of the o
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -63,3 +65,12 @@ def default_resources(container: dict[str, Any], resources: Mapping[str, Any] | 
     runtimeSettings already gave it some."""
     if resources and container.get("resources") is None:
         container["resources"] = copy.deepcopy(dict(resources))
+
+
+def injection_hash(container: Mapping[str, Any], volumes: Iterable[Mapping[str, Any]]) -> str:
+    """A short, stable digest of what an injection puts into a pod template (container and volumes):
+    recorded in the template's annotations, so an unchanged injection is recognised and never rolled."""
+    canonical = json.dumps(
+        {"container": container, "volumes": list(volumes)}, sort_keys=True, separators=(",", ":")
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]

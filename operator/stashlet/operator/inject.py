@@ -23,8 +23,6 @@ result is the same template as before (same hash), so there is exactly one rollo
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +34,7 @@ from stashlet.operator.agent_container import (
     copy_fields,
     default_resources,
     empty_dir,
+    injection_hash,
     local_backend,
 )
 from stashlet.operator.settings import OperatorSettings
@@ -68,10 +67,7 @@ class Injection:
     hash: str = field(init=False)
 
     def __post_init__(self) -> None:
-        canonical = json.dumps(
-            {"container": self.container, "volumes": self.volumes}, sort_keys=True, separators=(",", ":")
-        )
-        object.__setattr__(self, "hash", hashlib.sha256(canonical.encode()).hexdigest()[:16])
+        object.__setattr__(self, "hash", injection_hash(self.container, self.volumes))
 
     @property
     def annotations(self) -> dict[str, str]:

@@ -18,8 +18,6 @@ and neither's "already injected" check is disturbed by the other (no rollout loo
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +29,7 @@ from stashlet.operator.agent_container import (
     copy_fields,
     default_resources,
     empty_dir,
+    injection_hash,
     local_backend,
 )
 from stashlet.operator.restore_validation import restore_invoker
@@ -55,10 +54,7 @@ class InitInjection:
     hash: str = field(init=False)
 
     def __post_init__(self) -> None:
-        canonical = json.dumps(
-            {"container": self.container, "volumes": self.volumes}, sort_keys=True, separators=(",", ":")
-        )
-        object.__setattr__(self, "hash", hashlib.sha256(canonical.encode()).hexdigest()[:16])
+        object.__setattr__(self, "hash", injection_hash(self.container, self.volumes))
 
     @property
     def annotations(self) -> dict[str, str]:
