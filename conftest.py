@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
-from stashlet.localcluster import tools
+from stashlet.localcluster import node, tools
+from stashlet.localcluster.cluster import LocalCluster
 from stashlet.localcluster.controlplane import ControlPlane, http_ok, wait_for_default_service_account
 from stashlet.localcluster.processes import ManagedProcess, free_port, wait_until
 
@@ -27,14 +28,31 @@ Kubectl = Callable[..., subprocess.CompletedProcess[str]]
 
 
 @pytest.fixture(scope="session")
-def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    """A running control plane with the stashlet CRDs installed, stopped after the session."""
-    plane = ControlPlane(tmp_path_factory.mktemp("cluster") / "plane")
-    plane.start(crds=CRDS)
+def local_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """The session's cluster: the control plane and a real node, with the stashlet CRDs installed;
+    stopped after the session, with every host change undone.
+
+    Where a real node cannot run (no root, no containerd), the control plane runs alone and
+    ``node_unavailable`` says why; the tests that need the node then fail with that line.
+    """
+    directory = tmp_path_factory.mktemp("cluster") / "c"
     try:
-        yield plane
+        node.preflight()
+        cluster = LocalCluster(directory)
+    except node.NodeUnavailable as exc:
+        cluster = LocalCluster(directory, node=False)
+        cluster.node_unavailable = str(exc)
+    cluster.up(crds=CRDS)
+    try:
+        yield cluster
     finally:
-        plane.stop()
+        cluster.down()
+
+
+@pytest.fixture(scope="session")
+def control_plane(local_cluster: LocalCluster) -> ControlPlane:
+    """The session cluster's control plane (its API server, kubeconfig and kubectl)."""
+    return local_cluster.plane
 
 
 @pytest.fixture(scope="session")

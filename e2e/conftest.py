@@ -1,121 +1,145 @@
-"""End-to-end fixtures: the operator as a process, pods run by the process kubelet, real backends.
+"""End-to-end fixtures: the real node, stashlet installed with its Helm chart, real backends in pods.
 
-Everything runs as it would in a cluster: the operator with its own kubeconfig (as its Deployment
-would, with broad rights), the pods' containers (sidecar, trigger, init-container) with exactly the
-command, args, env and service-account token the operator wrote into their specs.
+The session's cluster has a real node (containerd, kubelet, kube-proxy, CoreDNS) running stashlet's
+own images. Each test installs the chart (``helm install``) for the namespaces it uses: the operator
+runs from its image in its Deployment, and agents push to the chart's Pushgateway by its Service name.
+The restic REST server (standing in for the seeds' cloud buckets, which cannot run here) is a pod too.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-import os
+import re
 import subprocess
-import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from stashlet.localcluster import tools
-from stashlet.localcluster.controlplane import ControlPlane, http_ok
-from stashlet.localcluster.kubelet import ProcessKubelet
-from stashlet.localcluster.processes import ManagedProcess, free_port, wait_until
+from stashlet.localcluster import nodeobjects, tools
+from stashlet.localcluster.cluster import LocalCluster
 
-VENV_BIN = Path(sys.executable).parent
+CHART = Path(__file__).resolve().parents[1] / "charts" / "stashlet"
+BACKENDS = "stashlet-e2e-backends"
 
 
 @pytest.fixture(scope="session")
-async def kubelet(
-    control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[ProcessKubelet]:
-    """A process kubelet for the session's control plane; the agent image's restic is on its PATH."""
-    restic = tools.ensure("restic")
-    node = ProcessKubelet(
-        control_plane,
-        tmp_path_factory.mktemp("kubelet"),
-        node_name="e2e-node",
-        extra_path=[VENV_BIN, restic.parent],
-        extra_env={"STASHLET_RESTIC": str(restic)},
+def node(local_cluster: LocalCluster) -> LocalCluster:
+    """The session's cluster, which must have a real node (a test never runs without one)."""
+    if local_cluster.node is None:
+        pytest.fail(f"end-to-end tests need a real node: {local_cluster.node_unavailable}")
+    return local_cluster
+
+
+@dataclass(frozen=True)
+class RestServer:
+    """The REST server as pods reach it (Service DNS name) and as this host reaches it (ClusterIP)."""
+
+    pod_url: str
+    host_url: str
+
+
+@pytest.fixture(scope="session")
+def rest_backend(node: LocalCluster) -> RestServer:
+    """A restic REST server pod (the pinned rest-server image) behind a Service, for the session."""
+    objects = nodeobjects.rest_server(BACKENDS)
+    node.kubectl("apply", "-f", "-", input_text="\n---\n".join(json.dumps(o) for o in objects))
+    node.kubectl("rollout", "status", "-n", BACKENDS, "deployment/rest-server", "--timeout=120s")
+    ip = node.kubectl(
+        "get", "service", "rest-server", "-n", BACKENDS, "-o", "jsonpath={.spec.clusterIP}"
+    ).stdout
+    return RestServer(
+        pod_url=f"http://rest-server.{BACKENDS}.svc.cluster.local:{nodeobjects.REST_SERVER_PORT}",
+        host_url=f"http://{ip.strip()}:{nodeobjects.REST_SERVER_PORT}",
     )
-    await node.start()
-    try:
-        yield node
-    finally:
-        await node.close()
 
 
 @pytest.fixture(scope="session")
-def pod_pushgateway(pushgateway: str, kubelet: ProcessKubelet) -> str:
-    """The session's Pushgateway as pods reach it."""
-    port = int(pushgateway.rsplit(":", 1)[1])
-    return f"http://{kubelet.expose_loopback_port(port)}:{port}"
+def rest_server(rest_backend: RestServer) -> str:
+    """The REST server's URL as pods reach it."""
+    return rest_backend.pod_url
 
 
-@pytest.fixture(scope="session")
-def rest_server(kubelet: ProcessKubelet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real restic REST server (the pinned build); yields its URL as pods reach it.
+@dataclass(frozen=True)
+class Install:
+    """One ``helm install`` of the chart: its release, namespace, and the Pushgateway as this host sees it."""
 
-    It stands in for the cloud object stores the seeds use (GCS cannot run on this machine).
-    """
-    data = tmp_path_factory.mktemp("rest-server")
-    port = free_port()
-    process = ManagedProcess.start(
-        "rest-server",
-        [str(tools.ensure("rest-server")), "--path", str(data), "--listen", f"127.0.0.1:{port}", "--no-auth"],
-        data / "rest-server.log",
-    )
-    try:
-        wait_until(
-            lambda: http_ok(f"http://127.0.0.1:{port}/") or _responds(port),
-            timeout=30,
-            what="rest-server",
-            process=process,
-        )
-        yield f"http://{kubelet.expose_loopback_port(port)}:{port}"
-    finally:
-        process.stop()
-
-
-def _responds(port: int) -> bool:
-    from stashlet.localcluster.processes import port_open
-
-    return port_open(port)
+    release: str
+    namespace: str
+    pushgateway: str
 
 
 @pytest.fixture
-def operator_for(
-    control_plane: ControlPlane, pod_pushgateway: str, tmp_path: Path
-) -> Iterator[Callable[[str], ManagedProcess]]:
-    """Start ``stashlet-operator run`` for the given namespaces, as its Deployment would run it."""
-    started: list[ManagedProcess] = []
+def operator_for(node: LocalCluster) -> Iterator[Callable[[str], Install]]:
+    """``helm install`` the chart (default images, probes) watching the given namespaces, comma-separated;
+    it goes into the first one. Waits until the operator Deployment is Ready; uninstalled afterwards."""
+    installed: list[Install] = []
+    helm = str(tools.ensure("helm"))
 
-    def start(namespaces: str) -> ManagedProcess:
-        env = {**os.environ, "KUBECONFIG": str(control_plane.kubeconfig)}
-        process = ManagedProcess.start(
-            "stashlet-operator",
-            [
-                str(VENV_BIN / "stashlet-operator"),
-                "run",
-                f"--namespaces={namespaces}",
-                f"--pushgateway-url={pod_pushgateway}",
-                "--agent-log-level=debug",
-                "--resync-seconds=30",
-            ],
-            tmp_path / f"operator-{len(started)}.log",
-            env=env,
+    def install(namespaces: str) -> Install:
+        watched = namespaces.split(",")
+        release = f"stashlet-{uuid.uuid4().hex[:6]}"
+        argv = [
+            helm,
+            f"--kubeconfig={node.kubeconfig}",
+            "install",
+            release,
+            str(CHART),
+            "-n",
+            watched[0],
+            "--skip-crds",
+            "--set",
+            f"watchNamespaces={{{','.join(watched)}}}",
+            "--set",
+            "operator.resyncSeconds=30",
+            "--set",
+            "agent.logLevel=debug",
+            "--wait",
+            "--timeout=180s",
+        ]
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=240, check=False)
+        if result.returncode != 0:
+            pytest.fail(f"helm install failed: {result.stderr}")
+        service = json.loads(
+            node.kubectl(
+                "get",
+                "service",
+                "-n",
+                watched[0],
+                "-l",
+                f"app.kubernetes.io/instance={release}",
+                "-o",
+                "json",
+            ).stdout
         )
-        started.append(process)
-        time.sleep(1.0)
-        if not process.alive():
-            pytest.fail(f"operator exited:\n{process.log_tail(40)}")
-        return process
+        [gateway] = [s for s in service["items"] if "pushgateway" in s["metadata"]["name"]]
+        port = gateway["spec"]["ports"][0]["port"]
+        done = Install(release, watched[0], f"http://{gateway['spec']['clusterIP']}:{port}")
+        installed.append(done)
+        return done
 
-    yield start
-    for process in started:
-        process.stop()
+    yield install
+    for done in installed:
+        subprocess.run(
+            [
+                helm,
+                f"--kubeconfig={node.kubeconfig}",
+                "uninstall",
+                done.release,
+                "-n",
+                done.namespace,
+                "--wait",
+            ],
+            capture_output=True,
+            timeout=120,
+            check=False,
+        )
 
 
 def kubectl_json(kubectl: Callable[..., Any], *args: str) -> Any:
@@ -135,62 +159,108 @@ async def eventually(check: Callable[[], Any], *, timeout: float, what: str, int
     pytest.fail(f"{what} not reached in {timeout:.0f}s (last: {last!r})")
 
 
-async def roll_out(
-    kubelet: ProcessKubelet,
+async def rolled_out(
     kubectl: Callable[..., Any],
     namespace: str,
     app: str,
-    replicas: int,
-    containers: list[str] | None = None,
     *,
+    container: str = "stash",
     timeout: float = 180,  # noqa: ASYNC109
 ) -> list[str]:
-    """Play the node for Deployment ``app`` while the operator's injection rolls it out: run each pod
-    that carries the ``stash`` sidecar as it appears (its ``containers``, default all), until all
-    ``replicas`` are updated. A rollout brings one new pod at a time (maxSurge 25%, maxUnavailable 25%
-    round to 1 and 0 for three replicas) and waits for it to be Ready, so the pods must run as they come.
-    Done once the template carries the sidecar and the controller has rolled it out to every replica.
-    Returns the pods run, in order."""
-    started: list[str] = []
-    deadline = time.monotonic() + timeout
-    while True:
-        pods = (await asyncio.to_thread(kubectl_json, kubectl, "pods", "-n", namespace, "-l", f"app={app}"))[
-            "items"
-        ]
-        for pod in pods:
-            name = pod["metadata"]["name"]
-            injected = any(c["name"] == "stash" for c in pod["spec"]["containers"])
-            if injected and name not in started and not pod["metadata"].get("deletionTimestamp"):
-                await kubelet.run_pod(namespace, name, containers)
-                started.append(name)
-        deployment = await asyncio.to_thread(kubectl_json, kubectl, "deployment", app, "-n", namespace)
+    """Wait until Deployment ``app``'s template carries ``container`` and the rollout finished with every
+    replica Ready; return the names of its live pods."""
+
+    def done() -> list[str] | None:
+        deployment = kubectl_json(kubectl, "deployment", app, "-n", namespace)
         status = deployment.get("status") or {}
-        template = deployment["spec"]["template"]["spec"]["containers"]
-        if (
-            any(c["name"] == "stash" for c in template)
-            and status.get("observedGeneration") == deployment["metadata"]["generation"]
-            and status.get("updatedReplicas") == replicas
+        spec = deployment["spec"]
+        names = [c["name"] for c in spec["template"]["spec"]["containers"]] + [
+            c["name"] for c in spec["template"]["spec"].get("initContainers") or []
+        ]
+        if container not in names or status.get("observedGeneration") != deployment["metadata"]["generation"]:
+            return None
+        replicas = spec.get("replicas", 1)
+        if not (
+            status.get("updatedReplicas") == replicas
+            and status.get("readyReplicas") == replicas
             and status.get("replicas") == replicas
-            and len(started) >= replicas
         ):
-            return started
-        if time.monotonic() > deadline:
-            pytest.fail(f"the rollout of {namespace}/{app} did not finish in {timeout:.0f}s: ran {started}")
-        await asyncio.sleep(0.5)
+            return None
+        pods = kubectl_json(kubectl, "pods", "-n", namespace, "-l", f"app={app}")["items"]
+        live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+        return [p["metadata"]["name"] for p in live] if len(live) == replicas else None
+
+    names: list[str] = await eventually(done, timeout=timeout, what=f"the rollout of {namespace}/{app}")
+    return names
+
+
+async def pvc_path(kubectl: Callable[..., Any], namespace: str, claim: str) -> Path:
+    """The folder on this machine (the node) that holds a bound claim's host-path volume."""
+
+    def bound() -> str | None:
+        pvc = kubectl_json(kubectl, "pvc", claim, "-n", namespace)
+        return pvc["spec"].get("volumeName") if pvc.get("status", {}).get("phase") == "Bound" else None
+
+    volume = await eventually(bound, timeout=60, what=f"PVC {namespace}/{claim} bound")
+    return Path(kubectl_json(kubectl, "pv", volume)["spec"]["hostPath"]["path"])
+
+
+def pod_ip(kubectl: Callable[..., Any], namespace: str, pod: str) -> str:
+    """A pod's IP on the node's bridge (this host reaches it directly)."""
+    return str(kubectl_json(kubectl, "pod", pod, "-n", namespace)["status"]["podIP"])
+
+
+def exec_in(kubectl: Callable[..., Any], namespace: str, pod: str, container: str, *command: str) -> str:
+    """``kubectl exec`` a command in a container; its stdout."""
+    return str(kubectl("exec", "-n", namespace, pod, "-c", container, "--", *command).stdout)
+
+
+def port_forwarder(node: LocalCluster) -> Callable[[str, str, int], contextlib.AbstractContextManager[int]]:
+    """``kubectl port-forward pod/<pod> :<port>`` for as long as the context lasts; yields the local port."""
+
+    @contextlib.contextmanager
+    def forward(namespace: str, pod: str, port: int) -> Iterator[int]:
+        process = subprocess.Popen(
+            [
+                str(tools.ensure("kubectl")),
+                f"--kubeconfig={node.kubeconfig}",
+                "port-forward",
+                "-n",
+                namespace,
+                f"pod/{pod}",
+                f":{port}",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert process.stdout is not None
+            line = process.stdout.readline()
+            match = re.search(r"127\.0\.0\.1:(\d+) -> ", line)
+            if match is None:
+                pytest.fail(
+                    f"kubectl port-forward said {line!r}: {process.stderr.read() if process.stderr else ''}"
+                )
+            yield int(match.group(1))
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+
+    return forward
 
 
 @pytest.fixture
-def helpers() -> Any:
+def helpers(node: LocalCluster) -> Any:
     """The small helpers above, for the e2e tests (they cannot import each other's modules)."""
 
     class Helpers:
         get = staticmethod(kubectl_json)
         until = staticmethod(eventually)
-        roll_out = staticmethod(roll_out)
+        rolled_out = staticmethod(rolled_out)
+        pod_ip = staticmethod(pod_ip)
+        pvc_path = staticmethod(pvc_path)
+        exec_in = staticmethod(exec_in)
+        port_forward = staticmethod(port_forwarder(node))
 
     return Helpers
-
-
-def run(cmd: list[str]) -> str:
-    """Run a command, return its stdout."""
-    return subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=120).stdout

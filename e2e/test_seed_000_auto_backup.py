@@ -5,9 +5,10 @@ The seed's walkthrough in its own namespaces: ``backup`` with the storage Secret
 for ``user1``, ``user2`` and ``user3`` the seed's ConfigMaps and annotated Deployment, applied as written,
 and after each the seed's checks: the Repository ``<user>-deploy-stash-demo`` in ``backup`` with its
 prefix substituted, the Ready BackupConfiguration ``deploy-stash-demo`` whose spec is the seed's, field
-for field, and ``kubectl get`` shaped as the seed prints it. The operator runs as a process; the injected
-pods' ``stash`` containers run as processes with their own service-account tokens (process kubelet), so
-the cross-namespace access to the Secret is exercised through RBAC for real.
+for field, and ``kubectl get`` shaped as the seed prints it. stashlet is installed with its Helm chart;
+the real node runs the Deployments' busybox containers and the injected ``stash`` sidecars from their
+images with their own service-account tokens, so the cross-namespace access to the Secret is exercised
+through RBAC for real.
 
 Departures, because GCS cannot run on this machine: for the BackupSessions a second blueprint,
 ``managed-backup-blueprint-rest``, identical to the seed's but with a restic REST-server backend
@@ -15,7 +16,7 @@ Departures, because GCS cannot run on this machine: for the BackupSessions a sec
 REST server answers 404 to repositories nested deeper than two levels, so the seed's four-level prefix
 becomes one ``-``-joined name), and the Deployments are re-annotated to use it: the same Repository
 objects are repointed. The sessions are created by hand as the trigger names them (the seed's schedule is
-``*/5``); the busybox containers are stand-ins (no image runtime here).
+``*/5``).
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ from typing import Any
 import pytest
 
 from stashlet.localcluster import tools
-from stashlet.localcluster.kubelet import ProcessKubelet
 
 pytestmark = [pytest.mark.cluster, pytest.mark.restic]
 
@@ -80,8 +80,8 @@ async def test_seed_000_three_namespaces_back_up_through_one_blueprint(
     named_namespace: Callable[[str], str],
     blueprints: None,
     kubectl: Any,
-    kubelet: ProcessKubelet,
     rest_server: str,
+    rest_backend: Any,
     helpers: Any,
 ) -> None:
     """The seed's walkthrough: one blueprint and Secret in ``backup``; each user's annotated Deployment
@@ -169,10 +169,10 @@ async def test_seed_000_three_namespaces_back_up_through_one_blueprint(
 
     await helpers.until(repointed, timeout=30, what="the Repositories repointed at the REST server")
 
-    # Every replica's stash container runs, as the kubelet would run it.
+    # Every replica runs with its stash sidecar on the node.
     for user in USERS:
         await helpers.until(lambda ns=user: ready(ns), timeout=30, what=f"{user} still Ready")
-        await helpers.roll_out(kubelet, kubectl, user, "stash-demo", 3, ["stash"])
+        assert len(await helpers.rolled_out(kubectl, user, "stash-demo")) == 3
 
     unix = int(time.time())
     for user in USERS:
@@ -228,8 +228,7 @@ async def test_seed_000_three_namespaces_back_up_through_one_blueprint(
 
     # One backend, three prefixes, each holding its own namespace's ConfigMap data.
     for user in USERS:
-        host_url = rest_server.replace(kubelet.host_ip, "127.0.0.1")
-        url = f"{host_url}/stash-auto-backup-{user}-deployment-stash-demo"
+        url = f"{rest_backend.host_url}/stash-auto-backup-{user}-deployment-stash-demo"
         listing = restic(url, "ls", "--json", "latest")
         nodes = [json.loads(line) for line in listing.splitlines() if line.startswith("{")]
         files = {n["name"]: n["path"] for n in nodes if n.get("type") == "file"}

@@ -1,10 +1,11 @@
 """Seed 002 (backup of resource YAMLs), end to end with every part real.
 
-The operator runs as a process. A kubedump BackupConfiguration (task ``kubedump-backup-0.1.0``) gets no
-sidecar: for each BackupSession the operator creates a Job running ``stashlet-agent job`` as the
-configuration's own ServiceAccount, bound read-only to what it dumps; kube-controller-manager's Job
-controller makes the Job's pod and the process kubelet runs it with that account's token. The dump goes
-into a restic REST server (standing in for the cloud bucket). The three scopes of the seed: one
+stashlet is installed with its Helm chart. A kubedump BackupConfiguration (task
+``kubedump-backup-0.1.0``) gets no sidecar: for each BackupSession the operator creates a Job running
+``stashlet-agent job`` as the configuration's own ServiceAccount, bound read-only to what it dumps;
+kube-controller-manager's Job controller makes the Job's pod and the real node runs it from the agent
+image with that account's token. The dump goes into a restic REST server pod (standing in for the cloud
+bucket). The three scopes of the seed: one
 namespace, one application (a Deployment and, with ``includeDependants``, what it owns) and the whole
 cluster.
 """
@@ -22,7 +23,6 @@ import pytest
 import yaml
 
 from stashlet.localcluster import tools
-from stashlet.localcluster.kubelet import ProcessKubelet
 
 pytestmark = [pytest.mark.cluster, pytest.mark.restic]
 
@@ -160,9 +160,9 @@ async def test_seed_002_each_session_runs_as_a_job_for_namespace_application_and
     namespace: str,
     app_namespace: str,
     read_all_role: str,
-    kubelet: ProcessKubelet,
     operator_for: Any,
     rest_server: str,
+    rest_backend: Any,
     helpers: Any,
 ) -> None:
     """A kubedump configuration is Ready with no sidecar; each BackupSession gets Job
@@ -174,7 +174,7 @@ async def test_seed_002_each_session_runs_as_a_job_for_namespace_application_and
     get = helpers.get
     operator_for(f"{namespace},{app_namespace}")
     kubectl("apply", "-f", "-", input_obj=storage(namespace, rest_server))
-    host_url = f"{rest_server.replace(kubelet.host_ip, '127.0.0.1')}/{namespace}"
+    host_url = f"{rest_backend.host_url}/{namespace}"
     dump = "/stash-tmp/kubedump"
 
     async def back_up(target: dict[str, Any] | None, params: dict[str, str], n: int) -> set[str]:
@@ -223,13 +223,15 @@ async def test_seed_002_each_session_runs_as_a_job_for_namespace_application_and
         assert pod_spec["containers"][0]["command"] == ["stashlet-agent"]
         assert pod_spec["containers"][0]["args"][0] == "job"
 
-        result = await kubelet.run_job(namespace, job_name, timeout=240)
-        pods = get(kubectl, "pods", "-n", namespace, "-l", f"batch.kubernetes.io/job-name={job_name}")[
-            "items"
-        ]
-        container = kubelet.containers(namespace, pods[0]["metadata"]["name"])["stash"]
-        assert result.exit_codes == {"stash": 0}, container.logs(60)
-        assert PASSWORD not in container.logs(10_000)
+        def finished_pod() -> dict[str, Any] | None:
+            pods = get(kubectl, "pods", "-n", namespace, "-l", f"batch.kubernetes.io/job-name={job_name}")
+            done = [p for p in pods["items"] if p["status"].get("phase") in ("Succeeded", "Failed")]
+            return done[0] if done else None
+
+        pod = await helpers.until(finished_pod, timeout=240, what=f"the pod of Job {job_name} finished")
+        logs = kubectl("logs", "-n", namespace, pod["metadata"]["name"], "-c", "stash").stdout
+        assert pod["status"]["phase"] == "Succeeded", logs[-4000:]
+        assert PASSWORD not in logs
         status = get(kubectl, "backupsession", session, "-n", namespace)["status"]
         assert status["phase"] == "Succeeded", json.dumps(status)
         conditions = {c["type"]: c["status"] for c in status["conditions"]}

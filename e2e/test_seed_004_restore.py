@@ -1,11 +1,13 @@
 """Seed 004's restore, end to end with every part real.
 
-A Deployment with a PVC is backed up the way seeds 003/004 do it (the operator injects the ``stash``
-sidecar, the process kubelet runs it with its service account's token, a BackupSession made by hand is
-backed up into a restic REST server standing in for GCS). The volume is wiped, a RestoreSession is
-applied (as in ``examples/pause-backup/restoresession.yaml``), the operator prepends ``stash-init`` to
-the Deployment's pod template beside the sidecar, the Deployment rolls, and the process kubelet runs the
-new pod's init-container exactly as the operator wrote it.
+A Deployment with a PVC is backed up the way seeds 003/004 do it (stashlet installed with its chart,
+the operator injects the ``stash`` sidecar, the real node runs it from the agent image with its service
+account's token, a BackupSession made by hand is backed up into a restic REST server pod standing in for
+GCS). The volume is wiped, a RestoreSession is applied (as in
+``examples/pause-backup/restoresession.yaml``), the operator prepends ``stash-init`` to the Deployment's
+pod template beside the sidecar, the Deployment rolls, and the kubelet runs the new pod's init-container
+before the application. The volume's files are read on the node (this machine) where the host-path
+provisioner put them.
 """
 
 from __future__ import annotations
@@ -20,8 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from stashlet.localcluster.kubelet import ProcessKubelet
 
 pytestmark = [pytest.mark.cluster, pytest.mark.restic]
 
@@ -156,6 +156,15 @@ def wipe(root: Path) -> None:
             path.unlink()
 
 
+def init_exit_codes(pod: dict[str, Any]) -> dict[str, int]:
+    """The exit codes of a pod's finished init-containers, by name."""
+    return {
+        s["name"]: s["state"]["terminated"]["exitCode"]
+        for s in (pod.get("status") or {}).get("initContainerStatuses") or []
+        if "terminated" in (s.get("state") or {})
+    }
+
+
 def columns(text: str) -> list[list[str]]:
     return [re.split(r"\s{2,}", line.strip()) for line in text.strip().splitlines()]
 
@@ -163,7 +172,6 @@ def columns(text: str) -> list[list[str]]:
 async def test_seed_004_restore_through_the_injected_init_container(
     kubectl: Any,
     namespace: str,
-    kubelet: ProcessKubelet,
     operator_for: Any,
     rest_server: str,
     helpers: Any,
@@ -177,7 +185,7 @@ async def test_seed_004_restore_through_the_injected_init_container(
     get = helpers.get
     operator_for(namespace)
     kubectl("apply", "-f", "-", input_obj=objects(namespace, rest_server))
-    volume = kubelet.pvc_path(namespace, "source-pvc")
+    volume = await helpers.pvc_path(kubectl, namespace, "source-pvc")
     write_data(volume)
     before = manifest(volume)
 
@@ -199,8 +207,7 @@ async def test_seed_004_restore_through_the_injected_init_container(
             and any(c["name"] == container for c in p["spec"].get(key) or [])
         ]
 
-    pod = (await helpers.until(lambda: live_pods("stash"), timeout=90, what="an injected pod"))[0]
-    await kubelet.run_pod(namespace, pod["metadata"]["name"], ["stash"])
+    await helpers.rolled_out(kubectl, namespace, APP)
     session = {
         "apiVersion": "stash.appscode.com/v1beta1",
         "kind": "BackupSession",
@@ -255,12 +262,9 @@ async def test_seed_004_restore_through_the_injected_init_container(
     assert template["initContainers"][0]["name"] == "stash-init"
     assert [c["name"] for c in template["containers"]] == ["busybox", "stash"]
 
-    new_pod = (
-        await helpers.until(lambda: live_pods("stash-init", init=True), timeout=90, what="a rolled-out pod")
-    )[0]["metadata"]["name"]
-    codes = await kubelet.run_pod_init_containers(namespace, new_pod, timeout=180)
-    init = kubelet.containers(namespace, new_pod)["stash-init"]
-    assert codes == {"stash-init": 0}, init.logs(40)
+    [new_pod] = await helpers.rolled_out(kubectl, namespace, APP, container="stash-init")
+    init_log = kubectl("logs", "-n", namespace, new_pod, "-c", "stash-init").stdout
+    assert init_exit_codes(get(kubectl, "pod", new_pod, "-n", namespace)) == {"stash-init": 0}, init_log
     assert manifest(volume) == before
 
     rs = get(kubectl, "restoresession", RESTORE, "-n", namespace)
@@ -271,7 +275,6 @@ async def test_seed_004_restore_through_the_injected_init_container(
     rows = columns(kubectl("get", "restoresession", "-n", namespace).stdout)
     assert rows[0] == ["NAME", "REPOSITORY", "PHASE", "DURATION", "AGE"]
     assert rows[1][:3] == [RESTORE, "gcs-repo", "Succeeded"]
-    await kubelet.run_pod(namespace, new_pod, ["stash"], init=False)  # the sidecar beside it
 
     # The next start of a pod: the init-container finds its host done and restores nothing.
     kubectl("delete", "pod", new_pod, "-n", namespace, "--wait=false")
@@ -280,8 +283,13 @@ async def test_seed_004_restore_through_the_injected_init_container(
         return [p for p in live_pods("stash-init", init=True) if p["metadata"]["name"] != new_pod]
 
     again = (await helpers.until(another_pod, timeout=90, what="a replacement pod"))[0]["metadata"]["name"]
-    assert await kubelet.run_pod_init_containers(namespace, again, timeout=120) == {"stash-init": 0}
-    assert "nothing to do" in kubelet.containers(namespace, again)["stash-init"].logs()
+    await helpers.until(
+        lambda: init_exit_codes(get(kubectl, "pod", again, "-n", namespace)),
+        timeout=120,
+        what="the replacement's init-container finished",
+    )
+    assert init_exit_codes(get(kubectl, "pod", again, "-n", namespace)) == {"stash-init": 0}
+    assert "nothing to do" in kubectl("logs", "-n", namespace, again, "-c", "stash-init").stdout
     assert manifest(volume) == before
     after = get(kubectl, "restoresession", RESTORE, "-n", namespace)["status"]
     assert after["stats"] == status["stats"]

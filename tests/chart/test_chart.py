@@ -1,8 +1,9 @@
 """The Helm chart: lint, rendering, the values schema, pins, RBAC against rbac.py, and a real install.
 
-The cluster tests render the chart, apply it to the local control plane (server-side dry run, then for
-real), and let the process kubelet run the operator's pod exactly as the chart's Deployment specifies it
-(command, args, env, and a token of the chart's ServiceAccount), so the ClusterRoles are what is tested.
+The cluster tests render the chart, apply it to the local cluster (server-side dry run, then for real),
+and its real node runs the operator's and the Pushgateway's pods from the images built here, exactly as
+the chart's Deployments specify them (probes, the chart's ServiceAccount's own token), so the
+ClusterRoles are what is tested.
 
 helm is the pinned one (``tools.ensure("helm")``, built once from the Go module proxy at ``versions.HELM``),
 its cache, config and data folders kept in a temporary folder so tests never touch ``~/.config/helm``.
@@ -12,15 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import tomllib
 import urllib.request
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,6 @@ from stashlet.api.backupconfiguration import BackupConfiguration
 from stashlet.api.restoresession import RestoreSession
 from stashlet.localcluster import tools
 from stashlet.localcluster.controlplane import ControlPlane
-from stashlet.localcluster.kubelet import ProcessKubelet
 from stashlet.operator import cli, kubedump_rbac, rbac, restore_rbac, settings
 from stashlet.operator.workloads import WORKLOAD_KINDS
 
@@ -152,31 +150,6 @@ class AsyncKubectl:
 def akubectl(control_plane: ControlPlane) -> AsyncKubectl:
     """Async kubectl as the admin."""
     return AsyncKubectl(control_plane)
-
-
-@pytest.fixture
-async def kubelet(control_plane: ControlPlane) -> AsyncIterator[ProcessKubelet]:
-    """The process kubelet, with the pinned Pushgateway standing in for image ``prom/pushgateway``.
-
-    ``stashlet-operator`` is found on the pods' PATH in this venv's ``bin`` (the operator image's
-    ``/venv/bin``). Its state folder is under /var/tmp, not pytest's /tmp: the chart mounts an emptyDir
-    on the operator's /tmp, which in the process kubelet's mount namespace would hide volume sources
-    kept under /tmp (a real kubelet keeps them in /var/lib/kubelet).
-    """
-    state = Path(tempfile.mkdtemp(prefix="stashlet-chart-kubelet-", dir="/var/tmp"))
-    node = ProcessKubelet(
-        control_plane,
-        state,
-        node_name=f"chart-{uuid.uuid4().hex[:8]}",
-        extra_path=[VENV_BIN],
-        entrypoints={"prom/pushgateway": [str(tools.ensure("pushgateway"))]},
-    )
-    try:
-        await node.start()
-        yield node
-    finally:
-        await node.close()
-        shutil.rmtree(state, ignore_errors=True)
 
 
 @pytest.fixture
@@ -752,17 +725,17 @@ def http_get(url: str) -> str:
 async def test_chart_installs_and_its_operator_reconciles_a_configuration_to_ready(
     helm: Helm,
     akubectl: AsyncKubectl,
-    kubelet: ProcessKubelet,
     control_plane: ControlPlane,
     namespace: str,
     app_namespace: str,
     cluster_scoped_cleanup: Callable[[str], None],
+    tmp_path: Path,
 ) -> None:
     """The rendered chart passes a server-side dry run (nothing made) and applies for real in a fresh
-    namespace; the operator's pod, run exactly as the chart's Deployment says (command, args, env, the
-    chart's ServiceAccount's own token), starts and the Deployment becomes available; the Pushgateway pod
-    (the pinned binary for prom/pushgateway) serves /-/ready, and the operator's probes' /readyz and
-    /healthz answer on the health port. The operator then takes a valid
+    namespace; the real node runs the operator's pod from the operator image as the chart's Deployment
+    says (the chart's ServiceAccount's own token) and the Deployment becomes available through its
+    probes; the Pushgateway pod (the pinned build as image prom/pushgateway) serves /-/ready, and the
+    operator's /readyz and /healthz answer on the health port. The operator then takes a valid
     BackupConfiguration (Secret with RESTIC_PASSWORD, local-backend Repository, Deployment) to phase Ready:
     it injected the chart's agent image with the chart's Pushgateway URL, made the trigger CronJob with the
     chart's operator image, and granted Roles, so the ClusterRoles suffice (no request was forbidden).
@@ -776,23 +749,34 @@ async def test_chart_installs_and_its_operator_reconciles_a_configuration_to_rea
     operator_spec = container(find(objects, "Deployment", f"{release}-operator"), "operator")
 
     selector = f"app.kubernetes.io/instance={release},app.kubernetes.io/component="
-    [operator_pod] = await kubelet.wait_for_pods(namespace, selector + "operator", timeout=60)
-    [pushgateway_pod] = await kubelet.wait_for_pods(namespace, selector + "pushgateway", timeout=60)
+
+    async def one_pod(component: str) -> Obj | None:
+        pods = (await akubectl.json("get", "pods", "-n", namespace, "-l", selector + component))["items"]
+        return pods[0] if len(pods) == 1 else None
+
+    operator_pod = await eventually(lambda: one_pod("operator"), "the operator's pod")
+    pushgateway_pod = await eventually(lambda: one_pod("pushgateway"), "the Pushgateway's pod")
     assert operator_pod["spec"]["serviceAccountName"] == f"{release}-operator"
     assert container({"spec": {"template": operator_pod}}, "operator")["args"] == operator_spec["args"]
-    operator = (await kubelet.run_pod(namespace, operator_pod["metadata"]["name"]))["operator"]
+    operator_name = operator_pod["metadata"]["name"]
 
     def operator_log() -> str:
-        return operator.log_path.read_text(errors="replace")
+        result = control_plane.kubectl("logs", "-n", namespace, operator_name, "-c", "operator", check=False)
+        return result.stdout + result.stderr
 
-    await kubelet.run_pod(namespace, pushgateway_pod["metadata"]["name"])
+    async def operator_restarts() -> int:
+        pod = await akubectl.get("pod", operator_name, namespace)
+        statuses = ((pod or {}).get("status") or {}).get("containerStatuses") or [{}]
+        return int(statuses[0].get("restartCount", 0))
 
     async def available() -> bool:
         deployment = await akubectl.get("deployment", f"{release}-operator", namespace)
         return bool(deployment and deployment.get("status", {}).get("availableReplicas") == 1)
 
     await eventually(available, "the operator Deployment to be available", log=operator_log)
-    pod_ip = kubelet.pod_ip(namespace, pushgateway_pod["metadata"]["name"])
+    pod_ip = (await akubectl.get("pod", pushgateway_pod["metadata"]["name"], namespace) or {})["status"][
+        "podIP"
+    ]
 
     async def pushgateway_ready() -> bool:
         try:
@@ -801,7 +785,7 @@ async def test_chart_installs_and_its_operator_reconciles_a_configuration_to_rea
             return False
 
     await eventually(pushgateway_ready, "the Pushgateway pod's /-/ready")
-    operator_ip = kubelet.pod_ip(namespace, operator_pod["metadata"]["name"])
+    operator_ip = (await akubectl.get("pod", operator_name, namespace) or {})["status"]["podIP"]
 
     async def operator_ready() -> bool:
         try:
@@ -830,7 +814,7 @@ async def test_chart_installs_and_its_operator_reconciles_a_configuration_to_rea
                 "metadata": {"name": "local-repo", "namespace": app},
                 "spec": {
                     "backend": {
-                        "local": {"mountPath": "/safe/data", "hostPath": {"path": "/data/stash-test/repo"}},
+                        "local": {"mountPath": "/safe/data", "hostPath": {"path": str(tmp_path / "repo")}},
                         "storageSecretName": "local-secret",
                     }
                 },
@@ -879,8 +863,8 @@ async def test_chart_installs_and_its_operator_reconciles_a_configuration_to_rea
     async def ready() -> Obj | None:
         bc = await akubectl.get("backupconfiguration", "web-backup", app)
         status = (bc or {}).get("status") or {}
-        if operator.returncode is not None:
-            pytest.fail(f"the operator exited with {operator.returncode}:\n{operator_log()[-4000:]}")
+        if await operator_restarts():
+            pytest.fail(f"the operator's container restarted:\n{operator_log()[-4000:]}")
         return bc if status.get("phase") == "Ready" else None
 
     await eventually(ready, "BackupConfiguration web-backup to be Ready", within=90, log=operator_log)
@@ -909,7 +893,7 @@ async def test_chart_installs_and_its_operator_reconciles_a_configuration_to_rea
     workload = await akubectl.get("deployment", "web", app)
     assert workload is not None
     assert [c["name"] for c in workload["spec"]["template"]["spec"]["containers"]] == ["web"]
-    assert operator.returncode is None, operator_log()[-4000:]
+    assert await operator_restarts() == 0, operator_log()[-4000:]
 
 
 @pytest.mark.cluster
@@ -928,7 +912,7 @@ async def test_operator_may_bind_the_kubedump_role_and_no_other_it_lacks(
     elsewhere; a RoleBinding to cluster-admin (rights the operator lacks) is forbidden."""
     release = f"stashlet-{namespace[2:]}"
     cluster_scoped_cleanup(release)
-    await apply_release(helm, akubectl, release, namespace)
+    await apply_release(helm, akubectl, release, namespace, "--set", f"watchNamespaces={{{app_namespace}}}")
     operator = token_kubeconfig(
         control_plane, namespace, f"{release}-operator", tmp_path / "operator.kubeconfig"
     )

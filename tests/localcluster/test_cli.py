@@ -1,4 +1,8 @@
-"""The `stashlet-cluster` command: a real control plane brought up and down, and its clear errors."""
+"""The `stashlet-cluster` command: a real control plane brought up and down, and its clear errors.
+
+The session's own cluster holds this machine's one real node, so the up/down cycles here run the
+control plane alone (``--no-node``); the node's own checks (one node per machine, no root) are below.
+"""
 
 import json
 import os
@@ -10,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from stashlet.localcluster import tools
+from stashlet.localcluster.cluster import LocalCluster
 from stashlet.localcluster.processes import port_open
 
 pytestmark = pytest.mark.cluster
@@ -38,7 +43,7 @@ def test_up_and_down_twice_leaks_nothing(tmp_path: Path) -> None:
     """Two up/down cycles in one folder: each serves the API and CRDs, and down leaves no process or port."""
     directory = tmp_path / "cluster"
     for _ in range(2):
-        up = cli("--dir", str(directory), "up")
+        up = cli("--dir", str(directory), "up", "--no-node")
         assert up.returncode == 0, up.stderr
         state = json.loads((directory / "state.json").read_text())
         assert set(state["pids"]) == {"etcd", "kube-apiserver", "kube-controller-manager"}
@@ -63,7 +68,7 @@ def test_up_reports_a_taken_port(tmp_path: Path) -> None:
         sock.bind(("127.0.0.1", 0))
         sock.listen()
         port = sock.getsockname()[1]
-        up = cli("--dir", str(tmp_path / "c"), "up", "--port", str(port))
+        up = cli("--dir", str(tmp_path / "c"), "up", "--no-node", "--port", str(port))
     assert up.returncode == 1
     assert f"port {port} for kube-apiserver on 127.0.0.1 is already in use" in up.stderr
     assert not (tmp_path / "c" / "state.json").exists()
@@ -74,7 +79,9 @@ def test_up_reports_a_missing_binary(tmp_path: Path) -> None:
     assets = tmp_path / "assets"
     assets.mkdir()
     os.symlink(tools.ensure("etcd"), assets / "etcd")
-    up = cli("--dir", str(tmp_path / "c"), "up", env={**os.environ, "KUBEBUILDER_ASSETS": str(assets)})
+    up = cli(
+        "--dir", str(tmp_path / "c"), "up", "--no-node", env={**os.environ, "KUBEBUILDER_ASSETS": str(assets)}
+    )
     assert up.returncode == 1
     assert f"KUBEBUILDER_ASSETS={assets} has no executable 'kube-apiserver'" in up.stderr
 
@@ -97,3 +104,42 @@ def test_down_without_a_cluster_says_so(tmp_path: Path) -> None:
     down = cli("--dir", str(tmp_path / "none"), "down")
     assert down.returncode == 0
     assert "no cluster" in down.stderr
+
+
+def test_a_second_node_is_refused_in_one_line_and_nothing_is_set_up(
+    local_cluster: LocalCluster, tmp_path: Path
+) -> None:
+    """While the session's node runs, `up` of another cluster with a node fails at once with one line
+    naming the running node and what to do, and leaves no folder, process or interface behind."""
+    if local_cluster.node is None:
+        pytest.fail(f"this check needs the session's real node: {local_cluster.node_unavailable}")
+    links_before = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True).stdout
+    up = cli("--dir", str(tmp_path / "second"), "up")
+    assert up.returncode == 1
+    lines = up.stderr.strip().splitlines()
+    assert len(lines) == 1, up.stderr
+    assert "a real node already runs on this machine" in lines[0]
+    assert str(local_cluster.directory) in lines[0]
+    assert "stashlet-cluster down" in lines[0]
+    assert not (tmp_path / "second").exists()
+    assert (
+        subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True).stdout
+        == links_before
+    )
+
+
+def test_without_root_the_node_says_what_is_missing_and_what_still_runs(tmp_path: Path) -> None:
+    """As an unprivileged user, `up` says in one line that a real node needs root and that the control
+    plane alone still runs, instead of a stack trace; nothing is created."""
+    env = {**os.environ, "STASHLET_CACHE": str(tmp_path / "cache")}
+    up = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+         sys.executable, "-m", "stashlet.localcluster.cli", "--dir", str(tmp_path / "c"), "up"],
+        capture_output=True, text=True, timeout=60, env=env, check=False,
+    )  # fmt: skip
+    assert up.returncode == 1, up.stderr
+    assert up.stderr.strip().splitlines() == [
+        "stashlet-cluster: a real node needs root (containerd, kubelet, iptables); "
+        "the control plane alone still runs: `stashlet-cluster up --no-node`"
+    ]
+    assert not (tmp_path / "c").exists()

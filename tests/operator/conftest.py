@@ -2,7 +2,7 @@
 
 The cluster fixtures run the operator in-process (``Controller`` as an asyncio task) with the admin's
 credentials, as the one component that legitimately has broad rights, watching only the test's own
-namespaces. Pods the tests run (the trigger Job's pod) go through the process kubelet with the pod's own
+namespaces. Pods (the trigger Job's, the injected workloads') run on the session's real node with their own
 service-account token, never as the admin.
 """
 
@@ -30,7 +30,6 @@ from stashlet.kube.client import new_api_client
 from stashlet.kube.watch import WatchSettings
 from stashlet.localcluster import tools
 from stashlet.localcluster.controlplane import ControlPlane
-from stashlet.localcluster.kubelet import ProcessKubelet
 from stashlet.operator.controller import Controller
 from stashlet.operator.settings import OperatorSettings
 
@@ -247,6 +246,24 @@ class Kubectl:
         out = await self("get", resource, name, "-n", namespace, "-o", "json", "--ignore-not-found")
         return json.loads(out) if out.strip() else None
 
+    async def finished_pod(
+        self, namespace: str, selector: str, *, not_named: tuple[str, ...] = (), within: float = 150
+    ) -> dict[str, Any]:
+        """Wait until the real node has run a pod matching ``selector`` (not one of ``not_named``) to
+        its end; return it."""
+
+        async def probe() -> dict[str, Any] | None:
+            for pod in await self.items("pods", namespace, "-l", selector):
+                finished = pod["status"].get("phase") in ("Succeeded", "Failed")
+                if finished and pod["metadata"]["name"] not in not_named:
+                    return pod
+            return None
+
+        found: dict[str, Any] = await eventually(
+            probe, timeout=within, interval=0.5, what=f"a finished pod {selector}"
+        )
+        return found
+
     async def events(self, namespace: str, name: str) -> list[dict[str, Any]]:
         """The core/v1 events about the object called ``name``."""
         return await self.items("events", namespace, f"--field-selector=involvedObject.name={name}")
@@ -343,17 +360,6 @@ async def operator(api: client.ApiClient, akubectl: Kubectl, namespace: str) -> 
         yield runner
     finally:
         await runner.stop()
-
-
-@pytest.fixture
-async def kubelet(control_plane: ControlPlane, tmp_path: Path) -> AsyncIterator[ProcessKubelet]:
-    """The process kubelet: runs chosen pods' containers as local processes with their own identity."""
-    process_kubelet = ProcessKubelet(control_plane, tmp_path / "kubelet")
-    await process_kubelet.start()
-    try:
-        yield process_kubelet
-    finally:
-        await process_kubelet.close()
 
 
 @pytest.fixture

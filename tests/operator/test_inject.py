@@ -89,6 +89,22 @@ def test_container_runtime_settings_apply(make: Any, repo: Repository) -> None:
     assert "fieldRef" in env["POD_NAME"]["valueFrom"]  # the downward API wins
 
 
+def test_sidecar_reads_as_root_unless_the_configuration_sets_a_security_context(
+    bc: BackupConfiguration, repo: Repository, make: Any
+) -> None:
+    """The sidecar reads the workload's files whatever their owners (a provisioned volume is 0750 root):
+    it runs as root by default, and ``runtimeSettings.container.securityContext`` replaces that whole."""
+    sidecar = inject.build_injection(bc, "Deployment", "stash-demo", repo, SETTINGS).container
+    assert sidecar["securityContext"] == {"runAsUser": 0, "runAsGroup": 0}
+    own = {"runAsUser": 1000, "runAsNonRoot": True}
+    custom = BackupConfiguration.from_dict(
+        make.backup_configuration(runtimeSettings={"container": {"securityContext": own}})
+    )
+    assert inject.build_injection(custom, "Deployment", "stash-demo", repo, SETTINGS).container[
+        "securityContext"
+    ] == own
+
+
 def test_operator_default_resources_apply_unless_the_configuration_sets_its_own(
     bc: BackupConfiguration, repo: Repository, make: Any
 ) -> None:

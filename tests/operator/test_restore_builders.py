@@ -200,7 +200,8 @@ def init_of(workload: dict[str, Any]) -> dict[str, Any]:
 
 def test_init_container_runs_restore_first_with_writable_mounts(repo: Repository, make: Any) -> None:
     """``stash-init`` comes before any other init-container, runs ``stashlet-agent restore`` with the
-    contract's args and downward env, mounts the target writable and its own tmp dir."""
+    contract's args and downward env, as root (it sets the restored files' owners back), mounts the
+    target writable and its own tmp dir."""
     rs = restore_session(
         tempDir={"medium": "Memory", "sizeLimit": "1Gi"},
         runtimeSettings={
@@ -234,6 +235,7 @@ def test_init_container_runs_restore_first_with_writable_mounts(repo: Repository
     assert init["env"][:4] == agent_contract.downward_env()
     assert {"name": "EXTRA", "value": "1"} in init["env"]
     assert init["resources"] == {"limits": {}}
+    assert init["securityContext"] == {"runAsUser": 0, "runAsGroup": 0}  # it restores owners
     assert init["volumeMounts"] == [
         {"name": "source-data", "mountPath": "/source/data"},
         {"name": names.INIT_TMP_VOLUME, "mountPath": names.TMP_MOUNT_PATH},

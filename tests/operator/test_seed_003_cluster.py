@@ -1,8 +1,8 @@
 """Seed 003 (pause backup) on the real control plane, kube-controller-manager firing the CronJob.
 
 The seed's manifests are applied as written (moved to the test's namespace, the schedule ``*/1`` so the
-test does not wait five minutes). The trigger Job's pod runs through the process kubelet with its own
-service account, as a kubelet would run it.
+test does not wait five minutes). The trigger Job's pod runs on the real node from the operator image,
+with its own service account.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 
 from stashlet.api import agent_contract, names
-from stashlet.localcluster.kubelet import ProcessKubelet
 
 pytestmark = pytest.mark.cluster
 
@@ -34,7 +33,7 @@ async def _apply_seed(akubectl: Any, make: Any, namespace: str, schedule: str) -
 
 
 async def test_seed_003_ready_injected_fired_paused_and_deleted(
-    operator: Any, akubectl: Any, make: Any, namespace: str, kubelet: ProcessKubelet
+    operator: Any, akubectl: Any, make: Any, namespace: str
 ) -> None:
     """The whole seed: Ready with the sidecar once; the CronJob fires and its trigger creates a labelled
     BackupSession; paused, the next firing records "Backup Skipped" and creates nothing; deleting the
@@ -82,11 +81,11 @@ async def test_seed_003_ready_injected_fired_paused_and_deleted(
 
     # kube-controller-manager fires the CronJob; the trigger runs as the trigger's service account.
     selector = f"{names.LABEL_BACKUP_CONFIGURATION}=pause-backup"
-    [pod] = await kubelet.wait_for_pods(namespace, selector, timeout=90)
+    pod = await akubectl.finished_pod(namespace, selector)
     job_name = pod["metadata"]["labels"]["batch.kubernetes.io/job-name"]
     assert pod["spec"]["serviceAccountName"] == "stashlet-trigger"
-    result = await kubelet.run_to_completion(namespace, pod["metadata"]["name"], timeout=60)
-    assert result.exit_codes == {"trigger": 0}, result
+    logs = await akubectl("logs", "-n", namespace, pod["metadata"]["name"], "-c", "trigger")
+    assert pod["status"]["phase"] == "Succeeded", logs
     unix = int(job_name.rsplit("-", 1)[1]) * 60
     session = await akubectl.get("backupsession", namespace, f"pause-backup-{unix}")
     assert session is not None
@@ -103,10 +102,8 @@ async def test_seed_003_ready_injected_fired_paused_and_deleted(
     await akubectl("patch", "backupconfiguration", "pause-backup", "-n", namespace, "--type=merge",
                    "-p", '{"spec": {"paused": true}}')  # fmt: skip
     await akubectl.wait_phase(namespace, "pause-backup", "Ready")
-    [next_pod] = await kubelet.wait_for_pods(namespace, selector, timeout=90)
-    assert next_pod["metadata"]["name"] != pod["metadata"]["name"]
-    result = await kubelet.run_to_completion(namespace, next_pod["metadata"]["name"], timeout=60)
-    assert result.exit_codes == {"trigger": 0}, result
+    next_pod = await akubectl.finished_pod(namespace, selector, not_named=(pod["metadata"]["name"],))
+    assert next_pod["status"]["phase"] == "Succeeded"
     skipped = [e for e in await akubectl.events(namespace, "pause-backup") if e["reason"] == "Backup Skipped"]
     assert len(skipped) == 1
     assert skipped[0]["type"] == "Normal"

@@ -9,7 +9,8 @@ from typing import Final
 GO_TOOLCHAIN_MIN: Final = "1.25"
 
 KUBERNETES: Final = "v1.35.4"
-"""kube-apiserver, kube-controller-manager and kubectl for the local control plane."""
+"""The local cluster's Kubernetes: kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, and
+the node's kubelet and kube-proxy."""
 
 KUBERNETES_STAGING: Final = "v0.35.4"
 """The k8s.io/* staging modules published with KUBERNETES."""
@@ -25,3 +26,7 @@ RESTIC_MIN: Final = (0, 17, 0)
 RESTIC_REST_SERVER: Final = "v0.14.0"
 PUSHGATEWAY: Final = "v1.11.1"
 HELM: Final = "v3.19.0"
+COREDNS: Final = "v1.15.0"
+"""The cluster DNS the local node runs (Service names resolve from pods)."""
+CRICTL: Final = "v1.34.0"
+"""The CRI client the local node uses to remove its pod sandboxes when it stops."""

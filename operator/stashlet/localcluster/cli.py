@@ -1,7 +1,9 @@
 """``stashlet-cluster``: a real local control plane for trying stashlet and for its tests.
 
 stashlet-cluster install-tools      build the pinned binaries into the cache (once)
-stashlet-cluster up                 start etcd, kube-apiserver, kube-controller-manager; install CRDs
+stashlet-cluster up                 start the control plane and a real node (containerd, kubelet,
+                                    kube-proxy, kube-scheduler, CoreDNS); install the CRDs
+stashlet-cluster up --no-node       the control plane alone (etcd, kube-apiserver, controller manager)
 stashlet-cluster env                print `export KUBECONFIG=...` for the running cluster
 stashlet-cluster kubectl ARGS...    run the pinned kubectl against it
 stashlet-cluster down               stop it and remove its folder
@@ -19,8 +21,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from stashlet.localcluster import tools
-from stashlet.localcluster.controlplane import ClusterState, ControlPlane, stop_recorded
+from stashlet.localcluster.cluster import LocalCluster, teardown
+from stashlet.localcluster.controlplane import ClusterState
 from stashlet.localcluster.demo import main as demo_main
+from stashlet.localcluster.node import NodeUnavailable
 from stashlet.localcluster.processes import PortTakenError
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -45,7 +49,8 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--port", type=int, help="kube-apiserver port (default: a free one)")
     up.add_argument("--crds", type=Path, default=DEFAULT_CRDS, help="folder of CRDs to install")
     up.add_argument("--no-controller-manager", action="store_true")
-    sub.add_parser("down", help="stop the control plane and remove its folder")
+    up.add_argument("--no-node", action="store_true", help="the control plane alone, no real node")
+    sub.add_parser("down", help="stop the cluster, undo the node's host changes, remove its folder")
     sub.add_parser("env", help="print shell exports for the running control plane")
     sub.add_parser("status", help="say whether the control plane runs")
     demo = sub.add_parser("demo", help="the seed walk-through on an embedded control plane")
@@ -61,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     directory = args.dir.resolve() if args.dir else cluster_dir(args.name)
     try:
         return _dispatch(args, directory)
-    except (tools.ToolError, PortTakenError, TimeoutError, RuntimeError) as exc:
+    except (tools.ToolError, PortTakenError, TimeoutError, RuntimeError, NodeUnavailable) as exc:
         print(f"stashlet-cluster: {exc}", file=sys.stderr)
         return 1
 
@@ -82,11 +87,14 @@ def _dispatch(args: argparse.Namespace, directory: Path) -> int:
                 file=sys.stderr,
             )
             return 1
-        plane = ControlPlane(
-            directory, controller_manager=not args.no_controller_manager, tie_to_parent=False
+        cluster = LocalCluster(
+            directory,
+            node=not args.no_node,
+            controller_manager=not args.no_controller_manager,
+            tie_to_parent=False,
         )
-        state = plane.start(apiserver_port=args.port, crds=args.crds if args.crds.is_dir() else None)
-        print(f"control plane up: {state.server}")
+        state = cluster.up(apiserver_port=args.port, crds=args.crds if args.crds.is_dir() else None)
+        print(f"{'cluster with a real node' if state.node else 'control plane'} up: {state.server}")
         print(f"  kubeconfig: {state.kubeconfig}")
         print(f"  processes: {', '.join(f'{n} ({p})' for n, p in state.pids.items())}")
         print(f"  logs: {directory / 'logs'}")
@@ -96,9 +104,11 @@ def _dispatch(args: argparse.Namespace, directory: Path) -> int:
         if not (directory / "state.json").exists():
             print(f"stashlet-cluster: no cluster {args.name!r} to stop", file=sys.stderr)
             return 0
-        stopped = stop_recorded(directory)
+        done = teardown(directory, [])
         shutil.rmtree(directory, ignore_errors=True)
-        print(f"stopped {', '.join(stopped) or 'nothing (it was not running)'}; removed {directory}")
+        for line in done:
+            print(f"  {line}")
+        print(f"{'stopped' if done else 'nothing was running'}; removed {directory}")
         return 0
     recorded = _state_or_none(directory)
     if args.command == "status":

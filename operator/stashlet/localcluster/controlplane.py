@@ -23,6 +23,12 @@ from stashlet.localcluster.processes import ManagedProcess, check_port_free, fre
 
 ADMIN_USER = "stashlet-admin"
 KCM_USER = "system:kube-controller-manager"
+NODE_USERS: dict[str, str | None] = {
+    "kubelet": "system:nodes",
+    "kube-scheduler": None,
+    "kube-proxy": None,
+}
+"""The node's components, by the name of their kubeconfig; their users are in :func:`node_user`."""
 SERVICE_CIDR = "10.0.0.0/24"
 SA_ISSUER = "https://kubernetes.default.svc.cluster.local"
 STATE_FILE = "state.json"
@@ -54,6 +60,7 @@ class ClusterState:
     kubeconfig: str
     ports: Ports
     pids: dict[str, int] = field(default_factory=dict)
+    node: bool = False
 
     def save(self) -> None:
         """Write state.json into the cluster folder."""
@@ -94,16 +101,34 @@ def _kubeconfig(server: str, pki: pki_mod.Pki, user: str) -> str:
     )
 
 
+def node_user(component: str, node_name: str) -> str:
+    """The user name a node component authenticates as (RBAC's and the Node authorizer's names)."""
+    return f"system:node:{node_name}" if component == "kubelet" else f"system:{component}"
+
+
 class ControlPlane:
-    """Start and stop etcd, kube-apiserver and kube-controller-manager in one folder."""
+    """Start and stop etcd, kube-apiserver and kube-controller-manager in one folder.
+
+    With ``node_name`` the API server listens on ``address`` (an address pods reach, not loopback),
+    authorizes kubelets with the Node authorizer, reaches them for logs, exec and port-forward, and
+    the controller manager runs the node-lifecycle controller and the host-path volume provisioner.
+    """
 
     def __init__(
-        self, directory: Path, *, controller_manager: bool = True, tie_to_parent: bool = True
+        self,
+        directory: Path,
+        *,
+        controller_manager: bool = True,
+        tie_to_parent: bool = True,
+        address: str = "127.0.0.1",
+        node_name: str | None = None,
     ) -> None:
         """Prepare (nothing starts until :meth:`start`)."""
         self.directory = directory
         self.controller_manager = controller_manager
         self.tie_to_parent = tie_to_parent
+        self.address = address
+        self.node_name = node_name
         self.processes: list[ManagedProcess] = []
         self.state: ClusterState | None = None
         self._argv: dict[str, list[str]] = {}
@@ -118,22 +143,42 @@ class ControlPlane:
         """The control plane's certificates and keys."""
         return pki_mod.Pki(self.directory / "pki")
 
+    def component_kubeconfig(self, component: str) -> Path:
+        """The kubeconfig of a node component (``kubelet``, ``kube-scheduler``, ``kube-proxy``)."""
+        return self.directory / f"{component}.kubeconfig"
+
     def start(
-        self, *, apiserver_port: int | None = None, crds: Path | None = None, timeout: float = 90
+        self,
+        *,
+        apiserver_port: int | None = None,
+        crds: Path | None = None,
+        timeout: float = 90,
+        fresh: bool = True,
     ) -> ClusterState:
-        """Start everything, wait until the API server is ready, then install ``crds`` if given."""
+        """Start everything, wait until the API server is ready, then install ``crds`` if given.
+
+        ``fresh`` empties the folder first (a caller that already prepared it passes False).
+        """
         binaries = {
             b: tools.ensure(b) for b in ("etcd", "kube-apiserver", "kube-controller-manager", "kubectl")
         }
         ports = Ports.pick(apiserver_port)
-        if self.directory.exists():
+        if fresh and self.directory.exists():
             shutil.rmtree(self.directory)
-        self.directory.mkdir(parents=True)
-        pki = pki_mod.create(self.pki.directory, {ADMIN_USER: "system:masters", KCM_USER: None})
-        server = f"https://127.0.0.1:{ports.apiserver}"
+        self.directory.mkdir(parents=True, exist_ok=True)
+        users: dict[str, str | None] = {ADMIN_USER: "system:masters", KCM_USER: None}
+        if self.node_name:
+            users |= {node_user(c, self.node_name): group for c, group in NODE_USERS.items()}
+        pki = pki_mod.create(self.pki.directory, users, extra_ips=[self.address])
+        server = f"https://{self.address}:{ports.apiserver}"
         self.kubeconfig.write_text(_kubeconfig(server, pki, ADMIN_USER))
         kcm_kubeconfig = self.directory / "kcm.kubeconfig"
         kcm_kubeconfig.write_text(_kubeconfig(server, pki, KCM_USER))
+        if self.node_name:
+            for component in NODE_USERS:
+                self.component_kubeconfig(component).write_text(
+                    _kubeconfig(server, pki, node_user(component, self.node_name))
+                )
         self.state = ClusterState(str(self.directory), server, str(self.kubeconfig), ports)
         logs = self.directory / "logs"
         try:
@@ -170,8 +215,8 @@ class ControlPlane:
                 [
                     str(binaries["kube-apiserver"]),
                     f"--etcd-servers=http://127.0.0.1:{ports.etcd_client}",
-                    "--bind-address=127.0.0.1",
-                    "--advertise-address=127.0.0.1",
+                    f"--bind-address={self.address}",
+                    f"--advertise-address={self.address}",
                     f"--secure-port={ports.apiserver}",
                     f"--cert-dir={self.directory / 'apiserver'}",
                     f"--tls-cert-file={pki.serving_cert}",
@@ -181,10 +226,10 @@ class ControlPlane:
                     f"--service-account-issuer={SA_ISSUER}",
                     f"--service-account-key-file={pki.sa_pub}",
                     f"--service-account-signing-key-file={pki.sa_key}",
-                    "--authorization-mode=RBAC",
                     "--allow-privileged=true",
                     "--enable-priority-and-fairness=false",
                     "--event-ttl=1h",
+                    *self._node_apiserver_flags(pki),
                 ],
                 logs,
             )
@@ -210,8 +255,7 @@ class ControlPlane:
                         f"--root-ca-file={pki.ca_cert}",
                         "--use-service-account-credentials=true",
                         "--leader-elect=false",
-                        "--controllers=*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-service-lb-controller,"
-                        "-persistentvolume-binder,-persistentvolume-expander,-attachdetach,-route",
+                        *self._node_kcm_flags(),
                     ],
                     logs,
                 )
@@ -230,6 +274,31 @@ class ControlPlane:
             raise
         self.state.save()
         return self.state
+
+    def _node_apiserver_flags(self, pki: pki_mod.Pki) -> list[str]:
+        if not self.node_name:
+            return ["--authorization-mode=RBAC"]
+        return [
+            "--authorization-mode=Node,RBAC",
+            "--enable-admission-plugins=NodeRestriction",
+            "--kubelet-preferred-address-types=InternalIP,Hostname",
+            f"--kubelet-client-certificate={pki.client_cert(ADMIN_USER)}",
+            f"--kubelet-client-key={pki.client_key(ADMIN_USER)}",
+        ]
+
+    def _node_kcm_flags(self) -> list[str]:
+        if not self.node_name:
+            return [
+                "--controllers=*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-service-lb-controller,"
+                "-persistentvolume-binder,-persistentvolume-expander,-attachdetach,-route"
+            ]
+        # A node: its lifecycle controller lifts the not-ready taint, the PV binder and the host-path
+        # provisioner give PersistentVolumeClaims their volumes.
+        return [
+            "--controllers=*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-route",
+            "--enable-hostpath-provisioner=true",
+            "--node-monitor-grace-period=20s",
+        ]
 
     def _spawn(self, name: str, argv: list[str], logs: Path) -> ManagedProcess:
         process = ManagedProcess.start(name, argv, logs / f"{name}.log", tie_to_parent=self.tie_to_parent)
@@ -289,27 +358,6 @@ class ControlPlane:
         for process in reversed(self.processes):
             process.stop()
         self.processes.clear()
-
-
-def stop_recorded(directory: Path) -> list[str]:
-    """Stop the processes a previous ``up`` recorded in ``directory``; return the names stopped."""
-    state = ClusterState.load(directory)
-    stopped = []
-    for name, pid in reversed(list(state.pids.items())):
-        process = ManagedProcess(name=name, pid=pid, log=directory / "logs" / f"{name}.log")
-        if process.alive() and _is_ours(pid, directory):
-            process.stop()
-            stopped.append(name)
-    return stopped
-
-
-def _is_ours(pid: int, directory: Path) -> bool:
-    """True when ``pid`` still runs a command line that names our folder (no pid reuse accidents)."""
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-    except OSError:
-        return False
-    return str(directory) in cmdline
 
 
 def _ssl_context(pki: pki_mod.Pki) -> ssl.SSLContext:

@@ -1,12 +1,12 @@
-"""The main job: seeds 003 and 004 walked through on an embedded control plane, every part real.
+"""The main job: seeds 003 and 004 walked through on a local cluster with a real node, every part real.
 
-It starts etcd, kube-apiserver and kube-controller-manager, a Pushgateway and a restic REST server
-(standing in for the seed's GCS bucket, which cannot run here), the operator as a process, and the
-process kubelet that runs the pods' containers (the busybox writer and the injected ``stash``
-sidecar) as they are written. Then, as the seeds do: create the demo Deployment and objects, take a
-backup (an instant one, through a sidecar's ``POST /backup``), show ``kubectl get backupsession`` and
-``curl`` of the sidecar's ``/status``, pause and show the skipped session, resume, wipe the volume,
-restore it through a RestoreSession and show the files are back. Everything stops at the end.
+It starts a local cluster (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, and a real node:
+containerd, kubelet, kube-proxy, CoreDNS) running stashlet's own images, installs stashlet with its Helm
+chart (the operator and a Pushgateway), and runs a restic REST server pod (standing in for the seed's
+GCS bucket, which cannot run here). Then, as the seeds do: create the demo Deployment and objects, take a
+backup, show ``kubectl get backupsession``, the pods on the node and ``curl`` of the sidecar's
+``/status``, pause and show the skipped session, resume, wipe the volume, restore it through a
+RestoreSession and show the files are back. Everything stops at the end and the host is left as found.
 
 ``--kubeconfig`` uses the cluster in ``$KUBECONFIG`` instead: the CRDs and the seed objects are
 applied and shown there (the operator and agents must then be installed with the Helm chart).
@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -31,14 +30,15 @@ from typing import Any
 import yaml
 
 from stashlet.api import names
-from stashlet.localcluster import tools
-from stashlet.localcluster.controlplane import ControlPlane, http_ok, wait_for_default_service_account
-from stashlet.localcluster.kubelet import ProcessKubelet
-from stashlet.localcluster.processes import ManagedProcess, free_port, port_open, wait_until
+from stashlet.localcluster import nodeobjects, tools
+from stashlet.localcluster.cluster import LocalCluster
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 EXAMPLES = REPO_ROOT / "examples" / "pause-backup"
-CRDS = REPO_ROOT / "charts" / "stashlet" / "crds"
+CHART = REPO_ROOT / "charts" / "stashlet"
+CRDS = CHART / "crds"
+BACKENDS = "backends"
+REST_URL = f"http://rest-server.{BACKENDS}.svc.cluster.local:{nodeobjects.REST_SERVER_PORT}"
 NAMESPACE = "demo"
 CRD_PLURALS = (
     names.REPOSITORIES,
@@ -132,138 +132,60 @@ def curl(url: str, method: str = "GET") -> str:
 
 
 class Walkthrough:
-    """The embedded demo: servers, operator, kubelet, and the seeds' steps."""
+    """The embedded demo: a local cluster with a real node, stashlet from its chart, the seeds' steps."""
 
     def __init__(self, work: Path) -> None:
         """Work in ``work`` (a temporary folder)."""
         self.work = work
-        self.plane = ControlPlane(work / "cluster")
-        self.processes: list[ManagedProcess] = []
-        self.kubelet: ProcessKubelet | None = None
-        self.started_pods: set[str] = set()
-        self.host = ""
-        self.ports: dict[str, int] = {}
-
-    def _serve(self, name: str, argv: list[str], ready: Callable[[], bool]) -> None:
-        process = ManagedProcess.start(name, argv, self.work / "logs" / f"{name}.log")
-        self.processes.append(process)
-        wait_until(ready, timeout=60, what=name, process=process)
+        self.cluster = LocalCluster(work / "cluster")
 
     async def run(self) -> None:
         """All steps, then a clean stop."""
-        runner: asyncio.Task[None] | None = None
         try:
-            kubectl, kubelet = await self._start()
-            runner = asyncio.create_task(self._run_new_pods(kubectl, kubelet), name="kubelet-loop")
-            await self._backup_steps(kubectl, kubelet)
-            await self._restore_steps(kubectl, kubelet)
+            kubectl = self._start()
+            await self._backup_steps(kubectl)
+            await self._restore_steps(kubectl)
         finally:
-            step("stopping everything")
-            if runner is not None:
-                runner.cancel()
-            if self.kubelet is not None:
-                await self.kubelet.close()
-            for process in reversed(self.processes):
-                process.stop()
-            self.plane.stop()
+            step("stopping everything and undoing the node's host changes")
+            for line in self.cluster.down():
+                note(line)
 
-    async def _start(self) -> tuple[Kubectl, ProcessKubelet]:
-        step("starting an embedded control plane: etcd, kube-apiserver, kube-controller-manager")
+    def _start(self) -> Kubectl:
+        step("a local cluster: the control plane and a real node (containerd, kubelet, kube-proxy, CoreDNS)")
         started = time.monotonic()
-        state = self.plane.start(crds=CRDS)
-        wait_for_default_service_account(self.plane)
+        state = self.cluster.up(crds=CRDS)
         note(f"up in {time.monotonic() - started:.1f}s at {state.server}")
-        kubectl = Kubectl(self.plane.kubeconfig)
+        kubectl = Kubectl(self.cluster.kubeconfig)
+        kubectl("get", "nodes", "-o", "wide")
         kubectl("get", "crd", *(f"{plural}.{names.GROUP}" for plural in CRD_PLURALS))
 
-        step("starting a Pushgateway, a restic REST server (for the seed's GCS bucket), the process kubelet")
-        gateway, rest = free_port(), free_port()
-        self.ports = {"pushgateway": gateway, "rest": rest}
-        self._serve(
-            "pushgateway",
-            [str(tools.ensure("pushgateway")), f"--web.listen-address=127.0.0.1:{gateway}"],
-            lambda: http_ok(f"http://127.0.0.1:{gateway}/-/ready"),
-        )
-        (self.work / "rest").mkdir()
-        self._serve(
-            "rest-server",
-            [
-                str(tools.ensure("rest-server")),
-                "--path",
-                str(self.work / "rest"),
-                "--listen",
-                f"127.0.0.1:{rest}",
-                "--no-auth",
-            ],
-            lambda: port_open(rest),
-        )
-        restic = tools.ensure("restic")
-        venv_bin = Path(sys.executable).parent
-        self.kubelet = kubelet = ProcessKubelet(
-            self.plane,
-            self.work / "kubelet",
-            node_name="demo-node",
-            extra_path=[venv_bin, restic.parent],
-            extra_env={"STASHLET_RESTIC": str(restic)},
-        )
-        await kubelet.start()
-        self.host = kubelet.expose_loopback_port(gateway)
-        kubelet.expose_loopback_port(rest)
-        note(
-            f"pods reach the Pushgateway at http://{self.host}:{gateway}, the REST server at "
-            f"http://{self.host}:{rest}"
-        )
+        step("helm install stashlet (the operator and a Pushgateway, from the images built here)")
+        helm = [str(tools.ensure("helm")), f"--kubeconfig={self.cluster.kubeconfig}"]
+        command = ["install", "stashlet", str(CHART), "-n", "stashlet-system", "--create-namespace"]
+        print(f"\n$ helm {' '.join(command)} --wait", flush=True)
+        subprocess.run([*helm, *command, "--skip-crds", "--wait", "--timeout=180s"], check=True, timeout=240)
 
-        step("starting the operator (stashlet-operator run)")
-        self.processes.append(
-            ManagedProcess.start(
-                "stashlet-operator",
-                [
-                    str(venv_bin / "stashlet-operator"),
-                    "run",
-                    f"--namespaces={NAMESPACE}",
-                    f"--pushgateway-url=http://{self.host}:{gateway}",
-                    "--resync-seconds=30",
-                ],
-                self.work / "logs" / "operator.log",
-                env={**os.environ, "KUBECONFIG": str(self.plane.kubeconfig)},
-            )
-        )
-        return kubectl, kubelet
+        step("a restic REST server pod, standing in for the seed's GCS bucket")
+        kubectl("apply", "-f", "-", input_obj=nodeobjects.rest_server(BACKENDS))
+        kubectl("rollout", "status", "-n", BACKENDS, "deployment/rest-server", "--timeout=120s")
+        return kubectl
 
-    async def _run_new_pods(self, kubectl: Kubectl, kubelet: ProcessKubelet) -> None:
-        """Play the kubelet: start every pod of the demo Deployment as it appears (as a node would)."""
-        while True:
-            items = await asyncio.to_thread(kubectl.json, "pods", "-n", NAMESPACE, "-l", "app=stash-demo")
-            for pod in items["items"]:
-                name = pod["metadata"]["name"]
-                if name in self.started_pods or pod["metadata"].get("deletionTimestamp"):
-                    continue
-                self.started_pods.add(name)
-                try:
-                    await kubelet.run_pod(NAMESPACE, name)
-                except Exception as exc:  # a node reports a pod it cannot run and goes on with the rest
-                    note(f"pod {name} could not start: {exc}")
-            await asyncio.sleep(1.0)
-
-    async def _backup_steps(self, kubectl: Kubectl, kubelet: ProcessKubelet) -> None:
+    async def _backup_steps(self, kubectl: Kubectl) -> None:
         step(
             "seed 003: the demo namespace, the Deployment writing sample data, Secret, Repository, "
             "BackupConfiguration"
         )
         kubectl("create", "namespace", NAMESPACE)
-        wait_for_default_service_account(self.plane, NAMESPACE)
         kubectl("apply", "-f", str(EXAMPLES / "deployment.yaml"))
         await until(lambda: self._running(kubectl) >= 3, "the three busybox replicas to run")
-        data = kubelet.pvc_path(NAMESPACE, "source-pvc")
-        await until((data / "data.txt").is_file, "busybox to write /source/data/data.txt")
-        note(f"data.txt: {(data / 'data.txt').read_text().strip()}")
+        pod = self._pods(kubectl)[0]
+        note(f"data.txt: {self._exec(kubectl, pod, 'cat /source/data/data.txt').strip()}")
         secret = load("secret.yaml")[0]
         secret["stringData"] = {"RESTIC_PASSWORD": "changeit"}
         kubectl("apply", "-f", "-", input_obj=secret)
         repository = load("repository.yaml")[0]
         repository["spec"]["backend"] = {
-            "rest": {"url": f"http://{self.host}:{self.ports['rest']}/sample-data"},
+            "rest": {"url": f"{REST_URL}/sample-data"},
             "storageSecretName": "gcs-secret",
         }
         note("the Repository gcs-repo is applied with a REST-server backend instead of GCS")
@@ -281,21 +203,14 @@ class Walkthrough:
         kubectl("get", "backupconfiguration", "-n", NAMESPACE)
         kubectl("get", "cronjob", "-n", NAMESPACE)
 
-        step("the operator injected the stash sidecar: a rollout, each new pod's containers run")
-        await until(lambda: self._running(kubectl, injected=True) >= 3, "three running pods with the sidecar")
-        kubectl(
-            "get",
-            "pods",
-            "-n",
-            NAMESPACE,
-            "-o",
-            "custom-columns=NAME:.metadata.name,"
-            "CONTAINERS:.spec.containers[*].name,PHASE:.status.phase,IP:.status.podIP",
+        step("the operator injected the stash sidecar: the Deployment rolls out on the node")
+        await until(lambda: self._running(kubectl, injected=True) >= 3, "three ready pods with the sidecar")
+        kubectl("get", "pods", "-A", "-o", "wide")
+        pod = self._pods(kubectl, injected=True)[0]
+        self._exec(
+            kubectl, pod, f"echo written by the demo at {time.strftime('%H:%M:%S')} > /source/data/report.txt"
         )
-        (data / "report.txt").write_text(
-            f"written by the demo at {time.strftime('%H:%M:%S')}, before the backup\n"
-        )
-        note(f"and report.txt: {(data / 'report.txt').read_text().strip()}")
+        note(f"and report.txt: {self._exec(kubectl, pod, 'cat /source/data/report.txt').strip()}")
 
         step("take a backup now: a BackupSession, as the CronJob would make it")
         session = f"pause-backup-{int(time.time())}"
@@ -321,7 +236,8 @@ class Walkthrough:
             },
         )
         leader = await until(lambda: self._lease_holder(kubectl), "a sidecar to hold the Lease")
-        status_url = f"http://{kubelet.pod_ip(NAMESPACE, leader)}:{names.DEFAULT_STATUS_PORT}"
+        ip = kubectl.json("pod", leader, "-n", NAMESPACE)["status"]["podIP"]
+        status_url = f"http://{ip}:{names.DEFAULT_STATUS_PORT}"
         await until(lambda: self._phase(kubectl, session) in ("Succeeded", "Failed"), f"{session} to finish")
         if self._phase(kubectl, session) == "Failed":
             status = kubectl.json("backupsession", session, "-n", NAMESPACE)["status"]
@@ -363,15 +279,11 @@ class Walkthrough:
         )
         kubectl("get", "backupconfiguration", "-n", NAMESPACE)
 
-    async def _restore_steps(self, kubectl: Kubectl, kubelet: ProcessKubelet) -> None:
+    async def _restore_steps(self, kubectl: Kubectl) -> None:
         step("seed 004: wipe the volume, then restore it through a RestoreSession")
-        data = kubelet.pvc_path(NAMESPACE, "source-pvc")
-        for child in data.iterdir():
-            if child.is_dir() and not child.is_symlink():
-                shutil.rmtree(child)
-            else:
-                child.unlink()
-        note(f"the volume holds {sorted(p.name for p in data.iterdir())}")
+        pod = self._pods(kubectl, injected=True)[0]
+        self._exec(kubectl, pod, "rm -rf /source/data/* && ls -A /source/data")
+        note(f"the volume holds {self._exec(kubectl, pod, 'ls -A /source/data').split()}")
         kubectl("apply", "-f", str(EXAMPLES / "restoresession.yaml"))
         await until(
             lambda: (
@@ -386,18 +298,29 @@ class Walkthrough:
         status = kubectl.json("restoresession", "deployment-restore", "-n", NAMESPACE)["status"]
         if status.get("phase") != "Succeeded":
             raise RuntimeError(f"the restore failed: {json.dumps(status, indent=2)}")
-        note(f"report.txt is back: {(data / 'report.txt').read_text().strip()!r}")
+        await until(lambda: self._running(kubectl, injected=True) >= 3, "the restored pods to run")
+        pod = self._pods(kubectl, injected=True)[0]
+        note(f"report.txt is back: {self._exec(kubectl, pod, 'cat /source/data/report.txt').strip()!r}")
 
-    def _running(self, kubectl: Kubectl, *, injected: bool = False) -> int:
-        """How many pods of the demo Deployment run (with ``injected``: those with the sidecar)."""
+    def _exec(self, kubectl: Kubectl, pod: str, script: str) -> str:
+        return kubectl("exec", "-n", NAMESPACE, pod, "-c", "busybox", "--", "sh", "-c", script, show=False)
+
+    def _pods(self, kubectl: Kubectl, *, injected: bool = False) -> list[str]:
+        """The ready pods of the demo Deployment (with ``injected``: those with the sidecar)."""
         items = kubectl.json("pods", "-n", NAMESPACE, "-l", "app=stash-demo")["items"]
-        return sum(
-            1
+        return [
+            p["metadata"]["name"]
             for p in items
             if not p["metadata"].get("deletionTimestamp")
-            and p.get("status", {}).get("phase") == "Running"
+            and any(
+                c.get("type") == "Ready" and c.get("status") == "True"
+                for c in p["status"].get("conditions") or []
+            )
             and (not injected or any(c["name"] == names.SIDECAR_CONTAINER for c in p["spec"]["containers"]))
-        )
+        ]
+
+    def _running(self, kubectl: Kubectl, *, injected: bool = False) -> int:
+        return len(self._pods(kubectl, injected=injected))
 
     def _lease_holder(self, kubectl: Kubectl) -> str | None:
         try:

@@ -125,8 +125,13 @@ def _sign(
     return builder.sign(issuer_key, hashes.SHA256())
 
 
-def create(directory: Path, client_users: dict[str, str | None]) -> Pki:
-    """Create a fresh PKI in ``directory``; ``client_users`` maps user name to group (or None)."""
+def create(
+    directory: Path, client_users: dict[str, str | None], *, extra_ips: list[str] | None = None
+) -> Pki:
+    """Create a fresh PKI in ``directory``; ``client_users`` maps user name to group (or None).
+
+    The API server's certificate covers loopback, the ``kubernetes`` Service and ``extra_ips``.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     pki = Pki(directory)
     ca_key = ec.generate_private_key(ec.SECP256R1())
@@ -145,6 +150,7 @@ def create(directory: Path, client_users: dict[str, str | None]) -> Pki:
         x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
         x509.IPAddress(ipaddress.ip_address("10.0.0.1")),
     ]
+    sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in extra_ips or [] if ip != "127.0.0.1"]
     serving = _sign(
         _name("kube-apiserver"),
         serving_key,

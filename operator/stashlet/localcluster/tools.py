@@ -41,6 +41,8 @@ class Tool:
     """Import paths of its main packages, one per binary, in the order of ``binaries``."""
     envtest: bool = False
     """True when KUBEBUILDER_ASSETS may provide these binaries."""
+    ldflags: tuple[str, ...] = ()
+    """Extra ``-X`` settings, e.g. the version Kubernetes binaries report (else ``v0.0.0-master``)."""
 
     @property
     def folder(self) -> str:
@@ -54,17 +56,39 @@ class Tool:
         return self.version if self.version.startswith("v") else f"v{self.version}"
 
 
+def _kubernetes_version_ldflags(version: str) -> tuple[str, ...]:
+    major, minor = version.lstrip("v").split(".")[:2]
+    base = "k8s.io/component-base/version"
+    return (
+        f"-X {base}.gitVersion={version}",
+        f"-X {base}.gitMajor={major}",
+        f"-X {base}.gitMinor={minor}",
+        f"-X {base}.gitTreeState=clean",
+    )
+
+
 KUBERNETES = Tool(
     name="kubernetes",
     version=versions.KUBERNETES,
-    binaries=("kube-apiserver", "kube-controller-manager", "kubectl"),
+    binaries=(
+        "kube-apiserver",
+        "kube-controller-manager",
+        "kubectl",
+        "kube-scheduler",
+        "kubelet",
+        "kube-proxy",
+    ),
     module="k8s.io/kubernetes",
     packages=(
         "k8s.io/kubernetes/cmd/kube-apiserver",
         "k8s.io/kubernetes/cmd/kube-controller-manager",
         "k8s.io/kubernetes/cmd/kubectl",
+        "k8s.io/kubernetes/cmd/kube-scheduler",
+        "k8s.io/kubernetes/cmd/kubelet",
+        "k8s.io/kubernetes/cmd/kube-proxy",
     ),
     envtest=True,
+    ldflags=_kubernetes_version_ldflags(versions.KUBERNETES),
 )
 ETCD = Tool(
     name="etcd",
@@ -95,6 +119,20 @@ PUSHGATEWAY = Tool(
     module="github.com/prometheus/pushgateway",
     packages=("github.com/prometheus/pushgateway",),
 )
+COREDNS = Tool(
+    name="coredns",
+    version=versions.COREDNS,
+    binaries=("coredns",),
+    module="github.com/coredns/coredns",
+    packages=("github.com/coredns/coredns",),
+)
+CRICTL = Tool(
+    name="crictl",
+    version=versions.CRICTL,
+    binaries=("crictl",),
+    module="sigs.k8s.io/cri-tools",
+    packages=("sigs.k8s.io/cri-tools/cmd/crictl",),
+)
 HELM = Tool(
     name="helm",
     version=versions.HELM,
@@ -103,7 +141,9 @@ HELM = Tool(
     packages=("helm.sh/helm/v3/cmd/helm",),
 )
 
-ALL_TOOLS: tuple[Tool, ...] = (KUBERNETES, ETCD, RESTIC, REST_SERVER, PUSHGATEWAY, HELM)
+ALL_TOOLS: tuple[Tool, ...] = (KUBERNETES, ETCD, RESTIC, REST_SERVER, PUSHGATEWAY, COREDNS, CRICTL, HELM)
+ENVTEST_BINARIES = frozenset({"etcd", "kube-apiserver", "kubectl"})
+"""What an envtest ``KUBEBUILDER_ASSETS`` folder holds; the rest of Kubernetes is built when it lacks them."""
 BY_BINARY: dict[str, Tool] = {binary: tool for tool in ALL_TOOLS for binary in tool.binaries}
 
 
@@ -127,7 +167,7 @@ def find(binary: str) -> Path | None:
         candidate = Path(assets) / binary
         if candidate.is_file() and os.access(candidate, os.X_OK):
             return candidate
-        if binary != "kube-controller-manager":
+        if binary in ENVTEST_BINARIES:
             # envtest ships etcd, kube-apiserver and kubectl; when the user points us at assets, a
             # missing one is their mistake to hear about, not something to paper over with a build.
             raise ToolError(
@@ -236,7 +276,10 @@ def _build_in_shim_module(go: str, tool: Tool, workdir: Path, out: Path, env: di
     _run([go, "mod", "tidy"], cwd=workdir, env=env)
     # One package: name the binary ourselves (go would call go.etcd.io/etcd/server/v3 "server").
     target = str(out / tool.binaries[0]) if len(tool.packages) == 1 else str(out) + "/"
-    _run([go, "build", "-trimpath", "-ldflags=-s -w", "-o", target, *tool.packages], cwd=workdir, env=env)
+    ldflags = " ".join(("-s", "-w", *tool.ldflags))
+    _run(
+        [go, "build", "-trimpath", f"-ldflags={ldflags}", "-o", target, *tool.packages], cwd=workdir, env=env
+    )
 
 
 def _sub_module_version(tool: Tool) -> str:

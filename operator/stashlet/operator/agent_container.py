@@ -74,3 +74,17 @@ def injection_hash(container: Mapping[str, Any], volumes: Iterable[Mapping[str, 
         {"container": container, "volumes": list(volumes)}, sort_keys=True, separators=(",", ":")
     )
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+DATA_ACCESS_SECURITY_CONTEXT: dict[str, Any] = {"runAsUser": 0, "runAsGroup": 0}
+"""How the sidecar and ``stash-init`` run unless ``runtimeSettings.container.securityContext`` says
+otherwise: as root, as Stash runs them, because they read and restore the workload's files whatever
+their owners and modes (a provisioned volume is typically ``0750 root``; a restore must set owners back).
+The agent image's own user (non-root) is for the kubedump Job, which reads only the API."""
+
+
+def default_security_context(container: dict[str, Any]) -> None:
+    """Give a data-touching agent container :data:`DATA_ACCESS_SECURITY_CONTEXT` unless the object's
+    runtimeSettings gave it a securityContext of its own."""
+    if container.get("securityContext") is None:
+        container["securityContext"] = copy.deepcopy(DATA_ACCESS_SECURITY_CONTEXT)

@@ -28,6 +28,7 @@ from stashlet.operator.agent_container import (
     agent_env,
     copy_fields,
     default_resources,
+    default_security_context,
     empty_dir,
     injection_hash,
     local_backend,
@@ -116,6 +117,7 @@ def build_init_injection(
     }
     copy_fields(container, runtime, _RUNTIME_FIELDS)
     default_resources(container, settings.agent_resources)
+    default_security_context(container)
     return InitInjection(
         container=container,
         volumes=tuple(volumes),

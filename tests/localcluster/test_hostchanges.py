@@ -1,0 +1,86 @@
+"""Undoing a node's iptables changes, on the real iptables of a network namespace made for the test."""
+
+import json
+import subprocess
+import sys
+import textwrap
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from stashlet.localcluster.hostchanges import _parse
+
+
+@pytest.fixture
+def netns() -> Iterator[str]:
+    """A fresh network namespace (its own iptables), deleted afterwards."""
+    name = f"stashlet-test-{uuid.uuid4().hex[:8]}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "delete", name], check=False)
+
+
+def in_netns(netns: str, script: str) -> str:
+    result = subprocess.run(
+        ["ip", "netns", "exec", netns, sys.executable, "-c", textwrap.dedent(script)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def rules(dump: str) -> str:
+    return "\n".join(line for line in dump.splitlines() if not line.startswith("#"))
+
+
+def test_undo_removes_what_was_added_and_keeps_what_was_there(netns: str) -> None:
+    """Rules and chains added after the record (in two tables, with quoted comments, jumping to new
+    chains) are all removed; a chain and rule that existed before the record stay as they were."""
+    out = in_netns(
+        netns,
+        """
+        import json, subprocess
+        from stashlet.localcluster.hostchanges import _run, _undo_iptables
+
+        def ipt(*args):
+            subprocess.run(["iptables", *args], check=True)
+
+        ipt("-N", "OLD-CHAIN")
+        ipt("-A", "INPUT", "-j", "OLD-CHAIN", "-m", "comment", "--comment", "was here first")
+        before = _run(["iptables-save"], check=True)
+        ipt("-t", "nat", "-N", "KUBE-SERVICES")
+        ipt("-t", "nat", "-A", "PREROUTING", "-m", "comment", "--comment", "kubernetes service portals",
+            "-j", "KUBE-SERVICES")
+        ipt("-N", "KUBE-FIREWALL")
+        ipt("-A", "KUBE-FIREWALL", "-d", "127.0.0.0/8", "-j", "DROP")
+        ipt("-A", "INPUT", "-j", "KUBE-FIREWALL")
+        ipt("-A", "OLD-CHAIN", "-j", "RETURN")
+        during = _run(["iptables-save"], check=True)
+        done = _undo_iptables("iptables", before)
+        after = _run(["iptables-save"])
+        print(json.dumps({"before": before, "during": during, "after": after, "done": done}))
+        """,
+    )
+    result = json.loads(out)
+    assert rules(result["during"]) != rules(result["before"])
+    assert rules(result["after"]) == rules(result["before"])
+    assert "OLD-CHAIN" in _parse(result["after"])[1]["filter"]
+    assert any("-X KUBE-SERVICES" in line for line in result["done"])
+    assert any("-X KUBE-FIREWALL" in line for line in result["done"])
+
+
+def test_parse_reads_rules_and_user_chains_by_table() -> None:
+    """An iptables-save dump: rules by table, and the user chains (not the built-in ones with a policy)."""
+    dump = (
+        "*filter\n:INPUT ACCEPT [0:0]\n:KUBE-X - [0:0]\n-A INPUT -j KUBE-X\nCOMMIT\n"
+        "*nat\n:POSTROUTING ACCEPT [0:0]\nCOMMIT\n"
+    )
+    found_rules, chains = _parse(dump)
+    assert found_rules == {"filter": ["-A INPUT -j KUBE-X"], "nat": []}
+    assert chains == {"filter": ["KUBE-X"], "nat": []}
