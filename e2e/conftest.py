@@ -220,32 +220,26 @@ def port_forwarder(node: LocalCluster) -> Callable[[str, str, int], contextlib.A
 
     @contextlib.contextmanager
     def forward(namespace: str, pod: str, port: int) -> Iterator[int]:
-        process = subprocess.Popen(
-            [
-                str(tools.ensure("kubectl")),
-                f"--kubeconfig={node.kubeconfig}",
-                "port-forward",
-                "-n",
-                namespace,
-                f"pod/{pod}",
-                f":{port}",
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            assert process.stdout is not None
-            line = process.stdout.readline()
-            match = re.search(r"127\.0\.0\.1:(\d+) -> ", line)
-            if match is None:
-                pytest.fail(
-                    f"kubectl port-forward said {line!r}: {process.stderr.read() if process.stderr else ''}"
-                )
-            yield int(match.group(1))
-        finally:
-            process.terminate()
-            process.wait(timeout=10)
+        argv = [
+            str(tools.ensure("kubectl")),
+            f"--kubeconfig={node.kubeconfig}",
+            "port-forward",
+            "-n",
+            namespace,
+        ]
+        with subprocess.Popen(
+            [*argv, f"pod/{pod}", f":{port}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        ) as process:
+            try:
+                assert process.stdout is not None
+                line = process.stdout.readline()
+                match = re.search(r"127\.0\.0\.1:(\d+) -> ", line)
+                if match is None:
+                    pytest.fail(f"kubectl port-forward said {line!r}")
+                yield int(match.group(1))
+            finally:
+                process.terminate()
+                process.communicate(timeout=10)
 
     return forward
 

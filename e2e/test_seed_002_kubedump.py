@@ -28,26 +28,6 @@ pytestmark = [pytest.mark.cluster, pytest.mark.restic]
 
 PASSWORD = "kubedump-e2e-password"
 BC = "resources-backup"
-READ_ALL_ROLE = "stashlet-kubedump"
-"""The operator's default ``--kubedump-cluster-role`` (the Helm chart makes it)."""
-
-
-@pytest.fixture
-def read_all_role(kubectl: Callable[..., Any]) -> Iterator[str]:
-    """The read-only ClusterRole the chart installs for kubedump Jobs."""
-    kubectl(
-        "apply",
-        "-f",
-        "-",
-        input_obj={
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRole",
-            "metadata": {"name": READ_ALL_ROLE},
-            "rules": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["get", "list", "watch"]}],
-        },
-    )
-    yield READ_ALL_ROLE
-    kubectl("delete", "clusterrole", READ_ALL_ROLE, "--ignore-not-found", check=False)
 
 
 @pytest.fixture
@@ -82,7 +62,16 @@ def app_namespace(kubectl: Callable[..., Any]) -> Iterator[str]:
                     "selector": {"matchLabels": labels},
                     "template": {
                         "metadata": {"labels": labels},
-                        "spec": {"containers": [{"name": "web", "image": "nginx:1.27"}]},
+                        "spec": {
+                            "containers": [
+                                {
+                                    "name": "web",
+                                    "image": "busybox",
+                                    "imagePullPolicy": "IfNotPresent",
+                                    "command": ["sleep", "3600"],
+                                }
+                            ]
+                        },
                     },
                 },
             },
@@ -159,7 +148,6 @@ async def test_seed_002_each_session_runs_as_a_job_for_namespace_application_and
     kubectl: Any,
     namespace: str,
     app_namespace: str,
-    read_all_role: str,
     operator_for: Any,
     rest_server: str,
     rest_backend: Any,
@@ -172,7 +160,8 @@ async def test_seed_002_each_session_runs_as_a_job_for_namespace_application_and
     Deployment with its ReplicaSet (includeDependants), the cluster; the label selector narrows the dump;
     deleting the configuration removes the read access it was granted."""
     get = helpers.get
-    operator_for(f"{namespace},{app_namespace}")
+    install = operator_for(f"{namespace},{app_namespace}")
+    read_all_role = f"{install.release}-kubedump"  # the chart's read-only ClusterRole for kubedump Jobs
     kubectl("apply", "-f", "-", input_obj=storage(namespace, rest_server))
     host_url = f"{rest_backend.host_url}/{namespace}"
     dump = "/stash-tmp/kubedump"
@@ -279,10 +268,10 @@ async def test_seed_002_each_session_runs_as_a_job_for_namespace_application_and
     # The whole cluster: a ClusterRoleBinding replaces the namespace's RoleBinding.
     files = await back_up(None, {}, 4)
     assert f"{dump}/cluster/core/v1/Namespace/{namespace}.yaml" in files
-    assert f"{dump}/cluster/rbac.authorization.k8s.io/v1/ClusterRole/{READ_ALL_ROLE}.yaml" in files
+    assert f"{dump}/cluster/rbac.authorization.k8s.io/v1/ClusterRole/{read_all_role}.yaml" in files
     assert f"{base}/core/v1/ConfigMap/web-config.yaml" in files
     binding = f"stashlet-kubedump-read-{namespace}-{BC}"
-    assert get(kubectl, "clusterrolebinding", binding)["roleRef"]["name"] == READ_ALL_ROLE
+    assert get(kubectl, "clusterrolebinding", binding)["roleRef"]["name"] == read_all_role
     assert not kubectl(
         "get", "rolebinding", binding, "-n", app_namespace, "--ignore-not-found"
     ).stdout.strip()

@@ -58,6 +58,7 @@ def objects(namespace: str, rest_url: str) -> list[dict[str, Any]]:
                             {
                                 "name": "busybox",
                                 "image": "busybox",
+                                "imagePullPolicy": "IfNotPresent",
                                 "command": ["/bin/sh", "-c"],
                                 "args": ["sleep 3000"],
                                 "volumeMounts": [{"mountPath": "/source/data", "name": "source-data"}],

@@ -125,7 +125,16 @@ def app_objects(namespace: str) -> list[dict[str, Any]]:
                 "selector": {"matchLabels": labels},
                 "template": {
                     "metadata": {"labels": labels},
-                    "spec": {"containers": [{"name": "web", "image": "nginx:1.27"}]},
+                    "spec": {
+                        "containers": [
+                            {
+                                "name": "web",
+                                "image": "busybox",
+                                "imagePullPolicy": "IfNotPresent",
+                                "command": ["sleep", "3600"],
+                            }
+                        ]
+                    },
                 },
             },
         },

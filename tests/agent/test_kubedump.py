@@ -132,7 +132,12 @@ def app_objects(namespace: str) -> list[dict[str, Any]]:
                     "metadata": {"labels": labels},
                     "spec": {
                         "containers": [
-                            {"name": "web", "image": "nginx:1.27", "ports": [{"containerPort": 80}]}
+                            {
+                                "name": "web",
+                                "image": "busybox",
+                                "imagePullPolicy": "IfNotPresent",
+                                "ports": [{"containerPort": 80}],
+                            }
                         ]
                     },
                 },

@@ -152,7 +152,16 @@ class RestoreEnv:
             "selector": {"matchLabels": labels},
             "template": {
                 "metadata": {"labels": labels},
-                "spec": {"containers": [{"name": "app", "image": "busybox", "command": ["sleep", "3600"]}]},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "app",
+                            "image": "busybox",
+                            "imagePullPolicy": "IfNotPresent",
+                            "command": ["sleep", "3600"],
+                        }
+                    ]
+                },
             },
         }
         if kind == "StatefulSet":

@@ -125,7 +125,16 @@ class Setup:
         labels = {"app": "app"}
         template = {
             "metadata": {"labels": labels},
-            "spec": {"containers": [{"name": "app", "image": "busybox", "command": ["sleep", "3600"]}]},
+            "spec": {
+                "containers": [
+                    {
+                        "name": "app",
+                        "image": "busybox",
+                        "imagePullPolicy": "IfNotPresent",
+                        "command": ["sleep", "3600"],
+                    }
+                ]
+            },
         }
         spec: dict[str, Any] = {
             "replicas": self.replicas,

@@ -105,7 +105,7 @@ def find(objects: list[Obj], kind: str, name: str) -> Obj:
 
 
 class AsyncKubectl:
-    """The pinned kubectl as the admin, without blocking the event loop (the process kubelet shares it)."""
+    """The pinned kubectl as the admin, without blocking the event loop."""
 
     def __init__(self, plane: ControlPlane) -> None:
         self.argv = [str(tools.ensure("kubectl")), f"--kubeconfig={plane.kubeconfig}"]
@@ -751,7 +751,8 @@ async def test_chart_installs_and_its_operator_reconciles_a_configuration_to_rea
     selector = f"app.kubernetes.io/instance={release},app.kubernetes.io/component="
 
     async def one_pod(component: str) -> Obj | None:
-        pods = (await akubectl.json("get", "pods", "-n", namespace, "-l", selector + component))["items"]
+        out = await akubectl("get", "pods", "-n", namespace, "-l", selector + component, "-o", "json")
+        pods = json.loads(out.stdout)["items"]
         return pods[0] if len(pods) == 1 else None
 
     operator_pod = await eventually(lambda: one_pod("operator"), "the operator's pod")
@@ -833,6 +834,7 @@ async def test_chart_installs_and_its_operator_reconciles_a_configuration_to_rea
                                 {
                                     "name": "web",
                                     "image": "busybox",
+                                    "imagePullPolicy": "IfNotPresent",
                                     "command": ["sleep", "3600"],
                                     "volumeMounts": [{"name": "data", "mountPath": "/source/data"}],
                                 }

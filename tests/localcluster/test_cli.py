@@ -6,9 +6,11 @@ control plane alone (``--no-node``); the node's own checks (one node per machine
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -128,9 +130,11 @@ def test_a_second_node_is_refused_in_one_line_and_nothing_is_set_up(
     )
 
 
-def test_without_root_the_node_says_what_is_missing_and_what_still_runs(tmp_path: Path) -> None:
+def test_without_root_the_node_says_what_is_missing_and_what_still_runs() -> None:
     """As an unprivileged user, `up` says in one line that a real node needs root and that the control
     plane alone still runs, instead of a stack trace; nothing is created."""
+    tmp_path = Path(tempfile.mkdtemp(prefix="stashlet-nonroot-"))
+    tmp_path.chmod(0o777)  # the unprivileged user may look into it
     env = {**os.environ, "STASHLET_CACHE": str(tmp_path / "cache")}
     up = subprocess.run(
         ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
@@ -143,3 +147,22 @@ def test_without_root_the_node_says_what_is_missing_and_what_still_runs(tmp_path
         "the control plane alone still runs: `stashlet-cluster up --no-node`"
     ]
     assert not (tmp_path / "c").exists()
+    shutil.rmtree(tmp_path)
+
+
+def test_the_node_never_pulls_an_image_from_outside(local_cluster: LocalCluster) -> None:
+    """The node holds only the images built here: pulling any other fails at once against a loopback
+    address where nothing listens, so no registry outside this machine is ever asked."""
+    if local_cluster.node is None:
+        pytest.fail(f"this check needs the session's real node: {local_cluster.node_unavailable}")
+    crictl = tools.ensure("crictl")
+    endpoint = f"--runtime-endpoint=unix://{local_cluster.node.paths.socket}"
+    pulled = subprocess.run(
+        [str(crictl), endpoint, "pull", "docker.io/library/nginx:1.27"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert pulled.returncode != 0
+    assert "127.0.0.1:9" in pulled.stderr, pulled.stderr

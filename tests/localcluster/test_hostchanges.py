@@ -35,8 +35,11 @@ def in_netns(netns: str, script: str) -> str:
     return result.stdout
 
 
-def rules(dump: str) -> str:
-    return "\n".join(line for line in dump.splitlines() if not line.startswith("#"))
+def rules(dump: str) -> dict[str, tuple[list[str], list[str]]]:
+    """Rules and user chains by table, leaving out tables that hold neither (iptables-save lists a
+    table once it was used, even when it is empty again)."""
+    found_rules, chains = _parse(dump)
+    return {t: (found_rules[t], chains[t]) for t in found_rules if found_rules[t] or chains[t]}
 
 
 def test_undo_removes_what_was_added_and_keeps_what_was_there(netns: str) -> None:

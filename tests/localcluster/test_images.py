@@ -27,6 +27,8 @@ import yaml
 from stashlet.api import versions
 from stashlet.localcluster import images, tools
 
+pytestmark = pytest.mark.images
+
 CHECKOUT = Path(__file__).resolve().parents[2]
 NEEDS = ("buildah", "debootstrap", "containerd", "ctr", "runc", "go")
 SHELLS = ("sh", "bash", "dash", "ash", "busybox", "zsh")
@@ -37,7 +39,8 @@ def archives() -> dict[str, images.ImageArchive]:
     """Every image, built (or taken from the cache) once per session."""
     missing = [program for program in NEEDS if shutil.which(program) is None]
     if os.geteuid() != 0 or missing:
-        pytest.skip(f"building and running images needs root and {', '.join(NEEDS)}; missing: {missing}")
+        # Never skipped: a machine that cannot build the images cannot run the node either, and says so.
+        pytest.fail(f"building and running images needs root and {', '.join(NEEDS)}; missing: {missing}")
     return {archive.name: archive for archive in images.build_images(log=False)}
 
 
@@ -122,11 +125,11 @@ def containerd(
                     Path(leftover).rmdir()
 
 
-def _layers(archive: images.ImageArchive) -> Iterator[tarfile.TarInfo]:
-    """Every entry of every layer of a docker archive."""
+def _layers(archive: images.ImageArchive, *, skip: int = 0) -> Iterator[tarfile.TarInfo]:
+    """Every entry of every layer of a docker archive (after the first ``skip`` layers)."""
     with tarfile.open(archive.path) as outer:
         manifest = json.load(outer.extractfile("manifest.json"))  # type: ignore[arg-type]
-        for layer in manifest[0]["Layers"]:
+        for layer in manifest[0]["Layers"][skip:]:
             with tarfile.open(fileobj=outer.extractfile(layer)) as inner:
                 yield from inner.getmembers()
 
@@ -198,13 +201,21 @@ def test_every_image_is_built_into_an_archive(archives: dict[str, images.ImageAr
 
 
 def test_a_second_build_reuses_the_cache(archives: dict[str, images.ImageArchive]) -> None:
-    """With unchanged inputs nothing is rebuilt: same archives, untouched, in seconds."""
+    """With unchanged inputs nothing is rebuilt: the same archives, untouched, within seconds.
+
+    Sources edited meanwhile rebuild agent and operator under a new key; the other five cannot change.
+    """
     mtimes = {name: a.path.stat().st_mtime_ns for name, a in archives.items()}
     started = time.monotonic()
     again = {a.name: a for a in images.build_images(log=False)}
-    assert time.monotonic() - started < 30
-    assert again == archives
-    assert {name: a.path.stat().st_mtime_ns for name, a in again.items()} == mtimes
+    seconds = time.monotonic() - started
+    unchanged = [name for name in images.ALL_IMAGES if again[name].key == archives[name].key]
+    assert set(images.ALL_IMAGES) - set(unchanged) <= {images.AGENT_IMAGE, images.OPERATOR_IMAGE}
+    for name in unchanged:
+        assert again[name] == archives[name]
+        assert again[name].path.stat().st_mtime_ns == mtimes[name]
+    if len(unchanged) == len(images.ALL_IMAGES):
+        assert seconds < 10
 
 
 def test_loading_again_skips_what_containerd_holds(
@@ -238,7 +249,11 @@ def test_agent_image_runs_as_nonroot_without_a_shell(
     assert json.loads(proc.stdout) == [65532, 65532, []]
     names = {m.name.removeprefix("./") for m in _layers(archives[images.AGENT_IMAGE])}
     assert not {n for n in names if n.rsplit("/", 1)[-1] in SHELLS and "/bin/" in f"/{n}"}
-    assert not {n for n in names if n.startswith(("go/", "root/.cache"))}
+    # The build mounts the host's CA bundle and runs go and pip: none of it may reach a layer above
+    # the distroless base.
+    above_base = {m.name.removeprefix("./") for m in _layers(archives[images.AGENT_IMAGE], skip=1)}
+    build_only = ("go", "root", "etc/ssl", "usr/local/share/ca-certificates", "etc/pip.conf")
+    assert not {n for n in above_base if n.startswith(build_only)}
 
 
 def test_agent_image_ships_the_pinned_restic(containerd: Containerd) -> None:
@@ -381,11 +396,15 @@ def test_pause_runs_as_65535(archives: dict[str, images.ImageArchive]) -> None:
 
 
 def test_busybox_has_a_shell_and_nc(archives: dict[str, images.ImageArchive], containerd: Containerd) -> None:
-    """busybox: `sh -c` with redirection and sleep works, and nc is there (the probes use it)."""
+    """busybox: `sh -c` with redirection and sleep works, applets are in /bin (for exec without a shell),
+    and nc carries bytes over TCP (Debian's small nc: no -z; probes send nothing and check the exit)."""
     assert _config(archives, images.BUSYBOX_IMAGE)["Cmd"] == ["sh"]
-    script = "echo x > /tmp/f && cat /tmp/f && sleep 0 && command -v nc && nc 2>&1 | head -1"
+    script = (
+        "echo x > /tmp/f && cat /tmp/f && readlink /bin/nc && readlink /bin/sleep"
+        " && (nc -l -p 9999 > /tmp/got &) && sleep 1 && echo over-tcp | nc 127.0.0.1 9999 && sleep 1"
+        " && cat /tmp/got"
+    )
     proc = containerd.run(images.BUSYBOX_IMAGE, "/bin/sh", "-c", script, read_only=False)
     assert proc.returncode == 0, proc.stderr
-    lines = proc.stdout.splitlines()
-    assert lines[:2] == ["x", "/bin/nc"]
-    assert lines[2].startswith("BusyBox v")
+    assert proc.stdout.splitlines() == ["x", "busybox", "busybox", "over-tcp"]
+    assert containerd.run(images.BUSYBOX_IMAGE, "sleep", "0").returncode == 0

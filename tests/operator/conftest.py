@@ -89,6 +89,7 @@ def deployment(
                         {
                             "name": "busybox",
                             "image": "busybox",
+                            "imagePullPolicy": "IfNotPresent",
                             "command": ["sleep", "3000"],
                             "volumeMounts": [{"name": v, "mountPath": f"/source/{v}"} for v in volumes],
                         }

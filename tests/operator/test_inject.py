@@ -83,26 +83,30 @@ def test_container_runtime_settings_apply(make: Any, repo: Repository) -> None:
     bc = BackupConfiguration.from_dict(make.backup_configuration(runtimeSettings={"container": container}))
     sidecar = inject.build_injection(bc, "Deployment", "stash-demo", repo, SETTINGS).container
     assert sidecar["resources"] == container["resources"]
-    assert sidecar["securityContext"] == {"runAsUser": 1000}
+    assert sidecar["securityContext"] == {"runAsUser": 1000, "runAsGroup": 0}
     env = {e["name"]: e for e in sidecar["env"]}
     assert env["EXTRA"] == {"name": "EXTRA", "value": "1"}
     assert "fieldRef" in env["POD_NAME"]["valueFrom"]  # the downward API wins
 
 
-def test_sidecar_reads_as_root_unless_the_configuration_sets_a_security_context(
+def test_sidecar_reads_as_root_and_the_configuration_security_context_is_laid_over_it(
     bc: BackupConfiguration, repo: Repository, make: Any
 ) -> None:
     """The sidecar reads the workload's files whatever their owners (a provisioned volume is 0750 root):
-    it runs as root by default, and ``runtimeSettings.container.securityContext`` replaces that whole."""
+    it runs as root by default, and the fields of ``runtimeSettings.container.securityContext`` are laid
+    over that default."""
     sidecar = inject.build_injection(bc, "Deployment", "stash-demo", repo, SETTINGS).container
     assert sidecar["securityContext"] == {"runAsUser": 0, "runAsGroup": 0}
-    own = {"runAsUser": 1000, "runAsNonRoot": True}
+    own = {"runAsUser": 1000, "runAsNonRoot": True, "readOnlyRootFilesystem": True}
     custom = BackupConfiguration.from_dict(
         make.backup_configuration(runtimeSettings={"container": {"securityContext": own}})
     )
-    assert inject.build_injection(custom, "Deployment", "stash-demo", repo, SETTINGS).container[
-        "securityContext"
-    ] == own
+    assert (
+        inject.build_injection(custom, "Deployment", "stash-demo", repo, SETTINGS).container[
+            "securityContext"
+        ]
+        == {**own, "runAsGroup": 0}
+    )
 
 
 def test_operator_default_resources_apply_unless_the_configuration_sets_its_own(

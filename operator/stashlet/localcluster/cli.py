@@ -66,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     directory = args.dir.resolve() if args.dir else cluster_dir(args.name)
     try:
         return _dispatch(args, directory)
-    except (tools.ToolError, PortTakenError, TimeoutError, RuntimeError, NodeUnavailable) as exc:
+    except (tools.ToolError, PortTakenError, TimeoutError, RuntimeError, NodeUnavailable, OSError) as exc:
         print(f"stashlet-cluster: {exc}", file=sys.stderr)
         return 1
 

@@ -105,7 +105,6 @@ class HostRecord:
                 done.append(f"removed {path}")
         return done
 
-
     def leftovers(self) -> list[str]:
         """What still differs from the record (empty once :meth:`undo` did its work): one line each."""
         found: list[str] = []

@@ -99,6 +99,11 @@ class NodePaths:
         return self.root / "kubelet"
 
     @property
+    def registry_hosts(self) -> Path:
+        """containerd's registry host configuration (every registry sent nowhere)."""
+        return self.root / "registry-hosts"
+
+    @property
     def cni_conf(self) -> Path:
         """The CNI configuration folder containerd reads."""
         return self.root / "cni" / "net.d"
@@ -220,7 +225,10 @@ class Node:
         paths = self.paths
         for folder in (paths.containerd_root, paths.containerd_state, paths.kubelet_root, paths.cni_conf):
             folder.mkdir(parents=True, exist_ok=True)
-        (paths.root / "containerd.toml").write_text(containerd_config(paths, sandbox_image=images.PAUSE_IMAGE))
+        (paths.root / "containerd.toml").write_text(
+            containerd_config(paths, sandbox_image=images.PAUSE_IMAGE)
+        )
+        write_registry_hosts(paths.registry_hosts)
         (paths.cni_conf / "10-stashlet.conflist").write_text(
             json.dumps(cni_config(paths.root / "cni" / "ipam"), indent=2)
         )
@@ -292,7 +300,37 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "{paths.cni_conf}"
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "{paths.registry_hosts}"
 """
+
+
+NO_REGISTRY = "http://127.0.0.1:9"
+"""Where every registry points: nothing listens there, so a pull fails at once and no image is ever
+fetched from outside this machine (the node runs only the images built and loaded here)."""
+
+REGISTRIES = (
+    "_default",
+    "docker.io",
+    "registry-1.docker.io",
+    "registry.k8s.io",
+    "k8s.gcr.io",
+    "gcr.io",
+    "quay.io",
+    "ghcr.io",
+    "mcr.microsoft.com",
+    "public.ecr.aws",
+)
+
+
+def write_registry_hosts(folder: Path) -> None:
+    """containerd ``hosts.toml`` files that send every known registry (and the default) to
+    :data:`NO_REGISTRY`."""
+    for registry in REGISTRIES:
+        (folder / registry).mkdir(parents=True, exist_ok=True)
+        (folder / registry / "hosts.toml").write_text(
+            f'server = "{NO_REGISTRY}"\n\n[host."{NO_REGISTRY}"]\n  capabilities = ["pull", "resolve"]\n'
+        )
 
 
 def cni_config(ipam_dir: Path) -> dict[str, object]:

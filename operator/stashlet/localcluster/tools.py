@@ -190,11 +190,6 @@ def ensure(binary: str, *, log: bool = True) -> Path:
     return built
 
 
-def ensure_all(*, log: bool = True) -> dict[str, Path]:
-    """Make every pinned binary available; return them by name."""
-    return {binary: ensure(binary, log=log) for binary in BY_BINARY}
-
-
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[None]:
     """Hold an exclusive file lock, so two processes never build the same tool at once."""

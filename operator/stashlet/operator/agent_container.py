@@ -77,14 +77,16 @@ def injection_hash(container: Mapping[str, Any], volumes: Iterable[Mapping[str, 
 
 
 DATA_ACCESS_SECURITY_CONTEXT: dict[str, Any] = {"runAsUser": 0, "runAsGroup": 0}
-"""How the sidecar and ``stash-init`` run unless ``runtimeSettings.container.securityContext`` says
-otherwise: as root, as Stash runs them, because they read and restore the workload's files whatever
-their owners and modes (a provisioned volume is typically ``0750 root``; a restore must set owners back).
-The agent image's own user (non-root) is for the kubedump Job, which reads only the API."""
+"""The base of the sidecar's and ``stash-init``'s securityContext: root, because they read and restore
+the workload's files whatever their owners and modes (a provisioned volume is often ``0750 root``; a
+restore sets owners back). Stash does this for its init-container; stashlet does it for the sidecar too,
+so that no file is left out of a backup for its mode. The agent image's own user (non-root) is for the
+kubedump Job, which reads only the API."""
 
 
 def default_security_context(container: dict[str, Any]) -> None:
-    """Give a data-touching agent container :data:`DATA_ACCESS_SECURITY_CONTEXT` unless the object's
-    runtimeSettings gave it a securityContext of its own."""
-    if container.get("securityContext") is None:
-        container["securityContext"] = copy.deepcopy(DATA_ACCESS_SECURITY_CONTEXT)
+    """Give a data-touching agent container :data:`DATA_ACCESS_SECURITY_CONTEXT`, with the fields of the
+    object's ``runtimeSettings.container.securityContext`` (already copied in) laid over it, as Stash
+    upserts its init-container's."""
+    own = container.get("securityContext") or {}
+    container["securityContext"] = {**copy.deepcopy(DATA_ACCESS_SECURITY_CONTEXT), **own}
