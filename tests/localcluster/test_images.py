@@ -305,7 +305,7 @@ for so in sorted(dynload.glob("*.so")):
         importlib.import_module(name)
     except Exception as exc:
         failed.append(f"{name}: {exc}")
-for name in ("aiohttp", "pydantic", "pydantic_core", "kubernetes_asyncio", "watchfiles", "yaml", "multidict"):
+for name in ("aiohttp", "pydantic", "pydantic_core", "kubernetes_asyncio", "yaml", "multidict"):
     importlib.import_module(name)
 assert not failed, failed
 assert ssl.create_default_context().cert_store_stats()["x509_ca"] > 100
