@@ -23,6 +23,7 @@ from pytest_aiohttp import AiohttpClient
 from stashlet.agent import http_api
 from stashlet.agent.http_api import BackupRefused, make_app, openapi_document, run_server
 from stashlet.agent.live import LiveState
+from stashlet.agent.liveness import Heartbeat, wedged
 
 TOKEN = "tok-3f1c2a-correct"
 Client = TestClient[web.Request, web.Application]
@@ -56,18 +57,28 @@ STATUS: dict[str, Any] = {
 
 
 @dataclass
+class FrozenClock:
+    """A monotonic clock that moves only when a test moves it."""
+
+    now: float = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
 class FakeSource:
     """A StatusSource whose answers each test sets; it records the backups asked for."""
 
-    is_alive: bool = True
+    heartbeats: list[Heartbeat] = field(default_factory=list)
     readiness: tuple[bool, str] = (True, "")
     document: dict[str, Any] = field(default_factory=lambda: dict(STATUS))
     refuse: str | None = None
     explode: Exception | None = None
     requests: list[str] = field(default_factory=list)
 
-    def alive(self) -> bool:
-        return self.is_alive
+    def wedged(self) -> dict[str, str]:
+        return wedged(self.heartbeats)
 
     def ready(self) -> tuple[bool, str]:
         return self.readiness
@@ -247,11 +258,51 @@ def test_tokens_match_is_exact() -> None:
 
 
 async def test_healthz(client: Client, source: FakeSource) -> None:
-    """/healthz answers 200 'ok' while the source is alive and 503 once it is not."""
+    """/healthz answers 200 'ok' while the source's loops run and 503 once one of them has ended."""
+    watch = Heartbeat("backupSessionWatch", bound=420.0)
+    source.heartbeats = [watch]
     response = await call(client, "GET", "/healthz", 200)
     assert await response.text() == "ok"
-    source.is_alive = False
-    await call(client, "GET", "/healthz", 503)
+    watch.stop("failed (Forbidden; see the agent's log)")
+    response = await call(client, "GET", "/healthz", 503)
+    assert await response.json() == {
+        "error": "not alive: backupSessionWatch",
+        "wedged": {"backupSessionWatch": "stopped: failed (Forbidden; see the agent's log)"},
+    }
+
+
+async def test_healthz_fails_while_a_heartbeat_is_stale(client: Client, source: FakeSource) -> None:
+    """With a frozen clock: /healthz stays 200 within the bounds, answers 503 naming the stale loop (in
+    a body the OpenAPI document describes) once its heartbeat is older than its bound, and 200 again
+    once that loop goes round."""
+    clock = FrozenClock()
+    watch = Heartbeat("backupSessionWatch", bound=420.0, clock=clock)
+    loop = Heartbeat("eventLoop", bound=30.0, clock=clock)
+    source.heartbeats = [watch, loop]
+
+    clock.now += 420.0  # exactly the bound: still alive
+    loop.beat()
+    await call(client, "GET", "/healthz", 200)
+
+    clock.now += 11.0  # the event loop kept ticking, the watch did not
+    loop.beat()
+    response = await call(client, "GET", "/healthz", 503)
+    body = await response.json()
+    assert body == {
+        "error": "not alive: backupSessionWatch",
+        "wedged": {"backupSessionWatch": "no progress for 431s (bound 420s)"},
+    }
+    document = openapi_document()
+    assert conforms(document, document["components"]["schemas"]["Wedged"], body) == []
+
+    clock.now += 31.0  # now the event loop lags too: both are named
+    response = await call(client, "GET", "/healthz", 503)
+    assert set((await response.json())["wedged"]) == {"backupSessionWatch", "eventLoop"}
+
+    watch.beat()
+    loop.beat()
+    response = await call(client, "GET", "/healthz", 200)
+    assert await response.text() == "ok"
 
 
 async def test_readyz(client: Client, source: FakeSource) -> None:

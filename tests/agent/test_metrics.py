@@ -166,35 +166,6 @@ def test_format_size_refuses_negative() -> None:
             format_size(bad)
 
 
-@pytest.mark.parametrize(
-    ("text", "seconds"),
-    [
-        ("1m2.5s", 62.5),
-        ("4h0m0s", 14400.0),
-        ("350ms", 0.35),
-        ("1.5µs", 1.5e-6),  # Go writes the micro sign
-        ("2us", 2e-6),
-        ("0s", 0.0),
-        ("0", 0.0),
-        ("12", 12.0),
-        ("12.5", 12.5),
-        ("1:02", 62.0),
-        ("0:00", 0.0),
-        ("1:02:03", 3723.0),
-    ],
-)
-def test_parse_duration_reads_go_and_clock_forms(text: str, seconds: float) -> None:
-    """parse_duration reads Go durations (session/host durations) and restic's m:ss (processing time)."""
-    assert metrics.parse_duration(text) == pytest.approx(seconds)
-
-
-@pytest.mark.parametrize("text", ["", "s", "1x", "1m2", "1:2:3:4", "abc", "1 m"])
-def test_parse_duration_refuses_garbage(text: str) -> None:
-    """parse_duration raises ValueError on what is neither a Go duration, m:ss nor a number."""
-    with pytest.raises(ValueError, match="duration"):
-        metrics.parse_duration(text)
-
-
 # ---------------------------------------------------------------- the catalogue
 
 

@@ -101,12 +101,9 @@ def test_sidecar_reads_as_root_and_the_configuration_security_context_is_laid_ov
     custom = BackupConfiguration.from_dict(
         make.backup_configuration(runtimeSettings={"container": {"securityContext": own}})
     )
-    assert (
-        inject.build_injection(custom, "Deployment", "stash-demo", repo, SETTINGS).container[
-            "securityContext"
-        ]
-        == {**own, "runAsGroup": 0}
-    )
+    assert inject.build_injection(custom, "Deployment", "stash-demo", repo, SETTINGS).container[
+        "securityContext"
+    ] == {**own, "runAsGroup": 0}
 
 
 def test_operator_default_resources_apply_unless_the_configuration_sets_its_own(

@@ -318,5 +318,5 @@ def _required(spec: Mapping[str, Any], provider: str, key: str) -> str:
 
 
 def _prefix(spec: Mapping[str, Any]) -> str:
-    """The prefix without leading, trailing or doubled slashes (Stash seeds write both forms)."""
+    """The prefix without leading, trailing or doubled slashes (Stash's manifests write both forms)."""
     return "/".join(part for part in _opt(spec, "prefix").split("/") if part)

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from stashlet.agent import restic_json as rj
 from stashlet.agent import session_status as ss
 from stashlet.agent.context import AgentContext, PreparationError, missing_paths
+from stashlet.agent.durations import format_duration
 from stashlet.agent.hosts import total_hosts
 from stashlet.agent.metrics_report import MetricsReporter, PushOutcome, apply_push_condition, merge_outcomes
 from stashlet.agent.restic_cli import Restic
@@ -75,7 +76,7 @@ def host_stats_from_summary(
         path=",".join(paths),
         total_size=format_size(summary.total_bytes_processed),
         uploaded=format_size(summary.data_added),
-        processing_time=ss.format_duration(summary.total_duration),
+        processing_time=format_duration(summary.total_duration),
         file_stats=FileStats(
             total_files=summary.total_files_processed,
             new_files=summary.files_new,
@@ -84,7 +85,7 @@ def host_stats_from_summary(
         ),
     )
     stats = HostBackupStats(
-        hostname=host, phase=phase, snapshots=[snapshot], duration=ss.format_duration(seconds)
+        hostname=host, phase=phase, snapshots=[snapshot], duration=format_duration(seconds)
     )
     if error:
         stats.error = error
@@ -227,7 +228,7 @@ class BackupRunner:
             phase=HostBackupPhase.FAILED,
             reason=reason,
             error=message,
-            duration=ss.format_duration(time.monotonic() - started),
+            duration=format_duration(time.monotonic() - started),
         )
 
     async def _ensure_repository(self, restic: Restic, repo: Repository, session: str) -> None:

@@ -18,7 +18,7 @@ import hmac
 import ipaddress
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from importlib import metadata
@@ -48,8 +48,9 @@ class BackupRefused(Exception):
 class StatusSource(Protocol):
     """What the HTTP API serves; the sidecar (or restore/job runner) implements it."""
 
-    def alive(self) -> bool:
-        """False once the agent cannot recover by itself (the kubelet should restart it)."""
+    def wedged(self) -> Mapping[str, str]:
+        """What stopped making progress, by name, with why; empty while alive. Anything named here
+        makes ``/healthz`` fail, so that the kubelet restarts the agent (it cannot recover by itself)."""
 
     def ready(self) -> tuple[bool, str]:
         """Whether the agent is ready, and if not, why (e.g. "watch not established")."""
@@ -138,9 +139,12 @@ def _settings(request: web.Request) -> _Settings:
 
 
 async def _healthz(request: web.Request) -> web.Response:
-    if _settings(request).source.alive():
+    wedged = dict(_settings(request).source.wedged())
+    if not wedged:
         return web.Response(text="ok")
-    return web.Response(status=503, text="not alive")
+    log.warning("liveness probe failed", extra={"wedged": wedged})
+    body = {"error": f"not alive: {', '.join(sorted(wedged))}", "wedged": wedged}
+    return web.json_response(body, status=503)
 
 
 async def _readyz(request: web.Request) -> web.Response:

@@ -159,6 +159,21 @@ _ERROR: Schema = {
     "properties": {"error": {"type": "string", "description": "What went wrong, for a human."}},
 }
 
+_WEDGED: Schema = {
+    "type": "object",
+    "description": "Why the agent is not alive.",
+    "required": ["error", "wedged"],
+    "properties": {
+        "error": {"type": "string", "description": "`not alive:` and the names of what is wedged."},
+        "wedged": {
+            "type": "object",
+            "description": "What stopped making progress (backupSessionWatch, eventLoop), with why.",
+            "additionalProperties": {"type": "string"},
+            "examples": [{"backupSessionWatch": "no progress for 431s (bound 420s)"}],
+        },
+    },
+}
+
 _ACCEPTED: Schema = {
     "type": "object",
     "required": ["backupSession"],
@@ -172,8 +187,17 @@ def _paths() -> Schema:
             "get": {
                 "operationId": "healthz",
                 "summary": "Liveness",
-                "description": "200 while the agent's loops run; 503 once it cannot recover by itself.",
-                "responses": {"200": _text("Alive.", "ok"), "503": _text("Not alive.", "not alive")},
+                "description": "200 while the agent's loops make progress; 503 once one is wedged: the "
+                "BackupSession watch ended or has not gone round (event, bookmark, relist, reconnect) "
+                "within its bound, or the event loop's heartbeat lags behind its bound. The kubelet "
+                "restarts an agent whose probe keeps failing.",
+                "responses": {
+                    "200": _text("Alive.", "ok"),
+                    "503": {
+                        "description": "Not alive; the body names what is wedged and why.",
+                        "content": {"application/json": {"schema": _ref("Wedged")}},
+                    },
+                },
             }
         },
         PATH_READYZ: {
@@ -292,6 +316,7 @@ def openapi_document(version: str) -> dict[str, Any]:
                     "SessionResult": _RESULT,
                     "RepositoryStats": _REPOSITORY,
                     "BackupAccepted": _ACCEPTED,
+                    "Wedged": _WEDGED,
                     "Error": _ERROR,
                 },
             },

@@ -1,9 +1,10 @@
 """The catalogue of Stash's gauges: names, help texts, label names.
 
 Learnt from Stash's ``pkg/restic/metrics.go`` (``Namespace: "stash"``, a subsystem, a name); each gauge
-is exposed under both prefixes of DESIGN.md §3. Two help texts differ from Stash's on purpose: Stash
-gives both "last success time" gauges the duration's text, ours say what they hold. One gauge is not
-Stash's: ``repository_last_backup_time_seconds`` (the Repository's LAST-SUCCESSFUL-BACKUP column).
+is exposed under both ``stash_`` and ``stash_appscode_com_`` (``PREFIXES``), so dashboards and alerts
+written for either keep working. Two help texts differ from Stash's on purpose: Stash gives both "last
+success time" gauges the duration's text, ours say what they hold. One gauge is not Stash's:
+``repository_last_backup_time_seconds`` (the Repository's LAST-SUCCESSFUL-BACKUP column).
 """
 
 from __future__ import annotations

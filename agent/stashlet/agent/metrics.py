@@ -2,9 +2,9 @@
 
 The gauges (see ``metric_catalog``) and the moments they are sent follow Stash's ``pkg/restic/metrics.go``;
 each gauge is exposed under both of Stash's prefixes, ``stash_<subsystem>_<name>`` and
-``stash_appscode_com_<subsystem>_<name>`` (DESIGN.md §3). Labels: ``invoker_kind``, ``invoker_name``,
-``namespace``, ``driver``, ``repository``; target metrics add ``target_kind``, ``target_name``,
-``target_namespace``; per-host metrics add ``host``.
+``stash_appscode_com_<subsystem>_<name>``, so dashboards and alerts written for either keep working.
+Labels: ``invoker_kind``, ``invoker_name``, ``namespace``, ``driver``, ``repository``; target metrics add
+``target_kind``, ``target_name``, ``target_namespace``; per-host metrics add ``host``.
 
 Every builder takes typed inputs and returns a fresh ``CollectorRegistry`` (no global state), so it is
 tested without a server. ``push`` sends one registry with POST (``pushadd_to_gateway``): within the group
@@ -18,13 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import http.client
-import re
 import urllib.error
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
-from typing import Final
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from prometheus_client import CollectorRegistry, Gauge
@@ -40,6 +38,7 @@ from tenacity import (
 )
 
 from stashlet.agent import metric_catalog as gauges
+from stashlet.agent.durations import parse_duration
 from stashlet.agent.metric_catalog import GROUPING_KEY_HOST, HOST_LABEL, MetricSpec
 from stashlet.agent.sizes import parse_size
 from stashlet.api.backupsession import BackupSessionPhase, HostBackupPhase, HostBackupStats, TargetPhase
@@ -102,50 +101,6 @@ class _Builder:
                 gauge = Gauge(name, spec.help, labelnames=sorted(labels), registry=self.registry)
                 self._gauges[name] = gauge
             gauge.labels(**labels).set(value)
-
-
-# ---------------------------------------------------------------- durations
-
-
-_GO_UNITS: Final[dict[str, float]] = {
-    "ns": 1e-9,
-    "us": 1e-6,
-    "µs": 1e-6,  # Go writes the micro sign
-    "μs": 1e-6,  # and accepts the Greek mu
-    "ms": 1e-3,
-    "s": 1.0,
-    "m": 60.0,
-    "h": 3600.0,
-}
-_GO_PART: Final = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
-_CLOCK: Final = re.compile(r"^(?:(\d+):)?(\d+):(\d{1,2})$")
-_NUMBER: Final = re.compile(r"^\d+(?:\.\d+)?$")
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in a duration as Stash's status fields hold them.
-
-    Accepts Go durations (``"1m2.5s"``, ``"4h0m0s"``, ``"350ms"``: session and host durations),
-    restic's clock form (``"1:02"``, ``"1:02:03"``: a snapshot's ``processingTime``) and plain seconds
-    (``"12"``, ``"12.5"``). Raises ValueError on anything else.
-    """
-    value = text.strip()
-    if _NUMBER.match(value):
-        return float(value)
-    if clock := _CLOCK.match(value):
-        hours, minutes, seconds = clock.groups()
-        return int(hours or 0) * 3600 + int(minutes) * 60 + int(seconds)
-    negative = value.startswith("-")
-    body = value[1:] if value[:1] in ("+", "-") else value
-    total, position = 0.0, 0
-    for part in _GO_PART.finditer(body):
-        if part.start() != position:
-            break
-        total += float(part[1]) * _GO_UNITS[part[2]]
-        position = part.end()
-    if not body or position != len(body):
-        raise ValueError(f"not a duration: {text!r} (expected e.g. '1m2.5s', '1:02' or '12')")
-    return -total if negative else total
 
 
 # ---------------------------------------------------------------- backup

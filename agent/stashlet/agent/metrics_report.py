@@ -19,6 +19,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from stashlet.agent import metrics as m
 from stashlet.agent import session_status as ss
+from stashlet.agent.durations import parse_duration
 from stashlet.api.backupconfiguration import BackupConfiguration
 from stashlet.api.backupsession import BackupSession, BackupSessionPhase, HostBackupStats, TargetPhase
 from stashlet.api.common import TargetRef
@@ -94,7 +95,7 @@ class MetricsReporter:
         status = session.status
         labels = self._labels(config)
         finished = ss.now_utc()
-        duration = m.parse_duration(status.session_duration) if status.session_duration else None
+        duration = parse_duration(status.session_duration) if status.session_duration else None
 
         def build() -> CollectorRegistry:
             parts = [

@@ -33,15 +33,15 @@ from typing import Any
 from stashlet.agent import restic_json as rj
 from stashlet.agent import restore_status as rs
 from stashlet.agent.context import AgentContext, PreparationError
+from stashlet.agent.durations import format_duration, parse_duration
 from stashlet.agent.hosts import total_hosts
-from stashlet.agent.metrics import parse_duration
 from stashlet.agent.restic_cli import Restic
 from stashlet.agent.restic_errors import ResticError
 from stashlet.agent.restore_listing import RestoreItem
 from stashlet.agent.restore_plan import PlanError, check_extra_args, match_rule
 from stashlet.agent.restore_report import RestoreReport
 from stashlet.agent.restore_restic import HostRestore, ResticRestore, RestoreIncomplete
-from stashlet.agent.session_status import format_duration, now_utc
+from stashlet.agent.session_status import now_utc
 from stashlet.api import names
 from stashlet.api.common import Snapshotter
 from stashlet.api.restore_rules import rule_problems, rules_of

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from stashlet.agent import metrics as m
 from stashlet.agent import restore_status as rs
 from stashlet.agent.context import AgentContext
-from stashlet.agent.metrics import parse_duration
+from stashlet.agent.durations import parse_duration
 from stashlet.agent.restore_restic import HostRestore
 from stashlet.agent.session_status import now_utc
 from stashlet.api.conditions import ConditionReason, ConditionType

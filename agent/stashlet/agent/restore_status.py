@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from stashlet.agent.session_status import format_duration
+from stashlet.agent.durations import format_duration
 from stashlet.api.common import Condition, ConditionStatus
 from stashlet.api.restoresession import (
     HostRestorePhase,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from stashlet.agent.durations import format_duration
 from stashlet.api.backupsession import (
     BackupSession,
     BackupSessionPhase,
@@ -23,20 +24,6 @@ FINAL_SESSION_PHASES = frozenset(
     {BackupSessionPhase.SUCCEEDED, BackupSessionPhase.FAILED, BackupSessionPhase.SKIPPED}
 )
 FINAL_HOST_PHASES = frozenset({HostBackupPhase.SUCCEEDED, HostBackupPhase.FAILED})
-
-
-def format_duration(seconds: float) -> str:
-    """A duration as Go prints one (the seeds show "39s"): 850ms, 39s, 2m5s, 1h0m3s."""
-    if seconds < 1:
-        return f"{round(seconds * 1000)}ms"
-    total = round(seconds)
-    hours, rest = divmod(total, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h{minutes}m{secs}s"
-    if minutes:
-        return f"{minutes}m{secs}s"
-    return f"{secs}s"
 
 
 def now_utc() -> dt.datetime:

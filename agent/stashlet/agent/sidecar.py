@@ -3,13 +3,17 @@
 - On start it ends sessions this host left ``Running`` (a dead agent's) as ``Failed``.
 - It lists, then watches, the BackupSessions of its namespace and handles those of its invoker one at
   a time, in the order they appeared, each once per host.
-- Paused configuration: the session ends ``Skipped`` with a Warning event, as seed 003 shows, unless
-  the session carries the opt-in annotation ``stash.appscode.com/backup-while-paused: "true"``.
+- Paused configuration: the session ends ``Skipped`` with a Warning event ``BackupSessionSkipped``
+  ("Backup Configuration is paused"), unless the session carries the opt-in annotation
+  ``stash.appscode.com/backup-while-paused: "true"``.
 - Deployment/ReplicaSet: only the holder of the Lease backs up; StatefulSet: every pod; DaemonSet:
   every node.
 - ``spec.timeOut`` is enforced: past the deadline restic is interrupted and the host is Failed.
 - SIGTERM: a running restic is interrupted (so it removes its lock), the host recorded ``Failed``
   with reason ``Interrupted``, and the process exits.
+- Liveness (``/healthz``): the BackupSession watch stamps a heartbeat each time it goes round (event,
+  bookmark, relist, reconnect); so does a task on the event loop every second. The agent is wedged when
+  the watch has ended, or either heartbeat is older than its bound (see ``stashlet.agent.liveness``).
 """
 
 from __future__ import annotations
@@ -24,8 +28,9 @@ from typing import Any
 from stashlet.agent import session_status as ss
 from stashlet.agent.backup import BackupRunner, plan_from_config
 from stashlet.agent.context import AgentContext, PreparationError
+from stashlet.agent.durations import parse_duration
 from stashlet.agent.http_api import BackupRefused
-from stashlet.agent.metrics import parse_duration
+from stashlet.agent.liveness import Clock, Heartbeat, tick, wedged
 from stashlet.agent.stale_locks import pod_exists
 from stashlet.api import names
 from stashlet.api.backupconfiguration import BackupConfiguration
@@ -46,6 +51,22 @@ REASON_INTERRUPTED = "Interrupted"
 REASON_DEADLINE = "DeadlineExceeded"
 REASON_AGENT_RESTARTED = "AgentRestarted"
 
+LOOP_BOUND = 30.0
+"""Seconds the event loop's heartbeat (stamped every second) may lag before the agent is wedged."""
+WATCH_GRACE = 60.0
+"""Seconds allowed beyond the longest quiet a healthy watch has (see :func:`watch_bound`)."""
+
+
+def watch_bound(settings: WatchSettings) -> float:
+    """Seconds the BackupSession watch may go without going round before the agent counts as wedged.
+
+    A healthy watch goes round at least once per inactivity timeout (a silent connection is dropped
+    and resumed), or once per back-off while the API server is unreachable; the grace covers a list or
+    a connection opening. Longer than that, the watch is stuck (e.g. on a connection that never
+    answers) and only a restart helps.
+    """
+    return settings.inactivity_timeout + settings.backoff_max + WATCH_GRACE
+
 
 def wants_backup_while_paused(session: BackupSession) -> bool:
     """True when the session opts in to run although its configuration is paused."""
@@ -63,20 +84,26 @@ class Sidecar:
     """The sidecar's main loop and the source of its HTTP status."""
 
     def __init__(
-        self, ctx: AgentContext, runner: BackupRunner, watch_settings: WatchSettings | None = None
+        self,
+        ctx: AgentContext,
+        runner: BackupRunner,
+        watch_settings: WatchSettings | None = None,
+        *,
+        clock: Clock = time.monotonic,
     ) -> None:
-        """Serve ``ctx``'s invoker with ``runner``."""
+        """Serve ``ctx``'s invoker with ``runner``; ``clock`` (monotonic seconds) times the heartbeats."""
         self.ctx = ctx
         self.runner = runner
         self.watch_settings = watch_settings or WatchSettings()
         self.queue: asyncio.Queue[str] = asyncio.Queue()
         self.queued: set[str] = set()
-        self.alive_flag = True
+        self.watch_heartbeat = Heartbeat("backupSessionWatch", watch_bound(self.watch_settings), clock)
+        self.loop_heartbeat = Heartbeat("eventLoop", LOOP_BOUND, clock)
 
     # --- the HTTP API's view -------------------------------------------------------------------
-    def alive(self) -> bool:
-        """Alive while the main loop runs."""
-        return self.alive_flag
+    def wedged(self) -> dict[str, str]:
+        """The loops that stopped making progress (the BackupSession watch, the event loop), with why."""
+        return wedged((self.watch_heartbeat, self.loop_heartbeat))
 
     def ready(self) -> tuple[bool, str]:
         """Ready once settings are loaded and the watch has listed its sessions."""
@@ -121,15 +148,29 @@ class Sidecar:
 
     # --- the loop ------------------------------------------------------------------------------
     async def run(self) -> None:
-        """Sweep, then watch and work, until cancelled."""
-        await self.sweep_left_running()
-        worker = asyncio.create_task(self._work(), name="sessions")
+        """Sweep, then watch and work, until cancelled; the watch's heartbeat records how it ended."""
+        ticker = asyncio.create_task(tick(self.loop_heartbeat), name="loop-heartbeat")
+        ended = "ended"
         try:
-            await self._watch()
+            await self.sweep_left_running()
+            worker = asyncio.create_task(self._work(), name="sessions")
+            try:
+                await self._watch()
+            finally:
+                worker.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await worker
+        except asyncio.CancelledError:
+            ended = "cancelled"
+            raise
+        except Exception as exc:
+            ended = f"failed ({type(exc).__name__}; see the agent's log)"
+            raise
         finally:
-            worker.cancel()
+            self.watch_heartbeat.stop(ended)
+            ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await worker
+                await ticker
 
     async def sweep_left_running(self) -> None:
         """End the sessions this host left Running before a restart: they will never finish.
@@ -164,7 +205,8 @@ class Sidecar:
     async def _watch(self) -> None:
         stash: StashClient = self.ctx.stash
         list_fn = stash.list_fn(BackupSession, self.ctx.namespace)
-        async for event in watch(list_fn, settings=self.watch_settings):
+        beat = self.watch_heartbeat.beat
+        async for event in watch(list_fn, settings=self.watch_settings, on_progress=beat):
             if event.type == SYNCED:
                 self.ctx.live.watching = True
                 continue

@@ -50,15 +50,6 @@ class BackupProgress(KubeModel):
     error_count: Int64 | None = Field(default=None, description="Files that could not be read so far.")
 
 
-class BackupAction(StrEnum):
-    """The steps around a backup, as listed in ``preBackupActions`` and ``postBackupActions``."""
-
-    INITIALIZE_BACKEND_REPOSITORY = "InitializeBackendRepository"
-    APPLY_RETENTION_POLICY = "ApplyRetentionPolicy"
-    VERIFY_REPOSITORY_INTEGRITY = "VerifyRepositoryIntegrity"
-    SEND_REPOSITORY_METRICS = "SendRepositoryMetrics"
-
-
 class BackupInvokerRef(KubeModel):
     """The BackupConfiguration (or BackupBatch) that invoked a session."""
 

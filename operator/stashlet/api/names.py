@@ -31,7 +31,7 @@ LABEL_INVOKER_NAME: Final = f"{GROUP}/invoker-name"
 LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
 MANAGED_BY: Final = "stashlet"
 
-# Auto-backup annotations on workloads (seed 000/001).
+# Auto-backup annotations on workloads (a workload plus a BackupBlueprint gives a BackupConfiguration).
 ANNOTATION_BACKUP_BLUEPRINT: Final = f"{GROUP}/backup-blueprint"
 ANNOTATION_TARGET_PATHS: Final = f"{GROUP}/target-paths"
 ANNOTATION_VOLUME_MOUNTS: Final = f"{GROUP}/volume-mounts"
@@ -77,7 +77,7 @@ LABEL_RESTORE_SESSION: Final = f"{GROUP}/restore-session"
 ANNOTATION_LAST_APPLIED_RESTORE: Final = f"{GROUP}/last-applied-restore-invoker"
 ANNOTATION_RESTORE_INJECTION_HASH: Final = f"{GROUP}/restore-injection-hash"
 
-# The resource-YAML dump (seed 002): task names that mean "dump the resources", run as a Job per session.
+# The resource-YAML dump (kubedump): task names that mean "dump the resources", run as a Job per session.
 KUBEDUMP_TASKS: Final = frozenset({"kubedump-backup-0.1.0", "kubedump-backup"})
 LABEL_BACKUP_SESSION: Final = f"{GROUP}/backup-session"
 # On a kubedump BackupConfiguration: the binding that lets its Job read what it dumps (to remove it

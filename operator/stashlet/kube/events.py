@@ -1,8 +1,8 @@
 """Kubernetes Events on stashlet's objects, shown by ``kubectl describe`` under Events.
 
 core/v1 Events, because ``kubectl describe`` prints their ``source.component`` in its From column, and
-the seeds fix those texts (e.g. "Backup Triggering CronJob", "BackupSession Controller"). A repeated
-event increments the count of the existing one, as the kubelet's recorder does.
+that column reads as Stash's does (e.g. "Backup Triggering CronJob", "BackupSession Controller"). A
+repeated event increments the count of the existing one, as the kubelet's recorder does.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 EventType = Literal["Normal", "Warning"]
 
-# Components named in the seeds' `kubectl describe` output.
+# Event sources as Stash names them (the From column of `kubectl describe`).
 COMPONENT_TRIGGER = "Backup Triggering CronJob"
 COMPONENT_BACKUP_SESSION = "BackupSession Controller"
 COMPONENT_BACKUP_CONFIGURATION = "BackupConfiguration Controller"

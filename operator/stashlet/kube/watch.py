@@ -7,6 +7,9 @@
 - Transient failures (connection lost, 5xx, 429) back off exponentially and resume from the last
   seen resourceVersion, so no event is missed and none is delivered twice.
 - After every (re)list it yields a ``SYNCED`` event: the caller's view is complete from then on.
+- ``on_progress``, when given, is called each time the watch goes round: every line the server sends
+  (bookmarks too), every (re)list and every reconnect or retry. A caller uses it as a heartbeat; a quiet
+  collection still calls it (bookmarks, the server's watch timeout, the inactivity timeout).
 """
 
 from __future__ import annotations
@@ -65,6 +68,10 @@ def object_key(obj: dict[str, Any]) -> str:
     meta = obj.get("metadata", {})
     namespace = meta.get("namespace")
     return f"{namespace}/{meta.get('name')}" if namespace else str(meta.get("name"))
+
+
+def _nothing() -> None:
+    pass
 
 
 def _version(obj: dict[str, Any]) -> str:
@@ -128,17 +135,24 @@ async def _stream(
 
 
 async def watch(
-    list_fn: ListFn, *, settings: WatchSettings | None = None, **kwargs: Any
+    list_fn: ListFn,
+    *,
+    settings: WatchSettings | None = None,
+    on_progress: Callable[[], None] | None = None,
+    **kwargs: Any,
 ) -> AsyncIterator[WatchEvent]:
     """Yield every change of the collection ``list_fn`` lists (with ``kwargs`` such as namespace)."""
     settings = settings or WatchSettings()
+    progress = on_progress or _nothing
     known: dict[str, dict[str, Any]] = {}
     version = ""
     backoff = settings.backoff_initial
     while True:
+        progress()
         try:
             if not version:
                 items, version = await _list(list_fn, kwargs, settings.page_size)
+                progress()
                 current = {object_key(item): item for item in items}
                 for key, old in list(known.items()):
                     if key not in current:
@@ -153,6 +167,7 @@ async def watch(
                         yield WatchEvent(MODIFIED, item)
                 yield WatchEvent(SYNCED, {})
             async for raw in _stream(list_fn, kwargs, version, settings):
+                progress()
                 kind, obj = raw.get("type"), raw.get("object") or {}
                 if kind == "ERROR":
                     raise from_status_object(obj)

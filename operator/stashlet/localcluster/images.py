@@ -33,7 +33,7 @@ from typing import Any, Final
 
 from stashlet.api import versions
 from stashlet.localcluster import baseimages
-from stashlet.localcluster.buildah import ImageError, images_dir, locked, require_root_and, run, say
+from stashlet.localcluster.buildah import ImageError, images_dir, require_root_and, run, say
 from stashlet.localcluster.dockerfileimages import CHECKOUT, DockerfileImage
 from stashlet.localcluster.imagerecipes import (
     BinaryImage,
@@ -44,6 +44,7 @@ from stashlet.localcluster.imagerecipes import (
     scratch_config,
     slug,
 )
+from stashlet.localcluster.tools import locked
 
 __all__ = [
     "AGENT_IMAGE",

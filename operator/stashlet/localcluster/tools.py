@@ -191,8 +191,8 @@ def ensure(binary: str, *, log: bool = True) -> Path:
 
 
 @contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """Hold an exclusive file lock, so two processes never build the same tool at once."""
+def locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive file lock, so two processes never build the same thing at once."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
@@ -211,7 +211,7 @@ def build(tool: Tool, *, log: bool = True) -> None:
             "or point KUBEBUILDER_ASSETS at prebuilt envtest binaries"
         )
     final = tool_dir(tool)
-    with _locked(cache_dir() / "tools" / f".{tool.folder}.lock"):
+    with locked(cache_dir() / "tools" / f".{tool.folder}.lock"):
         if all((final / b).is_file() for b in tool.binaries):
             return
         if log:

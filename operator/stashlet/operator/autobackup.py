@@ -1,4 +1,4 @@
-"""Workload + BackupBlueprint -> Repository + BackupConfiguration (auto-backup, seeds 000 and 001): pure.
+"""Workload + BackupBlueprint -> Repository + BackupConfiguration (auto-backup): pure.
 
 A Deployment, StatefulSet or DaemonSet asks for auto-backup with annotations:
 

@@ -2,8 +2,8 @@
 
 The CronJob is owned by the configuration (garbage collection removes it with it) and is never
 suspended: when the configuration is paused the trigger still runs, records a "Backup Skipped" event and
-creates nothing, as seed 003 shows. Jobs may overlap (``concurrencyPolicy: Allow``): a trigger is quick,
-and a stuck one must not swallow the next schedule.
+creates nothing. Jobs may overlap (``concurrencyPolicy: Allow``): a trigger is quick, and a stuck one
+must not swallow the next schedule.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Kubedump BackupConfigurations (seed 002): their task check and the Job of one BackupSession: pure.
+"""Kubedump BackupConfigurations (resource-YAML backups): their task check and a session's Job: pure.
 
 A configuration whose ``spec.task.name`` is one of :data:`stashlet.api.names.KUBEDUMP_TASKS` gets no
 sidecar: the trigger CronJob creates its sessions as for any configuration, and for each session the

@@ -50,7 +50,7 @@ class TriggerResult:
 
 
 def skip_message(namespace: str, name: str) -> str:
-    """The "Backup Skipped" event's message, as seed 003 shows it."""
+    """The "Backup Skipped" event's message for a paused configuration, worded as Stash words it."""
     return f"Skipping creating BackupSession. Reason: Backup Configuration {namespace}/{name} is paused."
 
 
