@@ -26,9 +26,9 @@ from typing import Any
 
 from kubernetes_asyncio import client
 
-from stashlet.agent.backend import build_repository
-from stashlet.agent.kubedump import DumpOptions, DumpScope, dump
-from stashlet.agent.restic_cli import Restic, ResticSettings
+from stashlet.agent.kubedump.dump import DumpOptions, DumpScope, dump
+from stashlet.agent.restic.backend import build_repository
+from stashlet.agent.restic.runner import Restic, ResticSettings
 from stashlet.kube.client import new_api_client
 from stashlet.localcluster import tools
 from stashlet.localcluster.controlplane import ControlPlane, wait_for_default_service_account

@@ -12,7 +12,7 @@ need go "Go >= 1.25, to build the pinned Kubernetes, etcd and restic once"
 python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "stashlet: Python >= 3.11 is required" >&2; exit 1; }
 
 # The real node's parts come from Debian: containerd, runc, the CNI plugins, iptables, conntrack, and
-# buildah + debootstrap to build the images it runs (see operator/stashlet/localcluster/node.py).
+# buildah + debootstrap to build the images it runs (see localcluster/stashlet/localcluster/node.py).
 node_packages=(containerd runc containernetworking-plugins iptables conntrack buildah debootstrap)
 missing=()
 for package in "${node_packages[@]}"; do
@@ -36,7 +36,7 @@ want=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [[ ! -f $stamp || $(cat "$stamp") != "$want" ]]; then
   echo "stashlet: installing Python packages into .venv ..." >&2
   .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -e '.[localcluster]' --group test --group lint
+  .venv/bin/python -m pip install --quiet -e . --group test --group lint
   echo "$want" > "$stamp"
 fi
-.venv/bin/stashlet-cluster install-tools >/dev/null
+.venv/bin/python -m stashlet.localcluster.cli install-tools >/dev/null

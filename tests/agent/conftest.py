@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from stashlet.agent.backend import ResticRepository, build_repository
-from stashlet.agent.restic_cli import Restic, ResticSettings
+from stashlet.agent.restic.backend import ResticRepository, build_repository
+from stashlet.agent.restic.runner import Restic, ResticSettings
 from stashlet.api import versions
 from stashlet.api.agent_contract import AgentInvocation
 from stashlet.localcluster import tools

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from stashlet.agent.backend import (
+from stashlet.agent.restic.backend import (
     BackendError,
     MissingSecretKey,
     ResticRepository,

@@ -20,8 +20,8 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.parser import text_string_to_metric_families
 from pytest_aiohttp import AiohttpClient
 
-from stashlet.agent import http_api
-from stashlet.agent.http_api import BackupRefused, make_app, openapi_document, run_server
+from stashlet.agent.http_api import server
+from stashlet.agent.http_api.server import BackupRefused, make_app, openapi_document, run_server
 from stashlet.agent.live import LiveState
 from stashlet.agent.liveness import Heartbeat, wedged
 
@@ -147,7 +147,7 @@ def non_loopback_address() -> str | None:
             address: str = probe.getsockname()[0]
         except OSError:
             return None
-    if http_api.is_loopback(address):
+    if server.is_loopback(address):
         return None
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         try:
@@ -212,7 +212,7 @@ def remote_client(
 )
 def test_is_loopback(remote: str | None, expected: bool) -> None:
     """Only 127.0.0.0/8 and ::1 (also IPv4-mapped) count as loopback; names and garbage do not."""
-    assert http_api.is_loopback(remote) is expected
+    assert server.is_loopback(remote) is expected
 
 
 @pytest.mark.parametrize(
@@ -230,28 +230,28 @@ def test_is_loopback(remote: str | None, expected: bool) -> None:
 )
 def test_bearer_token(header: str | None, token: str | None) -> None:
     """The token is read from 'Bearer <token>' (scheme case-insensitive); anything else gives None."""
-    assert http_api.bearer_token(header) == token
+    assert server.bearer_token(header) == token
 
 
 def test_read_token(tmp_path: Path) -> None:
     """The token file is stripped; a missing, blank or undecodable file yields no token at all."""
     path = tmp_path / "token"
-    assert http_api.read_token(path) is None
+    assert server.read_token(path) is None
     path.write_text("  abc\n")
-    assert http_api.read_token(path) == "abc"
+    assert server.read_token(path) == "abc"
     path.write_text(" \n")
-    assert http_api.read_token(path) is None
+    assert server.read_token(path) is None
     path.write_bytes(b"\xff\xfe")
-    assert http_api.read_token(path) is None
+    assert server.read_token(path) is None
 
 
 def test_tokens_match_is_exact() -> None:
     """Tokens match only when equal, non-ASCII ones included (compared as bytes, in constant time)."""
-    assert http_api.tokens_match("abc", "abc")
-    assert not http_api.tokens_match("abc", "abd")
-    assert not http_api.tokens_match("ab", "abc")
-    assert http_api.tokens_match("päss", "päss")
-    assert not http_api.tokens_match("päss", "pass")
+    assert server.tokens_match("abc", "abc")
+    assert not server.tokens_match("abc", "abd")
+    assert not server.tokens_match("ab", "abc")
+    assert server.tokens_match("päss", "päss")
+    assert not server.tokens_match("päss", "pass")
 
 
 # ---------------------------------------------------------------- probes, status, metrics
@@ -330,7 +330,7 @@ async def test_a_failing_handler_answers_500_without_echoing(
     """An exception in the source gives a fixed 500 message: no exception text, no request headers."""
     source.explode = RuntimeError("password=hunter2")
     headers = {"Authorization": f"Bearer {TOKEN}", "X-Custom": "tell-no-one"}
-    with caplog.at_level(logging.ERROR, logger="stashlet.agent.http_api"):
+    with caplog.at_level(logging.ERROR, logger="stashlet.agent.http_api.server"):
         response = await call(client, "GET", "/status", 500, headers=headers)
     body = await response.text()
     assert (await response.json()) == {"error": "internal error; see the agent's log"}
@@ -397,7 +397,7 @@ async def test_backup_from_elsewhere_needs_the_bearer_token(
     Refusals never reach the source, and the presented token never appears in the logs.
     """
     client = await remote_client(token_file)
-    with caplog.at_level(logging.DEBUG, logger="stashlet.agent.http_api"):
+    with caplog.at_level(logging.DEBUG, logger="stashlet.agent.http_api.server"):
         response = await call(client, "POST", "/backup", 401)
         assert response.headers["WWW-Authenticate"] == 'Bearer realm="stashlet-agent"'
         assert await response.json() == {"error": "a bearer token is required"}

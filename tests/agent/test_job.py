@@ -23,7 +23,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from stashlet.agent.job import exit_code
-from stashlet.agent.kubedump_sanitize import sanitize
+from stashlet.agent.kubedump.sanitize import sanitize
 from stashlet.api.agent_contract import AgentInvocation
 from stashlet.api.backupsession import BackupSessionPhase
 from stashlet.localcluster.controlplane import ControlPlane, wait_for_default_service_account

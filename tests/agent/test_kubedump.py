@@ -22,8 +22,8 @@ import pytest
 import yaml
 from kubernetes_asyncio import client
 
-from stashlet.agent.kubedump import DumpOptions, DumpReport, DumpScope, dump
-from stashlet.agent.kubedump_sanitize import SERVER_SET_METADATA
+from stashlet.agent.kubedump.dump import DumpOptions, DumpReport, DumpScope, dump
+from stashlet.agent.kubedump.sanitize import SERVER_SET_METADATA
 from stashlet.api.common import TargetRef
 from stashlet.kube.client import new_api_client
 from stashlet.localcluster.controlplane import ControlPlane, wait_for_default_service_account

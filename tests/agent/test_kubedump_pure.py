@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
-from stashlet.agent.kubedump import (
+from stashlet.agent.kubedump.apiserver import ApiResource, preferred_resources, resources_of
+from stashlet.agent.kubedump.dump import (
     KUBEDUMP_TASKS,
     DumpError,
     DumpOptions,
@@ -20,8 +21,7 @@ from stashlet.agent.kubedump import (
     scope_of,
     to_yaml,
 )
-from stashlet.agent.kubedump_api import ApiResource, preferred_resources, resources_of
-from stashlet.agent.kubedump_sanitize import is_server_generated, sanitize
+from stashlet.agent.kubedump.sanitize import is_server_generated, sanitize
 from stashlet.api.backupconfiguration import BackupConfiguration
 from stashlet.api.common import Param
 

@@ -12,13 +12,13 @@ from typing import Any, cast
 
 import pytest
 
-from stashlet.agent.backup import BackupRunner
+from stashlet.agent.backup.daemon import LOOP_BOUND, Sidecar, watch_bound
+from stashlet.agent.backup.run import BackupRunner
 from stashlet.agent.context import AgentContext
 from stashlet.agent.hosts import identify
 from stashlet.agent.live import LiveState
 from stashlet.agent.liveness import Heartbeat, is_stale, tick, wedged
 from stashlet.agent.settings import AgentSettings
-from stashlet.agent.sidecar import LOOP_BOUND, Sidecar, watch_bound
 from stashlet.kube.custom import StashClient
 from stashlet.kube.errors import Forbidden
 from stashlet.kube.watch import WatchSettings

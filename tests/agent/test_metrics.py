@@ -19,9 +19,9 @@ from prometheus_client import CollectorRegistry, Gauge, Summary, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from pytest_aiohttp import AiohttpServer
 
-from stashlet.agent import metric_catalog as catalog
-from stashlet.agent import metrics
-from stashlet.agent.metrics import InvokerLabels, MetricsPushFailed, TargetLabels
+from stashlet.agent.metrics import build, catalog, push
+from stashlet.agent.metrics.build import InvokerLabels, TargetLabels
+from stashlet.agent.metrics.push import MetricsPushFailed
 from stashlet.agent.sizes import format_size, parse_size
 from stashlet.api.backupsession import (
     BackupSessionPhase,
@@ -196,7 +196,7 @@ def test_backup_host_metrics_of_a_succeeded_host() -> None:
             file_stats=FileStats(total_files=10, new_files=0, modified_files=0, unmodified_files=10),
         )
     )
-    registry = metrics.backup_host_metrics(LABELS, TARGET, [stats])
+    registry = build.backup_host_metrics(LABELS, TARGET, [stats])
     labels = host_labels("host-0")
     assert both(registry, catalog.HOST_BACKUP_SUCCESS, labels) == 1
     assert both(registry, catalog.HOST_BACKUP_DURATION, labels) == 4.5
@@ -212,7 +212,7 @@ def test_backup_host_metrics_of_a_succeeded_host() -> None:
 def test_backup_host_metrics_of_a_failed_host_carry_only_success() -> None:
     """A failed host gets success 0 and nothing else, so its last good sizes stay on the gateway."""
     failed = HostBackupStats(hostname="host-1", phase=HostBackupPhase.FAILED, error="restic exited 1")
-    registry = metrics.backup_host_metrics(LABELS, TARGET, [succeeded_host("host-0"), failed])
+    registry = build.backup_host_metrics(LABELS, TARGET, [succeeded_host("host-0"), failed])
     assert both(registry, catalog.HOST_BACKUP_SUCCESS, host_labels("host-1")) == 0
     assert both(registry, catalog.HOST_BACKUP_SUCCESS, host_labels("host-0")) == 1
     assert both(registry, catalog.HOST_DATA_SIZE, host_labels("host-1")) is None
@@ -222,12 +222,12 @@ def test_backup_host_metrics_of_a_failed_host_carry_only_success() -> None:
 def test_backup_host_metrics_refuse_an_unreadable_size() -> None:
     """A size the parser cannot read raises ValueError instead of pushing a wrong number."""
     with pytest.raises(ValueError, match="size"):
-        metrics.backup_host_metrics(LABELS, TARGET, [succeeded_host("host-0", size="lots")])
+        build.backup_host_metrics(LABELS, TARGET, [succeeded_host("host-0", size="lots")])
 
 
 def test_backup_session_metrics() -> None:
     """A succeeded session sends success, duration, target count and last success; a failed one success 0."""
-    ok = metrics.backup_session_metrics(
+    ok = build.backup_session_metrics(
         LABELS, BackupSessionPhase.SUCCEEDED, duration_seconds=12.5, target_count=1, finished_at=FINISHED
     )
     labels = LABELS.values()
@@ -237,7 +237,7 @@ def test_backup_session_metrics() -> None:
     assert both(ok, catalog.BACKUP_TARGET_COUNT, labels) == 1
     assert both(ok, catalog.BACKUP_LAST_SUCCESS, labels) == FINISHED.timestamp()
 
-    failed = metrics.backup_session_metrics(
+    failed = build.backup_session_metrics(
         LABELS, BackupSessionPhase.FAILED, duration_seconds=3.0, target_count=1, finished_at=FINISHED
     )
     assert names_in(failed) == set(catalog.BACKUP_SESSION_SUCCESS.names)
@@ -247,13 +247,13 @@ def test_backup_session_metrics() -> None:
 def test_backup_target_metrics() -> None:
     """A target's metrics carry the target labels: success, host count, last success time."""
     labels = {**LABELS.values(), **TARGET.values()}
-    ok = metrics.backup_target_metrics(
+    ok = build.backup_target_metrics(
         LABELS, TARGET, TargetPhase.SUCCEEDED, total_hosts=3, finished_at=FINISHED
     )
     assert both(ok, catalog.BACKUP_TARGET_SUCCESS, labels) == 1
     assert both(ok, catalog.BACKUP_TARGET_HOST_COUNT, labels) == 3
     assert both(ok, catalog.BACKUP_TARGET_LAST_SUCCESS, labels) == FINISHED.timestamp()
-    failed = metrics.backup_target_metrics(
+    failed = build.backup_target_metrics(
         LABELS, TARGET, TargetPhase.FAILED, total_hosts=3, finished_at=FINISHED
     )
     assert names_in(failed) == set(catalog.BACKUP_TARGET_SUCCESS.names)
@@ -268,7 +268,7 @@ def test_repository_metrics_from_status() -> None:
         snapshots_removed_on_last_cleanup=2,
         last_backup_time=FINISHED,
     )
-    registry = metrics.repository_metrics_from_status(LABELS, status)
+    registry = build.repository_metrics_from_status(LABELS, status)
     labels = LABELS.values()
     assert both(registry, catalog.REPOSITORY_INTEGRITY, labels) == 1
     assert both(registry, catalog.REPOSITORY_SIZE, labels) == 4254
@@ -276,7 +276,7 @@ def test_repository_metrics_from_status() -> None:
     assert both(registry, catalog.REPOSITORY_SNAPSHOT_CLEANED, labels) == 2
     assert both(registry, catalog.REPOSITORY_LAST_BACKUP, labels) == FINISHED.timestamp()
 
-    unchecked = metrics.repository_metrics_from_status(LABELS, RepositoryStatus())
+    unchecked = build.repository_metrics_from_status(LABELS, RepositoryStatus())
     assert both(unchecked, catalog.REPOSITORY_INTEGRITY, labels) == 0
     assert both(unchecked, catalog.REPOSITORY_SIZE, labels) == 0
     assert both(unchecked, catalog.REPOSITORY_LAST_BACKUP, labels) is None
@@ -287,21 +287,21 @@ def test_restore_metrics() -> None:
     labels = InvokerLabels(
         invoker_kind="RestoreSession", invoker_name="restore-1", namespace="demo", repository="gcs-repo"
     )
-    session = metrics.restore_session_metrics(
+    session = build.restore_session_metrics(
         labels, RestorePhase.SUCCEEDED, duration_seconds=7.0, target_count=1
     )
     assert both(session, catalog.RESTORE_SESSION_SUCCESS, labels.values()) == 1
     assert both(session, catalog.RESTORE_SESSION_DURATION, labels.values()) == 7
     assert both(session, catalog.RESTORE_TARGET_COUNT, labels.values()) == 1
-    failed = metrics.restore_session_metrics(labels, RestorePhase.FAILED, duration_seconds=7, target_count=1)
+    failed = build.restore_session_metrics(labels, RestorePhase.FAILED, duration_seconds=7, target_count=1)
     assert names_in(failed) == set(catalog.RESTORE_SESSION_SUCCESS.names)
 
     target_labels = {**labels.values(), **TARGET.values()}
-    target = metrics.restore_target_metrics(labels, TARGET, succeeded=True, total_hosts=2)
+    target = build.restore_target_metrics(labels, TARGET, succeeded=True, total_hosts=2)
     assert both(target, catalog.RESTORE_TARGET_SUCCESS, target_labels) == 1
     assert both(target, catalog.RESTORE_TARGET_HOST_COUNT, target_labels) == 2
 
-    hosts = metrics.restore_host_metrics(
+    hosts = build.restore_host_metrics(
         labels,
         TARGET,
         [
@@ -317,8 +317,8 @@ def test_restore_metrics() -> None:
 
 def test_builders_return_fresh_registries() -> None:
     """Each call builds a new registry; building twice never raises 'Duplicated timeseries'."""
-    first = metrics.backup_host_metrics(LABELS, TARGET, [succeeded_host("host-0")])
-    second = metrics.backup_host_metrics(LABELS, TARGET, [succeeded_host("host-0", files=5)])
+    first = build.backup_host_metrics(LABELS, TARGET, [succeeded_host("host-0")])
+    second = build.backup_host_metrics(LABELS, TARGET, [succeeded_host("host-0", files=5)])
     assert first is not second
     assert first.get_sample_value("stash_backup_host_files_total", host_labels("host-0")) == 3
     assert second.get_sample_value("stash_backup_host_files_total", host_labels("host-0")) == 5
@@ -326,34 +326,34 @@ def test_builders_return_fresh_registries() -> None:
 
 def test_merge_combines_and_refuses_duplicates() -> None:
     """Merging exposes several registries as one, and refuses two that hold the same metric."""
-    session = metrics.backup_session_metrics(
+    session = build.backup_session_metrics(
         LABELS, BackupSessionPhase.SUCCEEDED, duration_seconds=1, target_count=1, finished_at=FINISHED
     )
-    repository = metrics.repository_metrics(
+    repository = build.repository_metrics(
         LABELS, integrity=True, size_bytes=10, snapshot_count=1, snapshots_removed=0
     )
-    merged = metrics.merge(session, repository)
+    merged = build.merge(session, repository)
     assert names_in(merged) == names_in(session) | names_in(repository)
     text = generate_latest(merged).decode()
     assert "stash_appscode_com_repository_size_bytes{" in text
     with pytest.raises(ValueError, match="stash_backup_session_success"):
-        metrics.merge(session, session)
+        build.merge(session, session)
 
 
 def test_job_name_and_grouping_key() -> None:
     """The job is <invoker kind lower-cased>-<namespace>-<invoker name>; the grouping key names the host."""
-    assert metrics.job_name("BackupConfiguration", "demo", "sample-backup") == (
+    assert push.job_name("BackupConfiguration", "demo", "sample-backup") == (
         "backupconfiguration-demo-sample-backup"
     )
-    assert metrics.host_grouping_key("host-2") == {"hostname": "host-2"}
+    assert push.host_grouping_key("host-2") == {"hostname": "host-2"}
 
 
 def test_redact_url_drops_credentials() -> None:
     """redact_url removes user name and password and keeps host, port and path."""
-    assert metrics.redact_url("http://user:s3cret@gw.monitoring:9091/x") == "http://gw.monitoring:9091/x"
-    assert metrics.redact_url("https://gw:9091") == "https://gw:9091"
-    assert metrics.redact_url("gw:9091") == "http://gw:9091"
-    assert metrics.redact_url("http://u:p@[::1]:9091") == "http://[::1]:9091"
+    assert push.redact_url("http://user:s3cret@gw.monitoring:9091/x") == "http://gw.monitoring:9091/x"
+    assert push.redact_url("https://gw:9091") == "https://gw:9091"
+    assert push.redact_url("gw:9091") == "http://gw:9091"
+    assert push.redact_url("http://u:p@[::1]:9091") == "http://[::1]:9091"
 
 
 # ---------------------------------------------------------------- a real Pushgateway
@@ -415,7 +415,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
 
 
 def fresh_job() -> str:
-    return metrics.job_name("BackupConfiguration", "demo", f"sample-{uuid.uuid4().hex[:8]}")
+    return push.job_name("BackupConfiguration", "demo", f"sample-{uuid.uuid4().hex[:8]}")
 
 
 def key(name: str, labels: dict[str, str]) -> tuple[str, frozenset[tuple[str, str]]]:
@@ -426,8 +426,8 @@ async def test_two_hosts_do_not_overwrite_each_other(gateway: Gateway) -> None:
     """Two hosts push under one job with their hostname grouping key; both sets stay, values as pushed."""
     job = fresh_job()
     for host, files in (("host-0", 3), ("host-1", 7)):
-        registry = metrics.backup_host_metrics(LABELS, TARGET, [succeeded_host(host, files=files)])
-        await metrics.push(gateway.url, job, metrics.host_grouping_key(host), registry)
+        registry = build.backup_host_metrics(LABELS, TARGET, [succeeded_host(host, files=files)])
+        await push.push(gateway.url, job, push.host_grouping_key(host), registry)
 
     found = gateway.families(job)
     for host, files in (("host-0", 3), ("host-1", 7)):
@@ -442,17 +442,17 @@ async def test_two_hosts_do_not_overwrite_each_other(gateway: Gateway) -> None:
 async def test_a_later_push_keeps_the_hosts_other_metrics(gateway: Gateway) -> None:
     """Session and repository metrics pushed after the host metrics (same host) do not delete them."""
     job = fresh_job()
-    grouping = metrics.host_grouping_key("host-0")
-    await metrics.push(
-        gateway.url, job, grouping, metrics.backup_host_metrics(LABELS, TARGET, [succeeded_host("host-0")])
+    grouping = push.host_grouping_key("host-0")
+    await push.push(
+        gateway.url, job, grouping, build.backup_host_metrics(LABELS, TARGET, [succeeded_host("host-0")])
     )
-    session = metrics.backup_session_metrics(
+    session = build.backup_session_metrics(
         LABELS, BackupSessionPhase.SUCCEEDED, duration_seconds=9.0, target_count=1, finished_at=FINISHED
     )
-    repository = metrics.repository_metrics(
+    repository = build.repository_metrics(
         LABELS, integrity=True, size_bytes=4254, snapshot_count=10, snapshots_removed=1
     )
-    await metrics.push(gateway.url, job, grouping, metrics.merge(session, repository))
+    await push.push(gateway.url, job, grouping, build.merge(session, repository))
 
     found = gateway.families(job)
     invoker = {**LABELS.values(), "hostname": "host-0"}
@@ -468,13 +468,13 @@ async def test_a_rejected_push_is_not_retried(gateway: Gateway) -> None:
     name = f"stashlet_test_{uuid.uuid4().hex[:8]}"
     as_gauge = CollectorRegistry()
     Gauge(name, "a gauge here", registry=as_gauge).set(1)
-    await metrics.push(gateway.url, job, metrics.host_grouping_key("host-0"), as_gauge)
+    await push.push(gateway.url, job, push.host_grouping_key("host-0"), as_gauge)
     as_summary = CollectorRegistry()
     Summary(name, "a summary there", registry=as_summary).observe(1)
 
     started = time.monotonic()
     with pytest.raises(MetricsPushFailed) as failed:
-        await metrics.push(gateway.url, job, metrics.host_grouping_key("host-1"), as_summary, backoff=2.0)
+        await push.push(gateway.url, job, push.host_grouping_key("host-1"), as_summary, backoff=2.0)
     assert time.monotonic() - started < 1.5  # one attempt: no 2 s wait
     message = str(failed.value)
     assert "HTTP 400" in message
@@ -490,14 +490,14 @@ async def test_a_stopped_gateway_fails_after_the_retries(tmp_path: Path) -> None
     """
     gone = start_gateway(tmp_path)
     job = fresh_job()
-    registry = metrics.backup_host_metrics(LABELS, TARGET, [succeeded_host("host-0")])
-    await metrics.push(gone.url, job, metrics.host_grouping_key("host-0"), registry)
+    registry = build.backup_host_metrics(LABELS, TARGET, [succeeded_host("host-0")])
+    await push.push(gone.url, job, push.host_grouping_key("host-0"), registry)
     gone.process.stop()
 
     url = gone.url.replace("http://", "http://pusher:hunter2@")
     started = time.monotonic()
     with pytest.raises(MetricsPushFailed) as failed:
-        await metrics.push(url, job, metrics.host_grouping_key("host-0"), registry, attempts=3, timeout=2)
+        await push.push(url, job, push.host_grouping_key("host-0"), registry, attempts=3, timeout=2)
     elapsed = time.monotonic() - started
     assert 0.5 <= elapsed < 3.0, elapsed  # waits 0.2 s + 0.4 s between the three attempts
     message = str(failed.value)
@@ -524,8 +524,8 @@ async def test_5xx_is_retried_and_credentials_go_as_basic_auth(aiohttp_server: A
     server = await aiohttp_server(app)
     url = f"http://pusher:p%40ss@127.0.0.1:{server.port}"
 
-    registry = metrics.backup_host_metrics(LABELS, TARGET, [succeeded_host("host-0")])
-    await metrics.push(url, "backupconfiguration-demo-x", {"hostname": "host-0"}, registry, backoff=0.05)
+    registry = build.backup_host_metrics(LABELS, TARGET, [succeeded_host("host-0")])
+    await push.push(url, "backupconfiguration-demo-x", {"hostname": "host-0"}, registry, backoff=0.05)
 
     expected_auth = "Basic " + base64.b64encode(b"pusher:p@ss").decode()
     assert seen == [("POST", "/metrics/job/backupconfiguration-demo-x/hostname/host-0", expected_auth)] * 3
@@ -544,7 +544,7 @@ async def test_5xx_until_the_end_fails_naming_the_status(aiohttp_server: Aiohttp
     app.router.add_route("*", "/{tail:.*}", broken)
     server = await aiohttp_server(app)
     with pytest.raises(MetricsPushFailed, match=r"HTTP 500 .*storage full.*after 2 attempts"):
-        await metrics.push(
+        await push.push(
             f"http://127.0.0.1:{server.port}", "j", {"hostname": "h"}, CollectorRegistry(), attempts=2
         )
     assert calls == 2

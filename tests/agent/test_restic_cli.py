@@ -17,16 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from stashlet.agent.backend import ResticRepository
-from stashlet.agent.restic_cli import (
-    Restic,
-    ResticSettings,
-    _pump,
-    _Throttle,
-    inherited_env,
-    restic_version,
-)
-from stashlet.agent.restic_errors import (
+from stashlet.agent.restic.backend import ResticRepository
+from stashlet.agent.restic.errors import (
     PartialBackup,
     RepositoryLocked,
     RepositoryNotFound,
@@ -35,8 +27,16 @@ from stashlet.agent.restic_errors import (
     SnapshotNotFound,
     WrongPassword,
 )
-from stashlet.agent.restic_json import BackupStatus, RestoreStatus
-from stashlet.agent.retention import EmptyRetentionPolicy, Retention, forget_args
+from stashlet.agent.restic.output import BackupStatus, RestoreStatus
+from stashlet.agent.restic.retention import EmptyRetentionPolicy, Retention, forget_args
+from stashlet.agent.restic.runner import (
+    Restic,
+    ResticSettings,
+    _pump,
+    _Throttle,
+    inherited_env,
+    restic_version,
+)
 from stashlet.api import versions
 
 from .conftest import PASSWORD, local_repository
@@ -466,7 +466,7 @@ async def test_restic_slow_to_stop_is_killed_after_the_grace_period(
     started = time.monotonic()
     task.cancel()
     with (
-        caplog.at_level(logging.WARNING, logger="stashlet.agent.restic_cli"),
+        caplog.at_level(logging.WARNING, logger="stashlet.agent.restic.runner"),
         pytest.raises(asyncio.CancelledError),
     ):
         await task
@@ -512,7 +512,7 @@ async def test_secrets_stay_out_of_command_lines_and_logs(
 ) -> None:
     """The password travels in restic's environment only: not in the logged command nor in errors."""
     with (
-        caplog.at_level(logging.DEBUG, logger="stashlet.agent.restic_cli"),
+        caplog.at_level(logging.DEBUG, logger="stashlet.agent.restic.runner"),
         pytest.raises(RepositoryNotFound) as caught,
     ):
         await restic.snapshots()

@@ -6,7 +6,7 @@ import signal
 
 import pytest
 
-from stashlet.agent.restic_errors import (
+from stashlet.agent.restic.errors import (
     MAX_MESSAGE_CHARS,
     ExitCode,
     Interrupted,
@@ -20,7 +20,7 @@ from stashlet.agent.restic_errors import (
     clean_message,
     error_for_exit,
 )
-from stashlet.agent.restic_json import BackupSummary, parse_backup_message
+from stashlet.agent.restic.output import BackupSummary, parse_backup_message
 
 LOCKED = (
     "unable to create lock in backend: repository is already locked by PID 19833 on vm by root "

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from stashlet.agent import restic_json as rj
+from stashlet.agent.restic import output as rj
 
 SNAP_A = "9d049f815ded49446da1c246822196c0f87012cd541c92cfbb8b99e27a8a94ca"
 SNAP_B = "9f5866e2a3293643e78a185e9b4eddeaf25dd52f0cfe94d5261e0bfef682bd55"

@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 
-from stashlet.agent import restic_json as rj
-from stashlet.agent import restore_status as rs
-from stashlet.agent.restore_listing import (
+from stashlet.agent.restic import output as rj
+from stashlet.agent.restore import status as rs
+from stashlet.agent.restore.extract import describe_errors
+from stashlet.agent.restore.listing import (
     RestoreItem,
     SnapshotListing,
     go_mode_to_unix,
@@ -21,14 +22,13 @@ from stashlet.agent.restore_listing import (
     plan_item,
     verify,
 )
-from stashlet.agent.restore_plan import (
+from stashlet.agent.restore.plan import (
     HostRule,
     PlanError,
     check_extra_args,
     match_rule,
     rebase_patterns,
 )
-from stashlet.agent.restore_restic import describe_errors
 from stashlet.api.restore_rules import LATEST
 from stashlet.api.restoresession import HostRestorePhase, HostRestoreStats, RestorePhase, RestoreSession, Rule
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from stashlet.agent.retention import (
+from stashlet.agent.restic.retention import (
     EmptyRetentionPolicy,
     Retention,
     RetentionError,

@@ -18,8 +18,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from stashlet.api.backupconfiguration import BackupConfiguration
-from stashlet.operator.rbac import sidecar_rbac
-from stashlet.operator.workloads import WORKLOAD_KINDS
+from stashlet.operator.core.workloads import WORKLOAD_KINDS
+from stashlet.operator.injection.rbac import sidecar_rbac
 
 pytestmark = [pytest.mark.cluster, pytest.mark.restic]
 

@@ -32,8 +32,9 @@ from stashlet.api.backupconfiguration import BackupConfiguration
 from stashlet.api.restoresession import RestoreSession
 from stashlet.localcluster import tools
 from stashlet.localcluster.controlplane import ControlPlane
-from stashlet.operator import cli, kubedump_rbac, rbac, restore_rbac, settings
-from stashlet.operator.workloads import WORKLOAD_KINDS
+from stashlet.operator import cli, settings
+from stashlet.operator.core.workloads import WORKLOAD_KINDS
+from stashlet.operator.injection import kubedump_rbac, rbac, restore_rbac
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHART = REPO_ROOT / "charts" / "stashlet"

@@ -10,10 +10,10 @@ import pytest
 import yaml
 
 from stashlet.api.backupblueprint import BackupBlueprint
-from stashlet.operator import autobackup
-from stashlet.operator.autobackup import AutoBackupError, Target
-from stashlet.operator.autobackup_diff import created_for, merge_patch, update_patch
-from stashlet.operator.workloads import WORKLOAD_KINDS
+from stashlet.operator.autobackup import resolution
+from stashlet.operator.autobackup.diff import created_for, merge_patch, update_patch
+from stashlet.operator.autobackup.resolution import AutoBackupError, Target
+from stashlet.operator.core.workloads import WORKLOAD_KINDS
 
 SEED_000 = Path(__file__).resolve().parents[3] / "shared" / "seeds" / "000_084401b39e3f0ad7.txt"
 FENCED_YAML = re.compile(r"^```yaml[ \t]*\n(.*?)^```", re.MULTILINE | re.DOTALL)
@@ -53,10 +53,10 @@ def blueprint(**spec: Any) -> BackupBlueprint:
 
 def plan_for(
     bp: BackupBlueprint | None = None, tgt: Target | None = None, values: dict[str, str] | None = None
-) -> autobackup.Plan:
-    request = autobackup.parse_request(seed_annotations(**(values or {})))
+) -> resolution.Plan:
+    request = resolution.parse_request(seed_annotations(**(values or {})))
     assert request is not None
-    return autobackup.build(bp or blueprint(), tgt or target(), request)
+    return resolution.build(bp or blueprint(), tgt or target(), request)
 
 
 @pytest.mark.parametrize("user", ["user1", "user2", "user3"])
@@ -65,9 +65,9 @@ def test_seed_000_objects_are_made_exactly_as_the_seed_shows_them(user: str) -> 
     substituted) and BackupConfiguration in the user's namespace, spec for spec."""
     deployment = seed("Deployment", "stash-demo", user)
     deployment["metadata"]["uid"] = f"uid-{user}"
-    request = autobackup.parse_request(deployment["metadata"]["annotations"])
+    request = resolution.parse_request(deployment["metadata"]["annotations"])
     assert request is not None
-    plan = autobackup.build(blueprint(), autobackup.target_of(deployment), request)
+    plan = resolution.build(blueprint(), resolution.target_of(deployment), request)
 
     expected_repo = seed("Repository", f"{user}-deploy-stash-demo", "backup")
     assert plan.repository["metadata"]["name"] == expected_repo["metadata"]["name"]
@@ -101,7 +101,7 @@ def test_seed_000_objects_are_made_exactly_as_the_seed_shows_them(user: str) -> 
             "stash.appscode.com/auto-backup-target": f"Deployment/{user}/stash-demo",
             "stash.appscode.com/auto-backup-blueprint": "managed-backup-blueprint",
         }
-        assert created_for(obj, autobackup.target_of(deployment))
+        assert created_for(obj, resolution.target_of(deployment))
         assert not created_for(obj, target(namespace="other"))
 
 
@@ -190,7 +190,7 @@ def test_malformed_annotations_are_errors_naming_the_annotation(
 ) -> None:
     """Each malformed annotation is an error that names it and what is wrong."""
     with pytest.raises(AutoBackupError) as caught:
-        autobackup.parse_request(seed_annotations(**values))
+        resolution.parse_request(seed_annotations(**values))
     assert expected in caught.value.message
 
 
@@ -198,31 +198,31 @@ def test_no_blueprint_annotation_is_no_request() -> None:
     """Without the blueprint annotation there is nothing to do (paths and mounts alone ask for nothing)."""
     values = seed_annotations()
     del values["stash.appscode.com/backup-blueprint"]
-    assert autobackup.parse_request(values) is None
-    assert autobackup.parse_request(None) is None
+    assert resolution.parse_request(values) is None
+    assert resolution.parse_request(None) is None
 
 
 def test_several_blueprints_make_distinct_names() -> None:
     """``a,b``: one Repository and configuration each, named with the blueprint; duplicates count once."""
-    request = autobackup.parse_request(seed_annotations(**{"stash.appscode.com/backup-blueprint": "a, b,a"}))
+    request = resolution.parse_request(seed_annotations(**{"stash.appscode.com/backup-blueprint": "a, b,a"}))
     assert request is not None
     assert request.blueprints == ("a", "b")
     tgt = target()
-    assert autobackup.config_name(tgt, "a", several=True) == "deploy-stash-demo-a"
-    assert autobackup.repository_name(tgt, "b", "backup", several=True) == "user1-deploy-stash-demo-b"
+    assert resolution.config_name(tgt, "a", several=True) == "deploy-stash-demo-a"
+    assert resolution.repository_name(tgt, "b", "backup", several=True) == "user1-deploy-stash-demo-b"
 
 
 def test_long_names_are_cut_with_a_hash_and_stay_distinct() -> None:
     """A long workload name gives names within the limits (the CronJob's 52 characters for the
     configuration, 63 for the Repository), distinct for distinct workloads, and stable."""
     one, two = target(name="a" * 80 + "-one"), target(name="a" * 80 + "-two")
-    names_ = {autobackup.config_name(one, "bp"), autobackup.config_name(two, "bp")}
+    names_ = {resolution.config_name(one, "bp"), resolution.config_name(two, "bp")}
     assert len(names_) == 2
     assert all(len(n) <= 38 and not n.endswith("-") for n in names_)
-    assert len("stash-trigger-" + autobackup.config_name(one, "bp")) <= 52
-    assert len(autobackup.repository_name(one, "bp", "backup")) <= 63
-    assert autobackup.config_name(one, "bp") == autobackup.config_name(one, "bp")
-    assert autobackup.config_name(target(), "bp") == "deploy-stash-demo"
+    assert len("stash-trigger-" + resolution.config_name(one, "bp")) <= 52
+    assert len(resolution.repository_name(one, "bp", "backup")) <= 63
+    assert resolution.config_name(one, "bp") == resolution.config_name(one, "bp")
+    assert resolution.config_name(target(), "bp") == "deploy-stash-demo"
 
 
 def test_runtime_settings_temp_dir_hooks_and_limits_come_from_the_blueprint() -> None:
@@ -266,11 +266,11 @@ def test_blueprint_fields_the_sidecar_model_cannot_honour_are_errors(
 def test_queue_keys_name_targets() -> None:
     """The queue key (and target annotation) round-trips; anything else names no target."""
     tgt = target("StatefulSet", "shop", "db")
-    parsed = autobackup.parse_key(tgt.key)
+    parsed = resolution.parse_key(tgt.key)
     assert parsed is not None
     assert (parsed.kind.kind, parsed.namespace, parsed.name) == ("StatefulSet", "shop", "db")
-    assert autobackup.parse_key("ReplicaSet/shop/db") is None
-    assert autobackup.parse_key("Deployment/shop") is None
+    assert resolution.parse_key("ReplicaSet/shop/db") is None
+    assert resolution.parse_key("Deployment/shop") is None
 
 
 def test_merge_patch_removes_what_is_no_longer_wanted_and_replaces_lists() -> None:
@@ -294,10 +294,10 @@ def test_update_patch_touches_only_what_auto_backup_owns() -> None:
         },
         "spec": {**desired["spec"], "paused": True, "schedule": "0 0 * * *", "backupHistoryLimit": 4},
     }
-    patch = update_patch(existing, desired, autobackup.CONFIG_KEYS)
+    patch = update_patch(existing, desired, resolution.CONFIG_KEYS)
     assert patch["spec"] == {"schedule": "*/5 * * * *", "backupHistoryLimit": None}
     assert patch["metadata"] == {
         "ownerReferences": desired["metadata"]["ownerReferences"],
         "resourceVersion": "7",
     }
-    assert update_patch(desired, desired, autobackup.CONFIG_KEYS) is None
+    assert update_patch(desired, desired, resolution.CONFIG_KEYS) is None

@@ -18,7 +18,7 @@ from kubernetes_asyncio import client
 
 from stashlet.kube.watch import WatchSettings
 from stashlet.localcluster.controlplane import ControlPlane
-from stashlet.operator.autobackup_controller import AutoBackupController
+from stashlet.operator.autobackup.controller import AutoBackupController
 from stashlet.operator.controller import Controller
 from stashlet.operator.settings import OperatorSettings
 

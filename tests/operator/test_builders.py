@@ -7,10 +7,12 @@ import pytest
 
 from stashlet.api import names
 from stashlet.api.backupconfiguration import BackupConfiguration
-from stashlet.operator import cli, cronjob, history, rbac, trigger
-from stashlet.operator.metawatch import collection_path
+from stashlet.operator import cli
+from stashlet.operator.backup import cronjob, history, trigger
+from stashlet.operator.core.metawatch import collection_path
+from stashlet.operator.core.workloads import WORKLOAD_KINDS
+from stashlet.operator.injection import rbac
 from stashlet.operator.settings import OperatorSettings
-from stashlet.operator.workloads import WORKLOAD_KINDS
 
 SETTINGS = OperatorSettings(operator_image="operator:1")
 

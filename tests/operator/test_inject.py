@@ -8,7 +8,7 @@ import pytest
 from stashlet.api import agent_contract, names
 from stashlet.api.backupconfiguration import BackupConfiguration
 from stashlet.api.repository import Repository
-from stashlet.operator import inject
+from stashlet.operator.injection import sidecar_container
 from stashlet.operator.settings import OperatorSettings
 
 SETTINGS = OperatorSettings(agent_image="agent:1", pushgateway_url="http://pgw:9091", status_port=4000)
@@ -26,8 +26,8 @@ def test_sidecar_runs_the_agent_with_the_contract_args_and_downward_env(
     bc: BackupConfiguration, repo: Repository, make: Any
 ) -> None:
     """Container ``stash``: ``stashlet-agent`` with AgentInvocation's args, env from the downward API."""
-    injection = inject.build_injection(bc, "Deployment", "stash-demo", repo, SETTINGS)
-    patched = inject.inject(make.deployment(), injection)
+    injection = sidecar_container.build_injection(bc, "Deployment", "stash-demo", repo, SETTINGS)
+    patched = sidecar_container.inject(make.deployment(), injection)
     assert patched is not None
     sidecar = sidecar_of(patched)
     assert sidecar["image"] == "agent:1"
@@ -51,8 +51,8 @@ def test_target_mounts_are_read_only_and_tmp_dir_is_an_empty_dir(make: Any, repo
     bc = BackupConfiguration.from_dict(
         make.backup_configuration(tempDir={"medium": "Memory", "sizeLimit": "1Gi", "disableCaching": True})
     )
-    patched = inject.inject(
-        make.deployment(), inject.build_injection(bc, "Deployment", "stash-demo", repo, SETTINGS)
+    patched = sidecar_container.inject(
+        make.deployment(), sidecar_container.build_injection(bc, "Deployment", "stash-demo", repo, SETTINGS)
     )
     assert patched is not None
     sidecar = sidecar_of(patched)
@@ -66,7 +66,7 @@ def test_target_mounts_are_read_only_and_tmp_dir_is_an_empty_dir(make: Any, repo
 
 def test_status_port_and_probes(bc: BackupConfiguration, repo: Repository, make: Any) -> None:
     """The status port is declared; liveness probes /healthz, readiness /readyz on it."""
-    injection = inject.build_injection(bc, "Deployment", "stash-demo", repo, SETTINGS)
+    injection = sidecar_container.build_injection(bc, "Deployment", "stash-demo", repo, SETTINGS)
     sidecar = injection.container
     assert sidecar["ports"] == [{"name": "stash-status", "containerPort": 4000, "protocol": "TCP"}]
     assert sidecar["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": 4000}
@@ -81,7 +81,7 @@ def test_container_runtime_settings_apply(make: Any, repo: Repository) -> None:
         "env": [{"name": "EXTRA", "value": "1"}, {"name": "POD_NAME", "value": "not-this"}],
     }
     bc = BackupConfiguration.from_dict(make.backup_configuration(runtimeSettings={"container": container}))
-    sidecar = inject.build_injection(bc, "Deployment", "stash-demo", repo, SETTINGS).container
+    sidecar = sidecar_container.build_injection(bc, "Deployment", "stash-demo", repo, SETTINGS).container
     assert sidecar["resources"] == container["resources"]
     assert sidecar["securityContext"] == {"runAsUser": 1000, "runAsGroup": 0}
     env = {e["name"]: e for e in sidecar["env"]}
@@ -95,13 +95,13 @@ def test_sidecar_reads_as_root_and_the_configuration_security_context_is_laid_ov
     """The sidecar reads the workload's files whatever their owners (a provisioned volume is 0750 root):
     it runs as root by default, and the fields of ``runtimeSettings.container.securityContext`` are laid
     over that default."""
-    sidecar = inject.build_injection(bc, "Deployment", "stash-demo", repo, SETTINGS).container
+    sidecar = sidecar_container.build_injection(bc, "Deployment", "stash-demo", repo, SETTINGS).container
     assert sidecar["securityContext"] == {"runAsUser": 0, "runAsGroup": 0}
     own = {"runAsUser": 1000, "runAsNonRoot": True, "readOnlyRootFilesystem": True}
     custom = BackupConfiguration.from_dict(
         make.backup_configuration(runtimeSettings={"container": {"securityContext": own}})
     )
-    assert inject.build_injection(custom, "Deployment", "stash-demo", repo, SETTINGS).container[
+    assert sidecar_container.build_injection(custom, "Deployment", "stash-demo", repo, SETTINGS).container[
         "securityContext"
     ] == {**own, "runAsGroup": 0}
 
@@ -114,14 +114,21 @@ def test_operator_default_resources_apply_unless_the_configuration_sets_its_own(
     defaults = {"limits": {"memory": "128Mi"}}
     settings = OperatorSettings(agent_image="agent:1", agent_resources=defaults)
     assert (
-        inject.build_injection(bc, "Deployment", "stash-demo", repo, settings).container["resources"]
+        sidecar_container.build_injection(bc, "Deployment", "stash-demo", repo, settings).container[
+            "resources"
+        ]
         == defaults
     )
     own = {"resources": {"limits": {"memory": "1Gi"}}}
     configured = BackupConfiguration.from_dict(make.backup_configuration(runtimeSettings={"container": own}))
-    sidecar = inject.build_injection(configured, "Deployment", "stash-demo", repo, settings).container
+    sidecar = sidecar_container.build_injection(
+        configured, "Deployment", "stash-demo", repo, settings
+    ).container
     assert sidecar["resources"] == own["resources"]
-    assert "resources" not in inject.build_injection(bc, "Deployment", "stash-demo", repo, SETTINGS).container
+    assert (
+        "resources"
+        not in sidecar_container.build_injection(bc, "Deployment", "stash-demo", repo, SETTINGS).container
+    )
 
 
 def test_local_backend_volume_is_mounted_at_its_mount_path(bc: BackupConfiguration, make: Any) -> None:
@@ -137,7 +144,7 @@ def test_local_backend_volume_is_mounted_at_its_mount_path(bc: BackupConfigurati
             },
         }
     )
-    injection = inject.build_injection(bc, "Deployment", "stash-demo", repo, SETTINGS)
+    injection = sidecar_container.build_injection(bc, "Deployment", "stash-demo", repo, SETTINGS)
     assert {"name": "stash-local", "hostPath": {"path": "/data/stash"}} in injection.volumes
     assert {"name": "stash-local", "mountPath": "/safe/data"} in injection.container["volumeMounts"]
 
@@ -146,29 +153,29 @@ def test_injection_is_idempotent_and_recorded_in_annotations(
     bc: BackupConfiguration, repo: Repository, make: Any
 ) -> None:
     """Injecting twice gives None the second time; the template records the invoker and the hash."""
-    injection = inject.build_injection(bc, "Deployment", "stash-demo", repo, SETTINGS)
-    patched = inject.inject(make.deployment(), injection)
+    injection = sidecar_container.build_injection(bc, "Deployment", "stash-demo", repo, SETTINGS)
+    patched = sidecar_container.inject(make.deployment(), injection)
     assert patched is not None
     annotations = patched["spec"]["template"]["metadata"]["annotations"]
     assert annotations == {
         names.ANNOTATION_LAST_APPLIED_INVOKER: "BackupConfiguration/pause-backup",
         names.ANNOTATION_INJECTION_HASH: injection.hash,
     }
-    assert inject.inject(patched, injection) is None
-    again = inject.build_injection(bc, "Deployment", "stash-demo", repo, SETTINGS)
+    assert sidecar_container.inject(patched, injection) is None
+    again = sidecar_container.build_injection(bc, "Deployment", "stash-demo", repo, SETTINGS)
     assert again.hash == injection.hash
 
 
 def test_a_changed_configuration_replaces_the_sidecar_once(make: Any, repo: Repository) -> None:
     """A new image (or spec) changes the hash; re-injection leaves exactly one sidecar and one tmp volume."""
     bc = BackupConfiguration.from_dict(make.backup_configuration())
-    first = inject.inject(
-        make.deployment(), inject.build_injection(bc, "Deployment", "stash-demo", repo, SETTINGS)
+    first = sidecar_container.inject(
+        make.deployment(), sidecar_container.build_injection(bc, "Deployment", "stash-demo", repo, SETTINGS)
     )
     assert first is not None
     newer = OperatorSettings(agent_image="agent:2", status_port=4000)
-    second_injection = inject.build_injection(bc, "Deployment", "stash-demo", repo, newer)
-    second = inject.inject(first, second_injection)
+    second_injection = sidecar_container.build_injection(bc, "Deployment", "stash-demo", repo, newer)
+    second = sidecar_container.inject(first, second_injection)
     assert second is not None
     spec = second["spec"]["template"]["spec"]
     assert [c["name"] for c in spec["containers"]] == ["busybox", "stash"]
@@ -184,21 +191,22 @@ def test_removal_restores_the_original_template(
     original = make.deployment()
     if annotated:
         original["spec"]["template"]["metadata"]["annotations"] = {"keep": "me"}
-    patched = inject.inject(
-        copy.deepcopy(original), inject.build_injection(bc, "Deployment", "stash-demo", repo, SETTINGS)
+    patched = sidecar_container.inject(
+        copy.deepcopy(original),
+        sidecar_container.build_injection(bc, "Deployment", "stash-demo", repo, SETTINGS),
     )
     assert patched is not None
-    restored = inject.remove_injection(patched, "BackupConfiguration/pause-backup")
+    restored = sidecar_container.remove_injection(patched, "BackupConfiguration/pause-backup")
     assert restored == original
-    assert inject.remove_injection(original, "BackupConfiguration/pause-backup") is None
+    assert sidecar_container.remove_injection(original, "BackupConfiguration/pause-backup") is None
 
 
 def test_the_workload_is_labelled_for_its_configuration(
     bc: BackupConfiguration, repo: Repository, make: Any
 ) -> None:
     """The workload (not its template: no rollout) carries ``stash.appscode.com/backup-configuration``."""
-    patched = inject.inject(
-        make.deployment(), inject.build_injection(bc, "Deployment", "stash-demo", repo, SETTINGS)
+    patched = sidecar_container.inject(
+        make.deployment(), sidecar_container.build_injection(bc, "Deployment", "stash-demo", repo, SETTINGS)
     )
     assert patched is not None
     assert patched["metadata"]["labels"] == {
@@ -212,20 +220,20 @@ def test_removal_leaves_another_invokers_sidecar_alone(
     bc: BackupConfiguration, repo: Repository, make: Any
 ) -> None:
     """A configuration's finalizer does not strip a sidecar some other configuration injected."""
-    patched = inject.inject(
-        make.deployment(), inject.build_injection(bc, "Deployment", "stash-demo", repo, SETTINGS)
+    patched = sidecar_container.inject(
+        make.deployment(), sidecar_container.build_injection(bc, "Deployment", "stash-demo", repo, SETTINGS)
     )
     assert patched is not None
-    assert inject.remove_injection(patched, "BackupConfiguration/other") is None
+    assert sidecar_container.remove_injection(patched, "BackupConfiguration/other") is None
 
 
 def test_a_stripped_template_is_detected(bc: BackupConfiguration, repo: Repository, make: Any) -> None:
     """A template whose sidecar was removed by someone else (annotations left) is injected again."""
-    injection = inject.build_injection(bc, "Deployment", "stash-demo", repo, SETTINGS)
-    patched = inject.inject(make.deployment(), injection)
+    injection = sidecar_container.build_injection(bc, "Deployment", "stash-demo", repo, SETTINGS)
+    patched = sidecar_container.inject(make.deployment(), injection)
     assert patched is not None
     patched["spec"]["template"]["spec"]["containers"].pop()
-    assert not inject.is_injected(patched, injection)
-    again = inject.inject(patched, injection)
+    assert not sidecar_container.is_injected(patched, injection)
+    again = sidecar_container.inject(patched, injection)
     assert again is not None
     assert len([c for c in again["spec"]["template"]["spec"]["containers"] if c["name"] == "stash"]) == 1

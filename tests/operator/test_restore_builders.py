@@ -12,16 +12,16 @@ from stashlet.api.backupconfiguration import BackupConfiguration
 from stashlet.api.common import ConditionStatus
 from stashlet.api.repository import Repository
 from stashlet.api.restoresession import RestorePhase, RestoreSession
-from stashlet.operator import inject, restore_inject
-from stashlet.operator.restore_validation import (
+from stashlet.operator.core.conditions import apply_conditions
+from stashlet.operator.core.validation import Lookup
+from stashlet.operator.injection import init_container, sidecar_container
+from stashlet.operator.restore.validation import (
     RestoreObserved,
     restore_phase,
     spec_problems,
     validate_restore,
 )
 from stashlet.operator.settings import OperatorSettings
-from stashlet.operator.status import apply_conditions
-from stashlet.operator.validation import Lookup
 
 SETTINGS = OperatorSettings(agent_image="agent:1", pushgateway_url="http://pgw:9091", status_port=4000)
 KEYS = frozenset({"RESTIC_PASSWORD", "GOOGLE_PROJECT_ID", "GOOGLE_SERVICE_ACCOUNT_JSON_KEY"})
@@ -210,8 +210,8 @@ def test_init_container_runs_restore_first_with_writable_mounts(repo: Repository
     )
     workload = make.deployment()
     workload["spec"]["template"]["spec"]["initContainers"] = [{"name": "app-init", "image": "busybox"}]
-    injection = restore_inject.build_init_injection(rs, "Deployment", "stash-demo", repo, SETTINGS)
-    patched = restore_inject.inject(workload, injection)
+    injection = init_container.build_init_injection(rs, "Deployment", "stash-demo", repo, SETTINGS)
+    patched = init_container.inject(workload, injection)
     assert patched is not None
     init = init_of(patched)
     assert [c["name"] for c in patched["spec"]["template"]["spec"]["initContainers"]] == [
@@ -255,14 +255,14 @@ def test_injection_is_idempotent_and_a_change_replaces_it_once(repo: Repository,
     """Injecting twice changes nothing the second time; a changed session yields one new template with
     still exactly one ``stash-init``."""
     rs = restore_session()
-    injection = restore_inject.build_init_injection(rs, "Deployment", "stash-demo", repo, SETTINGS)
-    patched = restore_inject.inject(make.deployment(), injection)
+    injection = init_container.build_init_injection(rs, "Deployment", "stash-demo", repo, SETTINGS)
+    patched = init_container.inject(make.deployment(), injection)
     assert patched is not None
-    assert restore_inject.inject(patched, injection) is None
-    changed = restore_inject.build_init_injection(
+    assert init_container.inject(patched, injection) is None
+    changed = init_container.build_init_injection(
         rs, "Deployment", "stash-demo", repo, OperatorSettings(agent_image="agent:2")
     )
-    again = restore_inject.inject(patched, changed)
+    again = init_container.inject(patched, changed)
     assert again is not None
     assert init_of(again)["image"] == "agent:2"
     names_of_volumes = [v["name"] for v in again["spec"]["template"]["spec"]["volumes"]]
@@ -282,10 +282,10 @@ def test_local_backend_volume_is_mounted_into_the_init_container(make: Any) -> N
             },
         }
     )
-    injection = restore_inject.build_init_injection(
+    injection = init_container.build_init_injection(
         restore_session(), "Deployment", "stash-demo", local, SETTINGS
     )
-    patched = restore_inject.inject(make.deployment(), injection)
+    patched = init_container.inject(make.deployment(), injection)
     assert patched is not None
     assert {"name": names.INIT_LOCAL_VOLUME, "mountPath": "/safe/data"} in init_of(patched)["volumeMounts"]
     volumes = {v["name"]: v for v in patched["spec"]["template"]["spec"]["volumes"]}
@@ -300,24 +300,24 @@ def test_restore_and_sidecar_injections_leave_each_other_alone(
 ) -> None:
     """With the ``stash`` sidecar in place, adding and removing ``stash-init`` gives back the sidecar's
     template exactly, and neither injection counts as changed by the other (no rollout loop)."""
-    sidecar = inject.build_injection(bc, "Deployment", "stash-demo", repo, SETTINGS)
-    with_sidecar = inject.inject(make.deployment(), sidecar)
+    sidecar = sidecar_container.build_injection(bc, "Deployment", "stash-demo", repo, SETTINGS)
+    with_sidecar = sidecar_container.inject(make.deployment(), sidecar)
     assert with_sidecar is not None
     rs = restore_session()
-    init = restore_inject.build_init_injection(rs, "Deployment", "stash-demo", repo, SETTINGS)
-    both = restore_inject.inject(copy.deepcopy(with_sidecar), init)
+    init = init_container.build_init_injection(rs, "Deployment", "stash-demo", repo, SETTINGS)
+    both = init_container.inject(copy.deepcopy(with_sidecar), init)
     assert both is not None
-    assert inject.inject(both, sidecar) is None
-    assert restore_inject.inject(both, init) is None
-    removed = restore_inject.remove_injection(both, "RestoreSession/deployment-restore")
+    assert sidecar_container.inject(both, sidecar) is None
+    assert init_container.inject(both, init) is None
+    removed = init_container.remove_injection(both, "RestoreSession/deployment-restore")
     assert removed == with_sidecar
-    assert restore_inject.remove_injection(with_sidecar, "RestoreSession/deployment-restore") is None
+    assert init_container.remove_injection(with_sidecar, "RestoreSession/deployment-restore") is None
 
 
 def test_removal_leaves_another_sessions_init_container_alone(repo: Repository, make: Any) -> None:
     """Removing session A's injection from a workload that carries session B's changes nothing."""
-    init = restore_inject.build_init_injection(restore_session(), "Deployment", "stash-demo", repo, SETTINGS)
-    patched = restore_inject.inject(make.deployment(), init)
+    init = init_container.build_init_injection(restore_session(), "Deployment", "stash-demo", repo, SETTINGS)
+    patched = init_container.inject(make.deployment(), init)
     assert patched is not None
-    assert restore_inject.remove_injection(patched, "RestoreSession/someone-else") is None
-    assert restore_inject.applied_restore(patched) == "RestoreSession/deployment-restore"
+    assert init_container.remove_injection(patched, "RestoreSession/someone-else") is None
+    assert init_container.applied_restore(patched) == "RestoreSession/deployment-restore"

@@ -5,7 +5,8 @@ import datetime as dt
 from stashlet.api.backupconfiguration import BackupInvokerPhase
 from stashlet.api.common import ConditionStatus
 from stashlet.api.conditions import ConditionReason, ConditionType
-from stashlet.operator.status import ConditionUpdate, apply_conditions, compute_phase, transition_events
+from stashlet.operator.backup.status import compute_phase, transition_events
+from stashlet.operator.core.conditions import ConditionUpdate, apply_conditions
 
 T0 = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
 T1 = T0 + dt.timedelta(minutes=5)

@@ -6,7 +6,7 @@ import pytest
 
 from stashlet.api.common import LabelSelector
 from stashlet.api.repository import Repository
-from stashlet.operator.usage_policy import selector_matches, usage_allowed
+from stashlet.operator.core.usage_policy import selector_matches, usage_allowed
 
 
 def repo(policy: dict[str, Any] | None) -> Repository:

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from stashlet.kube.errors import Conflict
-from stashlet.operator.workqueue import WorkQueue
+from stashlet.operator.core.workqueue import WorkQueue
 
 
 @contextlib.asynccontextmanager

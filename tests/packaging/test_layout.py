@@ -1,7 +1,10 @@
 """Packaging guards: the namespace-package rule, and Dockerfiles that agree with the project's pins."""
 
 import re
+import subprocess
+import sys
 import tomllib
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -70,3 +73,27 @@ def test_dockerfile_entry_points_exist(name: str, script: str) -> None:
     assert f'ENTRYPOINT ["/venv/bin/{script}"]' in text
     assert f'RUN ["/venv/bin/{script}", "--help"]' in text
     assert re.search(r"^USER 65532", text, re.MULTILINE)
+
+
+def test_the_wheel_ships_the_product_and_not_the_local_cluster(tmp_path: Path) -> None:
+    """The runtime wheel (what the images install) holds the agent, the operator and their shared
+    api/kube layers, and neither the local cluster nor a `stashlet-cluster` script."""
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(tmp_path), str(ROOT)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert built.returncode == 0, built.stderr
+    [wheel] = tmp_path.glob("stashlet-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+    for package in ("agent", "operator", "api", "kube"):
+        assert any(n.startswith(f"stashlet/{package}/") for n in names), package
+    assert not [n for n in names if n.startswith("stashlet/localcluster/")]
+    entry_points = next(n for n in names if n.endswith("entry_points.txt"))
+    with zipfile.ZipFile(wheel) as archive:
+        scripts = archive.read(entry_points).decode()
+    assert "stashlet-agent" in scripts
+    assert "stashlet-cluster" not in scripts

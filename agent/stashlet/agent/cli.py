@@ -14,18 +14,18 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
-from stashlet.agent.backup import BackupRunner
+from stashlet.agent.backup.daemon import Sidecar
+from stashlet.agent.backup.run import BackupRunner
 from stashlet.agent.context import AgentContext, PreparationError
 from stashlet.agent.hosts import HostError, identify
-from stashlet.agent.http_api import make_app, run_server
+from stashlet.agent.http_api.server import make_app, run_server
 from stashlet.agent.job import run as run_job_mode
 from stashlet.agent.live import LiveState
-from stashlet.agent.metrics_report import LatestMetrics, MetricsReporter
-from stashlet.agent.restic_cli import ResticSettings, inherited_env, restic_version
-from stashlet.agent.restic_errors import ResticUnavailable
-from stashlet.agent.restore import EXIT_INTERRUPTED, RestoreRunner
+from stashlet.agent.metrics.report import LatestMetrics, MetricsReporter
+from stashlet.agent.restic.errors import ResticUnavailable
+from stashlet.agent.restic.runner import ResticSettings, inherited_env, restic_version
+from stashlet.agent.restore.run import EXIT_INTERRUPTED, RestoreRunner
 from stashlet.agent.settings import AgentSettings, SettingsError, load
-from stashlet.agent.sidecar import Sidecar
 from stashlet.api import agent_contract as contract
 from stashlet.api import names
 from stashlet.kube import logs

@@ -9,10 +9,10 @@ from typing import Any
 
 from kubernetes_asyncio import client
 
-from stashlet.agent.backend import BackendError, ResticRepository, build_repository, decode_secret_data
 from stashlet.agent.hosts import HostIdentity
 from stashlet.agent.live import LiveState
-from stashlet.agent.restic_cli import ResticSettings
+from stashlet.agent.restic.backend import BackendError, ResticRepository, build_repository, decode_secret_data
+from stashlet.agent.restic.runner import ResticSettings
 from stashlet.agent.settings import AgentSettings
 from stashlet.api import names
 from stashlet.api.repository import Repository

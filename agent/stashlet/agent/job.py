@@ -8,7 +8,7 @@ The operator creates one Job per BackupSession of a configuration whose task is 
   after the end does nothing twice);
 - paused configuration: the session ends ``Skipped`` with the sidecar's Warning event, by the very
   code the sidecar runs (the opt-in annotation ``stash.appscode.com/backup-while-paused`` works here too);
-- otherwise marks host ``host-0`` Running, dumps the resources (:mod:`stashlet.agent.kubedump`) into
+- otherwise marks host ``host-0`` Running, dumps the resources (:mod:`stashlet.agent.kubedump.dump`) into
   ``<tmp-dir>/kubedump`` (a fixed path, so restic finds the previous snapshot as parent), records
   the dump's report (condition ``ResourcesDumped``, and a Warning event ``ResourcesSkipped`` naming
   any API group or resource left out), then backs the folder up with :class:`BackupRunner`: the same
@@ -32,11 +32,18 @@ from pathlib import Path
 
 import aiohttp
 
-from stashlet.agent import session_status as ss
-from stashlet.agent.backup import BackupPlan, BackupRunner
+from stashlet.agent.backup import status as ss
+from stashlet.agent.backup.daemon import (
+    REASON_DEADLINE,
+    REASON_INTERRUPTED,
+    Sidecar,
+    wants_backup_while_paused,
+)
+from stashlet.agent.backup.plan import BackupPlan
+from stashlet.agent.backup.run import BackupRunner
 from stashlet.agent.context import AgentContext
 from stashlet.agent.hosts import HostIdentity
-from stashlet.agent.kubedump import (
+from stashlet.agent.kubedump.dump import (
     DumpError,
     DumpOptions,
     DumpReport,
@@ -47,10 +54,10 @@ from stashlet.agent.kubedump import (
     scope_of,
 )
 from stashlet.agent.live import LiveState
-from stashlet.agent.metrics_report import LatestMetrics, MetricsReporter, apply_push_condition, merge_outcomes
-from stashlet.agent.restic_cli import ResticSettings, restic_version
+from stashlet.agent.metrics.report import LatestMetrics, MetricsReporter, merge_outcomes
+from stashlet.agent.restic.runner import ResticSettings, restic_version
 from stashlet.agent.settings import AgentSettings
-from stashlet.agent.sidecar import REASON_DEADLINE, REASON_INTERRUPTED, Sidecar, wants_backup_while_paused
+from stashlet.agent.timestamps import now_utc
 from stashlet.api.backupconfiguration import BackupConfiguration
 from stashlet.api.backupsession import BackupSession, BackupSessionPhase, HostBackupPhase, HostBackupStats
 from stashlet.api.common import TargetRef
@@ -187,7 +194,7 @@ class BackupJob:
         ref = scope.ref()
         running = HostBackupStats(hostname=ctx.host.name, phase=HostBackupPhase.RUNNING)
         await ctx.stash.update_status(
-            BackupSession, ctx.namespace, name, lambda s: ss.put_host(s, ref, 1, running, ss.now_utc())
+            BackupSession, ctx.namespace, name, lambda s: ss.put_host(s, ref, 1, running, now_utc())
         )
         try:
             report = await dump(ctx.api, scope, options, self.dump_dir)
@@ -218,7 +225,7 @@ class BackupJob:
             BackupSession,
             self.ctx.namespace,
             ended.metadata.name or "",
-            lambda s: apply_push_condition(s, pushed),
+            lambda s: ss.apply_push_condition(s, pushed),
         )
         if not pushed.ok:
             await self.ctx.events.record(updated.to_dict(), "Warning", "MetricsPushFailed", pushed.message)
@@ -237,7 +244,7 @@ class BackupJob:
                 ok,
                 REASON_ALL_DUMPED if ok else REASON_SOME_SKIPPED,
                 message,
-                ss.now_utc(),
+                now_utc(),
             ),
         )
         if not ok:

@@ -8,7 +8,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-from stashlet.agent import restic_json as rj
+from stashlet.agent.restic import output as rj
 
 _KEEP_RESULTS = 20
 

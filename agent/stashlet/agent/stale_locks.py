@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 
 from kubernetes_asyncio import client
 
-from stashlet.agent.restic_cli import Restic
-from stashlet.agent.restic_errors import ResticError
+from stashlet.agent.restic.errors import ResticError
+from stashlet.agent.restic.runner import Restic
 from stashlet.kube.client import call
 from stashlet.kube.errors import KubeError, NotFound
 

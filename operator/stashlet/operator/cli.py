@@ -22,7 +22,7 @@ from stashlet.kube import logs
 from stashlet.kube.client import api_client, own_namespace
 from stashlet.kube.errors import KubeError
 from stashlet.operator import settings as settings_mod
-from stashlet.operator.cronjob import ENV_JOB_NAME, FLAG_NAMESPACE
+from stashlet.operator.backup.cronjob import ENV_JOB_NAME, FLAG_NAMESPACE
 from stashlet.operator.health import serve_health
 from stashlet.operator.settings import OperatorSettings
 
@@ -118,7 +118,7 @@ def settings_from(args: argparse.Namespace) -> OperatorSettings:
 
 
 async def _run(args: argparse.Namespace) -> int:
-    from stashlet.operator.autobackup_controller import AutoBackupController  # noqa: PLC0415 - as below
+    from stashlet.operator.autobackup.controller import AutoBackupController  # noqa: PLC0415 - as below
     from stashlet.operator.controller import Controller  # noqa: PLC0415 - only `run` needs the controller
 
     settings = settings_from(args)
@@ -141,7 +141,7 @@ async def _run(args: argparse.Namespace) -> int:
 
 
 async def _trigger(args: argparse.Namespace) -> int:
-    from stashlet.operator.trigger import run_trigger  # noqa: PLC0415 - keep the trigger's start quick
+    from stashlet.operator.backup.trigger import run_trigger  # noqa: PLC0415 - keep the trigger's start quick
 
     if args.invoker_kind != names.KIND_BACKUP_CONFIGURATION:
         log.error("unsupported invoker kind", extra={"invoker_kind": args.invoker_kind})

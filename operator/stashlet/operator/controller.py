@@ -7,9 +7,9 @@ Watches (list-then-watch, :func:`stashlet.kube.watch.watch`), in every watched n
 - Repositories, Secrets, the four workload kinds and Namespaces, metadata only: a change to an object some
   configuration depends on (as the reconciler reported) enqueues that configuration.
 - BackupSessions: when a session finishes, its configuration's ``backupHistoryLimit`` is applied; a new
-  session of a kubedump configuration gets its Job (:mod:`stashlet.operator.kubedump_jobs`).
+  session of a kubedump configuration gets its Job (:mod:`stashlet.operator.kubedump.session_jobs`).
 - RestoreSessions: like configurations (new, spec change, deletion request, lost finalizer), reconciled by
-  :class:`~stashlet.operator.restore_reconciler.RestoreReconciler`; their Repositories, Secrets,
+  :class:`~stashlet.operator.restore.reconciler.RestoreReconciler`; their Repositories, Secrets,
   Namespaces and targets enqueue them as dependencies, as for configurations.
 
 Every configuration and RestoreSession is also re-enqueued every ``resync_seconds``, which catches what
@@ -36,15 +36,15 @@ from stashlet.api.restoresession import RestoreSession
 from stashlet.kube.custom import StashClient
 from stashlet.kube.errors import NotFound
 from stashlet.kube.watch import DELETED, WatchEvent, WatchSettings, watch
-from stashlet.operator import history
-from stashlet.operator.metawatch import collection_path, metadata_list_fn
-from stashlet.operator.observe import Dependency
-from stashlet.operator.reconciler import Reconciler, ReconcileResult
-from stashlet.operator.restore_reconciler import RestoreReconciler
+from stashlet.operator.backup import history
+from stashlet.operator.backup.reconciler import Reconciler
+from stashlet.operator.core.metawatch import collection_path, metadata_list_fn
+from stashlet.operator.core.observe import Dependency, ReconcileResult
+from stashlet.operator.core.watchset import WatchSet
+from stashlet.operator.core.workloads import WORKLOAD_KINDS
+from stashlet.operator.core.workqueue import WorkQueue
+from stashlet.operator.restore.reconciler import RestoreReconciler
 from stashlet.operator.settings import OperatorSettings
-from stashlet.operator.watchset import WatchSet
-from stashlet.operator.workloads import WORKLOAD_KINDS
-from stashlet.operator.workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
 

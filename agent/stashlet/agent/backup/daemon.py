@@ -1,0 +1,386 @@
+"""``stashlet-agent sidecar``: lives in the workload's pod and backs it up when a BackupSession asks.
+
+- On start it ends sessions this host left ``Running`` (a dead agent's) as ``Failed``.
+- It lists, then watches, the BackupSessions of its namespace and handles those of its invoker one at
+  a time, in the order they appeared, each once per host.
+- Paused configuration: the session ends ``Skipped`` with a Warning event ``BackupSessionSkipped``
+  ("Backup Configuration is paused"), unless the session carries the opt-in annotation
+  ``stash.appscode.com/backup-while-paused: "true"``.
+- Deployment/ReplicaSet: only the holder of the Lease backs up; StatefulSet: every pod; DaemonSet:
+  every node.
+- ``spec.timeOut`` is enforced: past the deadline restic is interrupted and the host is Failed.
+- SIGTERM: a running restic is interrupted (so it removes its lock), the host recorded ``Failed``
+  with reason ``Interrupted``, and the process exits.
+- Liveness (``/healthz``): the BackupSession watch stamps a heartbeat each time it goes round (event,
+  bookmark, relist, reconnect); so does a task on the event loop every second. The agent is wedged when
+  the watch has ended, or either heartbeat is older than its bound (see ``stashlet.agent.liveness``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from stashlet.agent.backup import status as ss
+from stashlet.agent.backup.plan import plan_from_config
+from stashlet.agent.backup.run import BackupRunner
+from stashlet.agent.context import AgentContext, PreparationError
+from stashlet.agent.durations import parse_duration
+from stashlet.agent.http_api.server import BackupRefused
+from stashlet.agent.liveness import Clock, Heartbeat, tick, wedged
+from stashlet.agent.stale_locks import pod_exists
+from stashlet.agent.timestamps import now_utc
+from stashlet.api import names
+from stashlet.api.backupconfiguration import BackupConfiguration
+from stashlet.api.backupsession import BackupSession, BackupSessionPhase
+from stashlet.api.common import TargetRef
+from stashlet.api.sessions import build_session
+from stashlet.kube.custom import StashClient
+from stashlet.kube.errors import Conflict, KubeError, NotFound
+from stashlet.kube.leases import LeaseLock
+from stashlet.kube.watch import DELETED, SYNCED, WatchSettings, watch
+
+log = logging.getLogger(__name__)
+
+LEADER_POLL = 2.0
+PAUSED_MESSAGE = "Backup Configuration is paused"
+REASON_SKIPPED = "BackupSessionSkipped"
+REASON_INTERRUPTED = "Interrupted"
+REASON_DEADLINE = "DeadlineExceeded"
+REASON_AGENT_RESTARTED = "AgentRestarted"
+
+LOOP_BOUND = 30.0
+"""Seconds the event loop's heartbeat (stamped every second) may lag before the agent is wedged."""
+WATCH_GRACE = 60.0
+"""Seconds allowed beyond the longest quiet a healthy watch has (see :func:`watch_bound`)."""
+
+
+def watch_bound(settings: WatchSettings) -> float:
+    """Seconds the BackupSession watch may go without going round before the agent counts as wedged.
+
+    A healthy watch goes round at least once per inactivity timeout (a silent connection is dropped
+    and resumed), or once per back-off while the API server is unreachable; the grace covers a list or
+    a connection opening. Longer than that, the watch is stuck (e.g. on a connection that never
+    answers) and only a restart helps.
+    """
+    return settings.inactivity_timeout + settings.backoff_max + WATCH_GRACE
+
+
+def wants_backup_while_paused(session: BackupSession) -> bool:
+    """True when the session opts in to run although its configuration is paused."""
+    annotations = session.metadata.annotations or {}
+    return annotations.get(names.ANNOTATION_BACKUP_WHILE_PAUSED, "").lower() == "true"
+
+
+def is_mine(obj: dict[str, Any], invoker_kind: str, invoker_name: str) -> bool:
+    """True when the session's invoker is this agent's."""
+    invoker = obj.get("spec", {}).get("invoker", {})
+    return bool(invoker.get("kind") == invoker_kind and invoker.get("name") == invoker_name)
+
+
+class Sidecar:
+    """The sidecar's main loop and the source of its HTTP status."""
+
+    def __init__(
+        self,
+        ctx: AgentContext,
+        runner: BackupRunner,
+        watch_settings: WatchSettings | None = None,
+        *,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        """Serve ``ctx``'s invoker with ``runner``; ``clock`` (monotonic seconds) times the heartbeats."""
+        self.ctx = ctx
+        self.runner = runner
+        self.watch_settings = watch_settings or WatchSettings()
+        self.queue: asyncio.Queue[str] = asyncio.Queue()
+        self.queued: set[str] = set()
+        self.watch_heartbeat = Heartbeat("backupSessionWatch", watch_bound(self.watch_settings), clock)
+        self.loop_heartbeat = Heartbeat("eventLoop", LOOP_BOUND, clock)
+
+    # --- the HTTP API's view -------------------------------------------------------------------
+    def wedged(self) -> dict[str, str]:
+        """The loops that stopped making progress (the BackupSession watch, the event loop), with why."""
+        return wedged((self.watch_heartbeat, self.loop_heartbeat))
+
+    def ready(self) -> tuple[bool, str]:
+        """Ready once settings are loaded and the watch has listed its sessions."""
+        if not self.ctx.live.settings_loaded:
+            return False, "settings not loaded"
+        if not self.ctx.live.watching:
+            return False, "BackupSession watch not established"
+        return True, "ok"
+
+    def status(self) -> dict[str, Any]:
+        """The JSON of GET /status."""
+        if self.ctx.lease is not None:
+            self.ctx.live.leader = self.ctx.lease.held
+        return self.ctx.live.snapshot()
+
+    async def request_backup(self, requested_by: str, while_paused: bool = False) -> str:
+        """Create an instant BackupSession (recorded like any other); refused while paused without opt-in."""
+        config = await self.ctx.stash.get(
+            BackupConfiguration, self.ctx.namespace, self.ctx.settings.invoker_name
+        )
+        if config.spec.paused and not while_paused:
+            raise BackupRefused(
+                f"BackupConfiguration {self.ctx.object_ref()} is paused; ask with "
+                "whilePaused=true to back up anyway"
+            )
+        annotations = {names.ANNOTATION_REQUESTED_BY: requested_by}
+        if while_paused:
+            annotations[names.ANNOTATION_BACKUP_WHILE_PAUSED] = "true"
+        for _ in range(5):
+            session = build_session(config, int(time.time()), annotations)
+            try:
+                created = await self.ctx.stash.create(session)
+            except Conflict:
+                await asyncio.sleep(1)  # one per second: the name carries the unix time
+                continue
+            log.info(
+                "instant backup requested",
+                extra={"session": f"{self.ctx.namespace}/{created.metadata.name}", "by": requested_by},
+            )
+            return created.metadata.name or ""
+        raise BackupRefused("could not create a BackupSession name not yet taken; try again")
+
+    # --- the loop ------------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Sweep, then watch and work, until cancelled; the watch's heartbeat records how it ended."""
+        ticker = asyncio.create_task(tick(self.loop_heartbeat), name="loop-heartbeat")
+        ended = "ended"
+        try:
+            await self.sweep_left_running()
+            worker = asyncio.create_task(self._work(), name="sessions")
+            try:
+                await self._watch()
+            finally:
+                worker.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await worker
+        except asyncio.CancelledError:
+            ended = "cancelled"
+            raise
+        except Exception as exc:
+            ended = f"failed ({type(exc).__name__}; see the agent's log)"
+            raise
+        finally:
+            self.watch_heartbeat.stop(ended)
+            ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ticker
+
+    async def sweep_left_running(self) -> None:
+        """End the sessions this host left Running before a restart: they will never finish.
+
+        A host entry is this agent's leftover when the pod that ran it is this pod (the container
+        restarted) or no longer exists; a replica that merely plays the same host (Deployment) and
+        still runs is left alone.
+        """
+        sessions = await self.ctx.stash.list(BackupSession, self.ctx.namespace)
+        ref = await self._target_ref()
+        for session in sessions:
+            if not is_mine(session.to_dict(), self.ctx.settings.invoker_kind, self.ctx.settings.invoker_name):
+                continue
+            entry = ss.host_entry(session, ref, self.ctx.host.name)
+            if entry is None or entry.phase not in (None, "Running") or ss.is_final(session):
+                continue
+            if entry.pod and entry.pod != self.ctx.settings.pod_name:
+                if await pod_exists(self.ctx, entry.pod) is not False:
+                    continue
+                message = f"the agent on {entry.pod} is gone while this session ran"
+            else:
+                message = f"the agent on {self.ctx.settings.pod_name} restarted while this session ran"
+            log.warning(
+                "ending a session left running by an earlier agent",
+                extra={"session": f"{self.ctx.namespace}/{session.metadata.name}", "pod": entry.pod},
+            )
+            await self._fail(session, ref, REASON_AGENT_RESTARTED, message)
+
+    async def _target_ref(self) -> TargetRef:
+        return TargetRef(kind=self.ctx.settings.target_kind, name=self.ctx.settings.target_name)
+
+    async def _watch(self) -> None:
+        stash: StashClient = self.ctx.stash
+        list_fn = stash.list_fn(BackupSession, self.ctx.namespace)
+        beat = self.watch_heartbeat.beat
+        async for event in watch(list_fn, settings=self.watch_settings, on_progress=beat):
+            if event.type == SYNCED:
+                self.ctx.live.watching = True
+                continue
+            if event.type == DELETED or not is_mine(
+                event.object, self.ctx.settings.invoker_kind, self.ctx.settings.invoker_name
+            ):
+                continue
+            phase = event.object.get("status", {}).get("phase")
+            name = event.object["metadata"]["name"]
+            if phase in ss.FINAL_SESSION_PHASES or name in self.queued:
+                continue
+            self.queued.add(name)
+            await self.queue.put(name)
+
+    async def _work(self) -> None:
+        while True:
+            name = await self.queue.get()
+            try:
+                await self.handle(name)
+            except asyncio.CancelledError:
+                raise
+            except (KubeError, PreparationError) as exc:
+                log.error(
+                    "session handling failed",
+                    extra={"session": f"{self.ctx.namespace}/{name}", "error": str(exc)},
+                )
+            except Exception:
+                log.exception("session handling crashed", extra={"session": f"{self.ctx.namespace}/{name}"})
+            finally:
+                self.queued.discard(name)
+
+    async def handle(self, name: str) -> None:
+        """Handle one session on this host (see the module docstring)."""
+        ctx = self.ctx
+        try:
+            session = await ctx.stash.get(BackupSession, ctx.namespace, name)
+        except NotFound:
+            return
+        ref = await self._target_ref()
+        if ss.is_final(session) or ss.host_is_done(session, ref, ctx.host.name):
+            return
+        config = await ctx.stash.get(BackupConfiguration, ctx.namespace, ctx.settings.invoker_name)
+        ctx.live.paused = bool(config.spec.paused)
+        if config.spec.paused and not wants_backup_while_paused(session):
+            await self._skip(session)
+            return
+        if ctx.host.needs_lease and not await self._lead_or_done(name):
+            return
+        try:
+            plan = plan_from_config(config, await ctx.read_workload())
+        except PreparationError as exc:
+            await self._fail(session, ref, exc.reason, exc.message)
+            return
+        deadline = self._deadline(session, config)
+        try:
+            async with self._turn():
+                work = self.runner.run(session, config, plan)
+                if deadline is None:
+                    await work
+                else:
+                    await asyncio.wait_for(work, max(0.0, deadline - time.time()))
+        except TimeoutError:
+            await self._fail(
+                session,
+                ref,
+                REASON_DEADLINE,
+                f"the session did not finish within its timeOut ({config.spec.time_out})",
+                end_session=True,
+            )
+        except asyncio.CancelledError:
+            await asyncio.shield(
+                self._fail(
+                    session,
+                    ref,
+                    REASON_INTERRUPTED,
+                    f"the agent on {ctx.settings.pod_name} was stopped (SIGTERM) mid-backup",
+                )
+            )
+            raise
+
+    @contextlib.asynccontextmanager
+    async def _turn(self) -> AsyncIterator[None]:
+        """For hosts that take turns (StatefulSet pods): hold the workload's Lease while working."""
+        if not self.ctx.host.takes_turns:
+            yield
+            return
+        settings = self.ctx.settings
+        lease = LeaseLock(
+            self.ctx.api,
+            self.ctx.namespace,
+            names.lease_name(settings.target_kind, settings.target_name, "backup"),
+            settings.pod_name,
+            duration=15,
+            renew_every=3,
+        )
+        renewer = asyncio.create_task(lease.run(), name="turn-lease")
+        try:
+            await lease.wait_held()
+            log.info("took the backup turn", extra={"host": self.ctx.host.name, "lease": lease.name})
+            yield
+        finally:
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewer
+            await lease.release()
+
+    def _deadline(self, session: BackupSession, config: BackupConfiguration) -> float | None:
+        if not config.spec.time_out or session.metadata.creation_timestamp is None:
+            return None
+        return session.metadata.creation_timestamp.timestamp() + parse_duration(config.spec.time_out)
+
+    async def _lead_or_done(self, name: str) -> bool:
+        """Wait until this replica holds the Lease (True) or another host ended the session (False)."""
+        lease = self.ctx.lease
+        if lease is None:
+            return True
+        while not lease.held:
+            self.ctx.live.leader = False
+            try:
+                async with asyncio.timeout(LEADER_POLL):  # not wait_for: it may lose a cancellation
+                    await lease.wait_held()
+            except TimeoutError:
+                try:
+                    session = await self.ctx.stash.get(BackupSession, self.ctx.namespace, name)
+                except NotFound:
+                    return False
+                if ss.is_final(session):
+                    return False
+        self.ctx.live.leader = True
+        return True
+
+    async def _skip(self, session: BackupSession) -> None:
+        name = session.metadata.name or ""
+
+        def mutate(s: BackupSession) -> bool:
+            if ss.is_final(s):
+                return False
+            ss.finish(s, BackupSessionPhase.SKIPPED, now_utc())
+            return True
+
+        updated = await self.ctx.stash.update_status(BackupSession, self.ctx.namespace, name, mutate)
+        await self.ctx.events.record(updated.to_dict(), "Warning", REASON_SKIPPED, PAUSED_MESSAGE)
+        log.info(
+            "backup session skipped: configuration paused", extra={"session": f"{self.ctx.namespace}/{name}"}
+        )
+        self.ctx.live.finish(name, "Skipped", PAUSED_MESSAGE)
+
+    async def _fail(
+        self, session: BackupSession, ref: TargetRef, reason: str, message: str, *, end_session: bool = False
+    ) -> None:
+        name = session.metadata.name or ""
+        total = 1
+        for target in (session.status.targets if session.status else None) or []:
+            total = target.total_hosts or 1
+
+        def mutate(s: BackupSession) -> None:
+            ss.fail_unfinished(s, ref, total, self.ctx.host.name, reason, message, now_utc())
+            if end_session and not ss.is_final(s):
+                ss.finish(s, BackupSessionPhase.FAILED, now_utc())
+
+        try:
+            updated = await self.ctx.stash.update_status(BackupSession, self.ctx.namespace, name, mutate)
+            await self.ctx.events.record(
+                updated.to_dict(),
+                "Warning",
+                "Host Backup Failed",
+                f"Failed to back up host {self.ctx.host.name}: {message}",
+            )
+        except KubeError as exc:
+            log.error("could not record the failure", extra={"session": name, "error": exc.message})
+        log.error(
+            "host backup failed",
+            extra={"session": f"{self.ctx.namespace}/{name}", "reason": reason, "error": message},
+        )
+        self.ctx.live.finish(name, "Failed", message)

@@ -1,0 +1,457 @@
+"""One host's part of one BackupSession.
+
+Prepare, back up with restic, record; the host that completes the target then applies retention,
+verifies the repository and publishes its status.
+
+A backup is never retried in place: a failure is recorded with its reason and the next session runs
+anew. Nothing here deletes a snapshot except ``restic forget`` with the configuration's own policy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from stashlet.agent.backup import status as ss
+from stashlet.agent.backup.plan import BackupPlan
+from stashlet.agent.context import AgentContext, PreparationError, missing_paths
+from stashlet.agent.durations import format_duration
+from stashlet.agent.metrics.report import MetricsReporter, PushOutcome, merge_outcomes
+from stashlet.agent.restic import output as rj
+from stashlet.agent.restic.errors import PartialBackup, RepositoryLocked, RepositoryNotFound, ResticError
+from stashlet.agent.restic.retention import RetentionError, forget_args
+from stashlet.agent.restic.runner import Restic
+from stashlet.agent.sizes import format_size
+from stashlet.agent.stale_locks import remove_stale_locks
+from stashlet.agent.timestamps import now_utc
+from stashlet.api.backupconfiguration import BackupConfiguration
+from stashlet.api.backupsession import (
+    BackupProgress,
+    BackupSession,
+    BackupSessionPhase,
+    HostBackupPhase,
+    HostBackupStats,
+)
+from stashlet.api.common import TargetRef
+from stashlet.api.conditions import ConditionReason, ConditionType
+from stashlet.api.repository import Repository, RepositoryStatus
+from stashlet.kube.leases import LeaseLost
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+STATUS_PROGRESS_INTERVAL = 5.0
+"""Seconds between progress writes into the BackupSession status (the API server is no log)."""
+
+
+@dataclass
+class HostOutcome:
+    """What happened on this host, for events, metrics and the live status."""
+
+    stats: HostBackupStats
+    completed_target: bool = False
+    session: BackupSession | None = None
+    pushes: list[PushOutcome | None] = field(default_factory=list)
+
+
+class BackupRunner:
+    """Runs this host's part of BackupSessions, one at a time."""
+
+    def __init__(self, ctx: AgentContext, metrics: MetricsReporter) -> None:
+        """Share the agent's context and metrics reporter."""
+        self.ctx = ctx
+        self.metrics = metrics
+        self.known_repositories: set[str] = set()
+
+    async def run(self, session: BackupSession, config: BackupConfiguration, plan: BackupPlan) -> HostOutcome:
+        """Back up this host for ``session``; always records a final host entry unless cancelled."""
+        ctx = self.ctx
+        ref, hosts, paths = plan.ref, plan.total_hosts, plan.paths
+        name = session.metadata.name or ""
+        host = ctx.host.name
+        started = time.monotonic()
+        ctx.live.start(name, "backup")
+        await ctx.stash.update_status(
+            BackupSession,
+            ctx.namespace,
+            name,
+            lambda s: ss.put_host(
+                s,
+                ref,
+                hosts,
+                HostBackupStats(hostname=host, phase=HostBackupPhase.RUNNING, pod=ctx.settings.pod_name),
+                now_utc(),
+            ),
+        )
+        log.info(
+            "host backup started",
+            extra={"session": f"{ctx.namespace}/{name}", "host": host, "paths": paths},
+        )
+        repo: Repository | None = None
+        restic: Restic | None = None
+        try:
+            repo_ref = config.spec.repository
+            if repo_ref is None:
+                raise PreparationError(
+                    "RepositoryNotFound",
+                    f"BackupConfiguration {ctx.object_ref()}: spec.repository is not set",
+                )
+            repo, restic_repo = await ctx.repository(repo_ref.name, repo_ref.namespace)
+            if not paths:
+                raise PreparationError(
+                    "TargetPathsMissing",
+                    f"BackupConfiguration {ctx.object_ref()}: spec.target.paths is empty",
+                )
+            if gone := missing_paths(paths):
+                raise PreparationError(
+                    "TargetPathNotFound",
+                    f"target path(s) {', '.join(gone)} do not exist in "
+                    f"pod {ctx.settings.pod_name} (check spec.target.volumeMounts)",
+                )
+            restic = Restic(ctx.restic, restic_repo)
+            await self._ensure_repository(restic, repo, name)
+            summary = await self._backup(restic, name, ref, hosts, paths, plan.excludes, plan.args)
+            stats = ss.host_stats_from_summary(host, paths, summary, time.monotonic() - started)
+        except PartialBackup as exc:
+            stats = (
+                ss.host_stats_from_summary(
+                    host,
+                    paths,
+                    exc.summary,
+                    time.monotonic() - started,
+                    phase=HostBackupPhase.FAILED,
+                    error=exc.message,
+                    reason=exc.reason,
+                )
+                if exc.summary
+                else self._failed(host, exc.reason, exc.message, started)
+            )
+        except ResticError as exc:
+            if isinstance(exc, RepositoryNotFound) and restic is not None and restic.repository is not None:
+                self.known_repositories.discard(restic.repository.url)
+            stats = self._failed(host, exc.reason, exc.message, started)
+        except PreparationError as exc:
+            stats = self._failed(host, exc.reason, exc.message, started)
+        except LeaseLost as exc:
+            stats = self._failed(host, "LeaseLost", str(exc), started)
+        stats.pod = ctx.settings.pod_name
+        outcome = await self._record(name, ref, hosts, stats)
+        outcome.pushes.append(await self.metrics.host_backup(config, ref, stats))
+        if (
+            outcome.completed_target
+            and repo is not None
+            and restic is not None
+            and (stats.phase == HostBackupPhase.SUCCEEDED)
+        ):
+            await self._after_target(outcome, config, repo, restic)
+        elif outcome.completed_target:
+            await self._finalize(name, config, outcome)
+        else:
+            await self._report_pushes(name, outcome)
+        ctx.live.finish(name, str(stats.phase), stats.error or "", stats.duration or "")
+        return outcome
+
+    def _failed(self, host: str, reason: str, message: str, started: float) -> HostBackupStats:
+        log.error(
+            "host backup failed",
+            extra={"invoker": self.ctx.object_ref(), "host": host, "reason": reason, "error": message},
+        )
+        return HostBackupStats(
+            hostname=host,
+            phase=HostBackupPhase.FAILED,
+            reason=reason,
+            error=message,
+            duration=format_duration(time.monotonic() - started),
+        )
+
+    async def _ensure_repository(self, restic: Restic, repo: Repository, session: str) -> None:
+        self._check_lease()
+        url = restic.repository.url if restic.repository else ""
+        if url in self.known_repositories:
+            return  # seen this process; if it vanished, restic fails with RepositoryNotFound and we forget it
+        if await restic.exists():
+            self.known_repositories.add(url)
+            return
+        repo_name = f"{repo.metadata.namespace}/{repo.metadata.name}"
+        if not self.ctx.may_initialize(repo):
+            await self._condition(
+                session,
+                ConditionType.BACKEND_REPOSITORY_INITIALIZED,
+                False,
+                ConditionReason.FAILED_TO_INITIALIZE_BACKEND_REPOSITORY,
+                f"no restic repository at {restic.repository.display_url if restic.repository else '?'}"
+                f" and Repository {repo_name} forbids initialising one",
+            )
+            raise PreparationError(
+                "RepositoryNotFound",
+                f"no restic repository for Repository {repo_name} and "
+                "its init-repository annotation is false",
+            )
+        await restic.init()
+        self.known_repositories.add(url)
+        log.info("restic repository initialised", extra={"repository": repo_name})
+        await self._condition(
+            session,
+            ConditionType.BACKEND_REPOSITORY_INITIALIZED,
+            True,
+            ConditionReason.BACKEND_REPOSITORY_FOUND,
+            f"initialised restic repository for {repo_name}",
+        )
+
+    async def _backup(
+        self,
+        restic: Restic,
+        session: str,
+        ref: TargetRef,
+        hosts: int,
+        paths: list[str],
+        excludes: list[str],
+        extra_args: list[str],
+    ) -> rj.BackupSummary:
+        ctx = self.ctx
+        last_write = 0.0
+        pending: set[asyncio.Task[Any]] = set()
+
+        def progress(status: rj.BackupStatus) -> None:
+            nonlocal last_write
+            ctx.live.progress(status)
+            if time.monotonic() - last_write < STATUS_PROGRESS_INTERVAL:
+                return
+            last_write = time.monotonic()
+            log.info(
+                "backup progress",
+                extra={
+                    "session": f"{ctx.namespace}/{session}",
+                    "host": ctx.host.name,
+                    "percent": round(status.percent_done * 100, 1),
+                    "files_done": status.files_done,
+                    "bytes_done": status.bytes_done,
+                },
+            )
+            entry = HostBackupStats(
+                hostname=ctx.host.name,
+                phase=HostBackupPhase.RUNNING,
+                pod=ctx.settings.pod_name,
+                progress=BackupProgress(
+                    percent_done=round(status.percent_done, 4),
+                    total_files=status.total_files,
+                    files_done=status.files_done,
+                    total_bytes=status.total_bytes,
+                    bytes_done=status.bytes_done,
+                    seconds_elapsed=status.seconds_elapsed,
+                    seconds_remaining=status.seconds_remaining,
+                    error_count=status.error_count,
+                ),
+            )
+            task = asyncio.create_task(
+                ctx.stash.update_status(
+                    BackupSession,
+                    ctx.namespace,
+                    session,
+                    lambda s: ss.put_host(s, ref, hosts, entry, now_utc()),
+                )
+            )
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+
+        self._check_lease()
+        try:
+            return await self._with_stale_lock_recovery(
+                restic,
+                lambda: restic.backup(
+                    paths, host=ctx.host.name, excludes=excludes, extra_args=extra_args, progress_cb=progress
+                ),
+            )
+        finally:
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _with_stale_lock_recovery(self, restic: Restic, op: Callable[[], Awaitable[T]]) -> T:
+        try:
+            return await op()
+        except RepositoryLocked:
+            if not await remove_stale_locks(self.ctx, restic):
+                raise
+            return await op()
+
+    def _check_lease(self) -> None:
+        if self.ctx.host.needs_lease and self.ctx.lease is not None:
+            self.ctx.lease.ensure_held()
+
+    async def _record(self, session: str, ref: TargetRef, hosts: int, stats: HostBackupStats) -> HostOutcome:
+        outcome = HostOutcome(stats=stats)
+
+        def mutate(s: BackupSession) -> None:
+            before = ss.target_complete(s, ref)
+            # The host that completes the target ends the session itself, after the repository work.
+            ss.put_host(s, ref, hosts, stats, now_utc(), finalize=False)
+            outcome.completed_target = not before and ss.target_complete(s, ref) and not ss.is_final(s)
+
+        outcome.session = await self.ctx.stash.update_status(
+            BackupSession, self.ctx.namespace, session, mutate
+        )
+        ok = stats.phase == HostBackupPhase.SUCCEEDED
+        reason = "Host Backup Succeeded" if ok else "Host Backup Failed"
+        message = (
+            f"Successfully backed up host {stats.hostname}"
+            if ok
+            else f"Failed to back up host {stats.hostname}: {stats.error}"
+        )
+        obj = outcome.session.to_dict() if outcome.session else {}
+        await self.ctx.events.record(obj, "Normal" if ok else "Warning", reason, message)
+        log.info(
+            "host backup recorded",
+            extra={
+                "session": f"{self.ctx.namespace}/{session}",
+                "host": stats.hostname,
+                "phase": str(stats.phase),
+                "completed_target": outcome.completed_target,
+            },
+        )
+        return outcome
+
+    async def _after_target(
+        self, outcome: HostOutcome, config: BackupConfiguration, repo: Repository, restic: Restic
+    ) -> None:
+        """Retention, integrity check and Repository status, by the host that completed the target."""
+        session = outcome.session.metadata.name if outcome.session else ""
+        session = session or ""
+        repo_ns, repo_name = repo.metadata.namespace or self.ctx.namespace, repo.metadata.name or ""
+        removed: int | None = None
+        remaining: list[rj.Snapshot] | None = None
+        healthy = True
+        policy = config.spec.retention_policy
+        try:
+            self._check_lease()
+            args = forget_args(policy)
+            result = await self._with_stale_lock_recovery(restic, lambda: restic.forget(args))
+            removed = 0 if policy.dry_run else result.removed_count
+            # forget lists every snapshot of the repository; what it kept is what remains.
+            remaining = list(result.kept) + (list(result.removed) if policy.dry_run else [])
+            await self._condition(
+                session,
+                ConditionType.RETENTION_POLICY_APPLIED,
+                True,
+                ConditionReason.SUCCESSFULLY_APPLIED_RETENTION_POLICY,
+                f"policy {policy.name}: kept {len(result.kept)}, removed {result.removed_count}"
+                + (" (dry run)" if policy.dry_run else ""),
+            )
+        except (ResticError, RetentionError, LeaseLost) as exc:
+            healthy = False
+            await self._condition(
+                session,
+                ConditionType.RETENTION_POLICY_APPLIED,
+                False,
+                ConditionReason.FAILED_TO_APPLY_RETENTION_POLICY,
+                f"policy {policy.name}: {exc}",
+            )
+        integrity: bool | None = None
+        try:
+            self._check_lease()
+            integrity = await restic.check()
+            await self._condition(
+                session,
+                ConditionType.REPOSITORY_INTEGRITY_VERIFIED,
+                integrity,
+                ConditionReason.SUCCESSFULLY_VERIFIED_REPOSITORY_INTEGRITY
+                if integrity
+                else ConditionReason.FAILED_TO_VERIFY_REPOSITORY_INTEGRITY,
+                "restic check found no errors" if integrity else "restic check found errors",
+            )
+            healthy = healthy and integrity
+        except (ResticError, LeaseLost) as exc:
+            healthy = False
+            await self._condition(
+                session,
+                ConditionType.REPOSITORY_INTEGRITY_VERIFIED,
+                False,
+                ConditionReason.FAILED_TO_VERIFY_REPOSITORY_INTEGRITY,
+                str(exc),
+            )
+        try:
+            snapshots = remaining if remaining is not None else await restic.snapshots()
+            stats = await restic.stats(mode="raw-data")
+            times = [s.time for s in snapshots if s.time is not None]
+            new_status = RepositoryStatus(
+                integrity=integrity,
+                total_size=format_size(stats.total_size),
+                snapshot_count=len(snapshots),
+                first_backup_time=min(times).replace(microsecond=0) if times else None,
+                last_backup_time=max(times).replace(microsecond=0) if times else None,
+                snapshots_removed_on_last_cleanup=removed,
+            )
+
+            def put_repo_status(r: Repository) -> None:
+                merged = (r.status.to_dict() if r.status else {}) | new_status.to_dict()
+                r.status = RepositoryStatus.from_dict(merged)
+
+            updated = await self.ctx.stash.update_status(Repository, repo_ns, repo_name, put_repo_status)
+            self.ctx.live.repository = {
+                "name": f"{repo_ns}/{repo_name}",
+                **(updated.status.to_dict() if updated.status else {}),
+            }
+            outcome.pushes.append(await self.metrics.repository(config, updated))
+        except ResticError as exc:
+            log.error(
+                "could not read repository stats",
+                extra={"repository": f"{repo_ns}/{repo_name}", "error": exc.message},
+            )
+        await self._finalize(session, config, outcome, failed=not healthy)
+
+    async def _finalize(
+        self, session: str, config: BackupConfiguration, outcome: HostOutcome, *, failed: bool = False
+    ) -> None:
+        """End the session: its metrics first, so the final status carries MetricsPushed with it."""
+
+        def end(s: BackupSession) -> None:
+            if ss.is_final(s):
+                return
+            ss.recompute(s, now_utc())
+            if failed and s.status is not None and s.status.phase == BackupSessionPhase.SUCCEEDED:
+                s.status.phase = BackupSessionPhase.FAILED
+
+        preview = await self.ctx.stash.get(BackupSession, self.ctx.namespace, session)
+        end(preview)
+        outcome.pushes.append(await self.metrics.session(preview, config))
+        pushed = merge_outcomes(outcome.pushes)
+
+        def mutate(s: BackupSession) -> None:
+            ss.apply_push_condition(s, pushed)
+            end(s)
+
+        final = await self.ctx.stash.update_status(BackupSession, self.ctx.namespace, session, mutate)
+        await self._push_event(final, pushed)
+        log.info(
+            "backup session finished",
+            extra={
+                "session": f"{self.ctx.namespace}/{session}",
+                "phase": str(final.status.phase if final.status else None),
+            },
+        )
+
+    async def _report_pushes(self, session: str, outcome: HostOutcome) -> None:
+        """A host that did not end the session reports how its own pushes went."""
+        pushed = merge_outcomes(outcome.pushes)
+        if pushed is None:
+            return
+        updated = await self.ctx.stash.update_status(
+            BackupSession, self.ctx.namespace, session, lambda s: ss.apply_push_condition(s, pushed)
+        )
+        await self._push_event(updated, pushed)
+
+    async def _push_event(self, session: BackupSession, pushed: PushOutcome | None) -> None:
+        if pushed is not None and not pushed.ok:
+            await self.ctx.events.record(session.to_dict(), "Warning", "MetricsPushFailed", pushed.message)
+
+    async def _condition(self, session: str, type_: str, ok: bool, reason: str, message: str) -> None:
+        await self.ctx.stash.update_status(
+            BackupSession,
+            self.ctx.namespace,
+            session,
+            lambda s: ss.set_condition(s, type_, ok, reason, message, now_utc()),
+        )

@@ -1,0 +1,215 @@
+"""Pure changes to a BackupSession's status: host entries, target and session phases, conditions.
+
+Every function given a session mutates it and is safe to re-apply (the status writer re-runs it
+after a 409 Conflict on a freshly read object), so concurrent hosts never lose each other's entries.
+:func:`host_stats_from_summary` builds a host's entry from restic's backup summary.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from stashlet.agent.durations import format_duration
+from stashlet.agent.metrics.report import PushOutcome
+from stashlet.agent.restic import output as rj
+from stashlet.agent.sizes import format_size
+from stashlet.agent.timestamps import now_utc
+from stashlet.api.backupsession import (
+    BackupSession,
+    BackupSessionPhase,
+    BackupSessionStatus,
+    BackupTargetStatus,
+    FileStats,
+    HostBackupPhase,
+    HostBackupStats,
+    SnapshotStats,
+    TargetPhase,
+)
+from stashlet.api.common import Condition, ConditionStatus, TargetRef
+from stashlet.api.conditions import ConditionType
+
+FINAL_SESSION_PHASES = frozenset(
+    {BackupSessionPhase.SUCCEEDED, BackupSessionPhase.FAILED, BackupSessionPhase.SKIPPED}
+)
+FINAL_HOST_PHASES = frozenset({HostBackupPhase.SUCCEEDED, HostBackupPhase.FAILED})
+
+
+def is_final(session: BackupSession) -> bool:
+    """True once the session is Succeeded, Failed or Skipped."""
+    return bool(session.status and session.status.phase in FINAL_SESSION_PHASES)
+
+
+def _status(session: BackupSession) -> BackupSessionStatus:
+    if session.status is None:
+        session.status = BackupSessionStatus()
+    return session.status
+
+
+def _same_ref(a: TargetRef | None, b: TargetRef) -> bool:
+    return a is not None and (a.kind, a.name) == (b.kind, b.name)
+
+
+def target_complete(session: BackupSession, ref: TargetRef) -> bool:
+    """True when every host of ``ref`` has a final entry."""
+    for target in (session.status.targets if session.status else None) or []:
+        if _same_ref(target.ref, ref):
+            return target.phase in (TargetPhase.SUCCEEDED, TargetPhase.FAILED)
+    return False
+
+
+def target_status(session: BackupSession, ref: TargetRef, total_hosts: int) -> BackupTargetStatus:
+    """The status entry of ``ref``, created (Pending) if absent; totalHosts kept up to date."""
+    status = _status(session)
+    status.targets = status.targets or []
+    for target in status.targets:
+        if _same_ref(target.ref, ref):
+            target.total_hosts = total_hosts
+            return target
+    target = BackupTargetStatus(ref=ref, total_hosts=total_hosts, phase=TargetPhase.PENDING, stats=[])
+    status.targets.append(target)
+    return target
+
+
+def host_entry(session: BackupSession, ref: TargetRef, host: str) -> HostBackupStats | None:
+    """This host's entry for ``ref``, if it has one."""
+    for target in (session.status.targets if session.status else None) or []:
+        if _same_ref(target.ref, ref):
+            return next((s for s in target.stats or [] if s.hostname == host), None)
+    return None
+
+
+def host_is_done(session: BackupSession, ref: TargetRef, host: str) -> bool:
+    """True when this host already has a final entry: its work for the session is over."""
+    entry = host_entry(session, ref, host)
+    return entry is not None and entry.phase in FINAL_HOST_PHASES
+
+
+def put_host(
+    session: BackupSession,
+    ref: TargetRef,
+    total_hosts: int,
+    stats: HostBackupStats,
+    now: dt.datetime,
+    *,
+    finalize: bool = True,
+) -> None:
+    """Write this host's entry (replacing its earlier one), then recompute the phases.
+
+    With ``finalize`` False the session stays Running even when every host is done: the host that
+    completed the target still has repository work to do and ends the session itself.
+    """
+    target = target_status(session, ref, total_hosts)
+    target.stats = [s for s in target.stats or [] if s.hostname != stats.hostname] + [stats]
+    if session.status and session.status.phase in (None, BackupSessionPhase.PENDING):
+        session.status.phase = BackupSessionPhase.RUNNING
+    if target.phase == TargetPhase.PENDING:
+        target.phase = TargetPhase.RUNNING
+    recompute(session, now, finalize=finalize)
+
+
+def recompute(session: BackupSession, now: dt.datetime, *, finalize: bool = True) -> None:
+    """Derive each target's phase from its hosts and, with ``finalize``, the session's from its targets."""
+    status = _status(session)
+    if status.phase in FINAL_SESSION_PHASES:
+        return
+    targets = status.targets or []
+    for target in targets:
+        finals = [s for s in target.stats or [] if s.phase in FINAL_HOST_PHASES]
+        if target.total_hosts and len(finals) >= target.total_hosts:
+            failed = any(s.phase == HostBackupPhase.FAILED for s in finals)
+            target.phase = TargetPhase.FAILED if failed else TargetPhase.SUCCEEDED
+    if finalize and targets and all(t.phase in (TargetPhase.SUCCEEDED, TargetPhase.FAILED) for t in targets):
+        failed = any(t.phase == TargetPhase.FAILED for t in targets)
+        finish(session, BackupSessionPhase.FAILED if failed else BackupSessionPhase.SUCCEEDED, now)
+
+
+def finish(session: BackupSession, phase: BackupSessionPhase, now: dt.datetime) -> None:
+    """End the session with ``phase`` and its duration since creation."""
+    status = _status(session)
+    status.phase = phase
+    created = session.metadata.creation_timestamp
+    if created is not None:
+        status.session_duration = format_duration(max(0.0, (now - created).total_seconds()))
+
+
+def fail_unfinished(
+    session: BackupSession,
+    ref: TargetRef,
+    total_hosts: int,
+    host: str,
+    reason: str,
+    message: str,
+    now: dt.datetime,
+) -> None:
+    """Record this host Failed with ``reason`` unless it already has a final entry."""
+    if host_is_done(session, ref, host):
+        return
+    put_host(
+        session,
+        ref,
+        total_hosts,
+        HostBackupStats(hostname=host, phase=HostBackupPhase.FAILED, reason=reason, error=message),
+        now,
+    )
+
+
+def set_condition(
+    session: BackupSession, type_: str, ok: bool, reason: str, message: str, now: dt.datetime
+) -> None:
+    """Set a session-wide condition; lastTransitionTime changes only when the status does."""
+    status = _status(session)
+    new_status = ConditionStatus.TRUE if ok else ConditionStatus.FALSE
+    conditions = status.conditions or []
+    for condition in conditions:
+        if condition.type == type_:
+            if condition.status != new_status:
+                condition.last_transition_time = now
+            condition.status, condition.reason, condition.message = new_status, reason, message
+            break
+    else:
+        conditions.append(
+            Condition(type=type_, status=new_status, reason=reason, message=message, last_transition_time=now)
+        )
+    status.conditions = conditions
+
+
+def apply_push_condition(session: BackupSession, outcome: PushOutcome | None) -> None:
+    """Set MetricsPushed on the session from ``outcome`` (nothing when nothing was pushed)."""
+    if outcome is None:
+        return
+    reason = "MetricsPushed" if outcome.ok else "MetricsPushFailed"
+    set_condition(session, ConditionType.METRICS_PUSHED, outcome.ok, reason, outcome.message, now_utc())
+
+
+def host_stats_from_summary(
+    host: str,
+    paths: list[str],
+    summary: rj.BackupSummary,
+    seconds: float,
+    *,
+    phase: HostBackupPhase = HostBackupPhase.SUCCEEDED,
+    error: str | None = None,
+    reason: str | None = None,
+) -> HostBackupStats:
+    """The status entry for a host from restic's backup summary."""
+    snapshot = SnapshotStats(
+        name=(summary.snapshot_id or "")[:8] or None,
+        path=",".join(paths),
+        total_size=format_size(summary.total_bytes_processed),
+        uploaded=format_size(summary.data_added),
+        processing_time=format_duration(summary.total_duration),
+        file_stats=FileStats(
+            total_files=summary.total_files_processed,
+            new_files=summary.files_new,
+            modified_files=summary.files_changed,
+            unmodified_files=summary.files_unmodified,
+        ),
+    )
+    stats = HostBackupStats(
+        hostname=host, phase=phase, snapshots=[snapshot], duration=format_duration(seconds)
+    )
+    if error:
+        stats.error = error
+    if reason:
+        stats.reason = reason
+    return stats

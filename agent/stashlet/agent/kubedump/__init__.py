@@ -1,0 +1,1 @@
+"""The resource-YAML dump: API discovery and paged lists, options and scope, sanitizing, the file tree."""

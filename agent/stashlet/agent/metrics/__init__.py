@@ -1,0 +1,1 @@
+"""Stash's Prometheus metrics: catalog, pure registry builders, Pushgateway push, the backup reporter."""

@@ -1,0 +1,1 @@
+"""restic itself: runner, JSON output, exit codes as errors, backends, retention (the bottom layer)."""

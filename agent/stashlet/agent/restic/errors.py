@@ -1,0 +1,216 @@
+"""The error taxonomy of restic runs, built from restic's exit codes (restic >= 0.17).
+
+restic documents these exit codes (``doc/075_scripting.rst``): 0 success, 1 fatal error, 2 Go runtime
+error, 3 ``backup`` could not read some source data (the snapshot is still created), 10 the repository
+does not exist, 11 the repository could not be locked, 12 wrong password, 130 interrupted. Any other
+code must be treated as a failure.
+
+Every error carries a short CamelCase ``reason`` fit for a Kubernetes condition or event, the exit
+code, and a human message taken from restic's JSON ``exit_error`` message or the tail of its stderr.
+Messages never contain secret values: the runner scrubs them before building an error.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+from collections.abc import Sequence
+from enum import IntEnum
+from typing import ClassVar
+
+from stashlet.agent.restic.output import BackupSummary
+
+MAX_MESSAGE_CHARS = 1000
+"""Messages are cut to this length: they end up in conditions and events."""
+
+
+class ExitCode(IntEnum):
+    """restic's documented exit codes."""
+
+    OK = 0
+    FATAL = 1
+    GO_RUNTIME = 2
+    PARTIAL_BACKUP = 3
+    REPOSITORY_NOT_FOUND = 10
+    LOCK_FAILED = 11
+    WRONG_PASSWORD = 12
+    INTERRUPTED = 130
+
+
+class ResticError(Exception):
+    """A restic run that did not succeed.
+
+    ``exit_code`` is restic's exit code, a negative signal number when the process was killed by a
+    signal, or ``None`` when restic did not run at all. ``transient`` says whether running the same
+    command later may succeed without anyone changing anything (a locked repository).
+    """
+
+    reason: ClassVar[str] = "ResticFailed"
+    transient: ClassVar[bool] = False
+
+    def __init__(self, message: str, *, exit_code: int | None = None) -> None:
+        self.message = _shorten(message)
+        self.exit_code = exit_code
+        super().__init__(self.message)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(reason={self.reason!r}, exit_code={self.exit_code!r})"
+
+
+class ResticFailed(ResticError):
+    """restic failed (exit 1, 2, an unknown code, or killed by a signal)."""
+
+    reason = "ResticFailed"
+
+
+class SnapshotNotFound(ResticFailed):
+    """The requested snapshot (an ID, or ``latest`` with host/path filters) does not exist."""
+
+    reason = "SnapshotNotFound"
+
+
+class ResticUnavailable(ResticError):
+    """The restic binary is missing, not executable, or older than the supported minimum."""
+
+    reason = "ResticUnavailable"
+
+
+class PartialBackup(ResticError):
+    """``backup`` could not read some source data (exit 3); the snapshot was created nevertheless.
+
+    ``unreadable`` lists the paths restic reported (at most the runner's bound), ``summary`` is the
+    backup's summary when restic printed one, so the snapshot can still be recorded.
+    """
+
+    reason = "PartialBackup"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        exit_code: int | None = ExitCode.PARTIAL_BACKUP,
+        unreadable: Sequence[str] = (),
+        summary: BackupSummary | None = None,
+    ) -> None:
+        super().__init__(message, exit_code=exit_code)
+        self.unreadable: tuple[str, ...] = tuple(unreadable)
+        self.summary = summary
+
+    @property
+    def snapshot_id(self) -> str | None:
+        """ID of the (partial) snapshot restic created, if it reported one."""
+        return self.summary.snapshot_id if self.summary is not None else None
+
+
+class RepositoryNotFound(ResticError):
+    """There is no repository at the configured location (exit 10)."""
+
+    reason = "RepositoryNotFound"
+
+
+class RepositoryLocked(ResticError):
+    """restic could not lock the repository because another process holds a lock (exit 11)."""
+
+    reason = "RepositoryLocked"
+    transient = True
+
+
+class WrongPassword(ResticError):
+    """The password does not open any key of the repository (exit 12)."""
+
+    reason = "WrongPassword"
+
+
+class Interrupted(ResticError):
+    """restic was interrupted by a signal (exit 130, or exit 1 after "signal ... received")."""
+
+    reason = "Interrupted"
+
+
+_BY_CODE: dict[int, type[ResticError]] = {
+    ExitCode.REPOSITORY_NOT_FOUND: RepositoryNotFound,
+    ExitCode.LOCK_FAILED: RepositoryLocked,
+    ExitCode.WRONG_PASSWORD: WrongPassword,
+    ExitCode.INTERRUPTED: Interrupted,
+}
+
+_DEFAULT_MESSAGES: dict[int, str] = {
+    ExitCode.FATAL: "restic failed",
+    ExitCode.GO_RUNTIME: "restic crashed (Go runtime error)",
+    ExitCode.PARTIAL_BACKUP: "backup could not read some source data",
+    ExitCode.REPOSITORY_NOT_FOUND: "repository does not exist",
+    ExitCode.LOCK_FAILED: "failed to lock repository",
+    ExitCode.WRONG_PASSWORD: "wrong password or no key found",
+    ExitCode.INTERRUPTED: "restic was interrupted",
+}
+
+# restic prints this on stderr when it gets SIGINT/SIGTERM; a backup interrupted that way exits 1
+# ("unable to save snapshot: context canceled") rather than 130 in restic 0.18.
+_SIGNAL_RECEIVED = re.compile(r"signal \w+ received, cleaning up")
+_SNAPSHOT_NOT_FOUND = re.compile(r"no snapshot found|no matching ID found|failed to find snapshot")
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def error_for_exit(
+    exit_code: int,
+    stderr_tail: str = "",
+    json_error: str | None = None,
+    *,
+    unreadable: Sequence[str] = (),
+    summary: BackupSummary | None = None,
+) -> ResticError | None:
+    """Map a finished restic run to the exception describing its failure, or ``None`` on success.
+
+    ``stderr_tail`` is the (bounded) end of restic's stderr, ``json_error`` the ``message`` of its
+    JSON ``exit_error`` line when there was one (it is preferred for the human message).
+    ``unreadable`` and ``summary`` are attached to a :class:`PartialBackup`.
+    """
+    if exit_code == ExitCode.OK:
+        return None
+    detail = clean_message(json_error) if json_error else _last_lines(stderr_tail)
+    if exit_code < 0:
+        name = _signal_name(-exit_code)
+        message = f"restic was killed by {name}" + (f": {detail}" if detail else "")
+        if -exit_code in (signal.SIGINT, signal.SIGTERM):
+            return Interrupted(message, exit_code=exit_code)
+        return ResticFailed(message, exit_code=exit_code)
+    message = detail or _DEFAULT_MESSAGES.get(exit_code, f"restic failed with unknown exit code {exit_code}")
+    if exit_code == ExitCode.PARTIAL_BACKUP:
+        if unreadable:
+            shown = ", ".join(unreadable[:10]) + (", ..." if len(unreadable) > 10 else "")
+            message = f"{message} (unreadable: {shown})"
+        return PartialBackup(message, exit_code=exit_code, unreadable=unreadable, summary=summary)
+    cls = _BY_CODE.get(exit_code)
+    if cls is not None:
+        return cls(message, exit_code=exit_code)
+    text = f"{json_error or ''}\n{stderr_tail}"
+    if exit_code == ExitCode.FATAL and _SIGNAL_RECEIVED.search(text):
+        return Interrupted(message, exit_code=exit_code)
+    if exit_code == ExitCode.FATAL and _SNAPSHOT_NOT_FOUND.search(text):
+        return SnapshotNotFound(message, exit_code=exit_code)
+    return ResticFailed(message, exit_code=exit_code)
+
+
+def clean_message(text: str) -> str:
+    """The text of a restic message without terminal escapes, the ``Fatal:`` prefix, or line breaks."""
+    text = _ANSI.sub("", text).replace("\r", "\n")
+    lines = [line.strip().removeprefix("Fatal: ") for line in text.splitlines()]
+    return "; ".join(line for line in lines if line)
+
+
+def _last_lines(stderr_tail: str, count: int = 5) -> str:
+    lines = [line for line in clean_message(stderr_tail).split("; ") if line]
+    return "; ".join(lines[-count:])
+
+
+def _shorten(message: str) -> str:
+    if len(message) <= MAX_MESSAGE_CHARS:
+        return message
+    return message[: MAX_MESSAGE_CHARS - 3] + "..."
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"

@@ -1,0 +1,1 @@
+"""The stash-init restore: plan, snapshot listing, restic's restore, report and session status."""

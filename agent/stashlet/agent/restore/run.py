@@ -1,0 +1,385 @@
+"""``stashlet-agent restore``: the ``stash-init`` init-container, one host's part of a RestoreSession.
+
+On every start of its pod it reads its RestoreSession (``--invoker-name``, in its namespace) and:
+
+- does nothing and exits 0 when the session Succeeded or this host already has a Succeeded entry (no
+  write at all: a restarted pod starts at once);
+- otherwise waits for its turn on Lease ``lock-<kind>-<name>-restore`` (one host at a time; the other
+  replicas of a Deployment, which all play ``host-0``, find the work done when their turn comes), then
+  restores what the matching rule asks for (see :mod:`.plan`), verifies it, and records its
+  host's entry in ``status.stats`` with ``totalHosts``; the session's phase and, once all hosts are in,
+  its duration and ``RestoreCompleted`` follow from the entries (see :mod:`.status`);
+- records the events "Host Restore Succeeded"/"Host Restore Failed" (component "RestoreSession
+  Controller"), and "RestoreSessionSucceeded"/"RestoreSessionFailed" when its entry completes the
+  session; pushes the Stash restore metrics (a failed push sets ``MetricsPushed=False`` and never fails
+  the restore);
+- exits 0 only when its host Succeeded. Any failure exits non-zero with the reason in the host's
+  entry (when the session still exists), so the application never starts on partial data; the pod's
+  restart is the retry, and a Failed entry is restored again.
+
+SIGTERM interrupts restic (so it removes its lock), records the host Failed with reason Interrupted
+and exits 143. ``spec.timeOut`` bounds the wait for the turn and the restore.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from stashlet.agent.context import AgentContext, PreparationError
+from stashlet.agent.durations import format_duration, parse_duration
+from stashlet.agent.hosts import total_hosts
+from stashlet.agent.restic import output as rj
+from stashlet.agent.restic.errors import ResticError
+from stashlet.agent.restic.runner import Restic
+from stashlet.agent.restore import status as rs
+from stashlet.agent.restore.extract import HostRestore, ResticRestore, RestoreIncomplete
+from stashlet.agent.restore.listing import RestoreItem
+from stashlet.agent.restore.plan import PlanError, check_extra_args, match_rule
+from stashlet.agent.restore.report import RestoreReport
+from stashlet.agent.timestamps import now_utc
+from stashlet.api import names
+from stashlet.api.common import Snapshotter
+from stashlet.api.restore_rules import rule_problems, rules_of
+from stashlet.api.restoresession import HostRestorePhase, HostRestoreStats, RestorePhase, RestoreSession
+from stashlet.kube.errors import KubeError, NotFound
+from stashlet.kube.leases import LeaseLock, LeaseLost
+
+log = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_INTERRUPTED = 143
+
+TURN_POLL = 2.0
+"""Seconds between looks at the session while waiting for the Lease."""
+LEASE_DURATION = 15
+LEASE_RENEW = 2.0
+PROGRESS_LOG_INTERVAL = 5.0
+
+REASON_INTERRUPTED = "Interrupted"
+REASON_DEADLINE = "DeadlineExceeded"
+
+
+class SessionGone(Exception):
+    """The RestoreSession does not exist (any more)."""
+
+
+class DeadlineExceeded(Exception):
+    """``spec.timeOut`` ran out while waiting for the turn."""
+
+
+class RestoreRunner:
+    """Runs this host's part of its RestoreSession once (one init-container start)."""
+
+    def __init__(
+        self,
+        ctx: AgentContext,
+        *,
+        turn_poll: float = TURN_POLL,
+        startup_error: PreparationError | None = None,
+    ) -> None:
+        """Serve ``ctx``'s invoker (a RestoreSession) as ``ctx.host``.
+
+        ``startup_error`` is a problem found while starting (restic missing): it is recorded as this
+        host's failure, so the session says why the pod does not start.
+        """
+        self.ctx = ctx
+        self.report = RestoreReport(ctx)
+        self.startup_error = startup_error
+        self.turn_poll = turn_poll
+        self._last_progress_log = 0.0
+
+    @property
+    def name(self) -> str:
+        """The RestoreSession's name."""
+        return self.ctx.settings.invoker_name
+
+    @property
+    def ref(self) -> str:
+        """``namespace/name`` of the RestoreSession, for logs."""
+        return f"{self.ctx.namespace}/{self.name}"
+
+    async def run(self) -> int:
+        """Restore this host if it must; the process's exit code."""
+        ctx = self.ctx
+        host = ctx.host.name
+        if ctx.settings.invoker_kind != names.KIND_RESTORE_SESSION:
+            log.error(
+                "restore needs a RestoreSession invoker", extra={"invoker_kind": ctx.settings.invoker_kind}
+            )
+            return EXIT_FAILED
+        try:
+            session = await self._get()
+            if rs.nothing_to_do(session, host):
+                log.info(
+                    "restore already done for this host; nothing to do",
+                    extra={"session": self.ref, "host": host},
+                )
+                return EXIT_OK
+            if rs.phase(session) == RestorePhase.INVALID:
+                log.error(
+                    "RestoreSession is Invalid; not restoring",
+                    extra={"session": self.ref, "conditions": _conditions(session)},
+                )
+                return EXIT_FAILED
+            deadline = _deadline(session)
+            async with self._turn(deadline) as mine:
+                if not mine:
+                    return EXIT_OK
+                session = await self._get()
+                if rs.nothing_to_do(session, host):
+                    log.info("another replica restored this host", extra={"session": self.ref, "host": host})
+                    return EXIT_OK
+                return await self._restore(session, deadline)
+        except SessionGone:
+            log.error(
+                "RestoreSession not found; not starting the application without its data",
+                extra={"session": self.ref, "host": host},
+            )
+            return EXIT_FAILED
+        except DeadlineExceeded:
+            await self._fail_quietly(
+                REASON_DEADLINE, "spec.timeOut ran out while waiting for the restore turn", 0.0
+            )
+            return EXIT_FAILED
+        except KubeError as exc:
+            log.error(
+                "restore failed: Kubernetes API error", extra={"session": self.ref, "error": exc.message}
+            )
+            return EXIT_FAILED
+
+    # --- the session and the turn ----------------------------------------------------------------------
+
+    async def _get(self) -> RestoreSession:
+        try:
+            return await self.ctx.stash.get(RestoreSession, self.ctx.namespace, self.name)
+        except NotFound as exc:
+            raise SessionGone(self.ref) from exc
+
+    @contextlib.asynccontextmanager
+    async def _turn(self, deadline: float | None) -> AsyncIterator[bool]:
+        """Hold Lease ``lock-<kind>-<name>-restore`` while restoring; False: the work got done meanwhile."""
+        settings = self.ctx.settings
+        lease = LeaseLock(
+            self.ctx.api,
+            self.ctx.namespace,
+            names.lease_name(settings.target_kind, settings.target_name, "restore"),
+            settings.pod_name,
+            duration=LEASE_DURATION,
+            renew_every=LEASE_RENEW,
+        )
+        renewer = asyncio.create_task(lease.run(), name="restore-lease")
+        try:
+            mine = await self._wait_for(lease, deadline)
+            if mine:
+                self.ctx.lease = lease
+                log.info("took the restore turn", extra={"session": self.ref, "lease": lease.name})
+            yield mine
+        finally:
+            self.ctx.lease = None
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewer
+            await lease.release()
+
+    async def _wait_for(self, lease: LeaseLock, deadline: float | None) -> bool:
+        announced = False
+        while not lease.held:
+            try:
+                async with asyncio.timeout(self.turn_poll):  # not wait_for: it may lose a cancellation
+                    await lease.wait_held()
+            except TimeoutError:
+                session = await self._get()
+                if rs.nothing_to_do(session, self.ctx.host.name):
+                    log.info("restored by another replica meanwhile", extra={"session": self.ref})
+                    return False
+                if deadline is not None and time.time() > deadline:
+                    raise DeadlineExceeded(self.ref) from None
+                if not announced:
+                    log.info("waiting for the restore turn", extra={"session": self.ref, "lease": lease.name})
+                    announced = True
+        return True
+
+    # --- this host's restore ---------------------------------------------------------------------------
+
+    async def _restore(self, session: RestoreSession, deadline: float | None) -> int:
+        ctx = self.ctx
+        host = ctx.host.name
+        started = time.monotonic()
+        ctx.live.start(self.name, "restore")
+        total = session.status.total_hosts if session.status and session.status.total_hosts else 1
+        done: HostRestore | None = None
+        repository = ""
+        try:
+            total = total_hosts(ctx.settings.target_kind, await ctx.read_workload(), _replicas(session))
+            await ctx.stash.update_status(
+                RestoreSession,
+                ctx.namespace,
+                self.name,
+                lambda s: rs.put_host(
+                    s, total, HostRestoreStats(hostname=host, phase=HostRestorePhase.RUNNING), now_utc()
+                ),
+            )
+            log.info("host restore started", extra={"session": self.ref, "host": host, "total_hosts": total})
+            work = self._work(session)
+            if deadline is None:
+                done, repository = await work
+            else:
+                done, repository = await asyncio.wait_for(work, max(0.0, deadline - time.time()))
+            stats = HostRestoreStats(
+                hostname=host,
+                phase=HostRestorePhase.SUCCEEDED,
+                duration=format_duration(time.monotonic() - started),
+            )
+        except TimeoutError as exc:
+            if deadline is None or time.time() < deadline:
+                stats = self._failed("Timeout", f"timed out: {exc}", started)
+            else:
+                message = f"the restore did not finish within spec.timeOut ({session.spec.time_out})"
+                stats = self._failed(REASON_DEADLINE, message, started)
+        except (PreparationError, PlanError, RestoreIncomplete) as exc:
+            stats = self._failed(exc.reason, exc.message, started)
+        except ResticError as exc:
+            stats = self._failed(exc.reason, exc.message, started)
+        except LeaseLost as exc:
+            stats = self._failed("LeaseLost", str(exc), started)
+        except asyncio.CancelledError:
+            message = f"the init-container of pod {ctx.settings.pod_name} was stopped mid-restore"
+            await asyncio.shield(
+                self._fail_quietly(REASON_INTERRUPTED, message, time.monotonic() - started, total)
+            )
+            raise
+        try:
+            recorded = await self.report.record(total, stats, done)
+        except NotFound as exc:
+            raise SessionGone(self.ref) from exc
+        await self.report.publish(recorded, total, stats, repository)
+        ctx.live.finish(self.name, str(stats.phase), stats.error or "", stats.duration or "")
+        return EXIT_OK if stats.phase == HostRestorePhase.SUCCEEDED else EXIT_FAILED
+
+    async def _work(self, session: RestoreSession) -> tuple[HostRestore, str]:
+        """Plan, check, restore and verify; returns what was restored and the Repository's name."""
+        ctx = self.ctx
+        if self.startup_error is not None:
+            raise self.startup_error
+        check_session(session, ctx.settings.target_kind, ctx.settings.target_name)
+        where, rules = rules_of(session)
+        problems = rule_problems(rules, where)
+        if problems:
+            raise PlanError("InvalidRestoreRule", "; ".join(problems))
+        target = session.spec.target
+        if session.spec.hooks is not None:
+            log.warning(
+                "restore hooks are not run by this agent; ignoring spec.hooks",
+                extra={"session": self.ref},
+            )
+        extra_args = check_extra_args(target.args or [] if target else [])
+        rule = match_rule(rules, ctx.host.name)
+        if rule is None:
+            log.info(
+                "no rule of the RestoreSession names this host; nothing to restore",
+                extra={"session": self.ref, "host": ctx.host.name},
+            )
+            return HostRestore(), ""
+        repo_ref = session.spec.repository
+        if repo_ref is None:
+            raise PreparationError(
+                "RepositoryNotFound", f"RestoreSession {self.ref}: spec.repository is not set"
+            )
+        repo, restic_repo = await ctx.repository(repo_ref.name, repo_ref.namespace)
+        repository = f"{repo.metadata.namespace or ctx.namespace}/{repo.metadata.name}"
+        runner = ResticRestore(ctx, Restic(ctx.restic, restic_repo), repository, self._progress)
+        mounts = [vm.mount_path for vm in (target.volume_mounts or [])] if target else []
+        done = await runner.run(rule, mounts, extra_args, before_each=self._check_lease)
+        return done, repo.metadata.name or ""
+
+    def _check_lease(self) -> None:
+        if self.ctx.lease is not None:
+            self.ctx.lease.ensure_held()
+
+    def _progress(self, item: RestoreItem, status: rj.RestoreStatus) -> None:
+        progress = {
+            "path": item.path,
+            "snapshot": item.snapshot_id[:8],
+            "percentDone": round(status.percent_done, 4),
+            "totalFiles": status.total_files,
+            "filesRestored": status.files_restored,
+            "filesSkipped": status.files_skipped,
+            "totalBytes": status.total_bytes,
+            "bytesRestored": status.bytes_restored,
+            "bytesSkipped": status.bytes_skipped,
+            "secondsElapsed": status.seconds_elapsed,
+        }
+        if self.ctx.live.running is not None:
+            self.ctx.live.running["progress"] = progress
+        if time.monotonic() - self._last_progress_log >= PROGRESS_LOG_INTERVAL:
+            self._last_progress_log = time.monotonic()
+            log.info("restore progress", extra={"session": self.ref, "host": self.ctx.host.name, **progress})
+
+    def _failed(self, reason: str, message: str, started: float) -> HostRestoreStats:
+        log.error(
+            "host restore failed",
+            extra={"session": self.ref, "host": self.ctx.host.name, "reason": reason, "error": message},
+        )
+        return HostRestoreStats(
+            hostname=self.ctx.host.name,
+            phase=HostRestorePhase.FAILED,
+            duration=format_duration(time.monotonic() - started),
+            error=f"{reason}: {message}",
+        )
+
+    async def _fail_quietly(
+        self, reason: str, message: str, seconds: float, total: int | None = None
+    ) -> None:
+        """Record this host Failed without letting an API error hide the original one."""
+        stats = self._failed(reason, message, time.monotonic() - seconds)
+        try:
+            session = await self._get()
+            hosts = total or (session.status.total_hosts if session.status else None) or 1
+            recorded = await self.report.record(hosts, stats, None)
+            await self.report.publish(recorded, hosts, stats, "")
+        except (KubeError, SessionGone) as exc:
+            log.error("could not record the failure", extra={"session": self.ref, "error": str(exc)})
+
+
+def check_session(session: RestoreSession, kind: str, name: str) -> None:
+    """The session must target this workload and restore with restic (the init-container model)."""
+    spec = session.spec
+    if spec.driver == Snapshotter.VOLUME_SNAPSHOTTER:
+        raise PlanError(
+            "UnsupportedDriver", "spec.driver VolumeSnapshotter is not restored by an init-container"
+        )
+    ref = spec.target.ref if spec.target else None
+    if ref is None or not ref.kind or not ref.name:
+        raise PlanError("RestoreTargetNotFound", "spec.target.ref is not set")
+    if (ref.kind, ref.name) != (kind, name):
+        raise PlanError(
+            "RestoreTargetMismatch",
+            f"spec.target.ref is {ref.kind}/{ref.name}, but this init-container belongs to {kind}/{name}",
+        )
+
+
+def _replicas(session: RestoreSession) -> int | None:
+    target = session.spec.target
+    return target.replicas if target is not None else None
+
+
+def _deadline(session: RestoreSession) -> float | None:
+    """When ``spec.timeOut`` runs out (from the session's creation), as a Unix time."""
+    created = session.metadata.creation_timestamp
+    if not session.spec.time_out or created is None:
+        return None
+    try:
+        return created.timestamp() + parse_duration(session.spec.time_out)
+    except ValueError:
+        log.warning("ignoring unreadable spec.timeOut", extra={"time_out": session.spec.time_out})
+        return None
+
+
+def _conditions(session: RestoreSession) -> list[dict[str, Any]]:
+    return [c.to_dict() for c in (session.status.conditions if session.status else None) or []]

@@ -1,0 +1,1 @@
+"""Auto-backup: annotated workloads get the Repository and BackupConfiguration their blueprints describe."""

@@ -1,0 +1,1 @@
+"""BackupConfigurations: validation, status, the trigger CronJob and its run, the sidecar, session history."""

@@ -1,0 +1,219 @@
+"""Roles, RoleBindings and the trigger's ServiceAccount for one BackupConfiguration: pure.
+
+The sidecar runs as the workload's service account, which gets exactly what the agent uses:
+
+- in the configuration's namespace (Role ``stashlet-sidecar-<bc>``): its BackupConfiguration by name;
+  BackupSessions (read, watch, create for an instant backup) and their status; events (the recorder
+  reads, creates and counts them); its Lease (create, then get/update by name); pods (read, to tell whether
+  the holder of a stale restic lock is gone); its own workload by name (for the number of hosts);
+- where the Repository lives (the same Role, or Role ``stashlet-sidecar-<bc namespace>-<bc>`` in the
+  Repository's namespace when it is another one): that Repository and its status, and the one storage
+  Secret, all by name.
+
+The trigger CronJob's pods run as ServiceAccount ``stashlet-trigger`` (one per namespace); Role
+``stashlet-trigger-<bc>`` lets it only read its configuration, create BackupSessions and record events.
+Objects in the configuration's namespace are owned by it; the one in a Repository's other namespace
+cannot be (owners are namespaced) and is deleted by the finalizer.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+from stashlet.api import names
+from stashlet.api.backupconfiguration import BackupConfiguration
+from stashlet.operator.core.objects import managed_labels, owner_reference
+from stashlet.operator.core.workloads import WorkloadKind
+from stashlet.operator.settings import OperatorSettings
+
+RBAC_API_VERSION = "rbac.authorization.k8s.io/v1"
+SIDECAR_PREFIX = "stashlet-sidecar-"
+TRIGGER_PREFIX = "stashlet-trigger-"
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    """Where an RBAC object lives: kind, namespace, name."""
+
+    kind: str
+    namespace: str
+    name: str
+
+
+def rule(
+    group: str, resources: list[str], verbs: list[str], names_: list[str] | None = None
+) -> dict[str, Any]:
+    """One PolicyRule (``resourceNames`` only when ``names_`` are given)."""
+    found: dict[str, Any] = {"apiGroups": [group], "resources": resources, "verbs": verbs}
+    if names_:
+        found["resourceNames"] = names_
+    return found
+
+
+def role_and_binding(
+    name: str,
+    namespace: str,
+    rules: list[dict[str, Any]],
+    *,
+    subject: dict[str, Any],
+    labels: dict[str, str],
+    owner: dict[str, Any] | None,
+) -> list[dict[str, Any]]:
+    """Role ``name`` holding ``rules`` and the RoleBinding of the same name giving it to ``subject``;
+    ``owner`` (an ownerReference) only where it lives in the owner's namespace."""
+    meta: dict[str, Any] = {"name": name, "namespace": namespace, "labels": dict(labels)}
+    if owner is not None:
+        meta["ownerReferences"] = [owner]
+    return [
+        {"apiVersion": RBAC_API_VERSION, "kind": "Role", "metadata": meta, "rules": rules},
+        {
+            "apiVersion": RBAC_API_VERSION,
+            "kind": "RoleBinding",
+            "metadata": copy.deepcopy(meta),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+            "subjects": [subject],
+        },
+    ]
+
+
+def role_refs(namespace: str, name: str) -> list[ObjectRef]:
+    """Role and RoleBinding ``namespace/name`` (what :func:`role_and_binding` makes)."""
+    return [ObjectRef(kind, namespace, name) for kind in ("Role", "RoleBinding")]
+
+
+def service_account_subject(name: str, namespace: str) -> dict[str, Any]:
+    """A RoleBinding subject: ServiceAccount ``namespace/name``."""
+    return {"kind": "ServiceAccount", "name": name, "namespace": namespace}
+
+
+def sidecar_role_name(bc: BackupConfiguration) -> str:
+    """The agent's Role (and RoleBinding) in the configuration's namespace."""
+    return f"{SIDECAR_PREFIX}{bc.metadata.name}"
+
+
+def repository_role_name(bc: BackupConfiguration) -> str:
+    """The agent's Role (and RoleBinding) in a Repository's other namespace."""
+    return f"{SIDECAR_PREFIX}{bc.metadata.namespace}-{bc.metadata.name}"
+
+
+def trigger_role_name(bc: BackupConfiguration) -> str:
+    """The trigger's Role (and RoleBinding)."""
+    return f"{TRIGGER_PREFIX}{bc.metadata.name}"
+
+
+def _role_and_binding(
+    bc: BackupConfiguration, name: str, namespace: str, rules: list[dict[str, Any]], service_account: str
+) -> list[dict[str, Any]]:
+    """For ``bc``: owned by it in its namespace; the subject is ``service_account`` of its namespace."""
+    return role_and_binding(
+        name,
+        namespace,
+        rules,
+        subject=service_account_subject(service_account, bc.metadata.namespace or ""),
+        labels=managed_labels(bc),
+        owner=owner_reference(bc) if namespace == bc.metadata.namespace else None,
+    )
+
+
+def repository_rules(repository: str, secret: str) -> list[dict[str, Any]]:
+    """Read the Repository and write its status, read the storage Secret: all by name."""
+    return [
+        rule(names.GROUP, [names.REPOSITORIES], ["get", "list", "watch"], [repository]),
+        rule(names.GROUP, [f"{names.REPOSITORIES}/status"], ["get", "update", "patch"], [repository]),
+        rule("", ["secrets"], ["get", "list", "watch"], [secret]),
+    ]
+
+
+def sidecar_rules(bc: BackupConfiguration, kind: WorkloadKind, workload: str) -> list[dict[str, Any]]:
+    """What the agent does in the configuration's namespace."""
+    lease = names.lease_name(kind.kind, workload, "backup")
+    return [
+        rule(names.GROUP, [names.BACKUP_CONFIGURATIONS], ["get", "list", "watch"], [bc.metadata.name or ""]),
+        rule(names.GROUP, [names.BACKUP_SESSIONS], ["get", "list", "watch", "create"]),
+        rule(names.GROUP, [f"{names.BACKUP_SESSIONS}/status"], ["get", "update", "patch"]),
+        rule("", ["events"], ["get", "create", "patch"]),
+        rule("coordination.k8s.io", ["leases"], ["create"]),
+        rule("coordination.k8s.io", ["leases"], ["get", "update", "patch"], [lease]),
+        rule("", ["pods"], ["get"]),
+        rule(kind.group, [kind.plural], ["get"], [workload]),
+    ]
+
+
+def sidecar_rbac(
+    bc: BackupConfiguration,
+    kind: WorkloadKind,
+    workload: str,
+    *,
+    service_account: str,
+    repository_namespace: str,
+    repository: str,
+    secret: str,
+) -> list[dict[str, Any]]:
+    """The Roles and RoleBindings that give ``service_account`` what the agent uses (module docstring)."""
+    namespace = bc.metadata.namespace or ""
+    rules = sidecar_rules(bc, kind, workload)
+    elsewhere: list[dict[str, Any]] = []
+    if repository_namespace == namespace:
+        rules += repository_rules(repository, secret)
+    else:
+        elsewhere = _role_and_binding(
+            bc,
+            repository_role_name(bc),
+            repository_namespace,
+            repository_rules(repository, secret),
+            service_account,
+        )
+    return [*_role_and_binding(bc, sidecar_role_name(bc), namespace, rules, service_account), *elsewhere]
+
+
+def trigger_rbac(bc: BackupConfiguration, settings: OperatorSettings) -> list[dict[str, Any]]:
+    """The trigger's ServiceAccount (shared in the namespace, not owned), Role and RoleBinding."""
+    namespace = bc.metadata.namespace or ""
+    account = settings.trigger_service_account
+    name = trigger_role_name(bc)
+    rules = [
+        rule(names.GROUP, [names.BACKUP_CONFIGURATIONS], ["get"], [bc.metadata.name or ""]),
+        rule(names.GROUP, [names.BACKUP_SESSIONS], ["create"]),
+        rule("", ["events"], ["get", "create", "patch"]),
+    ]
+    service_account = {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": {
+            "name": account,
+            "namespace": namespace,
+            "labels": {names.LABEL_MANAGED_BY: names.MANAGED_BY},
+        },
+    }
+    return [service_account, *_role_and_binding(bc, name, namespace, rules, account)]
+
+
+def created_for(bc: BackupConfiguration, repository_namespace: str | None) -> list[ObjectRef]:
+    """Every Role and RoleBinding stashlet may have made for ``bc`` (the finalizer deletes them)."""
+    namespace = bc.metadata.namespace or ""
+    refs = [*role_refs(namespace, sidecar_role_name(bc)), *role_refs(namespace, trigger_role_name(bc))]
+    if repository_namespace and repository_namespace != namespace:
+        refs += role_refs(repository_namespace, repository_role_name(bc))
+    return refs
+
+
+def up_to_date(existing: dict[str, Any], desired: dict[str, Any]) -> bool:
+    """True when ``existing`` grants what ``desired`` grants, to whom it should, with our labels.
+
+    A ServiceAccount that exists is up to date: it may be the user's own, and it grants nothing itself.
+    """
+    if desired["kind"] == "ServiceAccount":
+        return True
+    labels = existing.get("metadata", {}).get("labels") or {}
+    if any(labels.get(k) != v for k, v in desired["metadata"].get("labels", {}).items()):
+        return False
+    kind = desired["kind"]
+    if kind == "Role":
+        return bool(existing.get("rules") == desired["rules"])
+    if kind == "RoleBinding":
+        return bool(
+            existing.get("subjects") == desired["subjects"] and existing.get("roleRef") == desired["roleRef"]
+        )
+    return True

@@ -1,0 +1,1 @@
+"""Kubedump BackupConfigurations (resource-YAML backups): the task check, one Job per BackupSession."""

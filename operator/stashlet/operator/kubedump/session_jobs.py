@@ -1,0 +1,266 @@
+"""Kubedump configurations on the server: their Jobs' RBAC, and one Job per BackupSession: async.
+
+The pure halves are :mod:`stashlet.operator.injection.kubedump_rbac` and :mod:`backup_job`.
+
+:meth:`KubedumpJobs.ensure_job` handles one BackupSession: nothing for a session that ended, of another
+kind of configuration, or whose Job exists; a configuration not (yet) Ready for its current generation
+asks to be tried again shortly; an Invalid one, a missing read-only ClusterRole, or a Job the API server
+refuses ends the session ``Failed`` with ``BackupExecutorEnsured=False`` (reason
+``FailedToEnsureBackupExecutor``, a Warning event with the cause); otherwise the Job is created and the
+session gets ``BackupExecutorEnsured=True``. The agent in the Job writes everything else.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+
+from kubernetes_asyncio import client
+
+from stashlet.api import names
+from stashlet.api.backupconfiguration import BackupConfiguration, BackupInvokerPhase
+from stashlet.api.backupsession import BackupSession, BackupSessionPhase, BackupSessionStatus
+from stashlet.api.common import Condition, ConditionStatus
+from stashlet.api.conditions import ConditionReason, ConditionType
+from stashlet.api.repository import Repository
+from stashlet.kube.client import call, call_json
+from stashlet.kube.custom import StashClient
+from stashlet.kube.errors import Conflict, Forbidden, Invalid, NotFound
+from stashlet.kube.events import COMPONENT_BACKUP_SESSION, EventRecorder
+from stashlet.operator.core.objects import labels_cover
+from stashlet.operator.core.resources import Resources
+from stashlet.operator.injection import kubedump_rbac
+from stashlet.operator.injection.rbac import up_to_date
+from stashlet.operator.kubedump import backup_job
+from stashlet.operator.settings import OperatorSettings
+
+log = logging.getLogger(__name__)
+
+RETRY_SECONDS = 2.0
+"""How soon a session waits for its configuration to become Ready again."""
+FINAL = frozenset({BackupSessionPhase.SUCCEEDED, BackupSessionPhase.FAILED, BackupSessionPhase.SKIPPED})
+
+
+class KubedumpJobs:
+    """Ensures and removes what kubedump configurations' Jobs need; creates their Jobs."""
+
+    def __init__(self, api: client.ApiClient, resources: Resources, settings: OperatorSettings) -> None:
+        """Write through ``resources`` and ``api``, as ``settings`` say."""
+        self.resources = resources
+        self.settings = settings
+        self.stash = StashClient(api)
+        self.rbac = client.RbacAuthorizationV1Api(api)
+        self.batch = client.BatchV1Api(api)
+        self.events = EventRecorder(api, COMPONENT_BACKUP_SESSION)
+
+    # ------------------------------------------------------------ RBAC of a configuration
+
+    async def ensure_rbac(self, bc: BackupConfiguration, repository: Repository) -> None:
+        """The Jobs' ServiceAccount, Roles and bindings; a read binding the target left behind goes."""
+        namespace = bc.metadata.namespace or ""
+        for obj in kubedump_rbac.job_rbac(
+            bc,
+            repository_namespace=repository.metadata.namespace or namespace,
+            repository=repository.metadata.name or "",
+            secret=repository.spec.backend.storage_secret_name or "",
+        ):
+            await self.resources.ensure(obj, up_to_date)
+        binding = kubedump_rbac.read_binding(bc, self.settings)
+        if binding["kind"] == "ClusterRoleBinding":
+            await self._ensure_cluster_binding(binding)
+        else:
+            await self.resources.ensure(binding, up_to_date)
+        current = kubedump_rbac.binding_ref(binding)
+        previous = (bc.metadata.annotations or {}).get(names.ANNOTATION_KUBEDUMP_BINDING)
+        if previous == current:
+            return
+        if previous:
+            await self._delete_binding(previous)
+        await self.stash.patch(
+            BackupConfiguration,
+            namespace,
+            bc.metadata.name or "",
+            {"metadata": {"annotations": {names.ANNOTATION_KUBEDUMP_BINDING: current}}},
+        )
+        log.info(
+            "kubedump read access bound",
+            extra={"object": f"{namespace}/{bc.metadata.name}", "binding": current},
+        )
+
+    async def cleanup(self, bc: BackupConfiguration, repository_namespace: str | None) -> None:
+        """Delete every Role and binding made for ``bc``'s Jobs (the ServiceAccount goes by GC)."""
+        for ref in kubedump_rbac.created_for(bc, repository_namespace):
+            await self.resources.delete(ref.kind, ref.namespace, ref.name)
+        refs = {kubedump_rbac.binding_ref(kubedump_rbac.read_binding(bc, self.settings))}
+        previous = (bc.metadata.annotations or {}).get(names.ANNOTATION_KUBEDUMP_BINDING)
+        if previous:
+            refs.add(previous)
+        for value in sorted(refs):
+            await self._delete_binding(value)
+
+    async def _ensure_cluster_binding(self, desired: dict[str, Any]) -> None:
+        name = desired["metadata"]["name"]
+        try:
+            existing = await call_json(self.rbac.read_cluster_role_binding, name)
+        except NotFound:
+            try:
+                await call(self.rbac.create_cluster_role_binding, desired)
+            except Conflict:  # made meanwhile: compared next time round
+                return
+            return
+        if (
+            existing.get("subjects") == desired["subjects"]
+            and existing.get("roleRef") == desired["roleRef"]
+            and labels_cover(existing, desired["metadata"]["labels"])
+        ):
+            return
+        if existing.get("roleRef") != desired["roleRef"]:  # roleRef cannot change: make it anew
+            await call(self.rbac.delete_cluster_role_binding, name)
+            await call(self.rbac.create_cluster_role_binding, desired)
+            return
+        merged = {**existing, "subjects": desired["subjects"]}
+        merged["metadata"] = {**existing["metadata"], "labels": desired["metadata"]["labels"]}
+        await call(self.rbac.replace_cluster_role_binding, name, merged)
+
+    async def _delete_binding(self, value: str) -> None:
+        ref = kubedump_rbac.parse_binding_ref(value)
+        if ref is None:
+            return
+        if ref.kind == "RoleBinding":
+            await self.resources.delete("RoleBinding", ref.namespace, ref.name)
+            return
+        try:
+            await call(self.rbac.delete_cluster_role_binding, ref.name)
+        except NotFound:
+            return
+
+    # ------------------------------------------------------------ one session's Job
+
+    async def ensure_job(self, namespace: str, name: str) -> float | None:
+        """Create the Job of BackupSession ``namespace/name`` if it needs one (module docstring); the delay
+        after which to try again, or None."""
+        try:
+            session = await self.stash.get(BackupSession, namespace, name)
+        except NotFound:
+            return None
+        invoker = session.spec.invoker
+        if (
+            session.status and session.status.phase in FINAL
+        ) or invoker.kind != names.KIND_BACKUP_CONFIGURATION:
+            return None
+        try:
+            bc = await self.stash.get(BackupConfiguration, namespace, invoker.name)
+        except NotFound:
+            return None
+        if not backup_job.is_kubedump(bc) or bc.metadata.deletion_timestamp is not None:
+            return None
+        status = bc.status
+        current = status is not None and status.observed_generation == bc.metadata.generation
+        if current and status is not None and status.phase == BackupInvokerPhase.INVALID:
+            problem = next(
+                (c.message for c in status.conditions or [] if c.type == ConditionType.VALIDATION_PASSED),
+                None,
+            )
+            await self._fail(
+                session, f"BackupConfiguration {namespace}/{bc.metadata.name} is Invalid: {problem}"
+            )
+            return None
+        if not current or status is None or status.phase != BackupInvokerPhase.READY:
+            return RETRY_SECONDS
+        repo_ref = bc.spec.repository
+        try:
+            repository = await self.stash.get(
+                Repository,
+                (repo_ref.namespace if repo_ref else None) or namespace,
+                repo_ref.name if repo_ref else "",
+            )
+        except NotFound:
+            return RETRY_SECONDS
+        missing = await self._missing_cluster_role()
+        if missing:
+            await self._fail(session, missing)
+            return None
+        job = backup_job.build_job(bc, session, repository, self.settings)
+        job_name = job["metadata"]["name"]
+        try:
+            await call(self.batch.create_namespaced_job, namespace, job)
+            log.info(
+                "backup job created", extra={"object": f"{namespace}/{bc.metadata.name}", "job": job_name}
+            )
+        except Conflict:
+            existing = await call_json(self.batch.read_namespaced_job, job_name, namespace)
+            owners = existing.get("metadata", {}).get("ownerReferences") or []
+            if not any(o.get("uid") == session.metadata.uid for o in owners):
+                return RETRY_SECONDS  # a Job of an earlier session of that name, on its way out
+        except Invalid as exc:
+            await self._fail(
+                session, f"Failed to create backup job {namespace}/{job_name}. Reason: {exc.message}"
+            )
+            return None
+        await self._set_ensured(session, f"Successfully created backup job {namespace}/{job_name}.")
+        return None
+
+    async def _missing_cluster_role(self) -> str | None:
+        """Why the read-only ClusterRole cannot be used, or None (also when the operator may not look)."""
+        role = self.settings.kubedump_cluster_role
+        try:
+            await call(self.rbac.read_cluster_role, role)
+        except NotFound:
+            return (
+                f"ClusterRole {role} (--kubedump-cluster-role) does not exist: the backup job could not read "
+                "what it dumps. Install the Helm chart with kubedump.enabled=true, or create a ClusterRole "
+                "with get and list on every resource under that name."
+            )
+        except Forbidden:
+            return None
+        return None
+
+    async def _set_ensured(self, session: BackupSession, message: str) -> None:
+        def mutate(current: BackupSession) -> bool:
+            status = current.status or BackupSessionStatus()
+            if any(
+                c.type == ConditionType.BACKUP_EXECUTOR_ENSURED and c.status == ConditionStatus.TRUE
+                for c in status.conditions or []
+            ):
+                return False
+            _put_condition(status, True, ConditionReason.SUCCESSFULLY_ENSURED_BACKUP_EXECUTOR, message)
+            current.status = status
+            return True
+
+        await self.stash.update_status(
+            BackupSession, session.metadata.namespace, session.metadata.name or "", mutate
+        )
+
+    async def _fail(self, session: BackupSession, message: str) -> None:
+        """End ``session`` Failed because no Job could be made for it, and say why."""
+        namespace, name = session.metadata.namespace or "", session.metadata.name or ""
+
+        def mutate(current: BackupSession) -> bool:
+            status = current.status or BackupSessionStatus()
+            if status.phase in FINAL:
+                return False
+            _put_condition(status, False, ConditionReason.FAILED_TO_ENSURE_BACKUP_EXECUTOR, message)
+            status.phase = BackupSessionPhase.FAILED
+            current.status = status
+            return True
+
+        updated = await self.stash.update_status(BackupSession, namespace, name, mutate)
+        log.warning("backup job not created", extra={"object": f"{namespace}/{name}", "error": message})
+        reason = ConditionReason.FAILED_TO_ENSURE_BACKUP_EXECUTOR.value
+        await self.events.record(updated.to_dict(), "Warning", reason, message)
+
+
+def _put_condition(status: BackupSessionStatus, ok: bool, reason: ConditionReason, message: str) -> None:
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    kept = [c for c in status.conditions or [] if c.type != ConditionType.BACKUP_EXECUTOR_ENSURED]
+    kept.append(
+        Condition(
+            type=ConditionType.BACKUP_EXECUTOR_ENSURED.value,
+            status=ConditionStatus.TRUE if ok else ConditionStatus.FALSE,
+            reason=reason.value,
+            message=message,
+            last_transition_time=now,
+        )
+    )
+    status.conditions = kept

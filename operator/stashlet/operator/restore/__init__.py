@@ -1,0 +1,1 @@
+"""RestoreSessions: validation, then the stash-init init-container and its RBAC, and their removal."""
