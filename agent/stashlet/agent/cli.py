@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry
 from stashlet.agent.backup.daemon import Sidecar
 from stashlet.agent.backup.run import BackupRunner
 from stashlet.agent.context import AgentContext, PreparationError
-from stashlet.agent.hosts import HostError, identify
+from stashlet.agent.hosts import HostError, HostIdentity, identify
 from stashlet.agent.http_api.server import make_app, run_server
 from stashlet.agent.job import run as run_job_mode
 from stashlet.agent.live import LiveState
@@ -47,13 +47,9 @@ def restic_settings(settings: AgentSettings) -> ResticSettings:
     )
 
 
-async def run_sidecar(settings: AgentSettings) -> int:
-    """The sidecar until SIGTERM."""
-    host = identify(settings.target_kind, settings.pod_name, settings.node_name)
-    restic = restic_settings(settings)
-    await restic_version(restic)
-    api = await new_api_client()
-    live = LiveState(
+def live_state(settings: AgentSettings, host: HostIdentity) -> LiveState:
+    """The empty ``GET /status`` record of this agent: its invoker, target, host and mode."""
+    return LiveState(
         invoker={
             "kind": settings.invoker_kind,
             "name": settings.invoker_name,
@@ -63,6 +59,15 @@ async def run_sidecar(settings: AgentSettings) -> int:
         host=host.name,
         mode=settings.mode,
     )
+
+
+async def run_sidecar(settings: AgentSettings) -> int:
+    """The sidecar until SIGTERM."""
+    host = identify(settings.target_kind, settings.pod_name, settings.node_name)
+    restic = restic_settings(settings)
+    await restic_version(restic)
+    api = await new_api_client()
+    live = live_state(settings, host)
     lease = None
     if host.needs_lease:
         lease = LeaseLock(
@@ -150,16 +155,7 @@ async def run_restore(settings: AgentSettings) -> int:
     except ResticUnavailable as exc:  # recorded as this host's failure, so the session says why
         startup_error = PreparationError(exc.reason, exc.message)
     api = await new_api_client()
-    live = LiveState(
-        invoker={
-            "kind": settings.invoker_kind,
-            "name": settings.invoker_name,
-            "namespace": settings.namespace,
-        },
-        target={"kind": settings.target_kind, "name": settings.target_name},
-        host=host.name,
-        mode=settings.mode,
-    )
+    live = live_state(settings, host)
     live.settings_loaded = True
     ctx = AgentContext(
         settings=settings,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ from stashlet.agent.restic.backend import BackendError, ResticRepository, build_
 from stashlet.agent.restic.runner import ResticSettings
 from stashlet.agent.settings import AgentSettings
 from stashlet.api import names
+from stashlet.api.common import Condition, ConditionStatus
 from stashlet.api.repository import Repository
 from stashlet.kube.client import call_json
 from stashlet.kube.custom import StashClient
@@ -38,6 +40,25 @@ class PreparationError(RuntimeError):
         super().__init__(message)
         self.reason = reason
         self.message = message
+
+
+def upsert_condition(
+    conditions: list[Condition] | None, type_: str, ok: bool, reason: str, message: str, now: dt.datetime
+) -> list[Condition]:
+    """``conditions`` with ``type_`` set; lastTransitionTime changes only when its status does."""
+    new_status = ConditionStatus.TRUE if ok else ConditionStatus.FALSE
+    conditions = conditions or []
+    for condition in conditions:
+        if condition.type == type_:
+            if condition.status != new_status:
+                condition.last_transition_time = now
+            condition.status, condition.reason, condition.message = new_status, reason, message
+            break
+    else:
+        conditions.append(
+            Condition(type=type_, status=new_status, reason=reason, message=message, last_transition_time=now)
+        )
+    return conditions
 
 
 @dataclass

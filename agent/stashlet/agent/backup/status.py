@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from stashlet.agent.context import upsert_condition
 from stashlet.agent.durations import format_duration
 from stashlet.agent.metrics.report import PushOutcome
 from stashlet.agent.restic import output as rj
@@ -25,7 +26,7 @@ from stashlet.api.backupsession import (
     SnapshotStats,
     TargetPhase,
 )
-from stashlet.api.common import Condition, ConditionStatus, TargetRef
+from stashlet.api.common import TargetRef
 from stashlet.api.conditions import ConditionType
 
 FINAL_SESSION_PHASES = frozenset(
@@ -158,19 +159,7 @@ def set_condition(
 ) -> None:
     """Set a session-wide condition; lastTransitionTime changes only when the status does."""
     status = _status(session)
-    new_status = ConditionStatus.TRUE if ok else ConditionStatus.FALSE
-    conditions = status.conditions or []
-    for condition in conditions:
-        if condition.type == type_:
-            if condition.status != new_status:
-                condition.last_transition_time = now
-            condition.status, condition.reason, condition.message = new_status, reason, message
-            break
-    else:
-        conditions.append(
-            Condition(type=type_, status=new_status, reason=reason, message=message, last_transition_time=now)
-        )
-    status.conditions = conditions
+    status.conditions = upsert_condition(status.conditions, type_, ok, reason, message, now)
 
 
 def apply_push_condition(session: BackupSession, outcome: PushOutcome | None) -> None:

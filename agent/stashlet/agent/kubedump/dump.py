@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Final
 
@@ -142,15 +143,19 @@ class _Run:
 
         await asyncio.gather(*(one(r) for r in resources))
 
+    def pages(self, resource: ApiResource, namespace: str | None) -> AsyncIterator[list[dict[str, Any]]]:
+        """The pages of ``resource`` in ``namespace``, filtered by the options' label selector."""
+        return list_pages(
+            self.api,
+            resource,
+            namespace=namespace,
+            label_selector=self.options.label_selector,
+            page_size=self.options.page_size,
+        )
+
     async def dump_resource(self, resource: ApiResource, namespace: str | None) -> None:
         try:
-            async for page in list_pages(
-                self.api,
-                resource,
-                namespace=namespace,
-                label_selector=self.options.label_selector,
-                page_size=self.options.page_size,
-            ):
+            async for page in self.pages(resource, namespace):
                 for obj in page:
                     self.writer.write(resource, obj)
         except BadRequest as exc:
@@ -216,13 +221,7 @@ class _Run:
         async def index(resource: ApiResource) -> None:
             async with limit:
                 try:
-                    async for page in list_pages(
-                        self.api,
-                        resource,
-                        namespace=namespace,
-                        label_selector=self.options.label_selector,
-                        page_size=self.options.page_size,
-                    ):
+                    async for page in self.pages(resource, namespace):
                         for obj in page:
                             meta = obj.get("metadata") or {}
                             for owner in meta.get("ownerReferences") or []:

@@ -231,22 +231,23 @@ _RESTORE_TYPES: dict[str, type[RestoreStatus | RestoreSummary | RestoreVerboseSt
 }
 
 
-def parse_backup_message(line: str | bytes) -> BackupMessage | None:
-    """One line of ``backup --json`` output as a typed message, or ``None`` if unknown or not JSON."""
+def _parse_message(line: str | bytes, types: Mapping[str, type[T]]) -> T | ItemError | ExitError | None:
+    """One line of a ``--json`` stream typed by ``types``, else a diagnostic, else ``None``."""
     obj = load_object(line)
     if obj is None:
         return None
-    cls = _BACKUP_TYPES.get(str(obj.get("message_type")))
+    cls = types.get(str(obj.get("message_type")))
     return _build(cls, obj) if cls is not None else _diagnostic(obj)
+
+
+def parse_backup_message(line: str | bytes) -> BackupMessage | None:
+    """One line of ``backup --json`` output as a typed message, or ``None`` if unknown or not JSON."""
+    return _parse_message(line, _BACKUP_TYPES)
 
 
 def parse_restore_message(line: str | bytes) -> RestoreMessage | None:
     """One line of ``restore --json`` output as a typed message, or ``None`` if unknown or not JSON."""
-    obj = load_object(line)
-    if obj is None:
-        return None
-    cls = _RESTORE_TYPES.get(str(obj.get("message_type")))
-    return _build(cls, obj) if cls is not None else _diagnostic(obj)
+    return _parse_message(line, _RESTORE_TYPES)
 
 
 def parse_check_summary(line: str | bytes) -> CheckResult | None:

@@ -97,12 +97,12 @@ class RestoreRunner:
     @property
     def name(self) -> str:
         """The RestoreSession's name."""
-        return self.ctx.settings.invoker_name
+        return self.report.name
 
     @property
     def ref(self) -> str:
         """``namespace/name`` of the RestoreSession, for logs."""
-        return f"{self.ctx.namespace}/{self.name}"
+        return self.report.ref
 
     async def run(self) -> int:
         """Restore this host if it must; the process's exit code."""

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+from stashlet.agent.context import upsert_condition
 from stashlet.agent.durations import format_duration
-from stashlet.api.common import Condition, ConditionStatus
 from stashlet.api.restoresession import (
     HostRestorePhase,
     HostRestoreStats,
@@ -100,19 +100,7 @@ def set_condition(
 ) -> None:
     """Set a condition; lastTransitionTime changes only when its status does."""
     status = _status(session)
-    new_status = ConditionStatus.TRUE if ok else ConditionStatus.FALSE
-    conditions = status.conditions or []
-    for condition in conditions:
-        if condition.type == type_:
-            if condition.status != new_status:
-                condition.last_transition_time = now
-            condition.status, condition.reason, condition.message = new_status, reason, message
-            break
-    else:
-        conditions.append(
-            Condition(type=type_, status=new_status, reason=reason, message=message, last_transition_time=now)
-        )
-    status.conditions = conditions
+    status.conditions = upsert_condition(status.conditions, type_, ok, reason, message, now)
 
 
 def summary(session: RestoreSession) -> str:

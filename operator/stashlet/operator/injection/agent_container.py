@@ -12,12 +12,14 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
-from stashlet.api import agent_contract
+from stashlet.api import agent_contract, names
 from stashlet.api.common import EmptyDirSettings
 from stashlet.api.repository import Repository
+from stashlet.operator.settings import OperatorSettings
 
 _LOCAL_MOUNT_KEYS = ("mountPath", "subPath")
 """Fields of a local backend that say where it is mounted, not what the volume is."""
@@ -90,3 +92,172 @@ def default_security_context(container: dict[str, Any]) -> None:
     upserts its init-container's."""
     own = container.get("securityContext") or {}
     container["securityContext"] = {**copy.deepcopy(DATA_ACCESS_SECURITY_CONTEXT), **own}
+
+
+def agent_storage(
+    temp_dir: EmptyDirSettings | None, repository: Repository | None, tmp_volume: str, local_volume: str
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The volumes of an agent container and their mounts: the emptyDir ``tmp_volume`` at
+    ``/stash-tmp`` (``tempDir``), then the local backend's volume ``local_volume`` when the Repository
+    uses one."""
+    volumes: list[dict[str, Any]] = [{"name": tmp_volume, "emptyDir": empty_dir(temp_dir)}]
+    mounts: list[dict[str, Any]] = [{"name": tmp_volume, "mountPath": names.TMP_MOUNT_PATH}]
+    local = local_backend(repository, local_volume)
+    if local is not None:
+        volumes.append(local[0])
+        mounts.append(local[1])
+    return volumes, mounts
+
+
+def agent_args(
+    mode: str,
+    invoker_kind: str,
+    invoker_name: str,
+    target_kind: str,
+    target_name: str,
+    settings: OperatorSettings,
+    backup_session: str | None = None,
+) -> list[str]:
+    """An agent container's ``args`` (its command is ``stashlet-agent``), from the operator's settings."""
+    return agent_contract.AgentInvocation(
+        mode=mode,
+        invoker_kind=invoker_kind,
+        invoker_name=invoker_name,
+        target_kind=target_kind,
+        target_name=target_name,
+        status_port=settings.status_port,
+        tmp_dir=names.TMP_MOUNT_PATH,
+        pushgateway_url=settings.pushgateway_url,
+        log_level=settings.agent_log_level,
+        backup_session=backup_session,
+    ).args()
+
+
+def agent_container(
+    name: str,
+    args: list[str],
+    mounts: list[dict[str, Any]],
+    runtime: Mapping[str, Any],
+    runtime_fields: Iterable[str],
+    settings: OperatorSettings,
+    *,
+    ports: list[dict[str, Any]] | None = None,
+    probes: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """An agent container running ``stashlet-agent <args>``: the downward-API identity and the user's env,
+    ``mounts``, the ``ports`` and ``probes`` given, the ``runtime_fields`` of ``runtime``
+    (``runtimeSettings.container``) as given, and the operator's default resources where those set none."""
+    container: dict[str, Any] = {
+        "name": name,
+        "image": settings.agent_image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": [agent_contract.AGENT_COMMAND],
+        "args": args,
+        "env": agent_env(runtime),
+    }
+    if ports is not None:
+        container["ports"] = ports
+    container["volumeMounts"] = mounts
+    container.update(probes or {})
+    copy_fields(container, runtime, runtime_fields)
+    default_resources(container, settings.agent_resources)
+    return container
+
+
+@dataclass(frozen=True)
+class AgentInjection:
+    """What goes into a pod template: the agent container, its volumes, and (in the annotations named
+    by :attr:`INVOKER_ANNOTATION` and :attr:`HASH_ANNOTATION`) what records them."""
+
+    INVOKER_ANNOTATION: ClassVar[str]
+    HASH_ANNOTATION: ClassVar[str]
+
+    container: dict[str, Any]
+    volumes: tuple[dict[str, Any], ...]
+    invoker: str
+    hash: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "hash", injection_hash(self.container, self.volumes))
+
+    @property
+    def annotations(self) -> dict[str, str]:
+        """The pod-template annotations that record this injection."""
+        return {self.INVOKER_ANNOTATION: self.invoker, self.HASH_ANNOTATION: self.hash}
+
+
+def pod_template(workload: dict[str, Any]) -> dict[str, Any]:
+    """``workload``'s pod template, with a ``spec``, created where missing."""
+    template: dict[str, Any] = workload.setdefault("spec", {}).setdefault("template", {})
+    template.setdefault("spec", {})
+    return template
+
+
+def carries_record(workload: dict[str, Any], injection: AgentInjection, label: str, value: str) -> bool:
+    """True when ``workload`` has ``label: value`` and its pod template the annotations of ``injection``."""
+    labels = workload.get("metadata", {}).get("labels") or {}
+    if labels.get(label) != value:
+        return False
+    template = workload.get("spec", {}).get("template") or {}
+    annotations = template.get("metadata", {}).get("annotations") or {}
+    return all(annotations.get(k) == v for k, v in injection.annotations.items())
+
+
+def strip_volumes_and_annotations(
+    template: dict[str, Any], own_volumes: Iterable[str], own_annotations: Iterable[str]
+) -> None:
+    """Remove ``own_volumes`` and ``own_annotations`` from ``template`` (in place), and the lists they
+    leave empty."""
+    spec = template.get("spec") or {}
+    if "volumes" in spec:
+        spec["volumes"] = [v for v in spec["volumes"] if v.get("name") not in own_volumes]
+        if not spec["volumes"]:
+            del spec["volumes"]
+    meta = template.get("metadata")
+    if meta and meta.get("annotations") is not None:
+        for key in own_annotations:
+            meta["annotations"].pop(key, None)
+        if not meta["annotations"]:
+            del meta["annotations"]
+
+
+def record(
+    patched: dict[str, Any], template: dict[str, Any], injection: AgentInjection, label: str, value: str
+) -> None:
+    """Add ``injection``'s volumes and annotations to ``template`` and ``label: value`` to ``patched``,
+    the workload holding it (in place)."""
+    template["spec"].setdefault("volumes", []).extend(copy.deepcopy(list(injection.volumes)))
+    meta = template.setdefault("metadata", {})
+    if meta.get("annotations") is None:
+        meta["annotations"] = {}
+    meta["annotations"].update(injection.annotations)
+    workload_meta = patched.setdefault("metadata", {})
+    if workload_meta.get("labels") is None:
+        workload_meta["labels"] = {}
+    workload_meta["labels"][label] = value
+
+
+def remove_recorded(
+    workload: dict[str, Any],
+    invoker: str,
+    invoker_annotation: str,
+    label: str,
+    strip: Callable[[dict[str, Any]], None],
+) -> dict[str, Any] | None:
+    """A copy of ``workload`` without what ``invoker`` injected (``strip`` of its pod template, when the
+    ``invoker_annotation`` names it) and without its ``label``, or None when there is nothing of it."""
+    template = workload.get("spec", {}).get("template") or {}
+    applied = (template.get("metadata", {}).get("annotations") or {}).get(invoker_annotation)
+    labels = workload.get("metadata", {}).get("labels") or {}
+    ours_label = labels.get(label) == invoker.partition("/")[2]
+    if applied != invoker and not ours_label:
+        return None
+    patched = copy.deepcopy(workload)
+    if applied == invoker:
+        strip(pod_template(patched))
+    if ours_label:
+        meta = patched["metadata"]
+        del meta["labels"][label]
+        if not meta["labels"]:
+            del meta["labels"]
+    return patched

@@ -18,20 +18,23 @@ and neither's "already injected" check is disturbed by the other (no rollout loo
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from stashlet.api import agent_contract, names
 from stashlet.api.repository import Repository
 from stashlet.api.restoresession import RestoreSession
 from stashlet.operator.injection.agent_container import (
-    agent_env,
-    copy_fields,
-    default_resources,
+    AgentInjection,
+    agent_args,
+    agent_container,
+    agent_storage,
+    carries_record,
     default_security_context,
-    empty_dir,
-    injection_hash,
-    local_backend,
+    pod_template,
+    record,
+    remove_recorded,
+    strip_volumes_and_annotations,
 )
 from stashlet.operator.settings import OperatorSettings
 
@@ -43,26 +46,14 @@ _OWN_ANNOTATIONS = (names.ANNOTATION_LAST_APPLIED_RESTORE, names.ANNOTATION_REST
 
 
 @dataclass(frozen=True)
-class InitInjection:
+class InitInjection(AgentInjection):
     """What goes into a pod template: the init-container, its volumes, and what records them."""
 
-    container: dict[str, Any]
-    volumes: tuple[dict[str, Any], ...]
-    invoker: str
+    INVOKER_ANNOTATION = names.ANNOTATION_LAST_APPLIED_RESTORE
+    HASH_ANNOTATION = names.ANNOTATION_RESTORE_INJECTION_HASH
+
     session: str
     """The RestoreSession's name, also the workload's ``stash.appscode.com/restore-session`` label."""
-    hash: str = field(init=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "hash", injection_hash(self.container, self.volumes))
-
-    @property
-    def annotations(self) -> dict[str, str]:
-        """The pod-template annotations that record this injection."""
-        return {
-            names.ANNOTATION_LAST_APPLIED_RESTORE: self.invoker,
-            names.ANNOTATION_RESTORE_INJECTION_HASH: self.hash,
-        }
 
 
 def restore_invoker(rs: RestoreSession) -> str:
@@ -74,17 +65,14 @@ def invocation(
     rs: RestoreSession, target_kind: str, target_name: str, settings: OperatorSettings
 ) -> list[str]:
     """The init-container's ``args`` (its command is ``stashlet-agent``)."""
-    return agent_contract.AgentInvocation(
-        mode=agent_contract.MODE_RESTORE,
-        invoker_kind=names.KIND_RESTORE_SESSION,
-        invoker_name=rs.metadata.name or "",
-        target_kind=target_kind,
-        target_name=target_name,
-        status_port=settings.status_port,
-        tmp_dir=names.TMP_MOUNT_PATH,
-        pushgateway_url=settings.pushgateway_url,
-        log_level=settings.agent_log_level,
-    ).args()
+    return agent_args(
+        agent_contract.MODE_RESTORE,
+        names.KIND_RESTORE_SESSION,
+        rs.metadata.name or "",
+        target_kind,
+        target_name,
+        settings,
+    )
 
 
 def build_init_injection(
@@ -101,26 +89,18 @@ def build_init_injection(
         entry = mount.to_dict()
         entry.pop("readOnly", None)  # the restore writes into the volume
         mounts.append(entry)
-    mounts.append({"name": names.INIT_TMP_VOLUME, "mountPath": names.TMP_MOUNT_PATH})
-    volumes: list[dict[str, Any]] = [{"name": names.INIT_TMP_VOLUME, "emptyDir": empty_dir(rs.spec.temp_dir)}]
-    local = local_backend(repository, names.INIT_LOCAL_VOLUME)
-    if local is not None:
-        volumes.append(local[0])
-        mounts.append(local[1])
-
+    volumes, own_mounts = agent_storage(
+        rs.spec.temp_dir, repository, names.INIT_TMP_VOLUME, names.INIT_LOCAL_VOLUME
+    )
     runtime = (rs.spec.runtime_settings.container if rs.spec.runtime_settings else None) or {}
-    env = agent_env(runtime)
-    container: dict[str, Any] = {
-        "name": names.INIT_CONTAINER,
-        "image": settings.agent_image,
-        "imagePullPolicy": settings.image_pull_policy,
-        "command": [agent_contract.AGENT_COMMAND],
-        "args": invocation(rs, target_kind, target_name, settings),
-        "env": env,
-        "volumeMounts": mounts,
-    }
-    copy_fields(container, runtime, _RUNTIME_FIELDS)
-    default_resources(container, settings.agent_resources)
+    container = agent_container(
+        names.INIT_CONTAINER,
+        invocation(rs, target_kind, target_name, settings),
+        mounts + own_mounts,
+        runtime,
+        _RUNTIME_FIELDS,
+        settings,
+    )
     default_security_context(container)
     return InitInjection(
         container=container,
@@ -130,29 +110,19 @@ def build_init_injection(
     )
 
 
-def _template(workload: dict[str, Any]) -> dict[str, Any]:
-    template: dict[str, Any] = workload.setdefault("spec", {}).setdefault("template", {})
-    template.setdefault("spec", {})
-    return template
-
-
 def is_injected(workload: dict[str, Any], injection: InitInjection) -> bool:
     """True when the pod template already carries exactly this injection (as far as the server keeps it)."""
-    labels = workload.get("metadata", {}).get("labels") or {}
-    if labels.get(names.LABEL_RESTORE_SESSION) != injection.session:
+    if not carries_record(workload, injection, names.LABEL_RESTORE_SESSION, injection.session):
         return False
-    template = workload.get("spec", {}).get("template") or {}
-    annotations = template.get("metadata", {}).get("annotations") or {}
-    if any(annotations.get(k) != v for k, v in injection.annotations.items()):
-        return False
-    inits = (template.get("spec") or {}).get("initContainers") or []
+    spec = (workload.get("spec", {}).get("template") or {}).get("spec") or {}
+    inits = spec.get("initContainers") or []
     if not inits or inits[0].get("name") != names.INIT_CONTAINER:
         return False
     if sum(c.get("name") == names.INIT_CONTAINER for c in inits) != 1:
         return False
     if any(inits[0].get(key) != injection.container[key] for key in ("image", "command", "args")):
         return False
-    present = {v.get("name") for v in (template.get("spec") or {}).get("volumes") or []}
+    present = {v.get("name") for v in spec.get("volumes") or []}
     return all(v["name"] in present for v in injection.volumes)
 
 
@@ -163,16 +133,7 @@ def _strip(template: dict[str, Any]) -> None:
         spec["initContainers"] = [c for c in spec["initContainers"] if c.get("name") != names.INIT_CONTAINER]
         if not spec["initContainers"]:
             del spec["initContainers"]
-    if "volumes" in spec:
-        spec["volumes"] = [v for v in spec["volumes"] if v.get("name") not in _OWN_VOLUMES]
-        if not spec["volumes"]:
-            del spec["volumes"]
-    meta = template.get("metadata")
-    if meta and meta.get("annotations") is not None:
-        for key in _OWN_ANNOTATIONS:
-            meta["annotations"].pop(key, None)
-        if not meta["annotations"]:
-            del meta["annotations"]
+    strip_volumes_and_annotations(template, _OWN_VOLUMES, _OWN_ANNOTATIONS)
 
 
 def inject(workload: dict[str, Any], injection: InitInjection) -> dict[str, Any] | None:
@@ -181,19 +142,11 @@ def inject(workload: dict[str, Any], injection: InitInjection) -> dict[str, Any]
     if is_injected(workload, injection):
         return None
     patched = copy.deepcopy(workload)
-    template = _template(patched)
+    template = pod_template(patched)
     _strip(template)
     spec = template["spec"]
     spec["initContainers"] = [copy.deepcopy(injection.container), *(spec.get("initContainers") or [])]
-    spec.setdefault("volumes", []).extend(copy.deepcopy(list(injection.volumes)))
-    meta = template.setdefault("metadata", {})
-    if meta.get("annotations") is None:
-        meta["annotations"] = {}
-    meta["annotations"].update(injection.annotations)
-    workload_meta = patched.setdefault("metadata", {})
-    if workload_meta.get("labels") is None:
-        workload_meta["labels"] = {}
-    workload_meta["labels"][names.LABEL_RESTORE_SESSION] = injection.session
+    record(patched, template, injection, names.LABEL_RESTORE_SESSION, injection.session)
     return patched
 
 
@@ -207,17 +160,6 @@ def applied_restore(workload: dict[str, Any]) -> str | None:
 def remove_injection(workload: dict[str, Any], invoker: str) -> dict[str, Any] | None:
     """A copy of ``workload`` without what ``invoker`` injected (and its label), or None when there is
     nothing of it. Another session's init-container is left alone."""
-    applied = applied_restore(workload)
-    labels = workload.get("metadata", {}).get("labels") or {}
-    ours_label = labels.get(names.LABEL_RESTORE_SESSION) == invoker.partition("/")[2]
-    if applied != invoker and not ours_label:
-        return None
-    patched = copy.deepcopy(workload)
-    if applied == invoker:
-        _strip(_template(patched))
-    if ours_label:
-        meta = patched["metadata"]
-        del meta["labels"][names.LABEL_RESTORE_SESSION]
-        if not meta["labels"]:
-            del meta["labels"]
-    return patched
+    return remove_recorded(
+        workload, invoker, names.ANNOTATION_LAST_APPLIED_RESTORE, names.LABEL_RESTORE_SESSION, _strip
+    )

@@ -23,7 +23,7 @@ result is the same template as before (same hash), so there is exactly one rollo
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from stashlet.api import agent_contract, names
@@ -31,13 +31,16 @@ from stashlet.api.backupconfiguration import BackupConfiguration
 from stashlet.api.common import VolumeMount
 from stashlet.api.repository import Repository
 from stashlet.operator.injection.agent_container import (
-    agent_env,
-    copy_fields,
-    default_resources,
+    AgentInjection,
+    agent_args,
+    agent_container,
+    agent_storage,
+    carries_record,
     default_security_context,
-    empty_dir,
-    injection_hash,
-    local_backend,
+    pod_template,
+    record,
+    remove_recorded,
+    strip_volumes_and_annotations,
 )
 from stashlet.operator.settings import OperatorSettings
 
@@ -48,7 +51,6 @@ STATUS_PORT_NAME = "stash-status"
 HEALTH_PATH = "/healthz"
 READY_PATH = "/readyz"
 
-# Keys of a LocalSpec that are not part of the volume source.
 # Container fields taken as they are from runtimeSettings.container.
 _RUNTIME_FIELDS = ("resources", "securityContext", "lifecycle", "livenessProbe", "readinessProbe", "envFrom")
 _OWN_VOLUMES = (names.TMP_VOLUME, LOCAL_BACKEND_VOLUME)
@@ -56,27 +58,15 @@ _OWN_ANNOTATIONS = (names.ANNOTATION_LAST_APPLIED_INVOKER, names.ANNOTATION_INJE
 
 
 @dataclass(frozen=True)
-class Injection:
+class Injection(AgentInjection):
     """What goes into a pod template: the sidecar, its volumes, and the annotations that record them."""
 
-    container: dict[str, Any]
-    volumes: tuple[dict[str, Any], ...]
-    invoker: str
+    INVOKER_ANNOTATION = names.ANNOTATION_LAST_APPLIED_INVOKER
+    HASH_ANNOTATION = names.ANNOTATION_INJECTION_HASH
+
     config: str
     """The BackupConfiguration's name, also set as the workload's ``stash.appscode.com/backup-configuration``
     label, so that every workload carrying its sidecar can be found by label."""
-    hash: str = field(init=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "hash", injection_hash(self.container, self.volumes))
-
-    @property
-    def annotations(self) -> dict[str, str]:
-        """The pod-template annotations that record this injection."""
-        return {
-            names.ANNOTATION_LAST_APPLIED_INVOKER: self.invoker,
-            names.ANNOTATION_INJECTION_HASH: self.hash,
-        }
 
 
 def target_mounts(bc: BackupConfiguration) -> list[VolumeMount]:
@@ -93,17 +83,14 @@ def invocation(
     bc: BackupConfiguration, target_kind: str, target_name: str, settings: OperatorSettings
 ) -> list[str]:
     """The sidecar's ``args`` (its command is ``stashlet-agent``)."""
-    return agent_contract.AgentInvocation(
-        mode=agent_contract.MODE_SIDECAR,
-        invoker_kind=names.KIND_BACKUP_CONFIGURATION,
-        invoker_name=bc.metadata.name or "",
-        target_kind=target_kind,
-        target_name=target_name,
-        status_port=settings.status_port,
-        tmp_dir=names.TMP_MOUNT_PATH,
-        pushgateway_url=settings.pushgateway_url,
-        log_level=settings.agent_log_level,
-    ).args()
+    return agent_args(
+        agent_contract.MODE_SIDECAR,
+        names.KIND_BACKUP_CONFIGURATION,
+        bc.metadata.name or "",
+        target_kind,
+        target_name,
+        settings,
+    )
 
 
 def _probe(path: str, port: int) -> dict[str, Any]:
@@ -124,29 +111,18 @@ def build_injection(
         entry = mount.to_dict()
         entry["readOnly"] = True
         mounts.append(entry)
-    mounts.append({"name": names.TMP_VOLUME, "mountPath": names.TMP_MOUNT_PATH})
-    volumes: list[dict[str, Any]] = [{"name": names.TMP_VOLUME, "emptyDir": empty_dir(bc.spec.temp_dir)}]
-    local = local_backend(repository, LOCAL_BACKEND_VOLUME)
-    if local is not None:
-        volumes.append(local[0])
-        mounts.append(local[1])
-
+    volumes, own_mounts = agent_storage(bc.spec.temp_dir, repository, names.TMP_VOLUME, LOCAL_BACKEND_VOLUME)
     runtime = (bc.spec.runtime_settings.container if bc.spec.runtime_settings else None) or {}
-    env = agent_env(runtime)
-    container: dict[str, Any] = {
-        "name": names.SIDECAR_CONTAINER,
-        "image": settings.agent_image,
-        "imagePullPolicy": settings.image_pull_policy,
-        "command": [agent_contract.AGENT_COMMAND],
-        "args": invocation(bc, target_kind, target_name, settings),
-        "env": env,
-        "ports": [{"name": STATUS_PORT_NAME, "containerPort": port, "protocol": "TCP"}],
-        "volumeMounts": mounts,
-        "livenessProbe": _probe(HEALTH_PATH, port),
-        "readinessProbe": _probe(READY_PATH, port),
-    }
-    copy_fields(container, runtime, _RUNTIME_FIELDS)
-    default_resources(container, settings.agent_resources)
+    container = agent_container(
+        names.SIDECAR_CONTAINER,
+        invocation(bc, target_kind, target_name, settings),
+        mounts + own_mounts,
+        runtime,
+        _RUNTIME_FIELDS,
+        settings,
+        ports=[{"name": STATUS_PORT_NAME, "containerPort": port, "protocol": "TCP"}],
+        probes={"livenessProbe": _probe(HEALTH_PATH, port), "readinessProbe": _probe(READY_PATH, port)},
+    )
     default_security_context(container)
     return Injection(
         container=container,
@@ -156,22 +132,11 @@ def build_injection(
     )
 
 
-def _template(workload: dict[str, Any]) -> dict[str, Any]:
-    template: dict[str, Any] = workload.setdefault("spec", {}).setdefault("template", {})
-    template.setdefault("spec", {})
-    return template
-
-
 def is_injected(workload: dict[str, Any], injection: Injection) -> bool:
     """True when the pod template already carries exactly this injection (as far as the server keeps it)."""
-    labels = workload.get("metadata", {}).get("labels") or {}
-    if labels.get(names.LABEL_BACKUP_CONFIGURATION) != injection.config:
+    if not carries_record(workload, injection, names.LABEL_BACKUP_CONFIGURATION, injection.config):
         return False
-    template = workload.get("spec", {}).get("template") or {}
-    annotations = template.get("metadata", {}).get("annotations") or {}
-    if any(annotations.get(k) != v for k, v in injection.annotations.items()):
-        return False
-    spec = template.get("spec") or {}
+    spec = (workload.get("spec", {}).get("template") or {}).get("spec") or {}
     sidecars = [c for c in spec.get("containers") or [] if c.get("name") == names.SIDECAR_CONTAINER]
     if len(sidecars) != 1:
         return False
@@ -187,16 +152,7 @@ def _strip(template: dict[str, Any]) -> None:
     spec = template.get("spec") or {}
     if "containers" in spec:
         spec["containers"] = [c for c in spec["containers"] if c.get("name") != names.SIDECAR_CONTAINER]
-    if "volumes" in spec:
-        spec["volumes"] = [v for v in spec["volumes"] if v.get("name") not in _OWN_VOLUMES]
-        if not spec["volumes"]:
-            del spec["volumes"]
-    meta = template.get("metadata")
-    if meta and meta.get("annotations") is not None:
-        for key in _OWN_ANNOTATIONS:
-            meta["annotations"].pop(key, None)
-        if not meta["annotations"]:
-            del meta["annotations"]
+    strip_volumes_and_annotations(template, _OWN_VOLUMES, _OWN_ANNOTATIONS)
 
 
 def inject(workload: dict[str, Any], injection: Injection) -> dict[str, Any] | None:
@@ -204,19 +160,10 @@ def inject(workload: dict[str, Any], injection: Injection) -> dict[str, Any] | N
     if is_injected(workload, injection):
         return None
     patched = copy.deepcopy(workload)
-    template = _template(patched)
+    template = pod_template(patched)
     _strip(template)
-    spec = template["spec"]
-    spec.setdefault("containers", []).append(copy.deepcopy(injection.container))
-    spec.setdefault("volumes", []).extend(copy.deepcopy(list(injection.volumes)))
-    meta = template.setdefault("metadata", {})
-    if meta.get("annotations") is None:
-        meta["annotations"] = {}
-    meta["annotations"].update(injection.annotations)
-    workload_meta = patched.setdefault("metadata", {})
-    if workload_meta.get("labels") is None:
-        workload_meta["labels"] = {}
-    workload_meta["labels"][names.LABEL_BACKUP_CONFIGURATION] = injection.config
+    template["spec"].setdefault("containers", []).append(copy.deepcopy(injection.container))
+    record(patched, template, injection, names.LABEL_BACKUP_CONFIGURATION, injection.config)
     return patched
 
 
@@ -224,20 +171,6 @@ def remove_injection(workload: dict[str, Any], invoker: str) -> dict[str, Any] |
     """A copy of ``workload`` without what ``invoker`` injected (and its label), or None when there is
     nothing of it. A template injected for another invoker is left alone.
     """
-    template = workload.get("spec", {}).get("template") or {}
-    applied = (template.get("metadata", {}).get("annotations") or {}).get(
-        names.ANNOTATION_LAST_APPLIED_INVOKER
+    return remove_recorded(
+        workload, invoker, names.ANNOTATION_LAST_APPLIED_INVOKER, names.LABEL_BACKUP_CONFIGURATION, _strip
     )
-    labels = workload.get("metadata", {}).get("labels") or {}
-    ours_label = labels.get(names.LABEL_BACKUP_CONFIGURATION) == invoker.partition("/")[2]
-    if applied != invoker and not ours_label:
-        return None
-    patched = copy.deepcopy(workload)
-    if applied == invoker:
-        _strip(_template(patched))
-    if ours_label:
-        meta = patched["metadata"]
-        del meta["labels"][names.LABEL_BACKUP_CONFIGURATION]
-        if not meta["labels"]:
-            del meta["labels"]
-    return patched

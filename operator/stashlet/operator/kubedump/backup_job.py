@@ -28,11 +28,10 @@ from stashlet.api.repository import Repository
 from stashlet.operator.core.objects import managed_labels
 from stashlet.operator.injection import kubedump_rbac
 from stashlet.operator.injection.agent_container import (
-    agent_env,
+    agent_args,
+    agent_container,
+    agent_storage,
     copy_fields,
-    default_resources,
-    empty_dir,
-    local_backend,
 )
 from stashlet.operator.settings import OperatorSettings
 
@@ -96,18 +95,15 @@ def job_name(session: str) -> str:
 
 def invocation(bc: BackupConfiguration, session: str, settings: OperatorSettings) -> list[str]:
     """The Job container's ``args`` (its command is ``stashlet-agent``)."""
-    return agent_contract.AgentInvocation(
-        mode=agent_contract.MODE_JOB,
-        invoker_kind=names.KIND_BACKUP_CONFIGURATION,
-        invoker_name=bc.metadata.name or "",
-        target_kind="",
-        target_name="",
-        status_port=settings.status_port,
-        tmp_dir=names.TMP_MOUNT_PATH,
-        pushgateway_url=settings.pushgateway_url,
-        log_level=settings.agent_log_level,
-        backup_session=session,
-    ).args()
+    return agent_args(
+        agent_contract.MODE_JOB,
+        names.KIND_BACKUP_CONFIGURATION,
+        bc.metadata.name or "",
+        "",
+        "",
+        settings,
+        session,
+    )
 
 
 def _session_owner(session: BackupSession) -> dict[str, Any]:
@@ -128,27 +124,13 @@ def build_job(
     labels = managed_labels(bc)
     if len(name) <= MAX_NAME:
         labels[names.LABEL_BACKUP_SESSION] = name
-    volumes: list[dict[str, Any]] = [{"name": names.TMP_VOLUME, "emptyDir": empty_dir(bc.spec.temp_dir)}]
-    mounts: list[dict[str, Any]] = [{"name": names.TMP_VOLUME, "mountPath": names.TMP_MOUNT_PATH}]
-    local = local_backend(repository, LOCAL_BACKEND_VOLUME)
-    if local is not None:
-        volumes.append(local[0])
-        mounts.append(local[1])
+    volumes, mounts = agent_storage(bc.spec.temp_dir, repository, names.TMP_VOLUME, LOCAL_BACKEND_VOLUME)
     runtime = bc.spec.runtime_settings
     container_settings = (runtime.container if runtime else None) or {}
     pod_settings = (runtime.pod if runtime else None) or {}
-    env = agent_env(container_settings)
-    container: dict[str, Any] = {
-        "name": JOB_CONTAINER,
-        "image": settings.agent_image,
-        "imagePullPolicy": settings.image_pull_policy,
-        "command": [agent_contract.AGENT_COMMAND],
-        "args": invocation(bc, name, settings),
-        "env": env,
-        "volumeMounts": mounts,
-    }
-    copy_fields(container, container_settings, _CONTAINER_FIELDS)
-    default_resources(container, settings.agent_resources)
+    container = agent_container(
+        JOB_CONTAINER, invocation(bc, name, settings), mounts, container_settings, _CONTAINER_FIELDS, settings
+    )
     pod_spec: dict[str, Any] = {
         "serviceAccountName": kubedump_rbac.service_account_name(bc),
         "restartPolicy": "Never",
