@@ -1,4 +1,8 @@
-"""Metadata every object the operator makes for a BackupConfiguration carries: pure."""
+"""Metadata every object the operator makes for a BackupConfiguration carries: pure.
+
+The owner reference and the invoker labels are the shared vocabulary's (:mod:`stashlet.api.sessions`,
+which the trigger and the agent use too); they are re-exported here for the operator's builders.
+"""
 
 from __future__ import annotations
 
@@ -6,35 +10,9 @@ from typing import Any
 
 from stashlet.api import names
 from stashlet.api.backupconfiguration import BackupConfiguration
+from stashlet.api.sessions import invoker_labels, owner_reference
 
-
-def owner_reference(bc: BackupConfiguration, *, block_owner_deletion: bool = True) -> dict[str, Any]:
-    """An ownerReference to ``bc`` as controller, so garbage collection removes the owned object with it.
-
-    ``block_owner_deletion`` needs the right to update the owner's finalizers where the
-    OwnerReferencesPermissionEnforcement admission plugin runs; the trigger, which has no such right,
-    leaves it out.
-    """
-    ref: dict[str, Any] = {
-        "apiVersion": names.API_VERSION_BETA,
-        "kind": names.KIND_BACKUP_CONFIGURATION,
-        "name": bc.metadata.name,
-        "uid": bc.metadata.uid,
-        "controller": True,
-    }
-    if block_owner_deletion:
-        ref["blockOwnerDeletion"] = True
-    return ref
-
-
-def invoker_labels(bc: BackupConfiguration) -> dict[str, str]:
-    """The labels that tie an object to its BackupConfiguration (as Stash sets them on sessions)."""
-    name = bc.metadata.name or ""
-    return {
-        names.LABEL_BACKUP_CONFIGURATION: name,
-        names.LABEL_INVOKER_TYPE: names.KIND_BACKUP_CONFIGURATION,
-        names.LABEL_INVOKER_NAME: name,
-    }
+__all__ = ["invoker_labels", "labels_cover", "managed_labels", "owned_by", "owner_reference"]
 
 
 def managed_labels(bc: BackupConfiguration) -> dict[str, str]:
