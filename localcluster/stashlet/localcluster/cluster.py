@@ -147,14 +147,15 @@ class LocalCluster:
 
     def down(self) -> list[str]:
         """Stop everything this cluster runs and undo its host changes; return what was done."""
-        done = teardown(self.directory, self.plane.processes + (self.node.processes if self.node else []))
-        self.plane.processes.clear()
-        if self.node is not None:
-            self.node.processes.clear()
-        if self._lock is not None:
-            self._lock.close()
-            self._lock = None
-        return done
+        try:
+            return teardown(self.directory, self.plane.processes + (self.node.processes if self.node else []))
+        finally:
+            self.plane.processes.clear()
+            if self.node is not None:
+                self.node.processes.clear()
+            if self._lock is not None:
+                self._lock.close()
+                self._lock = None
 
 
 class HostNotRestored(RuntimeError):

@@ -168,11 +168,23 @@ def remove_cgroups() -> list[str]:
 
 
 def unmount_below(prefixes: list[str]) -> list[str]:
-    """Unmount everything mounted at or below ``prefixes``, deepest first; return one line per mount."""
-    done = []
-    for point in _mounts_below(prefixes):
-        if subprocess.run(["umount", "-l", point], capture_output=True, check=False).returncode == 0:
-            done.append(f"unmounted {point}")
+    """Unmount everything mounted at or below ``prefixes``, deepest first; return one line per mount.
+
+    A point can carry several stacked mounts (a network namespace's file is bound onto
+    ``/run/netns/<name>`` and shows again through the shared ``/run/netns``), so this goes round until
+    nothing is left or a round unmounts nothing more.
+    """
+    done: list[str] = []
+    for _ in range(10):
+        points = _mounts_below(prefixes)
+        unmounted = [
+            point
+            for point in points
+            if subprocess.run(["umount", "-l", point], capture_output=True, check=False).returncode == 0
+        ]
+        done += [f"unmounted {point}" for point in unmounted if f"unmounted {point}" not in done]
+        if not unmounted:
+            break
     return done
 
 
