@@ -6,10 +6,11 @@ import sys
 import textwrap
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from stashlet.localcluster.hostchanges import _parse
+from stashlet.localcluster.hostchanges import _mounts_below, _parse, unmount_below
 
 
 @pytest.fixture
@@ -87,3 +88,23 @@ def test_parse_reads_rules_and_user_chains_by_table() -> None:
     found_rules, chains = _parse(dump)
     assert found_rules == {"filter": ["-A INPUT -j KUBE-X"], "nat": []}
     assert chains == {"filter": ["KUBE-X"], "nat": []}
+
+
+def test_unmount_below_takes_stacked_mounts_off_one_point(tmp_path: Path) -> None:
+    """Two mounts stacked on one point and one below it are all unmounted, deepest first, and the
+    folders are left as plain folders."""
+    point = tmp_path / "netns"
+    point.mkdir()
+    for _ in range(2):
+        subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(point)], check=True)
+    (point / "inner").mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(point / "inner")], check=True)
+    try:
+        assert len(_mounts_below([str(point)])) == 2  # two points, one of them twice
+        unmount_below([str(point)])
+        assert _mounts_below([str(point)]) == []
+        mountinfo = Path("/proc/self/mountinfo").read_text()
+        assert str(point) not in mountinfo
+    finally:
+        for _ in range(4):
+            subprocess.run(["umount", "-l", str(point)], capture_output=True, check=False)
