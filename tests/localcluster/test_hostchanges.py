@@ -15,13 +15,19 @@ from stashlet.localcluster.hostchanges import _mounts_below, _parse, unmount_bel
 
 @pytest.fixture
 def netns() -> Iterator[str]:
-    """A fresh network namespace (its own iptables), deleted afterwards."""
+    """A fresh network namespace (its own iptables), deleted afterwards; ``/run/netns``, which
+    ``ip netns`` makes (and mounts onto itself), goes too when it was not there before."""
     name = f"stashlet-test-{uuid.uuid4().hex[:8]}"
+    folder = Path("/run/netns")
+    existed = folder.exists()
     subprocess.run(["ip", "netns", "add", name], check=True)
     try:
         yield name
     finally:
         subprocess.run(["ip", "netns", "delete", name], check=False)
+        if not existed:
+            unmount_below([str(folder)])
+            folder.rmdir()
 
 
 def in_netns(netns: str, script: str) -> str:
