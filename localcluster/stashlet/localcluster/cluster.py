@@ -103,7 +103,6 @@ class LocalCluster:
                 node_folder,
                 kubeconfigs={c: self.plane.component_kubeconfig(c) for c in NODE_USERS},
                 ca_cert=self.plane.pki.ca_cert,
-                apiserver="",
                 tie_to_parent=self.tie_to_parent,
             )
             self.node.prepare_host()
@@ -236,7 +235,7 @@ def _delete_pods(directory: Path) -> None:
 
 def _remove_sandboxes(paths: node_mod.NodePaths) -> None:
     if paths.socket.exists() and _socket_answers(paths):
-        node_mod.Node(paths.root, kubeconfigs={}, ca_cert=Path(), apiserver="").remove_sandboxes()
+        node_mod.remove_sandboxes(paths)
 
 
 def _socket_answers(paths: node_mod.NodePaths) -> bool:

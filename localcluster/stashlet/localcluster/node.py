@@ -137,14 +137,12 @@ class Node:
         *,
         kubeconfigs: dict[str, Path],
         ca_cert: Path,
-        apiserver: str,
         tie_to_parent: bool = True,
     ) -> None:
         """Prepare; ``kubeconfigs`` holds ``kubelet``, ``kube-proxy`` and ``kube-scheduler`` ones."""
         self.paths = NodePaths(directory)
         self.kubeconfigs = kubeconfigs
         self.ca_cert = ca_cert
-        self.apiserver = apiserver
         self.tie_to_parent = tie_to_parent
         self.processes: list[ManagedProcess] = []
         self.pids: dict[str, int] = {}
@@ -245,23 +243,18 @@ class Node:
             raise RuntimeError(f"{name} exited at once; its log:\n{process.log_tail()}")
         return process
 
-    def remove_sandboxes(self) -> None:
-        """Stop and remove every pod sandbox through the CRI, so CNI releases each pod's network."""
-        crictl = tools.find("crictl")
-        if crictl is None or not self.paths.socket.exists():
-            return
-        subprocess.run(
-            [str(crictl), f"--runtime-endpoint=unix://{self.paths.socket}", "rmp", "--all", "--force"],
-            capture_output=True,
-            timeout=120,
-            check=False,
-        )
 
-    def stop_processes(self, names: tuple[str, ...]) -> None:
-        """Stop the named processes this object started."""
-        for process in [p for p in reversed(self.processes) if p.name in names]:
-            process.stop()
-            self.processes.remove(process)
+def remove_sandboxes(paths: NodePaths) -> None:
+    """Stop and remove every pod sandbox through the CRI, so CNI releases each pod's network."""
+    crictl = tools.find("crictl")
+    if crictl is None or not paths.socket.exists():
+        return
+    subprocess.run(
+        [str(crictl), f"--runtime-endpoint=unix://{paths.socket}", "rmp", "--all", "--force"],
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def cleanup_kube_proxy() -> None:
