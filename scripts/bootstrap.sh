@@ -2,7 +2,7 @@
 #  - a virtualenv in .venv with stashlet (editable) and its test and lint groups
 #  - Debian's containerd, runc, CNI plugins, iptables, conntrack, buildah, debootstrap (the real node)
 #  - the pinned binaries (Kubernetes, etcd, restic, rest-server, Pushgateway, CoreDNS, crictl, helm),
-#    built from the Go module proxy into ~/.cache/stashlet (see operator/stashlet/api/versions.py)
+#    built from the Go module proxy into ~/.cache/stashlet (see agent/stashlet/api/versions.py)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 

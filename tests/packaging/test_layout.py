@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from stashlet.api import versions
+from stashlet.localcluster.dockerfileimages import copied_sources
 
 ROOT = Path(__file__).resolve().parents[2]
 FORBIDDEN_INIT = [
@@ -44,17 +45,42 @@ def arg(text: str, name: str) -> str:
     return match.group(1)
 
 
-@pytest.mark.parametrize("name", ["Dockerfile.agent", "Dockerfile.operator"])
-def test_dockerfiles_copy_both_source_roots_and_pin_python(name: str) -> None:
-    """Both images copy agent/ and operator/ (one namespace over two roots) and use the project's Python."""
+@pytest.mark.parametrize(
+    ("name", "copied", "dropped_script"),
+    [
+        ("Dockerfile.agent", ["pyproject.toml", "README.md", "agent"], "stashlet-operator"),
+        (
+            "Dockerfile.operator",
+            ["pyproject.toml", "README.md", "agent/stashlet/api", "agent/stashlet/kube", "operator"],
+            "stashlet-agent",
+        ),
+    ],
+)
+def test_each_image_copies_only_its_own_code_and_pins_python(
+    name: str, copied: list[str], dropped_script: str
+) -> None:
+    """The agent image is built from agent/ alone; the operator's from operator/ plus the shared api and
+    kube packages, never the agent's code; each drops the other's console script; both use the project's
+    Python."""
     text = dockerfile(name)
-    assert "COPY agent/ agent/" in text
-    assert "COPY operator/ operator/" in text
+    assert copied_sources(text) == copied
+    assert f"rm /venv/bin/{dropped_script}" in text
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     minimum = project["requires-python"].removeprefix(">=")
     assert arg(text, "PYTHON_VERSION") == minimum
     assert "python3-debian12" in text  # Debian 12's Python is 3.11
     assert minimum == "3.11"
+
+
+def test_the_shared_vocabulary_lives_under_the_agents_root() -> None:
+    """stashlet.api and stashlet.kube sit under agent/stashlet, so the agent image needs nothing else."""
+    import stashlet.api
+    import stashlet.kube
+
+    for package in (stashlet.api, stashlet.kube):
+        assert Path(next(iter(package.__path__))).resolve().is_relative_to(ROOT / "agent" / "stashlet")
+    assert not (ROOT / "operator" / "stashlet" / "api").exists()
+    assert not (ROOT / "operator" / "stashlet" / "kube").exists()
 
 
 def test_agent_image_ships_the_pinned_restic() -> None:

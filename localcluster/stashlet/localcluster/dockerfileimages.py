@@ -2,8 +2,9 @@
 
 :class:`DockerfileImage` builds ``Dockerfile.agent`` or ``Dockerfile.operator`` (``--pull=never``) over
 the locally made base images (:mod:`stashlet.localcluster.baseimages`). Key: the Dockerfile,
-``pyproject.toml``, ``README.md``, every file under ``agent/`` and ``operator/`` that git tracks or does
-not ignore, the build arguments and the base images' keys. The build context holds exactly those files,
+every file below the paths its ``COPY`` lines take from the context (so the agent's image changes with
+``agent/`` alone) that git tracks or does not ignore, the build arguments and the base images' keys.
+The build context holds exactly those files,
 and the archive is named after the key of the copies really built (the checkout may change meanwhile).
 
 ``RUN`` steps use ``--isolation chroot`` and the host network. apt reaches the Debian mirror over plain
@@ -38,23 +39,35 @@ HOST_CA_BUNDLE: Final = Path("/etc/ssl/certs/ca-certificates.crt")
 """The only bundle that trusts this machine's TLS-intercepting proxy; builds see a copy of it."""
 
 
-def source_files() -> list[str]:
-    """Files under agent/ and operator/ that git tracks or does not ignore (relative, sorted)."""
+def copied_sources(dockerfile_text: str) -> list[str]:
+    """The checkout paths a Dockerfile's ``COPY`` lines take from the build context (not ``--from``)."""
+    sources: list[str] = []
+    for line in dockerfile_text.splitlines():
+        words = line.split()
+        if len(words) < 3 or words[0].upper() != "COPY" or any(w.startswith("--from") for w in words):
+            continue
+        sources += [w.removesuffix("/").removeprefix("./") for w in words[1:-1] if not w.startswith("--")]
+    return sources
+
+
+def context_files(dockerfile_text: str) -> list[str]:
+    """Files below the Dockerfile's ``COPY`` sources that git tracks or does not ignore (sorted)."""
+    sources = copied_sources(dockerfile_text)
+    root = checkout.root()
     found: list[str] = []
-    if (checkout.root() / ".git").exists() and shutil.which("git"):
+    if (root / ".git").exists() and shutil.which("git"):
         proc = subprocess.run(
             [
                 "git",
                 "-C",
-                str(checkout.root()),
+                str(root),
                 "ls-files",
                 "-z",
                 "--cached",
                 "--others",
                 "--exclude-standard",
                 "--",
-                "agent",
-                "operator",
+                *sources,
             ],
             capture_output=True,
             check=False,
@@ -62,18 +75,17 @@ def source_files() -> list[str]:
         if proc.returncode == 0:
             found = [p for p in proc.stdout.decode().split("\0") if p]
     if not found:
-        for top in ("agent", "operator"):
-            for path in (checkout.root() / top).rglob("*"):
-                if path.is_file() and "__pycache__" not in path.parts and not path.name.endswith(".pyc"):
-                    found.append(str(path.relative_to(checkout.root())))
+        for source in sources:
+            top = root / source
+            paths = [top] if top.is_file() else list(top.rglob("*"))
+            found += [str(p.relative_to(root)) for p in paths if p.is_file()]
     return sorted(
-        {p for p in found if (checkout.root() / p).is_file() and "__pycache__" not in Path(p).parts}
+        {
+            p
+            for p in found
+            if (root / p).is_file() and "__pycache__" not in Path(p).parts and not p.endswith(".pyc")
+        }
     )
-
-
-def context_files() -> list[str]:
-    """The build context besides the Dockerfile: ``pyproject.toml``, ``README.md`` and the sources."""
-    return ["pyproject.toml", "README.md", *source_files()]
 
 
 @dataclass(frozen=True)
@@ -93,7 +105,8 @@ class DockerfileImage(Recipe):
 
     def key(self, context: Context) -> str:
         """The Dockerfile, the context's files, the build arguments and the base images' keys."""
-        return self._key(context, checkout.root(), self.dockerfile, context_files())
+        files = context_files((checkout.root() / self.dockerfile).read_text())
+        return self._key(context, checkout.root(), self.dockerfile, files)
 
     def _key(self, context: Context, root: Path, dockerfile: str, files: list[str]) -> str:
         parts: list[str | bytes] = [
@@ -127,7 +140,7 @@ class DockerfileImage(Recipe):
             context_dir = work / "context"
             context_dir.mkdir()
             shutil.copy2(checkout.root() / self.dockerfile, context_dir / "Dockerfile")
-            files = context_files()
+            files = context_files((context_dir / "Dockerfile").read_text())
             for name in files:
                 (context_dir / name).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(checkout.root() / name, context_dir / name)
