@@ -8,10 +8,11 @@ re-applies the mutation, so concurrent hosts updating one BackupSession keep eac
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import functools
 import logging
 import random
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from kubernetes_asyncio import client
@@ -31,7 +32,7 @@ log = logging.getLogger(__name__)
 M = TypeVar("M", bound=KubeObject)
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Resource:
     """Where a kind is served."""
 
@@ -59,151 +60,63 @@ class StashClient:
         """Use ``api`` for every call."""
         self.custom = client.CustomObjectsApi(api)
 
+    def _scoped(self, res: Resource, namespace: str | None, method: str) -> Callable[..., Awaitable[Any]]:
+        """CustomObjectsApi's ``method`` for the kind's scope, with its leading arguments bound.
+
+        ``method`` spells the call's name with ``{scope}`` (``get_{scope}_custom_object``). A namespaced
+        kind gets the ``namespaced`` call with group, version, ``namespace`` and plural bound, a
+        cluster-scoped kind the ``cluster`` call with group, version and plural; the caller adds the rest.
+        """
+        if res.namespaced:
+            namespaced = getattr(self.custom, method.format(scope="namespaced"))
+            return functools.partial(namespaced, res.group, res.version, namespace, res.plural)
+        cluster = getattr(self.custom, method.format(scope="cluster"))
+        return functools.partial(cluster, res.group, res.version, res.plural)
+
     def list_fn(self, model: type[KubeObject], namespace: str | None = None) -> Callable[..., Any]:
-        """A list function for :func:`stashlet.kube.watch.watch` over this kind."""
+        """A list function for :func:`stashlet.kube.watch.watch` over this kind.
+
+        It lists ``namespace`` when the kind is namespaced and one is given, else every namespace.
+        """
         res = RESOURCES[model]
-        if res.namespaced and namespace:
-            ns = namespace
-
-            async def namespaced(**kwargs: Any) -> Any:
-                return await self.custom.list_namespaced_custom_object(
-                    res.group, res.version, ns, res.plural, **kwargs
-                )
-
-            return namespaced
-
-        async def cluster(**kwargs: Any) -> Any:
-            return await self.custom.list_cluster_custom_object(res.group, res.version, res.plural, **kwargs)
-
-        return cluster
+        if not namespace:
+            res = dataclasses.replace(res, namespaced=False)
+        return self._scoped(res, namespace, "list_{scope}_custom_object")
 
     async def get(self, model: type[M], namespace: str | None, name: str) -> M:
         """Read one object; NotFound when it does not exist."""
-        res = RESOURCES[model]
-        if res.namespaced:
-            obj = await call(
-                self.custom.get_namespaced_custom_object, res.group, res.version, namespace, res.plural, name
-            )
-        else:
-            obj = await call(self.custom.get_cluster_custom_object, res.group, res.version, res.plural, name)
-        return model.from_dict(obj)
+        get = self._scoped(RESOURCES[model], namespace, "get_{scope}_custom_object")
+        return model.from_dict(await call(get, name))
 
     async def list(self, model: type[M], namespace: str | None = None, label_selector: str = "") -> list[M]:
         """List objects (all namespaces when ``namespace`` is None)."""
-        res = RESOURCES[model]
-        if res.namespaced and namespace:
-            body = await call(
-                self.custom.list_namespaced_custom_object,
-                res.group,
-                res.version,
-                namespace,
-                res.plural,
-                label_selector=label_selector,
-            )
-        else:
-            body = await call(
-                self.custom.list_cluster_custom_object,
-                res.group,
-                res.version,
-                res.plural,
-                label_selector=label_selector,
-            )
+        body = await call(self.list_fn(model, namespace), label_selector=label_selector)
         return [model.from_dict(item) for item in body.get("items", [])]
 
     async def create(self, obj: M) -> M:
         """Create ``obj``; Conflict when it exists."""
         model = type(obj)
-        res = RESOURCES[model]
-        body = obj.to_dict()
-        if res.namespaced:
-            made = await call(
-                self.custom.create_namespaced_custom_object,
-                res.group,
-                res.version,
-                obj.metadata.namespace,
-                res.plural,
-                body,
-            )
-        else:
-            made = await call(
-                self.custom.create_cluster_custom_object, res.group, res.version, res.plural, body
-            )
-        return model.from_dict(made)
+        create = self._scoped(RESOURCES[model], obj.metadata.namespace, "create_{scope}_custom_object")
+        return model.from_dict(await call(create, obj.to_dict()))
 
     async def patch(self, model: type[M], namespace: str | None, name: str, patch: dict[str, Any]) -> M:
         """Merge-patch the object (metadata and spec)."""
-        res = RESOURCES[model]
-        if res.namespaced:
-            made = await call(
-                self.custom.patch_namespaced_custom_object,
-                res.group,
-                res.version,
-                namespace,
-                res.plural,
-                name,
-                patch,
-                _content_type="application/merge-patch+json",
-            )
-        else:
-            made = await call(
-                self.custom.patch_cluster_custom_object,
-                res.group,
-                res.version,
-                res.plural,
-                name,
-                patch,
-                _content_type="application/merge-patch+json",
-            )
+        merge_patch = self._scoped(RESOURCES[model], namespace, "patch_{scope}_custom_object")
+        made = await call(merge_patch, name, patch, _content_type="application/merge-patch+json")
         return model.from_dict(made)
 
     async def delete(self, model: type[KubeObject], namespace: str | None, name: str) -> None:
         """Delete the object (background propagation)."""
-        res = RESOURCES[model]
-        if res.namespaced:
-            await call(
-                self.custom.delete_namespaced_custom_object,
-                res.group,
-                res.version,
-                namespace,
-                res.plural,
-                name,
-                propagation_policy="Background",
-            )
-        else:
-            await call(
-                self.custom.delete_cluster_custom_object,
-                res.group,
-                res.version,
-                res.plural,
-                name,
-                propagation_policy="Background",
-            )
+        delete = self._scoped(RESOURCES[model], namespace, "delete_{scope}_custom_object")
+        await call(delete, name, propagation_policy="Background")
 
     async def replace_status(self, obj: M) -> M:
         """Write ``obj``'s status with its resourceVersion; Conflict when someone wrote in between."""
         model = type(obj)
-        res = RESOURCES[model]
-        body = obj.to_dict()
-        if res.namespaced:
-            made = await call(
-                self.custom.replace_namespaced_custom_object_status,
-                res.group,
-                res.version,
-                obj.metadata.namespace,
-                res.plural,
-                obj.metadata.name,
-                body,
-            )
-        else:
-            made = await call(
-                self.custom.replace_cluster_custom_object_status,
-                res.group,
-                res.version,
-                res.plural,
-                obj.metadata.name,
-                body,
-            )
-        return model.from_dict(made)
+        replace = self._scoped(
+            RESOURCES[model], obj.metadata.namespace, "replace_{scope}_custom_object_status"
+        )
+        return model.from_dict(await call(replace, obj.metadata.name, obj.to_dict()))
 
     async def update_status(
         self, model: type[M], namespace: str | None, name: str, mutate: Callable[[M], bool | None]

@@ -13,9 +13,19 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 
 class KubeError(Exception):
-    """An error answered by the Kubernetes API server."""
+    """An error answered by the Kubernetes API server.
+
+    A subclass names the HTTP status it stands for in its header (``class NotFound(KubeError, status=404)``);
+    an instance carries that status unless it is given another one.
+    """
 
     status: int = 0
+
+    def __init_subclass__(cls, *, status: int | None = None, **kwargs: Any) -> None:
+        """Give the subclass its own ``status`` when the header names one; else it inherits its parent's."""
+        super().__init_subclass__(**kwargs)
+        if status is not None:
+            cls.status = status
 
     def __init__(
         self, message: str, *, status: int | None = None, reason: str = "", details: Any = None
@@ -29,58 +39,40 @@ class KubeError(Exception):
         self.details = details
 
 
-class BadRequest(KubeError):
+class BadRequest(KubeError, status=400):
     """400: the request itself is wrong."""
 
-    status = 400
 
-
-class Unauthorized(KubeError):
+class Unauthorized(KubeError, status=401):
     """401: no valid credentials."""
 
-    status = 401
 
-
-class Forbidden(KubeError):
+class Forbidden(KubeError, status=403):
     """403: RBAC does not allow it."""
 
-    status = 403
 
-
-class NotFound(KubeError):
+class NotFound(KubeError, status=404):
     """404: the object (or its kind) does not exist."""
 
-    status = 404
 
-
-class Conflict(KubeError):
+class Conflict(KubeError, status=409):
     """409: a stale resourceVersion, or the object already exists."""
 
-    status = 409
 
-
-class Gone(KubeError):
+class Gone(KubeError, status=410):
     """410: the resourceVersion is too old to watch from; list again."""
 
-    status = 410
 
-
-class Invalid(KubeError):
+class Invalid(KubeError, status=422):
     """422: the object fails validation; the message names the field."""
 
-    status = 422
 
-
-class TooManyRequests(KubeError):
+class TooManyRequests(KubeError, status=429):
     """429: throttled; retry after a while."""
 
-    status = 429
 
-
-class ServerError(KubeError):
+class ServerError(KubeError, status=500):
     """5xx: the server could not answer now."""
-
-    status = 500
 
 
 _BY_STATUS: dict[int, type[KubeError]] = {
@@ -89,9 +81,14 @@ _BY_STATUS: dict[int, type[KubeError]] = {
 }
 
 
+def _for_status(status: int, message: str, *, reason: str = "", details: Any = None) -> KubeError:
+    """The error for an HTTP status: its own class, ServerError for any other 5xx, else the root class."""
+    cls = _BY_STATUS.get(status, ServerError if status >= 500 else KubeError)
+    return cls(message, status=status, reason=reason, details=details)
+
+
 def translate(exc: ApiException) -> KubeError:
     """Turn kubernetes_asyncio's ApiException into our class for its status, keeping the server's words."""
-    status = int(exc.status or 0)
     message = str(exc.reason or "")
     reason = ""
     details: Any = None
@@ -108,17 +105,14 @@ def translate(exc: ApiException) -> KubeError:
                 message = str(parsed.get("message") or message)
                 reason = str(parsed.get("reason") or "")
                 details = parsed.get("details")
-    cls = _BY_STATUS.get(status, ServerError if status >= 500 else KubeError)
-    return cls(message, status=status, reason=reason, details=details)
+    return _for_status(int(exc.status or 0), message, reason=reason, details=details)
 
 
 def from_status_object(status_obj: dict[str, Any]) -> KubeError:
     """Turn a metav1.Status (as sent in a watch ERROR event) into our class."""
-    code = int(status_obj.get("code") or 0)
-    cls = _BY_STATUS.get(code, ServerError if code >= 500 else KubeError)
-    return cls(
+    return _for_status(
+        int(status_obj.get("code") or 0),
         str(status_obj.get("message", "")),
-        status=code,
         reason=str(status_obj.get("reason", "")),
         details=status_obj.get("details"),
     )
