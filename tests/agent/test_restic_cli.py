@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from stashlet.agent.errors import RetryLater
 from stashlet.agent.restic.backend import ResticRepository
 from stashlet.agent.restic.errors import (
     PartialBackup,
@@ -364,7 +365,7 @@ async def test_lock_held_by_a_live_restic_is_exit_11(
         with pytest.raises(RepositoryLocked, match=f"locked by PID {holder.pid}") as caught:
             await initialized.forget(forget_args(Retention(keep_last=1)))
         assert caught.value.exit_code == 11
-        assert caught.value.transient
+        assert isinstance(caught.value, RetryLater)
         await initialized.unlock()
         assert await initialized.list_locks() == locks
     finally:

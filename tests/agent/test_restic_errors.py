@@ -6,6 +6,7 @@ import signal
 
 import pytest
 
+from stashlet.agent.errors import AgentError, RefuseInput, ReportFailure, RetryLater
 from stashlet.agent.restic.errors import (
     MAX_MESSAGE_CHARS,
     ExitCode,
@@ -63,19 +64,31 @@ def test_unknown_exit_code_is_a_failure() -> None:
     assert "unknown exit code 42" in str(error)
 
 
-def test_only_a_locked_repository_is_transient() -> None:
-    """Only RepositoryLocked is worth retrying later without a change; the rest are not."""
-    assert RepositoryLocked.transient
-    permanent = (
-        ResticFailed,
-        RepositoryNotFound,
-        WrongPassword,
-        Interrupted,
-        PartialBackup,
-        SnapshotNotFound,
-    )
-    for cls in permanent:
-        assert not cls.transient
+@pytest.mark.parametrize(
+    ("code", "stderr", "root"),
+    [
+        (11, LOCKED, RetryLater),
+        (10, "", RefuseInput),
+        (12, "", RefuseInput),
+        (1, "Fatal: no snapshot found", RefuseInput),
+        (1, "", ReportFailure),
+        (2, "", ReportFailure),
+        (3, "", ReportFailure),
+        (130, "", ReportFailure),
+        (42, "", ReportFailure),
+        (-signal.SIGKILL, "", ReportFailure),
+        (-signal.SIGTERM, "", ReportFailure),
+    ],
+)
+def test_each_exit_code_gets_the_root_that_says_what_to_do(
+    code: int, stderr: str, root: type[AgentError]
+) -> None:
+    """Only a locked repository is worth retrying unchanged; a missing repository or snapshot and a
+    wrong password are refused (the configuration must change); everything else is a reported failure."""
+    error = error_for_exit(code, stderr)
+    assert isinstance(error, root)
+    others = {RetryLater, RefuseInput, ReportFailure} - {root}
+    assert not isinstance(error, tuple(others))
 
 
 def test_json_exit_error_message_is_preferred_and_cleaned() -> None:
@@ -113,14 +126,15 @@ def test_exit_1_after_a_signal_is_interrupted() -> None:
 
 
 def test_missing_snapshot_is_snapshot_not_found() -> None:
-    """A restore of a snapshot that does not exist is SnapshotNotFound, still a ResticFailed."""
+    """A restore of a snapshot that does not exist is SnapshotNotFound: a restic error the input caused."""
     for message in (
         'Fatal: failed to find snapshot: no matching ID found for prefix "deadbeef"',
         "Fatal: failed to find snapshot: snapshot filter (Paths:[] Tags:[] Hosts:[x]): no snapshot found",
     ):
         error = error_for_exit(1, "", message)
         assert isinstance(error, SnapshotNotFound)
-        assert isinstance(error, ResticFailed)
+        assert isinstance(error, ResticError)
+        assert isinstance(error, RefuseInput)
         assert error.reason == "SnapshotNotFound"
 
 

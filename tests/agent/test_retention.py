@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from stashlet.agent.errors import RefuseInput
 from stashlet.agent.restic.retention import (
     EmptyRetentionPolicy,
     Retention,
@@ -83,7 +84,7 @@ def test_a_policy_that_keeps_nothing_is_refused(policy: Retention) -> None:
     with pytest.raises(EmptyRetentionPolicy, match="keeps no snapshot") as caught:
         forget_args(policy)
     assert caught.value.reason == "EmptyRetentionPolicy"
-    assert isinstance(caught.value, ValueError)
+    assert isinstance(caught.value, RefuseInput)
 
 
 def test_tags_alone_are_a_policy() -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 from kubernetes_asyncio import client
 
+from stashlet.agent.errors import RefuseInput
 from stashlet.agent.hosts import HostIdentity
 from stashlet.agent.live import LiveState
 from stashlet.agent.restic.backend import BackendError, ResticRepository, build_repository, decode_secret_data
@@ -32,7 +33,7 @@ _READERS = {
 }
 
 
-class PreparationError(RuntimeError):
+class PreparationError(RefuseInput):
     """Something the session needs is missing or wrong; ``reason`` is a condition-style word."""
 
     def __init__(self, reason: str, message: str) -> None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from stashlet.agent.errors import RefuseInput
+
 _ORDINAL = re.compile(r"-(\d+)$")
 
 LEASED_KINDS = frozenset({"Deployment", "ReplicaSet", "ReplicationController", "DeploymentConfig"})
@@ -19,7 +21,7 @@ NODE_KINDS = frozenset({"DaemonSet"})
 SUPPORTED_KINDS = LEASED_KINDS | STATEFUL_KINDS | NODE_KINDS
 
 
-class HostError(ValueError):
+class HostError(RefuseInput):
     """The agent cannot tell which host it is; the message says what is missing."""
 
 

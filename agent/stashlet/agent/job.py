@@ -45,6 +45,7 @@ from stashlet.agent.context import AgentContext
 from stashlet.agent.hosts import HostIdentity
 from stashlet.agent.kubedump.dump import (
     DumpError,
+    DumpFailed,
     DumpOptions,
     DumpReport,
     DumpScope,
@@ -158,7 +159,7 @@ class BackupJob:
         except TimeoutError:
             message = f"the session did not finish within its timeOut ({config.spec.time_out})"
             await self._fail(session, config, ref, REASON_DEADLINE, message)
-        except DumpError as exc:
+        except (DumpError, DumpFailed) as exc:
             await self._fail(session, config, ref, exc.reason, exc.message)
         except asyncio.CancelledError:
             await asyncio.shield(
@@ -199,7 +200,7 @@ class BackupJob:
         try:
             report = await dump(ctx.api, scope, options, self.dump_dir)
         except (KubeError, OSError, aiohttp.ClientError, ValueError) as exc:
-            raise DumpError(REASON_DUMP_FAILED, f"dumping the resources failed: {exc}") from exc
+            raise DumpFailed(REASON_DUMP_FAILED, f"dumping the resources failed: {exc}") from exc
         await self._record_report(name, report)
         await self.runner.run(session, config, BackupPlan(ref=ref, total_hosts=1, paths=[str(self.dump_dir)]))
 

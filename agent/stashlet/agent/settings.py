@@ -8,11 +8,12 @@ import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from stashlet.agent.errors import RefuseInput
 from stashlet.api import agent_contract as contract
 from stashlet.api import names
 
 
-class SettingsError(ValueError):
+class SettingsError(RefuseInput):
     """The agent was started without something it needs; the message names the flag or variable."""
 
 

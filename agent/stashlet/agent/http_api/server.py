@@ -29,6 +29,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
+from stashlet.agent.errors import RefuseInput
 from stashlet.agent.http_api import openapi as doc
 from stashlet.api.common import format_time
 
@@ -37,7 +38,7 @@ log = logging.getLogger(__name__)
 BEARER_REALM: Final = "stashlet-agent"
 
 
-class BackupRefused(Exception):
+class BackupRefused(RefuseInput):
     """The agent will not take an instant backup now; ``reason`` says why (answered with 409)."""
 
     def __init__(self, reason: str) -> None:

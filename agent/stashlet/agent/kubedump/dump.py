@@ -49,6 +49,7 @@ from stashlet.agent.kubedump.apiserver import (
 )
 from stashlet.agent.kubedump.options import (
     DumpError,
+    DumpFailed,
     DumpOptions,
     DumpScope,
     options_from_params,
@@ -69,6 +70,7 @@ from stashlet.kube.errors import BadRequest, KubeError, NotFound
 __all__ = [
     "KUBEDUMP_TASKS",
     "DumpError",
+    "DumpFailed",
     "DumpOptions",
     "DumpReport",
     "DumpScope",
@@ -205,7 +207,7 @@ class _Run:
                 "TargetNotFound", f"{kind} {self.where(resource, namespace, name)} not found"
             ) from exc
         except KubeError as exc:
-            raise DumpError(
+            raise DumpFailed(
                 "TargetNotReadable", f"{kind} {self.where(resource, namespace, name)}: {exc.message}"
             ) from exc
         root_uid = (root.get("metadata") or {}).get("uid")
@@ -252,13 +254,17 @@ class _Run:
 
 
 async def dump(api: client.ApiClient, scope: DumpScope, options: DumpOptions, root: Path) -> DumpReport:
-    """Dump ``scope`` into the (emptied) folder ``root``; DumpError when nothing sensible can be dumped."""
+    """Dump ``scope`` into the (emptied) folder ``root``.
+
+    Raises DumpError when the configuration asks for something that cannot be dumped, DumpFailed when
+    the API server cannot be read at all (discovery, or the one application object).
+    """
     prepare_folder(root)
     report = DumpReport(root=root, scope=scope)
     try:
         discovery = await discover(api)
     except KubeError as exc:
-        raise DumpError(
+        raise DumpFailed(
             "DiscoveryFailed", f"cannot read the API server's resource types: {exc.message}"
         ) from exc
     report.skipped_groups = list(discovery.failures)

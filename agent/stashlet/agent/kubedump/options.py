@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final, Literal
 
+from stashlet.agent.errors import RefuseInput, ReportFailure
 from stashlet.agent.kubedump.apiserver import ApiResource
 from stashlet.api import names
 from stashlet.api.backupconfiguration import BackupConfiguration
@@ -38,8 +39,20 @@ ALWAYS_EXCLUDED: Final = frozenset(
 Scope = Literal["cluster", "namespace", "application"]
 
 
-class DumpError(RuntimeError):
-    """The dump cannot be made at all; ``reason`` is a condition-style word, the message names the cause."""
+class DumpError(RefuseInput):
+    """The configuration asks for a dump that cannot be made (a bad task parameter, a target that is
+    unclear or does not exist); ``reason`` is a condition-style word, the message names the field."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        """Keep a machine reason and a message."""
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+class DumpFailed(ReportFailure):
+    """The dump was started and failed (the API server could not be read, the folder not written);
+    ``reason`` is a condition-style word, the message names the cause."""
 
     def __init__(self, reason: str, message: str) -> None:
         """Keep a machine reason and a message."""

@@ -26,11 +26,13 @@ from tenacity import (
     wait_exponential,
 )
 
+from stashlet.agent.errors import RefuseInput, ReportFailure, RetryLater
 from stashlet.agent.metrics.catalog import GROUPING_KEY_HOST
 
 
-class MetricsPushFailed(Exception):
-    """Metrics could not be pushed; the message names the gateway (without credentials) and the job."""
+class MetricsPushFailed(ReportFailure):
+    """Metrics could not be pushed, after the retries a transient failure earns; the caller records it
+    (condition, event). The message names the gateway (without credentials) and the job."""
 
     def __init__(self, gateway: str, job: str, reason: str) -> None:
         super().__init__(f"pushing metrics of job {job!r} to the Pushgateway at {gateway} failed: {reason}")
@@ -74,12 +76,12 @@ def _handler_for(url: str) -> Handler:
     )
 
 
-class _GatewayAnswer(Exception):
-    """The gateway answered with an error status; its response is already read and closed."""
+class _GatewayBusy(RetryLater):
+    """The gateway answered 5xx; its response is already read and closed."""
 
-    def __init__(self, code: int, reason: str, body: str) -> None:
-        super().__init__(f"HTTP {code} {reason}" + (f": {body}" if body else ""))
-        self.code = code
+
+class _GatewayRejected(RefuseInput):
+    """The gateway answered 4xx (bad metrics, credentials or path); its response is read and closed."""
 
 
 def _push_once(
@@ -90,7 +92,7 @@ def _push_once(
     timeout: float,
     handler: Handler,
 ) -> None:
-    """One POST; an error status becomes ``_GatewayAnswer`` (so no response is left open)."""
+    """One POST; an error status becomes ``_GatewayBusy`` or ``_GatewayRejected`` (no response left open)."""
     try:
         pushadd_to_gateway(
             gateway, job, registry, grouping_key=grouping_key, timeout=timeout, handler=handler
@@ -101,21 +103,22 @@ def _push_once(
                 body = exc.read(2048).decode("utf-8", "replace").strip()
             except OSError:
                 body = ""
-        raise _GatewayAnswer(exc.code, str(exc.reason), body) from None
+        answer = f"HTTP {exc.code} {exc.reason}" + (f": {body}" if body else "")
+        raise (_GatewayBusy if exc.code >= 500 else _GatewayRejected)(answer) from None
 
 
 def _is_transient(exc: BaseException) -> bool:
     """Worth another attempt: no connection, a timeout, a dropped connection, or a 5xx from the gateway."""
-    if isinstance(exc, _GatewayAnswer):
-        return exc.code >= 500
-    return isinstance(exc, urllib.error.URLError | ConnectionError | TimeoutError | http.client.HTTPException)
+    return isinstance(
+        exc, RetryLater | urllib.error.URLError | ConnectionError | TimeoutError | http.client.HTTPException
+    )
 
 
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, urllib.error.URLError):
         cause = exc.reason
         return f"{type(cause).__name__}: {cause}" if isinstance(cause, BaseException) else str(cause)
-    if isinstance(exc, _GatewayAnswer):
+    if isinstance(exc, _GatewayBusy | _GatewayRejected):
         return str(exc)
     return f"{type(exc).__name__}: {exc}"
 
@@ -162,5 +165,5 @@ async def push(
         tries = exc.last_attempt.attempt_number
         reason = _reason(last) if last is not None else "unknown error"
         raise MetricsPushFailed(clean, job, f"{reason} (after {tries} attempts)") from last
-    except (_GatewayAnswer, OSError, ValueError, http.client.HTTPException) as exc:
+    except (_GatewayBusy, _GatewayRejected, OSError, ValueError, http.client.HTTPException) as exc:
         raise MetricsPushFailed(clean, job, _reason(exc)) from exc

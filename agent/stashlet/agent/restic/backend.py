@@ -40,6 +40,8 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 from urllib.parse import unquote, urlsplit
 
+from stashlet.agent.errors import RefuseInput
+
 BACKENDS = ("local", "s3", "gcs", "azure", "b2", "swift", "rest")
 PASSWORD_KEY = "RESTIC_PASSWORD"  # noqa: S105 (a key name)
 CA_CERT_KEY = "CA_CERT_DATA"
@@ -63,7 +65,7 @@ _REDACTED = "<redacted>"
 _USERINFO_PASSWORD = re.compile(r"(://[^/@:]*):[^/@]*@")
 
 
-class BackendError(ValueError):
+class BackendError(RefuseInput):
     """The backend spec or its storage Secret cannot be used (message names keys, never values)."""
 
     reason: ClassVar[str] = "InvalidBackend"

@@ -8,6 +8,11 @@ code must be treated as a failure.
 Every error carries a short CamelCase ``reason`` fit for a Kubernetes condition or event, the exit
 code, and a human message taken from restic's JSON ``exit_error`` message or the tail of its stderr.
 Messages never contain secret values: the runner scrubs them before building an error.
+
+:class:`ResticError` gathers them for callers that record any restic outcome alike; each class also
+sits under one root of :mod:`stashlet.agent.errors`: a locked repository is :class:`RetryLater`, a
+missing repository, a wrong password, a missing snapshot or an unusable binary is
+:class:`RefuseInput`, and anything else is :class:`ReportFailure`.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from collections.abc import Sequence
 from enum import IntEnum
 from typing import ClassVar
 
+from stashlet.agent.errors import AgentError, RefuseInput, ReportFailure, RetryLater
 from stashlet.agent.restic.output import BackupSummary
 
 MAX_MESSAGE_CHARS = 1000
@@ -37,16 +43,14 @@ class ExitCode(IntEnum):
     INTERRUPTED = 130
 
 
-class ResticError(Exception):
-    """A restic run that did not succeed.
+class ResticError(AgentError):
+    """A restic run that did not succeed; never raised itself, only as one of the classes below.
 
     ``exit_code`` is restic's exit code, a negative signal number when the process was killed by a
-    signal, or ``None`` when restic did not run at all. ``transient`` says whether running the same
-    command later may succeed without anyone changing anything (a locked repository).
+    signal, or ``None`` when restic did not run at all.
     """
 
     reason: ClassVar[str] = "ResticFailed"
-    transient: ClassVar[bool] = False
 
     def __init__(self, message: str, *, exit_code: int | None = None) -> None:
         self.message = _shorten(message)
@@ -57,25 +61,25 @@ class ResticError(Exception):
         return f"{type(self).__name__}(reason={self.reason!r}, exit_code={self.exit_code!r})"
 
 
-class ResticFailed(ResticError):
+class ResticFailed(ResticError, ReportFailure):
     """restic failed (exit 1, 2, an unknown code, or killed by a signal)."""
 
     reason = "ResticFailed"
 
 
-class SnapshotNotFound(ResticFailed):
+class SnapshotNotFound(ResticError, RefuseInput):
     """The requested snapshot (an ID, or ``latest`` with host/path filters) does not exist."""
 
     reason = "SnapshotNotFound"
 
 
-class ResticUnavailable(ResticError):
+class ResticUnavailable(ResticError, RefuseInput):
     """The restic binary is missing, not executable, or older than the supported minimum."""
 
     reason = "ResticUnavailable"
 
 
-class PartialBackup(ResticError):
+class PartialBackup(ResticError, ReportFailure):
     """``backup`` could not read some source data (exit 3); the snapshot was created nevertheless.
 
     ``unreadable`` lists the paths restic reported (at most the runner's bound), ``summary`` is the
@@ -102,26 +106,25 @@ class PartialBackup(ResticError):
         return self.summary.snapshot_id if self.summary is not None else None
 
 
-class RepositoryNotFound(ResticError):
+class RepositoryNotFound(ResticError, RefuseInput):
     """There is no repository at the configured location (exit 10)."""
 
     reason = "RepositoryNotFound"
 
 
-class RepositoryLocked(ResticError):
+class RepositoryLocked(ResticError, RetryLater):
     """restic could not lock the repository because another process holds a lock (exit 11)."""
 
     reason = "RepositoryLocked"
-    transient = True
 
 
-class WrongPassword(ResticError):
+class WrongPassword(ResticError, RefuseInput):
     """The password does not open any key of the repository (exit 12)."""
 
     reason = "WrongPassword"
 
 
-class Interrupted(ResticError):
+class Interrupted(ResticError, ReportFailure):
     """restic was interrupted by a signal (exit 130, or exit 1 after "signal ... received")."""
 
     reason = "Interrupted"

@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
+from stashlet.agent.errors import RefuseInput
+
 DEFAULT_GROUP_BY = "host,paths"
 
 _KEEP_FLAGS = (
@@ -68,7 +70,7 @@ class Retention:
     dry_run: bool | None = None
 
 
-class RetentionError(ValueError):
+class RetentionError(RefuseInput):
     """A retention policy that cannot be turned into a safe ``restic forget``."""
 
     reason: ClassVar[str] = "InvalidRetentionPolicy"

@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from stashlet.agent.context import AgentContext
+from stashlet.agent.errors import ReportFailure
 from stashlet.agent.restic import output as rj
 from stashlet.agent.restic.errors import RepositoryLocked, SnapshotNotFound, error_for_exit
 from stashlet.agent.restic.runner import Restic
@@ -35,7 +36,7 @@ ITEM_ERRORS_SHOWN = 5
 """How many of restic's per-file errors a failure message names."""
 
 
-class RestoreIncomplete(Exception):
+class RestoreIncomplete(ReportFailure):
     """restic finished without error but did not put everything back; ``reason`` is condition-style."""
 
     def __init__(self, reason: str, message: str) -> None:

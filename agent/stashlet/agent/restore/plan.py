@@ -30,6 +30,7 @@ import posixpath
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from stashlet.agent.errors import RefuseInput
 from stashlet.api.restore_rules import LATEST
 from stashlet.api.restoresession import Rule
 
@@ -49,7 +50,7 @@ _FORBIDDEN_ARGS = {
 _SAFE_OVERWRITE = ("always", "if-changed")
 
 
-class PlanError(ValueError):
+class PlanError(RefuseInput):
     """The RestoreSession asks for something that cannot be restored; ``reason`` is condition-style."""
 
     def __init__(self, reason: str, message: str) -> None:

@@ -32,6 +32,7 @@ from typing import Any
 
 from stashlet.agent.context import AgentContext, PreparationError
 from stashlet.agent.durations import format_duration, parse_duration
+from stashlet.agent.errors import RefuseInput, ReportFailure
 from stashlet.agent.hosts import total_hosts
 from stashlet.agent.restic import output as rj
 from stashlet.agent.restic.errors import ResticError
@@ -65,11 +66,11 @@ REASON_INTERRUPTED = "Interrupted"
 REASON_DEADLINE = "DeadlineExceeded"
 
 
-class SessionGone(Exception):
+class SessionGone(RefuseInput):
     """The RestoreSession does not exist (any more)."""
 
 
-class DeadlineExceeded(Exception):
+class DeadlineExceeded(ReportFailure):
     """``spec.timeOut`` ran out while waiting for the turn."""
 
 
