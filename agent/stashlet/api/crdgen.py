@@ -48,25 +48,56 @@ class PrinterColumn:
 
 
 AGE = PrinterColumn("Age", ".metadata.creationTimestamp", "date")
+"""The last column of every kind."""
+PHASE = PrinterColumn("Phase", ".status.phase")
+DURATION = PrinterColumn("Duration", ".status.sessionDuration")
+TASK = PrinterColumn("Task", ".spec.task.name")
+SCHEDULE = PrinterColumn("Schedule", ".spec.schedule")
+
+STASH_CATEGORIES = ("stash", "appscode")
+"""The categories of every kind; the invokers and their sessions are also in ``all``."""
 
 
 @dataclass(frozen=True)
 class CrdInfo:
-    """Everything about a CRD that is not in the model's fields."""
+    """Everything about a CRD that is not in the model's fields.
+
+    Stash's conventions are the defaults: a namespaced kind in the ``all`` category too, singular name the
+    kind in lower case, the status subresource when the model has a status, and ``AGE`` as the last column.
+    """
 
     model: type[KubeObject]
     plural: str
-    singular: str
     short_names: tuple[str, ...]
-    categories: tuple[str, ...]
-    scope: Literal["Namespaced", "Cluster"]
-    columns: tuple[PrinterColumn, ...]
-    status_subresource: bool
+    own_columns: tuple[PrinterColumn, ...]
+    """The columns before ``AGE``."""
+    in_category_all: bool = True
+    scope: Literal["Namespaced", "Cluster"] = "Namespaced"
 
     @property
     def kind(self) -> str:
         """The kind, from the model."""
         return str(self.model.model_fields["kind"].default)
+
+    @property
+    def singular(self) -> str:
+        """The singular resource name: the kind in lower case."""
+        return self.kind.lower()
+
+    @property
+    def categories(self) -> tuple[str, ...]:
+        """The categories ``kubectl get`` lists the kind under."""
+        return (*STASH_CATEGORIES, "all") if self.in_category_all else STASH_CATEGORIES
+
+    @property
+    def columns(self) -> tuple[PrinterColumn, ...]:
+        """The printer columns, ``AGE`` last."""
+        return (*self.own_columns, AGE)
+
+    @property
+    def status_subresource(self) -> bool:
+        """Whether the kind has a status, written through the status subresource."""
+        return "status" in self.model.model_fields
 
     @property
     def group_version(self) -> tuple[str, str]:
@@ -84,81 +115,46 @@ CRDS: tuple[CrdInfo, ...] = (
     CrdInfo(
         model=Repository,
         plural=names.REPOSITORIES,
-        singular="repository",
         short_names=("repo",),
-        categories=("stash", "appscode"),
-        scope="Namespaced",
-        columns=(
+        own_columns=(
             PrinterColumn("Integrity", ".status.integrity", "boolean"),
             PrinterColumn("Size", ".status.totalSize"),
             PrinterColumn("Snapshot-Count", ".status.snapshotCount", "integer"),
             PrinterColumn("Last-Successful-Backup", ".status.lastBackupTime", "date"),
-            AGE,
         ),
-        status_subresource=True,
+        in_category_all=False,
     ),
     CrdInfo(
         model=BackupConfiguration,
         plural=names.BACKUP_CONFIGURATIONS,
-        singular="backupconfiguration",
         short_names=("bc",),
-        categories=("stash", "appscode", "all"),
-        scope="Namespaced",
-        columns=(
-            PrinterColumn("Task", ".spec.task.name"),
-            PrinterColumn("Schedule", ".spec.schedule"),
-            PrinterColumn("Paused", ".spec.paused", "boolean"),
-            PrinterColumn("Phase", ".status.phase"),
-            AGE,
-        ),
-        status_subresource=True,
+        own_columns=(TASK, SCHEDULE, PrinterColumn("Paused", ".spec.paused", "boolean"), PHASE),
     ),
     CrdInfo(
         model=BackupSession,
         plural=names.BACKUP_SESSIONS,
-        singular="backupsession",
         short_names=("bs",),
-        categories=("stash", "appscode", "all"),
-        scope="Namespaced",
-        columns=(
+        own_columns=(
             PrinterColumn("Invoker-Type", ".spec.invoker.kind"),
             PrinterColumn("Invoker-Name", ".spec.invoker.name"),
-            PrinterColumn("Phase", ".status.phase"),
-            PrinterColumn("Duration", ".status.sessionDuration"),
-            AGE,
+            PHASE,
+            DURATION,
         ),
-        status_subresource=True,
     ),
     CrdInfo(
         model=RestoreSession,
         plural=names.RESTORE_SESSIONS,
-        singular="restoresession",
         # Stash's short name; "rs" would collide with ReplicaSet.
         short_names=("restore",),
-        categories=("stash", "appscode", "all"),
-        scope="Namespaced",
-        columns=(
-            PrinterColumn("Repository", ".spec.repository.name"),
-            PrinterColumn("Phase", ".status.phase"),
-            PrinterColumn("Duration", ".status.sessionDuration"),
-            AGE,
-        ),
-        status_subresource=True,
+        own_columns=(PrinterColumn("Repository", ".spec.repository.name"), PHASE, DURATION),
     ),
     CrdInfo(
         model=BackupBlueprint,
         plural=names.BACKUP_BLUEPRINTS,
-        singular="backupblueprint",
         short_names=("bb",),
-        categories=("stash", "appscode"),
+        own_columns=(TASK, SCHEDULE, PrinterColumn("Repo-Namespace", ".spec.repoNamespace")),
+        in_category_all=False,
         scope="Cluster",
-        columns=(
-            PrinterColumn("Task", ".spec.task.name"),
-            PrinterColumn("Schedule", ".spec.schedule"),
-            PrinterColumn("Repo-Namespace", ".spec.repoNamespace"),
-            AGE,
-        ),
-        status_subresource=False,
     ),
 )
 """The five CRDs, in a stable order."""
