@@ -35,6 +35,7 @@ from stashlet.localcluster.controlplane import ControlPlane
 from stashlet.operator import cli, settings
 from stashlet.operator.core.workloads import WORKLOAD_KINDS
 from stashlet.operator.injection import kubedump_rbac, rbac, restore_rbac
+from stashlet.operator.injection.rbac import RepositoryAccess
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHART = REPO_ROOT / "charts" / "stashlet"
@@ -598,7 +599,7 @@ def test_grants_cluster_role_is_exactly_what_rbac_py_grants(helm: Helm) -> None:
     for kind in WORKLOAD_KINDS.values():
         for repo_ns in ("app", "elsewhere"):
             for obj in rbac.sidecar_rbac(
-                bc, kind, "w", service_account="sa", repository_namespace=repo_ns, repository="r", secret="s"
+                bc, kind, "w", service_account="sa", repository=RepositoryAccess(repo_ns, "r", "s")
             ):
                 granted += obj.get("rules", [])
     granted += [r for obj in rbac.trigger_rbac(bc, settings.OperatorSettings()) for r in obj.get("rules", [])]
@@ -613,11 +614,11 @@ def test_grants_cluster_role_is_exactly_what_rbac_py_grants(helm: Helm) -> None:
     for kind in WORKLOAD_KINDS.values():
         for repo_ns in ("app", "elsewhere"):
             for obj in restore_rbac.restore_rbac(
-                rs, kind, "w", service_account="sa", repository_namespace=repo_ns, repository="r", secret="s"
+                rs, kind, "w", service_account="sa", repository=RepositoryAccess(repo_ns, "r", "s")
             ):
                 granted += obj.get("rules", [])
     for repo_ns in ("app", "elsewhere"):
-        for obj in kubedump_rbac.job_rbac(bc, repository_namespace=repo_ns, repository="r", secret="s"):
+        for obj in kubedump_rbac.job_rbac(bc, repository=RepositoryAccess(repo_ns, "r", "s")):
             granted += obj.get("rules", [])
 
     objects = helm.render()

@@ -67,9 +67,7 @@ def test_sidecar_rbac_grants_only_what_the_agent_uses(bc: BackupConfiguration) -
         WORKLOAD_KINDS["Deployment"],
         "stash-demo",
         service_account="app-sa",
-        repository_namespace="demo",
-        repository="gcs-repo",
-        secret="gcs-secret",
+        repository=rbac.RepositoryAccess("demo", "gcs-repo", "gcs-secret"),
     )
     role, binding = objects
     assert (role["kind"], role["metadata"]["name"], role["metadata"]["namespace"]) == (
@@ -103,9 +101,7 @@ def test_cross_namespace_repository_gets_its_own_role_there(bc: BackupConfigurat
         WORKLOAD_KINDS["Deployment"],
         "stash-demo",
         service_account="default",
-        repository_namespace="backup",
-        repository="r",
-        secret="s",
+        repository=rbac.RepositoryAccess("backup", "r", "s"),
     )
     there = [o for o in objects if o["metadata"]["namespace"] == "backup"]
     assert [o["kind"] for o in there] == ["Role", "RoleBinding"]

@@ -11,21 +11,22 @@ from typing import Any
 from stashlet.api import names
 from stashlet.api.backupconfiguration import BackupConfiguration
 from stashlet.api.backupsession import BackupInvokerRef, BackupSession, BackupSessionSpec
-from stashlet.api.common import ObjectMeta
+from stashlet.api.common import KubeObject, ObjectMeta
 
 
-def owner_reference(bc: BackupConfiguration, *, block_owner_deletion: bool = True) -> dict[str, Any]:
-    """An ownerReference to ``bc`` as controller, so garbage collection removes the owned object with it.
+def owner_reference(owner: KubeObject, *, block_owner_deletion: bool = True) -> dict[str, Any]:
+    """An ownerReference to ``owner`` (a BackupConfiguration, a RestoreSession) as controller, so garbage
+    collection removes the owned object with it.
 
     ``block_owner_deletion`` needs the right to update the owner's finalizers where the
     OwnerReferencesPermissionEnforcement admission plugin runs; the trigger and the agent, which have
     no such right, leave it out.
     """
     ref: dict[str, Any] = {
-        "apiVersion": names.API_VERSION_BETA,
-        "kind": names.KIND_BACKUP_CONFIGURATION,
-        "name": bc.metadata.name,
-        "uid": bc.metadata.uid,
+        "apiVersion": owner.api_version,
+        "kind": owner.kind,
+        "name": owner.metadata.name,
+        "uid": owner.metadata.uid,
         "controller": True,
     }
     if block_owner_deletion:

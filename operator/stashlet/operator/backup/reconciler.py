@@ -7,7 +7,6 @@ Transient API errors propagate; the controller retries the whole reconcile with 
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from typing import Any
 
@@ -17,12 +16,10 @@ from stashlet.api import names
 from stashlet.api.backupconfiguration import BackupConfiguration, BackupConfigurationStatus
 from stashlet.api.common import Condition, ConditionStatus
 from stashlet.api.conditions import ConditionReason, ConditionType
-from stashlet.kube.custom import StashClient
 from stashlet.kube.errors import Invalid, NotFound
-from stashlet.kube.events import EventRecorder
-from stashlet.operator.backup import cronjob
+from stashlet.operator.backup import cronjob, status
 from stashlet.operator.backup.sidecar_injection import Sidecars
-from stashlet.operator.backup.status import compute_phase, transition_events
+from stashlet.operator.backup.status import compute_phase
 from stashlet.operator.backup.validation import (
     Model,
     Observed,
@@ -32,9 +29,9 @@ from stashlet.operator.backup.validation import (
     validate,
     with_task_check,
 )
-from stashlet.operator.core.conditions import ConditionUpdate, EventSpec, apply_conditions
+from stashlet.operator.core.conditions import ConditionUpdate, EventSpec
 from stashlet.operator.core.observe import Dependency, ReconcileResult, lookup, observe_repository
-from stashlet.operator.core.resources import Resources
+from stashlet.operator.core.reconcile import FinalizingReconciler
 from stashlet.operator.core.validation import Lookup
 from stashlet.operator.injection import rbac
 from stashlet.operator.kubedump.backup_job import is_kubedump
@@ -44,53 +41,29 @@ from stashlet.operator.settings import OperatorSettings
 log = logging.getLogger(__name__)
 
 
-class Reconciler:
+class Reconciler(FinalizingReconciler[BackupConfiguration]):
     """Reconciles BackupConfigurations; one instance serves every object (it holds no per-object state)."""
+
+    model = BackupConfiguration
+    tracks_generation = True
 
     def __init__(self, api: client.ApiClient, settings: OperatorSettings) -> None:
         """Use ``api`` (the operator's own identity) and ``settings``."""
-        self.api = api
-        self.settings = settings
-        self.stash = StashClient(api)
-        self.resources = Resources(api)
-        self.sidecars = Sidecars(self.resources, settings, self._event)
+        super().__init__(api, settings)
+        self.sidecars = Sidecars(self.resources, settings, self.events)
         self.jobs = KubedumpJobs(api, self.resources, settings)
-        self._recorders: dict[str, EventRecorder] = {}
 
-    def _recorder(self, source: str) -> EventRecorder:
-        if source not in self._recorders:
-            self._recorders[source] = EventRecorder(self.api, source)
-        return self._recorders[source]
-
-    async def reconcile(self, namespace: str, name: str) -> ReconcileResult:
-        """Bring ``namespace/name`` to its desired state; see the module docstring."""
-        try:
-            bc = await self.stash.get(BackupConfiguration, namespace, name)
-        except NotFound:
-            return ReconcileResult(gone=True)
-        if bc.metadata.deletion_timestamp is not None:
-            await self._finalize(bc)
-            return ReconcileResult()
-        if names.FINALIZER not in (bc.metadata.finalizers or []):
-            bc = await self.stash.patch(
-                BackupConfiguration,
-                namespace,
-                name,
-                {
-                    "metadata": {
-                        "finalizers": [*(bc.metadata.finalizers or []), names.FINALIZER],
-                        "resourceVersion": bc.metadata.resource_version,
-                    }
-                },
-            )
+    async def apply(self, bc: BackupConfiguration) -> ReconcileResult:
+        """Validate, then the CronJob, the kubedump Jobs' RBAC or the sidecar; write the status."""
+        namespace = bc.metadata.namespace or ""
         result = ReconcileResult()
         observed = await self._observe(bc, result.dependencies)
         verdict = with_task_check(bc, validate(bc, observed))
         updates = list(verdict.updates)
         if verdict.applicable:
             updates += await self._apply(bc, verdict, observed, result.seen)
-        await self._write_status(bc, updates, sidecar=verdict.model == Model.SIDECAR)
-        result.seen[(names.KIND_BACKUP_CONFIGURATION, f"{namespace}/{name}")] = bc.to_dict()["metadata"]
+        sidecar = verdict.model == Model.SIDECAR
+        await self.write_status(bc, updates, lambda after, _: compute_phase(after, sidecar=sidecar))
         if observed.workload.value is not None:
             workload = observed.workload.value
             key = (str(workload.get("kind")), f"{namespace}/{workload['metadata']['name']}")
@@ -100,6 +73,14 @@ class Reconciler:
             key = (names.KIND_REPOSITORY, f"{repo.metadata.namespace}/{repo.metadata.name}")
             result.seen[key] = repo.to_dict()["metadata"]
         return result
+
+    def new_status(self) -> BackupConfigurationStatus:
+        """An empty BackupConfiguration status."""
+        return BackupConfigurationStatus()
+
+    def transition_events(self, before: list[Condition], after: list[Condition]) -> list[EventSpec]:
+        """Stash's events for the BackupConfiguration's condition transitions."""
+        return status.transition_events(before, after)
 
     # ------------------------------------------------------------ observe
 
@@ -192,78 +173,13 @@ class Reconciler:
             {"metadata": {"annotations": {names.ANNOTATION_KUBEDUMP_BINDING: None}}},
         )
 
-    # ------------------------------------------------------------ status and events
-
-    async def _write_status(
-        self, bc: BackupConfiguration, updates: list[ConditionUpdate], *, sidecar: bool
-    ) -> None:
-        namespace, name = bc.metadata.namespace or "", bc.metadata.name or ""
-        before: list[Condition] = []
-        after: list[Condition] = []
-
-        def mutate(current: BackupConfiguration) -> bool:
-            nonlocal before, after
-            status = current.status or BackupConfigurationStatus()
-            before = list(status.conditions or [])
-            after = apply_conditions(
-                before,
-                updates,
-                now=dt.datetime.now(dt.UTC).replace(microsecond=0),
-                generation=bc.metadata.generation,
-            )
-            phase = compute_phase(after, sidecar=sidecar)
-            if (
-                _comparable(before) == _comparable(after)
-                and status.phase == phase
-                and status.observed_generation == bc.metadata.generation
-            ):
-                return False
-            status.conditions, status.phase = after, phase
-            status.observed_generation = bc.metadata.generation
-            current.status = status
-            return True
-
-        updated = await self.stash.update_status(BackupConfiguration, namespace, name, mutate)
-        if updated.status is not None and updated.status.phase is not None:
-            log.debug("status", extra={"object": f"{namespace}/{name}", "phase": updated.status.phase.value})
-        for event in transition_events(before, after):
-            await self._event(updated, event)
-
-    async def _event(self, bc: BackupConfiguration, event: EventSpec) -> None:
-        await self._recorder(event.source).record(
-            bc.to_dict(), "Warning" if event.type == "Warning" else "Normal", event.reason, event.message
-        )
-
     # ------------------------------------------------------------ deletion
 
-    async def _finalize(self, bc: BackupConfiguration) -> None:
-        """Remove the sidecar and the RBAC made for ``bc``, then let go of it (the CronJob goes by GC)."""
-        namespace, name = bc.metadata.namespace or "", bc.metadata.name or ""
-        if names.FINALIZER not in (bc.metadata.finalizers or []):
-            return
+    async def release(self, bc: BackupConfiguration) -> None:
+        """Remove the sidecar and the RBAC made for ``bc`` (the CronJob goes by garbage collection)."""
         await self.sidecars.strip(bc)
         repo_key = repository_key(bc)
         for obj in rbac.created_for(bc, repo_key[0] if repo_key else None):
             await self.resources.delete(obj.kind, obj.namespace, obj.name)
         if is_kubedump(bc) or names.ANNOTATION_KUBEDUMP_BINDING in (bc.metadata.annotations or {}):
             await self.jobs.cleanup(bc, repo_key[0] if repo_key else None)
-        finalizers = [f for f in bc.metadata.finalizers or [] if f != names.FINALIZER]
-        try:
-            await self.stash.patch(
-                BackupConfiguration,
-                namespace,
-                name,
-                {
-                    "metadata": {
-                        "finalizers": finalizers or None,
-                        "resourceVersion": bc.metadata.resource_version,
-                    }
-                },
-            )
-        except NotFound:
-            return
-        log.info("finalized", extra={"object": f"{namespace}/{name}"})
-
-
-def _comparable(conditions: list[Condition]) -> list[tuple[Any, ...]]:
-    return [(c.type, c.status, c.reason, c.message, c.observed_generation) for c in conditions]

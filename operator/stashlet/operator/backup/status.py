@@ -16,10 +16,9 @@ from collections.abc import Mapping, Sequence
 from stashlet.api.backupconfiguration import BackupInvokerPhase
 from stashlet.api.common import Condition, ConditionStatus
 from stashlet.api.conditions import ConditionType
-from stashlet.operator.core.conditions import EventSpec
+from stashlet.operator.core.conditions import SOURCE_WORKLOAD, EventSpec
 
 # Event sources and reasons as Stash writes them.
-SOURCE_WORKLOAD = "Workload Controller"
 REASON_CRON_JOB_CREATION_FAILED = "CronJob Creation Failed"
 REASON_SIDECAR_INJECTION_SUCCEEDED = "Sidecar Injection Succeeded"
 REASON_SIDECAR_INJECTION_FAILED = "Sidecar Injection Failed"

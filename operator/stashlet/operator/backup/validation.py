@@ -10,7 +10,6 @@ half-way.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
@@ -19,12 +18,25 @@ from stashlet.api import names
 from stashlet.api.backupconfiguration import BackupConfiguration
 from stashlet.api.common import ConditionStatus, Snapshotter
 from stashlet.api.conditions import ConditionReason, ConditionType
-from stashlet.api.repository import Repository
 from stashlet.operator.core import workloads
 from stashlet.operator.core.conditions import ConditionUpdate
-from stashlet.operator.core.validation import Lookup, repository_conditions, validation_passed
+from stashlet.operator.core.validation import (
+    Observed,
+    TargetTexts,
+    TargetWords,
+    mount_problems,
+    repository_conditions,
+    target_condition,
+    target_problems,
+    validation_passed,
+    what_workload,
+)
 from stashlet.operator.injection.sidecar_container import invoker_annotation, target_mounts
 from stashlet.operator.kubedump.backup_job import task_problems
+
+__all__ = ["Model", "Observed", "Verdict", "repository_key", "target_kind", "validate", "with_task_check"]
+
+_WORDS = TargetWords(owner="configuration", verb="back up", container="sidecar")
 
 
 class Model(StrEnum):
@@ -34,18 +46,6 @@ class Model(StrEnum):
     """A workload's volumes: the agent runs as a sidecar in the workload's pods."""
     JOB = "job"
     """A Task (``spec.task.name``), such as the resource-YAML dump: a Job per session, no sidecar."""
-
-
-@dataclass(frozen=True)
-class Observed:
-    """What the reconciler found for one configuration."""
-
-    repository: Lookup[Repository]
-    secret_keys: Lookup[frozenset[str]]
-    """Keys of the backend Secret that hold a non-empty value (never the values)."""
-    workload: Lookup[dict[str, Any]]
-    namespace_labels: Mapping[str, str] | None = None
-    """Labels of the configuration's namespace (needed when a usage policy selects namespaces)."""
 
 
 @dataclass(frozen=True)
@@ -93,44 +93,13 @@ def spec_problems(bc: BackupConfiguration) -> list[str]:
     if backup_model(bc) == Model.JOB:
         return problems
     ref = bc.spec.target.ref if bc.spec.target else None
-    if ref is None or not ref.kind or not ref.name:
-        problems.append("spec.target.ref: the kind and name of the workload to back up are required")
-        return problems
-    if ref.kind not in workloads.WORKLOAD_KINDS:
-        supported = ", ".join(workloads.WORKLOAD_KINDS)
-        problems.append(
-            f"spec.target.ref.kind: {ref.kind} is not supported; the sidecar goes into {supported}"
-        )
-    elif ref.api_version and ref.api_version not in workloads.SUPPORTED_API_VERSIONS:
-        problems.append(
-            f"spec.target.ref.apiVersion: {ref.api_version} is not supported for {ref.kind}; use apps/v1"
-        )
-    if ref.namespace and ref.namespace != bc.metadata.namespace:
-        problems.append(
-            f"spec.target.ref.namespace: the target must be in the configuration's namespace "
-            f"{bc.metadata.namespace}, not {ref.namespace}"
-        )
-    for i, mount in enumerate(target_mounts(bc)):
-        if mount.mount_path.rstrip("/") == names.TMP_MOUNT_PATH:
-            problems.append(
-                f"spec.target.volumeMounts[{i}].mountPath: {names.TMP_MOUNT_PATH} is the sidecar's "
-                "temporary directory"
-            )
-    return problems
+    return problems + target_problems(ref, target_mounts(bc), bc.metadata.namespace, _WORDS)
 
 
 def workload_problems(bc: BackupConfiguration, workload: dict[str, Any]) -> list[str]:
     """What keeps the sidecar from going into this workload, each naming the field."""
-    meta = workload.get("metadata", {})
-    what = workloads.describe(str(workload.get("kind")), str(meta.get("namespace")), str(meta.get("name")))
-    problems: list[str] = []
-    volumes = workloads.volume_names(workload)
-    for i, mount in enumerate(target_mounts(bc)):
-        if mount.name not in volumes:
-            problems.append(
-                f"spec.target.volumeMounts[{i}].name: {what} has no volume {mount.name!r} "
-                f"(its volumes: {', '.join(volumes) or 'none'})"
-            )
+    what = what_workload(workload)
+    problems = mount_problems(target_mounts(bc), workload)
     annotations = workloads.pod_template(workload).get("metadata", {}).get("annotations") or {}
     applied = annotations.get(names.ANNOTATION_LAST_APPLIED_INVOKER)
     if applied and applied != invoker_annotation(bc):
@@ -150,50 +119,22 @@ def validate(bc: BackupConfiguration, observed: Observed) -> Verdict:
     model = backup_model(bc)
     updates: list[ConditionUpdate] = []
     problems = spec_problems(bc)
-    repo_key = repository_key(bc)
-    found_all = repository_conditions(
-        updates,
-        problems,
-        referrer=f"BackupConfiguration {bc.metadata.namespace}/{bc.metadata.name}",
-        namespace=bc.metadata.namespace or "",
-        repo_name=f"{repo_key[0]}/{repo_key[1]}" if repo_key else None,
-        repository=observed.repository,
-        secret_keys=observed.secret_keys,
-        namespace_labels=observed.namespace_labels,
-    )
+    found_all = repository_conditions(updates, problems, bc, repository_key(bc), observed)
 
     if model == Model.SIDECAR and target_kind(bc) is not None:
         ref = bc.spec.target.ref if bc.spec.target else None
         assert ref is not None  # target_kind() checked it
         target = f"{ref.api_version or 'apps/v1'} {str(ref.kind).lower()}/{ref.name}"
-        if observed.workload.error is not None:
+        texts = TargetTexts(
+            unable=f"Failed to check whether backup target {target} exists. Reason: {{reason}}",
+            missing=f"Backup target {target} does not exist (spec.target.ref of BackupConfiguration "
+            f"{bc.metadata.namespace}/{bc.metadata.name}).",
+            found=f"Backup target {target} found.",
+        )
+        updates.append(target_condition(ConditionType.BACKUP_TARGET_FOUND, observed.workload, texts))
+        if observed.workload.value is None:
             found_all = False
-            updates.append(
-                ConditionUpdate.unknown(
-                    ConditionType.BACKUP_TARGET_FOUND,
-                    ConditionReason.UNABLE_TO_CHECK_TARGET_AVAILABILITY,
-                    f"Failed to check whether backup target {target} exists. "
-                    f"Reason: {observed.workload.error}",
-                )
-            )
-        elif observed.workload.value is None:
-            found_all = False
-            updates.append(
-                ConditionUpdate.false(
-                    ConditionType.BACKUP_TARGET_FOUND,
-                    ConditionReason.TARGET_NOT_AVAILABLE,
-                    f"Backup target {target} does not exist (spec.target.ref of BackupConfiguration "
-                    f"{bc.metadata.namespace}/{bc.metadata.name}).",
-                )
-            )
         else:
-            updates.append(
-                ConditionUpdate.true(
-                    ConditionType.BACKUP_TARGET_FOUND,
-                    ConditionReason.TARGET_AVAILABLE,
-                    f"Backup target {target} found.",
-                )
-            )
             problems += workload_problems(bc, observed.workload.value)
     else:
         updates.append(ConditionUpdate.remove(ConditionType.BACKUP_TARGET_FOUND))

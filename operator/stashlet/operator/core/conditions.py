@@ -16,6 +16,8 @@ from stashlet.api.conditions import ConditionReason, ConditionType
 
 # The event source Stash's BackupConfiguration controller writes (an EventSpec's default).
 SOURCE_BACKUP_CONFIGURATION = "BackupConfiguration Controller"
+SOURCE_WORKLOAD = "Workload Controller"
+"""The source Stash gives events about what happens to workloads."""
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Metadata every object the operator makes for a BackupConfiguration carries: pure.
+"""Metadata every object the operator makes for a BackupConfiguration or RestoreSession carries: pure.
 
 The owner reference and the invoker labels are the shared vocabulary's (:mod:`stashlet.api.sessions`,
 which the trigger and the agent use too); they are re-exported here for the operator's builders.
@@ -10,14 +10,22 @@ from typing import Any
 
 from stashlet.api import names
 from stashlet.api.backupconfiguration import BackupConfiguration
+from stashlet.api.restoresession import RestoreSession
 from stashlet.api.sessions import invoker_labels, owner_reference
 
 __all__ = ["invoker_labels", "labels_cover", "managed_labels", "owned_by", "owner_reference"]
 
 
-def managed_labels(bc: BackupConfiguration) -> dict[str, str]:
-    """``invoker_labels`` plus ``app.kubernetes.io/managed-by: stashlet``."""
-    return {names.LABEL_MANAGED_BY: names.MANAGED_BY, **invoker_labels(bc)}
+def managed_labels(owner: BackupConfiguration | RestoreSession) -> dict[str, str]:
+    """``app.kubernetes.io/managed-by: stashlet`` plus the invoker labels of ``owner`` (for a
+    BackupConfiguration also ``stash.appscode.com/backup-configuration``, as on its sessions)."""
+    if isinstance(owner, BackupConfiguration):
+        return {names.LABEL_MANAGED_BY: names.MANAGED_BY, **invoker_labels(owner)}
+    return {
+        names.LABEL_MANAGED_BY: names.MANAGED_BY,
+        names.LABEL_INVOKER_TYPE: owner.kind,
+        names.LABEL_INVOKER_NAME: owner.metadata.name or "",
+    }
 
 
 def owned_by(obj: dict[str, Any], bc: BackupConfiguration) -> bool:

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
+from stashlet.api import names
+from stashlet.api.common import KubeObject, TargetRef, VolumeMount
 from stashlet.api.conditions import ConditionReason, ConditionType
 from stashlet.api.repository import FromNamespaces, Repository
+from stashlet.operator.core import workloads
 from stashlet.operator.core.conditions import ConditionUpdate
 from stashlet.operator.core.usage_policy import usage_allowed
 
@@ -80,22 +83,33 @@ def validation_passed(problems: list[str]) -> ConditionUpdate:
     )
 
 
+@dataclass(frozen=True)
+class Observed:
+    """What a reconciler found for one BackupConfiguration or RestoreSession."""
+
+    repository: Lookup[Repository]
+    secret_keys: Lookup[frozenset[str]]
+    """Keys of the backend Secret that hold a non-empty value (never the values)."""
+    workload: Lookup[dict[str, Any]]
+    namespace_labels: Mapping[str, str] | None = None
+    """Labels of the owner's namespace (needed when a usage policy selects namespaces)."""
+
+
 def repository_conditions(
     updates: list[ConditionUpdate],
     problems: list[str],
-    *,
-    referrer: str,
-    namespace: str,
-    repo_name: str | None,
-    repository: Lookup[Repository],
-    secret_keys: Lookup[frozenset[str]],
-    namespace_labels: Mapping[str, str] | None,
+    owner: KubeObject,
+    repo_key: tuple[str, str] | None,
+    observed: Observed,
 ) -> bool:
-    """Add the RepositoryFound and BackendSecretFound conditions for the object ``referrer`` (e.g.
-    ``BackupConfiguration demo/pause-backup``) in ``namespace``, whose ``spec.repository`` names
-    ``repo_name``; a usagePolicy refusal goes into ``problems``. True when both were found and usable.
-    Shared by BackupConfigurations and RestoreSessions, so both say the same thing in the same words.
-    Without a ``repo_name`` (no ``spec.repository``) both conditions are removed."""
+    """Add the RepositoryFound and BackendSecretFound conditions for ``owner``, whose ``spec.repository``
+    names ``repo_key`` (namespace, name); a usagePolicy refusal goes into ``problems``. True when both
+    were found and usable. Shared by BackupConfigurations and RestoreSessions, so both say the same thing
+    in the same words. Without a ``repo_key`` (no ``spec.repository``) both conditions are removed."""
+    namespace = owner.metadata.namespace or ""
+    referrer = f"{owner.kind} {namespace}/{owner.metadata.name}"
+    repo_name = f"{repo_key[0]}/{repo_key[1]}" if repo_key else None
+    repository, secret_keys = observed.repository, observed.secret_keys
     if repo_name is None:
         updates += [ConditionUpdate.remove(ConditionType.REPOSITORY_FOUND)]
         updates += [ConditionUpdate.remove(ConditionType.BACKEND_SECRET_FOUND)]
@@ -134,7 +148,7 @@ def repository_conditions(
             f"Repository {repo_name} exists.",
         )
     )
-    decision = usage_allowed(found, namespace, namespace_labels)
+    decision = usage_allowed(found, namespace, observed.namespace_labels)
     if not decision.allowed:
         problems.append(f"spec.repository: {decision.message}")
         # The Secret of a Repository this namespace may not use is none of its business.
@@ -188,3 +202,84 @@ def repository_conditions(
         )
     )
     return True
+
+
+@dataclass(frozen=True)
+class TargetTexts:
+    """What the target condition says when the target could not be read, is missing, or is found."""
+
+    unable: str
+    missing: str
+    found: str
+
+
+def target_condition(type_: ConditionType, workload: Lookup[T], texts: TargetTexts) -> ConditionUpdate:
+    """The ``*TargetFound`` condition for a target read as ``workload`` (``{reason}`` in ``texts.unable``
+    is the API server's message)."""
+    if workload.error is not None:
+        message = texts.unable.format(reason=workload.error)
+        return ConditionUpdate.unknown(type_, ConditionReason.UNABLE_TO_CHECK_TARGET_AVAILABILITY, message)
+    if workload.value is None:
+        return ConditionUpdate.false(type_, ConditionReason.TARGET_NOT_AVAILABLE, texts.missing)
+    return ConditionUpdate.true(type_, ConditionReason.TARGET_AVAILABLE, texts.found)
+
+
+@dataclass(frozen=True)
+class TargetWords:
+    """How a kind's target checks name its owner and its agent container."""
+
+    owner: str
+    """"configuration" or "session"."""
+    verb: str
+    """What is done to the target: "back up" or "restore into"."""
+    container: str
+    """"sidecar" or "init-container"."""
+
+
+def target_problems(
+    ref: TargetRef | None, mounts: list[VolumeMount], owner_namespace: str | None, words: TargetWords
+) -> list[str]:
+    """What is wrong with ``spec.target`` by itself: the workload must be named, of a kind the agent
+    container goes into, in ``apps/v1`` and the owner's namespace; no mount may take the agent's
+    temporary directory. Each problem names the field."""
+    problems: list[str] = []
+    if ref is None or not ref.kind or not ref.name:
+        problems.append(f"spec.target.ref: the kind and name of the workload to {words.verb} are required")
+    elif ref.kind not in workloads.WORKLOAD_KINDS:
+        supported = ", ".join(workloads.WORKLOAD_KINDS)
+        problems.append(
+            f"spec.target.ref.kind: {ref.kind} is not supported; the {words.container} goes into {supported}"
+        )
+    elif ref.api_version and ref.api_version not in workloads.SUPPORTED_API_VERSIONS:
+        problems.append(
+            f"spec.target.ref.apiVersion: {ref.api_version} is not supported for {ref.kind}; use apps/v1"
+        )
+    if ref is not None and ref.namespace and ref.namespace != owner_namespace:
+        problems.append(
+            f"spec.target.ref.namespace: the target must be in the {words.owner}'s namespace "
+            f"{owner_namespace}, not {ref.namespace}"
+        )
+    for i, mount in enumerate(mounts):
+        if mount.mount_path.rstrip("/") == names.TMP_MOUNT_PATH:
+            problems.append(
+                f"spec.target.volumeMounts[{i}].mountPath: {names.TMP_MOUNT_PATH} is the {words.container}'s "
+                "temporary directory"
+            )
+    return problems
+
+
+def mount_problems(mounts: list[VolumeMount], workload: dict[str, Any]) -> list[str]:
+    """``spec.target.volumeMounts`` that name no volume of ``workload``'s pods."""
+    volumes = workloads.volume_names(workload)
+    return [
+        f"spec.target.volumeMounts[{i}].name: {what_workload(workload)} has no volume {mount.name!r} "
+        f"(its volumes: {', '.join(volumes) or 'none'})"
+        for i, mount in enumerate(mounts)
+        if mount.name not in volumes
+    ]
+
+
+def what_workload(workload: dict[str, Any]) -> str:
+    """How problems name ``workload``."""
+    meta = workload.get("metadata", {})
+    return workloads.describe(str(workload.get("kind")), str(meta.get("namespace")), str(meta.get("name")))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -167,14 +167,29 @@ def agent_container(
 @dataclass(frozen=True)
 class AgentInjection:
     """What goes into a pod template: the agent container, its volumes, and (in the annotations named
-    by :attr:`INVOKER_ANNOTATION` and :attr:`HASH_ANNOTATION`) what records them."""
+    by :attr:`INVOKER_ANNOTATION` and :attr:`HASH_ANNOTATION`) what records them.
+
+    A subclass says where its container goes (:attr:`FIELD`, first or last) and which workload label,
+    volumes and annotations are its own; :func:`inject` and :func:`remove_recorded` work from those.
+    """
 
     INVOKER_ANNOTATION: ClassVar[str]
     HASH_ANNOTATION: ClassVar[str]
+    CONTAINER: ClassVar[str]
+    """The container's name."""
+    FIELD: ClassVar[str]
+    """The pod-spec list the container goes into: ``containers`` or ``initContainers``."""
+    FIRST: ClassVar[bool]
+    """True: the container goes first in :attr:`FIELD` (and must stay there); else last."""
+    LABEL: ClassVar[str]
+    """The workload label valued with :attr:`owner`, so every workload carrying it can be found."""
+    OWN_VOLUMES: ClassVar[tuple[str, ...]]
 
     container: dict[str, Any]
     volumes: tuple[dict[str, Any], ...]
     invoker: str
+    owner: str
+    """The invoker's name: the value of :attr:`LABEL`."""
     hash: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -184,6 +199,50 @@ class AgentInjection:
     def annotations(self) -> dict[str, str]:
         """The pod-template annotations that record this injection."""
         return {self.INVOKER_ANNOTATION: self.invoker, self.HASH_ANNOTATION: self.hash}
+
+    @classmethod
+    def strip(cls, template: dict[str, Any]) -> None:
+        """Remove every container, volume and annotation of this kind from ``template`` (in place)."""
+        spec = template.get("spec") or {}
+        if cls.FIELD in spec:
+            spec[cls.FIELD] = [c for c in spec[cls.FIELD] if c.get("name") != cls.CONTAINER]
+            if not spec[cls.FIELD] and cls.FIELD != "containers":  # a pod always keeps its containers list
+                del spec[cls.FIELD]
+        strip_volumes_and_annotations(
+            template, cls.OWN_VOLUMES, (cls.INVOKER_ANNOTATION, cls.HASH_ANNOTATION)
+        )
+
+
+def is_injected(workload: dict[str, Any], injection: AgentInjection) -> bool:
+    """True when the pod template already carries exactly ``injection`` (as far as the server keeps it):
+    the record, one container of its name (first where it must be), the same image, command and
+    arguments, and its volumes."""
+    if not carries_record(workload, injection, injection.LABEL, injection.owner):
+        return False
+    spec = (workload.get("spec", {}).get("template") or {}).get("spec") or {}
+    listed = spec.get(injection.FIELD) or []
+    name = injection.container["name"]
+    ours = [c for c in listed if c.get("name") == name]
+    if len(ours) != 1 or (injection.FIRST and listed[0].get("name") != name):
+        return False
+    if any(ours[0].get(key) != injection.container[key] for key in ("image", "command", "args")):
+        return False
+    present = {v.get("name") for v in spec.get("volumes") or []}
+    return all(v["name"] in present for v in injection.volumes)
+
+
+def inject(workload: dict[str, Any], injection: AgentInjection) -> dict[str, Any] | None:
+    """A copy of ``workload`` carrying ``injection`` exactly once, or None when it already does."""
+    if is_injected(workload, injection):
+        return None
+    patched = copy.deepcopy(workload)
+    template = pod_template(patched)
+    injection.strip(template)
+    spec = template["spec"]
+    ours, others = copy.deepcopy(injection.container), spec.get(injection.FIELD) or []
+    spec[injection.FIELD] = [ours, *others] if injection.FIRST else [*others, ours]
+    record(patched, template, injection, injection.LABEL, injection.owner)
+    return patched
 
 
 def pod_template(workload: dict[str, Any]) -> dict[str, Any]:
@@ -238,26 +297,23 @@ def record(
 
 
 def remove_recorded(
-    workload: dict[str, Any],
-    invoker: str,
-    invoker_annotation: str,
-    label: str,
-    strip: Callable[[dict[str, Any]], None],
+    workload: dict[str, Any], invoker: str, kind: type[AgentInjection]
 ) -> dict[str, Any] | None:
-    """A copy of ``workload`` without what ``invoker`` injected (``strip`` of its pod template, when the
-    ``invoker_annotation`` names it) and without its ``label``, or None when there is nothing of it."""
+    """A copy of ``workload`` without what ``invoker`` injected (its ``kind`` of container, volumes and
+    annotations, when the invoker annotation names it) and without its label, or None when there is
+    nothing of it. What another invoker injected is left alone."""
     template = workload.get("spec", {}).get("template") or {}
-    applied = (template.get("metadata", {}).get("annotations") or {}).get(invoker_annotation)
+    applied = (template.get("metadata", {}).get("annotations") or {}).get(kind.INVOKER_ANNOTATION)
     labels = workload.get("metadata", {}).get("labels") or {}
-    ours_label = labels.get(label) == invoker.partition("/")[2]
+    ours_label = labels.get(kind.LABEL) == invoker.partition("/")[2]
     if applied != invoker and not ours_label:
         return None
     patched = copy.deepcopy(workload)
     if applied == invoker:
-        strip(pod_template(patched))
+        kind.strip(pod_template(patched))
     if ours_label:
         meta = patched["metadata"]
-        del meta["labels"][label]
+        del meta["labels"][kind.LABEL]
         if not meta["labels"]:
             del meta["labels"]
     return patched

@@ -17,7 +17,6 @@ and neither's "already injected" check is disturbed by the other (no rollout loo
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,20 +28,26 @@ from stashlet.operator.injection.agent_container import (
     agent_args,
     agent_container,
     agent_storage,
-    carries_record,
     default_security_context,
-    pod_template,
-    record,
+    inject,
+    is_injected,
     remove_recorded,
-    strip_volumes_and_annotations,
 )
+
+__all__ = [
+    "InitInjection",
+    "applied_restore",
+    "build_init_injection",
+    "inject",
+    "is_injected",
+    "remove_injection",
+    "restore_invoker",
+]
 from stashlet.operator.settings import OperatorSettings
 
 # Container fields taken as they are from runtimeSettings.container (probes and lifecycle are not
 # allowed on an init-container).
 _RUNTIME_FIELDS = ("resources", "securityContext", "envFrom")
-_OWN_VOLUMES = (names.INIT_TMP_VOLUME, names.INIT_LOCAL_VOLUME)
-_OWN_ANNOTATIONS = (names.ANNOTATION_LAST_APPLIED_RESTORE, names.ANNOTATION_RESTORE_INJECTION_HASH)
 
 
 @dataclass(frozen=True)
@@ -51,9 +56,12 @@ class InitInjection(AgentInjection):
 
     INVOKER_ANNOTATION = names.ANNOTATION_LAST_APPLIED_RESTORE
     HASH_ANNOTATION = names.ANNOTATION_RESTORE_INJECTION_HASH
-
-    session: str
-    """The RestoreSession's name, also the workload's ``stash.appscode.com/restore-session`` label."""
+    CONTAINER = names.INIT_CONTAINER
+    FIELD = "initContainers"
+    FIRST = True
+    LABEL = names.LABEL_RESTORE_SESSION
+    """Valued with the RestoreSession's name."""
+    OWN_VOLUMES = (names.INIT_TMP_VOLUME, names.INIT_LOCAL_VOLUME)
 
 
 def restore_invoker(rs: RestoreSession) -> str:
@@ -106,48 +114,8 @@ def build_init_injection(
         container=container,
         volumes=tuple(volumes),
         invoker=restore_invoker(rs),
-        session=rs.metadata.name or "",
+        owner=rs.metadata.name or "",
     )
-
-
-def is_injected(workload: dict[str, Any], injection: InitInjection) -> bool:
-    """True when the pod template already carries exactly this injection (as far as the server keeps it)."""
-    if not carries_record(workload, injection, names.LABEL_RESTORE_SESSION, injection.session):
-        return False
-    spec = (workload.get("spec", {}).get("template") or {}).get("spec") or {}
-    inits = spec.get("initContainers") or []
-    if not inits or inits[0].get("name") != names.INIT_CONTAINER:
-        return False
-    if sum(c.get("name") == names.INIT_CONTAINER for c in inits) != 1:
-        return False
-    if any(inits[0].get(key) != injection.container[key] for key in ("image", "command", "args")):
-        return False
-    present = {v.get("name") for v in spec.get("volumes") or []}
-    return all(v["name"] in present for v in injection.volumes)
-
-
-def _strip(template: dict[str, Any]) -> None:
-    """Remove everything the restore injection put into ``template`` (in place)."""
-    spec = template.get("spec") or {}
-    if "initContainers" in spec:
-        spec["initContainers"] = [c for c in spec["initContainers"] if c.get("name") != names.INIT_CONTAINER]
-        if not spec["initContainers"]:
-            del spec["initContainers"]
-    strip_volumes_and_annotations(template, _OWN_VOLUMES, _OWN_ANNOTATIONS)
-
-
-def inject(workload: dict[str, Any], injection: InitInjection) -> dict[str, Any] | None:
-    """A copy of ``workload`` with the init-container first among its init-containers, or None when it
-    already carries exactly this injection."""
-    if is_injected(workload, injection):
-        return None
-    patched = copy.deepcopy(workload)
-    template = pod_template(patched)
-    _strip(template)
-    spec = template["spec"]
-    spec["initContainers"] = [copy.deepcopy(injection.container), *(spec.get("initContainers") or [])]
-    record(patched, template, injection, names.LABEL_RESTORE_SESSION, injection.session)
-    return patched
 
 
 def applied_restore(workload: dict[str, Any]) -> str | None:
@@ -160,6 +128,4 @@ def applied_restore(workload: dict[str, Any]) -> str | None:
 def remove_injection(workload: dict[str, Any], invoker: str) -> dict[str, Any] | None:
     """A copy of ``workload`` without what ``invoker`` injected (and its label), or None when there is
     nothing of it. Another session's init-container is left alone."""
-    return remove_recorded(
-        workload, invoker, names.ANNOTATION_LAST_APPLIED_RESTORE, names.LABEL_RESTORE_SESSION, _strip
-    )
+    return remove_recorded(workload, invoker, InitInjection)

@@ -37,8 +37,9 @@ from stashlet.operator.core.objects import managed_labels, owner_reference
 from stashlet.operator.injection.rbac import (
     RBAC_API_VERSION,
     ObjectRef,
-    role_and_binding,
-    role_refs,
+    RepositoryAccess,
+    agent_grant,
+    grant_refs,
     rule,
     service_account_subject,
 )
@@ -74,16 +75,6 @@ def dump_scope(bc: BackupConfiguration) -> DumpScope:
 def service_account_name(bc: BackupConfiguration) -> str:
     """The Jobs' ServiceAccount."""
     return f"{PREFIX}{bc.metadata.name}"
-
-
-def role_name(bc: BackupConfiguration) -> str:
-    """The Jobs' Role (and RoleBinding) in the configuration's namespace."""
-    return f"{PREFIX}{bc.metadata.name}"
-
-
-def repository_role_name(bc: BackupConfiguration) -> str:
-    """The Jobs' Role (and RoleBinding) in the Repository's other namespace."""
-    return f"{PREFIX}{bc.metadata.namespace}-{bc.metadata.name}"
 
 
 def read_binding_name(bc: BackupConfiguration) -> str:
@@ -124,22 +115,7 @@ def _subjects(bc: BackupConfiguration) -> list[dict[str, Any]]:
     return [service_account_subject(service_account_name(bc), bc.metadata.namespace or "")]
 
 
-def _role_and_binding(
-    bc: BackupConfiguration, name: str, namespace: str, rules: list[dict[str, Any]]
-) -> list[dict[str, Any]]:
-    return role_and_binding(
-        name,
-        namespace,
-        rules,
-        subject=_subjects(bc)[0],
-        labels=managed_labels(bc),
-        owner=owner_reference(bc) if namespace == bc.metadata.namespace else None,
-    )
-
-
-def job_rbac(
-    bc: BackupConfiguration, *, repository_namespace: str, repository: str, secret: str
-) -> list[dict[str, Any]]:
+def job_rbac(bc: BackupConfiguration, *, repository: RepositoryAccess) -> list[dict[str, Any]]:
     """The ServiceAccount, Roles and RoleBindings for the Job's own work (module docstring)."""
     namespace = bc.metadata.namespace or ""
     account = {
@@ -147,15 +123,9 @@ def job_rbac(
         "kind": "ServiceAccount",
         "metadata": _meta(bc, service_account_name(bc), namespace),
     }
-    rules = job_rules(bc)
-    elsewhere: list[dict[str, Any]] = []
-    if repository_namespace == namespace:
-        rules += repository_rules(repository, secret)
-    else:
-        elsewhere = _role_and_binding(
-            bc, repository_role_name(bc), repository_namespace, repository_rules(repository, secret)
-        )
-    return [account, *_role_and_binding(bc, role_name(bc), namespace, rules), *elsewhere]
+    repo_rules = repository_rules(repository.name, repository.secret)
+    roles = agent_grant(bc, PREFIX, service_account_name(bc), job_rules(bc), repository, repo_rules)
+    return [account, *roles]
 
 
 def read_binding(bc: BackupConfiguration, settings: OperatorSettings) -> dict[str, Any]:
@@ -192,8 +162,4 @@ def parse_binding_ref(value: str) -> ObjectRef | None:
 def created_for(bc: BackupConfiguration, repository_namespace: str | None) -> list[ObjectRef]:
     """The namespaced Roles and RoleBindings stashlet may have made for ``bc``'s Jobs (not the read
     binding, which the annotation names)."""
-    namespace = bc.metadata.namespace or ""
-    refs = role_refs(namespace, role_name(bc))
-    if repository_namespace and repository_namespace != namespace:
-        refs += role_refs(repository_namespace, repository_role_name(bc))
-    return refs
+    return grant_refs(bc, PREFIX, repository_namespace)

@@ -24,6 +24,9 @@ from typing import Any
 
 from stashlet.api import names
 from stashlet.api.backupconfiguration import BackupConfiguration
+from stashlet.api.common import KubeObject
+from stashlet.api.repository import Repository
+from stashlet.api.restoresession import RestoreSession
 from stashlet.operator.core.objects import managed_labels, owner_reference
 from stashlet.operator.core.workloads import WorkloadKind
 from stashlet.operator.settings import OperatorSettings
@@ -88,33 +91,73 @@ def service_account_subject(name: str, namespace: str) -> dict[str, Any]:
     return {"kind": "ServiceAccount", "name": name, "namespace": namespace}
 
 
-def sidecar_role_name(bc: BackupConfiguration) -> str:
-    """The agent's Role (and RoleBinding) in the configuration's namespace."""
-    return f"{SIDECAR_PREFIX}{bc.metadata.name}"
-
-
-def repository_role_name(bc: BackupConfiguration) -> str:
-    """The agent's Role (and RoleBinding) in a Repository's other namespace."""
-    return f"{SIDECAR_PREFIX}{bc.metadata.namespace}-{bc.metadata.name}"
-
-
 def trigger_role_name(bc: BackupConfiguration) -> str:
     """The trigger's Role (and RoleBinding)."""
     return f"{TRIGGER_PREFIX}{bc.metadata.name}"
 
 
-def _role_and_binding(
-    bc: BackupConfiguration, name: str, namespace: str, rules: list[dict[str, Any]], service_account: str
+@dataclass(frozen=True)
+class RepositoryAccess:
+    """The Repository an agent reads and the storage Secret it uses, and the namespace they live in."""
+
+    namespace: str
+    name: str
+    secret: str
+
+    @classmethod
+    def of(cls, repository: Repository, default_namespace: str) -> RepositoryAccess:
+        """``repository``'s place; ``default_namespace`` when its object names none."""
+        return cls(
+            repository.metadata.namespace or default_namespace,
+            repository.metadata.name or "",
+            repository.spec.backend.storage_secret_name or "",
+        )
+
+
+def own_role_name(owner: KubeObject, prefix: str) -> str:
+    """``<prefix><owner>``: a grant's Role (and RoleBinding) in the owner's namespace."""
+    return f"{prefix}{owner.metadata.name}"
+
+
+def repository_role_name(owner: KubeObject, prefix: str) -> str:
+    """``<prefix><owner namespace>-<owner>``: a grant's Role (and RoleBinding) in a Repository's other
+    namespace (unique there across the namespaces that use the Repository)."""
+    return f"{prefix}{owner.metadata.namespace}-{owner.metadata.name}"
+
+
+def agent_grant(
+    owner: BackupConfiguration | RestoreSession,
+    prefix: str,
+    service_account: str,
+    rules: list[dict[str, Any]],
+    repository: RepositoryAccess,
+    repository_rules: list[dict[str, Any]],
 ) -> list[dict[str, Any]]:
-    """For ``bc``: owned by it in its namespace; the subject is ``service_account`` of its namespace."""
-    return role_and_binding(
-        name,
-        namespace,
-        rules,
-        subject=service_account_subject(service_account, bc.metadata.namespace or ""),
-        labels=managed_labels(bc),
-        owner=owner_reference(bc) if namespace == bc.metadata.namespace else None,
-    )
+    """Roles and RoleBindings giving ``service_account`` of ``owner``'s namespace ``rules`` there and
+    ``repository_rules`` where the Repository lives: one Role when that is the same namespace, else a
+    second one there. Labelled for ``owner``, and owned by it where it can be (its own namespace)."""
+    namespace = owner.metadata.namespace or ""
+    subject = service_account_subject(service_account, namespace)
+    labels = managed_labels(owner)
+
+    def made(name: str, where: str, granted: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        owner_ref = owner_reference(owner) if where == namespace else None
+        return role_and_binding(name, where, granted, subject=subject, labels=labels, owner=owner_ref)
+
+    own = own_role_name(owner, prefix)
+    if repository.namespace == namespace:
+        return made(own, namespace, [*rules, *repository_rules])
+    elsewhere = made(repository_role_name(owner, prefix), repository.namespace, repository_rules)
+    return [*made(own, namespace, rules), *elsewhere]
+
+
+def grant_refs(owner: KubeObject, prefix: str, repository_namespace: str | None) -> list[ObjectRef]:
+    """What :func:`agent_grant` may have made for ``owner`` (the finalizer deletes them)."""
+    namespace = owner.metadata.namespace or ""
+    refs = role_refs(namespace, own_role_name(owner, prefix))
+    if repository_namespace and repository_namespace != namespace:
+        refs += role_refs(repository_namespace, repository_role_name(owner, prefix))
+    return refs
 
 
 def repository_rules(repository: str, secret: str) -> list[dict[str, Any]]:
@@ -147,25 +190,19 @@ def sidecar_rbac(
     workload: str,
     *,
     service_account: str,
-    repository_namespace: str,
-    repository: str,
-    secret: str,
+    repository: RepositoryAccess,
 ) -> list[dict[str, Any]]:
     """The Roles and RoleBindings that give ``service_account`` what the agent uses (module docstring)."""
-    namespace = bc.metadata.namespace or ""
     rules = sidecar_rules(bc, kind, workload)
-    elsewhere: list[dict[str, Any]] = []
-    if repository_namespace == namespace:
-        rules += repository_rules(repository, secret)
-    else:
-        elsewhere = _role_and_binding(
-            bc,
-            repository_role_name(bc),
-            repository_namespace,
-            repository_rules(repository, secret),
-            service_account,
-        )
-    return [*_role_and_binding(bc, sidecar_role_name(bc), namespace, rules, service_account), *elsewhere]
+    repo_rules = repository_rules(repository.name, repository.secret)
+    return agent_grant(
+        bc,
+        SIDECAR_PREFIX,
+        service_account=service_account,
+        rules=rules,
+        repository=repository,
+        repository_rules=repo_rules,
+    )
 
 
 def trigger_rbac(bc: BackupConfiguration, settings: OperatorSettings) -> list[dict[str, Any]]:
@@ -187,16 +224,20 @@ def trigger_rbac(bc: BackupConfiguration, settings: OperatorSettings) -> list[di
             "labels": {names.LABEL_MANAGED_BY: names.MANAGED_BY},
         },
     }
-    return [service_account, *_role_and_binding(bc, name, namespace, rules, account)]
+    subject = service_account_subject(account, namespace)
+    owned = role_and_binding(
+        name, namespace, rules, subject=subject, labels=managed_labels(bc), owner=owner_reference(bc)
+    )
+    return [service_account, *owned]
 
 
 def created_for(bc: BackupConfiguration, repository_namespace: str | None) -> list[ObjectRef]:
     """Every Role and RoleBinding stashlet may have made for ``bc`` (the finalizer deletes them)."""
     namespace = bc.metadata.namespace or ""
-    refs = [*role_refs(namespace, sidecar_role_name(bc)), *role_refs(namespace, trigger_role_name(bc))]
-    if repository_namespace and repository_namespace != namespace:
-        refs += role_refs(repository_namespace, repository_role_name(bc))
-    return refs
+    return [
+        *grant_refs(bc, SIDECAR_PREFIX, repository_namespace),
+        *role_refs(namespace, trigger_role_name(bc)),
+    ]
 
 
 def up_to_date(existing: dict[str, Any], desired: dict[str, Any]) -> bool:

@@ -22,46 +22,9 @@ from typing import Any
 from stashlet.api import names
 from stashlet.api.restoresession import RestoreSession
 from stashlet.operator.core.workloads import WorkloadKind
-from stashlet.operator.injection.rbac import (
-    ObjectRef,
-    role_and_binding,
-    role_refs,
-    rule,
-    service_account_subject,
-)
+from stashlet.operator.injection.rbac import ObjectRef, RepositoryAccess, agent_grant, grant_refs, rule
 
 RESTORE_PREFIX = "stashlet-restore-"
-
-
-def owner_reference(rs: RestoreSession) -> dict[str, Any]:
-    """An ownerReference to ``rs`` as controller (garbage collection removes the owned object with it)."""
-    return {
-        "apiVersion": names.API_VERSION_BETA,
-        "kind": names.KIND_RESTORE_SESSION,
-        "name": rs.metadata.name,
-        "uid": rs.metadata.uid,
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
-
-
-def managed_labels(rs: RestoreSession) -> dict[str, str]:
-    """``app.kubernetes.io/managed-by: stashlet`` and the invoker labels of ``rs``."""
-    return {
-        names.LABEL_MANAGED_BY: names.MANAGED_BY,
-        names.LABEL_INVOKER_TYPE: names.KIND_RESTORE_SESSION,
-        names.LABEL_INVOKER_NAME: rs.metadata.name or "",
-    }
-
-
-def role_name(rs: RestoreSession) -> str:
-    """The init-container's Role (and RoleBinding) in the session's namespace."""
-    return f"{RESTORE_PREFIX}{rs.metadata.name}"
-
-
-def repository_role_name(rs: RestoreSession) -> str:
-    """The init-container's Role (and RoleBinding) in a Repository's other namespace."""
-    return f"{RESTORE_PREFIX}{rs.metadata.namespace}-{rs.metadata.name}"
 
 
 def restore_rules(rs: RestoreSession, kind: WorkloadKind, workload: str) -> list[dict[str, Any]]:
@@ -87,51 +50,27 @@ def repository_rules(repository: str, secret: str) -> list[dict[str, Any]]:
     ]
 
 
-def _role_and_binding(
-    rs: RestoreSession, name: str, namespace: str, rules: list[dict[str, Any]], service_account: str
-) -> list[dict[str, Any]]:
-    """For ``rs``: owned by it in its namespace; the subject is ``service_account`` of its namespace."""
-    return role_and_binding(
-        name,
-        namespace,
-        rules,
-        subject=service_account_subject(service_account, rs.metadata.namespace or ""),
-        labels=managed_labels(rs),
-        owner=owner_reference(rs) if namespace == rs.metadata.namespace else None,
-    )
-
-
 def restore_rbac(
     rs: RestoreSession,
     kind: WorkloadKind,
     workload: str,
     *,
     service_account: str,
-    repository_namespace: str,
-    repository: str,
-    secret: str,
+    repository: RepositoryAccess,
 ) -> list[dict[str, Any]]:
     """The Roles and RoleBindings that give ``service_account`` what the init-container uses."""
-    namespace = rs.metadata.namespace or ""
     rules = restore_rules(rs, kind, workload)
-    elsewhere: list[dict[str, Any]] = []
-    if repository_namespace == namespace:
-        rules += repository_rules(repository, secret)
-    else:
-        elsewhere = _role_and_binding(
-            rs,
-            repository_role_name(rs),
-            repository_namespace,
-            repository_rules(repository, secret),
-            service_account,
-        )
-    return [*_role_and_binding(rs, role_name(rs), namespace, rules, service_account), *elsewhere]
+    repo_rules = repository_rules(repository.name, repository.secret)
+    return agent_grant(
+        rs,
+        RESTORE_PREFIX,
+        service_account=service_account,
+        rules=rules,
+        repository=repository,
+        repository_rules=repo_rules,
+    )
 
 
 def created_for(rs: RestoreSession, repository_namespace: str | None) -> list[ObjectRef]:
     """Every Role and RoleBinding stashlet may have made for ``rs`` (the finalizer deletes them)."""
-    namespace = rs.metadata.namespace or ""
-    refs = role_refs(namespace, role_name(rs))
-    if repository_namespace and repository_namespace != namespace:
-        refs += role_refs(repository_namespace, repository_role_name(rs))
-    return refs
+    return grant_refs(rs, RESTORE_PREFIX, repository_namespace)

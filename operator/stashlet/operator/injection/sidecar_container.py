@@ -22,7 +22,6 @@ result is the same template as before (same hash), so there is exactly one rollo
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,13 +34,13 @@ from stashlet.operator.injection.agent_container import (
     agent_args,
     agent_container,
     agent_storage,
-    carries_record,
     default_security_context,
-    pod_template,
-    record,
+    inject,
+    is_injected,
     remove_recorded,
-    strip_volumes_and_annotations,
 )
+
+__all__ = ["Injection", "build_injection", "inject", "invoker_annotation", "is_injected", "remove_injection"]
 from stashlet.operator.settings import OperatorSettings
 
 LOCAL_BACKEND_VOLUME = "stash-local"
@@ -53,8 +52,6 @@ READY_PATH = "/readyz"
 
 # Container fields taken as they are from runtimeSettings.container.
 _RUNTIME_FIELDS = ("resources", "securityContext", "lifecycle", "livenessProbe", "readinessProbe", "envFrom")
-_OWN_VOLUMES = (names.TMP_VOLUME, LOCAL_BACKEND_VOLUME)
-_OWN_ANNOTATIONS = (names.ANNOTATION_LAST_APPLIED_INVOKER, names.ANNOTATION_INJECTION_HASH)
 
 
 @dataclass(frozen=True)
@@ -63,10 +60,12 @@ class Injection(AgentInjection):
 
     INVOKER_ANNOTATION = names.ANNOTATION_LAST_APPLIED_INVOKER
     HASH_ANNOTATION = names.ANNOTATION_INJECTION_HASH
-
-    config: str
-    """The BackupConfiguration's name, also set as the workload's ``stash.appscode.com/backup-configuration``
-    label, so that every workload carrying its sidecar can be found by label."""
+    CONTAINER = names.SIDECAR_CONTAINER
+    FIELD = "containers"
+    FIRST = False
+    LABEL = names.LABEL_BACKUP_CONFIGURATION
+    """Valued with the BackupConfiguration's name."""
+    OWN_VOLUMES = (names.TMP_VOLUME, LOCAL_BACKEND_VOLUME)
 
 
 def target_mounts(bc: BackupConfiguration) -> list[VolumeMount]:
@@ -128,49 +127,12 @@ def build_injection(
         container=container,
         volumes=tuple(volumes),
         invoker=invoker_annotation(bc),
-        config=bc.metadata.name or "",
+        owner=bc.metadata.name or "",
     )
-
-
-def is_injected(workload: dict[str, Any], injection: Injection) -> bool:
-    """True when the pod template already carries exactly this injection (as far as the server keeps it)."""
-    if not carries_record(workload, injection, names.LABEL_BACKUP_CONFIGURATION, injection.config):
-        return False
-    spec = (workload.get("spec", {}).get("template") or {}).get("spec") or {}
-    sidecars = [c for c in spec.get("containers") or [] if c.get("name") == names.SIDECAR_CONTAINER]
-    if len(sidecars) != 1:
-        return False
-    for key in ("image", "command", "args"):
-        if sidecars[0].get(key) != injection.container[key]:
-            return False
-    present = {v.get("name") for v in spec.get("volumes") or []}
-    return all(v["name"] in present for v in injection.volumes)
-
-
-def _strip(template: dict[str, Any]) -> None:
-    """Remove everything stashlet put into ``template`` (in place)."""
-    spec = template.get("spec") or {}
-    if "containers" in spec:
-        spec["containers"] = [c for c in spec["containers"] if c.get("name") != names.SIDECAR_CONTAINER]
-    strip_volumes_and_annotations(template, _OWN_VOLUMES, _OWN_ANNOTATIONS)
-
-
-def inject(workload: dict[str, Any], injection: Injection) -> dict[str, Any] | None:
-    """A copy of ``workload`` carrying ``injection`` exactly once, or None when it already does."""
-    if is_injected(workload, injection):
-        return None
-    patched = copy.deepcopy(workload)
-    template = pod_template(patched)
-    _strip(template)
-    template["spec"].setdefault("containers", []).append(copy.deepcopy(injection.container))
-    record(patched, template, injection, names.LABEL_BACKUP_CONFIGURATION, injection.config)
-    return patched
 
 
 def remove_injection(workload: dict[str, Any], invoker: str) -> dict[str, Any] | None:
     """A copy of ``workload`` without what ``invoker`` injected (and its label), or None when there is
     nothing of it. A template injected for another invoker is left alone.
     """
-    return remove_recorded(
-        workload, invoker, names.ANNOTATION_LAST_APPLIED_INVOKER, names.LABEL_BACKUP_CONFIGURATION, _strip
-    )
+    return remove_recorded(workload, invoker, Injection)

@@ -31,7 +31,7 @@ from stashlet.kube.events import COMPONENT_BACKUP_SESSION, EventRecorder
 from stashlet.operator.core.objects import labels_cover
 from stashlet.operator.core.resources import Resources
 from stashlet.operator.injection import kubedump_rbac
-from stashlet.operator.injection.rbac import up_to_date
+from stashlet.operator.injection.rbac import RepositoryAccess, up_to_date
 from stashlet.operator.kubedump import backup_job
 from stashlet.operator.settings import OperatorSettings
 
@@ -59,12 +59,8 @@ class KubedumpJobs:
     async def ensure_rbac(self, bc: BackupConfiguration, repository: Repository) -> None:
         """The Jobs' ServiceAccount, Roles and bindings; a read binding the target left behind goes."""
         namespace = bc.metadata.namespace or ""
-        for obj in kubedump_rbac.job_rbac(
-            bc,
-            repository_namespace=repository.metadata.namespace or namespace,
-            repository=repository.metadata.name or "",
-            secret=repository.spec.backend.storage_secret_name or "",
-        ):
+        access = RepositoryAccess.of(repository, namespace)
+        for obj in kubedump_rbac.job_rbac(bc, repository=access):
             await self.resources.ensure(obj, up_to_date)
         binding = kubedump_rbac.read_binding(bc, self.settings)
         if binding["kind"] == "ClusterRoleBinding":

@@ -16,9 +16,8 @@ BackupConfiguration reconciler: an unchanged session writes nothing.
 
 from __future__ import annotations
 
-import contextlib
-import datetime as dt
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from kubernetes_asyncio import client
@@ -28,17 +27,17 @@ from stashlet.api.common import Condition, ConditionStatus
 from stashlet.api.conditions import ConditionReason, ConditionType
 from stashlet.api.repository import Repository
 from stashlet.api.restoresession import RestoreSession, RestoreSessionStatus
-from stashlet.kube.custom import StashClient
-from stashlet.kube.errors import Invalid, NotFound
-from stashlet.kube.events import COMPONENT_RESTORE_SESSION, COMPONENT_WORKLOAD, EventRecorder
+from stashlet.kube.errors import NotFound
+from stashlet.kube.events import COMPONENT_RESTORE_SESSION
 from stashlet.operator.core import workloads
-from stashlet.operator.core.conditions import ConditionUpdate, EventSpec, apply_conditions
+from stashlet.operator.core.conditions import SOURCE_WORKLOAD, ConditionUpdate, EventSpec
 from stashlet.operator.core.observe import Dependency, ReconcileResult, lookup, observe_repository
-from stashlet.operator.core.resources import Resources
+from stashlet.operator.core.placement import Placement, Placer, Workload
+from stashlet.operator.core.reconcile import FinalizingReconciler
 from stashlet.operator.core.validation import Lookup
 from stashlet.operator.injection import init_container, restore_rbac
 from stashlet.operator.injection.init_container import restore_invoker
-from stashlet.operator.injection.rbac import up_to_date
+from stashlet.operator.injection.rbac import RepositoryAccess, up_to_date
 from stashlet.operator.restore.validation import (
     RestoreObserved,
     repository_key,
@@ -66,38 +65,39 @@ def restore_events(old: list[Condition], new: list[Condition]) -> list[EventSpec
         if cond.type == ConditionType.STASH_INIT_CONTAINER_INJECTED:
             ok = cond.status == ConditionStatus.TRUE
             reason = REASON_INIT_INJECTION_SUCCEEDED if ok else REASON_INIT_INJECTION_FAILED
-            events.append(EventSpec("Normal" if ok else "Warning", reason, message, COMPONENT_WORKLOAD))
+            events.append(EventSpec("Normal" if ok else "Warning", reason, message, SOURCE_WORKLOAD))
         elif cond.status != ConditionStatus.TRUE:
             events.append(EventSpec("Warning", cond.reason or cond.type, message, COMPONENT_RESTORE_SESSION))
     return events
 
 
-def _describe(kind: workloads.WorkloadKind, name: str) -> str:
-    return f"{kind.api_version} {kind.kind.lower()}/{name}"
+INIT_CONTAINER = Placement(
+    container="init-container",
+    condition=ConditionType.STASH_INIT_CONTAINER_INJECTED,
+    succeeded=ConditionReason.INIT_CONTAINER_INJECTION_SUCCEEDED,
+    failed=ConditionReason.INIT_CONTAINER_INJECTION_FAILED,
+    succeeded_message="Successfully injected stash init-container into {what}.",
+    failed_message="Failed to inject Stash init-container into {what}. Reason: {reason}",
+    removed_reason=REASON_INIT_DELETION_SUCCEEDED,
+    removed_message="Removed stash init-container from {what}.",
+    owner_label=names.LABEL_RESTORE_SESSION,
+    hash_annotation=names.ANNOTATION_RESTORE_INJECTION_HASH,
+)
 
 
-class RestoreReconciler:
+class RestoreReconciler(FinalizingReconciler[RestoreSession]):
     """Reconciles RestoreSessions; one instance serves every object (it holds no per-object state)."""
+
+    model = RestoreSession
 
     def __init__(self, api: client.ApiClient, settings: OperatorSettings) -> None:
         """Use ``api`` (the operator's own identity) and ``settings``."""
-        self.api = api
-        self.settings = settings
-        self.stash = StashClient(api)
-        self.resources = Resources(api)
-        self._recorders: dict[str, EventRecorder] = {}
+        super().__init__(api, settings)
+        self.placer = Placer(self.resources, self.events, INIT_CONTAINER)
 
-    async def reconcile(self, namespace: str, name: str) -> ReconcileResult:
-        """Bring RestoreSession ``namespace/name`` to its desired state; see the module docstring."""
-        try:
-            rs = await self.stash.get(RestoreSession, namespace, name)
-        except NotFound:
-            return ReconcileResult(gone=True)
-        if rs.metadata.deletion_timestamp is not None:
-            await self._finalize(rs)
-            return ReconcileResult()
-        if names.FINALIZER not in (rs.metadata.finalizers or []):
-            rs = await self._set_finalizers(rs, [*(rs.metadata.finalizers or []), names.FINALIZER])
+    async def apply(self, rs: RestoreSession) -> ReconcileResult:
+        """Validate, then the RBAC and the init-container; write the status."""
+        namespace = rs.metadata.namespace or ""
         result = ReconcileResult()
         observed = await self._observe(rs, result.dependencies)
         verdict = validate_restore(rs, observed)
@@ -108,12 +108,19 @@ class RestoreReconciler:
             updates.append(injected)
             if written is not None:
                 result.seen[(kind.kind, f"{namespace}/{written['name']}")] = written
-        await self._write_status(rs, updates)
-        result.seen[(names.KIND_RESTORE_SESSION, f"{namespace}/{name}")] = rs.to_dict()["metadata"]
+        await self.write_status(rs, updates, restore_phase)
         if workload is not None:
             key = (str(workload.get("kind")), f"{namespace}/{workload['metadata']['name']}")
             result.seen.setdefault(key, workload["metadata"])
         return result
+
+    def new_status(self) -> RestoreSessionStatus:
+        """An empty RestoreSession status."""
+        return RestoreSessionStatus()
+
+    def transition_events(self, before: list[Condition], after: list[Condition]) -> list[EventSpec]:
+        """The RestoreSession's events for its condition transitions."""
+        return restore_events(before, after)
 
     # ------------------------------------------------------------ observe
 
@@ -151,137 +158,27 @@ class RestoreReconciler:
     ) -> tuple[ConditionUpdate, dict[str, Any] | None]:
         """RBAC for the workload's service account, then the init-container; the condition, and the
         workload's metadata when it was written."""
-        namespace, target = rs.metadata.namespace or "", workload["metadata"]["name"]
-        what = _describe(kind, target)
-        for obj in restore_rbac.restore_rbac(
-            rs,
-            kind,
-            target,
-            service_account=workloads.service_account(workload),
-            repository_namespace=repository.metadata.namespace or namespace,
-            repository=repository.metadata.name or "",
-            secret=repository.spec.backend.storage_secret_name or "",
-        ):
+        target = workload["metadata"]["name"]
+        access = RepositoryAccess.of(repository, rs.metadata.namespace or "")
+        account = workloads.service_account(workload)
+        for obj in restore_rbac.restore_rbac(rs, kind, target, service_account=account, repository=access):
             await self.resources.ensure(obj, up_to_date)
         injection = init_container.build_init_injection(rs, kind.kind, target, repository, self.settings)
         patched = init_container.inject(workload, injection)
-        written: dict[str, Any] | None = None
-        if patched is not None:
-            try:
-                written = await self.resources.replace_workload(kind, patched)
-            except Invalid as exc:
-                return ConditionUpdate.false(
-                    ConditionType.STASH_INIT_CONTAINER_INJECTED,
-                    ConditionReason.INIT_CONTAINER_INJECTION_FAILED,
-                    f"Failed to inject Stash init-container into {what}. Reason: {exc.message}",
-                ), None
-            log.info(
-                "init-container injected",
-                extra={"object": f"{namespace}/{rs.metadata.name}", "target": what, "hash": injection.hash},
-            )
-            if kind.kind == "ReplicaSet":
-                await self.resources.restart_replicaset(
-                    patched, names.ANNOTATION_RESTORE_INJECTION_HASH, injection.hash
-                )
-            await self.strip(rs, keep=(kind.kind, target))  # the session may have moved to another target
-        done = ConditionUpdate.true(
-            ConditionType.STASH_INIT_CONTAINER_INJECTED,
-            ConditionReason.INIT_CONTAINER_INJECTION_SUCCEEDED,
-            f"Successfully injected stash init-container into {what}.",
-        )
-        return done, (written or {}).get("metadata")
-
-    async def strip(self, rs: RestoreSession, keep: tuple[str, str] | None = None) -> None:
-        """Take ``rs``'s init-container out of every workload labelled for it but ``keep`` (kind, name);
-        without ``keep`` also out of its target, should the label have gone."""
-        namespace = rs.metadata.namespace or ""
-        selector = f"{names.LABEL_RESTORE_SESSION}={rs.metadata.name}"
-        found = [
-            (kind, workload)
-            for kind in workloads.WORKLOAD_KINDS.values()
-            for workload in await self.resources.list_workloads(kind, namespace, selector)
-        ]
-        kind = target_kind(rs)
-        ref = rs.spec.target.ref if rs.spec.target else None
-        if keep is None and kind is not None and ref is not None and ref.name:
-            with contextlib.suppress(NotFound):
-                target = await self.resources.get_workload(kind, namespace, ref.name)
-                if all(w["metadata"]["uid"] != target["metadata"]["uid"] for _, w in found):
-                    found.append((kind, target))
-        for kind, workload in found:
-            name = workload["metadata"]["name"]
-            if keep == (kind.kind, name):
-                continue
-            cleaned = init_container.remove_injection(workload, restore_invoker(rs))
-            if cleaned is None:
-                continue
-            await self.resources.replace_workload(kind, cleaned)
-            what = _describe(kind, name)
-            log.info(
-                "init-container removed", extra={"object": f"{namespace}/{rs.metadata.name}", "target": what}
-            )
-            message = f"Removed stash init-container from {what}."
-            await self._event(
-                rs, EventSpec("Normal", REASON_INIT_DELETION_SUCCEEDED, message, COMPONENT_WORKLOAD)
-            )
-
-    # ------------------------------------------------------------ status and events
-
-    async def _write_status(self, rs: RestoreSession, updates: list[ConditionUpdate]) -> None:
-        namespace, name = rs.metadata.namespace or "", rs.metadata.name or ""
-        before: list[Condition] = []
-        after: list[Condition] = []
-
-        def mutate(current: RestoreSession) -> bool:
-            nonlocal before, after
-            status = current.status or RestoreSessionStatus()
-            before = list(status.conditions or [])
-            after = apply_conditions(
-                before,
-                updates,
-                now=dt.datetime.now(dt.UTC).replace(microsecond=0),
-                generation=rs.metadata.generation,
-            )
-            phase = restore_phase(after, status.phase)
-            if _comparable(before) == _comparable(after) and status.phase == phase:
-                return False
-            status.conditions, status.phase = after, phase
-            current.status = status
-            return True
-
-        updated = await self.stash.update_status(RestoreSession, namespace, name, mutate)
-        for event in restore_events(before, after):
-            await self._event(updated, event)
-
-    async def _event(self, rs: RestoreSession, event: EventSpec) -> None:
-        if event.source not in self._recorders:
-            self._recorders[event.source] = EventRecorder(self.api, event.source)
-        await self._recorders[event.source].record(
-            rs.to_dict(), "Warning" if event.type == "Warning" else "Normal", event.reason, event.message
-        )
+        return await self.placer.place(rs, kind, patched, injection.hash, _remover(rs), target)
 
     # ------------------------------------------------------------ deletion
 
-    async def _set_finalizers(self, rs: RestoreSession, finalizers: list[str]) -> RestoreSession:
-        patch = {
-            "metadata": {"finalizers": finalizers or None, "resourceVersion": rs.metadata.resource_version}
-        }
-        return await self.stash.patch(RestoreSession, rs.metadata.namespace, rs.metadata.name or "", patch)
-
-    async def _finalize(self, rs: RestoreSession) -> None:
-        """Remove the init-container and the RBAC made for ``rs``, then let go of it."""
-        if names.FINALIZER not in (rs.metadata.finalizers or []):
-            return
-        await self.strip(rs)
+    async def release(self, rs: RestoreSession) -> None:
+        """Remove the init-container and the RBAC made for ``rs``."""
+        kind, ref = target_kind(rs), rs.spec.target.ref if rs.spec.target else None
+        target = (kind, ref.name) if kind is not None and ref is not None and ref.name else None
+        await self.placer.strip(rs, _remover(rs), target)
         repo_key = repository_key(rs)
         for obj in restore_rbac.created_for(rs, repo_key[0] if repo_key else None):
             await self.resources.delete(obj.kind, obj.namespace, obj.name)
-        try:
-            await self._set_finalizers(rs, [f for f in rs.metadata.finalizers or [] if f != names.FINALIZER])
-        except NotFound:
-            return
-        log.info("finalized", extra={"object": f"{rs.metadata.namespace}/{rs.metadata.name}"})
 
 
-def _comparable(conditions: list[Condition]) -> list[tuple[Any, ...]]:
-    return [(c.type, c.status, c.reason, c.message, c.observed_generation) for c in conditions]
+def _remover(rs: RestoreSession) -> Callable[[Workload], Workload | None]:
+    invoker = restore_invoker(rs)
+    return lambda workload: init_container.remove_injection(workload, invoker)

@@ -18,32 +18,39 @@ when ``ValidationPassed`` is False, else ``Pending``. From ``Running`` on the ag
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from stashlet.api import names
 from stashlet.api.common import Condition, ConditionStatus, Snapshotter
-from stashlet.api.conditions import ConditionReason, ConditionType
-from stashlet.api.repository import Repository
+from stashlet.api.conditions import ConditionType
 from stashlet.api.restore_rules import rule_problems, rules_of
 from stashlet.api.restoresession import RestorePhase, RestoreSession
 from stashlet.operator.core import workloads
 from stashlet.operator.core.conditions import ConditionUpdate
-from stashlet.operator.core.validation import Lookup, repository_conditions, validation_passed
+from stashlet.operator.core.validation import (
+    Observed,
+    TargetTexts,
+    TargetWords,
+    mount_problems,
+    repository_conditions,
+    target_condition,
+    target_problems,
+    validation_passed,
+    what_workload,
+)
+
+_WORDS = TargetWords(owner="session", verb="restore into", container="init-container")
 
 OPERATOR_PHASES = frozenset({None, RestorePhase.PENDING, RestorePhase.INVALID})
 """Phases the operator may overwrite; the agent owns every other one."""
 
 
 @dataclass(frozen=True)
-class RestoreObserved:
+class RestoreObserved(Observed):
     """What the reconciler found for one RestoreSession."""
 
-    repository: Lookup[Repository]
-    secret_keys: Lookup[frozenset[str]]
-    workload: Lookup[dict[str, Any]]
-    namespace_labels: Mapping[str, str] | None = None
     other_restore: str | None = None
     """Another live RestoreSession whose init-container the target already carries."""
 
@@ -95,28 +102,9 @@ def spec_problems(rs: RestoreSession) -> list[str]:
             "spec.target.volumeClaimTemplates: restoring into new PVCs (a restore Job) is not supported"
         )
     ref = target.ref if target else None
-    if ref is None or not ref.kind or not ref.name:
-        problems.append("spec.target.ref: the kind and name of the workload to restore into are required")
-    elif ref.kind not in workloads.WORKLOAD_KINDS:
-        supported = ", ".join(workloads.WORKLOAD_KINDS)
-        problems.append(
-            f"spec.target.ref.kind: {ref.kind} is not supported; the init-container goes into {supported}"
-        )
-    elif ref.api_version and ref.api_version not in workloads.SUPPORTED_API_VERSIONS:
-        problems.append(
-            f"spec.target.ref.apiVersion: {ref.api_version} is not supported for {ref.kind}; use apps/v1"
-        )
-    if ref is not None and ref.namespace and ref.namespace != rs.metadata.namespace:
-        problems.append(
-            f"spec.target.ref.namespace: the target must be in the session's namespace "
-            f"{rs.metadata.namespace}, not {ref.namespace}"
-        )
-    for i, mount in enumerate(target.volume_mounts or [] if target else []):
-        if mount.mount_path.rstrip("/") == names.TMP_MOUNT_PATH:
-            problems.append(
-                f"spec.target.volumeMounts[{i}].mountPath: {names.TMP_MOUNT_PATH} is the init-container's "
-                "temporary directory"
-            )
+    problems += target_problems(
+        ref, list(target.volume_mounts or [] if target else []), rs.metadata.namespace, _WORDS
+    )
     where, rules = rules_of(rs)
     problems += rule_problems(rules, where)
     return problems
@@ -124,17 +112,9 @@ def spec_problems(rs: RestoreSession) -> list[str]:
 
 def workload_problems(rs: RestoreSession, workload: dict[str, Any], other: str | None) -> list[str]:
     """What keeps the init-container from going into this workload, each naming the field."""
-    meta = workload.get("metadata", {})
-    what = workloads.describe(str(workload.get("kind")), str(meta.get("namespace")), str(meta.get("name")))
-    problems: list[str] = []
-    volumes = workloads.volume_names(workload)
+    what = what_workload(workload)
     target = rs.spec.target
-    for i, mount in enumerate(target.volume_mounts or [] if target else []):
-        if mount.name not in volumes:
-            problems.append(
-                f"spec.target.volumeMounts[{i}].name: {what} has no volume {mount.name!r} "
-                f"(its volumes: {', '.join(volumes) or 'none'})"
-            )
+    problems = mount_problems(list(target.volume_mounts or [] if target else []), workload)
     template_annotations = workloads.pod_template(workload).get("metadata", {}).get("annotations") or {}
     applied = template_annotations.get(names.ANNOTATION_LAST_APPLIED_RESTORE)
     if other is not None:
@@ -162,47 +142,19 @@ def validate_restore(rs: RestoreSession, observed: RestoreObserved) -> RestoreVe
     """The validation conditions for ``rs`` given what was found (see the module docstring)."""
     updates: list[ConditionUpdate] = []
     problems = spec_problems(rs)
-    repo_key = repository_key(rs)
-    found_all = repository_conditions(
-        updates,
-        problems,
-        referrer=f"RestoreSession {rs.metadata.namespace}/{rs.metadata.name}",
-        namespace=rs.metadata.namespace or "",
-        repo_name=f"{repo_key[0]}/{repo_key[1]}" if repo_key else None,
-        repository=observed.repository,
-        secret_keys=observed.secret_keys,
-        namespace_labels=observed.namespace_labels,
-    )
+    found_all = repository_conditions(updates, problems, rs, repository_key(rs), observed)
 
     if target_kind(rs) is not None:
         target = _target_text(rs)
-        if observed.workload.error is not None:
+        texts = TargetTexts(
+            unable=f"Failed to check whether restore target {target} exist or not. Reason: {{reason}}",
+            missing=f"Restore target {target} does not exist.",
+            found=f"Restore target {target} found.",
+        )
+        updates.append(target_condition(ConditionType.RESTORE_TARGET_FOUND, observed.workload, texts))
+        if observed.workload.value is None:
             found_all = False
-            updates.append(
-                ConditionUpdate.unknown(
-                    ConditionType.RESTORE_TARGET_FOUND,
-                    ConditionReason.UNABLE_TO_CHECK_TARGET_AVAILABILITY,
-                    f"Failed to check whether restore target {target} exist or not. "
-                    f"Reason: {observed.workload.error}",
-                )
-            )
-        elif observed.workload.value is None:
-            found_all = False
-            updates.append(
-                ConditionUpdate.false(
-                    ConditionType.RESTORE_TARGET_FOUND,
-                    ConditionReason.TARGET_NOT_AVAILABLE,
-                    f"Restore target {target} does not exist.",
-                )
-            )
         else:
-            updates.append(
-                ConditionUpdate.true(
-                    ConditionType.RESTORE_TARGET_FOUND,
-                    ConditionReason.TARGET_AVAILABLE,
-                    f"Restore target {target} found.",
-                )
-            )
             problems += workload_problems(rs, observed.workload.value, observed.other_restore)
     else:
         updates.append(ConditionUpdate.remove(ConditionType.RESTORE_TARGET_FOUND))
