@@ -52,47 +52,50 @@ class LocalSpec(KubeModel):
     vsphere_volume: FreeForm | None = None
 
 
-class S3Spec(KubeModel):
+class BucketPath(KubeModel):
+    """The repository's place in a bucket: the bucket and a directory inside it."""
+
+    bucket: str = Field(description="Name of the bucket.")
+    prefix: str | None = Field(default=None, description="Directory inside the bucket for the repository.")
+
+
+class ContainerPath(KubeModel):
+    """The repository's place in a blob container: the container and a directory inside it."""
+
+    container: str = Field(description="Name of the container.")
+    prefix: str | None = Field(default=None, description="Directory inside the container for the repository.")
+
+
+class ConnectionLimit(KubeModel):
+    """How many connections restic may open to the store at once."""
+
+    max_connections: Int64 | None = Field(default=None, description="Maximum concurrent connections.")
+
+
+class S3Spec(BucketPath):
     """An S3 (or S3-compatible) bucket."""
 
     endpoint: str = Field(description="S3 endpoint, e.g. s3.amazonaws.com or https://minio.example:9000.")
-    bucket: str = Field(description="Name of the bucket.")
-    prefix: str | None = Field(default=None, description="Directory inside the bucket for the repository.")
     region: str | None = Field(default=None, description="Region of the bucket.")
     insecure_tls: Bool | None = Field(
         default=None, alias="insecureTLS", description="Skip TLS certificate verification."
     )
 
 
-class GCSSpec(KubeModel):
+class GCSSpec(BucketPath, ConnectionLimit):
     """A Google Cloud Storage bucket."""
 
-    bucket: str = Field(description="Name of the bucket.")
-    prefix: str | None = Field(default=None, description="Directory inside the bucket for the repository.")
-    max_connections: Int64 | None = Field(default=None, description="Maximum concurrent connections.")
 
-
-class AzureSpec(KubeModel):
+class AzureSpec(ContainerPath, ConnectionLimit):
     """An Azure Blob Storage container."""
 
-    container: str = Field(description="Name of the container.")
-    prefix: str | None = Field(default=None, description="Directory inside the container for the repository.")
-    max_connections: Int64 | None = Field(default=None, description="Maximum concurrent connections.")
 
-
-class SwiftSpec(KubeModel):
+class SwiftSpec(ContainerPath):
     """An OpenStack Swift container."""
 
-    container: str = Field(description="Name of the container.")
-    prefix: str | None = Field(default=None, description="Directory inside the container for the repository.")
 
-
-class B2Spec(KubeModel):
+class B2Spec(BucketPath, ConnectionLimit):
     """A Backblaze B2 bucket."""
-
-    bucket: str = Field(description="Name of the bucket.")
-    prefix: str | None = Field(default=None, description="Directory inside the bucket for the repository.")
-    max_connections: Int64 | None = Field(default=None, description="Maximum concurrent connections.")
 
 
 class RestServerSpec(KubeModel):

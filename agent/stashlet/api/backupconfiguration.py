@@ -16,11 +16,11 @@ from stashlet.api.common import (
     Int32,
     Int64,
     KubeModel,
-    KubeObject,
     ObjectReference,
     RuntimeSettings,
     TargetRef,
     TaskRef,
+    V1Beta1Object,
     VolumeMount,
 )
 from stashlet.api.repository import RetentionPolicy
@@ -30,6 +30,18 @@ REPOSITORY_UNLESS_SNAPSHOTTER = CelRule(
     message="spec.repository is required unless spec.driver is VolumeSnapshotter",
 )
 """Restic needs a Repository; only the VolumeSnapshotter driver works without one."""
+
+
+class DriverSpec(KubeModel):
+    """The driver of a backup or a restore, and the rule that Restic needs the spec's ``repository``.
+
+    BackupConfiguration's and RestoreSession's specs start from this; each declares its ``repository``
+    (where the snapshots go, or come from) in its own words.
+    """
+
+    cel_rules = (REPOSITORY_UNLESS_SNAPSHOTTER,)
+
+    driver: Driver | None = Field(default=None, description="Restic (default) or VolumeSnapshotter.")
 
 
 class BackupTarget(KubeModel):
@@ -73,21 +85,16 @@ class BackupInvokerPhase(StrEnum):
     INVALID = "Invalid"
 
 
-class BackupConfigurationSpec(KubeModel):
-    """What to back up, into which Repository, on which schedule, and what to keep."""
+class BackupConfigurationTemplateSpec(KubeModel):
+    """The part of a BackupConfiguration's spec that a BackupBlueprint carries as its template.
 
-    cel_rules = (REPOSITORY_UNLESS_SNAPSHOTTER,)
+    Auto-backup copies these fields from the blueprint into the BackupConfiguration it makes for a workload.
+    """
 
-    driver: Driver | None = Field(default=None, description="Restic (default) or VolumeSnapshotter.")
-    repository: ObjectReference | None = Field(
-        default=None, description="The Repository the snapshots go to."
-    )
     schedule: str | None = Field(default=None, description="Cron schedule of the backup sessions.")
-    paused: Bool | None = Field(default=None, description="When true, no backup is taken.")
     task: TaskRef | None = Field(
         default=None, description="The Task that takes the backup (not for workloads)."
     )
-    target: BackupTarget | None = Field(default=None, description="The object to back up.")
     retention_policy: RetentionPolicy = Field(description="Which old snapshots to keep.")
     runtime_settings: RuntimeSettings | None = Field(
         default=None, description="Settings of the stash sidecar or backup job."
@@ -98,10 +105,20 @@ class BackupConfigurationSpec(KubeModel):
     interim_volume_template: FreeForm | None = Field(
         default=None, description="PVC template holding data before upload (job model only)."
     )
-    hooks: BackupHooks | None = Field(default=None, description="Actions run before and after a backup.")
     backup_history_limit: Int32 | None = Field(
         default=None, description="Number of finished BackupSessions to keep (default 1)."
     )
+
+
+class BackupConfigurationSpec(DriverSpec, BackupConfigurationTemplateSpec):
+    """What to back up, into which Repository, on which schedule, and what to keep."""
+
+    repository: ObjectReference | None = Field(
+        default=None, description="The Repository the snapshots go to."
+    )
+    paused: Bool | None = Field(default=None, description="When true, no backup is taken.")
+    target: BackupTarget | None = Field(default=None, description="The object to back up.")
+    hooks: BackupHooks | None = Field(default=None, description="Actions run before and after a backup.")
     time_out: str | None = Field(
         default=None, description="Longest a backup may take before it is considered failed, e.g. 30m."
     )
@@ -116,10 +133,9 @@ class BackupConfigurationStatus(KubeModel):
     conditions: list[Condition] | None = Field(default=None, description="State of each setup step.")
 
 
-class BackupConfiguration(KubeObject):
+class BackupConfiguration(V1Beta1Object):
     """A scheduled backup of one target into one Repository."""
 
-    api_version: Literal["stash.appscode.com/v1beta1"] = "stash.appscode.com/v1beta1"
     kind: Literal["BackupConfiguration"] = names.KIND_BACKUP_CONFIGURATION
     spec: BackupConfigurationSpec = Field(description="What, where, when, and what to keep.")
     status: BackupConfigurationStatus | None = Field(default=None, description="Setup state.")

@@ -6,7 +6,7 @@ from typing import Literal
 from pydantic import Field
 
 from stashlet.api import names
-from stashlet.api.common import Bool, Condition, Int32, Int64, KubeModel, KubeObject, TargetRef, Time
+from stashlet.api.common import Bool, Condition, Int32, Int64, KubeModel, TargetRef, Time, V1Beta1Object
 
 
 class BackupSessionPhase(StrEnum):
@@ -126,10 +126,9 @@ class BackupSessionStatus(KubeModel):
     next_retry: Time | None = Field(default=None, description="When the failed session is retried.")
 
 
-class BackupSession(KubeObject):
+class BackupSession(V1Beta1Object):
     """One backup run of a BackupConfiguration."""
 
-    api_version: Literal["stash.appscode.com/v1beta1"] = "stash.appscode.com/v1beta1"
     kind: Literal["BackupSession"] = names.KIND_BACKUP_SESSION
     spec: BackupSessionSpec = Field(description="The invoker of this session.")
     status: BackupSessionStatus | None = Field(default=None, description="Progress and results.")

@@ -9,7 +9,7 @@ generator (``stashlet.api.crdgen``) needs beyond the Python type; the models nev
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Annotated, Any, ClassVar, NamedTuple, Self
+from typing import Annotated, Any, ClassVar, Literal, NamedTuple, Self
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, StrictBool, StrictInt, model_validator
 from pydantic.alias_generators import to_camel
@@ -135,6 +135,12 @@ class KubeObject(KubeModel):
     def _type_meta_is_always_set(self) -> Self:
         self.model_fields_set.update({"api_version", "kind"})
         return self
+
+
+class V1Beta1Object(KubeObject):
+    """A top-level object of ``stash.appscode.com/v1beta1``: every kind but Repository."""
+
+    api_version: Literal["stash.appscode.com/v1beta1"] = "stash.appscode.com/v1beta1"
 
 
 # ---------------------------------------------------------------- shared small types

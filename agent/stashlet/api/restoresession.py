@@ -6,20 +6,19 @@ from typing import Literal
 from pydantic import Field
 
 from stashlet.api import names
-from stashlet.api.backupconfiguration import REPOSITORY_UNLESS_SNAPSHOTTER
+from stashlet.api.backupconfiguration import DriverSpec
 from stashlet.api.common import (
     Condition,
-    Driver,
     EmptyDirSettings,
     FreeForm,
     Int32,
     KubeModel,
-    KubeObject,
     ObjectReference,
     RuntimeSettings,
     TargetRef,
     TaskRef,
     Time,
+    V1Beta1Object,
     VolumeMount,
 )
 
@@ -84,12 +83,9 @@ class RestoreHooks(KubeModel):
     post_restore: FreeForm | None = Field(default=None, description="Run after the restore completes.")
 
 
-class RestoreSessionSpec(KubeModel):
+class RestoreSessionSpec(DriverSpec):
     """What to restore, from which Repository, into which target."""
 
-    cel_rules = (REPOSITORY_UNLESS_SNAPSHOTTER,)
-
-    driver: Driver | None = Field(default=None, description="Restic (default) or VolumeSnapshotter.")
     repository: ObjectReference | None = Field(
         default=None, description="The Repository the data is restored from."
     )
@@ -131,10 +127,9 @@ class RestoreSessionStatus(KubeModel):
     conditions: list[Condition] | None = Field(default=None, description="State of each step.")
 
 
-class RestoreSession(KubeObject):
+class RestoreSession(V1Beta1Object):
     """One restore of a Repository's data into a target."""
 
-    api_version: Literal["stash.appscode.com/v1beta1"] = "stash.appscode.com/v1beta1"
     kind: Literal["RestoreSession"] = names.KIND_RESTORE_SESSION
     spec: RestoreSessionSpec = Field(description="What to restore, from where, into what.")
     status: RestoreSessionStatus | None = Field(default=None, description="Progress and results.")
