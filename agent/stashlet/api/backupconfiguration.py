@@ -88,7 +88,8 @@ class BackupInvokerPhase(StrEnum):
 class BackupConfigurationTemplateSpec(KubeModel):
     """The part of a BackupConfiguration's spec that a BackupBlueprint carries as its template.
 
-    Auto-backup copies these fields from the blueprint into the BackupConfiguration it makes for a workload.
+    Auto-backup fills these fields of the BackupConfiguration it makes for a workload from the blueprint's
+    (with the blueprint's variables resolved).
     """
 
     schedule: str | None = Field(default=None, description="Cron schedule of the backup sessions.")
