@@ -7,9 +7,9 @@ from stashlet.api.common import ConditionStatus
 from stashlet.api.conditions import ConditionType
 from stashlet.api.repository import Repository
 from stashlet.operator.backup.status import compute_phase
-from stashlet.operator.backup.validation import Model, Observed, Verdict, validate
+from stashlet.operator.backup.validation import Model, Verdict, validate
 from stashlet.operator.core.conditions import ConditionUpdate, apply_conditions
-from stashlet.operator.core.validation import Lookup
+from stashlet.operator.core.validation import Lookup, Observed
 
 SEED_KEYS = frozenset({"RESTIC_PASSWORD", "GOOGLE_PROJECT_ID", "GOOGLE_SERVICE_ACCOUNT_JSON_KEY"})
 

@@ -18,33 +18,25 @@ no watch can see (a Repository in a namespace outside the configured list).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
-
-from kubernetes_asyncio import client
 
 from stashlet.api import names
 from stashlet.api.backupconfiguration import BackupConfiguration
 from stashlet.api.backupsession import BackupSession
-from stashlet.api.common import KubeObject
 from stashlet.api.repository import Repository
 from stashlet.api.restoresession import RestoreSession
-from stashlet.kube.custom import StashClient
 from stashlet.kube.errors import NotFound
-from stashlet.kube.watch import DELETED, WatchEvent, WatchSettings, watch
+from stashlet.kube.watch import DELETED, WatchEvent
 from stashlet.operator.backup import history
 from stashlet.operator.backup.reconciler import Reconciler
-from stashlet.operator.core.metawatch import collection_path, metadata_list_fn
+from stashlet.operator.core.loop import ControlLoop, Follow
 from stashlet.operator.core.observe import Dependency, ReconcileResult
-from stashlet.operator.core.watchset import WatchSet
 from stashlet.operator.core.workloads import WORKLOAD_KINDS
-from stashlet.operator.core.workqueue import WorkQueue
 from stashlet.operator.restore.reconciler import RestoreReconciler
-from stashlet.operator.settings import OperatorSettings
 
 log = logging.getLogger(__name__)
 
@@ -78,31 +70,13 @@ def fingerprint(kind: str, metadata: dict[str, Any]) -> tuple[str, ...]:
     return tuple(str(metadata.get(f)) for f in _FINGERPRINTS.get(kind, ("generation",)))
 
 
-class Controller:
-    """Runs the watches, the queue and the reconciler until cancelled."""
+class Controller(ControlLoop):
+    """Runs the watches, the queue and the BackupConfiguration and RestoreSession reconcilers."""
 
-    def __init__(
-        self,
-        api: client.ApiClient,
-        settings: OperatorSettings,
-        *,
-        resync_seconds: float = 600.0,
-        watch_settings: WatchSettings | None = None,
-    ) -> None:
-        """Reconcile with ``api`` (the operator's identity) as ``settings`` say."""
-        self.api = api
-        self.settings = settings
-        self.resync_seconds = resync_seconds
-        self.watch_settings = watch_settings or WatchSettings(server_timeout=settings.watch_timeout_seconds)
-        self.stash = StashClient(api)
-        self.reconciler = Reconciler(api, settings)
-        self.restores = RestoreReconciler(api, settings)
-        self.queue = WorkQueue(
-            self._handle,
-            workers=settings.workers,
-            base_delay=settings.retry_base_delay,
-            max_delay=settings.retry_max_delay,
-        )
+    def setup(self) -> None:
+        """The BackupConfiguration and RestoreSession reconcilers, and what the handlers remember."""
+        self.reconciler = Reconciler(self.api, self.settings)
+        self.restores = RestoreReconciler(self.api, self.settings)
         self._dependents: dict[Dependency, set[str]] = {}
         self._depends_on: dict[str, set[Dependency]] = {}
         self._fingerprints: dict[tuple[str, str], Any] = {}
@@ -111,56 +85,32 @@ class Controller:
         self._restores: set[str] = set()
         self._kubedump: set[str] = set()
         """Keys of the configurations whose sessions run as Jobs."""
-        self.watches = WatchSet()
-        self.all_synced = self.watches.all_synced
-        """Set once every watch has listed its collection (readiness)."""
 
-    # ------------------------------------------------------------ running
-
-    async def run(self) -> None:
-        """Run everything until cancelled."""
-        namespaces: list[str | None] = list(self.settings.namespaces) or [None]
-        follows: list[tuple[str, str | None, AsyncIterator[WatchEvent], Callable[[WatchEvent], None]]] = []
-        for ns in namespaces:
+    def follows(self) -> list[Follow]:
+        """Configurations, sessions, restores and what they depend on, in every watched namespace."""
+        follows: list[Follow] = []
+        for ns in self.namespaces:
+            where = ns or "*"
             follows += [
-                ("BackupConfiguration", ns, self._stream(BackupConfiguration, ns), self._on_config),
-                ("BackupSession", ns, self._stream(BackupSession, ns), self._on_session),
-                ("Repository", ns, self._stream(Repository, ns), self._on_dependency("Repository")),
-                ("RestoreSession", ns, self._stream(RestoreSession, ns), self._on_restore),
+                (f"BackupConfiguration/{where}", self.stash_stream(BackupConfiguration, ns), self._on_config),
+                (f"BackupSession/{where}", self.stash_stream(BackupSession, ns), self._on_session),
+                (f"Repository/{where}", self.stash_stream(Repository, ns), self._on_dependency("Repository")),
+                (f"RestoreSession/{where}", self.stash_stream(RestoreSession, ns), self._on_restore),
             ]
             for kind, (g, v, plural, namespaced) in _DEPENDENCY_KINDS.items():
                 if namespaced:
-                    follows.append(
-                        (kind, ns, self._metadata_stream(g, v, plural, ns), self._on_dependency(kind))
-                    )
+                    stream = self.metadata_stream(g, v, plural, ns)
+                    follows.append((f"{kind}/{where}", stream, self._on_dependency(kind)))
         # Namespaces are cluster-scoped: one watch whatever the namespace list.
-        namespace_stream = self._metadata_stream("", "v1", "namespaces", None)
-        follows.append(("Namespace", None, namespace_stream, self._on_dependency("Namespace")))
-        self.watches.expect(len(follows))
-        async with asyncio.TaskGroup() as group:
-            group.create_task(self.queue.run())
-            group.create_task(self._resync())
-            for kind, ns, stream, on_event in follows:
-                group.create_task(self.watches.follow(f"{kind}/{ns or '*'}", stream, on_event))
+        namespaces = self.metadata_stream("", "v1", "namespaces", None)
+        follows.append(("Namespace/*", namespaces, self._on_dependency("Namespace")))
+        return follows
 
-    def _stream(self, model: type[KubeObject], ns: str | None) -> AsyncIterator[WatchEvent]:
-        return watch(self.stash.list_fn(model, ns), settings=self.watch_settings)
-
-    def _metadata_stream(
-        self, group: str, version: str, plural: str, ns: str | None
-    ) -> AsyncIterator[WatchEvent]:
-        return watch(
-            metadata_list_fn(self.api, collection_path(group, version, plural, ns)),
-            settings=self.watch_settings,
-        )
-
-    async def _resync(self) -> None:
-        while True:
-            await asyncio.sleep(self.resync_seconds)
-            for key in list(self._configs):
-                self.queue.add(CONFIG_PREFIX + key)
-            for key in list(self._restores):
-                self.queue.add(RESTORE_PREFIX + key)
+    def resync_items(self) -> list[str]:
+        """Every configuration and RestoreSession."""
+        return [CONFIG_PREFIX + key for key in self._configs] + [
+            RESTORE_PREFIX + key for key in self._restores
+        ]
 
     # ------------------------------------------------------------ events
 
@@ -250,7 +200,8 @@ class Controller:
 
     # ------------------------------------------------------------ handling
 
-    async def _handle(self, item: str) -> None:
+    async def handle(self, item: str) -> None:
+        """Prune history, ensure a kubedump Job, or reconcile a configuration or RestoreSession."""
         if item.startswith(HISTORY_PREFIX):
             await self._prune(item.removeprefix(HISTORY_PREFIX))
             return

@@ -19,111 +19,57 @@ Every annotated workload is also re-enqueued every ``resync_seconds``.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
-
-from kubernetes_asyncio import client
 
 from stashlet.api import names
 from stashlet.api.backupblueprint import BackupBlueprint
 from stashlet.api.backupconfiguration import BackupConfiguration
 from stashlet.api.repository import Repository
-from stashlet.kube.custom import StashClient
-from stashlet.kube.watch import DELETED, WatchEvent, WatchSettings, watch
+from stashlet.kube.watch import DELETED, WatchEvent
 from stashlet.operator.autobackup import resolution
 from stashlet.operator.autobackup.reconciler import SELECTOR, AutoBackupReconciler
-from stashlet.operator.core.metawatch import collection_path, metadata_list_fn
-from stashlet.operator.core.watchset import WatchSet
+from stashlet.operator.core.loop import ControlLoop, Follow
 from stashlet.operator.core.workloads import WORKLOAD_KINDS
-from stashlet.operator.core.workqueue import WorkQueue
-from stashlet.operator.settings import OperatorSettings
 
 log = logging.getLogger(__name__)
 
-Follow = tuple[str, AsyncIterator[WatchEvent], Callable[[WatchEvent], None]]
 
-
-class AutoBackupController:
+class AutoBackupController(ControlLoop):
     """Runs the watches, the queue and the auto-backup reconciler until cancelled."""
 
-    def __init__(
-        self,
-        api: client.ApiClient,
-        settings: OperatorSettings,
-        *,
-        resync_seconds: float = 600.0,
-        watch_settings: WatchSettings | None = None,
-    ) -> None:
-        """Reconcile with ``api`` (the operator's identity) in the namespaces ``settings`` name."""
-        self.api = api
-        self.settings = settings
-        self.resync_seconds = resync_seconds
-        self.watch_settings = watch_settings or WatchSettings(server_timeout=settings.watch_timeout_seconds)
-        self.stash = StashClient(api)
-        self.reconciler = AutoBackupReconciler(api)
-        self.queue = WorkQueue(
-            self._handle,
-            workers=settings.workers,
-            base_delay=settings.retry_base_delay,
-            max_delay=settings.retry_max_delay,
-        )
+    def setup(self) -> None:
+        """The auto-backup reconciler, and what the handlers remember of workloads and blueprints."""
+        self.reconciler = AutoBackupReconciler(self.api)
         self._annotated: dict[str, tuple[Any, ...]] = {}
         """Workload key -> (uid, the auto-backup annotations), for workloads that carry any of them."""
         self._by_blueprint: dict[str, set[str]] = {}
         self._namespace_labels: dict[str, Any] = {}
         self._generations: dict[tuple[str, str], tuple[Any, ...]] = {}
-        self.watches = WatchSet()
-        self.all_synced = self.watches.all_synced
-        """Set once every watch has listed its collection (readiness)."""
 
-    # ------------------------------------------------------------ running
-
-    async def run(self) -> None:
-        """Run everything until cancelled."""
+    def follows(self) -> list[Follow]:
+        """Annotatable workloads and what auto-backup made, per namespace; blueprints, namespaces."""
         follows: list[Follow] = []
-        namespaces: list[str | None] = list(self.settings.namespaces) or [None]
-        for ns in namespaces:
+        for ns in self.namespaces:
             for kind_name in resolution.AUTO_BACKUP_KINDS:
                 kind = WORKLOAD_KINDS[kind_name]
-                path = collection_path(kind.group, kind.version, kind.plural, ns)
-                stream = watch(metadata_list_fn(self.api, path), settings=self.watch_settings)
+                stream = self.metadata_stream(kind.group, kind.version, kind.plural, ns)
                 follows.append((f"{kind_name}/{ns or '*'}", stream, self._on_workload(kind_name)))
-            configs = self._stash_stream(BackupConfiguration, ns, label_selector=SELECTOR)
+            configs = self.stash_stream(BackupConfiguration, ns, label_selector=SELECTOR)
             follows.append((f"BackupConfiguration/{ns or '*'}", configs, self._on_created("config")))
-        follows += [
-            ("BackupBlueprint", self._stash_stream(BackupBlueprint, None), self._on_blueprint),
-            (
-                "Namespace",
-                watch(
-                    metadata_list_fn(self.api, collection_path("", "v1", "namespaces", None)),
-                    settings=self.watch_settings,
-                ),
-                self._on_namespace,
-            ),
-            (
-                "Repository",
-                self._stash_stream(Repository, None, label_selector=SELECTOR),
-                self._on_created("repository"),
-            ),
+        repositories = self.stash_stream(Repository, None, label_selector=SELECTOR)
+        return [
+            *follows,
+            ("BackupBlueprint", self.stash_stream(BackupBlueprint, None), self._on_blueprint),
+            ("Namespace", self.metadata_stream("", "v1", "namespaces", None), self._on_namespace),
+            ("Repository", repositories, self._on_created("repository")),
         ]
-        self.watches.expect(len(follows))
-        async with asyncio.TaskGroup() as group:
-            group.create_task(self.queue.run())
-            group.create_task(self._resync())
-            for what, stream, on_event in follows:
-                group.create_task(self.watches.follow(what, stream, on_event))
 
-    def _stash_stream(self, model: type[Any], ns: str | None, **kwargs: Any) -> AsyncIterator[WatchEvent]:
-        return watch(self.stash.list_fn(model, ns), settings=self.watch_settings, **kwargs)
-
-    async def _resync(self) -> None:
-        while True:
-            await asyncio.sleep(self.resync_seconds)
-            for key in list(self._annotated):
-                self.queue.add(key)
+    def resync_items(self) -> list[str]:
+        """Every annotated workload."""
+        return list(self._annotated)
 
     # ------------------------------------------------------------ events
 
@@ -211,7 +157,8 @@ class AutoBackupController:
 
     # ------------------------------------------------------------ handling
 
-    async def _handle(self, key: str) -> None:
+    async def handle(self, key: str) -> None:
+        """Reconcile the annotated workload ``key`` (``Kind/namespace/name``)."""
         target = resolution.parse_key(key)
         if target is None or not self.settings.watches(target.namespace):
             return

@@ -20,19 +20,11 @@ from stashlet.kube.errors import Invalid, NotFound
 from stashlet.operator.backup import cronjob, status
 from stashlet.operator.backup.sidecar_injection import Sidecars
 from stashlet.operator.backup.status import compute_phase
-from stashlet.operator.backup.validation import (
-    Model,
-    Observed,
-    Verdict,
-    repository_key,
-    target_kind,
-    validate,
-    with_task_check,
-)
+from stashlet.operator.backup.validation import Model, Verdict, validate, with_task_check
 from stashlet.operator.core.conditions import ConditionUpdate, EventSpec
 from stashlet.operator.core.observe import Dependency, ReconcileResult, lookup, observe_repository
 from stashlet.operator.core.reconcile import FinalizingReconciler
-from stashlet.operator.core.validation import Lookup
+from stashlet.operator.core.validation import Lookup, Observed, repository_key, target_kind
 from stashlet.operator.injection import rbac
 from stashlet.operator.kubedump.backup_job import is_kubedump
 from stashlet.operator.kubedump.session_jobs import KubedumpJobs

@@ -14,12 +14,12 @@ from stashlet.api.backupconfiguration import BackupConfiguration
 from stashlet.api.conditions import ConditionReason, ConditionType
 from stashlet.api.repository import Repository
 from stashlet.operator.backup.status import REASON_SIDECAR_DELETION_SUCCEEDED
-from stashlet.operator.backup.validation import target_kind
 from stashlet.operator.core import workloads
 from stashlet.operator.core.conditions import ConditionUpdate
 from stashlet.operator.core.events import Events
 from stashlet.operator.core.placement import Placement, Placer, Workload
 from stashlet.operator.core.resources import Resources
+from stashlet.operator.core.validation import target_kind
 from stashlet.operator.injection import rbac, sidecar_container
 from stashlet.operator.injection.rbac import RepositoryAccess
 from stashlet.operator.injection.sidecar_container import invoker_annotation

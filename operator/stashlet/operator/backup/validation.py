@@ -24,17 +24,16 @@ from stashlet.operator.core.validation import (
     Observed,
     TargetTexts,
     TargetWords,
+    checked,
+    foreign_container,
     mount_problems,
-    repository_conditions,
-    target_condition,
+    target_kind,
     target_problems,
-    validation_passed,
+    target_text,
     what_workload,
 )
 from stashlet.operator.injection.sidecar_container import invoker_annotation, target_mounts
 from stashlet.operator.kubedump.backup_job import task_problems
-
-__all__ = ["Model", "Observed", "Verdict", "repository_key", "target_kind", "validate", "with_task_check"]
 
 _WORDS = TargetWords(owner="configuration", verb="back up", container="sidecar")
 
@@ -63,25 +62,6 @@ def backup_model(bc: BackupConfiguration) -> Model:
     return Model.JOB if task is not None and task.name else Model.SIDECAR
 
 
-def repository_key(bc: BackupConfiguration) -> tuple[str, str] | None:
-    """``(namespace, name)`` of the configuration's Repository (its own namespace when none is given)."""
-    ref = bc.spec.repository
-    if ref is None:
-        return None
-    return ref.namespace or bc.metadata.namespace or "", ref.name
-
-
-def target_kind(bc: BackupConfiguration) -> workloads.WorkloadKind | None:
-    """The supported workload kind the configuration targets, or None."""
-    ref = bc.spec.target.ref if bc.spec.target else None
-    if ref is None or ref.kind is None:
-        return None
-    kind = workloads.WORKLOAD_KINDS.get(ref.kind)
-    if kind is None or (ref.api_version and ref.api_version not in workloads.SUPPORTED_API_VERSIONS):
-        return None
-    return kind
-
-
 def spec_problems(bc: BackupConfiguration) -> list[str]:
     """What is wrong with the configuration by itself, each naming the field."""
     problems: list[str] = []
@@ -105,42 +85,31 @@ def workload_problems(bc: BackupConfiguration, workload: dict[str, Any]) -> list
     if applied and applied != invoker_annotation(bc):
         problems.append(f"spec.target.ref: {what} is already backed up by {applied}")
     elif not applied:
-        containers = workloads.pod_spec(workload).get("containers") or []
-        if any(c.get("name") == names.SIDECAR_CONTAINER for c in containers):
-            problems.append(
-                f"spec.target.ref: {what} already has a container named {names.SIDECAR_CONTAINER!r} "
-                "that stashlet did not inject"
-            )
+        problems += foreign_container(workload, "containers", names.SIDECAR_CONTAINER, "a container")
     return problems
 
 
 def validate(bc: BackupConfiguration, observed: Observed) -> Verdict:
     """The validation conditions for ``bc`` given what was found (see the module docstring)."""
     model = backup_model(bc)
-    updates: list[ConditionUpdate] = []
-    problems = spec_problems(bc)
-    found_all = repository_conditions(updates, problems, bc, repository_key(bc), observed)
-
+    texts = None
     if model == Model.SIDECAR and target_kind(bc) is not None:
-        ref = bc.spec.target.ref if bc.spec.target else None
-        assert ref is not None  # target_kind() checked it
-        target = f"{ref.api_version or 'apps/v1'} {str(ref.kind).lower()}/{ref.name}"
+        target = target_text(bc)
         texts = TargetTexts(
             unable=f"Failed to check whether backup target {target} exists. Reason: {{reason}}",
             missing=f"Backup target {target} does not exist (spec.target.ref of BackupConfiguration "
             f"{bc.metadata.namespace}/{bc.metadata.name}).",
             found=f"Backup target {target} found.",
         )
-        updates.append(target_condition(ConditionType.BACKUP_TARGET_FOUND, observed.workload, texts))
-        if observed.workload.value is None:
-            found_all = False
-        else:
-            problems += workload_problems(bc, observed.workload.value)
-    else:
-        updates.append(ConditionUpdate.remove(ConditionType.BACKUP_TARGET_FOUND))
-
-    updates.append(validation_passed(problems))
-    return Verdict(tuple(updates), applicable=found_all and not problems, model=model)
+    updates, applicable = checked(
+        bc,
+        observed,
+        spec_problems(bc),
+        ConditionType.BACKUP_TARGET_FOUND,
+        texts,
+        lambda workload: workload_problems(bc, workload),
+    )
+    return Verdict(updates, applicable=applicable, model=model)
 
 
 def with_task_check(bc: BackupConfiguration, verdict: Verdict) -> Verdict:

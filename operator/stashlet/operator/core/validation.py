@@ -9,14 +9,16 @@ in the same words; :func:`validation_passed` sums the problems up as ``Validatio
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from stashlet.api import names
+from stashlet.api.backupconfiguration import BackupConfiguration
 from stashlet.api.common import KubeObject, TargetRef, VolumeMount
 from stashlet.api.conditions import ConditionReason, ConditionType
 from stashlet.api.repository import FromNamespaces, Repository
+from stashlet.api.restoresession import RestoreSession
 from stashlet.operator.core import workloads
 from stashlet.operator.core.conditions import ConditionUpdate
 from stashlet.operator.core.usage_policy import usage_allowed
@@ -283,3 +285,64 @@ def what_workload(workload: dict[str, Any]) -> str:
     """How problems name ``workload``."""
     meta = workload.get("metadata", {})
     return workloads.describe(str(workload.get("kind")), str(meta.get("namespace")), str(meta.get("name")))
+
+
+def repository_key(owner: BackupConfiguration | RestoreSession) -> tuple[str, str] | None:
+    """``(namespace, name)`` of ``owner``'s Repository (its own namespace when none is given)."""
+    ref = owner.spec.repository
+    if ref is None:
+        return None
+    return ref.namespace or owner.metadata.namespace or "", ref.name
+
+
+def target_kind(owner: BackupConfiguration | RestoreSession) -> workloads.WorkloadKind | None:
+    """The supported workload kind ``owner`` targets by name, or None."""
+    ref = owner.spec.target.ref if owner.spec.target else None
+    if ref is None or ref.kind is None or not ref.name:
+        return None
+    kind = workloads.WORKLOAD_KINDS.get(ref.kind)
+    if kind is None or (ref.api_version and ref.api_version not in workloads.SUPPORTED_API_VERSIONS):
+        return None
+    return kind
+
+
+def target_text(owner: BackupConfiguration | RestoreSession) -> str:
+    """How conditions name ``owner``'s target: ``apps/v1 deployment/web``."""
+    ref = owner.spec.target.ref if owner.spec.target else None
+    assert ref is not None  # only called once target_kind() found one
+    return f"{ref.api_version or 'apps/v1'} {str(ref.kind).lower()}/{ref.name}"
+
+
+def checked(
+    owner: BackupConfiguration | RestoreSession,
+    observed: Observed,
+    problems: list[str],
+    target_type: ConditionType,
+    texts: TargetTexts | None,
+    on_workload: Callable[[dict[str, Any]], list[str]],
+) -> tuple[tuple[ConditionUpdate, ...], bool]:
+    """The validation conditions of ``owner``: the Repository and its Secret, the target (``texts``; None
+    when there is no workload target to check, which removes ``target_type``), ``on_workload``'s problems
+    with the found workload, and ``ValidationPassed`` summing ``problems`` up. Also whether everything
+    was found and valid, so that the owner may be applied."""
+    updates: list[ConditionUpdate] = []
+    found_all = repository_conditions(updates, problems, owner, repository_key(owner), observed)
+    if texts is None:
+        updates.append(ConditionUpdate.remove(target_type))
+    else:
+        updates.append(target_condition(target_type, observed.workload, texts))
+        if observed.workload.value is None:
+            found_all = False
+        else:
+            problems += on_workload(observed.workload.value)
+    updates.append(validation_passed(problems))
+    return tuple(updates), found_all and not problems
+
+
+def foreign_container(workload: dict[str, Any], field: str, name: str, noun: str) -> list[str]:
+    """A problem when ``workload``'s pods already have, in ``field``, ``noun`` (e.g. "a container")
+    called ``name`` that stashlet did not put there."""
+    if all(c.get("name") != name for c in workloads.pod_spec(workload).get(field) or []):
+        return []
+    what = what_workload(workload)
+    return [f"spec.target.ref: {what} already has {noun} named {name!r} that stashlet did not inject"]

@@ -14,10 +14,10 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 from stashlet.api import agent_contract, names
-from stashlet.api.common import EmptyDirSettings
+from stashlet.api.common import EmptyDirSettings, KubeObject
 from stashlet.api.repository import Repository
 from stashlet.operator.settings import OperatorSettings
 
@@ -111,20 +111,19 @@ def agent_storage(
 
 def agent_args(
     mode: str,
-    invoker_kind: str,
-    invoker_name: str,
-    target_kind: str,
-    target_name: str,
+    invoker: KubeObject,
+    target: tuple[str, str],
     settings: OperatorSettings,
     backup_session: str | None = None,
 ) -> list[str]:
-    """An agent container's ``args`` (its command is ``stashlet-agent``), from the operator's settings."""
+    """An agent container's ``args`` (its command is ``stashlet-agent``) for ``invoker`` and ``target``
+    (kind, name; empty for a Job), from the operator's settings."""
     return agent_contract.AgentInvocation(
         mode=mode,
-        invoker_kind=invoker_kind,
-        invoker_name=invoker_name,
-        target_kind=target_kind,
-        target_name=target_name,
+        invoker_kind=invoker.kind,
+        invoker_name=invoker.metadata.name or "",
+        target_kind=target[0],
+        target_name=target[1],
         status_port=settings.status_port,
         tmp_dir=names.TMP_MOUNT_PATH,
         pushgateway_url=settings.pushgateway_url,
@@ -199,6 +198,18 @@ class AgentInjection:
     def annotations(self) -> dict[str, str]:
         """The pod-template annotations that record this injection."""
         return {self.INVOKER_ANNOTATION: self.invoker, self.HASH_ANNOTATION: self.hash}
+
+    @classmethod
+    def made_for(
+        cls, owner: KubeObject, container: dict[str, Any], volumes: Iterable[dict[str, Any]]
+    ) -> Self:
+        """The injection of ``container`` (run as root unless the user's settings say otherwise) and
+        ``volumes`` for ``owner``."""
+        default_security_context(container)
+        invoker = f"{owner.kind}/{owner.metadata.name}"
+        return cls(
+            container=container, volumes=tuple(volumes), invoker=invoker, owner=owner.metadata.name or ""
+        )
 
     @classmethod
     def strip(cls, template: dict[str, Any]) -> None:

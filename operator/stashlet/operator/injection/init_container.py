@@ -28,7 +28,6 @@ from stashlet.operator.injection.agent_container import (
     agent_args,
     agent_container,
     agent_storage,
-    default_security_context,
     inject,
     is_injected,
     remove_recorded,
@@ -69,20 +68,6 @@ def restore_invoker(rs: RestoreSession) -> str:
     return f"{names.KIND_RESTORE_SESSION}/{rs.metadata.name}"
 
 
-def invocation(
-    rs: RestoreSession, target_kind: str, target_name: str, settings: OperatorSettings
-) -> list[str]:
-    """The init-container's ``args`` (its command is ``stashlet-agent``)."""
-    return agent_args(
-        agent_contract.MODE_RESTORE,
-        names.KIND_RESTORE_SESSION,
-        rs.metadata.name or "",
-        target_kind,
-        target_name,
-        settings,
-    )
-
-
 def build_init_injection(
     rs: RestoreSession,
     target_kind: str,
@@ -103,19 +88,13 @@ def build_init_injection(
     runtime = (rs.spec.runtime_settings.container if rs.spec.runtime_settings else None) or {}
     container = agent_container(
         names.INIT_CONTAINER,
-        invocation(rs, target_kind, target_name, settings),
+        agent_args(agent_contract.MODE_RESTORE, rs, (target_kind, target_name), settings),
         mounts + own_mounts,
         runtime,
         _RUNTIME_FIELDS,
         settings,
     )
-    default_security_context(container)
-    return InitInjection(
-        container=container,
-        volumes=tuple(volumes),
-        invoker=restore_invoker(rs),
-        owner=rs.metadata.name or "",
-    )
+    return InitInjection.made_for(rs, container, volumes)
 
 
 def applied_restore(workload: dict[str, Any]) -> str | None:

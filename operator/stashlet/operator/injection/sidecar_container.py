@@ -34,7 +34,6 @@ from stashlet.operator.injection.agent_container import (
     agent_args,
     agent_container,
     agent_storage,
-    default_security_context,
     inject,
     is_injected,
     remove_recorded,
@@ -78,20 +77,6 @@ def invoker_annotation(bc: BackupConfiguration) -> str:
     return f"{names.KIND_BACKUP_CONFIGURATION}/{bc.metadata.name}"
 
 
-def invocation(
-    bc: BackupConfiguration, target_kind: str, target_name: str, settings: OperatorSettings
-) -> list[str]:
-    """The sidecar's ``args`` (its command is ``stashlet-agent``)."""
-    return agent_args(
-        agent_contract.MODE_SIDECAR,
-        names.KIND_BACKUP_CONFIGURATION,
-        bc.metadata.name or "",
-        target_kind,
-        target_name,
-        settings,
-    )
-
-
 def _probe(path: str, port: int) -> dict[str, Any]:
     return {"httpGet": {"path": path, "port": port}, "periodSeconds": 10, "failureThreshold": 3}
 
@@ -114,7 +99,7 @@ def build_injection(
     runtime = (bc.spec.runtime_settings.container if bc.spec.runtime_settings else None) or {}
     container = agent_container(
         names.SIDECAR_CONTAINER,
-        invocation(bc, target_kind, target_name, settings),
+        agent_args(agent_contract.MODE_SIDECAR, bc, (target_kind, target_name), settings),
         mounts + own_mounts,
         runtime,
         _RUNTIME_FIELDS,
@@ -122,13 +107,7 @@ def build_injection(
         ports=[{"name": STATUS_PORT_NAME, "containerPort": port, "protocol": "TCP"}],
         probes={"livenessProbe": _probe(HEALTH_PATH, port), "readinessProbe": _probe(READY_PATH, port)},
     )
-    default_security_context(container)
-    return Injection(
-        container=container,
-        volumes=tuple(volumes),
-        invoker=invoker_annotation(bc),
-        owner=bc.metadata.name or "",
-    )
+    return Injection.made_for(bc, container, volumes)
 
 
 def remove_injection(workload: dict[str, Any], invoker: str) -> dict[str, Any] | None:

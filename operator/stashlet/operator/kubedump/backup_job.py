@@ -25,7 +25,7 @@ from stashlet.api import agent_contract, names
 from stashlet.api.backupconfiguration import BackupConfiguration
 from stashlet.api.backupsession import BackupSession
 from stashlet.api.repository import Repository
-from stashlet.operator.core.objects import managed_labels
+from stashlet.operator.core.objects import managed_labels, owner_reference
 from stashlet.operator.injection import kubedump_rbac
 from stashlet.operator.injection.agent_container import (
     agent_args,
@@ -93,29 +93,6 @@ def job_name(session: str) -> str:
     return f"{name[: MAX_NAME - len(digest) - 1].rstrip('-.')}-{digest}"
 
 
-def invocation(bc: BackupConfiguration, session: str, settings: OperatorSettings) -> list[str]:
-    """The Job container's ``args`` (its command is ``stashlet-agent``)."""
-    return agent_args(
-        agent_contract.MODE_JOB,
-        names.KIND_BACKUP_CONFIGURATION,
-        bc.metadata.name or "",
-        "",
-        "",
-        settings,
-        session,
-    )
-
-
-def _session_owner(session: BackupSession) -> dict[str, Any]:
-    return {
-        "apiVersion": names.API_VERSION_BETA,
-        "kind": names.KIND_BACKUP_SESSION,
-        "name": session.metadata.name,
-        "uid": session.metadata.uid,
-        "controller": True,
-    }
-
-
 def build_job(
     bc: BackupConfiguration, session: BackupSession, repository: Repository | None, settings: OperatorSettings
 ) -> dict[str, Any]:
@@ -129,7 +106,12 @@ def build_job(
     container_settings = (runtime.container if runtime else None) or {}
     pod_settings = (runtime.pod if runtime else None) or {}
     container = agent_container(
-        JOB_CONTAINER, invocation(bc, name, settings), mounts, container_settings, _CONTAINER_FIELDS, settings
+        JOB_CONTAINER,
+        agent_args(agent_contract.MODE_JOB, bc, ("", ""), settings, name),
+        mounts,
+        container_settings,
+        _CONTAINER_FIELDS,
+        settings,
     )
     pod_spec: dict[str, Any] = {
         "serviceAccountName": kubedump_rbac.service_account_name(bc),
@@ -145,7 +127,7 @@ def build_job(
             "name": job_name(name),
             "namespace": bc.metadata.namespace,
             "labels": labels,
-            "ownerReferences": [_session_owner(session)],
+            "ownerReferences": [owner_reference(session, block_owner_deletion=False)],
         },
         "spec": {
             "backoffLimit": 0,

@@ -34,17 +34,11 @@ from stashlet.operator.core.conditions import SOURCE_WORKLOAD, ConditionUpdate, 
 from stashlet.operator.core.observe import Dependency, ReconcileResult, lookup, observe_repository
 from stashlet.operator.core.placement import Placement, Placer, Workload
 from stashlet.operator.core.reconcile import FinalizingReconciler
-from stashlet.operator.core.validation import Lookup
+from stashlet.operator.core.validation import Lookup, repository_key, target_kind
 from stashlet.operator.injection import init_container, restore_rbac
 from stashlet.operator.injection.init_container import restore_invoker
 from stashlet.operator.injection.rbac import RepositoryAccess, up_to_date
-from stashlet.operator.restore.validation import (
-    RestoreObserved,
-    repository_key,
-    restore_phase,
-    target_kind,
-    validate_restore,
-)
+from stashlet.operator.restore.validation import RestoreObserved, restore_phase, validate_restore
 from stashlet.operator.settings import OperatorSettings
 
 log = logging.getLogger(__name__)

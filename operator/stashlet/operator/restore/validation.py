@@ -33,11 +33,12 @@ from stashlet.operator.core.validation import (
     Observed,
     TargetTexts,
     TargetWords,
+    checked,
+    foreign_container,
     mount_problems,
-    repository_conditions,
-    target_condition,
+    target_kind,
     target_problems,
-    validation_passed,
+    target_text,
     what_workload,
 )
 
@@ -61,25 +62,6 @@ class RestoreVerdict:
 
     updates: tuple[ConditionUpdate, ...]
     applicable: bool
-
-
-def repository_key(rs: RestoreSession) -> tuple[str, str] | None:
-    """``(namespace, name)`` of the session's Repository (its own namespace when none is given)."""
-    ref = rs.spec.repository
-    if ref is None:
-        return None
-    return ref.namespace or rs.metadata.namespace or "", ref.name
-
-
-def target_kind(rs: RestoreSession) -> workloads.WorkloadKind | None:
-    """The supported workload kind the session restores into, or None."""
-    ref = rs.spec.target.ref if rs.spec.target else None
-    if ref is None or ref.kind is None or not ref.name:
-        return None
-    kind = workloads.WORKLOAD_KINDS.get(ref.kind)
-    if kind is None or (ref.api_version and ref.api_version not in workloads.SUPPORTED_API_VERSIONS):
-        return None
-    return kind
 
 
 def spec_problems(rs: RestoreSession) -> list[str]:
@@ -123,44 +105,29 @@ def workload_problems(rs: RestoreSession, workload: dict[str, Any], other: str |
             "delete that RestoreSession first"
         )
     elif not applied:
-        inits = workloads.pod_spec(workload).get("initContainers") or []
-        if any(c.get("name") == names.INIT_CONTAINER for c in inits):
-            problems.append(
-                f"spec.target.ref: {what} already has an init-container named {names.INIT_CONTAINER!r} "
-                "that stashlet did not inject"
-            )
+        problems += foreign_container(workload, "initContainers", names.INIT_CONTAINER, "an init-container")
     return problems
-
-
-def _target_text(rs: RestoreSession) -> str:
-    ref = rs.spec.target.ref if rs.spec.target else None
-    assert ref is not None
-    return f"{ref.api_version or 'apps/v1'} {str(ref.kind).lower()}/{ref.name}"
 
 
 def validate_restore(rs: RestoreSession, observed: RestoreObserved) -> RestoreVerdict:
     """The validation conditions for ``rs`` given what was found (see the module docstring)."""
-    updates: list[ConditionUpdate] = []
-    problems = spec_problems(rs)
-    found_all = repository_conditions(updates, problems, rs, repository_key(rs), observed)
-
+    texts = None
     if target_kind(rs) is not None:
-        target = _target_text(rs)
+        target = target_text(rs)
         texts = TargetTexts(
             unable=f"Failed to check whether restore target {target} exist or not. Reason: {{reason}}",
             missing=f"Restore target {target} does not exist.",
             found=f"Restore target {target} found.",
         )
-        updates.append(target_condition(ConditionType.RESTORE_TARGET_FOUND, observed.workload, texts))
-        if observed.workload.value is None:
-            found_all = False
-        else:
-            problems += workload_problems(rs, observed.workload.value, observed.other_restore)
-    else:
-        updates.append(ConditionUpdate.remove(ConditionType.RESTORE_TARGET_FOUND))
-
-    updates.append(validation_passed(problems))
-    return RestoreVerdict(tuple(updates), applicable=found_all and not problems)
+    updates, applicable = checked(
+        rs,
+        observed,
+        spec_problems(rs),
+        ConditionType.RESTORE_TARGET_FOUND,
+        texts,
+        lambda workload: workload_problems(rs, workload, observed.other_restore),
+    )
+    return RestoreVerdict(updates, applicable=applicable)
 
 
 def restore_phase(conditions: Sequence[Condition], current: RestorePhase | None) -> RestorePhase | None:
