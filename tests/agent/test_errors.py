@@ -11,7 +11,9 @@ from types import ModuleType
 
 import stashlet.agent
 from stashlet.agent.errors import AgentError, RefuseInput, ReportFailure, RetryLater
-from stashlet.agent.restic.errors import ResticError
+from stashlet.agent.restic.backend import BackendError
+from stashlet.agent.restic.errors import RepositoryLocked, ResticError
+from stashlet.agent.restore.plan import PlanError
 
 ROOTS = (RetryLater, ReportFailure, RefuseInput)
 FAMILIES: frozenset[type[AgentError]] = frozenset({ResticError})
@@ -65,3 +67,12 @@ def test_a_family_base_is_under_no_root_and_never_raised_itself() -> None:
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in names
     ]
     assert constructed == []
+
+
+def test_a_reason_is_the_one_given_else_the_class_own_else_its_name() -> None:
+    """Conditions and events get one CamelCase reason per error, with no table to keep up to date."""
+    assert PlanError("spec.target.args: no", reason="InvalidRestoreArgs").reason == "InvalidRestoreArgs"
+    assert PlanError("spec.target.args: no").reason == "PlanError"
+    assert BackendError("backend needs storageSecretName").reason == "InvalidBackend"
+    locked = RepositoryLocked("locked by PID 1", exit_code=11)
+    assert (locked.reason, locked.message, locked.exit_code) == ("RepositoryLocked", "locked by PID 1", 11)

@@ -16,23 +16,19 @@ from prometheus_client import CollectorRegistry
 
 from stashlet.agent.backup.daemon import Sidecar
 from stashlet.agent.backup.run import BackupRunner
-from stashlet.agent.context import AgentContext, PreparationError
+from stashlet.agent.context import AgentContext, PreparationError, target_lease
 from stashlet.agent.hosts import HostError, HostIdentity, identify
 from stashlet.agent.http_api.server import make_app, run_server
 from stashlet.agent.job import run as run_job_mode
-from stashlet.agent.live import LiveState
 from stashlet.agent.metrics.report import LatestMetrics, MetricsReporter
 from stashlet.agent.restic.errors import ResticUnavailable
 from stashlet.agent.restic.runner import ResticSettings, inherited_env, restic_version
 from stashlet.agent.restore.run import EXIT_INTERRUPTED, RestoreRunner
 from stashlet.agent.settings import AgentSettings, SettingsError, load
 from stashlet.api import agent_contract as contract
-from stashlet.api import names
 from stashlet.kube import logs
 from stashlet.kube.client import new_api_client
-from stashlet.kube.custom import StashClient
-from stashlet.kube.events import COMPONENT_BACKUP_SESSION, COMPONENT_RESTORE_SESSION, EventRecorder
-from stashlet.kube.leases import LeaseLock
+from stashlet.kube.events import COMPONENT_BACKUP_SESSION, COMPONENT_RESTORE_SESSION
 
 log = logging.getLogger("stashlet.agent")
 
@@ -47,18 +43,13 @@ def restic_settings(settings: AgentSettings) -> ResticSettings:
     )
 
 
-def live_state(settings: AgentSettings, host: HostIdentity) -> LiveState:
-    """The empty ``GET /status`` record of this agent: its invoker, target, host and mode."""
-    return LiveState(
-        invoker={
-            "kind": settings.invoker_kind,
-            "name": settings.invoker_name,
-            "namespace": settings.namespace,
-        },
-        target={"kind": settings.target_kind, "name": settings.target_name},
-        host=host.name,
-        mode=settings.mode,
-    )
+def _identity(settings: AgentSettings, host: HostIdentity) -> dict[str, str]:
+    """Who this agent is, for its start-up log line: invoker, host and target."""
+    return {
+        "invoker": f"{settings.namespace}/{settings.invoker_name}",
+        "host": host.name,
+        "target": f"{settings.target_kind}/{settings.target_name}",
+    }
 
 
 async def run_sidecar(settings: AgentSettings) -> int:
@@ -67,24 +58,9 @@ async def run_sidecar(settings: AgentSettings) -> int:
     restic = restic_settings(settings)
     await restic_version(restic)
     api = await new_api_client()
-    live = live_state(settings, host)
-    lease = None
-    if host.needs_lease:
-        lease = LeaseLock(
-            api,
-            settings.namespace,
-            names.lease_name(settings.target_kind, settings.target_name, "backup"),
-            settings.pod_name,
-        )
-    ctx = AgentContext(
-        settings=settings,
-        api=api,
-        stash=StashClient(api),
-        events=EventRecorder(api, COMPONENT_BACKUP_SESSION, host=settings.pod_name),
-        host=host,
-        live=live,
-        restic=restic,
-        lease=lease,
+    lease = target_lease(api, settings, "backup") if host.needs_lease else None
+    ctx = AgentContext.of_process(
+        settings, api, component=COMPONENT_BACKUP_SESSION, host=host, restic=restic, lease=lease
     )
     latest = LatestMetrics()
     registry = CollectorRegistry(auto_describe=True)
@@ -99,16 +75,8 @@ async def run_sidecar(settings: AgentSettings) -> int:
         settings.listen_host,
         settings.status_port,
     )
-    live.settings_loaded = True
-    log.info(
-        "agent started",
-        extra={
-            "invoker": f"{settings.namespace}/{settings.invoker_name}",
-            "host": host.name,
-            "target": f"{settings.target_kind}/{settings.target_name}",
-            "status_port": settings.status_port,
-        },
-    )
+    ctx.live.settings_loaded = True
+    log.info("agent started", extra={**_identity(settings, host), "status_port": settings.status_port})
     tasks = [asyncio.create_task(sidecar.run(), name="sidecar")]
     if lease is not None:
         tasks.append(asyncio.create_task(lease.run(), name="lease"))
@@ -153,27 +121,13 @@ async def run_restore(settings: AgentSettings) -> int:
     try:
         await restic_version(restic)
     except ResticUnavailable as exc:  # recorded as this host's failure, so the session says why
-        startup_error = PreparationError(exc.reason, exc.message)
+        startup_error = PreparationError(exc.message, reason=exc.reason)
     api = await new_api_client()
-    live = live_state(settings, host)
-    live.settings_loaded = True
-    ctx = AgentContext(
-        settings=settings,
-        api=api,
-        stash=StashClient(api),
-        events=EventRecorder(api, COMPONENT_RESTORE_SESSION, host=settings.pod_name),
-        host=host,
-        live=live,
-        restic=restic,
+    ctx = AgentContext.of_process(
+        settings, api, component=COMPONENT_RESTORE_SESSION, host=host, restic=restic
     )
-    log.info(
-        "restore started",
-        extra={
-            "invoker": f"{settings.namespace}/{settings.invoker_name}",
-            "host": host.name,
-            "target": f"{settings.target_kind}/{settings.target_name}",
-        },
-    )
+    ctx.live.settings_loaded = True
+    log.info("restore started", extra=_identity(settings, host))
     task = asyncio.create_task(RestoreRunner(ctx, startup_error=startup_error).run(), name="restore")
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -36,12 +36,6 @@ _READERS = {
 class PreparationError(RefuseInput):
     """Something the session needs is missing or wrong; ``reason`` is a condition-style word."""
 
-    def __init__(self, reason: str, message: str) -> None:
-        """Keep a machine reason and a message that names the object and field."""
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
-
 
 def upsert_condition(
     conditions: list[Condition] | None, type_: str, ok: bool, reason: str, message: str, now: dt.datetime
@@ -62,6 +56,35 @@ def upsert_condition(
     return conditions
 
 
+def target_lease(
+    api: client.ApiClient,
+    settings: AgentSettings,
+    purpose: str,
+    *,
+    duration: int = 15,
+    renew_every: float = 5.0,
+) -> LeaseLock:
+    """The Lease ``lock-<target kind>-<target name>-<purpose>`` of this agent's target, held as this pod."""
+    name = names.lease_name(settings.target_kind, settings.target_name, purpose)
+    return LeaseLock(
+        api, settings.namespace, name, settings.pod_name, duration=duration, renew_every=renew_every
+    )
+
+
+def live_state(settings: AgentSettings, host: HostIdentity) -> LiveState:
+    """The empty ``GET /status`` record of this agent: its invoker, target (none for a Job), host, mode."""
+    return LiveState(
+        invoker={
+            "kind": settings.invoker_kind,
+            "name": settings.invoker_name,
+            "namespace": settings.namespace,
+        },
+        target={"kind": settings.target_kind, "name": settings.target_name} if settings.target_kind else {},
+        host=host.name,
+        mode=settings.mode,
+    )
+
+
 @dataclass
 class AgentContext:
     """Everything a session handler needs; built once per process."""
@@ -74,6 +97,30 @@ class AgentContext:
     live: LiveState
     restic: ResticSettings
     lease: LeaseLock | None = None
+
+    @classmethod
+    def of_process(
+        cls,
+        settings: AgentSettings,
+        api: client.ApiClient,
+        *,
+        component: str,
+        host: HostIdentity,
+        restic: ResticSettings,
+        lease: LeaseLock | None = None,
+    ) -> AgentContext:
+        """The context of this process: clients on ``api``, events as ``component`` from this pod, and an
+        empty live state."""
+        return cls(
+            settings=settings,
+            api=api,
+            stash=StashClient(api),
+            events=EventRecorder(api, component, host=settings.pod_name),
+            host=host,
+            live=live_state(settings, host),
+            restic=restic,
+            lease=lease,
+        )
 
     @property
     def namespace(self) -> str:
@@ -90,8 +137,8 @@ class AgentContext:
             return await call_json(getattr(apps, reader), self.settings.target_name, self.namespace)
         except NotFound as exc:
             raise PreparationError(
-                "TargetNotFound",
                 f"{self.settings.target_kind} {self.namespace}/{self.settings.target_name} not found",
+                reason="TargetNotFound",
             ) from exc
 
     async def repository(self, name: str, namespace: str | None) -> tuple[Repository, ResticRepository]:
@@ -100,21 +147,23 @@ class AgentContext:
         try:
             repo = await self.stash.get(Repository, repo_ns, name)
         except NotFound as exc:
-            raise PreparationError("RepositoryNotFound", f"Repository {repo_ns}/{name} not found") from exc
+            raise PreparationError(
+                f"Repository {repo_ns}/{name} not found", reason="RepositoryNotFound"
+            ) from exc
         backend = repo.spec.backend.to_dict()
         secret_name = backend.get("storageSecretName")
         if not secret_name:
             raise PreparationError(
-                "BackendSecretNotAvailable",
                 f"Repository {repo_ns}/{name}: spec.backend.storageSecretName is empty",
+                reason="BackendSecretNotAvailable",
             )
         try:
             secret = await call_json(client.CoreV1Api(self.api).read_namespaced_secret, secret_name, repo_ns)
         except NotFound as exc:
             raise PreparationError(
-                "BackendSecretNotAvailable",
                 f"storage Secret {repo_ns}/{secret_name} (Repository {repo_ns}/{name} "
                 "spec.backend.storageSecretName) not found",
+                reason="BackendSecretNotAvailable",
             ) from exc
         files_dir = Path(self.settings.tmp_dir) / "credentials" / name
         files_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -127,7 +176,7 @@ class AgentContext:
             )
         except BackendError as exc:
             raise PreparationError(
-                "BackendSecretNotAvailable", f"Repository {repo_ns}/{name}: {exc}"
+                f"Repository {repo_ns}/{name}: {exc}", reason="BackendSecretNotAvailable"
             ) from exc
         return repo, restic_repo
 

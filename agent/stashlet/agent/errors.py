@@ -17,7 +17,27 @@ from __future__ import annotations
 
 
 class AgentError(Exception):
-    """Any error the agent defines; catch one of the three roots below rather than this."""
+    """Any error the agent defines; catch one of the three roots below rather than this.
+
+    ``message`` is the text for people (it names the object and field when the input is at fault);
+    ``reason`` is a CamelCase word for a Kubernetes condition or event: the one given when the error is
+    raised, else the class's own, which is the class name unless the class sets another.
+    """
+
+    reason: str = "AgentError"
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        """A class that sets no ``reason`` of its own is named by it."""
+        super().__init_subclass__(**kwargs)
+        if "reason" not in cls.__dict__:
+            cls.reason = cls.__name__
+
+    def __init__(self, message: str, *, reason: str | None = None) -> None:
+        """Keep the message and, when given, a reason for this occurrence."""
+        super().__init__(message)
+        self.message = message
+        if reason is not None:
+            self.reason = reason
 
 
 class RetryLater(AgentError):

@@ -54,7 +54,6 @@ from stashlet.agent.kubedump.dump import (
     options_from_params,
     scope_of,
 )
-from stashlet.agent.live import LiveState
 from stashlet.agent.metrics.report import LatestMetrics, MetricsReporter, merge_outcomes
 from stashlet.agent.restic.runner import ResticSettings, restic_version
 from stashlet.agent.settings import AgentSettings
@@ -63,9 +62,8 @@ from stashlet.api.backupconfiguration import BackupConfiguration
 from stashlet.api.backupsession import BackupSession, BackupSessionPhase, HostBackupPhase, HostBackupStats
 from stashlet.api.common import TargetRef
 from stashlet.kube.client import new_api_client
-from stashlet.kube.custom import StashClient
 from stashlet.kube.errors import KubeError, NotFound
-from stashlet.kube.events import COMPONENT_BACKUP_SESSION, EventRecorder
+from stashlet.kube.events import COMPONENT_BACKUP_SESSION
 
 log = logging.getLogger(__name__)
 
@@ -180,9 +178,9 @@ class BackupJob:
         if not is_kubedump_task(config):
             task = config.spec.task.name if config.spec.task else None
             raise DumpError(
-                REASON_UNSUPPORTED_TASK,
                 f"BackupConfiguration {self.ctx.object_ref()}: task {task!r} is not run by the job "
                 "model (it runs the resource dump task kubedump-backup-0.1.0)",
+                reason=REASON_UNSUPPORTED_TASK,
             )
         params = config.spec.task.params if config.spec.task else None
         return scope_of(config), options_from_params(params)
@@ -200,7 +198,7 @@ class BackupJob:
         try:
             report = await dump(ctx.api, scope, options, self.dump_dir)
         except (KubeError, OSError, aiohttp.ClientError, ValueError) as exc:
-            raise DumpFailed(REASON_DUMP_FAILED, f"dumping the resources failed: {exc}") from exc
+            raise DumpFailed(f"dumping the resources failed: {exc}", reason=REASON_DUMP_FAILED) from exc
         await self._record_report(name, report)
         await self.runner.run(session, config, BackupPlan(ref=ref, total_hosts=1, paths=[str(self.dump_dir)]))
 
@@ -268,23 +266,8 @@ async def run(settings: AgentSettings, restic: ResticSettings) -> int:
     await restic_version(restic)
     api = await new_api_client()
     try:
-        ctx = AgentContext(
-            settings=settings,
-            api=api,
-            stash=StashClient(api),
-            events=EventRecorder(api, COMPONENT_BACKUP_SESSION, host=settings.pod_name),
-            host=JOB_HOST,
-            live=LiveState(
-                invoker={
-                    "kind": settings.invoker_kind,
-                    "name": settings.invoker_name,
-                    "namespace": settings.namespace,
-                },
-                target={},
-                host=JOB_HOST.name,
-                mode=settings.mode,
-            ),
-            restic=restic,
+        ctx = AgentContext.of_process(
+            settings, api, component=COMPONENT_BACKUP_SESSION, host=JOB_HOST, restic=restic
         )
         job = BackupJob(ctx, BackupRunner(ctx, MetricsReporter(ctx, LatestMetrics())))
         log.info(

@@ -72,7 +72,7 @@ class LiveState:
 
 
 def progress_dict(status: rj.BackupStatus | rj.RestoreStatus) -> dict[str, Any]:
-    """Restic's progress message as camelCase JSON."""
+    """Restic's progress message as camelCase JSON, the fraction done to four places (0.01 %)."""
     fields = (
         "percent_done",
         "total_files",
@@ -86,6 +86,8 @@ def progress_dict(status: rj.BackupStatus | rj.RestoreStatus) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name in fields:
         value = getattr(status, name, None)
+        if name == "percent_done" and value is not None:
+            value = round(value, 4)
         if value is not None:
             head, *rest = name.split("_")
             out[head + "".join(part.title() for part in rest)] = value

@@ -28,7 +28,7 @@ from typing import Any
 from stashlet.agent.backup import status as ss
 from stashlet.agent.backup.plan import plan_from_config
 from stashlet.agent.backup.run import BackupRunner
-from stashlet.agent.context import AgentContext, PreparationError
+from stashlet.agent.context import AgentContext, PreparationError, target_lease
 from stashlet.agent.durations import parse_duration
 from stashlet.agent.http_api.server import BackupRefused
 from stashlet.agent.liveness import Clock, Heartbeat, tick, wedged
@@ -41,7 +41,6 @@ from stashlet.api.common import TargetRef
 from stashlet.api.sessions import build_session
 from stashlet.kube.custom import StashClient
 from stashlet.kube.errors import Conflict, KubeError, NotFound
-from stashlet.kube.leases import LeaseLock
 from stashlet.kube.watch import DELETED, SYNCED, WatchSettings, watch
 
 log = logging.getLogger(__name__)
@@ -295,15 +294,7 @@ class Sidecar:
         if not self.ctx.host.takes_turns:
             yield
             return
-        settings = self.ctx.settings
-        lease = LeaseLock(
-            self.ctx.api,
-            self.ctx.namespace,
-            names.lease_name(settings.target_kind, settings.target_name, "backup"),
-            settings.pod_name,
-            duration=15,
-            renew_every=3,
-        )
+        lease = target_lease(self.ctx.api, self.ctx.settings, "backup", duration=15, renew_every=3)
         renewer = asyncio.create_task(lease.run(), name="turn-lease")
         try:
             await lease.wait_held()

@@ -27,7 +27,9 @@ def plan_from_config(config: BackupConfiguration, workload: dict[str, Any]) -> B
     target = config.spec.target
     if target is None or target.ref is None:
         name = f"{config.metadata.namespace}/{config.metadata.name}"
-        raise PreparationError("TargetNotFound", f"BackupConfiguration {name}: spec.target.ref is not set")
+        raise PreparationError(
+            f"BackupConfiguration {name}: spec.target.ref is not set", reason="TargetNotFound"
+        )
     ref = TargetRef(api_version=target.ref.api_version, kind=target.ref.kind, name=target.ref.name)
     return BackupPlan(
         ref=ref,

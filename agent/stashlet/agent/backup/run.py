@@ -20,6 +20,7 @@ from stashlet.agent.backup import status as ss
 from stashlet.agent.backup.plan import BackupPlan
 from stashlet.agent.context import AgentContext, PreparationError, missing_paths
 from stashlet.agent.durations import format_duration
+from stashlet.agent.live import progress_dict
 from stashlet.agent.metrics.report import MetricsReporter, PushOutcome, merge_outcomes
 from stashlet.agent.restic import output as rj
 from stashlet.agent.restic.errors import PartialBackup, RepositoryLocked, RepositoryNotFound, ResticError
@@ -98,20 +99,20 @@ class BackupRunner:
             repo_ref = config.spec.repository
             if repo_ref is None:
                 raise PreparationError(
-                    "RepositoryNotFound",
                     f"BackupConfiguration {ctx.object_ref()}: spec.repository is not set",
+                    reason="RepositoryNotFound",
                 )
             repo, restic_repo = await ctx.repository(repo_ref.name, repo_ref.namespace)
             if not paths:
                 raise PreparationError(
-                    "TargetPathsMissing",
                     f"BackupConfiguration {ctx.object_ref()}: spec.target.paths is empty",
+                    reason="TargetPathsMissing",
                 )
             if gone := missing_paths(paths):
                 raise PreparationError(
-                    "TargetPathNotFound",
                     f"target path(s) {', '.join(gone)} do not exist in "
                     f"pod {ctx.settings.pod_name} (check spec.target.volumeMounts)",
+                    reason="TargetPathNotFound",
                 )
             restic = Restic(ctx.restic, restic_repo)
             await self._ensure_repository(restic, repo, name)
@@ -188,9 +189,9 @@ class BackupRunner:
                 f" and Repository {repo_name} forbids initialising one",
             )
             raise PreparationError(
-                "RepositoryNotFound",
                 f"no restic repository for Repository {repo_name} and "
                 "its init-repository annotation is false",
+                reason="RepositoryNotFound",
             )
         await restic.init()
         self.known_repositories.add(url)
@@ -237,16 +238,7 @@ class BackupRunner:
                 hostname=ctx.host.name,
                 phase=HostBackupPhase.RUNNING,
                 pod=ctx.settings.pod_name,
-                progress=BackupProgress(
-                    percent_done=round(status.percent_done, 4),
-                    total_files=status.total_files,
-                    files_done=status.files_done,
-                    total_bytes=status.total_bytes,
-                    bytes_done=status.bytes_done,
-                    seconds_elapsed=status.seconds_elapsed,
-                    seconds_remaining=status.seconds_remaining,
-                    error_count=status.error_count,
-                ),
+                progress=BackupProgress.model_validate(progress_dict(status)),
             )
             task = asyncio.create_task(
                 ctx.stash.update_status(

@@ -39,11 +39,7 @@ BEARER_REALM: Final = "stashlet-agent"
 
 
 class BackupRefused(RefuseInput):
-    """The agent will not take an instant backup now; ``reason`` says why (answered with 409)."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+    """The agent will not take an instant backup now; the message says why (answered with 409)."""
 
 
 class StatusSource(Protocol):
@@ -218,8 +214,8 @@ async def _backup(request: web.Request) -> web.Response:
     try:
         name = await settings.source.request_backup(requested_by)
     except BackupRefused as exc:
-        log.info("instant backup refused", extra={"remote": request.remote, "reason": exc.reason})
-        return _error(409, exc.reason)
+        log.info("instant backup refused", extra={"remote": request.remote, "reason": exc.message})
+        return _error(409, exc.message)
     log.info("instant backup requested", extra={"remote": request.remote, "via": via, "backupSession": name})
     return web.json_response({"backupSession": name}, status=202)
 

@@ -162,9 +162,9 @@ class _Run:
                     self.writer.write(resource, obj)
         except BadRequest as exc:
             raise DumpError(
-                "InvalidParameter",
                 f"listing {resource.qualified} with labelSelector {self.options.label_selector!r}: "
                 f"{exc.message}",
+                reason="InvalidParameter",
             ) from exc
         except KubeError as exc:
             self.skipped(resource, namespace, exc)
@@ -185,7 +185,7 @@ class _Run:
         try:
             obj = await self.get(resource, None, namespace)
         except NotFound as exc:
-            raise DumpError("TargetNotFound", f"namespace {namespace} not found") from exc
+            raise DumpError(f"namespace {namespace} not found", reason="TargetNotFound") from exc
         except KubeError as exc:
             self.skipped(resource, None, exc)
             return
@@ -198,17 +198,17 @@ class _Run:
         resource = self.discovery.find_kind(group, kind)
         if resource is None:
             raise DumpError(
-                "TargetNotFound", f"the API server serves no kind {kind} in group {group or 'core'}"
+                f"the API server serves no kind {kind} in group {group or 'core'}", reason="TargetNotFound"
             )
         try:
             root = await self.get(resource, namespace, name)
         except NotFound as exc:
             raise DumpError(
-                "TargetNotFound", f"{kind} {self.where(resource, namespace, name)} not found"
+                f"{kind} {self.where(resource, namespace, name)} not found", reason="TargetNotFound"
             ) from exc
         except KubeError as exc:
             raise DumpFailed(
-                "TargetNotReadable", f"{kind} {self.where(resource, namespace, name)}: {exc.message}"
+                f"{kind} {self.where(resource, namespace, name)}: {exc.message}", reason="TargetNotReadable"
             ) from exc
         root_uid = (root.get("metadata") or {}).get("uid")
         self.writer.write(resource, root)
@@ -230,7 +230,7 @@ class _Run:
                                 entry = (resource, meta.get("namespace"), str(meta.get("name")))
                                 children.setdefault(str(owner.get("uid")), []).append(entry)
                 except BadRequest as exc:
-                    raise DumpError("InvalidParameter", f"labelSelector: {exc.message}") from exc
+                    raise DumpError(f"labelSelector: {exc.message}", reason="InvalidParameter") from exc
                 except KubeError as exc:
                     self.skipped(resource, namespace, exc)
 
@@ -265,7 +265,7 @@ async def dump(api: client.ApiClient, scope: DumpScope, options: DumpOptions, ro
         discovery = await discover(api)
     except KubeError as exc:
         raise DumpFailed(
-            "DiscoveryFailed", f"cannot read the API server's resource types: {exc.message}"
+            f"cannot read the API server's resource types: {exc.message}", reason="DiscoveryFailed"
         ) from exc
     report.skipped_groups = list(discovery.failures)
     run = _Run(api, options, discovery, TreeWriter(report, sanitize=options.sanitize))

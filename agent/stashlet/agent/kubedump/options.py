@@ -43,22 +43,10 @@ class DumpError(RefuseInput):
     """The configuration asks for a dump that cannot be made (a bad task parameter, a target that is
     unclear or does not exist); ``reason`` is a condition-style word, the message names the field."""
 
-    def __init__(self, reason: str, message: str) -> None:
-        """Keep a machine reason and a message."""
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
-
 
 class DumpFailed(ReportFailure):
     """The dump was started and failed (the API server could not be read, the folder not written);
     ``reason`` is a condition-style word, the message names the cause."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        """Keep a machine reason and a message."""
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
 
 
 # --------------------------------------------------------------------------------- options and scope
@@ -89,7 +77,9 @@ def _flag(name: str, value: str) -> bool:
         return True
     if lowered in ("false", "0", "no"):
         return False
-    raise DumpError("InvalidParameter", f"task param {name}={value!r} is not a boolean (true or false)")
+    raise DumpError(
+        f"task param {name}={value!r} is not a boolean (true or false)", reason="InvalidParameter"
+    )
 
 
 def options_from_params(params: Iterable[Param] | None) -> DumpOptions:
@@ -137,10 +127,10 @@ def scope_of(config: BackupConfiguration) -> DumpScope:
         return DumpScope("cluster")
     where = f"BackupConfiguration {config.metadata.namespace}/{config.metadata.name} spec.target.ref"
     if not ref.kind or not ref.name:
-        raise DumpError("InvalidTarget", f"{where} needs both kind and name")
+        raise DumpError(f"{where} needs both kind and name", reason="InvalidTarget")
     if ref.kind == "Namespace" and (ref.api_version or "v1") == "v1":
         return DumpScope("namespace", namespace=ref.name)
     if not ref.api_version:
-        raise DumpError("InvalidTarget", f"{where} needs apiVersion for kind {ref.kind}")
+        raise DumpError(f"{where} needs apiVersion for kind {ref.kind}", reason="InvalidTarget")
     namespace = ref.namespace or config.metadata.namespace
     return DumpScope("application", namespace=namespace, target=ref)

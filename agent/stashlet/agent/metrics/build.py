@@ -12,6 +12,7 @@ tested without a server.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -45,14 +46,8 @@ class InvokerLabels:
     driver: str = Snapshotter.RESTIC.value
 
     def values(self) -> dict[str, str]:
-        """The label values by label name."""
-        return {
-            "invoker_kind": self.invoker_kind,
-            "invoker_name": self.invoker_name,
-            "namespace": self.namespace,
-            "driver": self.driver,
-            "repository": self.repository,
-        }
+        """The label values by label name (the label names are the field names)."""
+        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True)
@@ -86,6 +81,42 @@ class _Builder:
             gauge.labels(**labels).set(value)
 
 
+# ---------------------------------------------------------------- sessions
+
+
+@dataclass(frozen=True)
+class _SessionGauges:
+    success: MetricSpec
+    duration: MetricSpec
+    target_count: MetricSpec
+
+
+_BACKUP_SESSION = _SessionGauges(
+    gauges.BACKUP_SESSION_SUCCESS, gauges.BACKUP_SESSION_DURATION, gauges.BACKUP_TARGET_COUNT
+)
+_RESTORE_SESSION = _SessionGauges(
+    gauges.RESTORE_SESSION_SUCCESS, gauges.RESTORE_SESSION_DURATION, gauges.RESTORE_TARGET_COUNT
+)
+
+
+def _session(
+    labels: InvokerLabels,
+    specs: _SessionGauges,
+    succeeded: bool,
+    *,
+    duration_seconds: float | None,
+    target_count: int,
+) -> _Builder:
+    """A session's success; on success also its duration (when known) and its number of targets."""
+    builder = _Builder(labels.values())
+    builder.set(specs.success, 1 if succeeded else 0)
+    if succeeded:
+        if duration_seconds is not None:
+            builder.set(specs.duration, duration_seconds)
+        builder.set(specs.target_count, target_count)
+    return builder
+
+
 # ---------------------------------------------------------------- backup
 
 
@@ -106,15 +137,15 @@ def backup_session_metrics(
     Succeeded: success 1, duration, number of targets, last success time (``finished_at``). Any other
     phase: success 0 only, so the last success time of an earlier session stays on the gateway.
     """
-    builder = _Builder(labels.values())
+    builder = _session(
+        labels,
+        _BACKUP_SESSION,
+        phase is BackupSessionPhase.SUCCEEDED,
+        duration_seconds=duration_seconds,
+        target_count=target_count,
+    )
     if phase is BackupSessionPhase.SUCCEEDED:
-        builder.set(gauges.BACKUP_SESSION_SUCCESS, 1)
-        if duration_seconds is not None:
-            builder.set(gauges.BACKUP_SESSION_DURATION, duration_seconds)
-        builder.set(gauges.BACKUP_TARGET_COUNT, target_count)
         builder.set(gauges.BACKUP_LAST_SUCCESS, finished_at.timestamp())
-    else:
-        builder.set(gauges.BACKUP_SESSION_SUCCESS, 0)
     return builder.registry
 
 
@@ -217,15 +248,13 @@ def restore_session_metrics(
     labels: InvokerLabels, phase: RestorePhase, *, duration_seconds: float | None, target_count: int
 ) -> CollectorRegistry:
     """Metrics of a whole RestoreSession: success, and on success its duration and number of targets."""
-    builder = _Builder(labels.values())
-    if phase is RestorePhase.SUCCEEDED:
-        builder.set(gauges.RESTORE_SESSION_SUCCESS, 1)
-        if duration_seconds is not None:
-            builder.set(gauges.RESTORE_SESSION_DURATION, duration_seconds)
-        builder.set(gauges.RESTORE_TARGET_COUNT, target_count)
-    else:
-        builder.set(gauges.RESTORE_SESSION_SUCCESS, 0)
-    return builder.registry
+    return _session(
+        labels,
+        _RESTORE_SESSION,
+        phase is RestorePhase.SUCCEEDED,
+        duration_seconds=duration_seconds,
+        target_count=target_count,
+    ).registry
 
 
 def restore_target_metrics(

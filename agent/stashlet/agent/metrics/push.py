@@ -34,11 +34,12 @@ class MetricsPushFailed(ReportFailure):
     """Metrics could not be pushed, after the retries a transient failure earns; the caller records it
     (condition, event). The message names the gateway (without credentials) and the job."""
 
-    def __init__(self, gateway: str, job: str, reason: str) -> None:
-        super().__init__(f"pushing metrics of job {job!r} to the Pushgateway at {gateway} failed: {reason}")
+    def __init__(self, gateway: str, job: str, cause: str) -> None:
+        """Name the gateway, the job and the cause in the message."""
+        super().__init__(f"pushing metrics of job {job!r} to the Pushgateway at {gateway} failed: {cause}")
         self.gateway = gateway
         self.job = job
-        self.reason = reason
+        self.cause = cause
 
 
 def job_name(invoker_kind: str, namespace: str, invoker_name: str) -> str:

@@ -37,7 +37,7 @@ import posixpath
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from stashlet.agent.errors import RefuseInput
@@ -68,7 +68,7 @@ _USERINFO_PASSWORD = re.compile(r"(://[^/@:]*):[^/@]*@")
 class BackendError(RefuseInput):
     """The backend spec or its storage Secret cannot be used (message names keys, never values)."""
 
-    reason: ClassVar[str] = "InvalidBackend"
+    reason = "InvalidBackend"
 
 
 class MissingSecretKey(BackendError):

@@ -21,7 +21,6 @@ import re
 import signal
 from collections.abc import Sequence
 from enum import IntEnum
-from typing import ClassVar
 
 from stashlet.agent.errors import AgentError, RefuseInput, ReportFailure, RetryLater
 from stashlet.agent.restic.output import BackupSummary
@@ -50,12 +49,12 @@ class ResticError(AgentError):
     signal, or ``None`` when restic did not run at all.
     """
 
-    reason: ClassVar[str] = "ResticFailed"
+    reason = "ResticFailed"
 
     def __init__(self, message: str, *, exit_code: int | None = None) -> None:
-        self.message = _shorten(message)
+        """Keep the message (cut to :data:`MAX_MESSAGE_CHARS`) and the exit code."""
+        super().__init__(_shorten(message))
         self.exit_code = exit_code
-        super().__init__(self.message)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(reason={self.reason!r}, exit_code={self.exit_code!r})"
@@ -64,19 +63,13 @@ class ResticError(AgentError):
 class ResticFailed(ResticError, ReportFailure):
     """restic failed (exit 1, 2, an unknown code, or killed by a signal)."""
 
-    reason = "ResticFailed"
-
 
 class SnapshotNotFound(ResticError, RefuseInput):
     """The requested snapshot (an ID, or ``latest`` with host/path filters) does not exist."""
 
-    reason = "SnapshotNotFound"
-
 
 class ResticUnavailable(ResticError, RefuseInput):
     """The restic binary is missing, not executable, or older than the supported minimum."""
-
-    reason = "ResticUnavailable"
 
 
 class PartialBackup(ResticError, ReportFailure):
@@ -85,8 +78,6 @@ class PartialBackup(ResticError, ReportFailure):
     ``unreadable`` lists the paths restic reported (at most the runner's bound), ``summary`` is the
     backup's summary when restic printed one, so the snapshot can still be recorded.
     """
-
-    reason = "PartialBackup"
 
     def __init__(
         self,
@@ -109,25 +100,17 @@ class PartialBackup(ResticError, ReportFailure):
 class RepositoryNotFound(ResticError, RefuseInput):
     """There is no repository at the configured location (exit 10)."""
 
-    reason = "RepositoryNotFound"
-
 
 class RepositoryLocked(ResticError, RetryLater):
     """restic could not lock the repository because another process holds a lock (exit 11)."""
-
-    reason = "RepositoryLocked"
 
 
 class WrongPassword(ResticError, RefuseInput):
     """The password does not open any key of the repository (exit 12)."""
 
-    reason = "WrongPassword"
-
 
 class Interrupted(ResticError, ReportFailure):
     """restic was interrupted by a signal (exit 130, or exit 1 after "signal ... received")."""
-
-    reason = "Interrupted"
 
 
 _BY_CODE: dict[int, type[ResticError]] = {

@@ -149,11 +149,10 @@ class ExitError:
 
 
 @dataclass(frozen=True, slots=True)
-class RestoreStatus:
-    """A ``restore`` progress report (``message_type: status``)."""
+class RestoreCounts:
+    """How far a ``restore`` got: the files and bytes it restored, skipped and deleted."""
 
     seconds_elapsed: int
-    percent_done: float
     total_files: int
     files_restored: int
     files_skipped: int
@@ -164,17 +163,15 @@ class RestoreStatus:
 
 
 @dataclass(frozen=True, slots=True)
-class RestoreSummary:
-    """The last line of a successful ``restore``."""
+class RestoreStatus(RestoreCounts):
+    """A ``restore`` progress report (``message_type: status``): the counts so far and the fraction done."""
 
-    seconds_elapsed: int
-    total_files: int
-    files_restored: int
-    files_skipped: int
-    files_deleted: int
-    total_bytes: int
-    bytes_restored: int
-    bytes_skipped: int
+    percent_done: float
+
+
+@dataclass(frozen=True, slots=True)
+class RestoreSummary(RestoreCounts):
+    """The last line of a successful ``restore``: the final counts."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Protocol
+from typing import Protocol
 
 from stashlet.agent.errors import RefuseInput
 
@@ -73,7 +73,7 @@ class Retention:
 class RetentionError(RefuseInput):
     """A retention policy that cannot be turned into a safe ``restic forget``."""
 
-    reason: ClassVar[str] = "InvalidRetentionPolicy"
+    reason = "InvalidRetentionPolicy"
 
 
 class EmptyRetentionPolicy(RetentionError):

@@ -33,6 +33,7 @@ from stashlet.api import versions
 log = logging.getLogger(__name__)
 
 S = TypeVar("S")
+U = TypeVar("U")
 MIN_VERSION: tuple[int, int, int] = versions.RESTIC_MIN
 INHERITED_ENV = (
     "PATH", "HOME", "TZ", "LANG", "LC_ALL", "SSL_CERT_FILE", "SSL_CERT_DIR",
@@ -331,19 +332,12 @@ class Restic:
             *(f"--tag={t}" for t in tags),
             *(f"--exclude={e}" for e in excludes),
         ]
-        throttle: _Throttle[rj.BackupStatus] = _Throttle(progress_cb, self.settings.progress_interval)
-        summaries: list[rj.BackupSummary] = []
-
-        def on_line(line: str) -> None:
-            message = rj.parse_backup_message(line)
-            if isinstance(message, rj.BackupStatus):
-                throttle.offer(message)
-            elif isinstance(message, rj.BackupSummary):
-                summaries.append(message)
-
-        result = await self.run([*args, *extra_args, "--", *paths], on_line=on_line)
-        throttle.flush()
-        summary = summaries[-1] if summaries else None
+        result, summary = await self._reporting(
+            [*args, *extra_args, "--", *paths],
+            rj.parse_backup_message,
+            (rj.BackupStatus, rj.BackupSummary),
+            progress_cb,
+        )
         self._raise_for(result, summary)
         if summary is None:
             raise ResticFailed("restic backup exited 0 but printed no summary", exit_code=0)
@@ -367,22 +361,40 @@ class Restic:
         args = ["restore", f"--target={target}", *(f"--include={i}" for i in include)]
         args += [f"--exclude={e}" for e in exclude]
         args += _filters(host, paths)
-        throttle: _Throttle[rj.RestoreStatus] = _Throttle(progress_cb, self.settings.progress_interval)
-        summaries: list[rj.RestoreSummary] = []
+        result, summary = await self._reporting(
+            [*args, *extra_args, "--", snapshot],
+            rj.parse_restore_message,
+            (rj.RestoreStatus, rj.RestoreSummary),
+            progress_cb,
+        )
+        self._raise_for(result)
+        if summary is None:
+            raise ResticFailed("restic restore exited 0 but printed no summary", exit_code=0)
+        return summary
+
+    async def _reporting(
+        self,
+        args: Sequence[str],
+        parse: Callable[[str], object],
+        kinds: tuple[type[S], type[U]],
+        progress_cb: Callable[[S], None] | None,
+    ) -> tuple[RunResult, U | None]:
+        """Run a command that streams JSON lines: its status lines go to ``progress_cb`` (throttled),
+        and the last of its summary lines comes back with the result."""
+        status_kind, summary_kind = kinds
+        throttle: _Throttle[S] = _Throttle(progress_cb, self.settings.progress_interval)
+        summaries: list[U] = []
 
         def on_line(line: str) -> None:
-            message = rj.parse_restore_message(line)
-            if isinstance(message, rj.RestoreStatus):
+            message = parse(line)
+            if isinstance(message, status_kind):
                 throttle.offer(message)
-            elif isinstance(message, rj.RestoreSummary):
+            elif isinstance(message, summary_kind):
                 summaries.append(message)
 
-        result = await self.run([*args, *extra_args, "--", snapshot], on_line=on_line)
+        result = await self.run(args, on_line=on_line)
         throttle.flush()
-        self._raise_for(result)
-        if not summaries:
-            raise ResticFailed("restic restore exited 0 but printed no summary", exit_code=0)
-        return summaries[-1]
+        return result, summaries[-1] if summaries else None
 
     async def snapshots(
         self,

@@ -39,11 +39,6 @@ ITEM_ERRORS_SHOWN = 5
 class RestoreIncomplete(ReportFailure):
     """restic finished without error but did not put everything back; ``reason`` is condition-style."""
 
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
-
 
 @dataclass
 class HostRestore:
@@ -147,7 +142,7 @@ class ResticRestore:
             await _until(lambda: listing.snapshot is not None, lister, changed)
             snapshot = listing.snapshot
             if snapshot is None:
-                raise PlanError("SnapshotNotFound", wanted.missing)
+                raise PlanError(wanted.missing, reason="SnapshotNotFound")
             self._announce(rule, snapshot, listing.paths)
             if mounts:
                 for path in listing.paths:
@@ -157,8 +152,8 @@ class ResticRestore:
                 root = listing.root(path)
                 if root is None:
                     raise PlanError(
-                        "PathNotInSnapshot",
                         f"path {path} is not in snapshot {snapshot.short_id} of host {snapshot.hostname}",
+                        reason="PathNotInSnapshot",
                     )
                 item = plan_item(rule, snapshot.id, path, root)
                 if item is None:
@@ -172,7 +167,7 @@ class ResticRestore:
                 await lister  # the count is complete once the listing is
                 problem = verify(item, summary, listing.by_path[path])
                 if problem is not None:
-                    raise RestoreIncomplete("RestoreIncomplete", problem)
+                    raise RestoreIncomplete(problem)
                 if item.root is not None:
                     apply_root_metadata(item)
                 done.items.append(item)
@@ -225,7 +220,7 @@ class ResticRestore:
         json_error = self.restic.scrub(result.exit_error.message) if result.exit_error else None
         error = error_for_exit(result.exit_code, result.stderr_tail, json_error)
         if isinstance(error, SnapshotNotFound):
-            raise PlanError("SnapshotNotFound", wanted.missing)
+            raise PlanError(wanted.missing, reason="SnapshotNotFound")
         if error is not None:
             raise error
 
@@ -239,21 +234,21 @@ class ResticRestore:
         """
         pod = self.ctx.settings.pod_name
         if target == "/":
-            raise PlanError("InvalidRestorePath", f"{path}: refusing to restore into /")
+            raise PlanError(f"{path}: refusing to restore into /", reason="InvalidRestorePath")
         holder = mount_for(target, mounts) if mounts else target
         if holder is None:
             raise PlanError(
-                "TargetPathNotMounted",
                 f"{path} is not under any of spec.target.volumeMounts ({', '.join(mounts)}); "
                 "restored there it would land in the init-container's own file system",
+                reason="TargetPathNotMounted",
             )
         what = holder if holder == path else f"{holder} (for {path})"
         if not os.path.isdir(holder):
             raise PlanError(
-                "TargetPathNotFound", f"{what} is not a directory in pod {pod}; is the volume mounted?"
+                f"{what} is not a directory in pod {pod}; is the volume mounted?", reason="TargetPathNotFound"
             )
         if not os.access(holder, os.W_OK):
-            raise PlanError("TargetNotWritable", f"{what} is not writable in pod {pod}")
+            raise PlanError(f"{what} is not writable in pod {pod}", reason="TargetNotWritable")
 
     # --- restore -----------------------------------------------------------------------------------
 
@@ -284,9 +279,11 @@ class ResticRestore:
                 error = type(error)(f"{error.message}: {details}", exit_code=error.exit_code)
             raise error
         if result.error_count:
-            raise RestoreIncomplete("ResticErrors", f"restic reported {result.error_count} errors: {details}")
+            raise RestoreIncomplete(
+                f"restic reported {result.error_count} errors: {details}", reason="ResticErrors"
+            )
         if not summaries:
-            raise RestoreIncomplete("RestoreIncomplete", "restic restore exited 0 but printed no summary")
+            raise RestoreIncomplete("restic restore exited 0 but printed no summary")
         return summaries[-1]
 
 
@@ -339,5 +336,5 @@ def apply_root_metadata(item: RestoreItem) -> None:
             os.utime(target, ns=(root.atime_ns or root.mtime_ns, root.mtime_ns))
     except OSError as exc:
         raise RestoreIncomplete(
-            "TargetNotWritable", f"cannot set owner, mode or times of {target}: {exc.strerror or exc}"
+            f"cannot set owner, mode or times of {target}: {exc.strerror or exc}", reason="TargetNotWritable"
         ) from exc

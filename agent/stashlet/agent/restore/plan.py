@@ -53,11 +53,6 @@ _SAFE_OVERWRITE = ("always", "if-changed")
 class PlanError(RefuseInput):
     """The RestoreSession asks for something that cannot be restored; ``reason`` is condition-style."""
 
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
-
 
 # ----------------------------------------------------------------------------------------- rules
 
@@ -115,16 +110,19 @@ def check_extra_args(args: Sequence[str]) -> list[str]:
         name, _, value = arg.partition("=")
         if name in _FORBIDDEN_ARGS:
             raise PlanError(
-                "InvalidRestoreArgs", f"spec.target.args: {arg!r} is not allowed: {_FORBIDDEN_ARGS[name]}"
+                f"spec.target.args: {arg!r} is not allowed: {_FORBIDDEN_ARGS[name]}",
+                reason="InvalidRestoreArgs",
             )
         if name == "--overwrite" and value not in _SAFE_OVERWRITE:
             raise PlanError(
-                "InvalidRestoreArgs",
                 f"spec.target.args: {arg!r} is not allowed: a file left as it was would count as restored "
                 f"(use one of {', '.join(_SAFE_OVERWRITE)}, as a separate --overwrite=VALUE)",
+                reason="InvalidRestoreArgs",
             )
         if arg == "--overwrite":
-            raise PlanError("InvalidRestoreArgs", "spec.target.args: write --overwrite=VALUE as one argument")
+            raise PlanError(
+                "spec.target.args: write --overwrite=VALUE as one argument", reason="InvalidRestoreArgs"
+            )
     return list(args)
 
 

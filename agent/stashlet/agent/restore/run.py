@@ -30,7 +30,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from stashlet.agent.context import AgentContext, PreparationError
+from stashlet.agent.context import AgentContext, PreparationError, target_lease
 from stashlet.agent.durations import format_duration, parse_duration
 from stashlet.agent.errors import RefuseInput, ReportFailure
 from stashlet.agent.hosts import total_hosts
@@ -165,14 +165,8 @@ class RestoreRunner:
     @contextlib.asynccontextmanager
     async def _turn(self, deadline: float | None) -> AsyncIterator[bool]:
         """Hold Lease ``lock-<kind>-<name>-restore`` while restoring; False: the work got done meanwhile."""
-        settings = self.ctx.settings
-        lease = LeaseLock(
-            self.ctx.api,
-            self.ctx.namespace,
-            names.lease_name(settings.target_kind, settings.target_name, "restore"),
-            settings.pod_name,
-            duration=LEASE_DURATION,
-            renew_every=LEASE_RENEW,
+        lease = target_lease(
+            self.ctx.api, self.ctx.settings, "restore", duration=LEASE_DURATION, renew_every=LEASE_RENEW
         )
         renewer = asyncio.create_task(lease.run(), name="restore-lease")
         try:
@@ -272,7 +266,7 @@ class RestoreRunner:
         where, rules = rules_of(session)
         problems = rule_problems(rules, where)
         if problems:
-            raise PlanError("InvalidRestoreRule", "; ".join(problems))
+            raise PlanError("; ".join(problems), reason="InvalidRestoreRule")
         target = session.spec.target
         if session.spec.hooks is not None:
             log.warning(
@@ -290,7 +284,7 @@ class RestoreRunner:
         repo_ref = session.spec.repository
         if repo_ref is None:
             raise PreparationError(
-                "RepositoryNotFound", f"RestoreSession {self.ref}: spec.repository is not set"
+                f"RestoreSession {self.ref}: spec.repository is not set", reason="RepositoryNotFound"
             )
         repo, restic_repo = await ctx.repository(repo_ref.name, repo_ref.namespace)
         repository = f"{repo.metadata.namespace or ctx.namespace}/{repo.metadata.name}"
@@ -353,15 +347,15 @@ def check_session(session: RestoreSession, kind: str, name: str) -> None:
     spec = session.spec
     if spec.driver == Snapshotter.VOLUME_SNAPSHOTTER:
         raise PlanError(
-            "UnsupportedDriver", "spec.driver VolumeSnapshotter is not restored by an init-container"
+            "spec.driver VolumeSnapshotter is not restored by an init-container", reason="UnsupportedDriver"
         )
     ref = spec.target.ref if spec.target else None
     if ref is None or not ref.kind or not ref.name:
-        raise PlanError("RestoreTargetNotFound", "spec.target.ref is not set")
+        raise PlanError("spec.target.ref is not set", reason="RestoreTargetNotFound")
     if (ref.kind, ref.name) != (kind, name):
         raise PlanError(
-            "RestoreTargetMismatch",
             f"spec.target.ref is {ref.kind}/{ref.name}, but this init-container belongs to {kind}/{name}",
+            reason="RestoreTargetMismatch",
         )
 
 
