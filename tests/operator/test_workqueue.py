@@ -5,9 +5,11 @@ import contextlib
 from collections.abc import AsyncIterator
 
 import pytest
+from tests.polling import eventually
 
 from stashlet.kube.errors import Conflict
 from stashlet.operator.core.workqueue import WorkQueue
+from stashlet.operator.errors import OperatorError, RefuseInput, RetryLater
 
 
 @contextlib.asynccontextmanager
@@ -86,3 +88,63 @@ async def test_unexpected_errors_do_not_stop_the_workers(caplog: pytest.LogCaptu
     assert any(
         "boom" in record.getMessage() or getattr(record, "error", "") == "boom" for record in caplog.records
     )
+
+
+async def test_retry_later_comes_back_after_its_delay_without_counting_a_failure() -> None:
+    """RetryLater: the key comes back after the delay it names (not the backoff's), and a later real
+    failure still starts the backoff at base_delay."""
+    attempts: list[float] = []
+    loop = asyncio.get_running_loop()
+
+    async def handle(key: str) -> None:
+        attempts.append(loop.time())
+        if len(attempts) == 1:
+            raise RetryLater("the configuration is not Ready yet", delay=0.2)
+
+    queue = WorkQueue(handle, workers=1, base_delay=5.0)
+    async with running(queue):
+        queue.add("k")
+        await eventually(lambda: len(attempts) == 2, what="the second attempt", interval=0.01)
+    assert 0.19 <= attempts[1] - attempts[0] < 5.0
+    assert queue._failures == {}
+
+
+async def test_refused_input_is_not_retried(caplog: pytest.LogCaptureFixture) -> None:
+    """RefuseInput: logged with its message, never retried (the watches bring the change that cures it)."""
+    runs: list[str] = []
+
+    async def handle(key: str) -> None:
+        runs.append(key)
+        raise RefuseInput("annotation stash.appscode.com/backup-blueprint names no BackupBlueprint")
+
+    queue = WorkQueue(handle, workers=1, base_delay=0.01)
+    async with running(queue):
+        queue.add("Deployment/demo/web")
+        await asyncio.wait_for(queue.wait_idle(), 5)
+        assert queue.pending() == 0
+    assert runs == ["Deployment/demo/web"]
+    assert any("names no BackupBlueprint" in str(getattr(r, "error", "")) for r in caplog.records)
+
+
+def test_every_operator_exception_has_one_root() -> None:
+    """Every exception class the operator defines derives from exactly one of RetryLater, RefuseInput."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import stashlet.operator
+
+    found: list[type[BaseException]] = []
+    for info in pkgutil.walk_packages(stashlet.operator.__path__, "stashlet.operator."):
+        module = importlib.import_module(info.name)
+        found += [
+            cls
+            for _, cls in inspect.getmembers(module, inspect.isclass)
+            if issubclass(cls, BaseException) and cls.__module__ == info.name
+        ]
+    roots = (RetryLater, RefuseInput)
+    assert found  # AutoBackupError at least
+    for cls in found:
+        if cls in (*roots, OperatorError):
+            continue
+        assert sum(issubclass(cls, root) for root in roots) == 1, cls

@@ -207,9 +207,7 @@ class Controller(ControlLoop):
             return
         if item.startswith(JOB_PREFIX):
             namespace, _, name = item.removeprefix(JOB_PREFIX).partition("/")
-            retry = await self.reconciler.jobs.ensure_job(namespace, name)
-            if retry is not None:
-                self.queue.add(item, delay=retry)
+            await self.reconciler.jobs.ensure_job(namespace, name)
             return
         restore = item.startswith(RESTORE_PREFIX)
         key = item.removeprefix(RESTORE_PREFIX if restore else CONFIG_PREFIX)

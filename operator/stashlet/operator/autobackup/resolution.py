@@ -36,6 +36,7 @@ from typing import Any
 from stashlet.api import names
 from stashlet.api.backupblueprint import BackupBlueprint
 from stashlet.operator.core.workloads import WORKLOAD_KINDS, WorkloadKind
+from stashlet.operator.errors import RefuseInput
 
 AUTO_BACKUP_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
 """The kinds whose annotations are followed."""
@@ -66,13 +67,9 @@ _PASSED_THROUGH = ("interimVolumeTemplate", "backupHistoryLimit", "hooks", "time
 VARIABLE = re.compile(r"\$\{([^}]*)\}")
 
 
-class AutoBackupError(Exception):
-    """Why no objects can be made for a workload; the message names the annotation or field."""
-
-    def __init__(self, message: str) -> None:
-        """Keep ``message`` (shown in the workload's event)."""
-        super().__init__(message)
-        self.message = message
+class AutoBackupError(RefuseInput):
+    """Why no objects can be made for a workload; the message (the workload's event) names the
+    annotation or field."""
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,9 @@
 
 Adding a key that is already waiting does nothing (one run will see the latest state); adding a key that
 is being handled makes it run once more afterwards. A failed run is retried with exponential backoff
-(``base_delay`` doubling up to ``max_delay``); the count resets after a success. Different keys are
+(``base_delay`` doubling up to ``max_delay``); the count resets after a success. The operator's own
+errors say otherwise (:mod:`stashlet.operator.errors`): :class:`RetryLater` comes back after its delay,
+uncounted, and :class:`RefuseInput` is logged and not retried. Different keys are
 handled concurrently by up to ``workers`` workers.
 """
 
@@ -13,6 +15,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from stashlet.kube.errors import KubeError, is_transient
+from stashlet.operator.errors import RefuseInput, RetryLater
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +93,14 @@ class WorkQueue:
                 await self.handler(key)
             except asyncio.CancelledError:
                 raise
+            except RetryLater as exc:
+                log.debug(
+                    "not yet; retrying", extra={"object": key, "why": exc.message, "retry_in": exc.delay}
+                )
+                self.add(key, exc.delay)
+            except RefuseInput as exc:
+                self._failures.pop(key, None)
+                log.warning("refused", extra={"object": key, "error": exc.message})
             except Exception as exc:  # a failed key must never stop a worker
                 self._retry(key, exc)
             else:

@@ -30,6 +30,7 @@ from stashlet.kube.errors import Conflict, Forbidden, Invalid, NotFound
 from stashlet.kube.events import COMPONENT_BACKUP_SESSION, EventRecorder
 from stashlet.operator.core.objects import labels_cover
 from stashlet.operator.core.resources import Resources
+from stashlet.operator.errors import RetryLater
 from stashlet.operator.injection import kubedump_rbac
 from stashlet.operator.injection.rbac import RepositoryAccess, up_to_date
 from stashlet.operator.kubedump import backup_job
@@ -133,24 +134,24 @@ class KubedumpJobs:
 
     # ------------------------------------------------------------ one session's Job
 
-    async def ensure_job(self, namespace: str, name: str) -> float | None:
-        """Create the Job of BackupSession ``namespace/name`` if it needs one (module docstring); the delay
-        after which to try again, or None."""
+    async def ensure_job(self, namespace: str, name: str) -> None:
+        """Create the Job of BackupSession ``namespace/name`` if it needs one (module docstring);
+        :class:`~stashlet.operator.errors.RetryLater` while what it needs is not ready."""
         try:
             session = await self.stash.get(BackupSession, namespace, name)
         except NotFound:
-            return None
+            return
         invoker = session.spec.invoker
         if (
             session.status and session.status.phase in FINAL
         ) or invoker.kind != names.KIND_BACKUP_CONFIGURATION:
-            return None
+            return
         try:
             bc = await self.stash.get(BackupConfiguration, namespace, invoker.name)
         except NotFound:
-            return None
+            return
         if not backup_job.is_kubedump(bc) or bc.metadata.deletion_timestamp is not None:
-            return None
+            return
         status = bc.status
         current = status is not None and status.observed_generation == bc.metadata.generation
         if current and status is not None and status.phase == BackupInvokerPhase.INVALID:
@@ -161,9 +162,11 @@ class KubedumpJobs:
             await self._fail(
                 session, f"BackupConfiguration {namespace}/{bc.metadata.name} is Invalid: {problem}"
             )
-            return None
+            return
         if not current or status is None or status.phase != BackupInvokerPhase.READY:
-            return RETRY_SECONDS
+            raise RetryLater(
+                f"BackupConfiguration {namespace}/{bc.metadata.name} is not Ready yet", delay=RETRY_SECONDS
+            )
         repo_ref = bc.spec.repository
         try:
             repository = await self.stash.get(
@@ -172,11 +175,13 @@ class KubedumpJobs:
                 repo_ref.name if repo_ref else "",
             )
         except NotFound:
-            return RETRY_SECONDS
+            raise RetryLater(
+                f"the Repository of {namespace}/{bc.metadata.name} is not there yet", delay=RETRY_SECONDS
+            ) from None
         missing = await self._missing_cluster_role()
         if missing:
             await self._fail(session, missing)
-            return None
+            return
         job = backup_job.build_job(bc, session, repository, self.settings)
         job_name = job["metadata"]["name"]
         try:
@@ -188,14 +193,15 @@ class KubedumpJobs:
             existing = await call_json(self.batch.read_namespaced_job, job_name, namespace)
             owners = existing.get("metadata", {}).get("ownerReferences") or []
             if not any(o.get("uid") == session.metadata.uid for o in owners):
-                return RETRY_SECONDS  # a Job of an earlier session of that name, on its way out
+                why = f"Job {namespace}/{job_name} of an earlier session is on its way out"
+                raise RetryLater(why, delay=RETRY_SECONDS) from None
         except Invalid as exc:
             await self._fail(
                 session, f"Failed to create backup job {namespace}/{job_name}. Reason: {exc.message}"
             )
-            return None
+            return
         await self._set_ensured(session, f"Successfully created backup job {namespace}/{job_name}.")
-        return None
+        return
 
     async def _missing_cluster_role(self) -> str | None:
         """Why the read-only ClusterRole cannot be used, or None (also when the operator may not look)."""
