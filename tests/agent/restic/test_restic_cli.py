@@ -40,7 +40,7 @@ from stashlet.agent.restic.runner import (
 )
 from stashlet.api import versions
 
-from .conftest import PASSWORD, local_repository
+from ..conftest import PASSWORD, local_repository
 
 HOST = "host-0"
 
