@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from stashlet.api.backupconfiguration import BackupConfiguration
 from stashlet.operator.core.workloads import WORKLOAD_KINDS
-from stashlet.operator.injection.rbac import sidecar_rbac
+from stashlet.operator.injection.rbac import RepositoryAccess, sidecar_rbac
 
 pytestmark = [pytest.mark.cluster, pytest.mark.restic]
 
@@ -115,9 +115,7 @@ class Setup:
             WORKLOAD_KINDS[self.kind],
             "app",
             service_account=service_account,
-            repository_namespace=ns,
-            repository="local-repo",
-            secret="local-secret",
+            repository=RepositoryAccess(ns, "local-repo", "local-secret"),
         )
         self.kubectl("apply", "-f", "-", input_obj=rbac)
 
