@@ -6,7 +6,11 @@ into the cache. Each test that needs the cluster gets a namespace of its own.
 """
 
 import asyncio
+import os
+import re
+import shutil
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -27,15 +31,13 @@ CRDS = REPO_ROOT / "charts" / "stashlet" / "crds"
 Kubectl = Callable[..., subprocess.CompletedProcess[str]]
 
 
-@pytest.fixture(scope="session")
-def local_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    """The session's cluster: the control plane and a real node, with the stashlet CRDs installed;
-    stopped after the session, with every host change undone.
+SHARED_CLUSTER = "STASHLET_TEST_CLUSTER"
+"""Under pytest-xdist: the folder of the cluster the controller brought up for its workers."""
+SHARED_NODE_UNAVAILABLE = "STASHLET_TEST_NODE_UNAVAILABLE"
 
-    Where a real node cannot run (no root, no containerd), the control plane runs alone and
-    ``node_unavailable`` says why; the tests that need the node then fail with that line.
-    """
-    directory = tmp_path_factory.mktemp("cluster") / "c"
+
+def _start_cluster(directory: Path) -> LocalCluster:
+    """The control plane and a real node with the CRDs; the plane alone (and why) where no node can run."""
     try:
         node.preflight()
         cluster = LocalCluster(directory)
@@ -43,6 +45,55 @@ def local_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalClu
         cluster = LocalCluster(directory, node=False)
         cluster.node_unavailable = str(exc)
     cluster.up(crds=CRDS)
+    return cluster
+
+
+def _wants_cluster(config: pytest.Config) -> bool:
+    """False when ``-m`` leaves every cluster test out (the fast lane)."""
+    return not re.search(r"\bnot\s+cluster\b", config.option.markexpr or "")
+
+
+_SHARED: dict[str, LocalCluster] = {}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Under pytest-xdist the controller brings the one cluster up before the workers start (this
+    machine has one node): they attach to it, and the controller stops it after the last of them."""
+    config = session.config
+    if not config.pluginmanager.has_plugin("dsession") or not _wants_cluster(config):
+        return
+    cluster = _start_cluster(Path(tempfile.mkdtemp(prefix="stashlet-test-cluster-")) / "c")
+    _SHARED["cluster"] = cluster
+    os.environ[SHARED_CLUSTER] = str(cluster.directory)
+    os.environ[SHARED_NODE_UNAVAILABLE] = cluster.node_unavailable or ""
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Stop the controller's cluster (every host change undone) once the workers are done."""
+    cluster = _SHARED.pop("cluster", None)
+    if cluster is not None:
+        cluster.down()
+        shutil.rmtree(cluster.directory.parent, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def local_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """The session's cluster: the control plane and a real node, with the stashlet CRDs installed;
+    stopped after the session, with every host change undone. A pytest-xdist worker attaches to its
+    controller's cluster instead (see :func:`pytest_sessionstart`); each test works in namespaces of
+    its own, so workers do not meet.
+
+    Where a real node cannot run (no root, no containerd), the control plane runs alone and
+    ``node_unavailable`` says why; the tests that need the node then fail with that line.
+    """
+    shared = os.environ.get(SHARED_CLUSTER)
+    if shared:
+        attached = LocalCluster.attach(Path(shared))
+        attached.node_unavailable = os.environ.get(SHARED_NODE_UNAVAILABLE) or None
+        yield attached
+        return
+    cluster = _start_cluster(tmp_path_factory.mktemp("cluster") / "c")
     try:
         yield cluster
     finally:

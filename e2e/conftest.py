@@ -46,16 +46,18 @@ class RestServer:
 
 
 @pytest.fixture(scope="session")
-def rest_backend(node: LocalCluster) -> RestServer:
-    """A restic REST server pod (the pinned rest-server image) behind a Service, for the session."""
-    objects = nodeobjects.rest_server(BACKENDS)
+def rest_backend(node: LocalCluster, worker_id: str) -> RestServer:
+    """A restic REST server pod (the pinned rest-server image) behind a Service, for the session (one
+    per pytest-xdist worker, in a namespace of its own)."""
+    namespace = f"{BACKENDS}-{worker_id}"
+    objects = nodeobjects.rest_server(namespace)
     node.kubectl("apply", "-f", "-", input_text="\n---\n".join(json.dumps(o) for o in objects))
-    node.kubectl("rollout", "status", "-n", BACKENDS, "deployment/rest-server", "--timeout=120s")
+    node.kubectl("rollout", "status", "-n", namespace, "deployment/rest-server", "--timeout=120s")
     ip = node.kubectl(
-        "get", "service", "rest-server", "-n", BACKENDS, "-o", "jsonpath={.spec.clusterIP}"
+        "get", "service", "rest-server", "-n", namespace, "-o", "jsonpath={.spec.clusterIP}"
     ).stdout
     return RestServer(
-        pod_url=f"http://rest-server.{BACKENDS}.svc.cluster.local:{nodeobjects.REST_SERVER_PORT}",
+        pod_url=f"http://rest-server.{namespace}.svc.cluster.local:{nodeobjects.REST_SERVER_PORT}",
         host_url=f"http://{ip.strip()}:{nodeobjects.REST_SERVER_PORT}",
     )
 

@@ -71,7 +71,26 @@ class LocalCluster:
         self.tie_to_parent = tie_to_parent
         self.node: node_mod.Node | None = None
         self.node_unavailable: str | None = None if node else "the cluster was started without a node"
+        self.attached = False
+        """True for a cluster another process brought up (:meth:`attach`): it is not this one's to stop."""
         self._lock: IO[str] | None = None
+
+    @classmethod
+    def attach(cls, directory: Path) -> LocalCluster:
+        """The cluster another process of this machine brought up in ``directory``, to use and never to
+        stop: its processes stay that process's (e.g. test workers sharing their controller's cluster)."""
+        state = ClusterState.load(directory)
+        cluster = cls(directory, node=state.node, tie_to_parent=False)
+        cluster.plane.state = state
+        cluster.attached = True
+        if state.node:
+            cluster.node = node_mod.Node(
+                directory / NODE_FOLDER,
+                kubeconfigs={c: cluster.plane.component_kubeconfig(c) for c in NODE_USERS},
+                ca_cert=cluster.plane.pki.ca_cert,
+                tie_to_parent=False,
+            )
+        return cluster
 
     @property
     def kubeconfig(self) -> Path:
@@ -146,6 +165,8 @@ class LocalCluster:
 
     def down(self) -> list[str]:
         """Stop everything this cluster runs and undo its host changes; return what was done."""
+        if self.attached:
+            raise RuntimeError(f"{self.directory} is stopped by the process that brought it up, not here")
         try:
             return teardown(self.directory, self.plane.processes + (self.node.processes if self.node else []))
         finally:
