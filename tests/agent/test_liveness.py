@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 import pytest
+from tests.polling import eventually
 
 from stashlet.agent.backup.daemon import LOOP_BOUND, Sidecar, watch_bound
 from stashlet.agent.backup.run import BackupRunner
@@ -22,6 +23,9 @@ from stashlet.agent.settings import AgentSettings
 from stashlet.kube.custom import StashClient
 from stashlet.kube.errors import Forbidden
 from stashlet.kube.watch import WatchSettings
+
+SOON = 5.0
+"""How long the fakes may take (they answer at once); looked at every 10 ms."""
 
 
 @dataclass
@@ -92,7 +96,9 @@ async def test_tick_keeps_the_event_loop_heartbeat_fresh() -> None:
         for _ in range(3):
             clock.now += 100.0
             assert beat.problem() is not None
-            await until(lambda: beat.problem() is None)
+            await eventually(
+                lambda: beat.problem() is None, what="a fresh heartbeat", timeout=SOON, interval=0.01
+            )
     finally:
         ticker.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -100,15 +106,6 @@ async def test_tick_keeps_the_event_loop_heartbeat_fresh() -> None:
 
 
 # ---------------------------------------------------------------- the sidecar's watch
-
-
-async def until(condition: Callable[[], bool]) -> None:
-    """Wait until ``condition()`` holds (polling for up to 5 s), or fail."""
-    for _ in range(500):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    pytest.fail("the condition never held")
 
 
 @dataclass
@@ -227,12 +224,24 @@ async def test_sidecar_watch_heartbeat_follows_bookmarks_and_reconnects() -> Non
     bound = watch_bound(WatchSettings())
     assert sidecar.wedged() == {}
     async with running(sidecar) as task:
-        await until(lambda: sidecar.ctx.live.watching and collection.watches == 1)
+        await eventually(
+            lambda: sidecar.ctx.live.watching and collection.watches == 1,
+            what="the first watch",
+            timeout=SOON,
+            interval=0.01,
+        )
 
         clock.now += bound - 20.0
         collection.bookmark("2")
-        await until(lambda: sidecar.watch_heartbeat.last == clock.now)
-        await until(lambda: "eventLoop" not in sidecar.wedged())  # the ticker caught up with the clock
+        await eventually(
+            lambda: sidecar.watch_heartbeat.last == clock.now,
+            what="the bookmark as progress",
+            timeout=SOON,
+            interval=0.01,
+        )
+        await eventually(  # the ticker caught up with the clock
+            lambda: "eventLoop" not in sidecar.wedged(), what="the ticker", timeout=SOON, interval=0.01
+        )
         assert sidecar.wedged() == {}
 
         clock.now += bound - 20.0  # within the bound since the bookmark
@@ -242,7 +251,9 @@ async def test_sidecar_watch_heartbeat_follows_bookmarks_and_reconnects() -> Non
         assert sidecar.wedged()["backupSessionWatch"] == expected
 
         collection.lines.put_nowait(b"")  # the server ends the watch; the sidecar watches again
-        await until(lambda: collection.watches == 2)
+        await eventually(
+            lambda: collection.watches == 2, what="the second watch", timeout=SOON, interval=0.01
+        )
         assert "backupSessionWatch" not in sidecar.wedged()
 
         task.cancel()

@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from stashlet.api import names
+from stashlet.api import names, sessions
 from stashlet.api.backupconfiguration import BackupConfiguration
 from stashlet.operator import cli
 from stashlet.operator.backup import cronjob, history, trigger
@@ -155,9 +155,19 @@ def test_history_keeps_the_newest_finished_sessions_and_never_running_ones() -> 
     assert history.to_prune(sessions, 0) == ["bc-3", "bc-2", "bc-1"]
 
 
+def test_history_orders_sessions_of_the_same_second_by_name() -> None:
+    """creationTimestamp has whole seconds: sessions created within one second are ordered by name (the
+    cluster test names its sessions in creation order, so it needs no distinct creation seconds)."""
+    second = "2024-01-01T00:01:00Z"
+    sessions = [history.SessionInfo(f"bc-{n}", "Succeeded", second) for n in (3, 1, 4, 2)]
+    assert history.to_prune(sessions, 2) == ["bc-2", "bc-1"]
+    earlier = history.SessionInfo("bc-9", "Succeeded", "2024-01-01T00:00:59Z")
+    assert history.to_prune([*sessions, earlier], 4) == ["bc-9"]  # the second counts before the name
+
+
 def test_trigger_session_name_labels_owner_and_invoker(bc: BackupConfiguration) -> None:
     """``<bc>-<unix>``, the invoker labels, the configuration as owner, spec.invoker as Stash writes it."""
-    session = trigger.build_session(bc, 1564659789).to_dict()
+    session = sessions.build_session(bc, 1564659789).to_dict()
     assert session["metadata"]["name"] == "pause-backup-1564659789"
     assert session["metadata"]["labels"][names.LABEL_BACKUP_CONFIGURATION] == "pause-backup"
     assert session["metadata"]["ownerReferences"][0]["uid"] == "uid-1"

@@ -40,7 +40,7 @@ async def test_a_key_is_never_handled_twice_at_once_and_readds_coalesce() -> Non
     async with running(queue):
         queue.add("a")
         queue.add("b")
-        await asyncio.sleep(0.05)
+        await eventually(lambda: active == {"a", "b"}, what="a and b both running", interval=0.01)
         for _ in range(5):
             queue.add("a")
         gate.set()
@@ -61,10 +61,12 @@ async def test_failures_are_retried_with_backoff_until_success() -> None:
     queue = WorkQueue(handle, workers=1, base_delay=0.05, max_delay=1.0)
     async with running(queue):
         queue.add("k")
-        for _ in range(100):
-            if len(attempts) == 3 and queue.pending() == 0:
-                break
-            await asyncio.sleep(0.02)
+        await eventually(
+            lambda: len(attempts) == 3 and queue.pending() == 0,
+            what="the third attempt, and nothing left",
+            timeout=2,
+            interval=0.02,
+        )
     assert len(attempts) == 3
     assert attempts[1] - attempts[0] >= 0.045
     assert attempts[2] - attempts[1] >= 0.095

@@ -18,6 +18,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Gauge, Summary, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from pytest_aiohttp import AiohttpServer
+from tests.polling import wait_until
 
 from stashlet.agent.metrics import build, catalog, push
 from stashlet.agent.metrics.build import InvokerLabels, TargetLabels
@@ -34,7 +35,7 @@ from stashlet.api.backupsession import (
 from stashlet.api.repository import RepositoryStatus
 from stashlet.api.restoresession import HostRestorePhase, HostRestoreStats, RestorePhase
 from stashlet.localcluster import tools
-from stashlet.localcluster.processes import ManagedProcess, free_port, wait_until
+from stashlet.localcluster.processes import ManagedProcess, free_port
 
 LABELS = InvokerLabels(
     invoker_kind="BackupConfiguration", invoker_name="sample-backup", namespace="demo", repository="gcs-repo"
@@ -397,7 +398,13 @@ def start_gateway(workdir: Path) -> Gateway:
         workdir / "pushgateway.log",
     )
     try:
-        wait_until(lambda: _ready(url), timeout=30, what="pushgateway /-/ready", process=process)
+
+        def ready() -> bool:
+            if not process.alive():
+                pytest.fail(f"pushgateway exited while starting; its log:\n{process.log_tail()}")
+            return _ready(url)
+
+        wait_until(ready, timeout=30, interval=0.1, what="pushgateway /-/ready", log=process.log_tail)
     except BaseException:
         process.stop()
         raise

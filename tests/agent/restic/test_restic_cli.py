@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from tests.polling import eventually
 
 from stashlet.agent.errors import RetryLater
 from stashlet.agent.restic.backend import ResticRepository
@@ -90,10 +91,7 @@ async def start_lock_holder(binary: str, repository: ResticRepository) -> asynci
 
 async def wait_for_locks(restic: Restic) -> list[str]:
     """The repository's locks, once there is at least one (within 20 s)."""
-    deadline = time.monotonic() + 20
-    while not (locks := await restic.list_locks()):
-        assert time.monotonic() < deadline, "no lock appeared"
-        await asyncio.sleep(0.1)
+    locks: list[str] = await eventually(restic.list_locks, timeout=20, interval=0.1, what="a lock")
     return locks
 
 
