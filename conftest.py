@@ -5,15 +5,13 @@ the same code as ``stashlet-cluster up``; its binaries come from KUBEBUILDER_ASS
 into the cache. Each test that needs the cluster gets a namespace of its own.
 """
 
-import asyncio
 import os
 import re
 import shutil
 import subprocess
 import tempfile
-import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -132,14 +130,9 @@ def namespace(control_plane: ControlPlane, kubectl: Kubectl) -> Iterator[str]:
 
 
 @pytest.fixture
-async def named_namespace(
-    control_plane: ControlPlane, kubectl: Kubectl
-) -> AsyncIterator[Callable[[str], str]]:
-    """Create namespaces with exact names (the seeds use `demo`, `backup`, `user1` ...).
-
-    Afterwards they are deleted and awaited without blocking the event loop, so that a process kubelet
-    running in it can stop the namespaces' pods meanwhile (a namespace is gone only once they are).
-    """
+def named_namespace(control_plane: ControlPlane, kubectl: Kubectl) -> Iterator[Callable[[str], str]]:
+    """Create namespaces with exact names (the seeds use `demo`, `backup`, `user1` ...); deleted
+    (without waiting) afterwards. Only one test uses each name, so none waits for a namespace to go."""
     created: list[str] = []
 
     def make(name: str) -> str:
@@ -151,13 +144,6 @@ async def named_namespace(
     yield make
     for name in created:
         kubectl("delete", "namespace", name, "--wait=false", check=False)
-    deadline = time.monotonic() + 120
-    for name in created:
-        while time.monotonic() < deadline:
-            out = kubectl("get", "namespace", name, "--ignore-not-found", "-o", "name", check=False).stdout
-            if not out.strip():
-                break
-            await asyncio.sleep(0.5)
 
 
 @pytest.fixture(scope="session")

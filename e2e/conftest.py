@@ -8,12 +8,10 @@ The restic REST server (standing in for the seeds' cloud buckets, which cannot r
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import re
 import subprocess
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -21,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.polling import eventually, in_thread
 
 from stashlet.localcluster import nodeobjects, tools
 from stashlet.localcluster.cluster import LocalCluster
@@ -149,16 +148,9 @@ def kubectl_json(kubectl: Callable[..., Any], *args: str) -> Any:
     return json.loads(kubectl("get", *args, "-o", "json").stdout)
 
 
-async def eventually(check: Callable[[], Any], *, timeout: float, what: str, interval: float = 0.5) -> Any:  # noqa: ASYNC109
-    """Poll ``check`` (sync) until it returns something truthy."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = await asyncio.to_thread(check)
-        if last:
-            return last
-        await asyncio.sleep(interval)
-    pytest.fail(f"{what} not reached in {timeout:.0f}s (last: {last!r})")
+async def until(check: Callable[[], Any], *, timeout: float, what: str, interval: float = 0.5) -> Any:  # noqa: ASYNC109
+    """:func:`tests.polling.eventually` for a blocking ``check`` (kubectl), run in a thread."""
+    return await eventually(in_thread(check), what=what, timeout=timeout, interval=interval)
 
 
 async def rolled_out(
@@ -192,7 +184,7 @@ async def rolled_out(
         live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
         return [p["metadata"]["name"] for p in live] if len(live) == replicas else None
 
-    names: list[str] = await eventually(done, timeout=timeout, what=f"the rollout of {namespace}/{app}")
+    names: list[str] = await until(done, timeout=timeout, what=f"the rollout of {namespace}/{app}")
     return names
 
 
@@ -203,7 +195,7 @@ async def pvc_path(kubectl: Callable[..., Any], namespace: str, claim: str) -> P
         pvc = kubectl_json(kubectl, "pvc", claim, "-n", namespace)
         return pvc["spec"].get("volumeName") if pvc.get("status", {}).get("phase") == "Bound" else None
 
-    volume = await eventually(bound, timeout=60, what=f"PVC {namespace}/{claim} bound")
+    volume = await until(bound, timeout=60, what=f"PVC {namespace}/{claim} bound")
     return Path(kubectl_json(kubectl, "pv", volume)["spec"]["hostPath"]["path"])
 
 
@@ -252,7 +244,7 @@ def helpers(node: LocalCluster) -> Any:
 
     class Helpers:
         get = staticmethod(kubectl_json)
-        until = staticmethod(eventually)
+        until = staticmethod(until)
         rolled_out = staticmethod(rolled_out)
         pod_ip = staticmethod(pod_ip)
         pvc_path = staticmethod(pvc_path)

@@ -223,7 +223,7 @@ async def test_seed_000_three_namespaces_back_up_through_one_blueprint(
         rows = columns(kubectl("get", "repository", "-n", "backup").stdout)[1:]
         return rows if all(len(r) == 6 and r[1] == "true" and r[3] == "1" for r in rows) else None
 
-    rows = await helpers.until(counted, timeout=30, what="the Repositories' status")
+    rows = await helpers.until(counted, timeout=120, what="the Repositories' status")
     assert [r[0] for r in rows] == [f"{u}-deploy-stash-demo" for u in USERS]
 
     # One backend, three prefixes, each holding its own namespace's ConfigMap data.

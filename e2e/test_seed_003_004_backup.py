@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from stashlet.api import agent_contract
 from stashlet.localcluster import tools
 
 pytestmark = [pytest.mark.cluster, pytest.mark.restic]
@@ -113,22 +114,78 @@ async def test_seed_003_backup_pause_and_resume(
     rest_backend: Any,
     helpers: Any,
 ) -> None:
-    """The operator injects the sidecar; the busybox replicas write their data; the CronJob fires, its
-    trigger creates the session, the lease-holding sidecar backs the PVC up and the session Succeeds with
-    its duration; paused, a hand-made session is Skipped with the seed's Warning event; resumed, the next
-    firing backs up again."""
+    """The whole seed. Ready with the sidecar injected once (one rollout) and the trigger's RBAC; the
+    CronJob fires (kube-controller-manager) and its trigger creates a labelled, owned BackupSession;
+    the lease-holding sidecar backs the PVC up and the session Succeeds with its duration. Paused: no
+    rollout, the trigger records "Backup Skipped" and creates nothing, a hand-made session is Skipped
+    with the seed's Warning event. Resumed: the trigger's next run backs up again. Deleted: the
+    Deployment is as it was before injection, and no CronJob, Role or session is left.
+
+    After the first scheduled firing, the trigger's later runs are Jobs made from the CronJob's own
+    template (``kubectl create job --from=cronjob/...``): the same pod the schedule would start, without
+    waiting for the next minute.
+    """
     install = operator_for(namespace)
-    kubectl("apply", "-f", "-", input_obj=seed_objects(namespace, rest_server))
+    objects = seed_objects(namespace, rest_server)
+    config = objects.pop()
+    kubectl("apply", "-f", "-", input_obj=objects)
     get = helpers.get
+    before = get(kubectl, "deployment", "stash-demo", "-n", namespace)
+    kubectl("apply", "-f", "-", input_obj=config)
 
-    def ready() -> bool:
+    def ready() -> dict[str, Any] | None:
         bc = get(kubectl, "backupconfiguration", "pause-backup", "-n", namespace)
-        return bool(bc.get("status", {}).get("phase") == "Ready")
+        return dict(bc) if bc.get("status", {}).get("phase") == "Ready" else None
 
-    await helpers.until(ready, timeout=60, what="BackupConfiguration Ready")
+    def agent_roles() -> set[str]:
+        """The Roles stashlet made for the sidecar and the trigger (the chart's own are not counted)."""
+        found = {r["metadata"]["name"] for r in get(kubectl, "roles", "-n", namespace)["items"]}
+        return {n for n in found if n.startswith(("stashlet-sidecar-", "stashlet-trigger-"))}
+
+    def paused_is(value: bool) -> bool:
+        bc = get(kubectl, "backupconfiguration", "pause-backup", "-n", namespace)
+        return bool(bc["spec"].get("paused", False) is value and ready())
+
+    def set_paused(value: bool) -> None:
+        patch = json.dumps({"spec": {"paused": value}})
+        kubectl("patch", "backupconfiguration", "pause-backup", "-n", namespace, "--type=merge", "-p", patch)
+
+    bc = await helpers.until(ready, timeout=60, what="BackupConfiguration Ready")
+    assert {c["type"]: c["status"] for c in bc["status"]["conditions"]} == {
+        "RepositoryFound": "True",
+        "BackendSecretFound": "True",
+        "BackupTargetFound": "True",
+        "ValidationPassed": "True",
+        "CronJobCreated": "True",
+        "StashSidecarInjected": "True",
+    }
+    assert bc["metadata"]["finalizers"] == ["stash.appscode.com"]
     out = kubectl("get", "backupconfiguration", "-n", namespace).stdout
     assert columns(out)[0] == ["NAME", "TASK", "SCHEDULE", "PAUSED", "PHASE", "AGE"]
     assert columns(out)[1][:3] == ["pause-backup", "*/1 * * * *", "Ready"]
+
+    # The Deployment: one rollout, the sidecar exactly once, as the agent contract says.
+    deployment = get(kubectl, "deployment", "stash-demo", "-n", namespace)
+    assert deployment["metadata"]["generation"] == before["metadata"]["generation"] + 1
+    sidecars = [c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "stash"]
+    assert len(sidecars) == 1
+    assert sidecars[0]["command"] == ["stashlet-agent"]
+    assert sidecars[0]["args"][:5] == [
+        "sidecar",
+        "--invoker-kind=BackupConfiguration",
+        "--invoker-name=pause-backup",
+        "--target-kind=Deployment",
+        "--target-name=stash-demo",
+    ]
+    assert {e["name"] for e in sidecars[0]["env"]} >= {e["name"] for e in agent_contract.downward_env()}
+    assert {"name": "source-data", "mountPath": "/source/data", "readOnly": True} in sidecars[0][
+        "volumeMounts"
+    ]
+    # The CronJob, owned by the configuration; the RBAC of the sidecar and of the trigger.
+    cron = get(kubectl, "cronjob", "stash-trigger-pause-backup", "-n", namespace)
+    assert cron["spec"]["schedule"] == "*/1 * * * *"
+    assert cron["metadata"]["ownerReferences"][0]["uid"] == bc["metadata"]["uid"]
+    assert agent_roles() == {"stashlet-sidecar-pause-backup", "stashlet-trigger-pause-backup"}
 
     pods = await helpers.rolled_out(kubectl, namespace, "stash-demo")
     assert len(pods) == 3
@@ -138,38 +195,54 @@ async def test_seed_003_backup_pause_and_resume(
             == "sample_data\n"
         )
 
-    async def fire_trigger() -> str:
-        selector = "stash.appscode.com/backup-configuration=pause-backup"
+    selector = "stash.appscode.com/backup-configuration=pause-backup"
+    runs = iter(range(1, 10))
+
+    async def trigger_run(*, scheduled: bool) -> dict[str, Any]:
+        """The next trigger pod to finish: the schedule's, or one of a Job made from the CronJob."""
         before = {
             p["metadata"]["name"] for p in get(kubectl, "pods", "-n", namespace, "-l", selector)["items"]
         }
+        if not scheduled:
+            job = f"by-hand-{next(runs)}"
+            kubectl("create", "job", job, "--from=cronjob/stash-trigger-pause-backup", "-n", namespace)
+            selection = ["-l", f"batch.kubernetes.io/job-name={job}"]
+        else:
+            selection = ["-l", selector]
 
-        def new_trigger_pod() -> str | None:
-            items = get(kubectl, "pods", "-n", namespace, "-l", selector)["items"]
-            fresh = [p["metadata"]["name"] for p in items if p["metadata"]["name"] not in before]
-            return fresh[0] if fresh else None
+        def finished() -> dict[str, Any] | None:
+            for pod in get(kubectl, "pods", "-n", namespace, *selection)["items"]:
+                done = pod["status"].get("phase") in ("Succeeded", "Failed")
+                if done and pod["metadata"]["name"] not in before:
+                    return dict(pod)
+            return None
 
-        pod = await helpers.until(new_trigger_pod, timeout=100, what="the CronJob firing")
+        what = "the CronJob firing" if scheduled else "the trigger Job"
+        pod: dict[str, Any] = await helpers.until(finished, timeout=150, what=f"{what}'s pod finished")
+        logs = kubectl("logs", "-n", namespace, pod["metadata"]["name"], "-c", "trigger").stdout
+        assert pod["status"]["phase"] == "Succeeded", logs
+        assert pod["spec"]["serviceAccountName"] == "stashlet-trigger"
+        return pod
 
-        def completed() -> str | None:
-            phase = get(kubectl, "pod", pod, "-n", namespace)["status"].get("phase")
-            return phase if phase in ("Succeeded", "Failed") else None
-
-        assert await helpers.until(completed, timeout=60, what="the trigger pod completing") == "Succeeded"
-        return str(pod)
-
-    await fire_trigger()
+    # kube-controller-manager fires the CronJob; the trigger names the session after the scheduled time.
+    fired = await trigger_run(scheduled=True)
+    unix = int(fired["metadata"]["labels"]["batch.kubernetes.io/job-name"].rsplit("-", 1)[1]) * 60
+    name = f"pause-backup-{unix}"
+    made = get(kubectl, "backupsession", name, "-n", namespace)
+    assert made["metadata"]["labels"]["stash.appscode.com/backup-configuration"] == "pause-backup"
+    assert made["metadata"]["ownerReferences"][0]["uid"] == bc["metadata"]["uid"]
+    assert made["spec"]["invoker"] == {
+        "apiGroup": "stash.appscode.com",
+        "kind": "BackupConfiguration",
+        "name": "pause-backup",
+    }
 
     def finished_session() -> dict[str, Any] | None:
-        for item in get(kubectl, "backupsessions", "-n", namespace)["items"]:
-            if item.get("status", {}).get("phase") in ("Succeeded", "Failed"):
-                return dict(item)
-        return None
+        item = get(kubectl, "backupsession", name, "-n", namespace)
+        return dict(item) if item.get("status", {}).get("phase") in ("Succeeded", "Failed") else None
 
-    session = await helpers.until(finished_session, timeout=120, what="a finished BackupSession")
+    session = await helpers.until(finished_session, timeout=120, what=f"BackupSession {name} finished")
     assert session["status"]["phase"] == "Succeeded", json.dumps(session["status"])
-    name = session["metadata"]["name"]
-    assert re.fullmatch(r"pause-backup-\d{10}", name)
     host = session["status"]["targets"][0]["stats"][0]
     assert (host["hostname"], host["phase"]) == ("host-0", "Succeeded")
     rows = columns(kubectl("get", "backupsession", "-n", namespace).stdout)
@@ -220,17 +293,29 @@ async def test_seed_003_backup_pause_and_resume(
     logs = kubectl("logs", "-n", namespace, holder, "-c", "stash").stdout
     assert any(name in line and line.startswith("{") for line in logs.splitlines())
 
-    # Paused: the hand-made session of the seed is Skipped, with the seed's Warning event.
-    kubectl(
-        "patch",
-        "backupconfiguration",
-        "pause-backup",
-        "-n",
-        namespace,
-        "--type=merge",
-        "-p",
-        '{"spec": {"paused": true}}',
+    # Paused: no rollout; the trigger records "Backup Skipped" and creates nothing.
+    generation = get(kubectl, "deployment", "stash-demo", "-n", namespace)["metadata"]["generation"]
+    set_paused(True)
+    await helpers.until(lambda: paused_is(True), timeout=30, what="paused and Ready")
+    await trigger_run(scheduled=False)
+
+    def skip_events() -> list[dict[str, Any]]:
+        events = get(kubectl, "events", "-n", namespace, "--field-selector=involvedObject.name=pause-backup")
+        return [e for e in events["items"] if e["reason"] == "Backup Skipped"]
+
+    [skipped_event] = await helpers.until(skip_events, timeout=30, what='the "Backup Skipped" event')
+    assert skipped_event["type"] == "Normal"
+    assert skipped_event["source"]["component"] == "Backup Triggering CronJob"
+    assert skipped_event["message"] == (
+        f"Skipping creating BackupSession. Reason: Backup Configuration {namespace}/pause-backup is paused."
     )
+    described = kubectl("describe", "backupconfiguration", "pause-backup", "-n", namespace).stdout
+    assert "Backup Skipped" in described
+    assert "Backup Triggering CronJob" in described
+    assert [s["metadata"]["name"] for s in get(kubectl, "backupsessions", "-n", namespace)["items"]] == [name]
+    assert get(kubectl, "deployment", "stash-demo", "-n", namespace)["metadata"]["generation"] == generation
+
+    # Paused: the hand-made session of the seed is Skipped, with the seed's Warning event.
     kubectl(
         "apply",
         "-f",
@@ -270,26 +355,33 @@ async def test_seed_003_backup_pause_and_resume(
     described = kubectl("describe", "backupsession", "instant-backupsession", "-n", namespace).stdout
     assert "BackupSession Controller" in described
 
-    # Resumed: the next firing takes a second backup.
-    kubectl(
-        "patch",
-        "backupconfiguration",
-        "pause-backup",
-        "-n",
-        namespace,
-        "--type=merge",
-        "-p",
-        '{"spec": {"paused": false}}',
-    )
-    await fire_trigger()
+    # Resumed: the trigger's next run takes a second backup.
+    set_paused(False)
+    known = {name, "instant-backupsession"}
+    await helpers.until(lambda: paused_is(False), timeout=30, what="resumed and Ready")
+    await trigger_run(scheduled=False)
 
-    def second_success() -> bool:
-        items = get(kubectl, "backupsessions", "-n", namespace)["items"]
-        return sum(1 for i in items if i.get("status", {}).get("phase") == "Succeeded") >= 2 or any(
-            i.get("status", {}).get("phase") == "Succeeded"
-            and i["metadata"]["name"] != name
-            and i["metadata"]["name"] != "instant-backupsession"
-            for i in items
-        )
+    def second_success() -> str | None:
+        for item in get(kubectl, "backupsessions", "-n", namespace)["items"]:
+            if item["metadata"]["name"] not in known and item.get("status", {}).get("phase") == "Succeeded":
+                return str(item["metadata"]["name"])
+        return None
 
     await helpers.until(second_success, timeout=180, what="a second successful session")
+
+    # Deleted: the finalizer takes the sidecar out; garbage collection takes the CronJob and sessions.
+    kubectl("delete", "backupconfiguration", "pause-backup", "-n", namespace, "--wait=true", "--timeout=60s")
+    after = get(kubectl, "deployment", "stash-demo", "-n", namespace)
+    assert after["spec"]["template"] == before["spec"]["template"]
+    assert after["metadata"]["labels"] == before["metadata"]["labels"]
+    revision = "deployment.kubernetes.io/revision"  # the Deployment controller's count of rollouts
+    assert {k: v for k, v in (after["metadata"].get("annotations") or {}).items() if k != revision} == {
+        k: v for k, v in (before["metadata"].get("annotations") or {}).items() if k != revision
+    }
+    assert agent_roles() == set()
+
+    def collected() -> bool:
+        cronjobs = get(kubectl, "cronjobs", "-n", namespace)["items"]
+        return not cronjobs and not get(kubectl, "backupsessions", "-n", namespace)["items"]
+
+    await helpers.until(collected, timeout=60, what="the CronJob and the sessions collected")

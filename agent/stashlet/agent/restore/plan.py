@@ -72,11 +72,6 @@ class HostRule:
     index: int | None = None
     """The rule's index in ``rules`` (None: no rules, the default)."""
 
-    @property
-    def filtered(self) -> bool:
-        """True when include or exclude patterns narrow the restore."""
-        return bool(self.include or self.exclude)
-
 
 def match_rule(rules: Sequence[Rule], host: str) -> HostRule | None:
     """The rule for ``host``: the one naming it, else the one without targetHosts; None if none applies."""

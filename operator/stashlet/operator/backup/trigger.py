@@ -22,13 +22,11 @@ from kubernetes_asyncio import client
 
 from stashlet.api import names
 from stashlet.api.backupconfiguration import BackupConfiguration
-from stashlet.api.backupsession import BackupInvokerRef, BackupSession, BackupSessionSpec
-from stashlet.api.common import ObjectMeta, OwnerReference
+from stashlet.api.sessions import build_session
 from stashlet.kube.custom import StashClient
 from stashlet.kube.errors import Conflict
 from stashlet.kube.events import COMPONENT_TRIGGER, EventRecorder
 from stashlet.operator.backup.status import REASON_BACKUP_SKIPPED
-from stashlet.operator.core.objects import invoker_labels, owner_reference
 
 log = logging.getLogger(__name__)
 
@@ -61,28 +59,6 @@ def scheduled_unix(job_name: str | None, cronjob: str, now: float) -> int:
         if suffix.isdigit():
             return int(suffix) * 60
     return int(now)
-
-
-def session_name(bc_name: str, unix: int) -> str:
-    """``<bc>-<unix seconds>``."""
-    return f"{bc_name}-{unix}"
-
-
-def build_session(bc: BackupConfiguration, unix: int) -> BackupSession:
-    """The BackupSession a schedule creates for ``bc``."""
-    return BackupSession(
-        metadata=ObjectMeta(
-            name=session_name(bc.metadata.name or "", unix),
-            namespace=bc.metadata.namespace,
-            labels=invoker_labels(bc),
-            owner_references=[OwnerReference.from_dict(owner_reference(bc, block_owner_deletion=False))],
-        ),
-        spec=BackupSessionSpec(
-            invoker=BackupInvokerRef(
-                api_group=names.GROUP, kind=names.KIND_BACKUP_CONFIGURATION, name=bc.metadata.name or ""
-            )
-        ),
-    )
 
 
 async def run_trigger(
