@@ -11,10 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
-import inspect
 import json
 import re
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -23,14 +21,16 @@ from typing import Any
 import pytest
 import yaml
 from kubernetes_asyncio import client
+from tests.polling import eventually
 
 from stashlet.api.backupconfiguration import BackupConfiguration
 from stashlet.api.repository import Repository
 from stashlet.kube.client import new_api_client
-from stashlet.kube.watch import WatchSettings
+from stashlet.kube.watch import WatchEvent, WatchSettings
 from stashlet.localcluster import tools
 from stashlet.localcluster.controlplane import ControlPlane
 from stashlet.operator.controller import Controller
+from stashlet.operator.core.loop import Follow
 from stashlet.operator.settings import OperatorSettings
 
 SEED_003 = Path(__file__).resolve().parents[3] / "shared" / "seeds" / "003_0e730fdb8faa1fc4.txt"
@@ -174,28 +174,6 @@ def repo() -> Repository:
 
 # ---------------------------------------------------------------- the real cluster
 
-Probe = Callable[[], Any]
-
-
-async def eventually(
-    probe: Probe,
-    *,
-    timeout: float = 30.0,  # noqa: ASYNC109 - a polling deadline
-    interval: float = 0.2,
-    what: str = "",
-) -> Any:
-    """Call ``probe`` (awaiting it when async) until it returns something truthy; fail naming ``what``."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if inspect.isawaitable(last):
-            last = await last
-        if last:
-            return last
-        await asyncio.sleep(interval)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what or probe}: last {last!r}")
-
 
 @pytest.fixture
 async def api(control_plane: ControlPlane) -> AsyncIterator[client.ApiClient]:
@@ -300,15 +278,34 @@ class Kubectl:
 
 
 @pytest.fixture(scope="session")
-def wait() -> Callable[..., Any]:
-    """The polling helper: await it with a probe, a timeout and what is awaited."""
-    return eventually
-
-
-@pytest.fixture(scope="session")
 def akubectl(control_plane: ControlPlane) -> Kubectl:
     """Async kubectl as the admin."""
     return Kubectl(control_plane)
+
+
+class ObservedController(Controller):
+    """The operator's Controller, also remembering the last ``resourceVersion`` each of its watches
+    delivered per object: what lets a test know that the operator has seen an object as it is now."""
+
+    def setup(self) -> None:
+        """The Controller's state, and the versions delivered so far."""
+        super().setup()
+        self.delivered: dict[tuple[str, str], str] = {}
+        """(kind, ``namespace/name``) -> the ``resourceVersion`` of the last event handed to the operator."""
+
+    def follows(self) -> list[Follow]:
+        """The Controller's streams, each handler followed by a note of the version it was given."""
+        return [(what, stream, self._noting(what, on_event)) for what, stream, on_event in super().follows()]
+
+    def _noting(self, what: str, on_event: Callable[[WatchEvent], None]) -> Callable[[WatchEvent], None]:
+        kind = what.partition("/")[0]
+
+        def handle(event: WatchEvent) -> None:
+            on_event(event)  # first: whatever it enqueues is in the queue once the version is noted
+            version = (event.object.get("metadata") or {}).get("resourceVersion")
+            self.delivered[(kind, event.key)] = str(version)
+
+        return handle
 
 
 class OperatorRunner:
@@ -319,35 +316,66 @@ class OperatorRunner:
         self.kubectl = kubectl
         self.tasks: list[tuple[asyncio.Task[None], tuple[str, ...]]] = []
 
-    async def start(self, *namespaces: str, **overrides: Any) -> Controller:
+    async def start(self, *namespaces: str, **overrides: Any) -> ObservedController:
         """Start an operator watching ``namespaces``; returns once all its watches have listed."""
         settings = OperatorSettings(namespaces=namespaces, **overrides)
-        controller = Controller(self.api, settings, watch_settings=WatchSettings(server_timeout=60))
+        controller = ObservedController(self.api, settings, watch_settings=WatchSettings(server_timeout=60))
         task = asyncio.create_task(controller.run())
         self.tasks.append((task, namespaces))
         await asyncio.wait_for(controller.all_synced.wait(), 30)
         return controller
 
+    async def rested(
+        self, controller: ObservedController, namespace: str, *objects: str, within: float = 30
+    ) -> None:
+        """Wait until ``controller`` has been handed each of ``objects`` (``Kind/name`` in ``namespace``)
+        at its current ``resourceVersion`` and has nothing left to do: nothing waiting, running or due
+        for a retry. Whatever the operator would do about those objects as they are, it has done; a
+        test then reads them to prove that it did nothing more (no fixed sleep)."""
+
+        async def at_rest() -> bool:
+            for obj in objects:
+                kind, _, name = obj.partition("/")
+                current = await self.kubectl.get(kind.lower(), namespace, name)
+                assert current is not None, f"{kind} {namespace}/{name} does not exist"
+                seen = controller.delivered.get((kind, f"{namespace}/{name}"))
+                if seen != current["metadata"]["resourceVersion"]:
+                    return False
+            return controller.queue.pending() == 0
+
+        await eventually(
+            at_rest, timeout=within, what=f"the operator to have seen {', '.join(objects)} and be idle"
+        )
+
     async def stop(self, *, cleanup: bool = True) -> None:
         """Stop the operators; with ``cleanup`` delete the configurations first, so their finalizers run."""
-        for task, namespaces in self.tasks:
-            for ns in namespaces if cleanup else ():
-                await self.kubectl(
-                    "delete", "backupconfigurations", "--all", "-n", ns, "--wait=false", check=False
-                )
-            deadline = time.monotonic() + (20 if cleanup else 0)
-            while time.monotonic() < deadline and not task.done():
-                if not any([await self.kubectl.items("backupconfigurations", ns) for ns in namespaces]):
-                    break
-                await asyncio.sleep(0.2)
-            task.cancel()
-            done, _ = await asyncio.wait({task}, timeout=30)
-            if not done:
-                stuck = [t.get_stack() for t in asyncio.all_tasks() if not t.done()]
-                pytest.fail(f"the operator did not stop within 30 s of being cancelled: {stuck}")
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self.tasks.clear()
+        tasks, self.tasks = self.tasks, []
+        for task, namespaces in tasks:
+            try:
+                if cleanup:
+                    await self._finalize(task, namespaces)
+            finally:
+                task.cancel()
+                done, _ = await asyncio.wait({task}, timeout=30)
+                if not done:
+                    stuck = [t.get_stack() for t in asyncio.all_tasks() if not t.done()]
+                    pytest.fail(f"the operator did not stop within 30 s of being cancelled: {stuck}")
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def _finalize(self, task: asyncio.Task[None], namespaces: tuple[str, ...]) -> None:
+        """Delete the configurations in ``namespaces`` and wait while the running operator lets them go."""
+        for ns in namespaces:
+            await self.kubectl(
+                "delete", "backupconfigurations", "--all", "-n", ns, "--wait=false", check=False
+            )
+
+        async def finalized() -> bool:
+            if task.done():  # an operator that has ended finalizes nothing more
+                return True
+            return not any([await self.kubectl.items("backupconfigurations", ns) for ns in namespaces])
+
+        await eventually(finalized, timeout=20, what=f"the configurations in {', '.join(namespaces)} to go")
 
 
 @pytest.fixture

@@ -8,18 +8,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
 from kubernetes_asyncio import client
+from tests.polling import eventually
 
 from stashlet.kube.watch import WatchSettings
 from stashlet.localcluster.controlplane import ControlPlane
 from stashlet.operator.autobackup.controller import AutoBackupController
 from stashlet.operator.controller import Controller
+from stashlet.operator.core.loop import ControlLoop
 from stashlet.operator.settings import OperatorSettings
 
 pytestmark = pytest.mark.cluster
@@ -33,6 +34,7 @@ class Operator:
     def __init__(self, api: client.ApiClient, kubectl: Any) -> None:
         self.api = api
         self.kubectl = kubectl
+        self.controllers: list[ControlLoop] = []
         self.tasks: list[asyncio.Task[None]] = []
         self.namespaces: tuple[str, ...] = ()
 
@@ -41,26 +43,42 @@ class Operator:
         watch_settings = WatchSettings(server_timeout=60)
         main = Controller(self.api, settings, watch_settings=watch_settings)
         auto = AutoBackupController(self.api, settings, watch_settings=watch_settings)
+        self.controllers += [main, auto]
         self.tasks += [asyncio.create_task(main.run()), asyncio.create_task(auto.run())]
         self.namespaces = namespaces
         await asyncio.wait_for(asyncio.gather(main.all_synced.wait(), auto.all_synced.wait()), 30)
 
+    async def idle(self) -> None:
+        """Wait until the auto-backup controller has nothing waiting, running or due for a retry: what it
+        would make of the objects as they are, it has made (its refusals are final, never retried)."""
+        auto = self.controllers[-1]
+        await eventually(
+            lambda: auto.queue.pending() == 0,
+            timeout=30,
+            what="the auto-backup controller's queue to be empty",
+        )
+
     async def stop(self) -> None:
         """Delete the configurations while the controllers still run (their finalizers), then stop."""
-        for ns in self.namespaces:
-            await self.kubectl(
-                "delete", "backupconfigurations", "--all", "-n", ns, "--wait=false", check=False
-            )
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and self.tasks:
-            if not any([await self.kubectl.items("backupconfigurations", ns) for ns in self.namespaces]):
-                break
-            await asyncio.sleep(0.2)
-        for task in self.tasks:
-            task.cancel()
-        for task in self.tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.wait_for(task, 30)
+        try:
+            if self.tasks:
+                for ns in self.namespaces:
+                    await self.kubectl(
+                        "delete", "backupconfigurations", "--all", "-n", ns, "--wait=false", check=False
+                    )
+
+                async def finalized() -> bool:
+                    return not any(
+                        [await self.kubectl.items("backupconfigurations", ns) for ns in self.namespaces]
+                    )
+
+                await eventually(finalized, timeout=20, what="the configurations to be finalized")
+        finally:
+            for task in self.tasks:
+                task.cancel()
+            for task in self.tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait_for(task, 30)
 
 
 @pytest.fixture
@@ -143,7 +161,7 @@ def agent(namespace: str) -> str:
     return f"system:serviceaccount:{namespace}:default"
 
 
-async def event(akubectl: Any, wait: Any, namespace: str, reason: str, *words: str) -> dict[str, Any]:
+async def event(akubectl: Any, namespace: str, reason: str, *words: str) -> dict[str, Any]:
     """Wait for an event about Deployment stash-demo with ``reason`` whose message holds every word."""
 
     async def probe() -> dict[str, Any] | None:
@@ -152,7 +170,7 @@ async def event(akubectl: Any, wait: Any, namespace: str, reason: str, *words: s
                 return dict(item)
         return None
 
-    found: dict[str, Any] = await wait(probe, timeout=30, what=f"event {reason} {words}")
+    found: dict[str, Any] = await eventually(probe, timeout=30, what=f"event {reason} {words}")
     assert found["source"]["component"] == "Auto Backup Controller"
     assert found["involvedObject"]["kind"] == "Deployment"
     return found
@@ -167,7 +185,6 @@ async def test_blueprint_makes_ready_configurations_and_same_named_workloads_do_
     operator: Operator,
     akubectl: Any,
     make: Any,
-    wait: Any,
     namespace: str,
     second_namespace: str,
     third_namespace: str,
@@ -192,7 +209,7 @@ async def test_blueprint_makes_ready_configurations_and_same_named_workloads_do_
         assert repo["spec"]["backend"]["gcs"]["prefix"] == f"stash-auto-backup/{ns}/deployment/stash-demo"
         assert "ownerReferences" not in repo["metadata"]
         assert repo["metadata"]["labels"]["app.kubernetes.io/created-by"] == "stash-auto-backup"
-        await event(akubectl, wait, ns, "AutoBackupResourcesCreationSucceeded", f"{ns}-deploy-stash-demo")
+        await event(akubectl, ns, "AutoBackupResourcesCreationSucceeded", f"{ns}-deploy-stash-demo")
         assert await akubectl.items("secrets", ns, "--field-selector=metadata.name=gcs-secret") == []
     one, two = users
     assert await can(akubectl, repo_ns, agent(one), "get", "secrets/gcs-secret")
@@ -210,7 +227,6 @@ async def test_same_policy_refuses_another_namespace_and_grants_nothing(
     operator: Operator,
     akubectl: Any,
     make: Any,
-    wait: Any,
     namespace: str,
     second_namespace: str,
     blueprint_name: str,
@@ -222,11 +238,11 @@ async def test_same_policy_refuses_another_namespace_and_grants_nothing(
     await akubectl("apply", "-f", "-", input_obj=blueprint(blueprint_name, repo_ns, usagePolicy=None))
     await operator.start(namespace, repo_ns)
     await akubectl("apply", "-f", "-", input_obj=annotated(make, namespace, blueprint_name))
-    found = await event(akubectl, wait, namespace, "AutoBackupResourcesCreationFailed", "usagePolicy")
+    found = await event(akubectl, namespace, "AutoBackupResourcesCreationFailed", "usagePolicy")
     assert f"Namespace {namespace!r} is not allowed to refer Repository" in found["message"]
     assert "(from: Same)" in found["message"]
     assert found["type"] == "Warning"
-    await asyncio.sleep(1)
+    await operator.idle()  # the refusal is final: nothing is made after it
     assert await akubectl.items("repositories", repo_ns) == []
     assert await akubectl.items("backupconfigurations", namespace) == []
     assert not await can(akubectl, repo_ns, agent(namespace), "get", "secrets/gcs-secret")
@@ -236,7 +252,6 @@ async def test_selector_policy_admits_by_namespace_labels_and_withdraws_access_w
     operator: Operator,
     akubectl: Any,
     make: Any,
-    wait: Any,
     namespace: str,
     second_namespace: str,
     blueprint_name: str,
@@ -260,7 +275,8 @@ async def test_selector_policy_admits_by_namespace_labels_and_withdraws_access_w
     await akubectl("apply", "-f", "-", input_obj=blueprint(blueprint_name, repo_ns, usagePolicy=policy))
     await operator.start(namespace, repo_ns)
     await akubectl("apply", "-f", "-", input_obj=annotated(make, namespace, blueprint_name))
-    await event(akubectl, wait, namespace, "AutoBackupResourcesCreationFailed", "(from: Selector)")
+    await event(akubectl, namespace, "AutoBackupResourcesCreationFailed", "(from: Selector)")
+    await operator.idle()
     assert await akubectl.items("backupconfigurations", namespace) == []
 
     await akubectl("label", "namespace", namespace, "backup=allowed")
@@ -271,7 +287,7 @@ async def test_selector_policy_admits_by_namespace_labels_and_withdraws_access_w
     await akubectl("label", "namespace", namespace, "backup-")
     await akubectl.wait_gone("backupconfiguration", namespace, "deploy-stash-demo")
     assert not await can(akubectl, repo_ns, agent(namespace), "get", "secrets/gcs-secret")
-    await wait(lambda: _no_sidecar(akubectl, namespace), timeout=30, what="the sidecar removed")
+    await eventually(lambda: _no_sidecar(akubectl, namespace), timeout=30, what="the sidecar removed")
     assert await akubectl.get("repository", repo_ns, f"{namespace}-deploy-stash-demo") is not None
 
 
@@ -280,7 +296,7 @@ async def _no_sidecar(akubectl: Any, namespace: str) -> bool:
 
 
 async def test_unknown_variable_and_missing_blueprint_are_events_and_nothing_is_made(
-    operator: Operator, akubectl: Any, make: Any, wait: Any, namespace: str, blueprint_name: str
+    operator: Operator, akubectl: Any, make: Any, namespace: str, blueprint_name: str
 ) -> None:
     """A blueprint that does not exist: a Warning event naming it; once it exists but uses
     ``${TARGET_FOO}``: a Warning event naming the variable and the field; nothing is made either way;
@@ -290,7 +306,6 @@ async def test_unknown_variable_and_missing_blueprint_are_events_and_nothing_is_
     await akubectl("apply", "-f", "-", input_obj=annotated(make, namespace, blueprint_name))
     await event(
         akubectl,
-        wait,
         namespace,
         "AutoBackupResourcesCreationFailed",
         f"BackupBlueprint {blueprint_name!r}",
@@ -305,11 +320,11 @@ async def test_unknown_variable_and_missing_blueprint_are_events_and_nothing_is_
     await akubectl("apply", "-f", "-", input_obj=bad)
     await event(
         akubectl,
-        wait,
         namespace,
         "AutoBackupResourcesCreationFailed",
         "spec.backend.gcs.prefix: unknown variable ${TARGET_FOO}",
     )
+    await operator.idle()
     assert await akubectl.items("repositories", namespace) == []
     assert await akubectl.items("backupconfigurations", namespace) == []
 
@@ -327,7 +342,6 @@ async def test_blueprint_and_annotation_edits_update_the_objects_and_keep_what_t
     namespace: str,
     second_namespace: str,
     blueprint_name: str,
-    wait: Any,
 ) -> None:
     """Editing the blueprint (schedule, prefix, retention) after the fact updates the Repository and the
     configuration; the schedule and paths annotations update the configuration; ``spec.paused`` set by
@@ -364,7 +378,7 @@ async def test_blueprint_and_annotation_edits_update_the_objects_and_keep_what_t
             and repo["spec"]["backend"]["gcs"] == {"bucket": "other", "prefix": f"v2/{namespace}/stash-demo"}
         )
 
-    await wait(updated, timeout=30, what="the blueprint's edit applied")
+    await eventually(updated, timeout=30, what="the blueprint's edit applied")
     await akubectl(
         "annotate",
         "deployment",
@@ -386,7 +400,7 @@ async def test_blueprint_and_annotation_edits_update_the_objects_and_keep_what_t
             == [{"name": "source-data-1", "mountPath": "/source/source-data-1"}]
         )
 
-    await wait(annotations_applied, timeout=30, what="the annotations' edit applied")
+    await eventually(annotations_applied, timeout=30, what="the annotations' edit applied")
     bc = await akubectl.get("backupconfiguration", namespace, "deploy-stash-demo")
     assert bc["spec"]["paused"] is True
 
@@ -395,7 +409,6 @@ async def test_removing_the_annotation_deletes_the_configuration_and_sidecar_and
     operator: Operator,
     akubectl: Any,
     make: Any,
-    wait: Any,
     namespace: str,
     second_namespace: str,
     blueprint_name: str,
@@ -419,12 +432,11 @@ async def test_removing_the_annotation_deletes_the_configuration_and_sidecar_and
     await akubectl.wait_gone("backupconfiguration", namespace, "deploy-stash-demo")
     await event(
         akubectl,
-        wait,
         namespace,
         "AutoBackupResourcesDeletionSucceeded",
         "Repositories and their data are kept",
     )
-    await wait(lambda: _no_sidecar(akubectl, namespace), timeout=30, what="the sidecar removed")
+    await eventually(lambda: _no_sidecar(akubectl, namespace), timeout=30, what="the sidecar removed")
     assert not await can(akubectl, repo_ns, agent(namespace), "get", "secrets/gcs-secret")
     repo = await akubectl.get("repository", repo_ns, f"{namespace}-deploy-stash-demo")
     assert repo["metadata"]["uid"] == repo_uid
@@ -441,7 +453,7 @@ async def test_removing_the_annotation_deletes_the_configuration_and_sidecar_and
 
 
 async def test_an_object_auto_backup_did_not_make_is_left_alone(
-    operator: Operator, akubectl: Any, make: Any, wait: Any, namespace: str, blueprint_name: str
+    operator: Operator, akubectl: Any, make: Any, namespace: str, blueprint_name: str
 ) -> None:
     """A hand-written configuration already called ``deploy-stash-demo``: a Warning event says the name is
     taken, and the configuration keeps its spec."""
@@ -452,9 +464,8 @@ async def test_an_object_auto_backup_did_not_make_is_left_alone(
     await akubectl("apply", "-f", "-", input_obj=mine)
     await operator.start(namespace)
     await akubectl("apply", "-f", "-", input_obj=annotated(make, namespace, blueprint_name))
-    await event(
-        akubectl, wait, namespace, "AutoBackupResourcesCreationFailed", "was not created by auto-backup"
-    )
+    await event(akubectl, namespace, "AutoBackupResourcesCreationFailed", "was not created by auto-backup")
+    await operator.idle()
     bc = await akubectl.get("backupconfiguration", namespace, "deploy-stash-demo")
     assert bc["spec"]["schedule"] == "0 1 * * *"
     assert bc["spec"]["repository"] == {"name": "gcs-repo"}

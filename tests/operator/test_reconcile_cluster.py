@@ -4,11 +4,11 @@ each workload kind, backupHistoryLimit.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
 import pytest
+from tests.polling import eventually
 
 from stashlet.api import names
 
@@ -43,7 +43,7 @@ async def test_unchanged_configuration_causes_no_rollout_and_a_change_exactly_on
 
     await operator.stop(cleanup=False)
     controller = await operator.start(namespace)
-    await asyncio.wait_for(controller.queue.wait_idle(), 30)
+    await operator.rested(controller, namespace, "Deployment/stash-demo", "BackupConfiguration/pause-backup")
     again = await akubectl.get("backupconfiguration", namespace, "pause-backup")
     assert again["metadata"]["resourceVersion"] == bc["metadata"]["resourceVersion"]
     assert (await akubectl.get("deployment", namespace, "stash-demo"))["metadata"]["generation"] == 2
@@ -60,8 +60,9 @@ async def test_unchanged_configuration_causes_no_rollout_and_a_change_exactly_on
         json.dumps(change),
     )
     await akubectl.wait_phase(namespace, "pause-backup", "Ready")
-    await asyncio.wait_for(controller.queue.wait_idle(), 30)
-    await asyncio.sleep(2)  # room for a second, unwanted rollout
+    # The operator has seen its own writes (the Deployment's rollout, the configuration's status) and has
+    # nothing left to do: a second, unwanted rollout would have happened by now.
+    await operator.rested(controller, namespace, "Deployment/stash-demo", "BackupConfiguration/pause-backup")
     deployment = await akubectl.get("deployment", namespace, "stash-demo")
     assert deployment["metadata"]["generation"] == 3
     [sidecar] = [c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "stash"]
@@ -70,13 +71,14 @@ async def test_unchanged_configuration_causes_no_rollout_and_a_change_exactly_on
     await akubectl("patch", "backupconfiguration", "pause-backup", "-n", namespace, "--type=merge",
                    "-p", '{"spec": {"schedule": "0 3 * * *"}}')  # fmt: skip
     await akubectl.wait_phase(namespace, "pause-backup", "Ready")
+    await operator.rested(controller, namespace, "Deployment/stash-demo", "BackupConfiguration/pause-backup")
     cron = await akubectl.get("cronjob", namespace, "stash-trigger-pause-backup")
     assert cron["spec"]["schedule"] == "0 3 * * *"
     assert (await akubectl.get("deployment", namespace, "stash-demo"))["metadata"]["generation"] == 3
 
 
 async def test_gitops_reapply_gets_the_sidecar_back_without_a_rollout_loop(
-    operator: Any, akubectl: Any, make: Any, namespace: str, wait: Any
+    operator: Any, akubectl: Any, make: Any, namespace: str
 ) -> None:
     """Re-applying the original manifest as Argo CD or Flux do: ``kubectl apply`` and server-side apply
     keep the sidecar (no new ReplicaSet); a replace drops it, the operator injects it once more (the same
@@ -93,7 +95,7 @@ async def test_gitops_reapply_gets_the_sidecar_back_without_a_rollout_loop(
     async def replica_sets() -> set[str]:
         return {rs["metadata"]["name"] for rs in await akubectl.items("replicasets", namespace)}
 
-    await wait(lambda: _count(replica_sets, 2), what="the original and the injected ReplicaSet")
+    await eventually(lambda: _count(replica_sets, 2), what="the original and the injected ReplicaSet")
     known = await replica_sets()
 
     await akubectl("apply", "-f", "-", input_obj=original)  # Argo CD's client-side apply
@@ -103,8 +105,7 @@ async def test_gitops_reapply_gets_the_sidecar_back_without_a_rollout_loop(
     await akubectl(
         "apply", "--server-side", "--field-manager=flux", "--force-conflicts", "-f", "-", input_obj=original
     )
-    await asyncio.sleep(1)
-    await asyncio.wait_for(controller.queue.wait_idle(), 30)
+    await operator.rested(controller, namespace, "Deployment/stash-demo")
     kept = await akubectl.get("deployment", namespace, "stash-demo")
     assert kept["spec"]["template"] == injected["spec"]["template"]
     generation = kept["metadata"]["generation"]
@@ -115,10 +116,9 @@ async def test_gitops_reapply_gets_the_sidecar_back_without_a_rollout_loop(
         current = await akubectl.get("deployment", namespace, "stash-demo")
         return current if sidecar_count(current) == 1 else None
 
-    back = await wait(reinjected, timeout=30, what="the sidecar to come back")
+    back = await eventually(reinjected, timeout=30, what="the sidecar to come back")
     assert back["metadata"]["generation"] == generation + 2  # the replace, then one injection
-    await asyncio.sleep(3)
-    await asyncio.wait_for(controller.queue.wait_idle(), 30)
+    await operator.rested(controller, namespace, "Deployment/stash-demo")
     settled = await akubectl.get("deployment", namespace, "stash-demo")
     assert settled["metadata"]["generation"] == generation + 2
     assert settled["spec"]["template"] == injected["spec"]["template"]
@@ -131,7 +131,7 @@ async def _count(probe: Any, expected: int) -> bool:
 
 @pytest.mark.parametrize("kind", ["StatefulSet", "DaemonSet", "ReplicaSet"])
 async def test_each_workload_kind_gets_the_sidecar_and_loses_it_on_deletion(
-    operator: Any, akubectl: Any, make: Any, namespace: str, kind: str, wait: Any
+    operator: Any, akubectl: Any, make: Any, namespace: str, kind: str
 ) -> None:
     """StatefulSet, DaemonSet and ReplicaSet templates get the sidecar once; deletion takes it out again;
     a ReplicaSet's pods from the old template are replaced.
@@ -162,7 +162,7 @@ async def test_each_workload_kind_gets_the_sidecar_and_loses_it_on_deletion(
                 for p in alive
             )
 
-        await wait(renewed, timeout=30, what="the ReplicaSet's pods to carry the sidecar")
+        await eventually(renewed, timeout=30, what="the ReplicaSet's pods to carry the sidecar")
     await akubectl(
         "delete", "backupconfiguration", "pause-backup", "-n", namespace, "--wait=true", "--timeout=30s"
     )
@@ -194,7 +194,7 @@ async def test_a_configuration_moved_to_another_target_leaves_the_old_one_clean(
 
 
 async def test_backup_history_limit_prunes_old_finished_sessions(
-    operator: Any, akubectl: Any, make: Any, namespace: str, wait: Any
+    operator: Any, akubectl: Any, make: Any, namespace: str
 ) -> None:
     """With ``backupHistoryLimit: 2`` only the two newest finished sessions stay; running ones are kept."""
     await setup_valid(akubectl, make, namespace)
@@ -228,8 +228,9 @@ async def test_backup_history_limit_prunes_old_finished_sessions(
                 "invoker": {"apiGroup": names.GROUP, "kind": "BackupConfiguration", "name": "pause-backup"}
             },
         }
+        # Created one after the other, so in order of (creationTimestamp, name), the operator's order of
+        # age (sessions of the same second go by name): no need for distinct creation seconds.
         await akubectl("create", "-f", "-", input_obj=session)
-        await asyncio.sleep(1.1)  # distinct creation seconds, so "newest" is well defined
         status = json.dumps({"status": {"phase": phase}})
         await akubectl(
             "patch",
@@ -247,4 +248,4 @@ async def test_backup_history_limit_prunes_old_finished_sessions(
         left = sorted(s["metadata"]["name"] for s in await akubectl.items("backupsessions", namespace))
         return left if left == ["pause-backup-3", "pause-backup-4", "pause-backup-5"] else None
 
-    await wait(pruned, timeout=30, what="the oldest finished sessions to be pruned")
+    await eventually(pruned, timeout=30, what="the oldest finished sessions to be pruned")

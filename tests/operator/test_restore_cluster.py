@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 import pytest
+from tests.polling import eventually
 
 pytestmark = pytest.mark.cluster
 
@@ -60,7 +61,7 @@ def init_names(workload: dict[str, Any] | None) -> list[str]:
 
 
 async def test_bad_rules_then_a_missing_repository_then_injection_then_removal(
-    operator: Any, akubectl: Any, make: Any, namespace: str, wait: Any
+    operator: Any, akubectl: Any, make: Any, namespace: str
 ) -> None:
     """Two rules without targetHosts: Invalid, ValidationPassed False naming ``spec.target.rules[1]``,
     a Warning event; nothing injected. Rules fixed but no Repository: Pending with RepositoryFound False
@@ -82,7 +83,7 @@ async def test_bad_rules_then_a_missing_repository_then_injection_then_removal(
         status = await restore_status(akubectl, namespace)
         return status if status.get("phase") == phase else None
 
-    status = await wait(lambda: phase_is("Invalid"), timeout=30, what="Invalid")
+    status = await eventually(lambda: phase_is("Invalid"), timeout=30, what="Invalid")
     validation = condition_map(status)["ValidationPassed"]
     assert (validation["status"], validation["reason"]) == ("False", "ResourceValidationFailed")
     assert "spec.target.rules[1]: only one rule may omit targetHosts" in validation["message"]
@@ -96,7 +97,7 @@ async def test_bad_rules_then_a_missing_repository_then_injection_then_removal(
     assert init_names(await akubectl.get("deployment", namespace, "stash-demo")) == []
 
     await akubectl("apply", "-f", "-", input_obj=restore_session(namespace))
-    status = await wait(lambda: phase_is("Pending"), timeout=30, what="Pending")
+    status = await eventually(lambda: phase_is("Pending"), timeout=30, what="Pending")
     found = condition_map(status)
     assert (found["RepositoryFound"]["status"], found["RepositoryFound"]["reason"]) == (
         "False",
@@ -115,7 +116,7 @@ async def test_bad_rules_then_a_missing_repository_then_injection_then_removal(
         cond = condition_map(status).get("StashInitContainerInjected")
         return status if cond and cond["status"] == "True" else None
 
-    status = await wait(injected, timeout=30, what="the init-container injected")
+    status = await eventually(injected, timeout=30, what="the init-container injected")
     assert status["phase"] == "Pending"
     assert {c["type"]: c["status"] for c in status["conditions"]} == {
         "RepositoryFound": "True",
@@ -141,7 +142,8 @@ async def test_bad_rules_then_a_missing_repository_then_injection_then_removal(
     generation = deployment["metadata"]["generation"]
     # Reconciling again (a resync, or the operator restarting) writes nothing.
     await operator.stop(cleanup=False)
-    await operator.start(namespace)
+    controller = await operator.start(namespace)
+    await operator.rested(controller, namespace, "Deployment/stash-demo", f"RestoreSession/{RS}")
     deployment = await akubectl.get("deployment", namespace, "stash-demo")
     assert deployment["metadata"]["generation"] == generation
 
@@ -150,7 +152,7 @@ async def test_bad_rules_then_a_missing_repository_then_injection_then_removal(
     async def removed() -> bool:
         return init_names(await akubectl.get("deployment", namespace, "stash-demo")) == []
 
-    await wait(removed, timeout=30, what="the init-container removed")
+    await eventually(removed, timeout=30, what="the init-container removed")
     await akubectl.wait_gone("restoresession", namespace, RS)
     assert await akubectl.get("role", namespace, f"stashlet-restore-{RS}") is None
     assert await akubectl.get("rolebinding", namespace, f"stashlet-restore-{RS}") is None
@@ -163,7 +165,7 @@ async def test_bad_rules_then_a_missing_repository_then_injection_then_removal(
 
 @pytest.mark.parametrize("kind", ["StatefulSet", "DaemonSet", "ReplicaSet"])
 async def test_each_workload_kind_gets_the_init_container(
-    operator: Any, akubectl: Any, make: Any, namespace: str, wait: Any, kind: str
+    operator: Any, akubectl: Any, make: Any, namespace: str, kind: str
 ) -> None:
     """StatefulSet, DaemonSet and ReplicaSet targets get ``stash-init`` first in their pod template."""
     workload = as_kind(make.deployment(namespace=namespace), kind)
@@ -179,7 +181,7 @@ async def test_each_workload_kind_gets_the_init_container(
     async def injected() -> bool:
         return init_names(await akubectl.get(kind.lower(), namespace, "stash-demo")) == ["stash-init"]
 
-    await wait(injected, timeout=30, what=f"stash-init in the {kind}")
+    await eventually(injected, timeout=30, what=f"stash-init in the {kind}")
     status = await restore_status(akubectl, namespace)
     assert condition_map(status)["StashInitContainerInjected"]["message"] == (
         f"Successfully injected stash init-container into apps/v1 {kind.lower()}/stash-demo."
@@ -187,7 +189,7 @@ async def test_each_workload_kind_gets_the_init_container(
 
 
 async def test_a_repository_whose_usage_policy_refuses_the_namespace_is_invalid_and_grants_nothing(
-    operator: Any, akubectl: Any, make: Any, namespace: str, second_namespace: str, wait: Any
+    operator: Any, akubectl: Any, make: Any, namespace: str, second_namespace: str
 ) -> None:
     """A Repository in another namespace with the default policy (Same): ValidationPassed False naming
     ``spec.repository``, no init-container, no Role in either namespace. Allowing ``All`` fixes it."""
@@ -213,7 +215,7 @@ async def test_a_repository_whose_usage_policy_refuses_the_namespace_is_invalid_
         status = await restore_status(akubectl, namespace)
         return status if status.get("phase") == "Invalid" else None
 
-    status = await wait(invalid, timeout=30, what="Invalid")
+    status = await eventually(invalid, timeout=30, what="Invalid")
     message = condition_map(status)["ValidationPassed"]["message"]
     assert message.startswith("spec.repository: "), message
     assert namespace in message
@@ -230,5 +232,5 @@ async def test_a_repository_whose_usage_policy_refuses_the_namespace_is_invalid_
     async def injected() -> bool:
         return init_names(await akubectl.get("deployment", namespace, "stash-demo")) == ["stash-init"]
 
-    await wait(injected, timeout=60, what="stash-init once the policy admits the namespace")
+    await eventually(injected, timeout=60, what="stash-init once the policy admits the namespace")
     assert await akubectl.get("role", second_namespace, f"stashlet-restore-{namespace}-{RS}") is not None
