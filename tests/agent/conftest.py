@@ -8,7 +8,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.polling import wait_until
 
 from stashlet.agent.restic.backend import ResticRepository, build_repository
 from stashlet.agent.restic.runner import Restic, ResticSettings
@@ -122,18 +122,20 @@ class AgentProcess:
 
 
 def wait_http(url: str, timeout: float = 30, process: AgentProcess | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    """Wait until ``url`` answers 200; fail at once (with the log) if ``process`` exits meanwhile."""
+
+    def ok() -> bool:
         try:
             with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310
                 if response.status == 200:
-                    return
+                    return True
         except (urllib.error.URLError, OSError):
             pass
         if process is not None and process.popen.poll() is not None:
             pytest.fail(f"agent exited with {process.popen.returncode}:\n{process.logs()[-4000:]}")
-        time.sleep(0.2)
-    pytest.fail(f"{url} not ready in {timeout}s" + (f":\n{process.logs()[-4000:]}" if process else ""))
+        return False
+
+    wait_until(ok, timeout=timeout, what=f"{url} to answer 200", log=process.logs if process else None)
 
 
 @pytest.fixture

@@ -5,6 +5,8 @@ Repository, a real Pushgateway; then restored with plain restic and re-applied w
 from __future__ import annotations
 
 import base64
+import datetime as dt
+import itertools
 import json
 import os
 import signal
@@ -21,6 +23,7 @@ from typing import Any
 import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
+from tests.polling import wait_until
 
 from stashlet.agent.job import exit_code
 from stashlet.agent.kubedump.sanitize import sanitize
@@ -34,6 +37,9 @@ pytestmark = [pytest.mark.cluster, pytest.mark.restic]
 Kubectl = Callable[..., subprocess.CompletedProcess[str]]
 PASSWORD = "not-a-real-password-7"
 BC = "resources-backup"
+SESSION_NUMBERS = itertools.count(int(time.time()))
+"""Session names ``<configuration>-<number>`` as Stash's (a Unix time), one apart: never two alike, however
+fast the tests make them."""
 JOB_SA = "stash-backup-job"
 READ_ALL = [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["get", "list"]}]
 
@@ -159,16 +165,6 @@ def get_json(kubectl: Kubectl, *args: str) -> Any:
     return json.loads(kubectl("get", *args, "-o", "json").stdout)
 
 
-def wait_until(probe: Callable[[], Any], what: str, timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(0.3)
-    pytest.fail(f"{what}: not within {timeout}s")
-
-
 @dataclass
 class JobSetup:
     """A kubedump BackupConfiguration in ``home`` for namespace ``app``, its Repository and RBAC."""
@@ -239,7 +235,7 @@ class JobSetup:
             )
 
     def session(self) -> str:
-        name = f"{BC}-{int(time.time())}"
+        name = f"{BC}-{next(SESSION_NUMBERS)}"
         self.kubectl(
             "apply",
             "-f",
@@ -326,7 +322,12 @@ def app_namespace(control_plane: ControlPlane, kubectl: Kubectl) -> Iterator[str
     try:
         wait_for_default_service_account(control_plane, name)
         kubectl("apply", "-f", "-", input_obj=app_objects(name))
-        wait_until(lambda: len(get_json(kubectl, "pods", "-n", name)["items"]) == 2, "2 pods of web")
+        wait_until(
+            lambda: len(get_json(kubectl, "pods", "-n", name)["items"]) == 2,
+            what="2 pods of web",
+            timeout=60,
+            interval=0.3,
+        )
         yield name
     finally:
         kubectl("delete", "namespace", name, "--wait=false", check=False)
@@ -495,7 +496,9 @@ def test_restored_dump_reapplies_into_a_fresh_namespace(
 
         token = wait_until(
             lambda: get_json(kubectl, "secret", "bot-token", "-n", fresh).get("data", {}).get("token"),
-            "a fresh token in the re-applied ServiceAccount token Secret",
+            what="a fresh token in the re-applied ServiceAccount token Secret",
+            timeout=60,
+            interval=0.3,
         )
         original = get_json(kubectl, "secret", "bot-token", "-n", setup.app)["data"]["token"]
         assert token != original
@@ -518,7 +521,12 @@ def test_restored_dump_reapplies_into_a_fresh_namespace(
                 and pod_owners == rs_uids
             )
 
-        wait_until(adopted, "the restored ReplicaSet and Pods adopted by the restored Deployment")
+        wait_until(
+            adopted,
+            what="the restored ReplicaSet and Pods adopted by the restored Deployment",
+            timeout=60,
+            interval=0.3,
+        )
         original_rs = get_json(kubectl, "replicasets", "-n", setup.app)["items"][0]["metadata"]["name"]
         assert get_json(kubectl, "replicasets", "-n", fresh)["items"][0]["metadata"]["name"] == original_rs
     finally:
@@ -565,7 +573,12 @@ def broken_api_group(kubectl: Kubectl) -> Iterator[str]:
         },
     )
     try:
-        wait_until(lambda: group in kubectl("get", "--raw", "/apis").stdout, f"{group} in /apis", 30)
+        wait_until(
+            lambda: group in kubectl("get", "--raw", "/apis").stdout,
+            what=f"{group} in /apis",
+            timeout=30,
+            interval=0.3,
+        )
         yield f"{group}/v1"
     finally:
         kubectl("delete", "apiservice", f"v1.{group}", "--wait=true", check=False)
@@ -649,7 +662,15 @@ def test_time_out_fails_the_session_with_deadline_exceeded(
     the session ends Failed and the process exits 1; the dump folder is removed."""
     setup.apply(time_out="1s")
     session = setup.session()
-    time.sleep(1.5)
+    created = session_obj(kubectl, setup, session)["metadata"]["creationTimestamp"]
+    deadline = dt.datetime.fromisoformat(created).timestamp() + 1.0  # what the agent computes
+    # The job starts once the deadline has passed by the clock the agent reads (no guessed sleep).
+    wait_until(
+        lambda: time.time() > deadline,
+        what=f"1s past the session's creation ({created})",
+        timeout=5,
+        interval=0.05,
+    )
     code, logs = setup.run_job(session, service_account_kubeconfig(setup.home, JOB_SA))
     assert code == 1, logs[-4000:]
     status = session_obj(kubectl, setup, session)["status"]
@@ -675,7 +696,7 @@ def test_sigterm_mid_backup_records_the_interruption_and_exits_143(
             stats = (status.get("targets") or [{}])[0].get("stats") or []
             return bool(stats) and stats[0].get("phase") == "Running"
 
-        wait_until(host_running, "host-0 Running", 60)
+        wait_until(host_running, what="host-0 Running", timeout=60, interval=0.3)
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=60)
     finally:

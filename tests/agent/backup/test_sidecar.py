@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from tests.polling import wait_until
 
 from stashlet.api.backupconfiguration import BackupConfiguration
 from stashlet.operator.core.workloads import WORKLOAD_KINDS
@@ -33,14 +34,20 @@ def get(kubectl: Callable[..., Any], *args: str) -> Any:
 def wait_phase(
     kubectl: Callable[..., Any], namespace: str, session: str, phases: set[str], timeout: float = 90
 ) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    obj: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        obj = get(kubectl, "backupsession", session, "-n", namespace)
-        if obj.get("status", {}).get("phase") in phases:
-            return obj
-        time.sleep(0.3)
-    pytest.fail(f"session {session} not in {phases} after {timeout}s: {json.dumps(obj.get('status'))}")
+    """The session once its phase is one of ``phases``."""
+
+    def ended() -> dict[str, Any] | None:
+        obj: dict[str, Any] = get(kubectl, "backupsession", session, "-n", namespace)
+        return obj if obj.get("status", {}).get("phase") in phases else None
+
+    def status() -> str:  # for the failure: where the session is
+        return json.dumps(get(kubectl, "backupsession", session, "-n", namespace).get("status"))
+
+    found = wait_until(
+        ended, timeout=timeout, interval=0.3, what=f"session {session} in {phases}", log=status
+    )
+    assert found is not None  # wait_until returns the probe's first truthy value
+    return found
 
 
 class Setup:
@@ -623,15 +630,13 @@ def test_sigterm_mid_backup_interrupts_restic_cleanly(
         kubeconfig=service_account_kubeconfig(namespace, "app-agent"),
     )
     name = setup.session("long")
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+
+    def progress() -> bool:
         with urllib.request.urlopen(f"{agent.url}/status", timeout=5) as response:  # noqa: S310
             running = json.loads(response.read())["running"]
-        if running and running.get("progress"):
-            break
-        time.sleep(0.3)
-    else:
-        pytest.fail(f"restic never reported progress:\n{agent.logs()[-3000:]}")
+        return bool(running and running.get("progress"))
+
+    wait_until(progress, timeout=60, interval=0.3, what="restic's progress in /status", log=agent.logs)
     started = time.monotonic()
     code = agent.stop()
     elapsed = time.monotonic() - started
@@ -676,12 +681,13 @@ def test_agent_restart_fails_the_session_it_left_running(
         kubeconfig=kubeconfig,
     )
     name = setup.session("orphan")
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        status = get(kubectl, "backupsession", name, "-n", namespace).get("status", {})
-        if status.get("targets"):
-            break
-        time.sleep(0.3)
+    wait_until(
+        lambda: get(kubectl, "backupsession", name, "-n", namespace).get("status", {}).get("targets"),
+        timeout=60,
+        interval=0.3,
+        what=f"session {name} to record its target",
+        log=first.logs,
+    )
     import signal
 
     first.stop(signal.SIGKILL)

@@ -11,7 +11,6 @@ import base64
 import json
 import os
 import subprocess
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -21,6 +20,7 @@ from typing import Any
 import pytest
 import yaml
 from kubernetes_asyncio import client
+from tests.polling import wait_until
 
 from stashlet.agent.kubedump.dump import DumpOptions, DumpReport, DumpScope, dump
 from stashlet.agent.kubedump.sanitize import SERVER_SET_METADATA
@@ -165,15 +165,15 @@ def app_objects(namespace: str) -> list[dict[str, Any]]:
 
 def wait_for_pods(kubectl: Kubectl, namespace: str, count: int, timeout: float = 60) -> list[dict[str, Any]]:
     """The Deployment's Pods, once kube-controller-manager made ``count`` of them."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        pods = json.loads(kubectl("get", "pods", "-n", namespace, "-l", "app=web", "-o", "json").stdout)[
-            "items"
-        ]
-        if len(pods) == count:
-            return list(pods)
-        time.sleep(0.3)
-    pytest.fail(f"{count} pods of deployment web not created in {timeout}s")
+
+    def made() -> list[dict[str, Any]] | None:
+        out = kubectl("get", "pods", "-n", namespace, "-l", "app=web", "-o", "json").stdout
+        pods: list[dict[str, Any]] = json.loads(out)["items"]
+        return pods if len(pods) == count else None
+
+    found = wait_until(made, timeout=timeout, interval=0.3, what=f"{count} pods of deployment web")
+    assert found is not None  # wait_until returns the probe's first truthy value
+    return found
 
 
 @pytest.fixture
@@ -425,11 +425,11 @@ def broken_api_group(control_plane: ControlPlane, kubectl: Kubectl) -> Iterator[
         },
     )
     try:
-        deadline = time.monotonic() + 30
-        while group not in kubectl("get", "--raw", "/apis").stdout:
-            if time.monotonic() > deadline:
-                pytest.fail(f"API group {group} not listed in /apis")
-            time.sleep(0.2)
+        wait_until(
+            lambda: group in kubectl("get", "--raw", "/apis").stdout,
+            timeout=30,
+            what=f"API group {group} listed in /apis",
+        )
         yield f"{group}/v1"
     finally:
         kubectl("delete", "apiservice", f"v1.{group}", "--wait=true", check=False)

@@ -29,6 +29,7 @@ from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from tests.polling import wait_until
 
 from stashlet.api import names
 from stashlet.api.agent_contract import AgentInvocation
@@ -415,15 +416,6 @@ def pushed_metrics(url: str) -> dict[str, list[Any]]:
     return out
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
 # --- fixtures ---------------------------------------------------------------------------------------
 
 
@@ -790,8 +782,10 @@ def test_a_session_deleted_while_waiting_for_the_turn_fails_the_start(env: Resto
         }
     )
     process, log = env.start("rs", "Deployment", "app", "app-1", kubeconfig)
-    wait_for(
-        lambda: "waiting for the restore turn" in log.read_text(), 60, "the restore to wait for its turn"
+    wait_until(
+        lambda: "waiting for the restore turn" in log.read_text(),
+        timeout=60,
+        what="the restore to wait for its turn",
     )
     env.kubectl("delete", "restoresession", "rs", "-n", env.namespace)
     run = finish(process, log, timeout=30)
@@ -818,7 +812,7 @@ def test_progress_is_logged_and_sigterm_interrupts_cleanly(env: RestoreEnv) -> N
         lines = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
         return [line for line in lines if line["msg"] == "restore progress"]
 
-    wait_for(lambda: bool(progress()), 60, "restore progress in the log")
+    wait_until(progress, timeout=60, what="restore progress in the log")
     started = time.monotonic()
     process.send_signal(signal.SIGTERM)
     run = finish(process, log, timeout=40)
