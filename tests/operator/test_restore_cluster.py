@@ -182,8 +182,16 @@ async def test_each_workload_kind_gets_the_init_container(
         return init_names(await akubectl.get(kind.lower(), namespace, "stash-demo")) == ["stash-init"]
 
     await eventually(injected, timeout=30, what=f"stash-init in the {kind}")
-    status = await restore_status(akubectl, namespace)
-    assert condition_map(status)["StashInitContainerInjected"]["message"] == (
+
+    async def reported() -> dict[str, Any] | None:
+        # The status is written after the workload: wait for it rather than read it once.
+        found: dict[str, Any] | None = condition_map(await restore_status(akubectl, namespace)).get(
+            "StashInitContainerInjected"
+        )
+        return found
+
+    condition = await eventually(reported, timeout=30, what="StashInitContainerInjected in the status")
+    assert condition["message"] == (
         f"Successfully injected stash init-container into apps/v1 {kind.lower()}/stash-demo."
     )
 
