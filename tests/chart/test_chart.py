@@ -15,7 +15,6 @@ import asyncio
 import json
 import subprocess
 import sys
-import time
 import tomllib
 import urllib.request
 import uuid
@@ -26,6 +25,7 @@ from typing import Any
 
 import pytest
 import yaml
+from tests.polling import eventually
 
 from stashlet.api import versions
 from stashlet.api.backupconfiguration import BackupConfiguration
@@ -701,21 +701,6 @@ async def apply_release(
     return objects
 
 
-async def eventually(
-    probe: Callable[[], Any], what: str, within: float = 60, log: Callable[[], str] | None = None
-) -> Any:
-    """Await ``probe()`` until it returns something truthy; fail naming ``what`` (and showing ``log()``)."""
-    deadline = time.monotonic() + within
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = await probe()
-        if last:
-            return last
-        await asyncio.sleep(0.3)
-    tail = f"\n{log()[-6000:]}" if log else ""
-    pytest.fail(f"timed out after {within:.0f}s waiting for {what}: last {last!r}{tail}")
-
-
 def http_get(url: str) -> str:
     """GET ``url`` and return the body (raises on failure)."""
     with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - a pod's http URL
@@ -757,8 +742,12 @@ async def test_chart_installs_and_its_operator_reconciles_a_configuration_to_rea
         pods = json.loads(out.stdout)["items"]
         return pods[0] if len(pods) == 1 else None
 
-    operator_pod = await eventually(lambda: one_pod("operator"), "the operator's pod")
-    pushgateway_pod = await eventually(lambda: one_pod("pushgateway"), "the Pushgateway's pod")
+    operator_pod = await eventually(
+        lambda: one_pod("operator"), what="the operator's pod", timeout=60, interval=0.3
+    )
+    pushgateway_pod = await eventually(
+        lambda: one_pod("pushgateway"), what="the Pushgateway's pod", timeout=60, interval=0.3
+    )
     assert operator_pod["spec"]["serviceAccountName"] == f"{release}-operator"
     assert container({"spec": {"template": operator_pod}}, "operator")["args"] == operator_spec["args"]
     operator_name = operator_pod["metadata"]["name"]
@@ -776,7 +765,9 @@ async def test_chart_installs_and_its_operator_reconciles_a_configuration_to_rea
         deployment = await akubectl.get("deployment", f"{release}-operator", namespace)
         return bool(deployment and deployment.get("status", {}).get("availableReplicas") == 1)
 
-    await eventually(available, "the operator Deployment to be available", log=operator_log)
+    await eventually(
+        available, what="the operator Deployment to be available", timeout=60, interval=0.3, log=operator_log
+    )
     pod_ip = (await akubectl.get("pod", pushgateway_pod["metadata"]["name"], namespace) or {})["status"][
         "podIP"
     ]
@@ -787,7 +778,7 @@ async def test_chart_installs_and_its_operator_reconciles_a_configuration_to_rea
         except OSError:
             return False
 
-    await eventually(pushgateway_ready, "the Pushgateway pod's /-/ready")
+    await eventually(pushgateway_ready, what="the Pushgateway pod's /-/ready", timeout=60, interval=0.3)
     operator_ip = (await akubectl.get("pod", operator_name, namespace) or {})["status"]["podIP"]
 
     async def operator_ready() -> bool:
@@ -797,7 +788,13 @@ async def test_chart_installs_and_its_operator_reconciles_a_configuration_to_rea
             return False
         return bool(json.loads(body) == {"status": "ready"})
 
-    await eventually(operator_ready, "the operator's /readyz (its probes' endpoint)", log=operator_log)
+    await eventually(
+        operator_ready,
+        what="the operator's /readyz (its probes' endpoint)",
+        timeout=60,
+        interval=0.3,
+        log=operator_log,
+    )
     assert json.loads(await asyncio.to_thread(http_get, f"http://{operator_ip}:8080/healthz")) == {
         "status": "ok"
     }
@@ -871,7 +868,9 @@ async def test_chart_installs_and_its_operator_reconciles_a_configuration_to_rea
             pytest.fail(f"the operator's container restarted:\n{operator_log()[-4000:]}")
         return bc if status.get("phase") == "Ready" else None
 
-    await eventually(ready, "BackupConfiguration web-backup to be Ready", within=90, log=operator_log)
+    await eventually(
+        ready, what="BackupConfiguration web-backup to be Ready", timeout=90, interval=0.3, log=operator_log
+    )
 
     workload = await akubectl.get("deployment", "web", app)
     assert workload is not None
@@ -893,7 +892,9 @@ async def test_chart_installs_and_its_operator_reconciles_a_configuration_to_rea
     async def gone() -> bool:
         return await akubectl.get("backupconfiguration", "web-backup", app) is None
 
-    await eventually(gone, "the finalizer to let web-backup go", log=operator_log)
+    await eventually(
+        gone, what="the finalizer to let web-backup go", timeout=60, interval=0.3, log=operator_log
+    )
     workload = await akubectl.get("deployment", "web", app)
     assert workload is not None
     assert [c["name"] for c in workload["spec"]["template"]["spec"]["containers"]] == ["web"]
