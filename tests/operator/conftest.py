@@ -12,10 +12,8 @@ import asyncio
 import contextlib
 import copy
 import json
-import re
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,21 +31,7 @@ from stashlet.operator.controller import Controller
 from stashlet.operator.core.loop import Follow
 from stashlet.operator.settings import OperatorSettings
 
-SEED_003 = Path(__file__).resolve().parents[3] / "shared" / "seeds" / "003_0e730fdb8faa1fc4.txt"
-FENCED_YAML = re.compile(r"^```yaml[ \t]*\n(.*?)^```", re.MULTILINE | re.DOTALL)
-
 # ---------------------------------------------------------------- object factories (no server)
-
-
-def seed_003_objects() -> list[dict[str, Any]]:
-    """The objects seed 003 writes as YAML: PVC, Deployment, Repository, BackupConfiguration, session."""
-    objects: list[dict[str, Any]] = []
-    for match in FENCED_YAML.finditer(SEED_003.read_text(encoding="utf-8")):
-        block = match.group(1)
-        if block.lstrip().startswith("$"):
-            continue
-        objects += [obj for obj in yaml.safe_load_all(block) if isinstance(obj, dict)]
-    return objects
 
 
 def seed_storage_secret(namespace: str) -> dict[str, Any]:
@@ -146,7 +130,6 @@ def backup_configuration(
 class Factories:
     """The factories above, for test modules (which cannot import the conftest)."""
 
-    seed_003_objects = staticmethod(seed_003_objects)
     seed_storage_secret = staticmethod(seed_storage_secret)
     in_namespace = staticmethod(in_namespace)
     deployment = staticmethod(deployment)
@@ -224,24 +207,6 @@ class Kubectl:
         """One object, or None when it does not exist."""
         out = await self("get", resource, name, "-n", namespace, "-o", "json", "--ignore-not-found")
         return json.loads(out) if out.strip() else None
-
-    async def finished_pod(
-        self, namespace: str, selector: str, *, not_named: tuple[str, ...] = (), within: float = 150
-    ) -> dict[str, Any]:
-        """Wait until the real node has run a pod matching ``selector`` (not one of ``not_named``) to
-        its end; return it."""
-
-        async def probe() -> dict[str, Any] | None:
-            for pod in await self.items("pods", namespace, "-l", selector):
-                finished = pod["status"].get("phase") in ("Succeeded", "Failed")
-                if finished and pod["metadata"]["name"] not in not_named:
-                    return pod
-            return None
-
-        found: dict[str, Any] = await eventually(
-            probe, timeout=within, interval=0.5, what=f"a finished pod {selector}"
-        )
-        return found
 
     async def events(self, namespace: str, name: str) -> list[dict[str, Any]]:
         """The core/v1 events about the object called ``name``."""

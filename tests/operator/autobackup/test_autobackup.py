@@ -15,7 +15,7 @@ from stashlet.operator.autobackup.diff import created_for, merge_patch, update_p
 from stashlet.operator.autobackup.resolution import AutoBackupError, Target
 from stashlet.operator.core.workloads import WORKLOAD_KINDS
 
-SEED_000 = Path(__file__).resolve().parents[3] / "shared" / "seeds" / "000_084401b39e3f0ad7.txt"
+SEED_000 = Path(__file__).resolve().parents[4] / "shared" / "seeds" / "000_084401b39e3f0ad7.txt"
 FENCED_YAML = re.compile(r"^```yaml[ \t]*\n(.*?)^```", re.MULTILINE | re.DOTALL)
 
 
