@@ -26,9 +26,9 @@ from stashlet.agent.restic.runner import ResticSettings, inherited_env, restic_v
 from stashlet.agent.restore.run import EXIT_INTERRUPTED, RestoreRunner
 from stashlet.agent.settings import AgentSettings, SettingsError, load
 from stashlet.api import agent_contract as contract
+from stashlet.api.names import COMPONENT_BACKUP_SESSION, COMPONENT_RESTORE_SESSION
 from stashlet.kube import logs
 from stashlet.kube.client import new_api_client
-from stashlet.kube.events import COMPONENT_BACKUP_SESSION, COMPONENT_RESTORE_SESSION
 
 log = logging.getLogger("stashlet.agent")
 

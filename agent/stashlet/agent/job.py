@@ -61,9 +61,9 @@ from stashlet.agent.timestamps import now_utc
 from stashlet.api.backupconfiguration import BackupConfiguration
 from stashlet.api.backupsession import BackupSession, BackupSessionPhase, HostBackupPhase, HostBackupStats
 from stashlet.api.common import TargetRef
+from stashlet.api.names import COMPONENT_BACKUP_SESSION
 from stashlet.kube.client import new_api_client
 from stashlet.kube.errors import KubeError, NotFound
-from stashlet.kube.events import COMPONENT_BACKUP_SESSION
 
 log = logging.getLogger(__name__)
 

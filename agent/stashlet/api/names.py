@@ -95,3 +95,13 @@ def lease_name(kind: str, name: str, purpose: str) -> str:
     if purpose not in ("backup", "restore"):
         raise ValueError(f"lease purpose must be 'backup' or 'restore', not {purpose!r}")
     return f"lock-{kind.lower()}-{name}-{purpose}"
+
+
+# Event sources as Stash names them (the From column of `kubectl describe`).
+COMPONENT_TRIGGER: Final = "Backup Triggering CronJob"
+COMPONENT_BACKUP_SESSION: Final = "BackupSession Controller"
+COMPONENT_BACKUP_CONFIGURATION: Final = "BackupConfiguration Controller"
+COMPONENT_RESTORE_SESSION: Final = "RestoreSession Controller"
+COMPONENT_REPOSITORY: Final = "Repository Controller"
+COMPONENT_AUTO_BACKUP: Final = "Auto Backup Controller"
+COMPONENT_WORKLOAD: Final = "Workload Controller"

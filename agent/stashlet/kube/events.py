@@ -21,15 +21,6 @@ log = logging.getLogger(__name__)
 
 EventType = Literal["Normal", "Warning"]
 
-# Event sources as Stash names them (the From column of `kubectl describe`).
-COMPONENT_TRIGGER = "Backup Triggering CronJob"
-COMPONENT_BACKUP_SESSION = "BackupSession Controller"
-COMPONENT_BACKUP_CONFIGURATION = "BackupConfiguration Controller"
-COMPONENT_RESTORE_SESSION = "RestoreSession Controller"
-COMPONENT_REPOSITORY = "Repository Controller"
-COMPONENT_AUTO_BACKUP = "Auto Backup Controller"
-COMPONENT_WORKLOAD = "Workload Controller"
-
 
 def _now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

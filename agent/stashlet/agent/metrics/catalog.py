@@ -16,7 +16,6 @@ PREFIXES: Final = ("stash", "stash_appscode_com")
 """Both name prefixes every gauge is exposed under."""
 
 INVOKER_LABELS: Final = ("invoker_kind", "invoker_name", "namespace", "driver", "repository")
-TARGET_LABELS: Final = ("target_kind", "target_name", "target_namespace")
 HOST_LABEL: Final = "host"
 GROUPING_KEY_HOST: Final = "hostname"
 

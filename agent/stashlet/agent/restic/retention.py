@@ -1,7 +1,7 @@
 """Retention policy -> the arguments of ``restic forget``, pure.
 
 The policy is read through :class:`RetentionPolicyLike`, a protocol with the snake_case attribute
-names of ``stashlet.api.common.RetentionPolicy`` (the pydantic model of a BackupConfiguration's
+names of ``stashlet.api.repository.RetentionPolicy`` (the pydantic model of a BackupConfiguration's
 ``spec.retentionPolicy``), so that model and :class:`Retention` (a plain dataclass for callers and
 tests) both fit without this module importing the API package.
 

@@ -32,10 +32,11 @@ from kubernetes_asyncio import client
 from stashlet.api import names
 from stashlet.api.backupblueprint import BackupBlueprint
 from stashlet.api.backupconfiguration import BackupConfiguration
+from stashlet.api.names import COMPONENT_AUTO_BACKUP
 from stashlet.api.repository import Repository
 from stashlet.kube.custom import StashClient
 from stashlet.kube.errors import Invalid, NotFound
-from stashlet.kube.events import COMPONENT_AUTO_BACKUP, EventRecorder
+from stashlet.kube.events import EventRecorder
 from stashlet.operator.autobackup import resolution
 from stashlet.operator.autobackup.diff import created_for, update_patch
 from stashlet.operator.autobackup.resolution import AutoBackupError, Plan, Target
@@ -48,7 +49,6 @@ log = logging.getLogger(__name__)
 REASON_CREATION_SUCCEEDED = "AutoBackupResourcesCreationSucceeded"
 REASON_CREATION_FAILED = "AutoBackupResourcesCreationFailed"
 REASON_DELETION_SUCCEEDED = "AutoBackupResourcesDeletionSucceeded"
-REASON_DELETION_FAILED = "AutoBackupResourcesDeletionFailed"
 
 Model = type[Repository] | type[BackupConfiguration]
 

@@ -13,17 +13,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from stashlet.api import names
 from stashlet.api.backupconfiguration import BackupInvokerPhase
 from stashlet.api.common import Condition, ConditionStatus
 from stashlet.api.conditions import ConditionType
-from stashlet.operator.core.conditions import SOURCE_WORKLOAD, EventSpec
+from stashlet.operator.core.conditions import EventSpec
 
-# Event sources and reasons as Stash writes them.
+# Event reasons as Stash writes them.
 REASON_CRON_JOB_CREATION_FAILED = "CronJob Creation Failed"
 REASON_SIDECAR_INJECTION_SUCCEEDED = "Sidecar Injection Succeeded"
 REASON_SIDECAR_INJECTION_FAILED = "Sidecar Injection Failed"
 REASON_SIDECAR_DELETION_SUCCEEDED = "Sidecar Deletion Succeeded"
-REASON_SIDECAR_DELETION_FAILED = "Sidecar Deletion Failed"
 REASON_BACKUP_SKIPPED = "Backup Skipped"
 
 
@@ -70,10 +70,12 @@ def transition_events(old: Sequence[Condition], new: Sequence[Condition]) -> lis
         if cond.type == ConditionType.STASH_SIDECAR_INJECTED:
             if cond.status == ConditionStatus.TRUE:
                 events.append(
-                    EventSpec("Normal", REASON_SIDECAR_INJECTION_SUCCEEDED, message, SOURCE_WORKLOAD)
+                    EventSpec("Normal", REASON_SIDECAR_INJECTION_SUCCEEDED, message, names.COMPONENT_WORKLOAD)
                 )
             else:
-                events.append(EventSpec("Warning", REASON_SIDECAR_INJECTION_FAILED, message, SOURCE_WORKLOAD))
+                events.append(
+                    EventSpec("Warning", REASON_SIDECAR_INJECTION_FAILED, message, names.COMPONENT_WORKLOAD)
+                )
         elif cond.type == ConditionType.CRON_JOB_CREATED and cond.status != ConditionStatus.TRUE:
             events.append(EventSpec("Warning", REASON_CRON_JOB_CREATION_FAILED, message))
         elif cond.status != ConditionStatus.TRUE:

@@ -22,10 +22,11 @@ from kubernetes_asyncio import client
 
 from stashlet.api import names
 from stashlet.api.backupconfiguration import BackupConfiguration
+from stashlet.api.names import COMPONENT_TRIGGER
 from stashlet.api.sessions import build_session
 from stashlet.kube.custom import StashClient
 from stashlet.kube.errors import Conflict
-from stashlet.kube.events import COMPONENT_TRIGGER, EventRecorder
+from stashlet.kube.events import EventRecorder
 from stashlet.operator.backup.status import REASON_BACKUP_SKIPPED
 
 log = logging.getLogger(__name__)

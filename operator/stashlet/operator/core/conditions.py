@@ -11,13 +11,9 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from stashlet.api import names
 from stashlet.api.common import Condition, ConditionStatus
 from stashlet.api.conditions import ConditionReason, ConditionType
-
-# The event source Stash's BackupConfiguration controller writes (an EventSpec's default).
-SOURCE_BACKUP_CONFIGURATION = "BackupConfiguration Controller"
-SOURCE_WORKLOAD = "Workload Controller"
-"""The source Stash gives events about what happens to workloads."""
 
 
 @dataclass(frozen=True)
@@ -58,7 +54,7 @@ class EventSpec:
     type: str
     reason: str
     message: str
-    source: str = SOURCE_BACKUP_CONFIGURATION
+    source: str = names.COMPONENT_BACKUP_CONFIGURATION
 
 
 def apply_conditions(

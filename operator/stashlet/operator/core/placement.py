@@ -15,11 +15,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from stashlet.api import names
 from stashlet.api.common import KubeObject
 from stashlet.api.conditions import ConditionReason, ConditionType
 from stashlet.kube.errors import Invalid, NotFound
 from stashlet.operator.core import workloads
-from stashlet.operator.core.conditions import SOURCE_WORKLOAD, ConditionUpdate, EventSpec
+from stashlet.operator.core.conditions import ConditionUpdate, EventSpec
 from stashlet.operator.core.events import Events
 from stashlet.operator.core.resources import Resources
 
@@ -123,5 +124,5 @@ class Placer:
             log.info(f"{self.placement.container} removed", extra={"object": owner_key, "target": what})
             message = self.placement.removed_message.format(what=what)
             await self.events.emit(
-                owner, EventSpec("Normal", self.placement.removed_reason, message, SOURCE_WORKLOAD)
+                owner, EventSpec("Normal", self.placement.removed_reason, message, names.COMPONENT_WORKLOAD)
             )

@@ -5,6 +5,12 @@ A reconciler looks its dependencies up (each a :class:`Lookup`: found, missing, 
 was found into ``RepositoryFound`` and ``BackendSecretFound`` (the Repository's ``usagePolicy`` must admit
 the referring namespace; the Secret must hold the keys its backend needs), so both kinds say the same thing
 in the same words; :func:`validation_passed` sums the problems up as ``ValidationPassed``.
+
+The target is checked the same way for both kinds: :func:`target_problems` (the reference itself),
+:func:`mount_problems` and :func:`foreign_container` (against the found workload), and
+:func:`target_condition` (``BackupTargetFound`` / ``RestoreTargetFound``). :func:`checked` puts the
+repository, the target and ``ValidationPassed`` together into one verdict; :func:`repository_key` and
+:func:`target_kind` read what an owner refers to.
 """
 
 from __future__ import annotations

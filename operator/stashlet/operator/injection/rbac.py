@@ -1,5 +1,9 @@
 """Roles, RoleBindings and the trigger's ServiceAccount for one BackupConfiguration: pure.
 
+:func:`agent_grant` is the one builder of an agent identity's Roles (and :func:`grant_refs` what it
+makes): the sidecar's here, ``stash-init``'s (:mod:`stashlet.operator.injection.restore_rbac`) and the
+kubedump Jobs' (:mod:`stashlet.operator.injection.kubedump_rbac`) are its rules and name prefixes.
+
 The sidecar runs as the workload's service account, which gets exactly what the agent uses:
 
 - in the configuration's namespace (Role ``stashlet-sidecar-<bc>``): its BackupConfiguration by name;

@@ -1,7 +1,7 @@
 """Roles and RoleBindings for one RestoreSession's ``stash-init`` init-container: pure.
 
 The init-container runs as the workload's service account, which gets exactly what
-``stashlet-agent restore`` uses (see ``agent/stashlet/agent/restore*.py``):
+``stashlet-agent restore`` uses (see ``agent/stashlet/agent/restore/``):
 
 - in the session's namespace (Role ``stashlet-restore-<rs>``): its RestoreSession by name (``get``; the
   status is written with a read then an ``update`` of ``restoresessions/status``); events (the recorder

@@ -23,11 +23,12 @@ from stashlet.api.backupconfiguration import BackupConfiguration, BackupInvokerP
 from stashlet.api.backupsession import BackupSession, BackupSessionPhase, BackupSessionStatus
 from stashlet.api.common import Condition, ConditionStatus
 from stashlet.api.conditions import ConditionReason, ConditionType
+from stashlet.api.names import COMPONENT_BACKUP_SESSION
 from stashlet.api.repository import Repository
 from stashlet.kube.client import call, call_json
 from stashlet.kube.custom import StashClient
 from stashlet.kube.errors import Conflict, Forbidden, Invalid, NotFound
-from stashlet.kube.events import COMPONENT_BACKUP_SESSION, EventRecorder
+from stashlet.kube.events import EventRecorder
 from stashlet.operator.core.objects import labels_cover
 from stashlet.operator.core.resources import Resources
 from stashlet.operator.errors import RetryLater
@@ -39,7 +40,8 @@ from stashlet.operator.settings import OperatorSettings
 log = logging.getLogger(__name__)
 
 RETRY_SECONDS = 2.0
-"""How soon a session waits for its configuration to become Ready again."""
+"""How soon a session's Job is tried again while what it needs is not there yet: its configuration
+Ready, its Repository, or the end of an earlier session's Job of the same name."""
 FINAL = frozenset({BackupSessionPhase.SUCCEEDED, BackupSessionPhase.FAILED, BackupSessionPhase.SKIPPED})
 
 

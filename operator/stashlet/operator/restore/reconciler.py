@@ -28,9 +28,8 @@ from stashlet.api.conditions import ConditionReason, ConditionType
 from stashlet.api.repository import Repository
 from stashlet.api.restoresession import RestoreSession, RestoreSessionStatus
 from stashlet.kube.errors import NotFound
-from stashlet.kube.events import COMPONENT_RESTORE_SESSION
 from stashlet.operator.core import workloads
-from stashlet.operator.core.conditions import SOURCE_WORKLOAD, ConditionUpdate, EventSpec
+from stashlet.operator.core.conditions import ConditionUpdate, EventSpec
 from stashlet.operator.core.observe import Dependency, ReconcileResult, lookup, observe_repository
 from stashlet.operator.core.placement import Placement, Placer, Workload
 from stashlet.operator.core.reconcile import FinalizingReconciler
@@ -59,9 +58,11 @@ def restore_events(old: list[Condition], new: list[Condition]) -> list[EventSpec
         if cond.type == ConditionType.STASH_INIT_CONTAINER_INJECTED:
             ok = cond.status == ConditionStatus.TRUE
             reason = REASON_INIT_INJECTION_SUCCEEDED if ok else REASON_INIT_INJECTION_FAILED
-            events.append(EventSpec("Normal" if ok else "Warning", reason, message, SOURCE_WORKLOAD))
+            events.append(EventSpec("Normal" if ok else "Warning", reason, message, names.COMPONENT_WORKLOAD))
         elif cond.status != ConditionStatus.TRUE:
-            events.append(EventSpec("Warning", cond.reason or cond.type, message, COMPONENT_RESTORE_SESSION))
+            events.append(
+                EventSpec("Warning", cond.reason or cond.type, message, names.COMPONENT_RESTORE_SESSION)
+            )
     return events
 
 
