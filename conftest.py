@@ -5,8 +5,8 @@ the same code as ``stashlet-cluster up``; its binaries come from KUBEBUILDER_ASS
 into the cache. Each test that needs the cluster gets a namespace of its own.
 """
 
+import itertools
 import os
-import re
 import shutil
 import subprocess
 import tempfile
@@ -17,11 +17,13 @@ from typing import Any
 
 import pytest
 import yaml
+from _pytest.mark.expression import Expression
+from tests import polling
 
 from stashlet.localcluster import node, tools
 from stashlet.localcluster.cluster import LocalCluster
 from stashlet.localcluster.controlplane import ControlPlane, http_ok, wait_for_default_service_account
-from stashlet.localcluster.processes import ManagedProcess, free_port, wait_until
+from stashlet.localcluster.processes import ManagedProcess, free_port
 
 REPO_ROOT = Path(__file__).resolve().parent
 CRDS = REPO_ROOT / "charts" / "stashlet" / "crds"
@@ -35,48 +37,48 @@ SHARED_NODE_UNAVAILABLE = "STASHLET_TEST_NODE_UNAVAILABLE"
 
 
 def _start_cluster(directory: Path) -> LocalCluster:
-    """The control plane and a real node with the CRDs; the plane alone (and why) where no node can run."""
+    """The control plane and a real node with the CRDs; the plane alone (and why) where no node can run
+    (no root, no containerd, or another run holds this machine's one node)."""
     try:
-        node.preflight()
         cluster = LocalCluster(directory)
+        cluster.up(crds=CRDS)
     except node.NodeUnavailable as exc:
         cluster = LocalCluster(directory, node=False)
         cluster.node_unavailable = str(exc)
-    cluster.up(crds=CRDS)
+        cluster.up(crds=CRDS)
     return cluster
 
 
 def _wants_cluster(config: pytest.Config) -> bool:
-    """False when ``-m`` leaves every cluster test out (the fast lane)."""
-    return not re.search(r"\bnot\s+cluster\b", config.option.markexpr or "")
-
-
-_SHARED: dict[str, LocalCluster] = {}
+    """False when ``-m`` leaves out every test marked ``cluster`` (whatever else those carry)."""
+    if not config.option.markexpr:
+        return True
+    expression = Expression.compile(config.option.markexpr)
+    others = ("restic", "images")
+    combinations = [{"cluster", *extra} for n in range(3) for extra in itertools.combinations(others, n)]
+    return any(expression.evaluate(lambda name, marks=marks: name in marks) for marks in combinations)
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Under pytest-xdist the controller brings the one cluster up before the workers start (this
-    machine has one node): they attach to it, and the controller stops it after the last of them."""
+    machine has one node): they attach to it, and it is stopped when the controller is done with the
+    workers (a cleanup of the configuration, so also when starting them fails)."""
     config = session.config
     if not config.pluginmanager.has_plugin("dsession") or not _wants_cluster(config):
         return
-    cluster = _start_cluster(Path(tempfile.mkdtemp(prefix="stashlet-test-cluster-")) / "c")
-    _SHARED["cluster"] = cluster
+    folder = Path(tempfile.mkdtemp(prefix="stashlet-test-cluster-"))
+    config.add_cleanup(lambda: shutil.rmtree(folder, ignore_errors=True))
+    cluster = _start_cluster(folder / "c")
+    config.add_cleanup(cluster.down)
     os.environ[SHARED_CLUSTER] = str(cluster.directory)
     os.environ[SHARED_NODE_UNAVAILABLE] = cluster.node_unavailable or ""
 
 
-def pytest_sessionfinish(session: pytest.Session) -> None:
-    """Stop the controller's cluster (every host change undone) once the workers are done."""
-    cluster = _SHARED.pop("cluster", None)
-    if cluster is not None:
-        cluster.down()
-        shutil.rmtree(cluster.directory.parent, ignore_errors=True)
-
-
 @pytest.fixture(scope="session")
-def local_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+def local_cluster(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LocalCluster]:
     """The session's cluster: the control plane and a real node, with the stashlet CRDs installed;
     stopped after the session, with every host change undone. A pytest-xdist worker attaches to its
     controller's cluster instead (see :func:`pytest_sessionstart`); each test works in namespaces of
@@ -86,7 +88,7 @@ def local_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalClu
     ``node_unavailable`` says why; the tests that need the node then fail with that line.
     """
     shared = os.environ.get(SHARED_CLUSTER)
-    if shared:
+    if shared and hasattr(request.config, "workerinput"):
         attached = LocalCluster.attach(Path(shared))
         attached.node_unavailable = os.environ.get(SHARED_NODE_UNAVAILABLE) or None
         yield attached
@@ -162,7 +164,12 @@ def pushgateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_until(lambda: http_ok(f"{url}/-/ready"), timeout=30, what="pushgateway", process=process)
+
+        def ready() -> bool:
+            assert process.alive(), f"the Pushgateway exited; its log:\n{process.log_tail()}"
+            return http_ok(f"{url}/-/ready")
+
+        polling.wait_until(ready, what="the Pushgateway's /-/ready", timeout=30, log=process.log_tail)
         yield url
     finally:
         process.stop()

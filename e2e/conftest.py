@@ -45,10 +45,11 @@ class RestServer:
 
 
 @pytest.fixture(scope="session")
-def rest_backend(node: LocalCluster, worker_id: str) -> RestServer:
+def rest_backend(node: LocalCluster, request: pytest.FixtureRequest) -> RestServer:
     """A restic REST server pod (the pinned rest-server image) behind a Service, for the session (one
     per pytest-xdist worker, in a namespace of its own)."""
-    namespace = f"{BACKENDS}-{worker_id}"
+    worker = getattr(request.config, "workerinput", {}).get("workerid", "main")
+    namespace = f"{BACKENDS}-{worker}"
     objects = nodeobjects.rest_server(namespace)
     node.kubectl("apply", "-f", "-", input_text="\n---\n".join(json.dumps(o) for o in objects))
     node.kubectl("rollout", "status", "-n", namespace, "deployment/rest-server", "--timeout=120s")

@@ -22,13 +22,12 @@ T = TypeVar("T")
 Probe = Callable[[], Any]
 
 
-def _deadline_loop(timeout: float, interval: float) -> Iterator[float]:
-    """Yield the sleep before each next try until ``timeout`` has passed (the first try is immediate)."""
+def _pauses(timeout: float, interval: float) -> Iterator[float]:
+    """Before each next try, how long to sleep: ``interval``, cut short at the deadline; ends once the
+    deadline has passed (so the last try comes at the deadline, not an interval before it)."""
     deadline = time.monotonic() + timeout
-    while True:
-        yield interval
-        if time.monotonic() >= deadline:
-            return
+    while (left := deadline - time.monotonic()) > 0:
+        yield min(interval, left)
 
 
 def _fail(what: str, timeout: float, last: Any, log: Callable[[], str] | None) -> NoReturn:
@@ -45,15 +44,17 @@ async def eventually(
     log: Callable[[], str] | None = None,
 ) -> Any:
     """Await ``probe()``'s first truthy value (see the module docstring)."""
-    last: Any = None
-    for pause in _deadline_loop(timeout, interval):
+    pauses = _pauses(timeout, interval)
+    while True:
         last = probe()
         if inspect.isawaitable(last):
             last = await last
         if last:
             return last
+        pause = next(pauses, None)
+        if pause is None:
+            _fail(what, timeout, last, log)
         await asyncio.sleep(pause)
-    _fail(what, timeout, last, log)
 
 
 def wait_until(
@@ -65,13 +66,15 @@ def wait_until(
     log: Callable[[], str] | None = None,
 ) -> T:
     """``probe()``'s first truthy value, for sync tests (see the module docstring)."""
-    last: Any = None
-    for pause in _deadline_loop(timeout, interval):
+    pauses = _pauses(timeout, interval)
+    while True:
         last = probe()
         if last:
-            return last  # type: ignore[no-any-return]
+            return last
+        pause = next(pauses, None)
+        if pause is None:
+            _fail(what, timeout, last, log)
         time.sleep(pause)
-    _fail(what, timeout, last, log)
 
 
 def in_thread(probe: Callable[[], T]) -> Callable[[], Awaitable[T]]:

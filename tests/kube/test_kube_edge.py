@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from kubernetes_asyncio import client
+from tests.polling import eventually
 
 from stashlet.api.backupsession import BackupSession, BackupSessionStatus
 from stashlet.kube import errors
@@ -131,7 +132,18 @@ async def test_lease_is_held_by_one_candidate_at_a_time(api: client.ApiClient, n
     try:
         await asyncio.wait_for(first.wait_held(), 10)
         tasks.append(asyncio.create_task(second.run()))
-        await asyncio.sleep(1.5)
+        leases = client.CoordinationV1Api(api)
+        renewals: set[str] = set()
+
+        async def renewed_twice() -> bool:
+            # The holder renews while the second candidate keeps trying (both every 0.5 s): two renewals
+            # seen after the second started mean it had its chances and did not take over.
+            lease = await call_json(leases.read_namespaced_lease, "lock-deployment-app-backup", namespace)
+            assert lease["spec"]["holderIdentity"] == "pod-a"
+            renewals.add(lease["spec"]["renewTime"])
+            return len(renewals) > 2
+
+        await eventually(renewed_twice, what="two renewals by the holder", timeout=10, interval=0.1)
         assert first.held
         assert not second.held
         with pytest.raises(LeaseLost):

@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 import yaml
+from tests.polling import wait_until
 
 from stashlet.api import versions
 from stashlet.localcluster import images, tools
@@ -98,11 +99,12 @@ def containerd(
     process = subprocess.Popen(["containerd", "--config", str(config)], stdout=log, stderr=subprocess.STDOUT)
     daemon = Containerd(f"{folder}/containerd.sock", f"stashlet-images-{os.getpid()}", folder)
     try:
-        deadline = time.monotonic() + 30
-        while daemon.ctr("version", check=False).returncode != 0:
+
+        def answers() -> bool:
             assert process.poll() is None, (folder / "containerd.log").read_text()
-            assert time.monotonic() < deadline, "containerd did not answer within 30 s"
-            time.sleep(0.2)
+            return daemon.ctr("version", check=False).returncode == 0
+
+        wait_until(answers, what="containerd to answer", timeout=30)
         images.load_images(
             archives.values(), containerd_address=daemon.address, namespace=daemon.namespace, log=False
         )
@@ -364,18 +366,18 @@ def test_pause_stops_on_a_signal(containerd: Containerd, signal: str) -> None:
     name = f"t-{uuid.uuid4().hex[:12]}"
     containerd.ctr("run", "--detach", *containerd.run_flags(read_only=True), images.PAUSE_IMAGE, name)
     try:
-        time.sleep(0.5)
-        assert "RUNNING" in containerd.ctr("tasks", "ls").stdout
+        wait_until(lambda: "RUNNING" in _task_status(containerd, name), what="pause running", timeout=10)
         containerd.ctr("tasks", "kill", "--signal", signal, name)
-        deadline = time.monotonic() + 10
-        while name in containerd.ctr("tasks", "ls").stdout and "STOPPED" not in _task_status(
-            containerd, name
-        ):
-            assert time.monotonic() < deadline, f"pause still runs 10 s after {signal}"
-            time.sleep(0.1)
+
+        def stopped() -> bool:
+            return name not in containerd.ctr("tasks", "ls").stdout or "STOPPED" in _task_status(
+                containerd, name
+            )
+
+        wait_until(stopped, what=f"pause stopped by {signal}", timeout=10, interval=0.1)
     finally:
         containerd.ctr("tasks", "kill", "--signal", "SIGKILL", name, check=False)
-        time.sleep(0.2)
+        wait_until(lambda: "RUNNING" not in _task_status(containerd, name), what=f"{name} killed", timeout=10)
         containerd.ctr("tasks", "delete", "--force", name, check=False)
         containerd.ctr("containers", "delete", name, check=False)
 
