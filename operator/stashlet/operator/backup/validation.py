@@ -18,24 +18,13 @@ from stashlet.api import names
 from stashlet.api.backupconfiguration import BackupConfiguration
 from stashlet.api.common import ConditionStatus, Snapshotter
 from stashlet.api.conditions import ConditionReason, ConditionType
+from stashlet.operator.core import validation as shared
 from stashlet.operator.core import workloads
 from stashlet.operator.core.conditions import ConditionUpdate
-from stashlet.operator.core.validation import (
-    Observed,
-    TargetTexts,
-    TargetWords,
-    checked,
-    foreign_container,
-    mount_problems,
-    target_kind,
-    target_problems,
-    target_text,
-    what_workload,
-)
 from stashlet.operator.injection.sidecar_container import invoker_annotation, target_mounts
 from stashlet.operator.kubedump.backup_job import task_problems
 
-_WORDS = TargetWords(owner="configuration", verb="back up", container="sidecar")
+_WORDS = shared.TargetWords(owner="configuration", verb="back up", container="sidecar")
 
 
 class Model(StrEnum):
@@ -73,35 +62,35 @@ def spec_problems(bc: BackupConfiguration) -> list[str]:
     if backup_model(bc) == Model.JOB:
         return problems
     ref = bc.spec.target.ref if bc.spec.target else None
-    return problems + target_problems(ref, target_mounts(bc), bc.metadata.namespace, _WORDS)
+    return problems + shared.target_problems(ref, target_mounts(bc), bc.metadata.namespace, _WORDS)
 
 
 def workload_problems(bc: BackupConfiguration, workload: dict[str, Any]) -> list[str]:
     """What keeps the sidecar from going into this workload, each naming the field."""
-    what = what_workload(workload)
-    problems = mount_problems(target_mounts(bc), workload)
+    what = shared.what_workload(workload)
+    problems = shared.mount_problems(target_mounts(bc), workload)
     annotations = workloads.pod_template(workload).get("metadata", {}).get("annotations") or {}
     applied = annotations.get(names.ANNOTATION_LAST_APPLIED_INVOKER)
     if applied and applied != invoker_annotation(bc):
         problems.append(f"spec.target.ref: {what} is already backed up by {applied}")
     elif not applied:
-        problems += foreign_container(workload, "containers", names.SIDECAR_CONTAINER, "a container")
+        problems += shared.foreign_container(workload, "containers", names.SIDECAR_CONTAINER, "a container")
     return problems
 
 
-def validate(bc: BackupConfiguration, observed: Observed) -> Verdict:
+def validate(bc: BackupConfiguration, observed: shared.Observed) -> Verdict:
     """The validation conditions for ``bc`` given what was found (see the module docstring)."""
     model = backup_model(bc)
     texts = None
-    if model == Model.SIDECAR and target_kind(bc) is not None:
-        target = target_text(bc)
-        texts = TargetTexts(
+    if model == Model.SIDECAR and shared.target_kind(bc) is not None:
+        target = shared.target_text(bc)
+        texts = shared.TargetTexts(
             unable=f"Failed to check whether backup target {target} exists. Reason: {{reason}}",
             missing=f"Backup target {target} does not exist (spec.target.ref of BackupConfiguration "
             f"{bc.metadata.namespace}/{bc.metadata.name}).",
             found=f"Backup target {target} found.",
         )
-    updates, applicable = checked(
+    updates, applicable = shared.checked(
         bc,
         observed,
         spec_problems(bc),

@@ -27,29 +27,18 @@ from stashlet.api.common import Condition, ConditionStatus, Snapshotter
 from stashlet.api.conditions import ConditionType
 from stashlet.api.restore_rules import rule_problems, rules_of
 from stashlet.api.restoresession import RestorePhase, RestoreSession
+from stashlet.operator.core import validation as shared
 from stashlet.operator.core import workloads
 from stashlet.operator.core.conditions import ConditionUpdate
-from stashlet.operator.core.validation import (
-    Observed,
-    TargetTexts,
-    TargetWords,
-    checked,
-    foreign_container,
-    mount_problems,
-    target_kind,
-    target_problems,
-    target_text,
-    what_workload,
-)
 
-_WORDS = TargetWords(owner="session", verb="restore into", container="init-container")
+_WORDS = shared.TargetWords(owner="session", verb="restore into", container="init-container")
 
 OPERATOR_PHASES = frozenset({None, RestorePhase.PENDING, RestorePhase.INVALID})
 """Phases the operator may overwrite; the agent owns every other one."""
 
 
 @dataclass(frozen=True)
-class RestoreObserved(Observed):
+class RestoreObserved(shared.Observed):
     """What the reconciler found for one RestoreSession."""
 
     other_restore: str | None = None
@@ -84,7 +73,7 @@ def spec_problems(rs: RestoreSession) -> list[str]:
             "spec.target.volumeClaimTemplates: restoring into new PVCs (a restore Job) is not supported"
         )
     ref = target.ref if target else None
-    problems += target_problems(
+    problems += shared.target_problems(
         ref, list(target.volume_mounts or [] if target else []), rs.metadata.namespace, _WORDS
     )
     where, rules = rules_of(rs)
@@ -94,9 +83,9 @@ def spec_problems(rs: RestoreSession) -> list[str]:
 
 def workload_problems(rs: RestoreSession, workload: dict[str, Any], other: str | None) -> list[str]:
     """What keeps the init-container from going into this workload, each naming the field."""
-    what = what_workload(workload)
+    what = shared.what_workload(workload)
     target = rs.spec.target
-    problems = mount_problems(list(target.volume_mounts or [] if target else []), workload)
+    problems = shared.mount_problems(list(target.volume_mounts or [] if target else []), workload)
     template_annotations = workloads.pod_template(workload).get("metadata", {}).get("annotations") or {}
     applied = template_annotations.get(names.ANNOTATION_LAST_APPLIED_RESTORE)
     if other is not None:
@@ -105,21 +94,23 @@ def workload_problems(rs: RestoreSession, workload: dict[str, Any], other: str |
             "delete that RestoreSession first"
         )
     elif not applied:
-        problems += foreign_container(workload, "initContainers", names.INIT_CONTAINER, "an init-container")
+        problems += shared.foreign_container(
+            workload, "initContainers", names.INIT_CONTAINER, "an init-container"
+        )
     return problems
 
 
 def validate_restore(rs: RestoreSession, observed: RestoreObserved) -> RestoreVerdict:
     """The validation conditions for ``rs`` given what was found (see the module docstring)."""
     texts = None
-    if target_kind(rs) is not None:
-        target = target_text(rs)
-        texts = TargetTexts(
+    if shared.target_kind(rs) is not None:
+        target = shared.target_text(rs)
+        texts = shared.TargetTexts(
             unable=f"Failed to check whether restore target {target} exist or not. Reason: {{reason}}",
             missing=f"Restore target {target} does not exist.",
             found=f"Restore target {target} found.",
         )
-    updates, applicable = checked(
+    updates, applicable = shared.checked(
         rs,
         observed,
         spec_problems(rs),
