@@ -281,6 +281,31 @@ def test_entry_point_answers_help_on_a_read_only_root(
     assert "usage:" in proc.stdout
 
 
+@pytest.mark.parametrize(
+    ("image", "own", "absent"),
+    [
+        (images.AGENT_IMAGE, "stashlet.agent", ("stashlet.operator", "stashlet.localcluster")),
+        (images.OPERATOR_IMAGE, "stashlet.operator", ("stashlet.agent", "stashlet.localcluster")),
+    ],
+)
+def test_each_image_holds_its_own_code_and_the_shared_vocabulary_only(
+    containerd: Containerd, image: str, own: str, absent: tuple[str, ...]
+) -> None:
+    """The agent image has no operator code and the operator image no agent code (neither has the local
+    cluster); both have the shared stashlet.api and stashlet.kube, and only their own console script."""
+    probe = (
+        "import importlib.util, json, os; "
+        f"names = ['stashlet.api', 'stashlet.kube', {own!r}, *{list(absent)!r}]; "
+        "print(json.dumps([{n: importlib.util.find_spec(n) is not None for n in names}, "
+        "sorted(s for s in os.listdir('/venv/bin') if s.startswith('stashlet'))]))"
+    )
+    proc = containerd.run(image, "/venv/bin/python", "-c", probe)
+    assert proc.returncode == 0, proc.stderr
+    found, scripts = json.loads(proc.stdout)
+    assert found == {"stashlet.api": True, "stashlet.kube": True, own: True} | dict.fromkeys(absent, False)
+    assert scripts == [f"stashlet-{own.rsplit('.', 1)[1]}"]
+
+
 def test_root_filesystem_really_is_read_only(containerd: Containerd) -> None:
     """The runs above are meaningful: writing anywhere on the root filesystem fails with EROFS."""
     probe = """
