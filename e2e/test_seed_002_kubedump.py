@@ -126,12 +126,12 @@ def restic(url: str, *args: str) -> str:
     """Plain restic against the REST server, as the host reaches it."""
     env = {"RESTIC_REPOSITORY": f"rest:{url}", "RESTIC_PASSWORD": PASSWORD, "PATH": "/usr/bin:/bin"}
     return subprocess.run(
-        [str(tools.ensure("restic")), "--no-cache", *args],
+        [str(tools.ensure("restic")), "--no-cache", "--retry-lock=2m", *args],
         env=env,
         capture_output=True,
         text=True,
         check=True,
-        timeout=120,
+        timeout=180,
     ).stdout
 
 

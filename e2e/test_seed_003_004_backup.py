@@ -260,12 +260,19 @@ async def test_seed_003_backup_pause_and_resume(
         "PATH": "/usr/bin:/bin",
     }
     dumped = subprocess.run(
-        [str(tools.ensure("restic")), "--no-cache", "dump", "latest", "/source/data/data.txt"],
+        [
+            str(tools.ensure("restic")),
+            "--no-cache",
+            "--retry-lock=2m",
+            "dump",
+            "latest",
+            "/source/data/data.txt",
+        ],
         env=env,
         capture_output=True,
         text=True,
         check=True,
-        timeout=60,
+        timeout=180,
     ).stdout
     assert dumped == "sample_data\n"
 
