@@ -261,11 +261,7 @@ async def test_seed_000_three_namespaces_back_up_through_one_blueprint(
 def restic(url: str, *args: str) -> str:
     """Plain restic against ``url`` (as the host reaches the REST server)."""
     env = {"RESTIC_REPOSITORY": f"rest:{url}", "RESTIC_PASSWORD": PASSWORD, "PATH": "/usr/bin:/bin"}
-    return subprocess.run(
-        [str(tools.ensure("restic")), "--no-cache", "--retry-lock=2m", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=180,
-    ).stdout
+    argv = [str(tools.ensure("restic")), "--no-cache", "--retry-lock=2m", *args]
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False, timeout=180)
+    assert done.returncode == 0, f"restic {' '.join(args)} exited {done.returncode}: {done.stderr}"
+    return done.stdout
