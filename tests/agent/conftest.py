@@ -10,6 +10,7 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -228,3 +229,38 @@ def start_agent(tmp_path: Path, restic_binary: str) -> Iterator[Callable[..., Ag
     yield start
     for process in started:
         process.stop(signal.SIGKILL, timeout=10)
+
+
+@pytest.fixture
+def broken_api_group(kubectl: Callable[..., subprocess.CompletedProcess[str]]) -> Iterator[str]:
+    """An APIService for a group whose Service does not exist: its discovery answers 503. Removed right
+    after the test: while it exists, namespace deletion and garbage collection wait."""
+    group = f"broken-{uuid.uuid4().hex[:8]}.example.com"
+    kubectl(
+        "apply",
+        "-f",
+        "-",
+        input_obj={
+            "apiVersion": "apiregistration.k8s.io/v1",
+            "kind": "APIService",
+            "metadata": {"name": f"v1.{group}"},
+            "spec": {
+                "group": group,
+                "version": "v1",
+                "groupPriorityMinimum": 100,
+                "versionPriority": 100,
+                "insecureSkipTLSVerify": True,
+                "service": {"name": "nowhere", "namespace": "default", "port": 443},
+            },
+        },
+    )
+    try:
+        wait_until(
+            lambda: group in kubectl("get", "--raw", "/apis").stdout,
+            what=f"API group {group} listed in /apis",
+            timeout=30,
+            interval=0.3,
+        )
+        yield f"{group}/v1"
+    finally:
+        kubectl("delete", "apiservice", f"v1.{group}", "--wait=true", check=False)

@@ -550,40 +550,6 @@ def test_paused_configuration_skips_exactly_as_the_sidecar_and_exits_zero(
     assert not list(setup.backend.iterdir())
 
 
-@pytest.fixture
-def broken_api_group(kubectl: Kubectl) -> Iterator[str]:
-    """An APIService whose Service does not exist (its discovery answers 503), removed after the test."""
-    group = f"broken-{uuid.uuid4().hex[:8]}.example.com"
-    kubectl(
-        "apply",
-        "-f",
-        "-",
-        input_obj={
-            "apiVersion": "apiregistration.k8s.io/v1",
-            "kind": "APIService",
-            "metadata": {"name": f"v1.{group}"},
-            "spec": {
-                "group": group,
-                "version": "v1",
-                "groupPriorityMinimum": 100,
-                "versionPriority": 100,
-                "insecureSkipTLSVerify": True,
-                "service": {"name": "nowhere", "namespace": "default", "port": 443},
-            },
-        },
-    )
-    try:
-        wait_until(
-            lambda: group in kubectl("get", "--raw", "/apis").stdout,
-            what=f"{group} in /apis",
-            timeout=30,
-            interval=0.3,
-        )
-        yield f"{group}/v1"
-    finally:
-        kubectl("delete", "apiservice", f"v1.{group}", "--wait=true", check=False)
-
-
 def test_a_partial_dump_still_succeeds_and_says_what_was_left_out(
     kubectl: Kubectl,
     setup: JobSetup,

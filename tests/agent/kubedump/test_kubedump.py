@@ -399,42 +399,6 @@ async def test_forbidden_resources_are_reported_and_skipped(
     assert "secrets" in report.summary()
 
 
-@pytest.fixture
-def broken_api_group(control_plane: ControlPlane, kubectl: Kubectl) -> Iterator[str]:
-    """An APIService for a group whose Service does not exist: /apis/<group>/v1 answers 503.
-
-    Removed right after the test: while it exists, namespace deletion and garbage collection wait.
-    """
-    group = f"broken-{uuid.uuid4().hex[:8]}.example.com"
-    kubectl(
-        "apply",
-        "-f",
-        "-",
-        input_obj={
-            "apiVersion": "apiregistration.k8s.io/v1",
-            "kind": "APIService",
-            "metadata": {"name": f"v1.{group}"},
-            "spec": {
-                "group": group,
-                "version": "v1",
-                "groupPriorityMinimum": 100,
-                "versionPriority": 100,
-                "insecureSkipTLSVerify": True,
-                "service": {"name": "nowhere", "namespace": "default", "port": 443},
-            },
-        },
-    )
-    try:
-        wait_until(
-            lambda: group in kubectl("get", "--raw", "/apis").stdout,
-            timeout=30,
-            what=f"API group {group} listed in /apis",
-        )
-        yield f"{group}/v1"
-    finally:
-        kubectl("delete", "apiservice", f"v1.{group}", "--wait=true", check=False)
-
-
 async def test_an_undiscoverable_api_group_is_reported_and_skipped(
     kubectl: Kubectl,
     app: str,
