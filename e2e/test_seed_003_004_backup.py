@@ -121,9 +121,9 @@ async def test_seed_003_backup_pause_and_resume(
     with the seed's Warning event. Resumed: the trigger's next run backs up again. Deleted: the
     Deployment is as it was before injection, and no CronJob, Role or session is left.
 
-    After the first scheduled firing, the trigger's later runs are Jobs made from the CronJob's own
-    template (``kubectl create job --from=cronjob/...``): the same pod the schedule would start, without
-    waiting for the next minute.
+    After the first scheduled firing the schedule moves to once a year, and the trigger's later runs are
+    Jobs made from the CronJob's own template (``kubectl create job --from=cronjob/...``): the same pod
+    the schedule would start, at a moment the test chooses.
     """
     install = operator_for(namespace)
     objects = seed_objects(namespace, rest_server)
@@ -226,6 +226,16 @@ async def test_seed_003_backup_pause_and_resume(
 
     # kube-controller-manager fires the CronJob; the trigger names the session after the scheduled time.
     fired = await trigger_run(scheduled=True)
+    # That firing proves the schedule. The schedule moves to once a year now (the next firing is most of
+    # a minute away), so the trigger's later runs are only the ones this test starts.
+    patch = json.dumps({"spec": {"schedule": "0 0 1 1 *"}})
+    kubectl("patch", "backupconfiguration", "pause-backup", "-n", namespace, "--type=merge", "-p", patch)
+
+    def rescheduled() -> bool:
+        cron = get(kubectl, "cronjob", "stash-trigger-pause-backup", "-n", namespace)
+        return bool(cron["spec"]["schedule"] == "0 0 1 1 *")
+
+    await helpers.until(rescheduled, timeout=30, what="the CronJob rescheduled")
     unix = int(fired["metadata"]["labels"]["batch.kubernetes.io/job-name"].rsplit("-", 1)[1]) * 60
     name = f"pause-backup-{unix}"
     made = get(kubectl, "backupsession", name, "-n", namespace)
