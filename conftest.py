@@ -5,6 +5,7 @@ the same code as ``stashlet-cluster up``; its binaries come from KUBEBUILDER_ASS
 into the cache. Each test that needs the cluster gets a namespace of its own.
 """
 
+import fcntl
 import itertools
 import os
 import shutil
@@ -98,6 +99,17 @@ def local_cluster(
         yield cluster
     finally:
         cluster.down()
+
+
+@pytest.fixture
+def api_discovery(request: pytest.FixtureRequest, local_cluster: LocalCluster) -> Iterator[None]:
+    """API discovery of the whole cluster, shared between pytest-xdist workers: a test that dumps
+    resources (it lists every API group) holds it shared, a test that breaks a group's discovery
+    (``broken_api_group``) holds it alone, so no dump ever meets another test's broken group."""
+    alone = "broken_api_group" in request.fixturenames
+    with (local_cluster.directory / "discovery.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+        yield
 
 
 @pytest.fixture(scope="session")

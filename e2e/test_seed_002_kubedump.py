@@ -24,7 +24,7 @@ import yaml
 
 from stashlet.localcluster import tools
 
-pytestmark = [pytest.mark.cluster, pytest.mark.restic]
+pytestmark = [pytest.mark.cluster, pytest.mark.restic, pytest.mark.usefixtures("api_discovery")]
 
 PASSWORD = "kubedump-e2e-password"
 BC = "resources-backup"

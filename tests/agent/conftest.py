@@ -232,7 +232,9 @@ def start_agent(tmp_path: Path, restic_binary: str) -> Iterator[Callable[..., Ag
 
 
 @pytest.fixture
-def broken_api_group(kubectl: Callable[..., subprocess.CompletedProcess[str]]) -> Iterator[str]:
+def broken_api_group(
+    kubectl: Callable[..., subprocess.CompletedProcess[str]], api_discovery: None
+) -> Iterator[str]:
     """An APIService for a group whose Service does not exist: its discovery answers 503. Removed right
     after the test: while it exists, namespace deletion and garbage collection wait."""
     group = f"broken-{uuid.uuid4().hex[:8]}.example.com"

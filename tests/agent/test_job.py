@@ -32,7 +32,7 @@ from stashlet.api.backupsession import BackupSessionPhase
 from stashlet.localcluster.controlplane import ControlPlane, wait_for_default_service_account
 from stashlet.localcluster.processes import free_port
 
-pytestmark = [pytest.mark.cluster, pytest.mark.restic]
+pytestmark = [pytest.mark.cluster, pytest.mark.restic, pytest.mark.usefixtures("api_discovery")]
 
 Kubectl = Callable[..., subprocess.CompletedProcess[str]]
 PASSWORD = "not-a-real-password-7"

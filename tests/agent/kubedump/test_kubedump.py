@@ -28,7 +28,7 @@ from stashlet.api.common import TargetRef
 from stashlet.kube.client import new_api_client
 from stashlet.localcluster.controlplane import ControlPlane, wait_for_default_service_account
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.usefixtures("api_discovery")]
 
 Kubectl = Callable[..., subprocess.CompletedProcess[str]]
 READ_ALL = [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["get", "list"]}]

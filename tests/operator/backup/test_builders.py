@@ -21,7 +21,7 @@ def test_cronjob_runs_the_trigger_as_its_service_account(bc: BackupConfiguration
     """``stash-trigger-<bc>`` runs ``stashlet-operator trigger`` for its owner, the configuration."""
     job = cronjob.build_cronjob(bc, SETTINGS)
     assert job["metadata"]["name"] == "stash-trigger-pause-backup"
-    assert job["spec"]["schedule"] == "*/5 * * * *"
+    assert job["spec"]["schedule"] == bc.spec.schedule == "0 0 1 1 *"  # the configuration's own
     assert job["spec"].get("suspend") is None  # never suspended: a paused run records "Backup Skipped"
     [owner] = job["metadata"]["ownerReferences"]
     assert (owner["kind"], owner["name"], owner["uid"], owner["controller"]) == (
