@@ -196,8 +196,13 @@ async def test_a_configuration_moved_to_another_target_leaves_the_old_one_clean(
 async def test_backup_history_limit_prunes_old_finished_sessions(
     operator: Any, akubectl: Any, make: Any, namespace: str
 ) -> None:
-    """With ``backupHistoryLimit: 2`` only the two newest finished sessions stay; running ones are kept."""
-    await setup_valid(akubectl, make, namespace)
+    """With ``backupHistoryLimit: 2`` only the two newest finished sessions stay; running ones are kept.
+
+    The Deployment has no replicas: no sidecar runs to act on the hand-made sessions (it would take one
+    with no phase, or fail one left Running by no agent of its, and so change what is pruned)."""
+    deployment = make.deployment(namespace=namespace)
+    deployment["spec"]["replicas"] = 0
+    await setup_valid(akubectl, make, namespace, deployment)
     await operator.start(namespace)
     await akubectl(
         "apply", "-f", "-", input_obj=make.backup_configuration(namespace=namespace, backupHistoryLimit=2)
@@ -244,8 +249,23 @@ async def test_backup_history_limit_prunes_old_finished_sessions(
             status,
         )
 
+    seen: list[list[tuple[str, str, str]]] = []
+
     async def pruned() -> list[str] | None:
-        left = sorted(s["metadata"]["name"] for s in await akubectl.items("backupsessions", namespace))
+        items = await akubectl.items("backupsessions", namespace)
+        seen.append(
+            sorted(
+                (
+                    s["metadata"]["name"],
+                    (s.get("status") or {}).get("phase", ""),
+                    s["metadata"]["creationTimestamp"],
+                )
+                for s in items
+            )
+        )
+        left = [name for name, _, _ in seen[-1]]
         return left if left == ["pause-backup-3", "pause-backup-4", "pause-backup-5"] else None
 
-    await eventually(pruned, timeout=30, what="the oldest finished sessions to be pruned")
+    await eventually(
+        pruned, timeout=30, what="the oldest finished sessions to be pruned", log=lambda: repr(seen[-1:])
+    )
