@@ -199,9 +199,9 @@ def test_a_workload_injected_for_another_configuration_is_refused(
 
 def test_a_task_configuration_needs_no_target(make: Any, repo: Repository) -> None:
     """A configuration naming a Task (job model, e.g. the resource dump) is valid without a workload."""
-    bc = BackupConfiguration.from_dict(
-        make.backup_configuration(task={"name": "kubedump-backup-0.1.0"}, target=None)
-    )
+    obj = make.backup_configuration(task={"name": "kubedump-backup-0.1.0"})
+    del obj["spec"]["target"]
+    bc = BackupConfiguration.from_dict(obj)
     verdict = validate(bc, observed(repo, None))
     assert verdict.model == Model.JOB
     assert verdict.applicable

@@ -91,7 +91,10 @@ def test_deprecated_spec_rules_are_checked_under_their_own_field() -> None:
     ("spec", "expected"),
     [
         ({"driver": "VolumeSnapshotter"}, "spec.driver: VolumeSnapshotter is not supported"),
-        ({"task": {"name": "pvc-restore"}}, "spec.task: task 'pvc-restore' is not supported"),
+        (
+            {"task": {"name": "pvc-restore"}},
+            "spec.task: not supported by stashlet: restoring through a Task is not supported",
+        ),
         (
             {"target": {"ref": {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "name": "x"}}},
             "spec.target.ref.kind: PersistentVolumeClaim is not supported",

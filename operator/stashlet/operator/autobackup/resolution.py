@@ -323,8 +323,8 @@ def build(blueprint: BackupBlueprint, target: Target, request: Request, *, sever
         )
     if (spec.get("task") or {}).get("name"):
         raise AutoBackupError(
-            f"spec.task.name: {spec['task']['name']!r}: workloads are backed up by the sidecar, "
-            "without a Task"
+            f"spec.task.name: {spec['task']['name']!r} is not supported: workloads are backed up by the "
+            "sidecar, without a Task"
         )
     repo_namespace = spec.get("repoNamespace") or None
     repo_name = repository_name(target, bp_name, repo_namespace, several=several)

@@ -18,8 +18,8 @@ from stashlet.api import names
 from stashlet.api.backupconfiguration import BackupConfiguration
 from stashlet.api.common import ConditionStatus, Snapshotter
 from stashlet.api.conditions import ConditionReason, ConditionType
+from stashlet.operator.core import field_support, workloads
 from stashlet.operator.core import validation as shared
-from stashlet.operator.core import workloads
 from stashlet.operator.core.conditions import ConditionUpdate
 from stashlet.operator.injection.sidecar_container import invoker_annotation, target_mounts
 from stashlet.operator.kubedump.backup_job import task_problems
@@ -51,9 +51,15 @@ def backup_model(bc: BackupConfiguration) -> Model:
     return Model.JOB if task is not None and task.name else Model.SIDECAR
 
 
+RUNNERS = {Model.SIDECAR: field_support.Runner.SIDECAR, Model.JOB: field_support.Runner.JOB}
+"""The field-support runner of each model."""
+
+
 def spec_problems(bc: BackupConfiguration) -> list[str]:
-    """What is wrong with the configuration by itself, each naming the field."""
-    problems: list[str] = []
+    """What is wrong with the configuration by itself, each naming the field: the fields stashlet does not
+    carry out (:mod:`~stashlet.operator.core.field_support`), then the values it cannot."""
+    runner = RUNNERS[backup_model(bc)]
+    problems = field_support.refusals(names.KIND_BACKUP_CONFIGURATION, bc.to_dict()["spec"], runner)
     if bc.spec.driver == Snapshotter.VOLUME_SNAPSHOTTER:
         problems.append("spec.driver: VolumeSnapshotter is not supported by stashlet; use Restic")
         return problems

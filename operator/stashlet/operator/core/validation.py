@@ -25,7 +25,7 @@ from stashlet.api.common import KubeObject, TargetRef, VolumeMount
 from stashlet.api.conditions import ConditionReason, ConditionType
 from stashlet.api.repository import FromNamespaces, Repository
 from stashlet.api.restoresession import RestoreSession
-from stashlet.operator.core import workloads
+from stashlet.operator.core import field_support, workloads
 from stashlet.operator.core.conditions import ConditionUpdate
 from stashlet.operator.core.usage_policy import usage_allowed
 
@@ -156,6 +156,10 @@ def repository_conditions(
             f"Repository {repo_name} exists.",
         )
     )
+    problems += [
+        f"Repository {repo_name} {problem}"
+        for problem in field_support.refusals(names.KIND_REPOSITORY, found.to_dict()["spec"])
+    ]
     decision = usage_allowed(found, namespace, observed.namespace_labels)
     if not decision.allowed:
         problems.append(f"spec.repository: {decision.message}")

@@ -23,6 +23,7 @@ from typing import Any
 from stashlet.api import agent_contract, names
 from stashlet.api.repository import Repository
 from stashlet.api.restoresession import RestoreSession
+from stashlet.operator.core.field_support import Runner, container_fields
 from stashlet.operator.injection.agent_container import (
     AgentInjection,
     agent_args,
@@ -43,10 +44,6 @@ __all__ = [
     "restore_invoker",
 ]
 from stashlet.operator.settings import OperatorSettings
-
-# Container fields taken as they are from runtimeSettings.container (probes and lifecycle are not
-# allowed on an init-container).
-_RUNTIME_FIELDS = ("resources", "securityContext", "envFrom")
 
 
 @dataclass(frozen=True)
@@ -91,7 +88,7 @@ def build_init_injection(
         agent_args(agent_contract.MODE_RESTORE, rs, (target_kind, target_name), settings),
         mounts + own_mounts,
         runtime,
-        _RUNTIME_FIELDS,
+        container_fields(Runner.INIT_CONTAINER),
         settings,
     )
     return InitInjection.made_for(rs, container, volumes)

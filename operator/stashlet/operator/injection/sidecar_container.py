@@ -29,6 +29,7 @@ from stashlet.api import agent_contract, names
 from stashlet.api.backupconfiguration import BackupConfiguration
 from stashlet.api.common import VolumeMount
 from stashlet.api.repository import Repository
+from stashlet.operator.core.field_support import Runner, container_fields
 from stashlet.operator.injection.agent_container import (
     AgentInjection,
     agent_args,
@@ -48,9 +49,6 @@ LOCAL_BACKEND_VOLUME = "stash-local"
 STATUS_PORT_NAME = "stash-status"
 HEALTH_PATH = "/healthz"
 READY_PATH = "/readyz"
-
-# Container fields taken as they are from runtimeSettings.container.
-_RUNTIME_FIELDS = ("resources", "securityContext", "lifecycle", "livenessProbe", "readinessProbe", "envFrom")
 
 
 @dataclass(frozen=True)
@@ -102,7 +100,7 @@ def build_injection(
         agent_args(agent_contract.MODE_SIDECAR, bc, (target_kind, target_name), settings),
         mounts + own_mounts,
         runtime,
-        _RUNTIME_FIELDS,
+        container_fields(Runner.SIDECAR),
         settings,
         ports=[{"name": STATUS_PORT_NAME, "containerPort": port, "protocol": "TCP"}],
         probes={"livenessProbe": _probe(HEALTH_PATH, port), "readinessProbe": _probe(READY_PATH, port)},

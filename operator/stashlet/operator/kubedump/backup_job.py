@@ -25,6 +25,7 @@ from stashlet.api import agent_contract, names
 from stashlet.api.backupconfiguration import BackupConfiguration
 from stashlet.api.backupsession import BackupSession
 from stashlet.api.repository import Repository
+from stashlet.operator.core.field_support import JOB_POD_COPIED, Runner, container_fields
 from stashlet.operator.core.objects import managed_labels, owner_reference
 from stashlet.operator.injection import kubedump_rbac
 from stashlet.operator.injection.agent_container import (
@@ -39,22 +40,6 @@ JOB_PREFIX = "stash-backup-"
 JOB_CONTAINER = "stash"
 MAX_NAME = 63
 LOCAL_BACKEND_VOLUME = "stash-local"
-_CONTAINER_FIELDS = ("resources", "securityContext", "envFrom")
-_POD_FIELDS = (
-    "nodeSelector",
-    "nodeName",
-    "affinity",
-    "tolerations",
-    "securityContext",
-    "imagePullSecrets",
-    "priorityClassName",
-    "priority",
-    "runtimeClassName",
-    "schedulerName",
-    "topologySpreadConstraints",
-)
-"""``runtimeSettings.pod`` fields the Job's pod takes (not ``serviceAccountName``: the Job runs as the
-account the operator grants exactly what it needs)."""
 
 
 def is_kubedump(bc: BackupConfiguration) -> bool:
@@ -110,7 +95,7 @@ def build_job(
         agent_args(agent_contract.MODE_JOB, bc, ("", ""), settings, name),
         mounts,
         container_settings,
-        _CONTAINER_FIELDS,
+        container_fields(Runner.JOB),
         settings,
     )
     pod_spec: dict[str, Any] = {
@@ -119,7 +104,7 @@ def build_job(
         "containers": [container],
         "volumes": volumes,
     }
-    copy_fields(pod_spec, pod_settings, _POD_FIELDS)
+    copy_fields(pod_spec, pod_settings, JOB_POD_COPIED)
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",

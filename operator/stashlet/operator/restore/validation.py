@@ -7,8 +7,9 @@ object and the field. Nothing is injected unless everything is found and valid.
 
 What is checked, besides the objects existing: the target is a workload the init-container model
 serves (Deployment, StatefulSet, DaemonSet, ReplicaSet in ``apps/v1``, in the session's namespace), the
-``volumeMounts`` name volumes of its pod, the driver is Restic and there is no ``task`` or
-``volumeClaimTemplates`` (the job model), the Repository's ``usagePolicy`` admits the namespace, and the
+``volumeMounts`` name volumes of its pod, the driver is Restic, no field stashlet does not carry out is
+set (``task``, ``volumeClaimTemplates``, ...: :mod:`stashlet.operator.core.field_support`), the
+Repository's ``usagePolicy`` admits the namespace, and the
 rules (:func:`stashlet.api.restore_rules.rule_problems`: the very checks the agent makes again before it
 restores, so a session the operator passes is one the agent accepts, and both say the same words).
 
@@ -27,8 +28,8 @@ from stashlet.api.common import Condition, ConditionStatus, Snapshotter
 from stashlet.api.conditions import ConditionType
 from stashlet.api.restore_rules import rule_problems, rules_of
 from stashlet.api.restoresession import RestorePhase, RestoreSession
+from stashlet.operator.core import field_support, workloads
 from stashlet.operator.core import validation as shared
-from stashlet.operator.core import workloads
 from stashlet.operator.core.conditions import ConditionUpdate
 
 _WORDS = shared.TargetWords(owner="session", verb="restore into", container="init-container")
@@ -54,24 +55,17 @@ class RestoreVerdict:
 
 
 def spec_problems(rs: RestoreSession) -> list[str]:
-    """What is wrong with the session by itself, each naming the field."""
+    """What is wrong with the session by itself, each naming the field: the fields stashlet does not carry
+    out (:mod:`~stashlet.operator.core.field_support`), then the values it cannot."""
     spec = rs.spec
+    problems = field_support.refusals(
+        names.KIND_RESTORE_SESSION, rs.to_dict()["spec"], field_support.Runner.INIT_CONTAINER
+    )
     if spec.driver == Snapshotter.VOLUME_SNAPSHOTTER:
-        return ["spec.driver: VolumeSnapshotter is not supported by stashlet; use Restic"]
-    problems: list[str] = []
+        return [*problems, "spec.driver: VolumeSnapshotter is not supported by stashlet; use Restic"]
     if spec.repository is None:
         problems.append("spec.repository: required with the Restic driver")
-    if spec.task is not None and spec.task.name:
-        problems.append(
-            f"spec.task: task {spec.task.name!r} is not supported: stashlet restores workload volumes "
-            "through the stash-init init-container (a kubedump backup is restored with restic and "
-            "kubectl, see docs/kubedump-restore.md)"
-        )
     target = spec.target
-    if target is not None and target.volume_claim_templates:
-        problems.append(
-            "spec.target.volumeClaimTemplates: restoring into new PVCs (a restore Job) is not supported"
-        )
     ref = target.ref if target else None
     problems += shared.target_problems(
         ref, list(target.volume_mounts or [] if target else []), rs.metadata.namespace, _WORDS

@@ -1,0 +1,390 @@
+"""Which field of each Stash kind stashlet carries out, and which it refuses by name: pure.
+
+Every field path the five CRDs accept is in :data:`FIELDS`, as one of:
+
+- :class:`Supported`: stashlet does what Stash documents for it; ``runners`` limits it to some ways of
+  running (a container setting an init-container cannot take, a pod setting a sidecar cannot have), and
+  ``elsewhere`` says why it is refused for the others. ``opaque`` marks an embedded Kubernetes type taken
+  as written (a volume source, a volume mount, a label selector): nothing below it is looked at here.
+- :class:`Unsupported`: stashlet does not do it; ``why`` says so, and what to do instead.
+
+:func:`refusals` walks the fields an object actually sets and returns one problem per refused field,
+each starting with the field's path (list items by index). The reconcilers add them to
+``ValidationPassed``, so an object that asks for something stashlet does not do is never Ready and runs
+no session: nothing is ignored silently. Free-form settings (``runtimeSettings.container`` and ``.pod``)
+list their keys here too; a key stashlet does not know is refused the same way.
+
+Field paths are written as on the wire, ``[]`` standing for any item of a list:
+``spec.target.volumeMounts[].name``. A test walks the CRD schemas and checks that this table names
+every path, and names for each supported path the tests that show it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from stashlet.api import names
+
+
+class Runner(StrEnum):
+    """How an object is carried out; some fields apply to one way only."""
+
+    SIDECAR = "sidecar"
+    """A workload's volumes, backed up by the agent sidecar in the workload's pods."""
+    JOB = "job"
+    """A Task (the resource dump), run as a Job per session."""
+    INIT_CONTAINER = "init-container"
+    """A restore into a workload, by the ``stash-init`` init-container."""
+
+
+@dataclass(frozen=True)
+class Supported:
+    """A field stashlet carries out as Stash documents it (``tests/operator/core/test_field_support.py``
+    names the tests that show it)."""
+
+    runners: frozenset[Runner] | None = None
+    """The ways of running it applies to; None for all."""
+    elsewhere: str = ""
+    """Why it is refused for the other runners."""
+    opaque: bool = False
+    """An embedded Kubernetes type taken as written: nothing below it is checked here."""
+
+
+@dataclass(frozen=True)
+class Unsupported:
+    """A field stashlet does not carry out; an object that sets it is refused."""
+
+    why: str
+
+
+Support = Supported | Unsupported
+
+
+def ok(*, runners: frozenset[Runner] | None = None, elsewhere: str = "", opaque: bool = False) -> Supported:
+    """A supported field (for ``runners`` only, when given; refused elsewhere saying ``elsewhere``)."""
+    return Supported(runners=runners, elsewhere=elsewhere, opaque=opaque)
+
+
+def refused(why: str) -> Unsupported:
+    """A field stashlet refuses, saying ``why``."""
+    return Unsupported(why)
+
+
+# ---------------------------------------------------------------- runtime settings, per runner
+
+ALL_RUNNERS = frozenset(Runner)
+ONLY_JOB = frozenset({Runner.JOB})
+ONLY_SIDECAR = frozenset({Runner.SIDECAR})
+IN_THE_POD = frozenset({Runner.SIDECAR, Runner.INIT_CONTAINER})
+"""The runners that live in the workload's pods and read its volumes."""
+_TASK_DECIDES = "a Task decides what it backs up and reads no volume of a workload"
+
+CONTAINER_COPIED: Mapping[str, frozenset[Runner]] = {
+    "resources": ALL_RUNNERS,
+    "securityContext": ALL_RUNNERS,
+    "envFrom": ALL_RUNNERS,
+    "imagePullPolicy": ALL_RUNNERS,
+    "lifecycle": ONLY_SIDECAR,
+    "livenessProbe": ONLY_SIDECAR,
+    "readinessProbe": ONLY_SIDECAR,
+}
+"""``runtimeSettings.container`` keys copied as given into the agent container, and for which runners
+(``env`` is merged separately, under the agent's own downward-API entries)."""
+
+JOB_POD_COPIED = (
+    "nodeSelector",
+    "nodeName",
+    "affinity",
+    "tolerations",
+    "securityContext",
+    "imagePullSecrets",
+    "priorityClassName",
+    "priority",
+    "runtimeClassName",
+    "schedulerName",
+    "topologySpreadConstraints",
+)
+"""``runtimeSettings.pod`` keys a Job's pod takes as given."""
+
+
+def container_fields(runner: Runner) -> tuple[str, ...]:
+    """The ``runtimeSettings.container`` keys copied as given into ``runner``'s agent container."""
+    return tuple(key for key, runners in CONTAINER_COPIED.items() if runner in runners)
+
+
+_NOT_ON_INIT = (
+    "only the sidecar takes probes and lifecycle hooks: an init-container cannot have them, and a Job's "
+    "container is not probed"
+)
+_POD_SHARED = (
+    "the agent runs inside the workload's own pod, whose settings are the workload's; pod settings apply "
+    "only to a Task's Job"
+)
+
+
+def _runtime(prefix: str) -> dict[str, Support]:
+    table: dict[str, Support] = {
+        prefix: ok(),
+        f"{prefix}.container": ok(),
+        f"{prefix}.pod": ok(runners=ONLY_JOB, elsewhere=_POD_SHARED),
+        f"{prefix}.container.env": ok(opaque=True),
+        f"{prefix}.container.nice": refused("not applied yet: restic runs at the agent's own priority"),
+        f"{prefix}.container.ionice": refused("not applied yet: restic runs at the agent's own I/O priority"),
+    }
+    for key, runners in CONTAINER_COPIED.items():
+        elsewhere = "" if runners == ALL_RUNNERS else _NOT_ON_INIT
+        table[f"{prefix}.container.{key}"] = ok(runners=runners, elsewhere=elsewhere, opaque=True)
+    for key in JOB_POD_COPIED:
+        table[f"{prefix}.pod.{key}"] = ok(runners=ONLY_JOB, elsewhere=_POD_SHARED, opaque=True)
+    table[f"{prefix}.pod.serviceAccountName"] = refused(
+        "a Task's Job runs as the ServiceAccount stashlet makes for its configuration "
+        "(stashlet-kubedump-<name>), granted exactly what the dump needs"
+    )
+    return table
+
+
+# ---------------------------------------------------------------- shared blocks
+
+RETENTION: dict[str, Support] = {
+    "spec.retentionPolicy": ok(),
+    "spec.retentionPolicy.name": ok(),
+    "spec.retentionPolicy.prune": ok(),
+    "spec.retentionPolicy.dryRun": ok(),
+    **{
+        f"spec.retentionPolicy.{keep}": ok()
+        for keep in (
+            "keepLast",
+            "keepHourly",
+            "keepDaily",
+            "keepWeekly",
+            "keepMonthly",
+            "keepYearly",
+            "keepTags",
+        )
+    },
+}
+
+TEMP_DIR: dict[str, Support] = {
+    "spec.tempDir": ok(),
+    "spec.tempDir.medium": ok(),
+    "spec.tempDir.sizeLimit": ok(),
+    "spec.tempDir.disableCaching": refused("not applied yet: restic always keeps its cache in the tempDir"),
+}
+
+_NO_TASK = "the sidecar takes no Task; a spec.task.name makes the configuration a Task's"
+TASK: dict[str, Support] = dict.fromkeys(
+    (
+        "spec.task",
+        "spec.task.name",
+        "spec.task.params",
+        "spec.task.params[].name",
+        "spec.task.params[].value",
+    ),
+    ok(runners=ONLY_JOB, elsewhere=_NO_TASK),
+)
+
+INTERIM = refused(
+    "an interim volume stages data for Tasks that produce it first (database dumps), which stashlet does "
+    "not run; its Tasks and the sidecar read the data in place"
+)
+
+BACKEND: dict[str, Support] = {
+    "spec.backend": ok(),
+    "spec.backend.storageSecretName": ok(),
+    "spec.backend.s3": ok(opaque=True),
+    "spec.backend.gcs": ok(opaque=True),
+    "spec.backend.azure": ok(opaque=True),
+    "spec.backend.b2": ok(opaque=True),
+    "spec.backend.swift": ok(opaque=True),
+    "spec.backend.rest": ok(opaque=True),
+    "spec.backend.local": ok(opaque=True),
+}
+
+USAGE_POLICY: dict[str, Support] = {
+    "spec.usagePolicy": ok(),
+    "spec.usagePolicy.allowedNamespaces": ok(),
+    "spec.usagePolicy.allowedNamespaces.from": ok(),
+    "spec.usagePolicy.allowedNamespaces.selector": ok(opaque=True),
+}
+
+WIPE_OUT = refused(
+    "not carried out yet: deleting the Repository leaves its backend data in place (delete it with restic)"
+)
+
+REPOSITORY_FIELDS: dict[str, Support] = {**BACKEND, **USAGE_POLICY, "spec.wipeOut": WIPE_OUT}
+
+REPOSITORY_REF: dict[str, Support] = {
+    "spec.repository": ok(),
+    "spec.repository.name": ok(),
+    "spec.repository.namespace": ok(),
+}
+
+TARGET_REF: dict[str, Support] = {
+    "spec.target": ok(),
+    "spec.target.ref": ok(),
+    "spec.target.ref.apiVersion": ok(),
+    "spec.target.ref.kind": ok(),
+    "spec.target.ref.name": ok(),
+    "spec.target.ref.namespace": ok(),
+    "spec.target.volumeMounts": ok(runners=IN_THE_POD, elsewhere=_TASK_DECIDES, opaque=True),
+}
+
+ALIAS = refused(
+    "not applied yet: the restic host is host-0 (host-<ordinal> for a StatefulSet, the node for a DaemonSet)"
+)
+DRIVER = ok()
+"""``spec.driver``: Restic; the value VolumeSnapshotter is refused by the reconcilers, naming the field."""
+
+BACKUP_TEMPLATE: dict[str, Support] = {
+    "spec.schedule": ok(),
+    **TASK,
+    **RETENTION,
+    **_runtime("spec.runtimeSettings"),
+    **TEMP_DIR,
+    "spec.interimVolumeTemplate": INTERIM,
+    "spec.backupHistoryLimit": ok(),
+}
+"""The fields a BackupBlueprint carries into the BackupConfigurations it makes."""
+
+HOOKS_NOT_RUN = "hooks are not run yet: stashlet would back up without the action the hook performs"
+
+BACKUP_CONFIGURATION: dict[str, Support] = {
+    **BACKUP_TEMPLATE,
+    "spec.driver": DRIVER,
+    **REPOSITORY_REF,
+    "spec.paused": ok(),
+    **TARGET_REF,
+    "spec.target.alias": ALIAS,
+    "spec.target.paths": ok(runners=ONLY_SIDECAR, elsewhere=_TASK_DECIDES),
+    "spec.target.exclude": ok(runners=ONLY_SIDECAR, elsewhere=_TASK_DECIDES),
+    "spec.target.replicas": ok(runners=ONLY_SIDECAR, elsewhere=_TASK_DECIDES),
+    "spec.target.args": ok(runners=ONLY_SIDECAR, elsewhere=_TASK_DECIDES),
+    "spec.target.snapshotClassName": refused(
+        "only the VolumeSnapshotter driver takes a VolumeSnapshotClass, and stashlet does not support it"
+    ),
+    "spec.hooks": refused(HOOKS_NOT_RUN),
+    "spec.hooks.preBackup": refused(HOOKS_NOT_RUN),
+    "spec.hooks.postBackup": refused(HOOKS_NOT_RUN),
+    "spec.timeOut": ok(),
+    "spec.retryConfig": refused("failed sessions are not retried yet; the next scheduled session runs anew"),
+    "spec.retryConfig.maxRetry": refused("failed sessions are not retried yet"),
+    "spec.retryConfig.delay": refused("failed sessions are not retried yet"),
+}
+
+RESTORE_RULES = {
+    "rules": ok(),
+    "rules[].sourceHost": ok(),
+    "rules[].targetHosts": ok(),
+    "rules[].snapshots": ok(),
+    "rules[].paths": ok(),
+    "rules[].include": ok(),
+    "rules[].exclude": ok(),
+}
+
+RESTORE_SESSION: dict[str, Support] = {
+    "spec.driver": DRIVER,
+    **REPOSITORY_REF,
+    **{f"spec.{path}": support for path, support in RESTORE_RULES.items()},
+    **TARGET_REF,
+    **{f"spec.target.{path}": support for path, support in RESTORE_RULES.items()},
+    "spec.target.alias": ALIAS,
+    "spec.target.replicas": ok(),
+    "spec.target.args": ok(),
+    "spec.target.volumeClaimTemplates": refused(
+        "restoring into new PersistentVolumeClaims (a restore Job) is not supported; restore into a workload "
+        "that mounts the claims"
+    ),
+    "spec.task": refused(
+        "restoring through a Task is not supported: stashlet restores workload volumes through the "
+        "stash-init init-container (a kubedump backup is restored with restic and kubectl, see "
+        "docs/kubedump-restore.md)"
+    ),
+    **_runtime("spec.runtimeSettings"),
+    **TEMP_DIR,
+    "spec.interimVolumeTemplate": INTERIM,
+    "spec.hooks": refused(HOOKS_NOT_RUN.replace("back up", "restore")),
+    "spec.hooks.preRestore": refused(HOOKS_NOT_RUN.replace("back up", "restore")),
+    "spec.hooks.postRestore": refused(HOOKS_NOT_RUN.replace("back up", "restore")),
+    "spec.timeOut": ok(),
+}
+for _path in ("spec.task.name", "spec.task.params", "spec.task.params[].name", "spec.task.params[].value"):
+    RESTORE_SESSION[_path] = RESTORE_SESSION["spec.task"]
+
+BACKUP_SESSION: dict[str, Support] = {
+    "spec.invoker": ok(),
+    "spec.invoker.apiGroup": ok(),
+    "spec.invoker.kind": ok(),
+    "spec.invoker.name": ok(),
+    "spec.retryLeft": refused("failed sessions are not retried yet"),
+}
+
+BLUEPRINT_TASK = refused("auto-backup backs a workload up with the sidecar, without a Task")
+
+BACKUP_BLUEPRINT: dict[str, Support] = {
+    **BACKUP_TEMPLATE,
+    **dict.fromkeys(TASK, BLUEPRINT_TASK),
+    **REPOSITORY_FIELDS,
+    "spec.repoNamespace": ok(),
+    "spec.backupNamespace": ok(),
+}
+"""A blueprint's template fields are checked again on the BackupConfiguration made from it, its backend
+fields on the Repository; a ``task``, or a ``backupNamespace`` other than the workload's, is refused by
+auto-backup."""
+
+FIELDS: Mapping[str, Mapping[str, Support]] = {
+    names.KIND_BACKUP_CONFIGURATION: BACKUP_CONFIGURATION,
+    names.KIND_RESTORE_SESSION: RESTORE_SESSION,
+    names.KIND_BACKUP_SESSION: BACKUP_SESSION,
+    names.KIND_REPOSITORY: REPOSITORY_FIELDS,
+    names.KIND_BACKUP_BLUEPRINT: BACKUP_BLUEPRINT,
+}
+"""Every field path of every kind's ``spec``, and what stashlet does with it."""
+
+
+# ---------------------------------------------------------------- the walk
+
+
+def asks_something(value: Any) -> bool:
+    """Whether a field's value asks for anything: not absent, empty, false or zero anywhere below (a
+    ``wipeOut: false`` or ``maxRetry: 0`` asks for what stashlet does anyway)."""
+    if isinstance(value, Mapping):
+        return any(asks_something(child) for child in value.values())
+    if isinstance(value, list):
+        return any(asks_something(item) for item in value)
+    return value not in (None, False, 0, "")
+
+
+def _children(path: str, shown: str, value: Any) -> Iterator[tuple[str, str, Any]]:
+    if isinstance(value, Mapping):
+        for key, child in value.items():
+            yield f"{path}.{key}", f"{shown}.{key}", child
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            if isinstance(item, Mapping):
+                for key, child in item.items():
+                    yield f"{path}[].{key}", f"{shown}[{index}].{key}", child
+
+
+def refusals(kind: str, spec: Mapping[str, Any], runner: Runner | None = None) -> list[str]:
+    """One problem per field of ``spec`` (an object's ``spec`` on the wire) that stashlet refuses for
+    ``kind`` run by ``runner``, each starting with the field's path."""
+    table = FIELDS[kind]
+    problems: list[str] = []
+    pending = list(_children("spec", "spec", spec))
+    while pending:
+        path, shown, value = pending.pop(0)
+        if not asks_something(value):
+            continue
+        support = table.get(path)
+        if support is None:
+            problems.append(f"{shown}: not a field stashlet knows for a {kind}")
+        elif isinstance(support, Unsupported):
+            problems.append(f"{shown}: not supported by stashlet: {support.why}")
+        elif runner is not None and support.runners is not None and runner not in support.runners:
+            problems.append(f"{shown}: not supported for a {runner} ({support.elsewhere})")
+        elif not support.opaque:
+            pending += list(_children(path, shown, value))
+    return problems

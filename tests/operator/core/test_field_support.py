@@ -1,0 +1,624 @@
+"""Every field the five CRDs accept is carried out (and a test shows it) or refused by name: table-driven.
+
+The schema side comes from the CRDs themselves (``stashlet.api.crdgen``); the table is
+:data:`stashlet.operator.core.field_support.FIELDS`; :data:`PROOFS` names, for every supported field, the
+tests that show stashlet doing what Stash documents for it. A refused field is proven by setting it on
+an otherwise valid object and reading the ``ValidationPassed`` condition the operator would write.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import functools
+import re
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.operator import conftest as factories
+
+from stashlet.api import names
+from stashlet.api.backupblueprint import BackupBlueprint
+from stashlet.api.backupconfiguration import BackupConfiguration
+from stashlet.api.backupsession import BackupSession
+from stashlet.api.common import ConditionStatus
+from stashlet.api.conditions import ConditionType
+from stashlet.api.crdgen import CRDS, build_crd
+from stashlet.api.repository import Repository
+from stashlet.api.restoresession import RestoreSession
+from stashlet.operator.autobackup import resolution
+from stashlet.operator.autobackup.resolution import AutoBackupError
+from stashlet.operator.backup import validation as backup_validation
+from stashlet.operator.core import field_support
+from stashlet.operator.core.field_support import FIELDS, Runner, Supported, Unsupported
+from stashlet.operator.core.validation import Lookup, Observed
+from stashlet.operator.core.workloads import WORKLOAD_KINDS
+from stashlet.operator.injection import init_container, sidecar_container
+from stashlet.operator.kubedump import backup_job
+from stashlet.operator.restore import validation as restore_validation
+from stashlet.operator.restore.validation import RestoreObserved
+from stashlet.operator.settings import OperatorSettings
+
+ROOT = Path(__file__).resolve().parents[3]
+SETTINGS = OperatorSettings(agent_image="agent:1", pushgateway_url="http://pgw:9091", status_port=4000)
+KEYS = frozenset({"RESTIC_PASSWORD", "GOOGLE_PROJECT_ID", "GOOGLE_SERVICE_ACCOUNT_JSON_KEY"})
+KUBEDUMP_TASK = "kubedump-backup-0.1.0"
+
+# ---------------------------------------------------------------- the tests that prove each supported field
+
+_RETENTION = ("tests/agent/restic/test_retention.py::test_every_keep_option_in_order",)
+_RETENTION_RUN = ("tests/agent/backup/test_sidecar.py::test_retention_keeps_exactly_what_the_policy_says",)
+_BACKUP = ("tests/agent/backup/test_sidecar.py::test_deployment_backup_succeeds_and_matches_restic",)
+_BC_VALID = ("tests/operator/backup/test_validation.py::test_seed_003_is_valid_and_applicable",)
+_RS_VALID = ("tests/operator/restore/test_restore_builders.py::test_seed_004_is_valid_and_pending",)
+_KIND = ("tests/operator/backup/test_validation.py::test_unsupported_target_kind_is_invalid",)
+_ELSEWHERE = (
+    "tests/operator/backup/test_validation.py::"
+    "test_repository_in_another_namespace_refused_by_its_usage_policy_is_invalid",
+)
+_TMP = (
+    "tests/operator/injection/test_inject.py::test_target_mounts_are_read_only_and_tmp_dir_is_an_empty_dir",
+)
+_KUBEDUMP = (
+    "tests/operator/backup/test_validation.py::test_a_task_configuration_needs_no_target",
+    "e2e/test_seed_002_kubedump.py::"
+    "test_seed_002_each_session_runs_as_a_job_for_namespace_application_and_cluster_scope",
+)
+_RUNTIME = (
+    "tests/operator/core/test_field_support.py::test_each_runners_runtime_settings_reach_what_it_runs",
+)
+_RULES = (
+    "tests/operator/restore/test_restore_builders.py::test_deprecated_spec_rules_are_checked_under_their_own_field",
+)
+_PATTERNS = (
+    "tests/agent/restore/test_restore.py::test_rule_paths_include_and_exclude_select_what_comes_back",
+)
+_INVOKER = ("tests/operator/backup/test_builders.py::test_trigger_session_name_labels_owner_and_invoker",)
+_SECRET = ("tests/operator/backup/test_validation.py::test_missing_secret_is_not_ready",)
+_USAGE = (
+    "tests/operator/core/test_usage_policy.py::test_from_selector_admits_namespaces_whose_labels_match",
+    "tests/operator/core/test_usage_policy.py::test_match_expressions_follow_label_selector_semantics",
+)
+_BACKEND = "tests/agent/restic/test_backend.py::"
+
+
+def _rules(prefix: str) -> dict[str, tuple[str, ...]]:
+    return {
+        f"{prefix}rules": _RULES,
+        f"{prefix}rules[].sourceHost": (
+            "tests/agent/restore/test_restore.py::test_restore_into_another_workload_takes_the_source_hosts_data",
+        ),
+        f"{prefix}rules[].targetHosts": (
+            "tests/agent/restore/test_restore_plan.py::"
+            "test_a_rule_naming_the_host_wins_over_the_catch_all_in_any_order",
+        ),
+        f"{prefix}rules[].snapshots": (
+            "tests/agent/restore/test_restore_plan.py::"
+            "test_latest_in_snapshots_is_the_latest_and_paths_are_normalised",
+        ),
+        f"{prefix}rules[].paths": _PATTERNS,
+        f"{prefix}rules[].include": _PATTERNS,
+        f"{prefix}rules[].exclude": _PATTERNS,
+    }
+
+
+PROOFS: dict[str, tuple[str, ...]] = {
+    # what and when
+    "spec.schedule": (
+        "tests/operator/backup/test_builders.py::test_cronjob_runs_the_trigger_as_its_service_account",
+    ),
+    "spec.paused": (
+        "tests/agent/backup/test_sidecar.py::test_paused_configuration_skips_with_the_seed_event",
+    ),
+    "spec.driver": _BC_VALID + _RS_VALID,
+    "spec.timeOut": ("tests/agent/test_job.py::test_time_out_fails_the_session_with_deadline_exceeded",),
+    "spec.backupHistoryLimit": (
+        "tests/operator/backup/test_reconcile_cluster.py::test_backup_history_limit_prunes_old_finished_sessions",
+    ),
+    "spec.task": _KUBEDUMP,
+    "spec.task.name": _KUBEDUMP,
+    "spec.task.params": _KUBEDUMP,
+    "spec.task.params[].name": _KUBEDUMP,
+    "spec.task.params[].value": _KUBEDUMP,
+    # where
+    "spec.repository": _BC_VALID + _RS_VALID,
+    "spec.repository.name": _BC_VALID + _RS_VALID,
+    "spec.repository.namespace": _ELSEWHERE,
+    # the target
+    "spec.target": _BC_VALID + _RS_VALID,
+    "spec.target.ref": _BC_VALID + _RS_VALID,
+    "spec.target.ref.apiVersion": _KIND,
+    "spec.target.ref.kind": _KIND,
+    "spec.target.ref.name": _BC_VALID,
+    "spec.target.ref.namespace": (
+        "tests/operator/restore/test_restore_builders.py::test_what_the_init_container_model_cannot_do_is_invalid_and_named",
+    ),
+    "spec.target.volumeMounts": (
+        *_TMP,
+        "tests/operator/backup/test_validation.py::test_volume_mount_naming_no_volume_of_the_pod_is_invalid",
+    ),
+    "spec.target.paths": _BACKUP,
+    "spec.target.exclude": _BACKUP,
+    "spec.target.args": (
+        *_BACKUP,
+        "tests/agent/restore/test_restore_plan.py::test_restic_args_that_would_lie_or_escape_are_refused",
+    ),
+    "spec.target.replicas": (
+        "tests/agent/backup/test_sidecar.py::test_statefulset_hosts_each_back_up_once",
+        "tests/agent/restore/test_restore.py::test_deployment_replicas_restore_host_0_once",
+    ),
+    **_rules("spec."),
+    **_rules("spec.target."),
+    # what to keep
+    "spec.retentionPolicy": _RETENTION_RUN,
+    "spec.retentionPolicy.name": _RETENTION_RUN,
+    "spec.retentionPolicy.prune": ("tests/agent/restic/test_retention.py::test_filters_prune_and_dry_run",),
+    "spec.retentionPolicy.dryRun": (
+        "tests/agent/restic/test_retention.py::test_filters_prune_and_dry_run",
+        "tests/agent/restic/test_restic_cli.py::test_forget_dry_run_removes_nothing",
+    ),
+    **{
+        f"spec.retentionPolicy.{keep}": _RETENTION
+        for keep in (
+            "keepLast",
+            "keepHourly",
+            "keepDaily",
+            "keepWeekly",
+            "keepMonthly",
+            "keepYearly",
+            "keepTags",
+        )
+    },
+    # how the agent runs
+    "spec.tempDir": _TMP,
+    "spec.tempDir.medium": _TMP,
+    "spec.tempDir.sizeLimit": _TMP,
+    # the Repository
+    "spec.backend": _SECRET,
+    "spec.backend.storageSecretName": _SECRET,
+    "spec.backend.s3": (
+        _BACKEND + "test_s3_credentials_region_and_tls_options",
+        _BACKEND + "test_s3_locations",
+    ),
+    "spec.backend.gcs": (_BACKEND + "test_gcs_writes_the_key_file",),
+    "spec.backend.azure": (_BACKEND + "test_azure_account_from_secret_or_spec",),
+    "spec.backend.b2": (
+        _BACKEND + "test_b2_needs_both_keys",
+        _BACKEND + "test_max_connections_becomes_an_extended_option",
+    ),
+    "spec.backend.swift": (_BACKEND + "test_swift_copies_the_keystone_keys_present",),
+    "spec.backend.rest": (_BACKEND + "test_rest_credentials_go_in_the_environment",),
+    "spec.backend.local": (
+        _BACKEND + "test_local_directory_from_mount_and_sub_path",
+        "tests/operator/injection/test_inject.py::test_local_backend_volume_is_mounted_at_its_mount_path",
+    ),
+    "spec.usagePolicy": _ELSEWHERE,
+    "spec.usagePolicy.allowedNamespaces": _ELSEWHERE,
+    "spec.usagePolicy.allowedNamespaces.from": _ELSEWHERE + _USAGE,
+    "spec.usagePolicy.allowedNamespaces.selector": _USAGE,
+    # the session
+    "spec.invoker": _INVOKER,
+    "spec.invoker.apiGroup": _INVOKER,
+    "spec.invoker.kind": _INVOKER,
+    "spec.invoker.name": _INVOKER,
+    # the blueprint
+    "spec.repoNamespace": (
+        "tests/operator/autobackup/test_autobackup.py::test_without_repo_namespace_both_objects_go_next_to_the_workload",
+    ),
+    "spec.backupNamespace": (
+        "tests/operator/autobackup/test_autobackup.py::test_blueprint_fields_the_sidecar_model_cannot_honour_are_errors",
+    ),
+}
+"""For each supported field path (of whichever kind), the tests that show it carried out."""
+
+
+def proof_of(path: str) -> tuple[str, ...]:
+    """The proof of ``path``; every runtimeSettings field is proven by this module's runtime test."""
+    if path.startswith("spec.runtimeSettings"):
+        return _RUNTIME
+    return PROOFS.get(path, ())
+
+
+# ---------------------------------------------------------------- the schemas
+
+
+def schema_paths(schema: Mapping[str, Any], path: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """Every field path under ``schema`` (at ``path``), with its schema; a free-form object ends the walk."""
+    if schema.get("x-kubernetes-preserve-unknown-fields"):
+        return
+    for key, child in (schema.get("properties") or {}).items():
+        yield f"{path}.{key}", child
+        yield from schema_paths(child, f"{path}.{key}")
+    items = schema.get("items")
+    if isinstance(items, Mapping):
+        for key, child in (items.get("properties") or {}).items():
+            yield f"{path}[].{key}", child
+            yield from schema_paths(child, f"{path}[].{key}")
+
+
+@functools.cache
+def spec_schemas() -> dict[str, dict[str, Mapping[str, Any]]]:
+    """Each kind's field paths under ``spec`` and their schemas, from the generated CRDs."""
+    out: dict[str, dict[str, Mapping[str, Any]]] = {}
+    for info in CRDS:
+        root = build_crd(info)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+        out[info.kind] = dict(schema_paths(root["properties"]["spec"], "spec"))
+    return out
+
+
+def covering(kind: str, path: str) -> tuple[str, field_support.Support] | None:
+    """The table's entry for ``path``, or for the nearest opaque supported field above it."""
+    table = FIELDS[kind]
+    if path in table:
+        return path, table[path]
+    parent = path
+    while "." in parent:
+        parent = parent.rsplit(".", 1)[0].removesuffix("[]")
+        found = table.get(parent)
+        if isinstance(found, Supported) and found.opaque:
+            return parent, found
+    return None
+
+
+def under_free_form(kind: str, path: str) -> bool:
+    """Whether ``path`` lies inside a free-form object of the schema (``runtimeSettings.container.nice``)."""
+    schemas = spec_schemas()[kind]
+    parent = path
+    while "." in parent:
+        parent = parent.rsplit(".", 1)[0]
+        schema = schemas.get(parent) or schemas.get(parent.removesuffix("[]"))
+        if schema is not None:
+            item = schema.get("items") if parent.endswith("[]") else schema
+            return bool(item and item.get("x-kubernetes-preserve-unknown-fields"))
+    return False
+
+
+@pytest.mark.parametrize("kind", list(FIELDS))
+def test_every_schema_field_is_supported_or_refused(kind: str) -> None:
+    """Walking the CRD's ``spec``: each field path has its entry in the table (or is inside an embedded
+    Kubernetes type the table takes as written), and the table has no entry the schema lacks."""
+    schema = spec_schemas()[kind]
+    missing = [path for path in schema if covering(kind, path) is None]
+    assert missing == [], f"{kind}: fields neither supported nor refused: {missing}"
+    stale = [path for path in FIELDS[kind] if path not in schema and not under_free_form(kind, path)]
+    assert stale == [], f"{kind}: table entries the schema does not have: {stale}"
+
+
+def supported_paths() -> list[tuple[str, str]]:
+    return [
+        (kind, path)
+        for kind, table in FIELDS.items()
+        for path, s in table.items()
+        if isinstance(s, Supported)
+    ]
+
+
+@functools.cache
+def functions_in(file: str) -> frozenset[str]:
+    tree = ast.parse((ROOT / file).read_text(encoding="utf-8"))
+    return frozenset(
+        node.name for node in ast.walk(tree) if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+    )
+
+
+@pytest.mark.parametrize(("kind", "path"), supported_paths())
+def test_every_supported_field_names_the_tests_that_show_it(kind: str, path: str) -> None:
+    """A supported field without a test showing it carried out would be a claim, not a fact."""
+    proof = proof_of(path)
+    assert proof, f"{kind} {path} is supported but no test is named for it"
+    for test_id in proof:
+        file, _, name = test_id.partition("::")
+        assert (ROOT / file).is_file(), test_id
+        assert name in functions_in(file), test_id
+
+
+# ---------------------------------------------------------------- refused fields make the object invalid
+
+
+def sample(schema: Mapping[str, Any] | None) -> Any:
+    """A value of ``schema``'s type that asks for something (free-form: a made-up key)."""
+    if schema is None or (
+        schema.get("x-kubernetes-preserve-unknown-fields") and not schema.get("properties")
+    ):
+        return {"asked": "yes"}
+    if schema.get("x-kubernetes-int-or-string"):
+        return 1
+    kind = schema.get("type")
+    if kind == "string":
+        return str((schema.get("enum") or ["x"])[-1])
+    if kind == "integer":
+        return 1
+    if kind == "boolean":
+        return True
+    if kind == "array":
+        return [sample(schema.get("items"))]
+    properties = schema.get("properties") or {}
+    required = schema.get("required") or list(properties)[:1]
+    return {key: sample(properties.get(key)) for key in required}
+
+
+def with_field(spec: dict[str, Any], kind: str, path: str) -> dict[str, Any]:
+    """``spec`` with ``path`` (``spec.a[].b``) set to a sample of its type; list items get their required
+    siblings so the object still parses."""
+    schemas = spec_schemas()[kind]
+    spec = copy.deepcopy(spec)
+    parts = path.split(".")[1:]
+    node: Any = spec
+    walked = "spec"
+    for i, part in enumerate(parts):
+        is_list = part.endswith("[]")
+        key = part.removesuffix("[]")
+        walked += f".{key}"
+        last = i == len(parts) - 1
+        if last:
+            node[key] = sample(schemas.get(walked))
+            break
+        if is_list:
+            items = (schemas.get(walked) or {}).get("items") or {}
+            item = sample(items) if isinstance(items, Mapping) else {}
+            node[key] = [item if isinstance(item, dict) else {}]
+            node = node[key][0]
+            walked += "[]"
+        else:
+            node = node.setdefault(key, {})
+    return spec
+
+
+def backup_verdict(spec: dict[str, Any], repository: dict[str, Any] | None = None) -> tuple[bool, str]:
+    obj = factories.backup_configuration()
+    obj["spec"] = spec
+    bc = BackupConfiguration.from_dict(obj)
+    repo = Repository.from_dict(repository or factories.repository())
+    verdict = backup_validation.validate(
+        bc, Observed(Lookup(repo), Lookup(KEYS), Lookup(factories.deployment()))
+    )
+    passed = next(u for u in verdict.updates if u.type == ConditionType.VALIDATION_PASSED)
+    return verdict.applicable, passed.message if passed.status == ConditionStatus.FALSE else ""
+
+
+def restore_verdict(spec: dict[str, Any], repository: dict[str, Any] | None = None) -> tuple[bool, str]:
+    rs = RestoreSession.from_dict(
+        {
+            "apiVersion": "stash.appscode.com/v1beta1",
+            "kind": "RestoreSession",
+            "metadata": {"name": "deployment-restore", "namespace": "demo", "generation": 1},
+            "spec": spec,
+        }
+    )
+    repo = Repository.from_dict(repository or factories.repository())
+    observed = RestoreObserved(Lookup(repo), Lookup(KEYS), Lookup(factories.deployment()))
+    verdict = restore_validation.validate_restore(rs, observed)
+    passed = next(u for u in verdict.updates if u.type == ConditionType.VALIDATION_PASSED)
+    return verdict.applicable, passed.message if passed.status == ConditionStatus.FALSE else ""
+
+
+SIDECAR_SPEC = factories.backup_configuration()["spec"]
+JOB_SPEC = {
+    "repository": {"name": "gcs-repo"},
+    "schedule": "0 0 1 1 *",
+    "task": {"name": KUBEDUMP_TASK},
+    "retentionPolicy": {"name": "keep-last-5", "keepLast": 5, "prune": True},
+}
+RESTORE_SPEC = {
+    "repository": {"name": "gcs-repo"},
+    "target": {
+        "ref": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "stash-demo"},
+        "volumeMounts": [{"name": "source-data", "mountPath": "/source/data"}],
+        "rules": [{"paths": ["/source/data"]}],
+    },
+}
+BASES = {
+    Runner.SIDECAR: (names.KIND_BACKUP_CONFIGURATION, SIDECAR_SPEC, backup_verdict),
+    Runner.JOB: (names.KIND_BACKUP_CONFIGURATION, JOB_SPEC, backup_verdict),
+    Runner.INIT_CONTAINER: (names.KIND_RESTORE_SESSION, RESTORE_SPEC, restore_verdict),
+}
+
+
+def test_the_bases_are_valid() -> None:
+    """Each base object passes as it is, so a refusal below is the field's doing."""
+    for kind, spec, verdict in BASES.values():
+        assert verdict(spec) == (True, ""), kind
+
+
+def refused_cases() -> Iterator[tuple[Runner, str]]:
+    for runner, (kind, _, _) in BASES.items():
+        for path, support in FIELDS[kind].items():
+            if path in ("spec.task", "spec.task.name") and runner == Runner.SIDECAR:
+                continue  # a task name makes the configuration a Task's: not a refusal but another runner
+            if isinstance(support, Unsupported) or (
+                support.runners is not None and runner not in support.runners
+            ):
+                yield runner, path
+
+
+@pytest.mark.parametrize(("runner", "path"), list(refused_cases()))
+def test_a_refused_field_makes_the_object_invalid_naming_it(runner: Runner, path: str) -> None:
+    """Set on an otherwise valid object, a field stashlet does not carry out (for this runner) makes
+    ``ValidationPassed`` False with a message that names the field, and nothing is applied."""
+    kind, base, verdict = BASES[runner]
+    applicable, message = verdict(with_field(base, kind, path))
+    assert not applicable
+    assert names_refused(path, message), message
+
+
+def names_refused(path: str, message: str) -> bool:
+    """Whether ``message`` refuses ``path`` (its first item, ``[0]``), the sample set below it, or a field
+    above it, by name."""
+    shown = path.replace("[]", "[0]")
+    while True:
+        if re.search(rf"{re.escape(shown.removesuffix('[0]'))}(\[0\])?(\.\w+)*: [^;]*not supported", message):
+            return True
+        if "." not in shown:
+            return False
+        shown = shown.rsplit(".", 1)[0]
+
+
+@pytest.mark.parametrize(
+    "path", [p for p, s in FIELDS[names.KIND_REPOSITORY].items() if isinstance(s, Unsupported)]
+)
+def test_a_repository_field_stashlet_refuses_makes_its_users_invalid(path: str) -> None:
+    """A Repository has no conditions of its own; what refers to it says which of its fields is refused."""
+    repo = factories.repository()
+    repo["spec"] = with_field(repo["spec"], names.KIND_REPOSITORY, path)
+    for verdict, spec in ((backup_verdict, SIDECAR_SPEC), (restore_verdict, RESTORE_SPEC)):
+        applicable, message = verdict(spec, repo)
+        assert not applicable
+        assert f"Repository demo/gcs-repo {path}: not supported" in message
+
+
+def test_a_false_or_zero_value_asks_for_nothing_and_passes() -> None:
+    """``wipeOut: false`` and ``maxRetry: 0`` ask for what stashlet does anyway."""
+    repo = factories.repository(wipeOut=False)
+    assert backup_verdict(SIDECAR_SPEC, repo) == (True, "")
+    assert backup_verdict({**SIDECAR_SPEC, "retryConfig": {"maxRetry": 0}}) == (True, "")
+
+
+def test_an_unknown_runtime_setting_is_refused_by_name() -> None:
+    """A key of ``runtimeSettings.container`` stashlet does not know is refused, not dropped."""
+    spec = {**SIDECAR_SPEC, "runtimeSettings": {"container": {"cpuBoost": "yes"}}}
+    applicable, message = backup_verdict(spec)
+    assert not applicable
+    assert "spec.runtimeSettings.container.cpuBoost: not a field stashlet knows" in message
+
+
+@pytest.mark.parametrize(
+    "path", [p for p, s in field_support.BACKUP_BLUEPRINT.items() if isinstance(s, Unsupported)]
+)
+def test_a_blueprint_field_stashlet_refuses_is_refused_where_it_lands(path: str) -> None:
+    """A blueprint has no status: a refused field is refused by auto-backup (an event on the workload),
+    or on the BackupConfiguration or Repository the blueprint makes."""
+    blueprint_spec = with_field(
+        {
+            "repoNamespace": "demo",
+            "backend": {"gcs": {"bucket": "b", "prefix": "p"}, "storageSecretName": "gcs-secret"},
+            "schedule": "0 0 1 1 *",
+            "retentionPolicy": {"name": "keep", "keepLast": 5, "prune": True},
+        },
+        names.KIND_BACKUP_BLUEPRINT,
+        path,
+    )
+    blueprint = BackupBlueprint.from_dict(
+        {
+            "apiVersion": "stash.appscode.com/v1beta1",
+            "kind": "BackupBlueprint",
+            "metadata": {"name": "bp"},
+            "spec": blueprint_spec,
+        }
+    )
+    target = resolution.Target(
+        kind=WORKLOAD_KINDS["Deployment"], namespace="demo", name="stash-demo", uid="u"
+    )
+    request = resolution.Request(
+        blueprints=("bp",),
+        paths=("/source/data",),
+        volume_mounts=((("name", "source-data"), ("mountPath", "/source/data")),),
+    )
+    try:
+        plan = resolution.build(blueprint, target, request)
+    except AutoBackupError as refusal:
+        applicable, message = False, str(refusal)
+    else:
+        repository = {**factories.repository(), "spec": plan.repository["spec"]}
+        applicable, message = backup_verdict(plan.config["spec"], repository)
+    assert not applicable
+    assert names_refused(path, message), message
+
+
+# ---------------------------------------------------------------- runtime settings reach what runs
+
+CONTAINER_SAMPLES: dict[str, Any] = {
+    "resources": {"limits": {"memory": "300Mi"}},
+    "securityContext": {"runAsNonRoot": False, "readOnlyRootFilesystem": True},
+    "envFrom": [{"configMapRef": {"name": "agent-extra"}}],
+    "imagePullPolicy": "Always",
+    "lifecycle": {"preStop": {"exec": {"command": ["sleep", "1"]}}},
+    "livenessProbe": {"httpGet": {"path": "/healthz", "port": 4000}, "periodSeconds": 7},
+    "readinessProbe": {"httpGet": {"path": "/readyz", "port": 4000}, "periodSeconds": 9},
+}
+POD_SAMPLES: dict[str, Any] = {
+    "nodeSelector": {"disk": "ssd"},
+    "nodeName": "node-a",
+    "affinity": {"nodeAffinity": {}},
+    "tolerations": [{"key": "backup", "operator": "Exists"}],
+    "securityContext": {"fsGroup": 2000},
+    "imagePullSecrets": [{"name": "registry"}],
+    "priorityClassName": "low",
+    "priority": 10,
+    "runtimeClassName": "runc",
+    "schedulerName": "default-scheduler",
+    "topologySpreadConstraints": [
+        {"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "ScheduleAnyway"}
+    ],
+}
+
+
+def built(
+    runner: Runner, container: dict[str, Any], pod: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The agent container and (for a Job) pod spec ``runner`` builds with these runtime settings."""
+    settings = {"container": container, **({"pod": pod} if pod else {})}
+    repo = Repository.from_dict(factories.repository())
+    if runner == Runner.SIDECAR:
+        bc = BackupConfiguration.from_dict(factories.backup_configuration(runtimeSettings=settings))
+        return sidecar_container.build_injection(bc, "Deployment", "stash-demo", repo, SETTINGS).container, {}
+    if runner == Runner.INIT_CONTAINER:
+        rs = RestoreSession.from_dict(
+            {
+                "apiVersion": "stash.appscode.com/v1beta1",
+                "kind": "RestoreSession",
+                "metadata": {"name": "deployment-restore", "namespace": "demo"},
+                "spec": {**RESTORE_SPEC, "runtimeSettings": settings},
+            }
+        )
+        return init_container.build_init_injection(
+            rs, "Deployment", "stash-demo", repo, SETTINGS
+        ).container, {}
+    obj = factories.backup_configuration()
+    obj["spec"] = {**JOB_SPEC, "runtimeSettings": settings}
+    bc = BackupConfiguration.from_dict(obj)
+    session = BackupSession.from_dict(
+        {
+            "apiVersion": "stash.appscode.com/v1beta1",
+            "kind": "BackupSession",
+            "metadata": {"name": "s-1", "namespace": "demo", "uid": "u-1"},
+            "spec": {
+                "invoker": {
+                    "apiGroup": "stash.appscode.com",
+                    "kind": "BackupConfiguration",
+                    "name": "pause-backup",
+                }
+            },
+        }
+    )
+    job = backup_job.build_job(bc, session, repo, SETTINGS)
+    pod_spec = job["spec"]["template"]["spec"]
+    return pod_spec["containers"][0], pod_spec
+
+
+@pytest.mark.parametrize("runner", list(Runner))
+def test_each_runners_runtime_settings_reach_what_it_runs(runner: Runner) -> None:
+    """Each ``runtimeSettings`` key the table supports for a runner lands in the container (or the Job's
+    pod) as given; ``env`` is added after the agent's own entries; the others are refused by name."""
+    keys = field_support.container_fields(runner)
+    container_settings = {key: CONTAINER_SAMPLES[key] for key in keys}
+    container_settings["env"] = [{"name": "EXTRA", "value": "1"}]
+    pod_settings = dict(POD_SAMPLES) if runner == Runner.JOB else {}
+    container, pod = built(runner, container_settings, pod_settings)
+    for key in keys:
+        if key == "securityContext":
+            assert container[key].items() >= CONTAINER_SAMPLES[key].items()
+        else:
+            assert container[key] == CONTAINER_SAMPLES[key], key
+    assert {"name": "EXTRA", "value": "1"} in container["env"]
+    for key, value in pod_settings.items():
+        assert pod[key] == value, key
+    kind = BASES[runner][0]
+    for key in set(CONTAINER_SAMPLES) - set(keys):
+        problems = field_support.refusals(
+            kind, {"runtimeSettings": {"container": {key: CONTAINER_SAMPLES[key]}}}, runner
+        )
+        assert problems and problems[0].startswith(f"spec.runtimeSettings.container.{key}: not supported"), (
+            key
+        )
