@@ -58,6 +58,9 @@ ANNOTATION_INIT_REPOSITORY: Final = f"{GROUP}/init-repository"
 # Who asked for a BackupSession (the trigger CronJob, the agent's POST /backup, a person).
 ANNOTATION_REQUESTED_BY: Final = f"{GROUP}/requested-by"
 
+# On a BackupSession the operator made to retry a failed one (``spec.retryConfig``): the failed session.
+ANNOTATION_RETRY_OF: Final = f"{GROUP}/retry-of"
+
 FINALIZER: Final = GROUP
 
 # Containers, volumes and objects the operator creates.

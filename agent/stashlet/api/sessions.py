@@ -1,7 +1,8 @@
 """How a BackupSession for a BackupConfiguration is made, by the trigger CronJob or the agent's API.
 
 One place, so a scheduled session and an instant one look the same: name ``<bc>-<unix seconds>``,
-the invoker labels, and an owner reference to the configuration.
+the invoker labels, an owner reference to the configuration, and ``spec.retryLeft`` set to the
+configuration's ``retryConfig.maxRetry`` (as Stash does), which the operator counts down on each retry.
 """
 
 from __future__ import annotations
@@ -61,11 +62,17 @@ def build_session(
     }
     if annotations:
         meta["annotations"] = dict(annotations)
-    return BackupSession(
-        metadata=ObjectMeta.from_dict(meta),
-        spec=BackupSessionSpec(
-            invoker=BackupInvokerRef(
-                api_group=names.GROUP, kind=names.KIND_BACKUP_CONFIGURATION, name=bc.metadata.name or ""
-            )
-        ),
+    spec = BackupSessionSpec(
+        invoker=BackupInvokerRef(
+            api_group=names.GROUP, kind=names.KIND_BACKUP_CONFIGURATION, name=bc.metadata.name or ""
+        )
     )
+    if max_retry(bc):
+        spec.retry_left = max_retry(bc)
+    return BackupSession(metadata=ObjectMeta.from_dict(meta), spec=spec)
+
+
+def max_retry(bc: BackupConfiguration) -> int:
+    """How many times a failed session of ``bc`` is retried (``spec.retryConfig.maxRetry``, 0 if unset)."""
+    retry = bc.spec.retry_config
+    return max(retry.max_retry or 0, 0) if retry is not None else 0

@@ -7,7 +7,8 @@ Watches (list-then-watch, :func:`stashlet.kube.watch.watch`), in every watched n
 - Repositories, Secrets, the four workload kinds and Namespaces, metadata only: a change to an object some
   configuration depends on (as the reconciler reported) enqueues that configuration.
 - BackupSessions: when a session finishes, its configuration's ``backupHistoryLimit`` is applied; a new
-  session of a kubedump configuration gets its Job (:mod:`stashlet.operator.kubedump.session_jobs`).
+  session of a kubedump configuration gets its Job (:mod:`stashlet.operator.kubedump.session_jobs`); a
+  failed one with ``spec.retryLeft`` is retried (:mod:`stashlet.operator.backup.retry`).
 - RestoreSessions: like configurations (new, spec change, deletion request, lost finalizer), reconciled by
   :class:`~stashlet.operator.restore.reconciler.RestoreReconciler`; their Repositories, Secrets,
   Namespaces and targets enqueue them as dependencies, as for configurations.
@@ -26,13 +27,14 @@ from typing import Any
 
 from stashlet.api import names
 from stashlet.api.backupconfiguration import BackupConfiguration
-from stashlet.api.backupsession import BackupSession
+from stashlet.api.backupsession import BackupSession, BackupSessionPhase
 from stashlet.api.repository import Repository
 from stashlet.api.restoresession import RestoreSession
 from stashlet.kube.errors import NotFound
 from stashlet.kube.watch import DELETED, WatchEvent
-from stashlet.operator.backup import history
+from stashlet.operator.backup import history, retry
 from stashlet.operator.backup.reconciler import Reconciler
+from stashlet.operator.core.events import Events
 from stashlet.operator.core.loop import ControlLoop, Follow
 from stashlet.operator.core.observe import Dependency, ReconcileResult
 from stashlet.operator.core.workloads import WORKLOAD_KINDS
@@ -44,6 +46,7 @@ CONFIG_PREFIX = "bc:"
 HISTORY_PREFIX = "history:"
 RESTORE_PREFIX = "rs:"
 JOB_PREFIX = "job:"
+RETRY_PREFIX = "retry:"
 
 _DEPENDENCY_KINDS: dict[str, tuple[str, str, str, bool]] = {
     # kind: (group, version, plural, namespaced)
@@ -85,6 +88,9 @@ class Controller(ControlLoop):
         self._restores: set[str] = set()
         self._kubedump: set[str] = set()
         """Keys of the configurations whose sessions run as Jobs."""
+        self._failed_at: dict[str, float] = {}
+        """Sessions to retry (``namespace/name``) and when the operator saw them fail."""
+        self.events = Events(self.api)
 
     def follows(self) -> list[Follow]:
         """Configurations, sessions, restores and what they depend on, in every watched namespace."""
@@ -187,6 +193,7 @@ class Controller(ControlLoop):
         name = obj["metadata"]["name"]
         if event.type == DELETED:
             sessions.pop(name, None)
+            self._failed_at.pop(f"{obj['metadata']['namespace']}/{name}", None)
             return
         info = history.SessionInfo(
             name, (obj.get("status") or {}).get("phase"), str(obj["metadata"].get("creationTimestamp", ""))
@@ -195,15 +202,31 @@ class Controller(ControlLoop):
         sessions[name] = info
         if info.finished and (before is None or not before.finished):
             self.queue.add(HISTORY_PREFIX + bc_key)
+            if (
+                info.phase == BackupSessionPhase.FAILED
+                and ((obj.get("spec") or {}).get("retryLeft") or 0) > 0
+            ):
+                session_key = f"{obj['metadata']['namespace']}/{name}"
+                self._failed_at.setdefault(session_key, time.time())
+                self.queue.add(RETRY_PREFIX + session_key)
         if before is None and not info.finished and bc_key in self._kubedump:
             self.queue.add(f"{JOB_PREFIX}{obj['metadata']['namespace']}/{name}")
 
     # ------------------------------------------------------------ handling
 
     async def handle(self, item: str) -> None:
-        """Prune history, ensure a kubedump Job, or reconcile a configuration or RestoreSession."""
+        """Prune history, retry a failed session, ensure a kubedump Job, or reconcile a configuration or
+        RestoreSession."""
         if item.startswith(HISTORY_PREFIX):
             await self._prune(item.removeprefix(HISTORY_PREFIX))
+            return
+        if item.startswith(RETRY_PREFIX):
+            session_key = item.removeprefix(RETRY_PREFIX)
+            namespace, _, name = session_key.partition("/")
+            failed_at = self._failed_at.get(session_key)
+            if failed_at is not None:  # None: the session was deleted meanwhile
+                await retry.make_retry(self.stash, self.events, namespace, name, failed_at)
+                self._failed_at.pop(session_key, None)
             return
         if item.startswith(JOB_PREFIX):
             namespace, _, name = item.removeprefix(JOB_PREFIX).partition("/")

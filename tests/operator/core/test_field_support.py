@@ -82,6 +82,7 @@ _USAGE = (
     "tests/operator/core/test_usage_policy.py::test_match_expressions_follow_label_selector_semantics",
 )
 _BACKEND = "tests/agent/restic/test_backend.py::"
+_RETRY = ("tests/operator/backup/test_retry.py::test_a_failed_session_is_retried_until_no_retries_are_left",)
 
 
 def _rules(prefix: str) -> dict[str, tuple[str, ...]]:
@@ -198,6 +199,17 @@ PROOFS: dict[str, tuple[str, ...]] = {
     "spec.usagePolicy.allowedNamespaces": _ELSEWHERE,
     "spec.usagePolicy.allowedNamespaces.from": _ELSEWHERE + _USAGE,
     "spec.usagePolicy.allowedNamespaces.selector": _USAGE,
+    # retries
+    "spec.retryConfig": _RETRY,
+    "spec.retryConfig.maxRetry": _RETRY,
+    "spec.retryConfig.delay": (
+        *_RETRY,
+        "tests/operator/backup/test_retry.py::test_no_delay_means_at_once_and_a_bad_delay_names_the_field",
+    ),
+    "spec.retryLeft": (
+        *_RETRY,
+        "tests/operator/backup/test_retry.py::test_a_session_starts_with_max_retry_retries_left",
+    ),
     # the session
     "spec.invoker": _INVOKER,
     "spec.invoker.apiGroup": _INVOKER,
@@ -469,10 +481,11 @@ def test_a_repository_field_stashlet_refuses_makes_its_users_invalid(path: str) 
 
 
 def test_a_false_or_zero_value_asks_for_nothing_and_passes() -> None:
-    """``wipeOut: false`` and ``maxRetry: 0`` ask for what stashlet does anyway."""
+    """``wipeOut: false`` or an empty ``snapshotClassName`` ask for what stashlet does anyway."""
     repo = factories.repository(wipeOut=False)
     assert backup_verdict(SIDECAR_SPEC, repo) == (True, "")
-    assert backup_verdict({**SIDECAR_SPEC, "retryConfig": {"maxRetry": 0}}) == (True, "")
+    target = {**SIDECAR_SPEC["target"], "snapshotClassName": ""}
+    assert backup_verdict({**SIDECAR_SPEC, "target": target}) == (True, "")
 
 
 def test_an_unknown_runtime_setting_is_refused_by_name() -> None:

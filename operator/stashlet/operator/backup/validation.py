@@ -18,6 +18,7 @@ from stashlet.api import names
 from stashlet.api.backupconfiguration import BackupConfiguration
 from stashlet.api.common import ConditionStatus, Snapshotter
 from stashlet.api.conditions import ConditionReason, ConditionType
+from stashlet.operator.backup.retry_policy import delay_problems
 from stashlet.operator.core import field_support, workloads
 from stashlet.operator.core import validation as shared
 from stashlet.operator.core.conditions import ConditionUpdate
@@ -60,6 +61,7 @@ def spec_problems(bc: BackupConfiguration) -> list[str]:
     carry out (:mod:`~stashlet.operator.core.field_support`), then the values it cannot."""
     runner = RUNNERS[backup_model(bc)]
     problems = field_support.refusals(names.KIND_BACKUP_CONFIGURATION, bc.to_dict()["spec"], runner)
+    problems += delay_problems(bc)
     if bc.spec.driver == Snapshotter.VOLUME_SNAPSHOTTER:
         problems.append("spec.driver: VolumeSnapshotter is not supported by stashlet; use Restic")
         return problems

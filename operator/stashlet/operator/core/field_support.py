@@ -269,9 +269,9 @@ BACKUP_CONFIGURATION: dict[str, Support] = {
     "spec.hooks.preBackup": refused(HOOKS_NOT_RUN),
     "spec.hooks.postBackup": refused(HOOKS_NOT_RUN),
     "spec.timeOut": ok(),
-    "spec.retryConfig": refused("failed sessions are not retried yet; the next scheduled session runs anew"),
-    "spec.retryConfig.maxRetry": refused("failed sessions are not retried yet"),
-    "spec.retryConfig.delay": refused("failed sessions are not retried yet"),
+    "spec.retryConfig": ok(),
+    "spec.retryConfig.maxRetry": ok(),
+    "spec.retryConfig.delay": ok(),
 }
 
 RESTORE_RULES = {
@@ -318,7 +318,7 @@ BACKUP_SESSION: dict[str, Support] = {
     "spec.invoker.apiGroup": ok(),
     "spec.invoker.kind": ok(),
     "spec.invoker.name": ok(),
-    "spec.retryLeft": refused("failed sessions are not retried yet"),
+    "spec.retryLeft": ok(),
 }
 
 BLUEPRINT_TASK = refused("auto-backup backs a workload up with the sidecar, without a Task")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from stashlet.agent.durations import format_duration, parse_duration
+from stashlet.api.durations import format_duration, parse_duration
 
 
 @pytest.mark.parametrize(
