@@ -635,3 +635,30 @@ def test_each_runners_runtime_settings_reach_what_it_runs(runner: Runner) -> Non
         assert problems and problems[0].startswith(f"spec.runtimeSettings.container.{key}: not supported"), (
             key
         )
+
+
+# ---------------------------------------------------------------- the README says the same
+
+
+def refused_roots() -> set[tuple[str, str]]:
+    """(kind, path) of every refused field whose parent is not refused too."""
+    roots: set[tuple[str, str]] = set()
+    for kind, table in FIELDS.items():
+        for path, support in table.items():
+            parent = path.rsplit(".", 1)[0].removesuffix("[]")
+            if isinstance(support, Unsupported) and not isinstance(table.get(parent), Unsupported):
+                roots.add((kind, path))
+    return roots
+
+
+def test_the_readme_lists_exactly_the_refused_fields() -> None:
+    """The README's list of refused fields is the table's, kind by kind."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = text.split("<!-- refused-fields:start -->")[1].split("<!-- refused-fields:end -->")[0]
+    listed: set[tuple[str, str]] = set()
+    for row in block.strip().splitlines()[2:]:  # after the header and its rule
+        cells = [cell.strip() for cell in row.strip("|").split("|")]
+        if len(cells) == 3:
+            for kind in cells[0].split(", "):
+                listed.add((kind, cells[1].strip("`")))
+    assert listed == refused_roots()
