@@ -12,23 +12,37 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from kubernetes_asyncio import client
 from prometheus_client import CollectorRegistry
 
 from stashlet.agent.backup.daemon import Sidecar
 from stashlet.agent.backup.run import BackupRunner
-from stashlet.agent.context import AgentContext, PreparationError, target_lease
+from stashlet.agent.context import (
+    AgentContext,
+    InvokerSpec,
+    PreparationError,
+    agent_host,
+    restic_for,
+    target_alias,
+    target_lease,
+)
 from stashlet.agent.hosts import HostError, HostIdentity, identify
 from stashlet.agent.http_api.server import make_app, run_server
 from stashlet.agent.job import run as run_job_mode
 from stashlet.agent.metrics.report import LatestMetrics, MetricsReporter
-from stashlet.agent.restic.errors import ResticUnavailable
+from stashlet.agent.restic.errors import PriorityRefused, ResticUnavailable
 from stashlet.agent.restic.runner import ResticSettings, inherited_env, restic_version
-from stashlet.agent.restore.run import EXIT_INTERRUPTED, RestoreRunner
+from stashlet.agent.restore.run import EXIT_FAILED, EXIT_INTERRUPTED, RestoreRunner
 from stashlet.agent.settings import AgentSettings, SettingsError, load
 from stashlet.api import agent_contract as contract
+from stashlet.api import names
+from stashlet.api.backupconfiguration import BackupConfiguration
 from stashlet.api.names import COMPONENT_BACKUP_SESSION, COMPONENT_RESTORE_SESSION
+from stashlet.api.restoresession import RestoreSession
 from stashlet.kube import logs
 from stashlet.kube.client import new_api_client
+from stashlet.kube.custom import StashClient
+from stashlet.kube.errors import KubeError, NotFound
 
 log = logging.getLogger("stashlet.agent")
 
@@ -52,12 +66,34 @@ def _identity(settings: AgentSettings, host: HostIdentity) -> dict[str, str]:
     }
 
 
+async def read_invoker(api: client.ApiClient, settings: AgentSettings) -> InvokerSpec | None:
+    """The spec of this agent's invoker (BackupConfiguration or RestoreSession); None if it does not exist."""
+    stash = StashClient(api)
+    try:
+        if settings.invoker_kind == names.KIND_RESTORE_SESSION:
+            return (await stash.get(RestoreSession, settings.namespace, settings.invoker_name)).spec
+        return (await stash.get(BackupConfiguration, settings.namespace, settings.invoker_name)).spec
+    except NotFound:
+        log.warning(
+            "invoker not found at start", extra={"invoker": f"{settings.namespace}/{settings.invoker_name}"}
+        )
+        return None
+
+
 async def run_sidecar(settings: AgentSettings) -> int:
     """The sidecar until SIGTERM."""
     host = identify(settings.target_kind, settings.pod_name, settings.node_name)
     restic = restic_settings(settings)
     await restic_version(restic)
     api = await new_api_client()
+    try:
+        spec = await read_invoker(api, settings)
+    except KubeError as exc:
+        log.error("agent cannot read its invoker", extra={"error": exc.message})
+        await api.close()
+        return 1
+    if spec is not None:  # the alias names the host; each session follows it anew
+        host = agent_host(settings, target_alias(spec))
     lease = target_lease(api, settings, "backup") if host.needs_lease else None
     ctx = AgentContext.of_process(
         settings, api, component=COMPONENT_BACKUP_SESSION, host=host, restic=restic, lease=lease
@@ -123,6 +159,18 @@ async def run_restore(settings: AgentSettings) -> int:
     except ResticUnavailable as exc:  # recorded as this host's failure, so the session says why
         startup_error = PreparationError(exc.message, reason=exc.reason)
     api = await new_api_client()
+    try:
+        spec = await read_invoker(api, settings)
+    except KubeError as exc:
+        log.error("restore cannot read its RestoreSession", extra={"error": exc.message})
+        await api.close()
+        return EXIT_FAILED
+    if spec is not None:  # the alias names the host (and so the default sourceHost)
+        host = agent_host(settings, target_alias(spec))
+        try:
+            restic = restic_for(restic, spec)
+        except PriorityRefused as exc:
+            startup_error = startup_error or PreparationError(exc.message, reason=exc.reason)
     ctx = AgentContext.of_process(
         settings, api, component=COMPONENT_RESTORE_SESSION, host=host, restic=restic
     )

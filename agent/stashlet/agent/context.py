@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from kubernetes_asyncio import client
 
 from stashlet.agent.errors import RefuseInput
-from stashlet.agent.hosts import HostIdentity
+from stashlet.agent.hosts import HostIdentity, identify, job_identity
 from stashlet.agent.live import LiveState
 from stashlet.agent.restic.backend import BackendError, ResticRepository, build_repository, decode_secret_data
+from stashlet.agent.restic.priority import priority_from_container
 from stashlet.agent.restic.runner import ResticSettings
 from stashlet.agent.settings import AgentSettings
+from stashlet.api import agent_contract as contract
 from stashlet.api import names
-from stashlet.api.common import Condition, ConditionStatus
+from stashlet.api.common import Condition, ConditionStatus, EmptyDirSettings, RuntimeSettings
 from stashlet.api.repository import Repository
 from stashlet.kube.client import call_json
 from stashlet.kube.custom import StashClient
@@ -33,8 +37,57 @@ _READERS = {
 }
 
 
+log = logging.getLogger(__name__)
+
+
 class PreparationError(RefuseInput):
     """Something the session needs is missing or wrong; ``reason`` is a condition-style word."""
+
+
+class InvokerTarget(Protocol):
+    """What the agent reads of an invoker's ``spec.target`` (BackupTarget and RestoreTarget)."""
+
+    @property
+    def alias(self) -> str | None: ...  # noqa: D102
+
+
+class InvokerSpec(Protocol):
+    """What the agent reads of an invoker's spec besides the work itself (BackupConfiguration and
+    RestoreSession): the target's alias, the runtime settings and the temporary directory."""
+
+    @property
+    def target(self) -> InvokerTarget | None: ...  # noqa: D102
+    @property
+    def runtime_settings(self) -> RuntimeSettings | None: ...  # noqa: D102
+    @property
+    def temp_dir(self) -> EmptyDirSettings | None: ...  # noqa: D102
+
+
+def target_alias(spec: InvokerSpec) -> str | None:
+    """``spec.target.alias``, None when unset or empty."""
+    return (spec.target.alias if spec.target is not None else None) or None
+
+
+def agent_host(settings: AgentSettings, alias: str | None) -> HostIdentity:
+    """The host this agent plays: a Job's single host, or the sidecar's or init-container's."""
+    if settings.mode == contract.MODE_JOB:
+        return job_identity(alias)
+    return identify(settings.target_kind, settings.pod_name, settings.node_name, alias)
+
+
+def restic_for(base: ResticSettings, spec: InvokerSpec) -> ResticSettings:
+    """``base`` as the invoker asks: the niceness and I/O priority of ``runtimeSettings.container``
+    (``nice``, ``ionice``) for every restic process, and no cache under ``tempDir.disableCaching``.
+
+    Raises :class:`~stashlet.agent.restic.errors.PriorityRefused` for a malformed nice or ionice.
+    """
+    container = spec.runtime_settings.container if spec.runtime_settings is not None else None
+    no_cache = bool(spec.temp_dir is not None and spec.temp_dir.disable_caching)
+    return dataclasses.replace(
+        base,
+        priority=priority_from_container(container),
+        cache_dir=None if no_cache else base.cache_dir,
+    )
 
 
 def upsert_condition(
@@ -126,6 +179,22 @@ class AgentContext:
     def namespace(self) -> str:
         """The namespace of this pod, its invoker and its target."""
         return self.settings.namespace
+
+    def follow_alias(self, spec: InvokerSpec) -> None:
+        """Play the host the invoker's ``spec.target.alias`` names now (it may change between sessions)."""
+        host = agent_host(self.settings, target_alias(spec))
+        if host == self.host:
+            return
+        log.info(
+            "host name follows spec.target.alias",
+            extra={"invoker": self.object_ref(), "host": host.name, "was": self.host.name},
+        )
+        self.host = host
+        self.live.host = host.name
+
+    def restic_for(self, spec: InvokerSpec) -> ResticSettings:
+        """This agent's restic settings as the invoker asks (see :func:`restic_for`)."""
+        return restic_for(self.restic, spec)
 
     async def read_workload(self) -> dict[str, Any]:
         """The target workload (Deployment, StatefulSet, DaemonSet, ReplicaSet) as a dict."""

@@ -1,9 +1,14 @@
 """Who backs up: the host identity of this agent and how many hosts a target has.
 
-- Deployment, ReplicaSet (and anything else with interchangeable replicas): one host, ``host-0``,
-  played by whichever replica holds the Lease ``lock-<kind>-<name>-backup``.
-- StatefulSet: every pod is its own host, ``host-<ordinal>``, all of them back up.
-- DaemonSet: every node is a host, named after the node.
+The restic host name is Stash's (its ``util.GetHostName``), with ``spec.target.alias`` of the
+BackupConfiguration or RestoreSession as its prefix when set:
+
+- StatefulSet: every pod is its own host, ``<alias>-<ordinal>`` (without alias ``host-<ordinal>``), all
+  of them back up, one at a time.
+- DaemonSet: every node is a host, ``<alias>-<node name>`` (without alias the node name).
+- Deployment, ReplicaSet and every other kind, the Job model (resource dumps) included: one host,
+  ``<alias>`` (without alias ``host-0``); for the workloads, played by whichever replica holds the
+  Lease ``lock-<kind>-<name>-backup`` (the Lease is named after the target, never the alias).
 """
 
 from __future__ import annotations
@@ -14,6 +19,9 @@ from dataclasses import dataclass
 from stashlet.agent.errors import RefuseInput
 
 _ORDINAL = re.compile(r"-(\d+)$")
+
+DEFAULT_HOST = "host-0"
+"""The host of a target with a single host and no alias (Stash's ``apis.DefaultHost``)."""
 
 LEASED_KINDS = frozenset({"Deployment", "ReplicaSet", "ReplicationController", "DeploymentConfig"})
 STATEFUL_KINDS = frozenset({"StatefulSet"})
@@ -36,22 +44,37 @@ class HostIdentity:
     """Every host works, one at a time: each takes the Lease for its turn and gives it back."""
 
 
-def identify(target_kind: str, pod_name: str, node_name: str | None) -> HostIdentity:
-    """The host this pod plays for a target of ``target_kind``."""
-    if target_kind in LEASED_KINDS:
-        return HostIdentity("host-0", needs_lease=True)
+def host_name(target_kind: str, pod_name: str, node_name: str | None, alias: str | None = None) -> str:
+    """The restic host of this pod for a target of ``target_kind``, as Stash names it (module docstring)."""
     if target_kind in STATEFUL_KINDS:
         match = _ORDINAL.search(pod_name)
         if not match:
             raise HostError(f"pod {pod_name!r} of a StatefulSet has no ordinal suffix")
-        return HostIdentity(f"host-{match.group(1)}", needs_lease=False, takes_turns=True)
+        return f"{alias or 'host'}-{match.group(1)}"
     if target_kind in NODE_KINDS:
         if not node_name:
             raise HostError("a DaemonSet's agent needs NODE_NAME (the downward API's spec.nodeName)")
-        return HostIdentity(node_name, needs_lease=False)
-    raise HostError(
-        f"target kind {target_kind!r} is not supported; use one of {', '.join(sorted(SUPPORTED_KINDS))}"
-    )
+        return f"{alias}-{node_name}" if alias else node_name
+    return alias or DEFAULT_HOST
+
+
+def identify(
+    target_kind: str, pod_name: str, node_name: str | None, alias: str | None = None
+) -> HostIdentity:
+    """The host this pod (sidecar or init-container) plays for a workload of ``target_kind``."""
+    if target_kind not in SUPPORTED_KINDS:
+        raise HostError(
+            f"target kind {target_kind!r} is not supported; use one of {', '.join(sorted(SUPPORTED_KINDS))}"
+        )
+    name = host_name(target_kind, pod_name, node_name, alias)
+    if target_kind in LEASED_KINDS:
+        return HostIdentity(name, needs_lease=True)
+    return HostIdentity(name, needs_lease=False, takes_turns=target_kind in STATEFUL_KINDS)
+
+
+def job_identity(alias: str | None = None) -> HostIdentity:
+    """The host of a backup run as a Job (one host, like a Deployment's replica, without a Lease)."""
+    return HostIdentity(host_name("", "", None, alias), needs_lease=False)
 
 
 def total_hosts(target_kind: str, workload: dict[str, object], configured_replicas: int | None) -> int:

@@ -8,11 +8,12 @@ The operator creates one Job per BackupSession of a configuration whose task is 
   after the end does nothing twice);
 - paused configuration: the session ends ``Skipped`` with the sidecar's Warning event, by the very
   code the sidecar runs (the opt-in annotation ``stash.appscode.com/backup-while-paused`` works here too);
-- otherwise marks host ``host-0`` Running, dumps the resources (:mod:`stashlet.agent.kubedump.dump`) into
-  ``<tmp-dir>/kubedump`` (a fixed path, so restic finds the previous snapshot as parent), records
-  the dump's report (condition ``ResourcesDumped``, and a Warning event ``ResourcesSkipped`` naming
-  any API group or resource left out), then backs the folder up with :class:`BackupRunner`: the same
-  restic, host stats, retention, integrity check, Repository status and metrics as a volume backup;
+- otherwise marks its host (``host-0``, or ``spec.target.alias`` when set) Running, dumps the
+  resources (:mod:`stashlet.agent.kubedump.dump`) into ``<tmp-dir>/kubedump`` (a fixed path, so restic
+  finds the previous snapshot as parent), records the dump's report (condition ``ResourcesDumped``,
+  and a Warning event ``ResourcesSkipped`` naming any API group or resource left out), then backs the
+  folder up with :class:`BackupRunner`: the same restic, host stats, retention, integrity check,
+  Repository status and metrics as a volume backup;
 - deletes the dump folder (it holds Secrets in clear) however the session ended;
 - enforces ``spec.timeOut`` and, on SIGTERM, interrupts restic and records the host ``Failed``.
 
@@ -42,7 +43,7 @@ from stashlet.agent.backup.daemon import (
 from stashlet.agent.backup.plan import BackupPlan
 from stashlet.agent.backup.run import BackupRunner
 from stashlet.agent.context import AgentContext
-from stashlet.agent.hosts import HostIdentity
+from stashlet.agent.hosts import job_identity
 from stashlet.agent.kubedump.dump import (
     DumpError,
     DumpFailed,
@@ -67,8 +68,9 @@ from stashlet.kube.errors import KubeError, NotFound
 
 log = logging.getLogger(__name__)
 
-JOB_HOST = HostIdentity("host-0", needs_lease=False)
-"""A Job backs up as one host, like a Deployment's replica."""
+JOB_HOST = job_identity()
+"""A Job backs up as one host, like a Deployment's replica: ``host-0``, or the configuration's
+``spec.target.alias`` once the configuration is read."""
 
 DUMP_FOLDER = "kubedump"
 
@@ -137,6 +139,7 @@ class BackupJob:
             message = f"BackupConfiguration {ctx.object_ref()} not found"
             await self.flow._fail(session, ref, REASON_INVOKER_NOT_FOUND, message, end_session=True)
             return await self._phase(name)
+        ctx.follow_alias(config.spec)
         ctx.live.paused = bool(config.spec.paused)
         if config.spec.paused and not wants_backup_while_paused(session):
             await self.flow._skip(session)

@@ -30,7 +30,7 @@ from stashlet.agent.restic.errors import (
     WrongPassword,
 )
 from stashlet.agent.restic.output import BackupStatus, RestoreStatus
-from stashlet.agent.restic.retention import EmptyRetentionPolicy, Retention, forget_args
+from stashlet.agent.restic.retention import EmptyRetentionPolicy, Retention, UnscopedRetention, forget_args
 from stashlet.agent.restic.runner import (
     Restic,
     ResticSettings,
@@ -260,12 +260,12 @@ async def test_forget_keep_last_keeps_exactly_n(initialized: Restic, tmp_path: P
     for round_ in range(4):
         (data / "round").write_text(str(round_) * (round_ + 1))
         ids.append((await initialized.backup([str(data)], host=HOST)).snapshot_id)
-    result = await initialized.forget(forget_args(Retention(keep_last=2), host=HOST))
+    result = await initialized.forget(forget_args(Retention(keep_last=2), hosts=[HOST]))
     assert result.removed_count == 2
     assert {s.id for s in result.removed} == set(ids[:2])
     assert [s.id for s in result.kept] == ids[:1:-1]  # restic lists kept snapshots newest first
     assert [s.id for s in await initialized.snapshots()] == ids[2:]
-    pruned = await initialized.forget(forget_args(Retention(keep_last=1, prune=True)))
+    pruned = await initialized.forget(forget_args(Retention(keep_last=1, prune=True), hosts=[HOST]))
     assert [s.id for s in pruned.removed] == [ids[2]]
     assert [s.id for s in await initialized.snapshots()] == ids[3:]
     assert await initialized.check() is True
@@ -278,7 +278,7 @@ async def test_forget_dry_run_removes_nothing(initialized: Restic, tmp_path: Pat
     make_tree(data)
     await initialized.backup([str(data)], host=HOST)
     await initialized.backup([str(data)], host=HOST)
-    result = await initialized.forget(forget_args(Retention(keep_last=1, dry_run=True)))
+    result = await initialized.forget(forget_args(Retention(keep_last=1, dry_run=True), hosts=[HOST]))
     assert result.removed_count == 1
     assert len(await initialized.snapshots()) == 2
 
@@ -288,6 +288,19 @@ async def test_forget_without_keep_option_is_refused(initialized: Restic) -> Non
     """The runner refuses a forget that keeps nothing, before restic ever runs."""
     with pytest.raises(EmptyRetentionPolicy):
         await initialized.forget(["--prune", "--group-by=host"])
+
+
+@pytest.mark.restic
+async def test_forget_without_a_host_is_refused(initialized: Restic, tmp_path: Path) -> None:
+    """The runner refuses a forget that names no host (it would reach every configuration's snapshots),
+    before restic ever runs: the snapshots stay."""
+    data = tmp_path / "data"
+    make_tree(data)
+    await initialized.backup([str(data)], host="other")
+    await initialized.backup([str(data)], host="other")
+    with pytest.raises(UnscopedRetention, match="without --host"):
+        await initialized.forget(["--keep-last", "1", "--group-by=host,paths", f"--path={data}"])
+    assert len(await initialized.snapshots()) == 2
 
 
 @pytest.mark.restic
@@ -361,7 +374,7 @@ async def test_lock_held_by_a_live_restic_is_exit_11(
         assert (lock.pid, lock.hostname, lock.exclusive) == (holder.pid, socket.gethostname(), False)
         assert lock.time is not None
         with pytest.raises(RepositoryLocked, match=f"locked by PID {holder.pid}") as caught:
-            await initialized.forget(forget_args(Retention(keep_last=1)))
+            await initialized.forget(forget_args(Retention(keep_last=1), hosts=[HOST]))
         assert caught.value.exit_code == 11
         assert isinstance(caught.value, RetryLater)
         await initialized.unlock()

@@ -7,7 +7,8 @@
   ("Backup Configuration is paused"), unless the session carries the opt-in annotation
   ``stash.appscode.com/backup-while-paused: "true"``.
 - Deployment/ReplicaSet: only the holder of the Lease backs up; StatefulSet: every pod; DaemonSet:
-  every node.
+  every node. The host name follows the configuration's ``spec.target.alias`` as it is when a session
+  is handled (see :mod:`stashlet.agent.hosts`).
 - ``spec.timeOut`` is enforced: past the deadline restic is interrupted and the host is Failed.
 - SIGTERM: a running restic is interrupted (so it removes its lock), the host recorded ``Failed``
   with reason ``Interrupted``, and the process exits.
@@ -250,6 +251,9 @@ class Sidecar:
         if ss.is_final(session) or ss.host_is_done(session, ref, ctx.host.name):
             return
         config = await ctx.stash.get(BackupConfiguration, ctx.namespace, ctx.settings.invoker_name)
+        ctx.follow_alias(config.spec)
+        if ss.host_is_done(session, ref, ctx.host.name):  # done under the alias it names now
+            return
         ctx.live.paused = bool(config.spec.paused)
         if config.spec.paused and not wants_backup_while_paused(session):
             await self._skip(session)

@@ -1,12 +1,16 @@
-"""What one host backs up for a BackupSession: the target, its number of hosts, paths and restic options."""
+"""What one host backs up for a BackupSession (the target, its number of hosts, paths and restic options),
+and which snapshots the target's retention may forget."""
 
 from __future__ import annotations
 
+import posixpath
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from stashlet.agent.context import PreparationError
 from stashlet.agent.hosts import total_hosts
+from stashlet.agent.restic.retention import RetentionPolicyLike, forget_args
 from stashlet.api.backupconfiguration import BackupConfiguration
 from stashlet.api.common import TargetRef
 
@@ -38,3 +42,15 @@ def plan_from_config(config: BackupConfiguration, workload: dict[str, Any]) -> B
         excludes=list(target.exclude or []),
         args=list(target.args or []),
     )
+
+
+def retention_paths(paths: Sequence[str]) -> list[str]:
+    """The target's paths as restic records them in a snapshot (cleaned), for ``forget --path``: restic
+    compares them as strings, so ``/data/`` would match no snapshot of ``/data``."""
+    return [posixpath.normpath(p) for p in paths]
+
+
+def retention_args(policy: RetentionPolicyLike, plan: BackupPlan, hosts: Sequence[str]) -> list[str]:
+    """``restic forget`` arguments applying ``policy`` to this target's own snapshots only: those of its
+    ``hosts`` (never empty: refused) holding its paths, grouped by host and paths."""
+    return forget_args(policy, hosts=hosts, paths=retention_paths(plan.paths))

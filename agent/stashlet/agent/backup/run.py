@@ -17,16 +17,15 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from stashlet.agent.backup import status as ss
-from stashlet.agent.backup.plan import BackupPlan
+from stashlet.agent.backup.plan import BackupPlan, retention_args
 from stashlet.agent.context import AgentContext, PreparationError, missing_paths
 from stashlet.agent.durations import format_duration
 from stashlet.agent.live import progress_dict
 from stashlet.agent.metrics.report import MetricsReporter, PushOutcome, merge_outcomes
 from stashlet.agent.restic import output as rj
 from stashlet.agent.restic.errors import PartialBackup, RepositoryLocked, RepositoryNotFound, ResticError
-from stashlet.agent.restic.retention import RetentionError, forget_args
+from stashlet.agent.restic.retention import RetentionError
 from stashlet.agent.restic.runner import Restic
-from stashlet.agent.sizes import format_size
 from stashlet.agent.stale_locks import remove_stale_locks
 from stashlet.agent.timestamps import now_utc
 from stashlet.api.backupconfiguration import BackupConfiguration
@@ -114,7 +113,7 @@ class BackupRunner:
                     f"pod {ctx.settings.pod_name} (check spec.target.volumeMounts)",
                     reason="TargetPathNotFound",
                 )
-            restic = Restic(ctx.restic, restic_repo)
+            restic = Restic(ctx.restic_for(config.spec), restic_repo)
             await self._ensure_repository(restic, repo, name)
             summary = await self._backup(restic, name, ref, hosts, paths, plan.excludes, plan.args)
             stats = ss.host_stats_from_summary(host, paths, summary, time.monotonic() - started)
@@ -149,7 +148,7 @@ class BackupRunner:
             and restic is not None
             and (stats.phase == HostBackupPhase.SUCCEEDED)
         ):
-            await self._after_target(outcome, config, repo, restic)
+            await self._after_target(outcome, config, repo, restic, plan)
         elif outcome.completed_target:
             await self._finalize(name, config, outcome)
         else:
@@ -308,33 +307,36 @@ class BackupRunner:
         return outcome
 
     async def _after_target(
-        self, outcome: HostOutcome, config: BackupConfiguration, repo: Repository, restic: Restic
+        self,
+        outcome: HostOutcome,
+        config: BackupConfiguration,
+        repo: Repository,
+        restic: Restic,
+        plan: BackupPlan,
     ) -> None:
         """Retention, integrity check and Repository status, by the host that completed the target."""
-        session = outcome.session.metadata.name if outcome.session else ""
-        session = session or ""
-        repo_ns, repo_name = repo.metadata.namespace or self.ctx.namespace, repo.metadata.name or ""
-        removed: int | None = None
-        remaining: list[rj.Snapshot] | None = None
-        healthy = True
+        session = (outcome.session.metadata.name if outcome.session else None) or ""
+        hosts = ss.retention_hosts(outcome.session, plan.ref, self.ctx.host.name)
+        removed, retained = await self._apply_retention(session, config, restic, hosts, plan)
+        integrity = await self._verify(session, restic)
+        await self._publish_repository(outcome, config, repo, restic, integrity, removed)
+        await self._finalize(session, config, outcome, failed=not (retained and integrity))
+
+    async def _apply_retention(
+        self, session: str, config: BackupConfiguration, restic: Restic, hosts: list[str], plan: BackupPlan
+    ) -> tuple[int | None, bool]:
+        """Forget by the policy, among this target's snapshots only: (snapshots removed, applied)."""
         policy = config.spec.retention_policy
+        scope = f"hosts {', '.join(hosts) or '(none)'}, paths {', '.join(plan.paths) or '(none)'}"
         try:
             self._check_lease()
-            args = forget_args(policy)
+            args = retention_args(policy, plan, hosts)
             result = await self._with_stale_lock_recovery(restic, lambda: restic.forget(args))
-            removed = 0 if policy.dry_run else result.removed_count
-            # forget lists every snapshot of the repository; what it kept is what remains.
-            remaining = list(result.kept) + (list(result.removed) if policy.dry_run else [])
-            await self._condition(
-                session,
-                ConditionType.RETENTION_POLICY_APPLIED,
-                True,
-                ConditionReason.SUCCESSFULLY_APPLIED_RETENTION_POLICY,
-                f"policy {policy.name}: kept {len(result.kept)}, removed {result.removed_count}"
-                + (" (dry run)" if policy.dry_run else ""),
-            )
         except (ResticError, RetentionError, LeaseLost) as exc:
-            healthy = False
+            log.error(
+                "retention policy not applied",
+                extra={"invoker": self.ctx.object_ref(), "scope": scope, "error": str(exc)},
+            )
             await self._condition(
                 session,
                 ConditionType.RETENTION_POLICY_APPLIED,
@@ -342,22 +344,23 @@ class BackupRunner:
                 ConditionReason.FAILED_TO_APPLY_RETENTION_POLICY,
                 f"policy {policy.name}: {exc}",
             )
-        integrity: bool | None = None
+            return None, False
+        await self._condition(
+            session,
+            ConditionType.RETENTION_POLICY_APPLIED,
+            True,
+            ConditionReason.SUCCESSFULLY_APPLIED_RETENTION_POLICY,
+            f"policy {policy.name} on the snapshots of {scope}: kept {len(result.kept)}, "
+            f"removed {result.removed_count}" + (" (dry run)" if policy.dry_run else ""),
+        )
+        return (0 if policy.dry_run else result.removed_count), True
+
+    async def _verify(self, session: str, restic: Restic) -> bool | None:
+        """``restic check``, recorded as the session's integrity condition; None when it could not run."""
         try:
             self._check_lease()
             integrity = await restic.check()
-            await self._condition(
-                session,
-                ConditionType.REPOSITORY_INTEGRITY_VERIFIED,
-                integrity,
-                ConditionReason.SUCCESSFULLY_VERIFIED_REPOSITORY_INTEGRITY
-                if integrity
-                else ConditionReason.FAILED_TO_VERIFY_REPOSITORY_INTEGRITY,
-                "restic check found no errors" if integrity else "restic check found errors",
-            )
-            healthy = healthy and integrity
         except (ResticError, LeaseLost) as exc:
-            healthy = False
             await self._condition(
                 session,
                 ConditionType.REPOSITORY_INTEGRITY_VERIFIED,
@@ -365,35 +368,50 @@ class BackupRunner:
                 ConditionReason.FAILED_TO_VERIFY_REPOSITORY_INTEGRITY,
                 str(exc),
             )
+            return None
+        await self._condition(
+            session,
+            ConditionType.REPOSITORY_INTEGRITY_VERIFIED,
+            integrity,
+            ConditionReason.SUCCESSFULLY_VERIFIED_REPOSITORY_INTEGRITY
+            if integrity
+            else ConditionReason.FAILED_TO_VERIFY_REPOSITORY_INTEGRITY,
+            "restic check found no errors" if integrity else "restic check found errors",
+        )
+        return integrity
+
+    async def _publish_repository(
+        self,
+        outcome: HostOutcome,
+        config: BackupConfiguration,
+        repo: Repository,
+        restic: Restic,
+        integrity: bool | None,
+        removed: int | None,
+    ) -> None:
+        """The Repository's status (over every snapshot in it, whoever made them) and its metrics."""
+        repo_ns, repo_name = repo.metadata.namespace or self.ctx.namespace, repo.metadata.name or ""
         try:
-            snapshots = remaining if remaining is not None else await restic.snapshots()
+            snapshots = await restic.snapshots()
             stats = await restic.stats(mode="raw-data")
-            times = [s.time for s in snapshots if s.time is not None]
-            new_status = RepositoryStatus(
-                integrity=integrity,
-                total_size=format_size(stats.total_size),
-                snapshot_count=len(snapshots),
-                first_backup_time=min(times).replace(microsecond=0) if times else None,
-                last_backup_time=max(times).replace(microsecond=0) if times else None,
-                snapshots_removed_on_last_cleanup=removed,
-            )
-
-            def put_repo_status(r: Repository) -> None:
-                merged = (r.status.to_dict() if r.status else {}) | new_status.to_dict()
-                r.status = RepositoryStatus.from_dict(merged)
-
-            updated = await self.ctx.stash.update_status(Repository, repo_ns, repo_name, put_repo_status)
-            self.ctx.live.repository = {
-                "name": f"{repo_ns}/{repo_name}",
-                **(updated.status.to_dict() if updated.status else {}),
-            }
-            outcome.pushes.append(await self.metrics.repository(config, updated))
         except ResticError as exc:
             log.error(
                 "could not read repository stats",
                 extra={"repository": f"{repo_ns}/{repo_name}", "error": exc.message},
             )
-        await self._finalize(session, config, outcome, failed=not healthy)
+            return
+        new_status = ss.repository_status(snapshots, stats.total_size, integrity, removed)
+
+        def put_repo_status(r: Repository) -> None:
+            merged = (r.status.to_dict() if r.status else {}) | new_status.to_dict()
+            r.status = RepositoryStatus.from_dict(merged)
+
+        updated = await self.ctx.stash.update_status(Repository, repo_ns, repo_name, put_repo_status)
+        self.ctx.live.repository = {
+            "name": f"{repo_ns}/{repo_name}",
+            **(updated.status.to_dict() if updated.status else {}),
+        }
+        outcome.pushes.append(await self.metrics.repository(config, updated))
 
     async def _finalize(
         self, session: str, config: BackupConfiguration, outcome: HostOutcome, *, failed: bool = False

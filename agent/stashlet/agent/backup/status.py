@@ -2,12 +2,14 @@
 
 Every function given a session mutates it and is safe to re-apply (the status writer re-runs it
 after a 409 Conflict on a freshly read object), so concurrent hosts never lose each other's entries.
-:func:`host_stats_from_summary` builds a host's entry from restic's backup summary.
+:func:`host_stats_from_summary` builds a host's entry from restic's backup summary,
+:func:`repository_status` a Repository's status from restic's view of the whole repository.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 
 from stashlet.agent.context import upsert_condition
 from stashlet.agent.durations import format_duration
@@ -28,6 +30,7 @@ from stashlet.api.backupsession import (
 )
 from stashlet.api.common import TargetRef
 from stashlet.api.conditions import ConditionType
+from stashlet.api.repository import RepositoryStatus
 
 FINAL_SESSION_PHASES = frozenset(
     {BackupSessionPhase.SUCCEEDED, BackupSessionPhase.FAILED, BackupSessionPhase.SKIPPED}
@@ -77,6 +80,21 @@ def host_entry(session: BackupSession, ref: TargetRef, host: str) -> HostBackupS
         if _same_ref(target.ref, ref):
             return next((s for s in target.stats or [] if s.hostname == host), None)
     return None
+
+
+def target_hosts(session: BackupSession, ref: TargetRef) -> list[str]:
+    """The host names recorded for ``ref`` in the session, in the order they were recorded."""
+    for target in (session.status.targets if session.status else None) or []:
+        if _same_ref(target.ref, ref):
+            return list(dict.fromkeys(s.hostname for s in target.stats or [] if s.hostname))
+    return []
+
+
+def retention_hosts(session: BackupSession | None, ref: TargetRef, own_host: str) -> list[str]:
+    """The hosts whose snapshots this target's retention may forget: those recorded for ``ref`` in the
+    session, and ``own_host`` (the host applying it), never another configuration's."""
+    recorded = target_hosts(session, ref) if session is not None else []
+    return list(dict.fromkeys([*recorded, own_host]))
 
 
 def host_is_done(session: BackupSession, ref: TargetRef, host: str) -> bool:
@@ -202,3 +220,19 @@ def host_stats_from_summary(
     if reason:
         stats.reason = reason
     return stats
+
+
+def repository_status(
+    snapshots: Sequence[rj.Snapshot], total_size: int, integrity: bool | None, removed: int | None
+) -> RepositoryStatus:
+    """A Repository's status from all of its snapshots (every configuration's), its stored size, the
+    integrity check and the snapshots the last retention removed."""
+    times = [s.time for s in snapshots if s.time is not None]
+    return RepositoryStatus(
+        integrity=integrity,
+        total_size=format_size(total_size),
+        snapshot_count=len(snapshots),
+        first_backup_time=min(times).replace(microsecond=0) if times else None,
+        last_backup_time=max(times).replace(microsecond=0) if times else None,
+        snapshots_removed_on_last_cleanup=removed,
+    )

@@ -11,8 +11,8 @@ Messages never contain secret values: the runner scrubs them before building an 
 
 :class:`ResticError` gathers them for callers that record any restic outcome alike; each class also
 sits under one root of :mod:`stashlet.agent.errors`: a locked repository is :class:`RetryLater`, a
-missing repository, a wrong password, a missing snapshot or an unusable binary is
-:class:`RefuseInput`, and anything else is :class:`ReportFailure`.
+missing repository, a wrong password, a missing snapshot, an unusable binary or a refused process
+priority is :class:`RefuseInput`, and anything else is :class:`ReportFailure`.
 """
 
 from __future__ import annotations
@@ -70,6 +70,13 @@ class SnapshotNotFound(ResticError, RefuseInput):
 
 class ResticUnavailable(ResticError, RefuseInput):
     """The restic binary is missing, not executable, or older than the supported minimum."""
+
+
+class PriorityRefused(ResticError, RefuseInput):
+    """restic did not start: its niceness or I/O priority is malformed, or the kernel refused it.
+
+    The message names the configuration field (``spec.runtimeSettings.container.nice`` or ``.ionice``).
+    """
 
 
 class PartialBackup(ResticError, ReportFailure):

@@ -9,6 +9,12 @@ A ``keep_*`` of ``None`` or ``0`` is unset (Stash's wire form omits zero), ``-1`
 this bucket" (restic's ``unlimited``), anything below that is refused. A policy that keeps nothing
 is refused with :class:`EmptyRetentionPolicy`: such a ``forget`` would delete every snapshot of the
 group (restic refuses it too, but we never build it).
+
+A ``forget`` is always scoped to the snapshots its caller owns: one ``--host`` per host (restic takes
+the snapshots of any of them) and one ``--path`` per path (restic takes the snapshots that hold all of
+them), grouped by ``host,paths``. Several configurations may share one repository; an unscoped
+``forget`` would apply one configuration's policy to another's snapshots, so an empty host list is
+refused with :class:`UnscopedRetention`.
 """
 
 from __future__ import annotations
@@ -82,21 +88,32 @@ class EmptyRetentionPolicy(RetentionError):
     reason = "EmptyRetentionPolicy"
 
 
+class UnscopedRetention(RetentionError):
+    """No host to scope the forget to: it would apply the policy to every host's snapshots."""
+
+    reason = "UnscopedRetentionPolicy"
+
+
 def forget_args(
     policy: RetentionPolicyLike,
     *,
-    host: str | None = None,
+    hosts: Sequence[str],
     paths: Sequence[str] = (),
     group_by: str = DEFAULT_GROUP_BY,
 ) -> list[str]:
-    """The arguments that follow ``restic forget`` to apply ``policy``.
+    """The arguments that follow ``restic forget`` to apply ``policy`` to the snapshots of ``hosts``.
 
-    ``host`` and ``paths`` restrict which snapshots are considered (``--host``, ``--path``); snapshots
-    are grouped by ``group_by`` (restic's default, ``host,paths``, made explicit). String values are
-    joined to their flag with ``=`` so a value can never be read as another flag.
-    Raises :class:`EmptyRetentionPolicy` if nothing would be kept, :class:`RetentionError` for values
-    restic would misread.
+    ``hosts`` (at least one) and ``paths`` restrict which snapshots are considered (``--host``,
+    ``--path``); snapshots are grouped by ``group_by`` (restic's default, ``host,paths``, made
+    explicit). String values are joined to their flag with ``=`` so a value can never be read as
+    another flag. Raises :class:`UnscopedRetention` without a host, :class:`EmptyRetentionPolicy` if
+    nothing would be kept, :class:`RetentionError` for values restic would misread.
     """
+    if not hosts:
+        raise UnscopedRetention(
+            "refusing to build a restic forget without --host: it would apply the policy to the snapshots "
+            "of every host in the repository, other configurations' included"
+        )
     args: list[str] = []
     for attribute, flag in _KEEP_FLAGS:
         value = getattr(policy, attribute)
@@ -113,8 +130,7 @@ def forget_args(
             "keepMonthly, keepYearly or keepTags); refusing to build a forget that would delete them all"
         )
     args.append(f"--group-by={_checked(group_by, 'group_by')}")
-    if host is not None:
-        args.append(f"--host={_checked(host, 'host')}")
+    args += [f"--host={_checked(host, 'host')}" for host in dict.fromkeys(hosts)]
     args += [f"--path={_checked(path, 'path')}" for path in paths]
     if policy.prune:
         args.append("--prune")
@@ -126,6 +142,11 @@ def forget_args(
 def keeps_something(args: Sequence[str]) -> bool:
     """Whether ``forget`` arguments hold a long ``--keep-*`` option (the runner's last line of defence)."""
     return any(arg.startswith("--keep-") for arg in args)
+
+
+def names_a_host(args: Sequence[str]) -> bool:
+    """Whether ``forget`` arguments hold a ``--host=`` filter (the runner's last line of defence)."""
+    return any(arg.startswith("--host=") and len(arg) > len("--host=") for arg in args)
 
 
 def _checked(value: str, what: str) -> str:

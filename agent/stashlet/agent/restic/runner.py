@@ -2,12 +2,14 @@
 
 restic runs via ``asyncio.create_subprocess_exec`` (never a shell) with ``--json``, an environment
 built from the settings and the repository only (the agent's own environment is not inherited, so
-no unrelated secret reaches restic, and credentials never appear on the command line), and stdin
-closed. Its stdout is read in chunks and handed on line by line; its stderr is kept as a bounded
-tail plus a bounded list of per-item errors. Progress callbacks are throttled. Cancelling the
-calling task sends SIGINT to restic and waits (then SIGKILL after a grace period), so that restic
-removes its lock before the cancellation propagates. A failed run raises from the taxonomy in
-:mod:`stashlet.agent.restic.errors`, with secret values scrubbed from every message.
+no unrelated secret reaches restic, and credentials never appear on the command line), stdin
+closed, and the configured niceness and I/O priority applied in the child before restic starts
+(:mod:`stashlet.agent.restic.priority`). Its stdout is read in chunks and handed on line by line;
+its stderr is kept as a bounded tail plus a bounded list of per-item errors. Progress callbacks are
+throttled. Cancelling the calling task sends SIGINT to restic and waits (then SIGKILL after a grace
+period), so that restic removes its lock before the cancellation propagates. A failed run raises
+from the taxonomy in :mod:`stashlet.agent.restic.errors`, with secret values scrubbed from every
+message.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import logging
 import os
 import re
 import signal
+import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,7 +30,13 @@ from typing import Any, Generic, TypeVar
 from stashlet.agent.restic import output as rj
 from stashlet.agent.restic.backend import ResticRepository
 from stashlet.agent.restic.errors import ResticFailed, ResticUnavailable, error_for_exit
-from stashlet.agent.restic.retention import EmptyRetentionPolicy, keeps_something
+from stashlet.agent.restic.priority import ChildPriority, ProcessPriority
+from stashlet.agent.restic.retention import (
+    EmptyRetentionPolicy,
+    UnscopedRetention,
+    keeps_something,
+    names_a_host,
+)
 from stashlet.api import versions
 
 log = logging.getLogger(__name__)
@@ -61,7 +70,8 @@ class ResticSettings:
     lock; ``None`` fails at once with :class:`~stashlet.agent.restic.errors.RepositoryLocked`.
     ``progress_fps`` sets how often restic reports (``RESTIC_PROGRESS_FPS``) and
     ``progress_interval`` how often callbacks hear of it. ``interrupt_grace`` is how long restic gets
-    to clean up after SIGINT before SIGKILL.
+    to clean up after SIGINT before SIGKILL. ``priority`` is the niceness and I/O priority every restic
+    process starts with (:mod:`stashlet.agent.restic.priority`).
     """
 
     binary: str = "restic"
@@ -75,6 +85,7 @@ class ResticSettings:
     interrupt_grace: float = 30.0
     stderr_tail_lines: int = 40
     max_item_errors: int = 100
+    priority: ProcessPriority = field(default_factory=ProcessPriority)
 
 
 @dataclass(frozen=True)
@@ -222,17 +233,7 @@ class Restic:
                 on_line(line)
 
         stderr = _Stderr(self.settings.stderr_tail_lines, self.settings.max_item_errors)
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                env=self._env(),
-                start_new_session=True,  # signals reach restic only as we forward them
-            )
-        except OSError as exc:
-            raise ResticUnavailable(f"cannot run {self.settings.binary}: {exc.strerror or exc}") from exc
+        proc = await self._spawn(argv)
         pumps = {
             asyncio.create_task(_pump(proc.stdout, stdout_line)),
             asyncio.create_task(_pump(proc.stderr, stderr.feed)),
@@ -256,6 +257,31 @@ class Restic:
             error_count=stderr.error_count,
             exit_error=stderr.exit_error,
         )
+
+    async def _spawn(self, argv: Sequence[str]) -> asyncio.subprocess.Process:
+        """Start restic with its pipes, environment and priorities; a refused priority raises."""
+        priority = self.settings.priority
+        child = None if priority.empty else ChildPriority(priority)
+        try:
+            return await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=self._env(),
+                start_new_session=True,  # signals reach restic only as we forward them
+                preexec_fn=child.apply if child is not None else None,
+            )
+        except OSError as exc:
+            raise ResticUnavailable(f"cannot run {self.settings.binary}: {exc.strerror or exc}") from exc
+        except subprocess.SubprocessError as exc:
+            refusal = child.refusal() if child is not None else None
+            if refusal is None:
+                raise ResticUnavailable(f"cannot run {self.settings.binary}: {exc}") from exc
+            raise refusal from exc
+        finally:
+            if child is not None:
+                child.close()
 
     async def _stop(self, proc: asyncio.subprocess.Process, pumps: set[asyncio.Task[None]]) -> None:
         """SIGINT restic so it removes its lock; SIGKILL it if it has not exited within the grace."""
@@ -411,9 +437,12 @@ class Restic:
         return rj.parse_snapshots((await self._checked(args, collect=True)).stdout)
 
     async def forget(self, args: Sequence[str]) -> rj.ForgetResult:
-        """Run ``restic forget <args>`` (from :func:`~stashlet.agent.restic.retention.forget_args`)."""
+        """Run ``restic forget <args>`` (from :func:`~stashlet.agent.restic.retention.forget_args`);
+        refuses arguments that keep nothing or name no ``--host``."""
         if not keeps_something(args):
             raise EmptyRetentionPolicy("refusing to run restic forget without a --keep-* option")
+        if not names_a_host(args):
+            raise UnscopedRetention("refusing to run restic forget without --host: it would reach every host")
         return rj.parse_forget((await self._checked(["forget", *args], collect=True)).stdout)
 
     async def check_report(self, *, read_data_subset: str | None = None) -> rj.CheckResult:
