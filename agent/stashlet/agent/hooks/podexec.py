@@ -1,0 +1,114 @@
+"""Run a command in a container through the API server's ``pods/exec`` (what ``kubectl exec`` does).
+
+The request is a WebSocket upgrade of ``GET .../pods/<pod>/exec`` (``v4.channel.k8s.io``: one byte of
+channel, then the data; 1 is stdout, 2 stderr, 3 the final ``Status``), made with kubernetes-asyncio's
+``WsApiClient`` over the agent's own configuration and identity. The caller needs ``get`` and (since
+Kubernetes 1.35) ``create`` on ``pods/exec`` in the pod's namespace. The last 10 KiB of stdout and of
+stderr are kept.
+
+The exit status comes from the final ``Status``: ``Success`` is 0; a ``NonZeroExitCode`` failure carries
+the code; any other failure (the command was not found, the container stopped) is :class:`ExecFailed`
+with the API server's message, as is a refused upgrade (its HTTP status says why: 403 no right, 404 no
+such pod, 400 no such container or not running).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+import aiohttp
+from kubernetes_asyncio import client
+from kubernetes_asyncio.client.exceptions import ApiException
+from kubernetes_asyncio.stream import WsApiClient
+
+from stashlet.agent.hooks.outcome import HookFailed
+
+STDOUT, STDERR, ERROR = 1, 2, 3
+KEEP = 10 * 1024
+
+
+class ExecFailed(HookFailed):
+    """The command could not be run, or ended without an exit status."""
+
+
+@dataclass(frozen=True)
+class ExecOutput:
+    """A finished command: its exit code and the ends of its output."""
+
+    exit_code: int
+    stdout: bytes
+    stderr: bytes
+
+
+async def exec_in_container(
+    api: client.ApiClient, namespace: str, pod: str, container: str, command: Sequence[str]
+) -> ExecOutput:
+    """Run ``command`` in ``container`` of ``namespace/pod`` and wait for it to end."""
+    ws_api = WsApiClient(configuration=api.configuration)
+    try:
+        core = client.CoreV1Api(ws_api)
+        # With _preload_content=False, WsApiClient answers with the WebSocket's context manager.
+        connect: Any = await core.connect_get_namespaced_pod_exec(
+            pod,
+            namespace,
+            command=cast(Any, list(command)),
+            container=container,
+            stdin=False,
+            stdout=True,
+            stderr=True,
+            tty=False,
+            _preload_content=False,
+        )
+        async with connect as ws:
+            return await _collect(ws)
+    except aiohttp.WSServerHandshakeError as exc:
+        raise ExecFailed(
+            f"the API server refused the exec: HTTP {exc.status} {_refusal(exc.status)}"
+        ) from None
+    except ApiException as exc:
+        raise ExecFailed(f"the API server refused the exec: HTTP {exc.status} {exc.reason}") from None
+    finally:
+        await ws_api.close()
+
+
+def _refusal(status: int) -> str:
+    return {
+        401: "(not authenticated)",
+        403: "(forbidden: the agent's service account needs get and create on pods/exec)",
+        404: "(no such pod)",
+        400: "(no such container, or it is not running)",
+    }.get(status, "")
+
+
+async def _collect(ws: aiohttp.ClientWebSocketResponse) -> ExecOutput:
+    out, err = bytearray(), bytearray()
+    status: dict[str, Any] | None = None
+    async for message in ws:
+        if message.type not in (aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.TEXT):
+            continue
+        data = message.data if isinstance(message.data, bytes) else message.data.encode()
+        if len(data) < 2:
+            continue
+        channel, payload = data[0], data[1:]
+        if channel == STDOUT:
+            out = (out + payload)[-KEEP:]
+        elif channel == STDERR:
+            err = (err + payload)[-KEEP:]
+        elif channel == ERROR:
+            status = json.loads(payload)
+    if status is None:
+        raise ExecFailed("the exec stream ended without an exit status")
+    return ExecOutput(exit_code(status), bytes(out), bytes(err))
+
+
+def exit_code(status: dict[str, Any]) -> int:
+    """The command's exit code from the exec's final ``Status``; ExecFailed when it did not run."""
+    if status.get("status") == "Success":
+        return 0
+    for cause in (status.get("details") or {}).get("causes") or []:
+        if cause.get("reason") == "ExitCode":
+            return int(cause.get("message", "1"))
+    raise ExecFailed(str(status.get("message") or "the command failed to run"))
