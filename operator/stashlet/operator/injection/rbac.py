@@ -9,7 +9,8 @@ The sidecar runs as the workload's service account, which gets exactly what the 
 - in the configuration's namespace (Role ``stashlet-sidecar-<bc>``): its BackupConfiguration by name;
   BackupSessions (read, watch, create for an instant backup) and their status; events (the recorder
   reads, creates and counts them); its Lease (create, then get/update by name); pods (read, to tell whether
-  the holder of a stale restic lock is gone); its own workload by name (for the number of hosts);
+  the holder of a stale restic lock is gone); its own workload by name (for the number of hosts); and,
+  only when ``spec.hooks`` has an ``exec`` hook, ``pods/exec`` (:func:`exec_rules`);
 - where the Repository lives (the same Role, or Role ``stashlet-sidecar-<bc namespace>-<bc>`` in the
   Repository's namespace when it is another one): that Repository and its status, and the one storage
   Secret, all by name.
@@ -27,10 +28,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from stashlet.api import names
-from stashlet.api.backupconfiguration import BackupConfiguration
+from stashlet.api.backupconfiguration import BackupConfiguration, BackupHooks
 from stashlet.api.common import KubeObject
 from stashlet.api.repository import Repository
-from stashlet.api.restoresession import RestoreSession
+from stashlet.api.restoresession import RestoreHooks, RestoreSession
 from stashlet.operator.core.objects import managed_labels, owner_reference
 from stashlet.operator.core.workloads import WorkloadKind
 from stashlet.operator.settings import OperatorSettings
@@ -47,6 +48,26 @@ class ObjectRef:
     kind: str
     namespace: str
     name: str
+
+
+def has_exec_hook(hooks: BackupHooks | RestoreHooks | None) -> bool:
+    """True when one of ``hooks`` (pre or post) is an ``exec`` hook, run in a container through the API
+    server's ``pods/exec``."""
+    if hooks is None:
+        return False
+    return any(isinstance(hook, dict) and hook.get("exec") is not None for hook in hooks.to_dict().values())
+
+
+def exec_rules(hooks: BackupHooks | RestoreHooks | None) -> list[dict[str, Any]]:
+    """``pods/exec`` (``create`` and ``get``) in the agent's namespace when ``hooks`` has an ``exec`` hook,
+    else nothing.
+
+    The right lets the agent run any command in any container of any pod of that namespace (as
+    ``kubectl exec`` does): the agent uses it only for the hook's command in its own pod, and no
+    configuration without an ``exec`` hook grants it. The agent's exec is a WebSocket upgrade of a
+    ``GET``: the API server authorizes it as ``get`` and, since Kubernetes 1.35
+    (AuthorizePodWebsocketUpgradeCreatePermission), also as ``create``, so both verbs are needed."""
+    return [rule("", ["pods/exec"], ["create", "get"])] if has_exec_hook(hooks) else []
 
 
 def rule(
@@ -185,6 +206,7 @@ def sidecar_rules(bc: BackupConfiguration, kind: WorkloadKind, workload: str) ->
         rule("coordination.k8s.io", ["leases"], ["get", "update", "patch"], [lease]),
         rule("", ["pods"], ["get"]),
         rule(kind.group, [kind.plural], ["get"], [workload]),
+        *exec_rules(bc.spec.hooks),
     ]
 
 

@@ -6,8 +6,10 @@ The init-container runs as the workload's service account, which gets exactly wh
 - in the session's namespace (Role ``stashlet-restore-<rs>``): its RestoreSession by name (``get``; the
   status is written with a read then an ``update`` of ``restoresessions/status``); events (the recorder
   reads, creates and counts them); the restore Lease ``lock-<kind>-<name>-restore`` (``create``, then
-  ``get``/``update`` by name); pods (``get``: whether the holder of a stale restic lock is gone); its
-  workload by name (``get``, for the number of hosts);
+  ``get``/``update`` by name); pods (``get``: whether the holder of a stale restic lock is gone, and a
+  hook's executor pod); its workload by name (``get``, for the number of hosts); and, only when
+  ``spec.hooks`` has an ``exec`` hook, ``create`` and ``get`` on ``pods/exec`` (see
+  :func:`stashlet.operator.injection.rbac.exec_rules`);
 - where the Repository lives (the same Role, or Role ``stashlet-restore-<rs namespace>-<rs>`` there when
   it is another namespace): that Repository and the one storage Secret, by name, read only.
 
@@ -22,7 +24,14 @@ from typing import Any
 from stashlet.api import names
 from stashlet.api.restoresession import RestoreSession
 from stashlet.operator.core.workloads import WorkloadKind
-from stashlet.operator.injection.rbac import ObjectRef, RepositoryAccess, agent_grant, grant_refs, rule
+from stashlet.operator.injection.rbac import (
+    ObjectRef,
+    RepositoryAccess,
+    agent_grant,
+    exec_rules,
+    grant_refs,
+    rule,
+)
 
 RESTORE_PREFIX = "stashlet-restore-"
 
@@ -39,6 +48,7 @@ def restore_rules(rs: RestoreSession, kind: WorkloadKind, workload: str) -> list
         rule("coordination.k8s.io", ["leases"], ["get", "update"], [lease]),
         rule("", ["pods"], ["get"]),
         rule(kind.group, [kind.plural], ["get"], [workload]),
+        *exec_rules(rs.spec.hooks),
     ]
 
 
