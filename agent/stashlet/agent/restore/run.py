@@ -17,6 +17,19 @@ On every start of its pod it reads its RestoreSession (``--invoker-name``, in it
   entry (when the session still exists), so the application never starts on partial data; the pod's
   restart is the retry, and a Failed entry is restored again.
 
+``spec.hooks`` (see :mod:`stashlet.agent.hooks`), from this pod as the executor pod, on every attempt:
+
+- ``preRestore`` runs after the session's checks and before the Repository is read and restic runs; if
+  it fails, nothing is restored and the host is Failed with reason ``FailedToExecutePreRestoreHook``;
+- ``postRestore`` runs once the host's outcome is known (also after a failed ``preRestore``, as Stash's
+  deferred hook does), if its ``executionPolicy`` admits that outcome (``.Status.Phase`` is ``Failed``
+  when this host or another one failed, else ``Succeeded``); if it fails, a host that had succeeded is
+  Failed with reason ``FailedToExecutePostRestoreHook``, so the session is Failed (as Stash marks it)
+  and the pod's restart runs the restore and the hooks again;
+- each hook that runs (or is skipped by its policy) sets Stash's condition
+  ``PreRestoreHookExecutionSucceeded`` / ``PostRestoreHookExecutionSucceeded`` on the session and records
+  an event with the condition's reason; a wrong ``spec.hooks`` fails the host with reason ``InvalidHook``.
+
 SIGTERM interrupts restic (so it removes its lock), records the host Failed with reason Interrupted
 and exits 143. ``spec.timeOut`` bounds the wait for the turn and the restore.
 """
@@ -33,6 +46,21 @@ from typing import Any
 from stashlet.agent.context import AgentContext, PreparationError, target_lease
 from stashlet.agent.durations import format_duration, parse_duration
 from stashlet.agent.errors import RefuseInput, ReportFailure
+from stashlet.agent.hooks import (
+    PHASE_FAILED,
+    PHASE_SUCCEEDED,
+    Hook,
+    HookData,
+    HookKind,
+    HookResult,
+    HookSet,
+    HookSpecError,
+    PodRef,
+    hook_condition,
+    restore_data,
+    restore_hooks,
+    run_hook,
+)
 from stashlet.agent.hosts import total_hosts
 from stashlet.agent.restic import output as rj
 from stashlet.agent.restic.errors import ResticError
@@ -45,6 +73,7 @@ from stashlet.agent.restore.report import RestoreReport
 from stashlet.agent.timestamps import now_utc
 from stashlet.api import names
 from stashlet.api.common import Snapshotter
+from stashlet.api.conditions import ConditionReason
 from stashlet.api.restore_rules import rule_problems, rules_of
 from stashlet.api.restoresession import HostRestorePhase, HostRestoreStats, RestorePhase, RestoreSession
 from stashlet.kube.errors import KubeError, NotFound
@@ -72,6 +101,12 @@ class SessionGone(RefuseInput):
 
 class DeadlineExceeded(ReportFailure):
     """``spec.timeOut`` ran out while waiting for the turn."""
+
+
+class PreRestoreHookFailed(ReportFailure):
+    """The ``preRestore`` hook failed: nothing is restored."""
+
+    reason = str(ConditionReason.FAILED_TO_EXECUTE_PRE_RESTORE_HOOK)
 
 
 class RestoreRunner:
@@ -210,7 +245,9 @@ class RestoreRunner:
         total = session.status.total_hosts if session.status and session.status.total_hosts else 1
         done: HostRestore | None = None
         repository = ""
+        hooks = HookSet()
         try:
+            hooks = restore_hooks(session.spec.hooks)
             total = total_hosts(ctx.settings.target_kind, await ctx.read_workload(), _replicas(session))
             await ctx.stash.update_status(
                 RestoreSession,
@@ -221,7 +258,7 @@ class RestoreRunner:
                 ),
             )
             log.info("host restore started", extra={"session": self.ref, "host": host, "total_hosts": total})
-            work = self._work(session)
+            work = self._work(session, hooks.pre)
             if deadline is None:
                 done, repository = await work
             else:
@@ -237,7 +274,7 @@ class RestoreRunner:
             else:
                 message = f"the restore did not finish within spec.timeOut ({session.spec.time_out})"
                 stats = self._failed(REASON_DEADLINE, message, started)
-        except (PreparationError, PlanError, RestoreIncomplete) as exc:
+        except (PreparationError, PlanError, RestoreIncomplete, PreRestoreHookFailed, HookSpecError) as exc:
             stats = self._failed(exc.reason, exc.message, started)
         except ResticError as exc:
             stats = self._failed(exc.reason, exc.message, started)
@@ -249,6 +286,8 @@ class RestoreRunner:
                 self._fail_quietly(REASON_INTERRUPTED, message, time.monotonic() - started, total)
             )
             raise
+        if hooks.post is not None:
+            stats = await self._post_restore(session, hooks.post, stats, started)
         try:
             recorded = await self.report.record(total, stats, done)
         except NotFound as exc:
@@ -257,7 +296,7 @@ class RestoreRunner:
         ctx.live.finish(self.name, str(stats.phase), stats.error or "", stats.duration or "")
         return EXIT_OK if stats.phase == HostRestorePhase.SUCCEEDED else EXIT_FAILED
 
-    async def _work(self, session: RestoreSession) -> tuple[HostRestore, str]:
+    async def _work(self, session: RestoreSession, pre_restore: Hook | None) -> tuple[HostRestore, str]:
         """Plan, check, restore and verify; returns what was restored and the Repository's name."""
         ctx = self.ctx
         if self.startup_error is not None:
@@ -268,12 +307,9 @@ class RestoreRunner:
         if problems:
             raise PlanError("; ".join(problems), reason="InvalidRestoreRule")
         target = session.spec.target
-        if session.spec.hooks is not None:
-            log.warning(
-                "restore hooks are not run by this agent; ignoring spec.hooks",
-                extra={"session": self.ref},
-            )
         extra_args = check_extra_args(target.args or [] if target else [])
+        if pre_restore is not None:
+            await self._pre_restore(session, pre_restore)
         rule = match_rule(rules, ctx.host.name)
         if rule is None:
             log.info(
@@ -292,6 +328,53 @@ class RestoreRunner:
         mounts = [vm.mount_path for vm in (target.volume_mounts or [])] if target else []
         done = await runner.run(rule, mounts, extra_args, before_each=self._check_lease)
         return done, repo.metadata.name or ""
+
+    # --- hooks ------------------------------------------------------------------------------------------
+
+    async def _pre_restore(self, session: RestoreSession, hook: Hook) -> None:
+        """Run the preRestore hook; PreRestoreHookFailed when it fails."""
+        data = restore_data(session, phase=str(RestorePhase.RUNNING), now=now_utc())
+        result = await self._run_hook(HookKind.PRE_RESTORE, hook, data)
+        if not result.succeeded:
+            raise PreRestoreHookFailed(result.message)
+
+    async def _post_restore(
+        self, session: RestoreSession, hook: Hook, stats: HostRestoreStats, started: float
+    ) -> HostRestoreStats:
+        """Run the postRestore hook for this host's outcome; the outcome, Failed if the hook failed."""
+        phase, error = _outcome(session, stats)
+        data = restore_data(session, phase=phase, error=error, now=now_utc())
+        result = await self._run_hook(HookKind.POST_RESTORE, hook, data)
+        if result.succeeded or stats.phase != HostRestorePhase.SUCCEEDED:
+            return stats
+        return self._failed(str(ConditionReason.FAILED_TO_EXECUTE_POST_RESTORE_HOOK), result.message, started)
+
+    async def _run_hook(self, kind: HookKind, hook: Hook, data: HookData) -> HookResult:
+        """Run one hook from this pod, then set its condition on the session and record its event."""
+        pod = PodRef(self.ctx.namespace, self.ctx.settings.pod_name)
+        result = await run_hook(kind, hook, pod, data, api=self.ctx.api)
+        condition = hook_condition(kind, result)
+        try:
+            updated = await self.ctx.stash.update_status(
+                RestoreSession,
+                self.ctx.namespace,
+                self.name,
+                lambda s: rs.set_condition(
+                    s, condition.type, condition.ok, condition.reason, condition.message, now_utc()
+                ),
+            )
+        except KubeError as exc:
+            log.error(
+                "could not record the hook's outcome", extra={"session": self.ref, "error": exc.message}
+            )
+            return result
+        await self.ctx.events.record(
+            updated.to_dict(),
+            condition.event_type,
+            str(condition.reason),
+            f"host {self.ctx.host.name}: {condition.message}",
+        )
+        return result
 
     def _check_lease(self) -> None:
         if self.ctx.lease is not None:
@@ -357,6 +440,19 @@ def check_session(session: RestoreSession, kind: str, name: str) -> None:
             f"spec.target.ref is {ref.kind}/{ref.name}, but this init-container belongs to {kind}/{name}",
             reason="RestoreTargetMismatch",
         )
+
+
+def _outcome(session: RestoreSession, stats: HostRestoreStats) -> tuple[str, str]:
+    """The phase and error a postRestore hook sees: Failed when this host or another one failed (with the
+    first error found, this host's first; the other hosts' entries as the session stood when this host's
+    turn came), else Succeeded."""
+    others = [
+        s for s in (session.status.stats if session.status else None) or [] if s.hostname != stats.hostname
+    ]
+    failed = [s for s in [stats, *others] if s.phase == HostRestorePhase.FAILED]
+    if failed:
+        return PHASE_FAILED, failed[0].error or ""
+    return PHASE_SUCCEEDED, ""
 
 
 def _replicas(session: RestoreSession) -> int | None:
