@@ -102,7 +102,9 @@ def storage(namespace: str, rest_url: str) -> list[dict[str, Any]]:
     ]
 
 
-def configuration(namespace: str, target: dict[str, Any] | None, params: dict[str, str]) -> dict[str, Any]:
+def configuration(
+    namespace: str, target: dict[str, Any] | None, params: dict[str, str], account: str | None = None
+) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "schedule": "0 0 1 1 *",
         "task": {
@@ -114,6 +116,8 @@ def configuration(namespace: str, target: dict[str, Any] | None, params: dict[st
     }
     if target is not None:
         spec["target"] = {"ref": target}
+    if account is not None:  # as Stash's kubedump guide writes it
+        spec["runtimeSettings"] = {"pod": {"serviceAccountName": account}}
     return {
         "apiVersion": "stash.appscode.com/v1beta1",
         "kind": "BackupConfiguration",
@@ -162,8 +166,10 @@ async def test_seed_002_each_session_runs_as_a_job_for_namespace_application_and
     host_url = f"{rest_backend.host_url}/{namespace}"
     dump = "/stash-tmp/kubedump"
 
-    async def back_up(target: dict[str, Any] | None, params: dict[str, str], n: int) -> set[str]:
-        kubectl("apply", "-f", "-", input_obj=configuration(namespace, target, params))
+    async def back_up(
+        target: dict[str, Any] | None, params: dict[str, str], n: int, account: str | None = None
+    ) -> set[str]:
+        kubectl("apply", "-f", "-", input_obj=configuration(namespace, target, params, account))
 
         def ready() -> bool:
             bc = get(kubectl, "backupconfiguration", BC, "-n", namespace)
@@ -204,7 +210,7 @@ async def test_seed_002_each_session_runs_as_a_job_for_namespace_application_and
         assert created["spec"]["backoffLimit"] == 0
         assert created["spec"]["ttlSecondsAfterFinished"] > 0
         pod_spec = created["spec"]["template"]["spec"]
-        assert pod_spec["serviceAccountName"] == f"stashlet-kubedump-{BC}"
+        assert pod_spec["serviceAccountName"] == (account or f"stashlet-kubedump-{BC}")
         assert pod_spec["containers"][0]["command"] == ["stashlet-agent"]
         assert pod_spec["containers"][0]["args"][0] == "job"
 
@@ -282,3 +288,37 @@ async def test_seed_002_each_session_runs_as_a_job_for_namespace_application_and
         return not kubectl("get", "clusterrolebinding", binding, "--ignore-not-found").stdout.strip()
 
     await helpers.until(unbound, timeout=60, what="the ClusterRoleBinding removed")
+
+    # The configuration's own ServiceAccount, as Stash's kubedump guide names it: a missing one makes the
+    # configuration Invalid, naming the field, until it is created; then it runs the Job, bound by the
+    # user to what it may read, and stashlet binds it no read access of its own.
+    namespace_target = {"apiVersion": "v1", "kind": "Namespace", "name": app_namespace}
+    kubectl("apply", "-f", "-", input_obj=configuration(namespace, namespace_target, {}, "dump-reader"))
+
+    def invalid() -> str | None:
+        bc = get(kubectl, "backupconfiguration", BC, "-n", namespace)
+        status = bc.get("status") or {}
+        passed = [c for c in status.get("conditions", []) if c["type"] == "ValidationPassed"]
+        return passed[0]["message"] if status.get("phase") == "Invalid" and passed else None
+
+    message = await helpers.until(invalid, timeout=60, what="the configuration Invalid")
+    assert (
+        f"spec.runtimeSettings.pod.serviceAccountName: ServiceAccount {namespace}/dump-reader does not exist"
+        in (message)
+    )
+    kubectl("create", "serviceaccount", "dump-reader", "-n", namespace)
+    kubectl("create", "rolebinding", "dump-reader-reads", f"--clusterrole={read_all_role}",
+            f"--serviceaccount={namespace}:dump-reader", "-n", app_namespace)  # fmt: skip
+    files = await back_up(namespace_target, {}, 5, "dump-reader")
+    assert f"{base}/core/v1/ConfigMap/web-config.yaml" in files
+    assert not kubectl(
+        "get",
+        "rolebinding",
+        f"stashlet-kubedump-read-{namespace}-{BC}",
+        "-n",
+        app_namespace,
+        "--ignore-not-found",
+    ).stdout.strip()
+    assert not kubectl(
+        "get", "serviceaccount", f"stashlet-kubedump-{BC}", "-n", namespace, "--ignore-not-found"
+    ).stdout.strip()

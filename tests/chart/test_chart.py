@@ -29,6 +29,7 @@ from tests.polling import eventually
 
 from stashlet.api import versions
 from stashlet.api.backupconfiguration import BackupConfiguration
+from stashlet.api.repository import Repository
 from stashlet.api.restoresession import RestoreSession
 from stashlet.localcluster import tools
 from stashlet.localcluster.controlplane import ControlPlane
@@ -36,6 +37,7 @@ from stashlet.operator import cli, settings
 from stashlet.operator.core.workloads import WORKLOAD_KINDS
 from stashlet.operator.injection import kubedump_rbac, rbac, restore_rbac
 from stashlet.operator.injection.rbac import RepositoryAccess
+from stashlet.operator.repository import wipe_job
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHART = REPO_ROOT / "charts" / "stashlet"
@@ -578,9 +580,9 @@ def test_operator_accepts_the_rendered_command_line(
 
 def test_grants_cluster_role_is_exactly_what_rbac_py_grants(helm: Helm) -> None:
     """The operator may only create Roles holding permissions it has itself: the chart's grants
-    ClusterRole holds the union of every rule rbac.py, restore_rbac.py and kubedump_rbac.py write (sidecar
-    and stash-init for each workload kind, Repository in the same or another namespace, trigger, kubedump
-    Jobs), nothing more, plus `bind` on the kubedump ClusterRole
+    ClusterRole holds the union of every rule rbac.py, restore_rbac.py, kubedump_rbac.py and wipe_job.py
+    write (sidecar and stash-init for each workload kind, Repository in the same or another namespace,
+    trigger, kubedump Jobs, a Repository's wipe Job), nothing more, plus `bind` on the kubedump ClusterRole
     alone. The operator's own ClusterRole has no wildcard and no escalate/bind/impersonate verb."""
     bc = BackupConfiguration.from_dict(
         {
@@ -620,6 +622,15 @@ def test_grants_cluster_role_is_exactly_what_rbac_py_grants(helm: Helm) -> None:
     for repo_ns in ("app", "elsewhere"):
         for obj in kubedump_rbac.job_rbac(bc, repository=RepositoryAccess(repo_ns, "r", "s")):
             granted += obj.get("rules", [])
+    repository = Repository.from_dict(
+        {
+            "apiVersion": "stash.appscode.com/v1alpha1",
+            "kind": "Repository",
+            "metadata": {"name": "r", "namespace": "app", "uid": "u"},
+            "spec": {"backend": {"rest": {"url": "http://r"}, "storageSecretName": "s"}, "wipeOut": True},
+        }
+    )
+    granted += [r for obj in wipe_job.wipe_rbac(repository) for r in obj.get("rules", [])]
 
     objects = helm.render()
     grants = find(objects, "ClusterRole", "stashlet-operator-grants")["rules"]

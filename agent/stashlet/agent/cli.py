@@ -34,6 +34,7 @@ from stashlet.agent.restic.errors import PriorityRefused, ResticUnavailable
 from stashlet.agent.restic.runner import ResticSettings, inherited_env, restic_version
 from stashlet.agent.restore.run import EXIT_FAILED, EXIT_INTERRUPTED, RestoreRunner
 from stashlet.agent.settings import AgentSettings, SettingsError, load
+from stashlet.agent.wipe import run as run_wipe_mode
 from stashlet.api import agent_contract as contract
 from stashlet.api import names
 from stashlet.api.backupconfiguration import BackupConfiguration
@@ -208,6 +209,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(run_restore(settings))
         if settings.mode == contract.MODE_JOB:
             return asyncio.run(run_job(settings))
+        if settings.mode == contract.MODE_WIPE:
+            return asyncio.run(run_wipe_mode(settings, restic_settings(settings)))
     except (HostError, ResticUnavailable) as exc:
         log.error("agent cannot start", extra={"error": str(exc)})
         return 2

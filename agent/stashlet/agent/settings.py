@@ -52,6 +52,7 @@ def parser() -> argparse.ArgumentParser:
         (contract.MODE_SIDECAR, "watch BackupSessions and back up (sidecar)"),
         (contract.MODE_RESTORE, "restore before the application starts (init-container)"),
         (contract.MODE_JOB, "run one BackupSession as a Job"),
+        (contract.MODE_WIPE, "wipe a deleted Repository's backend data (spec.wipeOut), as a Job"),
     ):
         sub = modes.add_parser(mode, help=text)
         sub.add_argument(contract.FLAG_INVOKER_KIND, default=names.KIND_BACKUP_CONFIGURATION)
@@ -80,7 +81,9 @@ def load(argv: Sequence[str], environ: Mapping[str, str]) -> AgentSettings:
             "metadata.namespace) or run it with a service account"
         )
     pod_name = environ.get(contract.ENV_POD_NAME) or environ.get("HOSTNAME") or socket.gethostname()
-    if args.mode != contract.MODE_JOB and not (args.target_kind and args.target_name):
+    if args.mode not in (contract.MODE_JOB, contract.MODE_WIPE) and not (
+        args.target_kind and args.target_name
+    ):
         raise SettingsError(f"{args.mode} needs {contract.FLAG_TARGET_KIND} and {contract.FLAG_TARGET_NAME}")
     return AgentSettings(
         mode=args.mode,

@@ -16,6 +16,7 @@ OPERATOR_COMMAND: Final = "stashlet-operator"
 MODE_SIDECAR: Final = "sidecar"
 MODE_RESTORE: Final = "restore"
 MODE_JOB: Final = "job"
+MODE_WIPE: Final = "wipe"
 
 # Operator modes.
 MODE_RUN: Final = "run"

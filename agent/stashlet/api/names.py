@@ -61,7 +61,14 @@ ANNOTATION_REQUESTED_BY: Final = f"{GROUP}/requested-by"
 # On a BackupSession the operator made to retry a failed one (``spec.retryConfig``): the failed session.
 ANNOTATION_RETRY_OF: Final = f"{GROUP}/retry-of"
 
+# On what wipes a Repository's backend data (``spec.wipeOut``): the label names the Repository, the Job's
+# annotation ``Repository/<name>``.
+LABEL_WIPE_OF: Final = f"{GROUP}/wipe-of"
+ANNOTATION_WIPE_OF: Final = f"{GROUP}/wipe-of"
+
 FINALIZER: Final = GROUP
+# On a Repository with ``spec.wipeOut: true``: its backend data is wiped before the object goes.
+FINALIZER_WIPE_OUT: Final = f"{GROUP}/wipe-out"
 
 # Containers, volumes and objects the operator creates.
 SIDECAR_CONTAINER: Final = "stash"

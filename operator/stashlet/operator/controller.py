@@ -4,11 +4,13 @@ Watches (list-then-watch, :func:`stashlet.kube.watch.watch`), in every watched n
 
 - BackupConfigurations: a new configuration, a spec change (``metadata.generation``), a deletion request or
   a lost finalizer enqueues it; status-only changes (the operator's own writes) do not.
-- Repositories, Secrets, the four workload kinds and Namespaces, metadata only: a change to an object some
-  configuration depends on (as the reconciler reported) enqueues that configuration.
+- Repositories, Secrets, ServiceAccounts, the four workload kinds and Namespaces, metadata only: a change
+  to an object some configuration depends on (as the reconciler reported) enqueues that configuration.
 - BackupSessions: when a session finishes, its configuration's ``backupHistoryLimit`` is applied; a new
   session of a kubedump configuration gets its Job (:mod:`stashlet.operator.kubedump.session_jobs`); a
   failed one with ``spec.retryLeft`` is retried (:mod:`stashlet.operator.backup.retry`).
+- Repositories: besides being a dependency, one with ``spec.wipeOut`` (or its finalizer) is handed to
+  :class:`~stashlet.operator.repository.wipeout.WipeOut`.
 - RestoreSessions: like configurations (new, spec change, deletion request, lost finalizer), reconciled by
   :class:`~stashlet.operator.restore.reconciler.RestoreReconciler`; their Repositories, Secrets,
   Namespaces and targets enqueue them as dependencies, as for configurations.
@@ -38,6 +40,7 @@ from stashlet.operator.core.events import Events
 from stashlet.operator.core.loop import ControlLoop, Follow
 from stashlet.operator.core.observe import Dependency, ReconcileResult
 from stashlet.operator.core.workloads import WORKLOAD_KINDS
+from stashlet.operator.repository.wipeout import WipeOut
 from stashlet.operator.restore.reconciler import RestoreReconciler
 
 log = logging.getLogger(__name__)
@@ -47,10 +50,12 @@ HISTORY_PREFIX = "history:"
 RESTORE_PREFIX = "rs:"
 JOB_PREFIX = "job:"
 RETRY_PREFIX = "retry:"
+REPOSITORY_PREFIX = "repo:"
 
 _DEPENDENCY_KINDS: dict[str, tuple[str, str, str, bool]] = {
     # kind: (group, version, plural, namespaced)
     "Secret": ("", "v1", "secrets", True),
+    "ServiceAccount": ("", "v1", "serviceaccounts", True),
     "Namespace": ("", "v1", "namespaces", False),
     **{k.kind: (k.group, k.version, k.plural, True) for k in WORKLOAD_KINDS.values()},
 }
@@ -91,6 +96,7 @@ class Controller(ControlLoop):
         self._failed_at: dict[str, float] = {}
         """Sessions to retry (``namespace/name``) and when the operator saw them fail."""
         self.events = Events(self.api)
+        self.wipeout = WipeOut(self.api, self.reconciler.resources, self.settings, self.namespaces)
 
     def follows(self) -> list[Follow]:
         """Configurations, sessions, restores and what they depend on, in every watched namespace."""
@@ -100,7 +106,7 @@ class Controller(ControlLoop):
             follows += [
                 (f"BackupConfiguration/{where}", self.stash_stream(BackupConfiguration, ns), self._on_config),
                 (f"BackupSession/{where}", self.stash_stream(BackupSession, ns), self._on_session),
-                (f"Repository/{where}", self.stash_stream(Repository, ns), self._on_dependency("Repository")),
+                (f"Repository/{where}", self.stash_stream(Repository, ns), self._on_repository),
                 (f"RestoreSession/{where}", self.stash_stream(RestoreSession, ns), self._on_restore),
             ]
             for kind, (g, v, plural, namespaced) in _DEPENDENCY_KINDS.items():
@@ -178,6 +184,15 @@ class Controller(ControlLoop):
 
         return handle
 
+    def _on_repository(self, event: WatchEvent) -> None:
+        self._on_dependency("Repository")(event)
+        obj = event.object
+        wiped = (obj.get("spec") or {}).get("wipeOut") is True
+        if event.type != DELETED and (
+            wiped or names.FINALIZER_WIPE_OUT in obj["metadata"].get("finalizers", [])
+        ):
+            self.queue.add(REPOSITORY_PREFIX + event.key)
+
     def _on_session(self, event: WatchEvent) -> None:
         obj = event.object
         labels = obj.get("metadata", {}).get("labels") or {}
@@ -219,6 +234,10 @@ class Controller(ControlLoop):
         RestoreSession."""
         if item.startswith(HISTORY_PREFIX):
             await self._prune(item.removeprefix(HISTORY_PREFIX))
+            return
+        if item.startswith(REPOSITORY_PREFIX):
+            namespace, _, name = item.removeprefix(REPOSITORY_PREFIX).partition("/")
+            await self.wipeout.reconcile(namespace, name)
             return
         if item.startswith(RETRY_PREFIX):
             session_key = item.removeprefix(RETRY_PREFIX)

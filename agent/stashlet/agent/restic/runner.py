@@ -445,6 +445,16 @@ class Restic:
             raise UnscopedRetention("refusing to run restic forget without --host: it would reach every host")
         return rj.parse_forget((await self._checked(["forget", *args], collect=True)).stdout)
 
+    async def forget_snapshots(self, ids: Sequence[str]) -> None:
+        """Forget exactly the snapshots ``ids`` (by full ID, no policy): what a Repository's
+        ``wipeOut`` asks, never a retention policy."""
+        if ids:
+            await self._checked(["forget", "--", *ids])
+
+    async def prune(self) -> None:
+        """Remove the data no snapshot references any more."""
+        await self._checked(["prune"])
+
     async def check_report(self, *, read_data_subset: str | None = None) -> rj.CheckResult:
         """Check the repository; a damaged one gives ``ok=False``, other failures raise."""
         args = ["check"] + ([f"--read-data-subset={read_data_subset}"] if read_data_subset else [])

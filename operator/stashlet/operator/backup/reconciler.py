@@ -20,12 +20,12 @@ from stashlet.kube.errors import Invalid, NotFound
 from stashlet.operator.backup import cronjob, status
 from stashlet.operator.backup.sidecar_injection import Sidecars
 from stashlet.operator.backup.status import compute_phase
-from stashlet.operator.backup.validation import Model, Verdict, validate, with_task_check
+from stashlet.operator.backup.validation import Model, Verdict, validate, with_problems, with_task_check
 from stashlet.operator.core.conditions import ConditionUpdate, EventSpec
 from stashlet.operator.core.observe import Dependency, ReconcileResult, lookup, observe_repository
 from stashlet.operator.core.reconcile import FinalizingReconciler
 from stashlet.operator.core.validation import Lookup, Observed, repository_key, target_kind
-from stashlet.operator.injection import rbac
+from stashlet.operator.injection import kubedump_rbac, rbac
 from stashlet.operator.kubedump.backup_job import is_kubedump
 from stashlet.operator.kubedump.session_jobs import KubedumpJobs
 from stashlet.operator.settings import OperatorSettings
@@ -51,6 +51,7 @@ class Reconciler(FinalizingReconciler[BackupConfiguration]):
         result = ReconcileResult()
         observed = await self._observe(bc, result.dependencies)
         verdict = with_task_check(bc, validate(bc, observed))
+        verdict = with_problems(verdict, await self._account_problems(bc, result.dependencies))
         updates = list(verdict.updates)
         if verdict.applicable:
             updates += await self._apply(bc, verdict, observed, result.seen)
@@ -85,6 +86,23 @@ class Reconciler(FinalizingReconciler[BackupConfiguration]):
             deps.add((kind.kind, namespace, bc.spec.target.ref.name))
             workload = await lookup(self.resources.get_workload(kind, namespace, bc.spec.target.ref.name))
         return Observed(repo.repository, repo.secret_keys, workload, repo.namespace_labels)
+
+    async def _account_problems(self, bc: BackupConfiguration, deps: set[Dependency]) -> list[str]:
+        """A problem naming ``runtimeSettings.pod.serviceAccountName`` when a Task's Jobs are to run as an
+        account that does not exist (their pods could never be made); its creation brings ``bc`` back."""
+        account = kubedump_rbac.user_account(bc) if is_kubedump(bc) else None
+        if account is None:
+            return []
+        namespace = bc.metadata.namespace or ""
+        deps.add(("ServiceAccount", namespace, account))
+        try:
+            await self.resources.get("ServiceAccount", namespace, account)
+        except NotFound:
+            return [
+                f"spec.runtimeSettings.pod.serviceAccountName: ServiceAccount {namespace}/{account} does not "
+                "exist (the Task's Jobs run as it)"
+            ]
+        return []
 
     # ------------------------------------------------------------ apply
 

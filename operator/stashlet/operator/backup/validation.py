@@ -110,9 +110,12 @@ def validate(bc: BackupConfiguration, observed: shared.Observed) -> Verdict:
 
 
 def with_task_check(bc: BackupConfiguration, verdict: Verdict) -> Verdict:
-    """``verdict`` with :func:`~stashlet.operator.kubedump.backup_job.task_problems` added to
-    ``ValidationPassed`` (and not applicable then)."""
-    problems = task_problems(bc)
+    """``verdict`` with :func:`~stashlet.operator.kubedump.backup_job.task_problems` added."""
+    return with_problems(verdict, task_problems(bc))
+
+
+def with_problems(verdict: Verdict, problems: list[str]) -> Verdict:
+    """``verdict`` with ``problems`` added to ``ValidationPassed`` (and not applicable then)."""
     if not problems:
         return verdict
     updates: list[ConditionUpdate] = []

@@ -95,6 +95,7 @@ CONTAINER_COPIED: Mapping[str, frozenset[Runner]] = {
 (``env`` is merged separately, under the agent's own downward-API entries)."""
 
 JOB_POD_COPIED = (
+    "serviceAccountName",
     "nodeSelector",
     "nodeName",
     "affinity",
@@ -107,7 +108,8 @@ JOB_POD_COPIED = (
     "schedulerName",
     "topologySpreadConstraints",
 )
-"""``runtimeSettings.pod`` keys a Job's pod takes as given."""
+"""``runtimeSettings.pod`` keys a Job's pod takes as given (a ``serviceAccountName`` also changes what
+stashlet grants: :mod:`stashlet.operator.injection.kubedump_rbac`)."""
 
 
 def container_fields(runner: Runner) -> tuple[str, ...]:
@@ -131,18 +133,14 @@ def _runtime(prefix: str) -> dict[str, Support]:
         f"{prefix}.container": ok(),
         f"{prefix}.pod": ok(runners=ONLY_JOB, elsewhere=_POD_SHARED),
         f"{prefix}.container.env": ok(opaque=True),
-        f"{prefix}.container.nice": refused("not applied yet: restic runs at the agent's own priority"),
-        f"{prefix}.container.ionice": refused("not applied yet: restic runs at the agent's own I/O priority"),
+        f"{prefix}.container.nice": ok(opaque=True),
+        f"{prefix}.container.ionice": ok(opaque=True),
     }
     for key, runners in CONTAINER_COPIED.items():
         elsewhere = "" if runners == ALL_RUNNERS else _NOT_ON_INIT
         table[f"{prefix}.container.{key}"] = ok(runners=runners, elsewhere=elsewhere, opaque=True)
     for key in JOB_POD_COPIED:
         table[f"{prefix}.pod.{key}"] = ok(runners=ONLY_JOB, elsewhere=_POD_SHARED, opaque=True)
-    table[f"{prefix}.pod.serviceAccountName"] = refused(
-        "a Task's Job runs as the ServiceAccount stashlet makes for its configuration "
-        "(stashlet-kubedump-<name>), granted exactly what the dump needs"
-    )
     return table
 
 
@@ -171,7 +169,7 @@ TEMP_DIR: dict[str, Support] = {
     "spec.tempDir": ok(),
     "spec.tempDir.medium": ok(),
     "spec.tempDir.sizeLimit": ok(),
-    "spec.tempDir.disableCaching": refused("not applied yet: restic always keeps its cache in the tempDir"),
+    "spec.tempDir.disableCaching": ok(),
 }
 
 _NO_TASK = "the sidecar takes no Task; a spec.task.name makes the configuration a Task's"
@@ -210,9 +208,9 @@ USAGE_POLICY: dict[str, Support] = {
     "spec.usagePolicy.allowedNamespaces.selector": ok(opaque=True),
 }
 
-WIPE_OUT = refused(
-    "not carried out yet: deleting the Repository leaves its backend data in place (delete it with restic)"
-)
+WIPE_OUT = ok()
+"""``spec.wipeOut``: the backend data is wiped when the Repository is deleted, once nothing uses it
+(:mod:`stashlet.operator.repository.wipe_job`)."""
 
 REPOSITORY_FIELDS: dict[str, Support] = {**BACKEND, **USAGE_POLICY, "spec.wipeOut": WIPE_OUT}
 
@@ -232,9 +230,9 @@ TARGET_REF: dict[str, Support] = {
     "spec.target.volumeMounts": ok(runners=IN_THE_POD, elsewhere=_TASK_DECIDES, opaque=True),
 }
 
-ALIAS = refused(
-    "not applied yet: the restic host is host-0 (host-<ordinal> for a StatefulSet, the node for a DaemonSet)"
-)
+ALIAS = ok()
+"""``spec.target.alias``: the restic host, as Stash names it (``<alias>``, ``<alias>-<ordinal>``,
+``<alias>-<node>``); retention forgets only the target's own hosts and paths."""
 DRIVER = ok()
 """``spec.driver``: Restic; the value VolumeSnapshotter is refused by the reconcilers, naming the field."""
 

@@ -1,7 +1,10 @@
 """The identity of a kubedump BackupConfiguration's Jobs and what it may do: pure.
 
 Each kubedump configuration gets its own ServiceAccount ``stashlet-kubedump-<bc>``; its Jobs run as it.
-It may:
+A configuration that names its own (``spec.runtimeSettings.pod.serviceAccountName``, as Stash's kubedump
+guide does) runs its Jobs as that one instead: stashlet makes no account then, binds it no read access
+(the user granted what it may read, as in Stash), and gives it only the Job's own work below.
+The Jobs' account may:
 
 - in the configuration's namespace (Role ``stashlet-kubedump-<bc>``), exactly what ``stashlet-agent job``
   uses: get its BackupConfiguration (by name); get BackupSessions and get/update/patch their status;
@@ -72,9 +75,21 @@ def dump_scope(bc: BackupConfiguration) -> DumpScope:
     return DumpScope(ref.namespace or bc.metadata.namespace)
 
 
-def service_account_name(bc: BackupConfiguration) -> str:
-    """The Jobs' ServiceAccount."""
+def own_account_name(bc: BackupConfiguration) -> str:
+    """The ServiceAccount stashlet makes for the Jobs: ``stashlet-kubedump-<bc>``."""
     return f"{PREFIX}{bc.metadata.name}"
+
+
+def user_account(bc: BackupConfiguration) -> str | None:
+    """The ServiceAccount the configuration names for its Jobs (``runtimeSettings.pod``), if any."""
+    pod = (bc.spec.runtime_settings.pod if bc.spec.runtime_settings else None) or {}
+    name = pod.get("serviceAccountName")
+    return name if isinstance(name, str) and name else None
+
+
+def service_account_name(bc: BackupConfiguration) -> str:
+    """The Jobs' ServiceAccount: the configuration's own, else the one stashlet makes."""
+    return user_account(bc) or own_account_name(bc)
 
 
 def read_binding_name(bc: BackupConfiguration) -> str:
@@ -112,24 +127,27 @@ def _meta(bc: BackupConfiguration, name: str, namespace: str | None) -> dict[str
 
 
 def _subjects(bc: BackupConfiguration) -> list[dict[str, Any]]:
-    return [service_account_subject(service_account_name(bc), bc.metadata.namespace or "")]
+    return [service_account_subject(own_account_name(bc), bc.metadata.namespace or "")]
 
 
 def job_rbac(bc: BackupConfiguration, *, repository: RepositoryAccess) -> list[dict[str, Any]]:
     """The ServiceAccount, Roles and RoleBindings for the Job's own work (module docstring)."""
     namespace = bc.metadata.namespace or ""
+    repo_rules = repository_rules(repository.name, repository.secret)
+    roles = agent_grant(bc, PREFIX, service_account_name(bc), job_rules(bc), repository, repo_rules)
+    if user_account(bc) is not None:
+        return roles
     account = {
         "apiVersion": "v1",
         "kind": "ServiceAccount",
-        "metadata": _meta(bc, service_account_name(bc), namespace),
+        "metadata": _meta(bc, own_account_name(bc), namespace),
     }
-    repo_rules = repository_rules(repository.name, repository.secret)
-    roles = agent_grant(bc, PREFIX, service_account_name(bc), job_rules(bc), repository, repo_rules)
     return [account, *roles]
 
 
 def read_binding(bc: BackupConfiguration, settings: OperatorSettings) -> dict[str, Any]:
-    """The binding to the read-only ClusterRole for ``bc``'s dump scope."""
+    """The binding of stashlet's own account to the read-only ClusterRole for ``bc``'s dump scope (not
+    made when the configuration names its own account: :func:`user_account`)."""
     scope = dump_scope(bc)
     role_ref = {"apiGroup": RBAC_GROUP, "kind": "ClusterRole", "name": settings.kubedump_cluster_role}
     return {

@@ -4,8 +4,9 @@ A configuration whose ``spec.task.name`` is one of :data:`stashlet.api.names.KUB
 sidecar: the trigger CronJob creates its sessions as for any configuration, and for each session the
 operator creates Job ``stash-backup-<session>`` (cut to 63 characters with a hash when longer) running
 ``stashlet-agent job --invoker-kind=BackupConfiguration --invoker-name=<bc> --backup-session=<session>
---tmp-dir=/stash-tmp ...`` as the configuration's ServiceAccount
-(:mod:`stashlet.operator.injection.kubedump_rbac`), with an emptyDir
+--tmp-dir=/stash-tmp ...`` as the configuration's ServiceAccount (the one its
+``runtimeSettings.pod.serviceAccountName`` names, else the one stashlet makes:
+:mod:`stashlet.operator.injection.kubedump_rbac`), with an emptyDir
 at ``/stash-tmp`` (``spec.tempDir``), a local backend's volume when the Repository uses one, the
 ``runtimeSettings`` (container: ``env``, ``envFrom``, ``resources``, ``securityContext``; pod: scheduling,
 ``securityContext``, ``imagePullSecrets``, ...), ``backoffLimit: 0`` (a backup is never retried in place)

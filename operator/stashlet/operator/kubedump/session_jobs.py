@@ -65,12 +65,14 @@ class KubedumpJobs:
         access = RepositoryAccess.of(repository, namespace)
         for obj in kubedump_rbac.job_rbac(bc, repository=access):
             await self.resources.ensure(obj, up_to_date)
-        binding = kubedump_rbac.read_binding(bc, self.settings)
-        if binding["kind"] == "ClusterRoleBinding":
-            await self._ensure_cluster_binding(binding)
-        else:
-            await self.resources.ensure(binding, up_to_date)
-        current = kubedump_rbac.binding_ref(binding)
+        current: str | None = None
+        if kubedump_rbac.user_account(bc) is None:  # the user's own account reads what the user granted
+            binding = kubedump_rbac.read_binding(bc, self.settings)
+            if binding["kind"] == "ClusterRoleBinding":
+                await self._ensure_cluster_binding(binding)
+            else:
+                await self.resources.ensure(binding, up_to_date)
+            current = kubedump_rbac.binding_ref(binding)
         previous = (bc.metadata.annotations or {}).get(names.ANNOTATION_KUBEDUMP_BINDING)
         if previous == current:
             return
@@ -83,8 +85,8 @@ class KubedumpJobs:
             {"metadata": {"annotations": {names.ANNOTATION_KUBEDUMP_BINDING: current}}},
         )
         log.info(
-            "kubedump read access bound",
-            extra={"object": f"{namespace}/{bc.metadata.name}", "binding": current},
+            "kubedump read access changed",
+            extra={"object": f"{namespace}/{bc.metadata.name}", "binding": current, "previous": previous},
         )
 
     async def cleanup(self, bc: BackupConfiguration, repository_namespace: str | None) -> None:
