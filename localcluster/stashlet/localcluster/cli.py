@@ -1,8 +1,10 @@
 """``stashlet-cluster``: a real local control plane for trying stashlet and for its tests.
 
-stashlet-cluster install-tools      build the pinned binaries into the cache (once)
+stashlet-cluster install-tools      build the pinned binaries into the cache (once; an add-on's, such as
+                                    csi-provisioner, only when named)
 stashlet-cluster up                 start the control plane and a real node (containerd, kubelet,
                                     kube-proxy, kube-scheduler, CoreDNS); install the CRDs
+stashlet-cluster up --csi           also a CSI driver with snapshots and the snapshot controller
 stashlet-cluster up --no-node       the control plane alone (etcd, kube-apiserver, controller manager)
 stashlet-cluster env                print `export KUBECONFIG=...` for the running cluster
 stashlet-cluster kubectl ARGS...    run the pinned kubectl against it
@@ -41,12 +43,17 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--dir", type=Path, help="cluster folder (default: <cache>/clusters/<name>)")
     sub = parser.add_subparsers(dest="command", required=True)
     install = sub.add_parser("install-tools", help="build the pinned binaries into the cache")
-    install.add_argument("binaries", nargs="*", help="only these (default: all)")
+    install.add_argument("binaries", nargs="*", help="only these (default: all but the add-ons')")
     up = sub.add_parser("up", help="start a control plane and install the CRDs")
     up.add_argument("--port", type=int, help="kube-apiserver port (default: a free one)")
     up.add_argument("--crds", type=Path, help="folder of CRDs to install (default: the checkout's chart's)")
     up.add_argument("--no-controller-manager", action="store_true")
     up.add_argument("--no-node", action="store_true", help="the control plane alone, no real node")
+    up.add_argument(
+        "--csi",
+        action="store_true",
+        help="also a CSI driver with snapshots (StorageClass csi-hostpath-sc, csi-hostpath-snapclass)",
+    )
     sub.add_parser("down", help="stop the cluster, undo the node's host changes, remove its folder")
     sub.add_parser("env", help="print shell exports for the running control plane")
     sub.add_parser("status", help="say whether the control plane runs")
@@ -70,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace, directory: Path) -> int:
     if args.command == "install-tools":
-        for binary in args.binaries or list(tools.BY_BINARY):
+        for binary in args.binaries or [b for tool in tools.ALL_TOOLS for b in tool.binaries]:
             if binary not in tools.BY_BINARY:
                 raise tools.ToolError(f"unknown binary {binary!r}; known: {', '.join(tools.BY_BINARY)}")
             print(f"{binary}: {tools.ensure(binary)}")
@@ -92,6 +99,11 @@ def _dispatch(args: argparse.Namespace, directory: Path) -> int:
         )
         crds = args.crds or checkout.crds()
         state = cluster.up(apiserver_port=args.port, crds=crds if crds.is_dir() else None)
+        if args.csi:
+            addon = cluster.ensure_csi()
+            print(
+                f"CSI add-on: StorageClass {addon.storage_class}, VolumeSnapshotClass {addon.snapshot_class}"
+            )
         print(f"{'cluster with a real node' if state.node else 'control plane'} up: {state.server}")
         print(f"  kubeconfig: {state.kubeconfig}")
         print(f"  processes: {', '.join(f'{n} ({p})' for n, p in state.pids.items())}")

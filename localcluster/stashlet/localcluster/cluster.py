@@ -22,8 +22,8 @@ from typing import IO
 
 import yaml
 
+from stashlet.localcluster import csi, nodeobjects, tools
 from stashlet.localcluster import node as node_mod
-from stashlet.localcluster import nodeobjects, tools
 from stashlet.localcluster.controlplane import NODE_USERS, ClusterState, ControlPlane
 from stashlet.localcluster.hostchanges import HostRecord
 from stashlet.localcluster.processes import ManagedProcess
@@ -143,6 +143,12 @@ class LocalCluster:
             raise
         return state
 
+    def ensure_csi(self, *, timeout: float = 300) -> csi.CsiAddon:
+        """The CSI snapshot add-on (a CSI driver with snapshots, the snapshot controller, the classes
+        ``csi-hostpath-sc`` and ``csi-hostpath-snapclass``), installed on first use; see
+        :mod:`stashlet.localcluster.csi`. Needs the real node."""
+        return csi.ensure(self, timeout=timeout)
+
     def _wait_node_ready(self, timeout: float) -> None:
         """Wait until the kubelet has registered the node and it is Ready; fail fast if a part died."""
         assert self.node is not None
@@ -231,27 +237,32 @@ def teardown(directory: Path, processes: list[ManagedProcess]) -> list[str]:
 
 
 def _delete_pods(directory: Path) -> None:
-    """Delete every pod through the API, so the kubelet stops each one gracefully (bounded)."""
+    """Delete every pod through the API, so the kubelet stops each one gracefully (bounded): the
+    workloads' first, then kube-system's, whose CSI driver must outlive the pods that mount its volumes."""
     kubeconfig = directory / "kubeconfig"
     kubectl = tools.find("kubectl")
     if kubectl is None:
         return
-    subprocess.run(
-        [
-            str(kubectl),
-            f"--kubeconfig={kubeconfig}",
-            "delete",
-            "pods",
-            "--all",
-            "--all-namespaces",
-            "--grace-period=5",
-            "--timeout=60s",
-            "--wait=true",
-        ],
-        capture_output=True,
-        timeout=90,
-        check=False,
-    )
+    # (kubectl refuses --all beside a selector: the selector alone picks the first pass's pods.)
+    for scope in (
+        ("--all-namespaces", "--field-selector=metadata.namespace!=kube-system"),
+        ("--all", "-n", "kube-system"),
+    ):
+        subprocess.run(
+            [
+                str(kubectl),
+                f"--kubeconfig={kubeconfig}",
+                "delete",
+                "pods",
+                *scope,
+                "--grace-period=5",
+                "--timeout=60s",
+                "--wait=true",
+            ],
+            capture_output=True,
+            timeout=90,
+            check=False,
+        )
 
 
 def _remove_sandboxes(paths: node_mod.NodePaths) -> None:

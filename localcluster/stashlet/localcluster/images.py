@@ -26,7 +26,7 @@ import re
 import shutil
 import tarfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -118,8 +118,9 @@ class ImageArchive:
     """``sha256:…`` of the image config: the image ID containerd and the kubelet report."""
 
 
-def build_images(*, log: bool = True) -> list[ImageArchive]:
-    """Build every image of :data:`ALL_IMAGES` (or reuse its cached archive) and return the archives.
+def build_images(*, log: bool = True, recipes: Sequence[Recipe] | None = None) -> list[ImageArchive]:
+    """Build every image of :data:`ALL_IMAGES` (or reuse its cached archive) and return the archives;
+    ``recipes`` instead for other images (an add-on's, e.g. :mod:`stashlet.localcluster.csiimages`).
 
     Needs root, buildah, tar, and for a first build debootstrap, chroot and Go. Holds a file lock, so
     concurrent callers wait for one another instead of building twice.
@@ -127,7 +128,7 @@ def build_images(*, log: bool = True) -> list[ImageArchive]:
     require_root_and("buildah", "tar")
     with locked(images_dir() / ".lock"):
         context = Context(log=log)
-        archives = [_archive(recipe, context) for recipe in _RECIPES]
+        archives = [_archive(recipe, context) for recipe in (_RECIPES if recipes is None else recipes)]
         if context.built:
             baseimages.collect_garbage(context.buildah, keep=baseimages.current_base_tags(context.go))
         return archives

@@ -43,6 +43,12 @@ class Tool:
     """True when KUBEBUILDER_ASSETS may provide these binaries."""
     ldflags: tuple[str, ...] = ()
     """Extra ``-X`` settings, e.g. the version Kubernetes binaries report (else ``v0.0.0-master``)."""
+    upstream_replaces: bool = False
+    """Build with the module's own ``replace`` directives (every form): its non-local ones as written (the
+    versions upstream builds with), its local sub-modules at :attr:`sub_module_version`."""
+    sub_module_version: str = ""
+    """The published version of the sub-modules upstream replaces with local folders, when it is not the
+    tool's own (a sub-module tagged on its own schedule)."""
 
     @property
     def folder(self) -> str:
@@ -141,10 +147,45 @@ HELM = Tool(
     packages=("helm.sh/helm/v3/cmd/helm",),
 )
 
+CSI_SNAPSHOTTER_VERSION = "v8.5.0"
+"""external-snapshotter (csi-snapshotter sidecar, snapshot-controller): v8.5.0 builds against k8s.io 0.35,
+KUBERNETES' minor, with CSI spec v1.12.0."""
+CSI_PROVISIONER_VERSION = "v6.3.0"
+"""external-provisioner: v6.3.0 takes the same CSI spec (v1.12.0) and snapshot client (client/v8 v8.4.0);
+built against k8s.io 0.36, and its go.mod asks for Go >= 1.26."""
+
+CSI_SNAPSHOTTER = Tool(
+    name="external-snapshotter",
+    version=CSI_SNAPSHOTTER_VERSION,
+    binaries=("csi-snapshotter", "snapshot-controller"),
+    module="github.com/kubernetes-csi/external-snapshotter/v8",
+    packages=(
+        "github.com/kubernetes-csi/external-snapshotter/v8/cmd/csi-snapshotter",
+        "github.com/kubernetes-csi/external-snapshotter/v8/cmd/snapshot-controller",
+    ),
+    upstream_replaces=True,
+    # Its ./client is published as client/v8 v8.4.0, the version v8.5.0's go.mod requires (the proxy
+    # serves no client/v8 v8.5.0).
+    sub_module_version="v8.4.0",
+    ldflags=(f"-X main.version={CSI_SNAPSHOTTER_VERSION}",),
+)
+CSI_PROVISIONER = Tool(
+    name="external-provisioner",
+    version=CSI_PROVISIONER_VERSION,
+    binaries=("csi-provisioner",),
+    module="github.com/kubernetes-csi/external-provisioner/v6",
+    packages=("github.com/kubernetes-csi/external-provisioner/v6/cmd/csi-provisioner",),
+    upstream_replaces=True,
+    ldflags=(f"-X main.version={CSI_PROVISIONER_VERSION}",),
+)
+
 ALL_TOOLS: tuple[Tool, ...] = (KUBERNETES, ETCD, RESTIC, REST_SERVER, PUSHGATEWAY, COREDNS, CRICTL, HELM)
+"""What ``stashlet-cluster install-tools`` builds by default: every test session needs them."""
+ADDON_TOOLS: tuple[Tool, ...] = (CSI_SNAPSHOTTER, CSI_PROVISIONER)
+"""Built only when an add-on of the local cluster asks for them (the CSI snapshot add-on, ``csi.py``)."""
 ENVTEST_BINARIES = frozenset({"etcd", "kube-apiserver", "kubectl"})
 """What an envtest ``KUBEBUILDER_ASSETS`` folder holds; the rest of Kubernetes is built when it lacks them."""
-BY_BINARY: dict[str, Tool] = {binary: tool for tool in ALL_TOOLS for binary in tool.binaries}
+BY_BINARY: dict[str, Tool] = {binary: tool for tool in (*ALL_TOOLS, *ADDON_TOOLS) for binary in tool.binaries}
 
 
 def cache_dir() -> Path:
@@ -261,7 +302,10 @@ def _build_in_shim_module(go: str, tool: Tool, workdir: Path, out: Path, env: di
     upstream = Path(info["GoMod"]).read_text()
     go_line = re.search(r"^go\s+(\S+)", upstream, re.MULTILINE)
     sub_version = _sub_module_version(tool)
-    replaces = [f"\t{m} => {m} {sub_version}" for m in _REPLACE_LOCAL.findall(upstream)]
+    if tool.upstream_replaces:
+        replaces = _upstream_replaces(go, Path(info["GoMod"]), sub_version, workdir, env)
+    else:
+        replaces = [f"\t{m} => {m} {sub_version}" for m in _REPLACE_LOCAL.findall(upstream)]
     (workdir / "go.mod").write_text(
         f"module stashlet.local/build/{tool.name}\n\ngo {go_line.group(1) if go_line else '1.22'}\n\n"
         f"require {tool.module} {tool.module_version}\n\nreplace (\n" + "\n".join(replaces) + "\n)\n"
@@ -277,7 +321,24 @@ def _build_in_shim_module(go: str, tool: Tool, workdir: Path, out: Path, env: di
     )
 
 
+def _upstream_replaces(
+    go: str, go_mod: Path, sub_version: str, workdir: Path, env: dict[str, str]
+) -> list[str]:
+    """Every ``replace`` of an upstream go.mod as a shim line: local folders become the published
+    sub-module at ``sub_version``, the others stay as upstream wrote them."""
+    parsed = json.loads(_run([go, "mod", "edit", "-json", str(go_mod)], cwd=workdir, env=env))
+    lines = []
+    for replace in parsed.get("Replace") or []:
+        old, new = replace["Old"], replace["New"]
+        left = f"{old['Path']} {old['Version']}" if old.get("Version") else old["Path"]
+        if new["Path"].startswith(("./", "../")):
+            lines.append(f"\t{left} => {old['Path']} {sub_version}")
+        else:
+            lines.append(f"\t{left} => {new['Path']} {new['Version']}")
+    return lines
+
+
 def _sub_module_version(tool: Tool) -> str:
     if tool is KUBERNETES:
         return versions.KUBERNETES_STAGING
-    return tool.module_version
+    return tool.sub_module_version or tool.module_version
