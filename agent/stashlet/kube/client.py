@@ -6,9 +6,10 @@ pod's own identity is used; elsewhere the kubeconfig in ``$KUBECONFIG`` or ``~/.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -48,29 +49,57 @@ async def api_client(kubeconfig: str | None = None) -> AsyncIterator[client.ApiC
         await api.close()
 
 
-async def call(fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
-    """Await one API call, turning ApiException into the stashlet.kube.errors taxonomy."""
+THROTTLE_RETRIES = 10
+"""As client-go does: an answer 429 (throttled, or the API server's storage still starting up) means the
+request was not carried out; it is sent again after the server's ``Retry-After``, up to ten times."""
+MAX_RETRY_AFTER = 10.0
+
+
+def retry_after(headers: Mapping[str, str] | None) -> float:
+    """Seconds to wait before sending a throttled request again (``Retry-After``; 1 when absent)."""
+    value = (headers or {}).get("Retry-After", "")
     try:
-        return await fn(*args, **kwargs)
-    except ApiException as exc:
-        raise translate(exc) from exc
+        return min(max(float(value), 0.0), MAX_RETRY_AFTER)
+    except ValueError:
+        return 1.0
+
+
+async def call(fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+    """Await one API call, turning ApiException into the stashlet.kube.errors taxonomy (a 429 is sent
+    again first: :data:`THROTTLE_RETRIES`)."""
+    for attempt in range(THROTTLE_RETRIES + 1):
+        try:
+            return await fn(*args, **kwargs)
+        except ApiException as exc:
+            if exc.status != 429 or attempt == THROTTLE_RETRIES:
+                raise translate(exc) from exc
+            await asyncio.sleep(retry_after(exc.headers))
+    raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
 
 async def call_json(fn: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> dict[str, Any]:
     """Like :func:`call`, but return the server's JSON as a plain dict (no generated model classes)."""
-    try:
-        response = await fn(*args, **kwargs, _preload_content=False)
+    for attempt in range(THROTTLE_RETRIES + 1):
         try:
-            raw = await response.read()
-        finally:
-            response.release()
-    except ApiException as exc:
-        raise translate(exc) from exc
-    if not 200 <= response.status < 300:
-        # Without content preloading the generated client does not check the status; we do.
-        raise from_status_object(status_body(raw, response.status, response.reason))
-    body: dict[str, Any] = json.loads(raw)
-    return body
+            response = await fn(*args, **kwargs, _preload_content=False)
+            try:
+                raw = await response.read()
+            finally:
+                response.release()
+        except ApiException as exc:
+            if exc.status != 429 or attempt == THROTTLE_RETRIES:
+                raise translate(exc) from exc
+            await asyncio.sleep(retry_after(exc.headers))
+            continue
+        if response.status == 429 and attempt < THROTTLE_RETRIES:
+            await asyncio.sleep(retry_after(response.headers))
+            continue
+        if not 200 <= response.status < 300:
+            # Without content preloading the generated client does not check the status; we do.
+            raise from_status_object(status_body(raw, response.status, response.reason))
+        body: dict[str, Any] = json.loads(raw)
+        return body
+    raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
 
 def status_body(raw: bytes, status: int, reason: str | None) -> dict[str, Any]:

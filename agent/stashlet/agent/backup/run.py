@@ -17,12 +17,15 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from stashlet.agent.backup import status as ss
+from stashlet.agent.backup.hook_runs import HookRuns, PreBackupHookFailed
 from stashlet.agent.backup.plan import BackupPlan, retention_args
 from stashlet.agent.context import AgentContext, PreparationError, missing_paths
 from stashlet.agent.durations import format_duration
+from stashlet.agent.hooks import HookSet, HookSpecError, backup_hooks
 from stashlet.agent.live import progress_dict
 from stashlet.agent.metrics.report import MetricsReporter, PushOutcome, merge_outcomes
 from stashlet.agent.restic import output as rj
+from stashlet.agent.restic.backend import ResticRepository
 from stashlet.agent.restic.errors import PartialBackup, RepositoryLocked, RepositoryNotFound, ResticError
 from stashlet.agent.restic.retention import RetentionError
 from stashlet.agent.restic.runner import Restic
@@ -67,6 +70,7 @@ class BackupRunner:
         self.ctx = ctx
         self.metrics = metrics
         self.known_repositories: set[str] = set()
+        self.hooks = HookRuns(ctx)
 
     async def run(self, session: BackupSession, config: BackupConfiguration, plan: BackupPlan) -> HostOutcome:
         """Back up this host for ``session``; always records a final host entry unless cancelled."""
@@ -94,27 +98,14 @@ class BackupRunner:
         )
         repo: Repository | None = None
         restic: Restic | None = None
+        hooks = HookSet()
         try:
-            repo_ref = config.spec.repository
-            if repo_ref is None:
-                raise PreparationError(
-                    f"BackupConfiguration {ctx.object_ref()}: spec.repository is not set",
-                    reason="RepositoryNotFound",
-                )
-            repo, restic_repo = await ctx.repository(repo_ref.name, repo_ref.namespace)
-            if not paths:
-                raise PreparationError(
-                    f"BackupConfiguration {ctx.object_ref()}: spec.target.paths is empty",
-                    reason="TargetPathsMissing",
-                )
-            if gone := missing_paths(paths):
-                raise PreparationError(
-                    f"target path(s) {', '.join(gone)} do not exist in "
-                    f"pod {ctx.settings.pod_name} (check spec.target.volumeMounts)",
-                    reason="TargetPathNotFound",
-                )
+            hooks = backup_hooks(config.spec.hooks)
+            repo, restic_repo = await self._prepare(config, paths)
             restic = Restic(ctx.restic_for(config.spec), restic_repo)
             await self._ensure_repository(restic, repo, name)
+            if hooks.pre is not None:
+                await self.hooks.pre(session, ref, hosts, hooks.pre)
             summary = await self._backup(restic, name, ref, hosts, paths, plan.excludes, plan.args)
             stats = ss.host_stats_from_summary(host, paths, summary, time.monotonic() - started)
         except PartialBackup as exc:
@@ -135,10 +126,12 @@ class BackupRunner:
             if isinstance(exc, RepositoryNotFound) and restic is not None and restic.repository is not None:
                 self.known_repositories.discard(restic.repository.url)
             stats = self._failed(host, exc.reason, exc.message, started)
-        except PreparationError as exc:
+        except (PreparationError, PreBackupHookFailed, HookSpecError) as exc:
             stats = self._failed(host, exc.reason, exc.message, started)
         except LeaseLost as exc:
             stats = self._failed(host, "LeaseLost", str(exc), started)
+        if hooks.post is not None:
+            stats = await self.hooks.post(session, ref, hosts, hooks.post, stats)
         stats.pod = ctx.settings.pod_name
         outcome = await self._record(name, ref, hosts, stats)
         outcome.pushes.append(await self.metrics.host_backup(config, ref, stats))
@@ -155,6 +148,31 @@ class BackupRunner:
             await self._report_pushes(name, outcome)
         ctx.live.finish(name, str(stats.phase), stats.error or "", stats.duration or "")
         return outcome
+
+    async def _prepare(
+        self, config: BackupConfiguration, paths: list[str]
+    ) -> tuple[Repository, ResticRepository]:
+        """The Repository and restic's view of it; PreparationError when it or the paths are missing."""
+        ctx = self.ctx
+        repo_ref = config.spec.repository
+        if repo_ref is None:
+            raise PreparationError(
+                f"BackupConfiguration {ctx.object_ref()}: spec.repository is not set",
+                reason="RepositoryNotFound",
+            )
+        found = await ctx.repository(repo_ref.name, repo_ref.namespace)
+        if not paths:
+            raise PreparationError(
+                f"BackupConfiguration {ctx.object_ref()}: spec.target.paths is empty",
+                reason="TargetPathsMissing",
+            )
+        if gone := missing_paths(paths):
+            raise PreparationError(
+                f"target path(s) {', '.join(gone)} do not exist in "
+                f"pod {ctx.settings.pod_name} (check spec.target.volumeMounts)",
+                reason="TargetPathNotFound",
+            )
+        return found
 
     def _failed(self, host: str, reason: str, message: str, started: float) -> HostBackupStats:
         log.error(

@@ -180,6 +180,21 @@ def set_condition(
     status.conditions = upsert_condition(status.conditions, type_, ok, reason, message, now)
 
 
+def set_target_condition(
+    session: BackupSession,
+    ref: TargetRef,
+    total_hosts: int,
+    type_: str,
+    ok: bool,
+    reason: str,
+    message: str,
+    now: dt.datetime,
+) -> None:
+    """Set a condition of target ``ref`` (where Stash puts a hook's outcome)."""
+    target = target_status(session, ref, total_hosts)
+    target.conditions = upsert_condition(target.conditions, type_, ok, reason, message, now)
+
+
 def apply_push_condition(session: BackupSession, outcome: PushOutcome | None) -> None:
     """Set MetricsPushed on the session from ``outcome`` (nothing when nothing was pushed)."""
     if outcome is None:
