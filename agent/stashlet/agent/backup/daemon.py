@@ -30,7 +30,6 @@ from stashlet.agent.backup import status as ss
 from stashlet.agent.backup.plan import plan_from_config
 from stashlet.agent.backup.run import BackupRunner
 from stashlet.agent.context import AgentContext, PreparationError, target_lease
-from stashlet.agent.durations import parse_duration
 from stashlet.agent.http_api.server import BackupRefused
 from stashlet.agent.liveness import Clock, Heartbeat, tick, wedged
 from stashlet.agent.stale_locks import pod_exists
@@ -39,6 +38,7 @@ from stashlet.api import names
 from stashlet.api.backupconfiguration import BackupConfiguration
 from stashlet.api.backupsession import BackupSession, BackupSessionPhase
 from stashlet.api.common import TargetRef
+from stashlet.api.durations import parse_duration
 from stashlet.api.sessions import build_session
 from stashlet.kube.custom import StashClient
 from stashlet.kube.errors import Conflict, KubeError, NotFound

@@ -20,7 +20,6 @@ from stashlet.agent.backup import status as ss
 from stashlet.agent.backup.hook_runs import HookRuns, PreBackupHookFailed
 from stashlet.agent.backup.plan import BackupPlan, retention_args
 from stashlet.agent.context import AgentContext, PreparationError, missing_paths
-from stashlet.agent.durations import format_duration
 from stashlet.agent.hooks import HookSet, HookSpecError, backup_hooks
 from stashlet.agent.live import progress_dict
 from stashlet.agent.metrics.report import MetricsReporter, PushOutcome, merge_outcomes
@@ -41,6 +40,7 @@ from stashlet.api.backupsession import (
 )
 from stashlet.api.common import TargetRef
 from stashlet.api.conditions import ConditionReason, ConditionType
+from stashlet.api.durations import format_duration
 from stashlet.api.repository import Repository, RepositoryStatus
 from stashlet.kube.leases import LeaseLost
 

@@ -12,7 +12,6 @@ import datetime as dt
 from collections.abc import Sequence
 
 from stashlet.agent.context import upsert_condition
-from stashlet.agent.durations import format_duration
 from stashlet.agent.metrics.report import PushOutcome
 from stashlet.agent.restic import output as rj
 from stashlet.agent.sizes import format_size
@@ -30,6 +29,7 @@ from stashlet.api.backupsession import (
 )
 from stashlet.api.common import TargetRef
 from stashlet.api.conditions import ConditionType
+from stashlet.api.durations import format_duration
 from stashlet.api.repository import RepositoryStatus
 
 FINAL_SESSION_PHASES = frozenset(

@@ -21,12 +21,12 @@ from prometheus_client import CollectorRegistry, Gauge
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-from stashlet.agent.durations import parse_duration
 from stashlet.agent.metrics import catalog as gauges
 from stashlet.agent.metrics.catalog import HOST_LABEL, MetricSpec
 from stashlet.agent.sizes import parse_size
 from stashlet.api.backupsession import BackupSessionPhase, HostBackupPhase, HostBackupStats, TargetPhase
 from stashlet.api.common import Snapshotter
+from stashlet.api.durations import parse_duration
 from stashlet.api.repository import RepositoryStatus
 from stashlet.api.restoresession import HostRestorePhase, HostRestoreStats, RestorePhase
 

@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from stashlet.agent.durations import parse_duration
 from stashlet.agent.metrics import build as m
 from stashlet.agent.metrics.push import MetricsPushFailed, host_grouping_key, job_name, push
 from stashlet.agent.timestamps import now_utc
 from stashlet.api.backupconfiguration import BackupConfiguration
 from stashlet.api.backupsession import BackupSession, BackupSessionPhase, HostBackupStats, TargetPhase
 from stashlet.api.common import TargetRef
+from stashlet.api.durations import parse_duration
 from stashlet.api.repository import Repository
 
 if TYPE_CHECKING:
