@@ -1,6 +1,8 @@
 """``stashlet-agent job`` end to end: the resource dump of a BackupSession, run as a process with a
 service account's token (the read-only RBAC a backup Job gets), real restic into a local-backend
-Repository, a real Pushgateway; then restored with plain restic and re-applied with kubectl."""
+Repository, a real Pushgateway; then restored with plain restic and re-applied with kubectl. And the
+stand-alone claim (task ``pvc-backup``): the files where the Job mounts the claim, backed up the same way
+with the Job's own rights only."""
 
 from __future__ import annotations
 
@@ -181,10 +183,19 @@ class JobSetup:
         return self.tmp / "backend"
 
     def apply(
-        self, *, paused: bool = False, target: dict[str, Any] | None = None, time_out: str | None = None
+        self,
+        *,
+        paused: bool = False,
+        target: dict[str, Any] | None = None,
+        time_out: str | None = None,
+        task: dict[str, Any] | None = None,
+        target_spec: dict[str, Any] | None = None,
     ) -> None:
+        """The Secret, Repository, configuration (a kubedump one unless ``task`` says otherwise;
+        ``target_spec`` adds to ``spec.target``) and the Job's RBAC."""
         self.backend.mkdir(exist_ok=True)
         ref = target or {"apiVersion": "v1", "kind": "Namespace", "name": self.app}
+        task = task or {"name": "kubedump-backup-0.1.0", "params": [{"name": "sanitize", "value": "true"}]}
         objects = [
             {
                 "apiVersion": "v1",
@@ -210,11 +221,8 @@ class JobSetup:
                 "spec": {
                     "schedule": "*/5 * * * *",
                     "paused": paused,
-                    "task": {
-                        "name": "kubedump-backup-0.1.0",
-                        "params": [{"name": "sanitize", "value": "true"}],
-                    },
-                    "target": {"ref": ref},
+                    "task": task,
+                    "target": {"ref": ref, **(target_spec or {})},
                     "repository": {"name": "local-repo"},
                     "retentionPolicy": {"name": "keep-last-5", "keepLast": 5, "prune": True},
                     **({"timeOut": time_out} if time_out else {}),
@@ -696,3 +704,93 @@ def test_exit_status_follows_the_session_phase_and_a_missing_session_flag_is_a_u
     )
     assert done.returncode == 2, done.stdout + done.stderr
     assert "--backup-session" in done.stdout + done.stderr
+
+
+# ------------------------------------------------------------------------------------------- pvc-backup
+
+CLAIM = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "name": "nfs-pvc"}
+
+
+@pytest.fixture
+def claim_setup(
+    kubectl: Kubectl, namespace: str, tmp_path: Path, restic_binary: str, pushgateway: str
+) -> JobSetup:
+    """A ``pvc-backup`` configuration's objects (no application namespace: the claim's Job reads no API
+    object besides its own work)."""
+    return JobSetup(kubectl, namespace, "unused", tmp_path, restic_binary, pushgateway)
+
+
+def test_a_claims_job_backs_up_where_the_claim_is_mounted_like_any_session(
+    kubectl: Kubectl,
+    claim_setup: JobSetup,
+    service_account_kubeconfig: Callable[[str, str], Path],
+    pushgateway: str,
+) -> None:
+    """Task pvc-backup with the claim as target and no paths: the Job backs up the mount path
+    (``spec.target.volumeMounts[0].mountPath``, Stash's TARGET_MOUNT_PATH) as host-0 without what
+    ``spec.target.exclude`` leaves out; the session Succeeds with the claim as its target; the snapshot,
+    Repository status, retention and pushed metrics are those of any session; exit 0."""
+    setup = claim_setup
+    mounted = setup.tmp / "claim"
+    (mounted / "pod-1" / "data").mkdir(parents=True)
+    (mounted / "pod-1" / "data" / "hello.txt").write_text("hello from pod 1.\n")
+    (mounted / "pod-2.log").write_text("noise\n")
+    setup.apply(
+        target=CLAIM,
+        task={"name": "pvc-backup"},
+        target_spec={"volumeMounts": [{"name": "data", "mountPath": str(mounted)}], "exclude": ["*.log"]},
+    )
+    session = setup.session()
+    code, logs = setup.run_job(session, service_account_kubeconfig(setup.home, JOB_SA))
+    assert code == 0, logs[-4000:]
+
+    obj = session_obj(kubectl, setup, session)
+    status = obj["status"]
+    assert status["phase"] == "Succeeded"
+    target = status["targets"][0]
+    assert target["ref"] == CLAIM
+    assert (target["totalHosts"], target["phase"]) == (1, "Succeeded")
+    host = target["stats"][0]
+    assert (host["hostname"], host["phase"]) == ("host-0", "Succeeded")
+    assert host["snapshots"][0]["path"] == str(mounted)
+    found = conditions(obj)
+    assert "ResourcesDumped" not in found
+    for kind in ("BackendRepositoryInitialized", "RetentionPolicyApplied", "RepositoryIntegrityVerified"):
+        assert found[kind]["status"] == "True", found[kind]
+
+    snapshots = json.loads(setup.restic("snapshots", "--json"))
+    assert [(s["hostname"], s["paths"]) for s in snapshots] == [("host-0", [str(mounted)])]
+    listed = [json.loads(line) for line in setup.restic("ls", "latest", "--json").splitlines()]
+    files = {n["path"] for n in listed if n.get("struct_type") == "node" and n["type"] == "file"}
+    assert files == {f"{mounted}/pod-1/data/hello.txt"}
+    assert setup.restic("dump", "latest", f"{mounted}/pod-1/data/hello.txt") == "hello from pod 1.\n"
+    repo = get_json(kubectl, "repository", "local-repo", "-n", setup.home)["status"]
+    assert (repo["snapshotCount"], repo["integrity"]) == (1, True)
+
+    samples = pushed_samples(pushgateway, f"backupconfiguration-{setup.home}-{BC}")
+    host_ok = [s for s in samples if s.name == "stash_backup_host_backup_success"]
+    assert [(s.labels["target_kind"], s.labels["target_name"], s.value) for s in host_ok] == [
+        ("PersistentVolumeClaim", "nfs-pvc", 1.0)
+    ]
+
+
+def test_a_claims_job_with_a_target_that_is_no_claim_fails_naming_it(
+    kubectl: Kubectl, claim_setup: JobSetup, service_account_kubeconfig: Callable[[str, str], Path]
+) -> None:
+    """Task pvc-backup whose target is a Deployment (the operator refuses it; the agent too): the session
+    ends Failed with reason InvalidTarget naming the field, nothing is backed up, exit 1."""
+    setup = claim_setup
+    setup.apply(
+        target={"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}, task={"name": "pvc-backup"}
+    )
+    session = setup.session()
+    code, logs = setup.run_job(session, service_account_kubeconfig(setup.home, JOB_SA))
+    assert code == 1, logs[-4000:]
+    status = session_obj(kubectl, setup, session)["status"]
+    assert status["phase"] == "Failed"
+    host = status["targets"][0]["stats"][0]
+    assert (host["hostname"], host["phase"], host["reason"]) == ("host-0", "Failed", "InvalidTarget")
+    assert (
+        "spec.target.ref must name the PersistentVolumeClaim that task pvc-backup backs up" in host["error"]
+    )
+    assert not list(setup.backend.iterdir())

@@ -35,7 +35,7 @@ from stashlet.localcluster import tools
 from stashlet.localcluster.controlplane import ControlPlane
 from stashlet.operator import cli, settings
 from stashlet.operator.core.workloads import WORKLOAD_KINDS
-from stashlet.operator.injection import kubedump_rbac, rbac, restore_rbac
+from stashlet.operator.injection import job_rbac, rbac, restore_rbac
 from stashlet.operator.injection.rbac import RepositoryAccess
 from stashlet.operator.repository import wipe_job
 
@@ -580,7 +580,7 @@ def test_operator_accepts_the_rendered_command_line(
 
 def test_grants_cluster_role_is_exactly_what_rbac_py_grants(helm: Helm) -> None:
     """The operator may only create Roles holding permissions it has itself: the chart's grants
-    ClusterRole holds the union of every rule rbac.py, restore_rbac.py, kubedump_rbac.py and wipe_job.py
+    ClusterRole holds the union of every rule rbac.py, restore_rbac.py, job_rbac.py and wipe_job.py
     write (sidecar and stash-init for each workload kind, Repository in the same or another namespace,
     trigger, kubedump Jobs, a Repository's wipe Job), nothing more, plus `bind` on the kubedump ClusterRole
     alone. The operator's own ClusterRole has no wildcard and no escalate/bind/impersonate verb."""
@@ -620,7 +620,7 @@ def test_grants_cluster_role_is_exactly_what_rbac_py_grants(helm: Helm) -> None:
             ):
                 granted += obj.get("rules", [])
     for repo_ns in ("app", "elsewhere"):
-        for obj in kubedump_rbac.job_rbac(bc, repository=RepositoryAccess(repo_ns, "r", "s")):
+        for obj in job_rbac.job_rbac(bc, repository=RepositoryAccess(repo_ns, "r", "s")):
             granted += obj.get("rules", [])
     repository = Repository.from_dict(
         {

@@ -1,19 +1,27 @@
 """``stashlet-agent job``: one BackupSession of a Task-based BackupConfiguration, run as a Kubernetes Job.
 
 The operator creates one Job per BackupSession of a configuration whose task is the resource dump
-(``kubedump-backup-0.1.0``) and runs ``stashlet-agent job --invoker-kind=BackupConfiguration
---invoker-name=<bc> --backup-session=<session>`` with a read-only service account. The job:
+(``kubedump-backup-0.1.0``) or a stand-alone PersistentVolumeClaim (``pvc-backup``) and runs
+``stashlet-agent job --invoker-kind=BackupConfiguration --invoker-name=<bc> --backup-session=<session>``
+with a service account that may write the session's and the Repository's status (and, for the dump, read
+what it dumps). The job:
 
 - ends at once with the session's result when the session has already ended (a Job pod started again
   after the end does nothing twice);
 - paused configuration: the session ends ``Skipped`` with the sidecar's Warning event, by the very
   code the sidecar runs (the opt-in annotation ``stash.appscode.com/backup-while-paused`` works here too);
-- otherwise marks its host (``host-0``, or ``spec.target.alias`` when set) Running, dumps the
-  resources (:mod:`stashlet.agent.kubedump.dump`) into ``<tmp-dir>/kubedump`` (a fixed path, so restic
-  finds the previous snapshot as parent), records the dump's report (condition ``ResourcesDumped``,
-  and a Warning event ``ResourcesSkipped`` naming any API group or resource left out), then backs the
-  folder up with :class:`BackupRunner`: the same restic, host stats, retention, integrity check,
-  Repository status and metrics as a volume backup;
+- otherwise marks its host (``host-0``, or ``spec.target.alias`` when set) Running, then
+  - resource dump: dumps the resources (:mod:`stashlet.agent.kubedump.dump`) into
+    ``<tmp-dir>/kubedump`` (a fixed path, so restic finds the previous snapshot as parent), records the
+    dump's report (condition ``ResourcesDumped``, and a Warning event ``ResourcesSkipped`` naming any
+    API group or resource left out), and backs the folder up;
+  - ``pvc-backup``: backs up the claim the Job mounts, as Stash's function does: ``spec.target.paths``
+    (default: the mount path, Stash's TARGET_MOUNT_PATH ``/stash-data`` or
+    ``spec.target.volumeMounts[0].mountPath``) without ``spec.target.exclude`` and with
+    ``spec.target.args``;
+
+  both with :class:`BackupRunner`: the same restic, host stats, retention, integrity check, Repository
+  status and metrics as a volume backup;
 - deletes the dump folder (it holds Secrets in clear) however the session ended;
 - enforces ``spec.timeOut`` and, on SIGTERM, interrupts restic and records the host ``Failed``.
 
@@ -29,6 +37,8 @@ import logging
 import shutil
 import signal
 import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
@@ -43,6 +53,7 @@ from stashlet.agent.backup.daemon import (
 from stashlet.agent.backup.plan import BackupPlan
 from stashlet.agent.backup.run import BackupRunner
 from stashlet.agent.context import AgentContext
+from stashlet.agent.errors import RefuseInput
 from stashlet.agent.hosts import job_identity
 from stashlet.agent.kubedump.dump import (
     DumpError,
@@ -62,7 +73,12 @@ from stashlet.agent.timestamps import now_utc
 from stashlet.api.backupconfiguration import BackupConfiguration
 from stashlet.api.backupsession import BackupSession, BackupSessionPhase, HostBackupPhase, HostBackupStats
 from stashlet.api.common import TargetRef
-from stashlet.api.names import COMPONENT_BACKUP_SESSION
+from stashlet.api.names import (
+    COMPONENT_BACKUP_SESSION,
+    KIND_PERSISTENT_VOLUME_CLAIM,
+    PVC_BACKUP_TASKS,
+    target_mount_path,
+)
 from stashlet.kube.client import new_api_client
 from stashlet.kube.errors import KubeError, NotFound
 
@@ -71,6 +87,8 @@ log = logging.getLogger(__name__)
 JOB_HOST = job_identity()
 """A Job backs up as one host, like a Deployment's replica: ``host-0``, or the configuration's
 ``spec.target.alias`` once the configuration is read."""
+
+KIND_CLUSTER = "Cluster"
 
 DUMP_FOLDER = "kubedump"
 
@@ -81,6 +99,7 @@ EVENT_RESOURCES_SKIPPED = "ResourcesSkipped"
 REASON_UNSUPPORTED_TASK = "UnsupportedTask"
 REASON_INVOKER_NOT_FOUND = "InvokerNotFound"
 REASON_DUMP_FAILED = "DumpFailed"
+REASON_INVALID_TARGET = "InvalidTarget"
 
 MAX_MESSAGE = 2000
 """Longest condition or event message written (the full report is in the log)."""
@@ -102,8 +121,48 @@ def _shorten(text: str) -> str:
     return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 3] + "..."
 
 
+class TaskRefused(RefuseInput):
+    """The configuration names a Task or a target the job does not run; the message names the field."""
+
+
+@dataclass(frozen=True)
+class TaskWork:
+    """What the job does for one session of its Task: the target it reports, and the backup's plan, made
+    once the host is marked Running (the resource dump is taken then)."""
+
+    ref: TargetRef
+    prepare: Callable[[str], Awaitable[BackupPlan]]
+
+
+def is_claim_task(config: BackupConfiguration) -> bool:
+    """True when ``config`` names the stand-alone PersistentVolumeClaim task."""
+    task = config.spec.task
+    return task is not None and (task.name or "") in PVC_BACKUP_TASKS
+
+
+def claim_plan(config: BackupConfiguration) -> BackupPlan:
+    """The plan of a ``pvc-backup`` session: its claim as the target; ``spec.target.paths`` (default: where
+    the claim is mounted), ``exclude`` and ``args``; TaskRefused when the target is not a claim."""
+    target = config.spec.target
+    ref = target.ref if target is not None else None
+    where = f"BackupConfiguration {config.metadata.namespace}/{config.metadata.name}"
+    if target is None or ref is None or ref.kind != KIND_PERSISTENT_VOLUME_CLAIM or not ref.name:
+        raise TaskRefused(
+            f"{where}: spec.target.ref must name the PersistentVolumeClaim that task pvc-backup backs up",
+            reason=REASON_INVALID_TARGET,
+        )
+    mounted = target_mount_path([m.mount_path for m in target.volume_mounts or []])
+    return BackupPlan(
+        ref=TargetRef(api_version=ref.api_version or "v1", kind=ref.kind, name=ref.name),
+        total_hosts=1,
+        paths=list(target.paths or [mounted]),
+        excludes=list(target.exclude or []),
+        args=list(target.args or []),
+    )
+
+
 class BackupJob:
-    """Runs one BackupSession of a kubedump configuration (module docstring)."""
+    """Runs one BackupSession of a Task configuration (module docstring)."""
 
     def __init__(self, ctx: AgentContext, runner: BackupRunner) -> None:
         """Work with ``ctx``'s clients; ``runner`` backs the dump up."""
@@ -132,7 +191,7 @@ class BackupJob:
                 "backup session already ended", extra={"session": f"{ctx.namespace}/{name}", "phase": phase}
             )
             return phase
-        ref = TargetRef(kind="Cluster")  # until the configuration says otherwise
+        ref = TargetRef(kind=KIND_CLUSTER)  # until the configuration says otherwise
         try:
             config = await ctx.stash.get(BackupConfiguration, ctx.namespace, ctx.settings.invoker_name)
         except NotFound:
@@ -145,14 +204,14 @@ class BackupJob:
             await self.flow._skip(session)
             return BackupSessionPhase.SKIPPED
         try:
-            scope, options = self.plan(config)
-            ref = scope.ref()
-        except DumpError as exc:
+            task = self.plan(config)
+            ref = task.ref
+        except (DumpError, TaskRefused) as exc:
             await self._fail(session, config, ref, exc.reason, exc.message)
             return await self._phase(name)
         deadline = self.flow._deadline(session, config)
         try:
-            work = self._backup(session, config, scope, options)
+            work = self._backup(session, config, task)
             if deadline is None:
                 await work
             else:
@@ -176,34 +235,48 @@ class BackupJob:
             shutil.rmtree(self.dump_dir, ignore_errors=True)
         return await self._phase(name)
 
-    def plan(self, config: BackupConfiguration) -> tuple[DumpScope, DumpOptions]:
-        """What to dump and how, from the configuration; DumpError when it asks for something else."""
+    def plan(self, config: BackupConfiguration) -> TaskWork:
+        """What the configuration's Task does; DumpError or TaskRefused when it asks for something the
+        job does not do."""
+        if is_claim_task(config):
+            plan = claim_plan(config)
+
+            async def backup_claim(_: str) -> BackupPlan:
+                return plan
+
+            return TaskWork(plan.ref, backup_claim)
         if not is_kubedump_task(config):
             task = config.spec.task.name if config.spec.task else None
-            raise DumpError(
+            raise TaskRefused(
                 f"BackupConfiguration {self.ctx.object_ref()}: task {task!r} is not run by the job "
-                "model (it runs the resource dump task kubedump-backup-0.1.0)",
+                "model (it runs the resource dump task kubedump-backup-0.1.0 and pvc-backup)",
                 reason=REASON_UNSUPPORTED_TASK,
             )
         params = config.spec.task.params if config.spec.task else None
-        return scope_of(config), options_from_params(params)
+        scope, options = scope_of(config), options_from_params(params)
 
-    async def _backup(
-        self, session: BackupSession, config: BackupConfiguration, scope: DumpScope, options: DumpOptions
-    ) -> None:
+        async def dump_then_back_up(session: str) -> BackupPlan:
+            await self._dump(session, scope, options)
+            return BackupPlan(ref=scope.ref(), total_hosts=1, paths=[str(self.dump_dir)])
+
+        return TaskWork(scope.ref(), dump_then_back_up)
+
+    async def _backup(self, session: BackupSession, config: BackupConfiguration, task: TaskWork) -> None:
         ctx = self.ctx
         name = session.metadata.name or ""
-        ref = scope.ref()
         running = HostBackupStats(hostname=ctx.host.name, phase=HostBackupPhase.RUNNING)
         await ctx.stash.update_status(
-            BackupSession, ctx.namespace, name, lambda s: ss.put_host(s, ref, 1, running, now_utc())
+            BackupSession, ctx.namespace, name, lambda s: ss.put_host(s, task.ref, 1, running, now_utc())
         )
+        await self.runner.run(session, config, await task.prepare(name))
+
+    async def _dump(self, name: str, scope: DumpScope, options: DumpOptions) -> None:
+        """Dump the resources into :attr:`dump_dir` and record the report on session ``name``."""
         try:
-            report = await dump(ctx.api, scope, options, self.dump_dir)
+            report = await dump(self.ctx.api, scope, options, self.dump_dir)
         except (KubeError, OSError, aiohttp.ClientError, ValueError) as exc:
             raise DumpFailed(f"dumping the resources failed: {exc}", reason=REASON_DUMP_FAILED) from exc
         await self._record_report(name, report)
-        await self.runner.run(session, config, BackupPlan(ref=ref, total_hosts=1, paths=[str(self.dump_dir)]))
 
     async def _fail(
         self, session: BackupSession, config: BackupConfiguration, ref: TargetRef, reason: str, message: str

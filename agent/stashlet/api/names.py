@@ -94,6 +94,20 @@ LABEL_BACKUP_SESSION: Final = f"{GROUP}/backup-session"
 # when the target moves).
 ANNOTATION_KUBEDUMP_BINDING: Final = f"{GROUP}/kubedump-binding"
 
+# Stand-alone PersistentVolumeClaims (Stash's ``pvc-backup`` Task): a Job per session mounts the claim at
+# Stash's TARGET_MOUNT_PATH (its ``StashDefaultMountPath``, or ``spec.target.volumeMounts[0].mountPath``)
+# as Stash's volume ``stash-volume``, and backs up ``spec.target.paths`` (default: the mount path).
+PVC_BACKUP_TASKS: Final = frozenset({"pvc-backup"})
+KIND_PERSISTENT_VOLUME_CLAIM: Final = "PersistentVolumeClaim"
+TARGET_VOLUME: Final = "stash-volume"
+TARGET_MOUNT_PATH: Final = "/stash-data"
+
+
+def target_mount_path(mount_paths: list[str]) -> str:
+    """Where a stand-alone claim is mounted: the first of ``spec.target.volumeMounts``' mount paths, as
+    Stash takes it, else :data:`TARGET_MOUNT_PATH`."""
+    return mount_paths[0] if mount_paths and mount_paths[0] else TARGET_MOUNT_PATH
+
 
 def cronjob_name(backup_configuration: str) -> str:
     """Name of the CronJob that triggers a BackupConfiguration."""

@@ -4,11 +4,13 @@ Watches (list-then-watch, :func:`stashlet.kube.watch.watch`), in every watched n
 
 - BackupConfigurations: a new configuration, a spec change (``metadata.generation``), a deletion request or
   a lost finalizer enqueues it; status-only changes (the operator's own writes) do not.
-- Repositories, Secrets, ServiceAccounts, the four workload kinds and Namespaces, metadata only: a change
-  to an object some configuration depends on (as the reconciler reported) enqueues that configuration.
+- Repositories, Secrets, ServiceAccounts, the four workload kinds, PersistentVolumeClaims and Namespaces,
+  metadata only: a change to an object some configuration depends on (as the reconciler reported)
+  enqueues that configuration.
 - BackupSessions: when a session finishes, its configuration's ``backupHistoryLimit`` is applied; a new
-  session of a kubedump configuration gets its Job (:mod:`stashlet.operator.kubedump.session_jobs`); a
-  failed one with ``spec.retryLeft`` is retried (:mod:`stashlet.operator.backup.retry`).
+  session of a Task configuration (resource dump, stand-alone claim) gets its Job
+  (:mod:`stashlet.operator.taskjobs.session_jobs`); a failed one with ``spec.retryLeft`` is retried
+  (:mod:`stashlet.operator.backup.retry`).
 - Repositories: besides being a dependency, one with ``spec.wipeOut`` (or its finalizer) is handed to
   :class:`~stashlet.operator.repository.wipeout.WipeOut`.
 - RestoreSessions: like configurations (new, spec change, deletion request, lost finalizer), reconciled by
@@ -57,9 +59,13 @@ _DEPENDENCY_KINDS: dict[str, tuple[str, str, str, bool]] = {
     "Secret": ("", "v1", "secrets", True),
     "ServiceAccount": ("", "v1", "serviceaccounts", True),
     "Namespace": ("", "v1", "namespaces", False),
+    names.KIND_PERSISTENT_VOLUME_CLAIM: ("", "v1", "persistentvolumeclaims", True),
     **{k.kind: (k.group, k.version, k.plural, True) for k in WORKLOAD_KINDS.values()},
 }
 
+
+JOB_TASKS = names.KUBEDUMP_TASKS | names.PVC_BACKUP_TASKS
+"""The task names whose sessions run as Jobs."""
 
 _FINGERPRINTS: dict[str, tuple[str, ...]] = {
     names.KIND_BACKUP_CONFIGURATION: ("generation", "deletionTimestamp", "finalizers"),
@@ -91,7 +97,7 @@ class Controller(ControlLoop):
         self._configs: dict[str, int | None] = {}  # key -> backupHistoryLimit
         self._sessions: dict[str, dict[str, history.SessionInfo]] = {}
         self._restores: set[str] = set()
-        self._kubedump: set[str] = set()
+        self._task_jobs: set[str] = set()
         """Keys of the configurations whose sessions run as Jobs."""
         self._failed_at: dict[str, float] = {}
         """Sessions to retry (``namespace/name``) and when the operator saw them fail."""
@@ -144,15 +150,15 @@ class Controller(ControlLoop):
             return
         spec = event.object.get("spec") or {}
         self._configs[key] = spec.get("backupHistoryLimit")
-        if ((spec.get("task") or {}).get("name") or "") in names.KUBEDUMP_TASKS:
-            if key not in self._kubedump:  # sessions seen before the configuration get their Jobs now
-                self._kubedump.add(key)
+        if ((spec.get("task") or {}).get("name") or "") in JOB_TASKS:
+            if key not in self._task_jobs:  # sessions seen before the configuration get their Jobs now
+                self._task_jobs.add(key)
                 namespace = key.partition("/")[0]
                 for info in self._sessions.get(key, {}).values():
                     if not info.finished:
                         self.queue.add(f"{JOB_PREFIX}{namespace}/{info.name}")
         else:
-            self._kubedump.discard(key)
+            self._task_jobs.discard(key)
         if self._changed(names.KIND_BACKUP_CONFIGURATION, event):
             log.debug("enqueued", extra={"object": key, "because": f"{event.type} BackupConfiguration"})
             self.queue.add(CONFIG_PREFIX + key)
@@ -224,13 +230,13 @@ class Controller(ControlLoop):
                 session_key = f"{obj['metadata']['namespace']}/{name}"
                 self._failed_at.setdefault(session_key, time.time())
                 self.queue.add(RETRY_PREFIX + session_key)
-        if before is None and not info.finished and bc_key in self._kubedump:
+        if before is None and not info.finished and bc_key in self._task_jobs:
             self.queue.add(f"{JOB_PREFIX}{obj['metadata']['namespace']}/{name}")
 
     # ------------------------------------------------------------ handling
 
     async def handle(self, item: str) -> None:
-        """Prune history, retry a failed session, ensure a kubedump Job, or reconcile a configuration or
+        """Prune history, retry a failed session, ensure a Task's Job, or reconcile a configuration or
         RestoreSession."""
         if item.startswith(HISTORY_PREFIX):
             await self._prune(item.removeprefix(HISTORY_PREFIX))
@@ -300,7 +306,7 @@ class Controller(ControlLoop):
         self._depends_on.pop(CONFIG_PREFIX + key, None)
         self._configs.pop(key, None)
         self._sessions.pop(key, None)
-        self._kubedump.discard(key)
+        self._task_jobs.discard(key)
         self._fingerprints.pop((names.KIND_BACKUP_CONFIGURATION, key), None)
 
     def _forget_restore(self, key: str) -> None:

@@ -4,9 +4,9 @@ Watches (list-then-watch, :func:`stashlet.kube.watch.watch`), each feeding the q
 whose objects may need a change (:mod:`stashlet.operator.core.workqueue`: one worker per workload at a time,
 in the order of events, coalesced):
 
-- Deployments, StatefulSets and DaemonSets (metadata only), in every watched namespace: a workload whose
-  auto-backup annotations or uid changed; the rest of a workload (its pod template, where the sidecar
-  goes) is not this controller's business;
+- Deployments, StatefulSets, DaemonSets and PersistentVolumeClaims (metadata only), in every watched
+  namespace: a workload or claim whose auto-backup annotations or uid changed; the rest of a workload (its
+  pod template, where the sidecar goes) is not this controller's business;
 - BackupBlueprints (cluster-scoped): every workload that names a blueprint that changed or went;
 - Namespaces (metadata only): the annotated workloads of a namespace whose labels changed (a ``Selector``
   usage policy may now admit or refuse it);
@@ -32,7 +32,6 @@ from stashlet.kube.watch import DELETED, WatchEvent
 from stashlet.operator.autobackup import resolution
 from stashlet.operator.autobackup.reconciler import SELECTOR, AutoBackupReconciler
 from stashlet.operator.core.loop import ControlLoop, Follow
-from stashlet.operator.core.workloads import WORKLOAD_KINDS
 
 log = logging.getLogger(__name__)
 
@@ -50,11 +49,12 @@ class AutoBackupController(ControlLoop):
         self._generations: dict[tuple[str, str], tuple[Any, ...]] = {}
 
     def follows(self) -> list[Follow]:
-        """Annotatable workloads and what auto-backup made, per namespace; blueprints, namespaces."""
+        """Annotatable workloads and claims and what auto-backup made, per namespace; blueprints,
+        namespaces."""
         follows: list[Follow] = []
         for ns in self.namespaces:
             for kind_name in resolution.AUTO_BACKUP_KINDS:
-                kind = WORKLOAD_KINDS[kind_name]
+                kind = resolution.TARGET_KINDS[kind_name]
                 stream = self.metadata_stream(kind.group, kind.version, kind.plural, ns)
                 follows.append((f"{kind_name}/{ns or '*'}", stream, self._on_workload(kind_name)))
             configs = self.stash_stream(BackupConfiguration, ns, label_selector=SELECTOR)
@@ -158,7 +158,7 @@ class AutoBackupController(ControlLoop):
     # ------------------------------------------------------------ handling
 
     async def handle(self, key: str) -> None:
-        """Reconcile the annotated workload ``key`` (``Kind/namespace/name``)."""
+        """Reconcile the annotated workload or claim ``key`` (``Kind/namespace/name``)."""
         target = resolution.parse_key(key)
         if target is None or not self.settings.watches(target.namespace):
             return

@@ -1,4 +1,5 @@
-"""One annotated workload in: its Repositories and BackupConfigurations made, updated or deleted: async.
+"""One annotated workload or claim in: its Repositories and BackupConfigurations made, updated or deleted:
+async.
 
 The pure half is :mod:`stashlet.operator.autobackup.resolution`. For each blueprint the workload names:
 
@@ -34,6 +35,7 @@ from stashlet.api.backupblueprint import BackupBlueprint
 from stashlet.api.backupconfiguration import BackupConfiguration
 from stashlet.api.names import COMPONENT_AUTO_BACKUP
 from stashlet.api.repository import Repository
+from stashlet.kube.client import call_json
 from stashlet.kube.custom import StashClient
 from stashlet.kube.errors import Invalid, NotFound
 from stashlet.kube.events import EventRecorder
@@ -79,14 +81,14 @@ class AutoBackupReconciler:
         """Bring the objects made for ``target`` to what its annotations and blueprints ask for."""
         result = Result()
         try:
-            workload = await self.resources.get_workload(target.kind, target.namespace, target.name)
+            workload = await self._read(target)
         except NotFound:  # gone: its configurations go too (also garbage-collected, being owned)
             await self._delete_stale(target, keep=set(), result=result)
             self._forget(target)
             return result
         target = resolution.target_of(workload)
         try:
-            request = resolution.parse_request(workload["metadata"].get("annotations"))
+            request = resolution.parse_request(workload["metadata"].get("annotations"), claim=target.is_claim)
         except AutoBackupError as exc:
             await self._failed(workload, target, "annotations", exc.message, result)
             return result
@@ -111,6 +113,16 @@ class AutoBackupReconciler:
         return result
 
     # ------------------------------------------------------------ the steps
+
+    async def _read(self, target: Target) -> dict[str, Any]:
+        """The workload or claim ``target`` names, with its kind (NotFound when gone)."""
+        if not target.is_claim:
+            return await self.resources.get_workload(target.kind, target.namespace, target.name)
+        read = self.resources.core.read_namespaced_persistent_volume_claim
+        claim: dict[str, Any] = await call_json(read, target.name, target.namespace)
+        claim.setdefault("apiVersion", target.kind.api_version)
+        claim.setdefault("kind", target.kind.kind)
+        return claim
 
     async def _plan(
         self,

@@ -1,4 +1,4 @@
-"""Workload + BackupBlueprint -> Repository + BackupConfiguration (auto-backup): pure.
+"""Workload or claim + BackupBlueprint -> Repository + BackupConfiguration (auto-backup): pure.
 
 A Deployment, StatefulSet or DaemonSet asks for auto-backup with annotations:
 
@@ -7,9 +7,15 @@ A Deployment, StatefulSet or DaemonSet asks for auto-backup with annotations:
 - ``stash.appscode.com/volume-mounts``: ``name:/mount/path[:subPath]``, comma-separated;
 - ``stash.appscode.com/schedule`` (optional): overrides the blueprint's schedule.
 
+A PersistentVolumeClaim takes only the blueprint and schedule annotations, as in Stash (its Job backs the
+whole claim up; the other two are refused by name); its blueprint must name the Task ``pvc-backup``, which
+the BackupConfiguration keeps, with the claim as its target. A workload's blueprint names no Task (the
+sidecar backs it up).
+
 Every ``${VAR}`` in the blueprint's spec is substituted (``TARGET_API_VERSION``, ``TARGET_KIND``
 lower-cased, ``TARGET_NAMESPACE``, ``TARGET_NAME``, ``TARGET_RESOURCE``); an unknown or unterminated one is
-an error, never a literal. Names, as Stash makes them (short kinds ``deploy``, ``sts``, ``ds``):
+an error, never a literal. Names, as Stash makes them (short kinds ``deploy``, ``sts``, ``ds``; a claim's is
+``persistentvolumeclaim``):
 
 - the BackupConfiguration ``<short kind>-<name>`` in the workload's namespace (``deploy-stash-demo``);
 - the Repository in ``spec.repoNamespace`` as ``<namespace>-<short kind>-<name>``
@@ -35,11 +41,15 @@ from typing import Any
 
 from stashlet.api import names
 from stashlet.api.backupblueprint import BackupBlueprint
-from stashlet.operator.core.workloads import WORKLOAD_KINDS, WorkloadKind
+from stashlet.operator.core.workloads import CLAIM_KIND, WORKLOAD_KINDS, WorkloadKind
 from stashlet.operator.errors import RefuseInput
 
-AUTO_BACKUP_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
+AUTO_BACKUP_KINDS = ("Deployment", "StatefulSet", "DaemonSet", CLAIM_KIND.kind)
 """The kinds whose annotations are followed."""
+TARGET_KINDS: dict[str, WorkloadKind] = {
+    kind: CLAIM_KIND if kind == CLAIM_KIND.kind else WORKLOAD_KINDS[kind] for kind in AUTO_BACKUP_KINDS
+}
+"""Each followed kind by name."""
 SHORT_KINDS = {"Deployment": "deploy", "StatefulSet": "sts", "DaemonSet": "ds", "ReplicaSet": "rs"}
 CONFIG_NAME_LIMIT = 52 - len(names.CRONJOB_PREFIX)
 REPOSITORY_NAME_LIMIT = 63
@@ -91,6 +101,11 @@ class Target:
         return f"{self.kind.kind} {self.namespace}/{self.name}"
 
     @property
+    def is_claim(self) -> bool:
+        """True for a stand-alone PersistentVolumeClaim (backed up by a Job, Task ``pvc-backup``)."""
+        return self.kind == CLAIM_KIND
+
+    @property
     def short_kind(self) -> str:
         """``deploy``, ``sts``, ``ds``."""
         return SHORT_KINDS.get(self.kind.kind, self.kind.kind.lower())
@@ -102,14 +117,14 @@ def parse_key(key: str) -> Target | None:
     namespace, _, name = rest.partition("/")
     if kind not in AUTO_BACKUP_KINDS or not namespace or not name:
         return None
-    return Target(WORKLOAD_KINDS[kind], namespace, name)
+    return Target(TARGET_KINDS[kind], namespace, name)
 
 
 def target_of(workload: Mapping[str, Any]) -> Target:
     """The target a workload object is."""
     meta = workload.get("metadata") or {}
     return Target(
-        WORKLOAD_KINDS[str(workload.get("kind"))],
+        TARGET_KINDS[str(workload.get("kind"))],
         str(meta.get("namespace")),
         str(meta.get("name")),
         str(meta.get("uid") or ""),
@@ -148,14 +163,17 @@ def blueprint_names(annotations: Mapping[str, str] | None) -> tuple[str, ...]:
     return tuple(_items((annotations or {}).get(names.ANNOTATION_BACKUP_BLUEPRINT, "")))
 
 
-def parse_request(annotations: Mapping[str, str] | None) -> Request | None:
-    """The request in ``annotations``; None without a blueprint annotation; AutoBackupError when malformed."""
+def parse_request(annotations: Mapping[str, str] | None, *, claim: bool = False) -> Request | None:
+    """The request in ``annotations`` (of a claim, with ``claim``); None without a blueprint annotation;
+    AutoBackupError when malformed."""
     annotations = annotations or {}
     if names.ANNOTATION_BACKUP_BLUEPRINT not in annotations:
         return None
     blueprints = blueprint_names(annotations)
     if not blueprints:
         raise AutoBackupError(f"annotation {names.ANNOTATION_BACKUP_BLUEPRINT} names no BackupBlueprint")
+    if claim:
+        return _claim_request(annotations, blueprints)
     problems: list[str] = []
     paths = _items(annotations.get(names.ANNOTATION_TARGET_PATHS, ""))
     if not paths:
@@ -187,6 +205,21 @@ def parse_request(annotations: Mapping[str, str] | None) -> Request | None:
     if problems:
         raise AutoBackupError("; ".join(problems))
     return Request(tuple(dict.fromkeys(blueprints)), tuple(paths), tuple(mounts), schedule)
+
+
+def _claim_request(annotations: Mapping[str, str], blueprints: tuple[str, ...]) -> Request:
+    """A claim's request: blueprints and schedule only (its Job backs up the whole claim, as Stash's)."""
+    extra = [a for a in (names.ANNOTATION_TARGET_PATHS, names.ANNOTATION_VOLUME_MOUNTS) if a in annotations]
+    if extra:
+        raise AutoBackupError(
+            "; ".join(
+                f"annotation {a} is not read for a PersistentVolumeClaim: its backup job mounts the whole "
+                "claim (remove the annotation)"
+                for a in extra
+            )
+        )
+    schedule = annotations.get(names.ANNOTATION_SCHEDULE, "").strip() or None
+    return Request(tuple(dict.fromkeys(blueprints)), (), (), schedule)
 
 
 # ---------------------------------------------------------------- variables
@@ -321,11 +354,7 @@ def build(blueprint: BackupBlueprint, target: Target, request: Request, *, sever
             f"spec.backupNamespace: {backup_namespace!r} is not supported; the BackupConfiguration goes "
             f"next to its target in {target.namespace!r}"
         )
-    if (spec.get("task") or {}).get("name"):
-        raise AutoBackupError(
-            f"spec.task.name: {spec['task']['name']!r} is not supported: workloads are backed up by the "
-            "sidecar, without a Task"
-        )
+    _check_task(spec, target)
     repo_namespace = spec.get("repoNamespace") or None
     repo_name = repository_name(target, bp_name, repo_namespace, several=several)
     repo_spec: dict[str, Any] = {"backend": spec["backend"]}
@@ -347,11 +376,16 @@ def build(blueprint: BackupBlueprint, target: Target, request: Request, *, sever
     schedule = request.schedule or spec.get("schedule")
     if schedule:
         config_spec["schedule"] = schedule
-    config_spec["target"] = {
-        "paths": list(request.paths),
-        "ref": {"apiVersion": target.kind.api_version, "kind": target.kind.kind, "name": target.name},
-        "volumeMounts": [dict(mount) for mount in request.volume_mounts],
-    }
+    ref = {"apiVersion": target.kind.api_version, "kind": target.kind.kind, "name": target.name}
+    config_spec["target"] = (
+        {"ref": ref}
+        if target.is_claim
+        else {
+            "paths": list(request.paths),
+            "ref": ref,
+            "volumeMounts": [dict(mount) for mount in request.volume_mounts],
+        }
+    )
     config_spec["task"] = spec.get("task") or {}
     config_spec["tempDir"] = spec.get("tempDir") or {}
     for key in _PASSED_THROUGH:
@@ -366,3 +400,25 @@ def build(blueprint: BackupBlueprint, target: Target, request: Request, *, sever
         "spec": config_spec,
     }
     return Plan(bp_name, repository, config)
+
+
+def _check_task(spec: Mapping[str, Any], target: Target) -> None:
+    """A claim's blueprint names ``pvc-backup``; a workload's names no Task (AutoBackupError otherwise)."""
+    task = (spec.get("task") or {}).get("name")
+    if not target.is_claim:
+        if task:
+            raise AutoBackupError(
+                f"spec.task.name: {task!r} is not supported for a {target.kind.kind}: workloads are "
+                "backed up by the sidecar, without a Task"
+            )
+        return
+    wanted = sorted(names.PVC_BACKUP_TASKS)[0]
+    if not task:
+        raise AutoBackupError(
+            f"spec.task.name: a PersistentVolumeClaim is backed up by the Task {wanted!r}; the blueprint "
+            "names none"
+        )
+    if task not in names.PVC_BACKUP_TASKS:
+        raise AutoBackupError(
+            f"spec.task.name: {task!r} is not supported for a PersistentVolumeClaim; use {wanted!r}"
+        )

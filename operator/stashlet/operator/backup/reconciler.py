@@ -1,4 +1,5 @@
-"""One BackupConfiguration in: validate, then apply RBAC, the CronJob and the sidecar; report; clean up.
+"""One BackupConfiguration in: validate, then apply RBAC, the CronJob and the sidecar (or, for a Task, its
+Jobs' RBAC); report; clean up.
 
 Idempotent: every step compares what is there with what should be and writes only the difference, so a
 second run over an unchanged configuration writes nothing (no rollout, no status write, no event).
@@ -16,6 +17,7 @@ from stashlet.api import names
 from stashlet.api.backupconfiguration import BackupConfiguration, BackupConfigurationStatus
 from stashlet.api.common import Condition, ConditionStatus
 from stashlet.api.conditions import ConditionReason, ConditionType
+from stashlet.kube.client import call_json
 from stashlet.kube.errors import Invalid, NotFound
 from stashlet.operator.backup import cronjob, status
 from stashlet.operator.backup.sidecar_injection import Sidecars
@@ -25,10 +27,10 @@ from stashlet.operator.core.conditions import ConditionUpdate, EventSpec
 from stashlet.operator.core.observe import Dependency, ReconcileResult, lookup, observe_repository
 from stashlet.operator.core.reconcile import FinalizingReconciler
 from stashlet.operator.core.validation import Lookup, Observed, repository_key, target_kind
-from stashlet.operator.injection import kubedump_rbac, rbac
-from stashlet.operator.kubedump.backup_job import is_kubedump
-from stashlet.operator.kubedump.session_jobs import KubedumpJobs
+from stashlet.operator.injection import job_rbac, rbac
 from stashlet.operator.settings import OperatorSettings
+from stashlet.operator.taskjobs.backup_job import claim_name, runs_as_job
+from stashlet.operator.taskjobs.session_jobs import TaskJobs
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +45,10 @@ class Reconciler(FinalizingReconciler[BackupConfiguration]):
         """Use ``api`` (the operator's own identity) and ``settings``."""
         super().__init__(api, settings)
         self.sidecars = Sidecars(self.resources, settings, self.events)
-        self.jobs = KubedumpJobs(api, self.resources, settings)
+        self.jobs = TaskJobs(api, self.resources, settings)
 
     async def apply(self, bc: BackupConfiguration) -> ReconcileResult:
-        """Validate, then the CronJob, the kubedump Jobs' RBAC or the sidecar; write the status."""
+        """Validate, then the CronJob, a Task's Jobs' RBAC or the sidecar; write the status."""
         namespace = bc.metadata.namespace or ""
         result = ReconcileResult()
         observed = await self._observe(bc, result.dependencies)
@@ -57,7 +59,7 @@ class Reconciler(FinalizingReconciler[BackupConfiguration]):
             updates += await self._apply(bc, verdict, observed, result.seen)
         sidecar = verdict.model == Model.SIDECAR
         await self.write_status(bc, updates, lambda after, _: compute_phase(after, sidecar=sidecar))
-        if observed.workload.value is not None:
+        if observed.workload.value is not None and claim_name(bc) is None:
             workload = observed.workload.value
             key = (str(workload.get("kind")), f"{namespace}/{workload['metadata']['name']}")
             result.seen.setdefault(key, workload["metadata"])
@@ -85,12 +87,17 @@ class Reconciler(FinalizingReconciler[BackupConfiguration]):
         if kind is not None and bc.spec.target and bc.spec.target.ref and bc.spec.target.ref.name:
             deps.add((kind.kind, namespace, bc.spec.target.ref.name))
             workload = await lookup(self.resources.get_workload(kind, namespace, bc.spec.target.ref.name))
+        claim = claim_name(bc)
+        if claim is not None:  # a pvc-backup configuration's target: the claim, read like a workload
+            deps.add((names.KIND_PERSISTENT_VOLUME_CLAIM, namespace, claim))
+            read = self.resources.core.read_namespaced_persistent_volume_claim
+            workload = await lookup(call_json(read, claim, namespace))
         return Observed(repo.repository, repo.secret_keys, workload, repo.namespace_labels)
 
     async def _account_problems(self, bc: BackupConfiguration, deps: set[Dependency]) -> list[str]:
         """A problem naming ``runtimeSettings.pod.serviceAccountName`` when a Task's Jobs are to run as an
         account that does not exist (their pods could never be made); its creation brings ``bc`` back."""
-        account = kubedump_rbac.user_account(bc) if is_kubedump(bc) else None
+        account = job_rbac.user_account(bc) if runs_as_job(bc) else None
         if account is None:
             return []
         namespace = bc.metadata.namespace or ""
@@ -115,10 +122,10 @@ class Reconciler(FinalizingReconciler[BackupConfiguration]):
     ) -> list[ConditionUpdate]:
         cron = await self._ensure_cronjob(bc)
         repository = observed.repository.value
-        if cron.status == ConditionStatus.TRUE and is_kubedump(bc) and repository is not None:
+        if cron.status == ConditionStatus.TRUE and runs_as_job(bc) and repository is not None:
             await self.jobs.ensure_rbac(bc, repository)
-        elif not is_kubedump(bc) and names.ANNOTATION_KUBEDUMP_BINDING in (bc.metadata.annotations or {}):
-            await self._drop_job_rbac(bc)  # no longer a kubedump configuration
+        elif not runs_as_job(bc) and names.ANNOTATION_KUBEDUMP_BINDING in (bc.metadata.annotations or {}):
+            await self._drop_job_rbac(bc)  # no longer a Task configuration
         if cron.status != ConditionStatus.TRUE or verdict.model != Model.SIDECAR:
             return [cron]
         kind, workload = target_kind(bc), observed.workload.value
@@ -173,7 +180,7 @@ class Reconciler(FinalizingReconciler[BackupConfiguration]):
         )
 
     async def _drop_job_rbac(self, bc: BackupConfiguration) -> None:
-        """Remove the kubedump Jobs' RBAC of a configuration that no longer runs them, and its record."""
+        """Remove the Jobs' RBAC of a configuration that no longer runs them, and its record."""
         repo_key = repository_key(bc)
         await self.jobs.cleanup(bc, repo_key[0] if repo_key else None)
         await self.stash.patch(
@@ -191,5 +198,4 @@ class Reconciler(FinalizingReconciler[BackupConfiguration]):
         repo_key = repository_key(bc)
         for obj in rbac.created_for(bc, repo_key[0] if repo_key else None):
             await self.resources.delete(obj.kind, obj.namespace, obj.name)
-        if is_kubedump(bc) or names.ANNOTATION_KUBEDUMP_BINDING in (bc.metadata.annotations or {}):
-            await self.jobs.cleanup(bc, repo_key[0] if repo_key else None)
+        await self.jobs.cleanup(bc, repo_key[0] if repo_key else None)  # whatever Task it named before

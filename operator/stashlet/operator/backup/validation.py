@@ -3,7 +3,8 @@
 The reconciler looks the dependencies up (:class:`Observed`); :func:`validate` turns what it found into
 ``RepositoryFound``, ``BackendSecretFound``, ``BackupTargetFound`` and ``ValidationPassed`` and says
 whether the configuration may be applied (RBAC, CronJob, sidecar); :func:`with_task_check` adds the rules
-for a Task configuration. Every failure names the object and the field that refers to it. Nothing is
+for a Task configuration. A ``pvc-backup`` configuration's claim is its target (``BackupTargetFound``), as a
+workload is the sidecar's. Every failure names the object and the field that refers to it. Nothing is
 applied unless everything is found and valid, so a bad configuration never leaves a workload injected
 half-way.
 """
@@ -23,7 +24,7 @@ from stashlet.operator.core import field_support, workloads
 from stashlet.operator.core import validation as shared
 from stashlet.operator.core.conditions import ConditionUpdate
 from stashlet.operator.injection.sidecar_container import invoker_annotation, target_mounts
-from stashlet.operator.kubedump.backup_job import task_problems
+from stashlet.operator.taskjobs.backup_job import claim_name, task_problems
 
 _WORDS = shared.TargetWords(owner="configuration", verb="back up", container="sidecar")
 
@@ -34,7 +35,8 @@ class Model(StrEnum):
     SIDECAR = "sidecar"
     """A workload's volumes: the agent runs as a sidecar in the workload's pods."""
     JOB = "job"
-    """A Task (``spec.task.name``), such as the resource-YAML dump: a Job per session, no sidecar."""
+    """A Task (``spec.task.name``): the resource-YAML dump or a stand-alone PersistentVolumeClaim, a Job
+    per session, no sidecar."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,13 @@ def spec_problems(bc: BackupConfiguration) -> list[str]:
     if backup_model(bc) == Model.JOB:
         return problems
     ref = bc.spec.target.ref if bc.spec.target else None
+    if ref is not None and ref.kind == names.KIND_PERSISTENT_VOLUME_CLAIM:
+        task = sorted(names.PVC_BACKUP_TASKS)[0]
+        return [
+            *problems,
+            f"spec.task.name: a stand-alone PersistentVolumeClaim is backed up by a Job: set spec.task.name "
+            f"to {task} (the sidecar goes into {', '.join(workloads.WORKLOAD_KINDS)})",
+        ]
     return problems + shared.target_problems(ref, target_mounts(bc), bc.metadata.namespace, _WORDS)
 
 
@@ -90,27 +99,33 @@ def validate(bc: BackupConfiguration, observed: shared.Observed) -> Verdict:
     """The validation conditions for ``bc`` given what was found (see the module docstring)."""
     model = backup_model(bc)
     texts = None
+    claim = claim_name(bc)
     if model == Model.SIDECAR and shared.target_kind(bc) is not None:
-        target = shared.target_text(bc)
-        texts = shared.TargetTexts(
-            unable=f"Failed to check whether backup target {target} exists. Reason: {{reason}}",
-            missing=f"Backup target {target} does not exist (spec.target.ref of BackupConfiguration "
-            f"{bc.metadata.namespace}/{bc.metadata.name}).",
-            found=f"Backup target {target} found.",
-        )
+        texts = _target_texts(bc, shared.target_text(bc))
+    elif model == Model.JOB and claim is not None:
+        texts = _target_texts(bc, f"v1 persistentvolumeclaim/{claim}")
     updates, applicable = shared.checked(
         bc,
         observed,
         spec_problems(bc),
         ConditionType.BACKUP_TARGET_FOUND,
         texts,
-        lambda workload: workload_problems(bc, workload),
+        lambda target: workload_problems(bc, target) if model == Model.SIDECAR else [],
     )
     return Verdict(updates, applicable=applicable, model=model)
 
 
+def _target_texts(bc: BackupConfiguration, target: str) -> shared.TargetTexts:
+    return shared.TargetTexts(
+        unable=f"Failed to check whether backup target {target} exists. Reason: {{reason}}",
+        missing=f"Backup target {target} does not exist (spec.target.ref of BackupConfiguration "
+        f"{bc.metadata.namespace}/{bc.metadata.name}).",
+        found=f"Backup target {target} found.",
+    )
+
+
 def with_task_check(bc: BackupConfiguration, verdict: Verdict) -> Verdict:
-    """``verdict`` with :func:`~stashlet.operator.kubedump.backup_job.task_problems` added."""
+    """``verdict`` with :func:`~stashlet.operator.taskjobs.backup_job.task_problems` added."""
     return with_problems(verdict, task_problems(bc))
 
 

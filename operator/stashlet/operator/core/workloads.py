@@ -1,4 +1,4 @@
-"""The workload kinds the sidecar goes into, and what stashlet reads from them: pure."""
+"""The workload kinds the sidecar goes into, and what stashlet reads from them; the claim kind: pure."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from typing import Any
 
 @dataclass(frozen=True)
 class WorkloadKind:
-    """A kind with a pod template under ``spec.template``, served by ``apps/v1``."""
+    """A kind stashlet backs up: a workload (a pod template under ``spec.template``, served by
+    ``apps/v1``) or :data:`CLAIM_KIND`."""
 
     kind: str
     plural: str
@@ -17,8 +18,8 @@ class WorkloadKind:
 
     @property
     def api_version(self) -> str:
-        """``apps/v1``."""
-        return f"{self.group}/{self.version}"
+        """``apps/v1`` (``v1`` for the core group)."""
+        return f"{self.group}/{self.version}" if self.group else self.version
 
 
 WORKLOAD_KINDS: dict[str, WorkloadKind] = {
@@ -33,6 +34,10 @@ WORKLOAD_KINDS: dict[str, WorkloadKind] = {
 """The kinds the sidecar model supports, by kind name."""
 
 SUPPORTED_API_VERSIONS = frozenset({"apps/v1"})
+
+CLAIM_KIND = WorkloadKind("PersistentVolumeClaim", "persistentvolumeclaims", group="", version="v1")
+"""A stand-alone PersistentVolumeClaim: no sidecar; backed up by a Job that mounts it (Task
+``pvc-backup``)."""
 
 
 def pod_template(workload: dict[str, Any]) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """The parts every agent container the operator writes shares: pure.
 
 The ``stash`` sidecar (:mod:`sidecar_container`), the ``stash-init`` init-container (:mod:`init_container`)
-and the kubedump Job's container (:mod:`stashlet.operator.kubedump.backup_job`) all get an emptyDir at
+and a Task's Job container (:mod:`stashlet.operator.taskjobs.backup_job`) all get an emptyDir at
 ``/stash-tmp`` shaped by the object's ``tempDir``, the local backend's volume when the Repository uses one,
 the downward-API identity followed by the user's ``runtimeSettings.container.env``, some of the other
 container ``runtimeSettings`` as given, and the operator's default resources where those set none.
@@ -82,8 +82,8 @@ DATA_ACCESS_SECURITY_CONTEXT: dict[str, Any] = {"runAsUser": 0, "runAsGroup": 0}
 """The base of the sidecar's and ``stash-init``'s securityContext: root, because they read and restore
 the workload's files whatever their owners and modes (a provisioned volume is often ``0750 root``; a
 restore sets owners back). Stash does this for its init-container; stashlet does it for the sidecar too,
-so that no file is left out of a backup for its mode. The agent image's own user (non-root) is for the
-kubedump Job, which reads only the API."""
+so that no file is left out of a backup for its mode; and for a stand-alone claim's Job. The agent image's
+own user (non-root) is for the resource-dump Job, which reads only the API."""
 
 
 def default_security_context(container: dict[str, Any]) -> None:

@@ -2,7 +2,7 @@
 
 :func:`agent_grant` is the one builder of an agent identity's Roles (and :func:`grant_refs` what it
 makes): the sidecar's here, ``stash-init``'s (:mod:`stashlet.operator.injection.restore_rbac`) and the
-kubedump Jobs' (:mod:`stashlet.operator.injection.kubedump_rbac`) are its rules and name prefixes.
+Task Jobs' (:mod:`stashlet.operator.injection.job_rbac`) are its rules and name prefixes.
 
 The sidecar runs as the workload's service account, which gets exactly what the agent uses:
 

@@ -1,13 +1,16 @@
-"""Kubedump configurations on the server: their Jobs' RBAC, and one Job per BackupSession: async.
+"""Task configurations on the server: their Jobs' RBAC, and one Job per BackupSession: async.
 
-The pure halves are :mod:`stashlet.operator.injection.kubedump_rbac` and :mod:`backup_job`.
+The pure halves are :mod:`stashlet.operator.injection.job_rbac`, :mod:`backup_job` and
+:mod:`claim_access`.
 
-:meth:`KubedumpJobs.ensure_job` handles one BackupSession: nothing for a session that ended, of another
+:meth:`TaskJobs.ensure_job` handles one BackupSession: nothing for a session that ended, of another
 kind of configuration, or whose Job exists; a configuration not (yet) Ready for its current generation
-asks to be tried again shortly; an Invalid one, a missing read-only ClusterRole, or a Job the API server
-refuses ends the session ``Failed`` with ``BackupExecutorEnsured=False`` (reason
-``FailedToEnsureBackupExecutor``, a Warning event with the cause); otherwise the Job is created and the
-session gets ``BackupExecutorEnsured=True``. The agent in the Job writes everything else.
+asks to be tried again shortly; an Invalid one, a missing read-only ClusterRole (resource dump), a claim
+that is gone or that the Job could not mount (``pvc-backup``: :mod:`claim_access`), or a Job the API
+server refuses ends the session ``Failed`` with ``BackupExecutorEnsured=False`` (reason
+``FailedToEnsureBackupExecutor``, a Warning event with the cause); otherwise the Job is created (pinned to
+the claim's node when it must be) and the session gets ``BackupExecutorEnsured=True``. The agent in the Job
+writes everything else.
 """
 
 from __future__ import annotations
@@ -31,11 +34,13 @@ from stashlet.kube.errors import Conflict, Forbidden, Invalid, NotFound
 from stashlet.kube.events import EventRecorder
 from stashlet.operator.core.objects import labels_cover
 from stashlet.operator.core.resources import Resources
+from stashlet.operator.core.tasks import TaskKind, task_kind
 from stashlet.operator.errors import RetryLater
-from stashlet.operator.injection import kubedump_rbac
+from stashlet.operator.injection import job_rbac
 from stashlet.operator.injection.rbac import RepositoryAccess, up_to_date
-from stashlet.operator.kubedump import backup_job
 from stashlet.operator.settings import OperatorSettings
+from stashlet.operator.taskjobs import backup_job
+from stashlet.operator.taskjobs.claim_access import ClaimAccess, claim_access
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +50,8 @@ Ready, its Repository, or the end of an earlier session's Job of the same name."
 FINAL = frozenset({BackupSessionPhase.SUCCEEDED, BackupSessionPhase.FAILED, BackupSessionPhase.SKIPPED})
 
 
-class KubedumpJobs:
-    """Ensures and removes what kubedump configurations' Jobs need; creates their Jobs."""
+class TaskJobs:
+    """Ensures and removes what Task configurations' Jobs need; creates their Jobs."""
 
     def __init__(self, api: client.ApiClient, resources: Resources, settings: OperatorSettings) -> None:
         """Write through ``resources`` and ``api``, as ``settings`` say."""
@@ -55,6 +60,7 @@ class KubedumpJobs:
         self.stash = StashClient(api)
         self.rbac = client.RbacAuthorizationV1Api(api)
         self.batch = client.BatchV1Api(api)
+        self.core = client.CoreV1Api(api)
         self.events = EventRecorder(api, COMPONENT_BACKUP_SESSION)
 
     # ------------------------------------------------------------ RBAC of a configuration
@@ -63,16 +69,16 @@ class KubedumpJobs:
         """The Jobs' ServiceAccount, Roles and bindings; a read binding the target left behind goes."""
         namespace = bc.metadata.namespace or ""
         access = RepositoryAccess.of(repository, namespace)
-        for obj in kubedump_rbac.job_rbac(bc, repository=access):
+        for obj in job_rbac.job_rbac(bc, repository=access):
             await self.resources.ensure(obj, up_to_date)
         current: str | None = None
-        if kubedump_rbac.user_account(bc) is None:  # the user's own account reads what the user granted
-            binding = kubedump_rbac.read_binding(bc, self.settings)
+        if job_rbac.needs_read_binding(bc):  # not a claim's Job; not the user's account (theirs to grant)
+            binding = job_rbac.read_binding(bc, self.settings)
             if binding["kind"] == "ClusterRoleBinding":
                 await self._ensure_cluster_binding(binding)
             else:
                 await self.resources.ensure(binding, up_to_date)
-            current = kubedump_rbac.binding_ref(binding)
+            current = job_rbac.binding_ref(binding)
         previous = (bc.metadata.annotations or {}).get(names.ANNOTATION_KUBEDUMP_BINDING)
         if previous == current:
             return
@@ -91,9 +97,9 @@ class KubedumpJobs:
 
     async def cleanup(self, bc: BackupConfiguration, repository_namespace: str | None) -> None:
         """Delete every Role and binding made for ``bc``'s Jobs (the ServiceAccount goes by GC)."""
-        for ref in kubedump_rbac.created_for(bc, repository_namespace):
+        for ref in job_rbac.created_for(bc, repository_namespace):
             await self.resources.delete(ref.kind, ref.namespace, ref.name)
-        refs = {kubedump_rbac.binding_ref(kubedump_rbac.read_binding(bc, self.settings))}
+        refs = {job_rbac.binding_ref(job_rbac.read_binding(bc, self.settings))}
         previous = (bc.metadata.annotations or {}).get(names.ANNOTATION_KUBEDUMP_BINDING)
         if previous:
             refs.add(previous)
@@ -125,7 +131,7 @@ class KubedumpJobs:
         await call(self.rbac.replace_cluster_role_binding, name, merged)
 
     async def _delete_binding(self, value: str) -> None:
-        ref = kubedump_rbac.parse_binding_ref(value)
+        ref = job_rbac.parse_binding_ref(value)
         if ref is None:
             return
         if ref.kind == "RoleBinding":
@@ -154,7 +160,7 @@ class KubedumpJobs:
             bc = await self.stash.get(BackupConfiguration, namespace, invoker.name)
         except NotFound:
             return
-        if not backup_job.is_kubedump(bc) or bc.metadata.deletion_timestamp is not None:
+        if not backup_job.runs_as_job(bc) or bc.metadata.deletion_timestamp is not None:
             return
         status = bc.status
         current = status is not None and status.observed_generation == bc.metadata.generation
@@ -182,11 +188,20 @@ class KubedumpJobs:
             raise RetryLater(
                 f"the Repository of {namespace}/{bc.metadata.name} is not there yet", delay=RETRY_SECONDS
             ) from None
-        missing = await self._missing_cluster_role()
+        missing = await self._missing_cluster_role() if task_kind(bc) == TaskKind.KUBEDUMP else None
         if missing:
             await self._fail(session, missing)
             return
-        job = backup_job.build_job(bc, session, repository, self.settings)
+        node: str | None = None
+        claim = backup_job.claim_name(bc)
+        if claim is not None:
+            access = await self._claim_access(namespace, claim)
+            if access.problem is not None:
+                why = f"Failed to create backup job for session {namespace}/{name}: {access.problem}"
+                await self._fail(session, why)
+                return
+            node = access.node
+        job = backup_job.build_job(bc, session, repository, self.settings, node=node)
         job_name = job["metadata"]["name"]
         try:
             await call(self.batch.create_namespaced_job, namespace, job)
@@ -206,6 +221,17 @@ class KubedumpJobs:
             return
         await self._set_ensured(session, f"Successfully created backup job {namespace}/{job_name}.")
         return
+
+    async def _claim_access(self, namespace: str, claim: str) -> ClaimAccess:
+        """Where the Job may mount ``claim``: read the claim and the pods of its namespace."""
+        try:
+            found = await call_json(self.core.read_namespaced_persistent_volume_claim, claim, namespace)
+        except NotFound:
+            return ClaimAccess(
+                problem=f"PersistentVolumeClaim {namespace}/{claim} (spec.target.ref) does not exist"
+            )
+        pods = await call_json(self.core.list_namespaced_pod, namespace)
+        return claim_access(found, pods.get("items") or [])
 
     async def _missing_cluster_role(self) -> str | None:
         """Why the read-only ClusterRole cannot be used, or None (also when the operator may not look)."""

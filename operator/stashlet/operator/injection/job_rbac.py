@@ -1,21 +1,24 @@
-"""The identity of a kubedump BackupConfiguration's Jobs and what it may do: pure.
+"""The identity of a Task configuration's Jobs and what it may do: pure.
 
-Each kubedump configuration gets its own ServiceAccount ``stashlet-kubedump-<bc>``; its Jobs run as it.
+Each configuration whose sessions run as Jobs (:mod:`stashlet.operator.core.tasks`) gets its own
+ServiceAccount, named for its Task: ``stashlet-kubedump-<bc>`` for the resource dump,
+``stashlet-pvc-backup-<bc>`` for a stand-alone PersistentVolumeClaim; its Jobs run as it.
 A configuration that names its own (``spec.runtimeSettings.pod.serviceAccountName``, as Stash's kubedump
 guide does) runs its Jobs as that one instead: stashlet makes no account then, binds it no read access
 (the user granted what it may read, as in Stash), and gives it only the Job's own work below.
 The Jobs' account may:
 
-- in the configuration's namespace (Role ``stashlet-kubedump-<bc>``), exactly what ``stashlet-agent job``
+- in the configuration's namespace (Role ``<prefix><bc>``), exactly what ``stashlet-agent job``
   uses: get its BackupConfiguration (by name); get BackupSessions and get/update/patch their status;
   record events (get, create, patch); get pods (whether the holder of a stale restic lock is gone);
-- where the Repository lives (the same Role, or Role ``stashlet-kubedump-<bc namespace>-<bc>`` in the
+- where the Repository lives (the same Role, or Role ``<prefix><bc namespace>-<bc>`` in the
   Repository's namespace when it is another one): get that Repository and get/update/patch its status,
   get the one storage Secret, all by name;
-- read what it dumps, through the ClusterRole the Helm chart makes (``--kubedump-cluster-role``,
-  default ``stashlet-kubedump``: get, list, watch on everything), bound for exactly this use under the
-  name ``stashlet-kubedump-read-<bc namespace>-<bc>``: a RoleBinding in the dumped namespace for a
-  namespace or an application target, a ClusterRoleBinding for the whole cluster (no target).
+- for the resource dump only, read what it dumps, through the ClusterRole the Helm chart makes
+  (``--kubedump-cluster-role``, default ``stashlet-kubedump``: get, list, watch on everything), bound for
+  exactly this use under the name ``stashlet-kubedump-read-<bc namespace>-<bc>``: a RoleBinding in the
+  dumped namespace for a namespace or an application target, a ClusterRoleBinding for the whole cluster
+  (no target). A claim's Job reads no API object besides the above: the kubelet mounts the claim.
 
 The operator never creates that ClusterRole: a role that reads every Secret is an install-time decision
 (the chart's ``kubedump.enabled``), and making it would need the operator to hold those rights itself (or
@@ -37,6 +40,7 @@ from typing import Any
 from stashlet.api import names
 from stashlet.api.backupconfiguration import BackupConfiguration
 from stashlet.operator.core.objects import managed_labels, owner_reference
+from stashlet.operator.core.tasks import TaskKind, task_kind
 from stashlet.operator.injection.rbac import (
     RBAC_API_VERSION,
     ObjectRef,
@@ -48,7 +52,12 @@ from stashlet.operator.injection.rbac import (
 )
 from stashlet.operator.settings import OperatorSettings
 
-PREFIX = "stashlet-kubedump-"
+PREFIXES: dict[TaskKind, str] = {
+    TaskKind.KUBEDUMP: "stashlet-kubedump-",
+    TaskKind.PVC_BACKUP: "stashlet-pvc-backup-",
+}
+"""The name prefix of each Task's ServiceAccount, Roles and RoleBindings."""
+READ_PREFIX = "stashlet-kubedump-read-"
 RBAC_GROUP = "rbac.authorization.k8s.io"
 
 
@@ -75,9 +84,14 @@ def dump_scope(bc: BackupConfiguration) -> DumpScope:
     return DumpScope(ref.namespace or bc.metadata.namespace)
 
 
+def prefix(bc: BackupConfiguration) -> str:
+    """The name prefix of what is made for ``bc``'s Jobs (its Task's, the resource dump's by default)."""
+    return PREFIXES[task_kind(bc) or TaskKind.KUBEDUMP]
+
+
 def own_account_name(bc: BackupConfiguration) -> str:
-    """The ServiceAccount stashlet makes for the Jobs: ``stashlet-kubedump-<bc>``."""
-    return f"{PREFIX}{bc.metadata.name}"
+    """The ServiceAccount stashlet makes for the Jobs: ``<prefix><bc>``."""
+    return f"{prefix(bc)}{bc.metadata.name}"
 
 
 def user_account(bc: BackupConfiguration) -> str | None:
@@ -94,11 +108,11 @@ def service_account_name(bc: BackupConfiguration) -> str:
 
 def read_binding_name(bc: BackupConfiguration) -> str:
     """The binding to the read-only ClusterRole (a RoleBinding or a ClusterRoleBinding)."""
-    return f"{PREFIX}read-{bc.metadata.namespace}-{bc.metadata.name}"
+    return f"{READ_PREFIX}{bc.metadata.namespace}-{bc.metadata.name}"
 
 
 def job_rules(bc: BackupConfiguration) -> list[dict[str, Any]]:
-    """What the Job does in the configuration's namespace (besides the Repository and reading the dump)."""
+    """What the Job does in the configuration's namespace (besides the Repository and reading a dump)."""
     return [
         rule(names.GROUP, [names.BACKUP_CONFIGURATIONS], ["get"], [bc.metadata.name or ""]),
         rule(names.GROUP, [names.BACKUP_SESSIONS], ["get"]),
@@ -134,7 +148,7 @@ def job_rbac(bc: BackupConfiguration, *, repository: RepositoryAccess) -> list[d
     """The ServiceAccount, Roles and RoleBindings for the Job's own work (module docstring)."""
     namespace = bc.metadata.namespace or ""
     repo_rules = repository_rules(repository.name, repository.secret)
-    roles = agent_grant(bc, PREFIX, service_account_name(bc), job_rules(bc), repository, repo_rules)
+    roles = agent_grant(bc, prefix(bc), service_account_name(bc), job_rules(bc), repository, repo_rules)
     if user_account(bc) is not None:
         return roles
     account = {
@@ -177,7 +191,13 @@ def parse_binding_ref(value: str) -> ObjectRef | None:
     return None
 
 
+def needs_read_binding(bc: BackupConfiguration) -> bool:
+    """True when ``bc``'s Jobs read what they dump through stashlet's binding: a resource dump run as the
+    account stashlet makes."""
+    return task_kind(bc) == TaskKind.KUBEDUMP and user_account(bc) is None
+
+
 def created_for(bc: BackupConfiguration, repository_namespace: str | None) -> list[ObjectRef]:
-    """The namespaced Roles and RoleBindings stashlet may have made for ``bc``'s Jobs (not the read
-    binding, which the annotation names)."""
-    return grant_refs(bc, PREFIX, repository_namespace)
+    """The namespaced Roles and RoleBindings stashlet may have made for ``bc``'s Jobs, whichever Task it
+    named then (not the read binding, which the annotation names)."""
+    return [ref for p in PREFIXES.values() for ref in grant_refs(bc, p, repository_namespace)]

@@ -1,1 +1,0 @@
-"""Kubedump BackupConfigurations (resource-YAML backups): the task check, one Job per BackupSession."""
