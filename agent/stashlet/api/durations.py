@@ -57,7 +57,12 @@ def format_duration(seconds: float) -> str:
     below one second), e.g. 850ms, 39s, 2m5s, 1h0m3s."""
     if seconds < 1:
         return f"{round(seconds * 1000)}ms"
-    total = round(seconds)
+    return format_whole_seconds(seconds)
+
+
+def format_whole_seconds(seconds: float) -> str:
+    """A duration rounded to whole seconds as Go prints one: ``0s``, ``45s``, ``1m5s``, ``2h0m1s``."""
+    total = max(0, round(seconds))
     hours, rest = divmod(total, 3600)
     minutes, secs = divmod(rest, 60)
     if hours:

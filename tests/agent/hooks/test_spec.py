@@ -17,10 +17,11 @@ from stashlet.agent.hooks import (
     restore_hooks,
     skip_reason,
 )
-from stashlet.agent.hooks.data import go_duration, restore_data
+from stashlet.agent.hooks.data import restore_data
 from stashlet.agent.hooks.outcome import Scrubber
 from stashlet.agent.hooks.spec import ExecAction, FormEntry, HTTPAction, HTTPHeader, TCPSocketAction
 from stashlet.api.backupconfiguration import BackupHooks
+from stashlet.api.durations import format_whole_seconds
 from stashlet.api.restoresession import RestoreSession
 
 
@@ -207,7 +208,7 @@ def test_restore_data_is_stash_summary_of_the_session() -> None:
     )
     assert (data.target.api_version, data.target.kind, data.target.name) == ("apps/v1", "Deployment", "app")
     assert (data.status.phase, data.status.error, data.status.duration) == ("Failed", "boom", "1h2m5s")
-    assert [go_duration(s) for s in (0, 0.4, 45, 65, 3600)] == ["0s", "0s", "45s", "1m5s", "1h0m0s"]
+    assert [format_whole_seconds(s) for s in (0, 0.4, 45, 65, 3600)] == ["0s", "0s", "45s", "1m5s", "1h0m0s"]
 
 
 @pytest.mark.parametrize(

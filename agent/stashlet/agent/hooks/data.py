@@ -28,6 +28,7 @@ from stashlet.agent.hooks.spec import ExecutionPolicy, HookKind
 from stashlet.api import names
 from stashlet.api.backupsession import BackupSession
 from stashlet.api.common import TargetRef
+from stashlet.api.durations import format_whole_seconds
 from stashlet.api.restoresession import RestoreSession
 
 PHASE_SUCCEEDED = "Succeeded"
@@ -146,20 +147,8 @@ def skip_reason(kind: HookKind, policy: ExecutionPolicy, data: HookData) -> str 
     return f'Skipping executing {kind}. Reason: executionPolicy is "{policy}" but phase is "{phase}".'
 
 
-def go_duration(seconds: float) -> str:
-    """A duration rounded to whole seconds as Go prints one: ``0s``, ``45s``, ``1m5s``, ``2h0m1s``."""
-    total = max(0, round(seconds))
-    hours, rest = divmod(total, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h{minutes}m{secs}s"
-    if minutes:
-        return f"{minutes}m{secs}s"
-    return f"{secs}s"
-
-
 def _since(created: dt.datetime | None, now: dt.datetime) -> str:
-    return go_duration((now - created).total_seconds()) if created is not None else ""
+    return format_whole_seconds((now - created).total_seconds()) if created is not None else ""
 
 
 def restore_data(session: RestoreSession, *, phase: str, error: str = "", now: dt.datetime) -> HookData:

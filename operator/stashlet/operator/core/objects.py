@@ -6,6 +6,7 @@ which the trigger and the agent use too); they are re-exported here for the oper
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from stashlet.api import names
@@ -13,7 +14,27 @@ from stashlet.api.backupconfiguration import BackupConfiguration
 from stashlet.api.restoresession import RestoreSession
 from stashlet.api.sessions import invoker_labels, owner_reference
 
-__all__ = ["invoker_labels", "labels_cover", "managed_labels", "owned_by", "owner_reference"]
+__all__ = [
+    "MAX_NAME",
+    "fit_name",
+    "invoker_labels",
+    "labels_cover",
+    "managed_labels",
+    "owned_by",
+    "owner_reference",
+]
+
+MAX_NAME = 63
+"""The longest name of an object the operator makes (it also becomes a label value: 63 at most)."""
+
+
+def fit_name(name: str, limit: int = MAX_NAME) -> str:
+    """``name`` when it is at most ``limit`` long, else cut and ended with a hash of the whole name (so two
+    long names that share their start stay apart)."""
+    if len(name) <= limit:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+    return f"{name[: limit - len(digest) - 1].rstrip('-.')}-{digest}"
 
 
 def managed_labels(owner: BackupConfiguration | RestoreSession) -> dict[str, str]:

@@ -12,7 +12,6 @@ When the Job has succeeded the finalizer goes, and with the Repository its Job, 
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable
 from typing import Any
 
@@ -20,6 +19,7 @@ from stashlet.api import agent_contract, names
 from stashlet.api.backupconfiguration import BackupConfiguration
 from stashlet.api.repository import Repository
 from stashlet.api.restoresession import RestoreSession
+from stashlet.operator.core.objects import fit_name
 from stashlet.operator.injection.agent_container import (
     agent_args,
     agent_container,
@@ -32,7 +32,6 @@ from stashlet.operator.settings import OperatorSettings
 PREFIX = "stashlet-wipe-"
 CONTAINER = "stash-wipe"
 LOCAL_BACKEND_VOLUME = "stash-local"
-MAX_NAME = 63
 BACKOFF_LIMIT = 2
 CONTAINER_FIELDS = ("resources",)
 
@@ -44,11 +43,7 @@ def wants_wipe(repo: Repository) -> bool:
 
 def wipe_name(repo: Repository) -> str:
     """``stashlet-wipe-<repository>``, cut to 63 characters with a hash when longer."""
-    name = f"{PREFIX}{repo.metadata.name}"
-    if len(name) <= MAX_NAME:
-        return name
-    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
-    return f"{name[: MAX_NAME - len(digest) - 1].rstrip('-.')}-{digest}"
+    return fit_name(f"{PREFIX}{repo.metadata.name}")
 
 
 def users(
