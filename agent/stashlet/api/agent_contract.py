@@ -17,6 +17,7 @@ MODE_SIDECAR: Final = "sidecar"
 MODE_RESTORE: Final = "restore"
 MODE_JOB: Final = "job"
 MODE_WIPE: Final = "wipe"
+MODE_RESTORE_JOB: Final = "restore-job"
 
 # Operator modes.
 MODE_RUN: Final = "run"
@@ -39,6 +40,8 @@ ENV_POD_NAME: Final = "POD_NAME"
 ENV_NAMESPACE: Final = "NAMESPACE"
 ENV_NODE_NAME: Final = "NODE_NAME"
 ENV_POD_IP: Final = "POD_IP"
+# Set on a restore Job for one ordinal of spec.target.replicas: the host is <alias or host>-<ordinal>.
+ENV_POD_ORDINAL: Final = "POD_ORDINAL"
 
 
 @dataclass(frozen=True)

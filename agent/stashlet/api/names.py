@@ -109,6 +109,16 @@ def target_mount_path(mount_paths: list[str]) -> str:
     return mount_paths[0] if mount_paths and mount_paths[0] else TARGET_MOUNT_PATH
 
 
+# Restores run as Jobs (a RestoreSession naming a PersistentVolumeClaim with the pvc-restore Task, or
+# creating claims from ``spec.target.volumeClaimTemplates``): one Job per host, the claims mounted in it
+# (a named claim as TARGET_VOLUME at target_mount_path(), as the backup Job mounts it).
+PVC_RESTORE_TASKS: Final = frozenset({"pvc-restore"})
+RESTORE_JOB_PREFIX: Final = "stash-restore-"
+RESTORE_JOB_CONTAINER: Final = "stash-restore"
+POD_ORDINAL_VARIABLE: Final = "${POD_ORDINAL}"
+"""Replaced by each ordinal (0 .. replicas-1) in a volumeClaimTemplate's name, as Stash does."""
+
+
 def cronjob_name(backup_configuration: str) -> str:
     """Name of the CronJob that triggers a BackupConfiguration."""
     return f"{CRONJOB_PREFIX}{backup_configuration}"

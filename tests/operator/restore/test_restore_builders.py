@@ -93,11 +93,11 @@ def test_deprecated_spec_rules_are_checked_under_their_own_field() -> None:
         ({"driver": "VolumeSnapshotter"}, "spec.driver: VolumeSnapshotter is not supported"),
         (
             {"task": {"name": "pvc-restore"}},
-            "spec.task: not supported by stashlet: restoring through a Task is not supported",
+            "spec.target.ref: task pvc-restore restores into a PersistentVolumeClaim; name one",
         ),
         (
             {"target": {"ref": {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "name": "x"}}},
-            "spec.target.ref.kind: PersistentVolumeClaim is not supported",
+            "spec.task.name: a PersistentVolumeClaim target is restored by the Task pvc-restore; set it",
         ),
         (
             {"target": {"ref": {"apiVersion": "apps/v1beta1", "kind": "Deployment", "name": "x"}}},

@@ -9,8 +9,15 @@ events "Init-Container Injection Succeeded" / "Init-Container Injection Failed" 
 Failing conditions are Warning events from "RestoreSession Controller". The phase is ``Invalid`` or
 ``Pending`` while the operator owns it; the agent writes the restore's own progress and result.
 
+A session restored by Jobs (a ``pvc-restore`` claim, or ``volumeClaimTemplates``) gets no init-container:
+its claim is looked up (``RestoreTargetFound``), its templates judged by the API server, and once valid
+its claims and one Job per host are made (:mod:`stashlet.operator.restore.executor`,
+``RestoreExecutorEnsured``, with the events "SuccessfullyEnsuredRestoreExecutor" /
+"FailedToEnsureRestoreExecutor"; a failure ends the session ``Failed``).
+
 Deleting the session (finalizer ``stash.appscode.com``) takes the init-container out of the workload
-("Init-Container Deletion Succeeded") and deletes its Roles and RoleBindings. Idempotent like the
+("Init-Container Deletion Succeeded") and deletes its Roles and RoleBindings; a Job-restored session's
+Jobs and ServiceAccount go with it (owned), its claims stay: they are the user's. Idempotent like the
 BackupConfiguration reconciler: an unchanged session writes nothing.
 """
 
@@ -22,7 +29,7 @@ from typing import Any
 
 from kubernetes_asyncio import client
 
-from stashlet.api import names
+from stashlet.api import names, restore_jobs
 from stashlet.api.common import Condition, ConditionStatus
 from stashlet.api.conditions import ConditionReason, ConditionType
 from stashlet.api.repository import Repository
@@ -37,6 +44,7 @@ from stashlet.operator.core.validation import Lookup, repository_key, target_kin
 from stashlet.operator.injection import init_container, restore_rbac
 from stashlet.operator.injection.init_container import restore_invoker
 from stashlet.operator.injection.rbac import RepositoryAccess, up_to_date
+from stashlet.operator.restore.executor import RestoreJobs, claim_dependency
 from stashlet.operator.restore.validation import RestoreObserved, restore_phase, validate_restore
 from stashlet.operator.settings import OperatorSettings
 
@@ -55,7 +63,14 @@ def restore_events(old: list[Condition], new: list[Condition]) -> list[EventSpec
         if before.get(cond.type) == (cond.status, cond.reason, cond.message):
             continue
         message = cond.message or ""
-        if cond.type == ConditionType.STASH_INIT_CONTAINER_INJECTED:
+        if cond.type == ConditionType.RESTORE_EXECUTOR_ENSURED:
+            ok = cond.status == ConditionStatus.TRUE
+            events.append(
+                EventSpec(
+                    "Normal" if ok else "Warning", cond.reason or "", message, names.COMPONENT_RESTORE_SESSION
+                )
+            )
+        elif cond.type == ConditionType.STASH_INIT_CONTAINER_INJECTED:
             ok = cond.status == ConditionStatus.TRUE
             reason = REASON_INIT_INJECTION_SUCCEEDED if ok else REASON_INIT_INJECTION_FAILED
             events.append(EventSpec("Normal" if ok else "Warning", reason, message, names.COMPONENT_WORKLOAD))
@@ -89,11 +104,14 @@ class RestoreReconciler(FinalizingReconciler[RestoreSession]):
         """Use ``api`` (the operator's own identity) and ``settings``."""
         super().__init__(api, settings)
         self.placer = Placer(self.resources, self.events, INIT_CONTAINER)
+        self.jobs = RestoreJobs(api, self.resources, settings)
 
     async def apply(self, rs: RestoreSession) -> ReconcileResult:
         """Validate, then the RBAC and the init-container; write the status."""
         namespace = rs.metadata.namespace or ""
         result = ReconcileResult()
+        if restore_jobs.restores_by_job(rs):
+            return await self._apply_by_job(rs, result)
         observed = await self._observe(rs, result.dependencies)
         verdict = validate_restore(rs, observed)
         updates = list(verdict.updates)
@@ -107,6 +125,31 @@ class RestoreReconciler(FinalizingReconciler[RestoreSession]):
         if workload is not None:
             key = (str(workload.get("kind")), f"{namespace}/{workload['metadata']['name']}")
             result.seen.setdefault(key, workload["metadata"])
+        return result
+
+    async def _apply_by_job(self, rs: RestoreSession, result: ReconcileResult) -> ReconcileResult:
+        """Validate a Job-restored session, then its claims and Jobs; write the status."""
+        namespace = rs.metadata.namespace or ""
+        repo = await observe_repository(
+            self.stash, self.resources, namespace, repository_key(rs), result.dependencies
+        )
+        claim: Lookup[dict[str, Any]] = Lookup()
+        dependency = claim_dependency(rs)
+        if dependency is not None:
+            result.dependencies.add(dependency)
+            claim = await lookup(self.jobs.claim(namespace, dependency[2]))
+        problems = await self.jobs.claim_problems(rs)
+        observed = RestoreObserved(
+            repo.repository, repo.secret_keys, claim, repo.namespace_labels, claim_problems=problems
+        )
+        verdict = validate_restore(rs, observed)
+        updates = list(verdict.updates)
+        repository = observed.repository.value
+        if verdict.applicable and repository is not None:
+            ensured = await self.jobs.ensure(rs, repository)
+            if ensured is not None:
+                updates.append(ensured)
+        await self.write_status(rs, updates, restore_phase)
         return result
 
     def new_status(self) -> RestoreSessionStatus:

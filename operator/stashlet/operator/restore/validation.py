@@ -13,8 +13,15 @@ Repository's ``usagePolicy`` admits the namespace, and the
 rules (:func:`stashlet.api.restore_rules.rule_problems`: the very checks the agent makes again before it
 restores, so a session the operator passes is one the agent accepts, and both say the same words).
 
+A session that restores through Jobs (:func:`stashlet.api.restore_jobs.restores_by_job`: task
+``pvc-restore`` with a PersistentVolumeClaim, or ``volumeClaimTemplates``) is checked as a Job's
+(:mod:`stashlet.operator.restore.claims`; the fields a Job takes), its claim target looked up
+(``RestoreTargetFound``), and what the API server says of each claim its templates make in a dry run
+(``RestoreObserved.claim_problems``) is part of ``ValidationPassed``.
+
 The phase: the operator owns it only until the agent starts (None, ``Pending``, ``Invalid``): ``Invalid``
-when ``ValidationPassed`` is False, else ``Pending``. From ``Running`` on the agent writes it.
+when ``ValidationPassed`` is False, ``Failed`` when the restore Jobs or their claims could not be made
+(``RestoreExecutorEnsured`` False), else ``Pending``. From ``Running`` on the agent writes it.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from stashlet.api import names
+from stashlet.api import names, restore_jobs
 from stashlet.api.common import Condition, ConditionStatus, Snapshotter
 from stashlet.api.conditions import ConditionType
 from stashlet.api.restore_rules import rule_problems, rules_of
@@ -31,6 +38,7 @@ from stashlet.api.restoresession import RestorePhase, RestoreSession
 from stashlet.operator.core import field_support, workloads
 from stashlet.operator.core import validation as shared
 from stashlet.operator.core.conditions import ConditionUpdate
+from stashlet.operator.restore import claims
 
 _WORDS = shared.TargetWords(owner="session", verb="restore into", container="init-container")
 
@@ -44,6 +52,9 @@ class RestoreObserved(shared.Observed):
 
     other_restore: str | None = None
     """Another live RestoreSession whose init-container the target already carries."""
+    claim_problems: tuple[str, ...] = ()
+    """What the API server refuses in the claims the volumeClaimTemplates make (a dry run), each naming
+    the template."""
 
 
 @dataclass(frozen=True)
@@ -58,25 +69,36 @@ def spec_problems(rs: RestoreSession) -> list[str]:
     """What is wrong with the session by itself, each naming the field: the fields stashlet does not carry
     out (:mod:`~stashlet.operator.core.field_support`), then the values it cannot."""
     spec = rs.spec
-    problems = field_support.refusals(
-        names.KIND_RESTORE_SESSION, rs.to_dict()["spec"], field_support.Runner.INIT_CONTAINER
-    )
+    by_job = restore_jobs.restores_by_job(rs)
+    runner = field_support.Runner.JOB if by_job else field_support.Runner.INIT_CONTAINER
+    problems = field_support.refusals(names.KIND_RESTORE_SESSION, rs.to_dict()["spec"], runner)
     if spec.driver == Snapshotter.VOLUME_SNAPSHOTTER:
         return [*problems, "spec.driver: VolumeSnapshotter is not supported by stashlet; use Restic"]
     if spec.repository is None:
         problems.append("spec.repository: required with the Restic driver")
     target = spec.target
     ref = target.ref if target else None
-    problems += shared.target_problems(
-        ref, list(target.volume_mounts or [] if target else []), rs.metadata.namespace, _WORDS
-    )
+    mounts = list(target.volume_mounts or [] if target else [])
+    if by_job:
+        problems += claims.job_problems(rs)
+        problems += [
+            f"spec.target.volumeMounts[{i}].mountPath: {names.TMP_MOUNT_PATH} is the restore Job's "
+            "temporary directory"
+            for i, mount in enumerate(mounts)
+            if mount.mount_path.rstrip("/") == names.TMP_MOUNT_PATH
+        ]
+    else:
+        problems += shared.target_problems(ref, mounts, rs.metadata.namespace, _WORDS)
     where, rules = rules_of(rs)
     problems += rule_problems(rules, where)
     return problems
 
 
 def workload_problems(rs: RestoreSession, workload: dict[str, Any], other: str | None) -> list[str]:
-    """What keeps the init-container from going into this workload, each naming the field."""
+    """What keeps the init-container from going into this workload, each naming the field (nothing for
+    the claim a restore Job mounts)."""
+    if restore_jobs.restores_by_job(rs):
+        return []
     what = shared.what_workload(workload)
     target = rs.spec.target
     problems = shared.mount_problems(list(target.volume_mounts or [] if target else []), workload)
@@ -97,8 +119,8 @@ def workload_problems(rs: RestoreSession, workload: dict[str, Any], other: str |
 def validate_restore(rs: RestoreSession, observed: RestoreObserved) -> RestoreVerdict:
     """The validation conditions for ``rs`` given what was found (see the module docstring)."""
     texts = None
-    if shared.target_kind(rs) is not None:
-        target = shared.target_text(rs)
+    if restore_jobs.names_claim(rs) or shared.target_kind(rs) is not None:
+        target = claim_text(rs) if restore_jobs.names_claim(rs) else shared.target_text(rs)
         texts = shared.TargetTexts(
             unable=f"Failed to check whether restore target {target} exist or not. Reason: {{reason}}",
             missing=f"Restore target {target} does not exist.",
@@ -107,7 +129,7 @@ def validate_restore(rs: RestoreSession, observed: RestoreObserved) -> RestoreVe
     updates, applicable = shared.checked(
         rs,
         observed,
-        spec_problems(rs),
+        [*spec_problems(rs), *observed.claim_problems],
         ConditionType.RESTORE_TARGET_FOUND,
         texts,
         lambda workload: workload_problems(rs, workload, observed.other_restore),
@@ -115,11 +137,20 @@ def validate_restore(rs: RestoreSession, observed: RestoreObserved) -> RestoreVe
     return RestoreVerdict(updates, applicable=applicable)
 
 
+def claim_text(rs: RestoreSession) -> str:
+    """How conditions name a claim target: ``v1 persistentvolumeclaim/data``."""
+    ref = rs.spec.target.ref if rs.spec.target else None
+    return f"v1 persistentvolumeclaim/{ref.name if ref else ''}"
+
+
 def restore_phase(conditions: Sequence[Condition], current: RestorePhase | None) -> RestorePhase | None:
-    """The phase the operator writes: ``Invalid`` or ``Pending`` while it owns the phase, else ``current``."""
+    """The phase the operator writes: ``Invalid``, ``Failed`` or ``Pending`` while it owns the phase, else
+    ``current``."""
     if current not in OPERATOR_PHASES:
         return current
-    for condition in conditions:
-        if condition.type == ConditionType.VALIDATION_PASSED and condition.status == ConditionStatus.FALSE:
-            return RestorePhase.INVALID
+    failed = {c.type for c in conditions if c.status == ConditionStatus.FALSE}
+    if ConditionType.VALIDATION_PASSED in failed:
+        return RestorePhase.INVALID
+    if ConditionType.RESTORE_EXECUTOR_ENSURED in failed:
+        return RestorePhase.FAILED
     return RestorePhase.PENDING
