@@ -26,17 +26,18 @@ from stashlet.agent.context import (
     target_alias,
     target_lease,
 )
-from stashlet.agent.hosts import HostError, HostIdentity, identify
+from stashlet.agent.hosts import HostError, HostIdentity, identify, job_identity
 from stashlet.agent.http_api.server import make_app, run_server
 from stashlet.agent.job import run as run_job_mode
 from stashlet.agent.metrics.report import LatestMetrics, MetricsReporter
 from stashlet.agent.restic.errors import PriorityRefused, ResticUnavailable
 from stashlet.agent.restic.runner import ResticSettings, inherited_env, restic_version
 from stashlet.agent.restore.run import EXIT_FAILED, EXIT_INTERRUPTED, RestoreRunner
+from stashlet.agent.restore.scope import JobScope, RestoreScope
 from stashlet.agent.settings import AgentSettings, SettingsError, load
 from stashlet.agent.wipe import run as run_wipe_mode
 from stashlet.api import agent_contract as contract
-from stashlet.api import names
+from stashlet.api import names, restore_jobs
 from stashlet.api.backupconfiguration import BackupConfiguration
 from stashlet.api.names import COMPONENT_BACKUP_SESSION, COMPONENT_RESTORE_SESSION
 from stashlet.api.restoresession import RestoreSession
@@ -150,9 +151,23 @@ RESTORE_RETRY_LOCK = 60.0
 """Seconds restic waits for an exclusive lock (a prune) to go before a restore fails as locked."""
 
 
-async def run_restore(settings: AgentSettings) -> int:
-    """The init-container: restore this host once, then exit (0 only when its host Succeeded)."""
-    host = identify(settings.target_kind, settings.pod_name, settings.node_name)
+def restore_job_host(alias: str | None, ordinal: str | None) -> HostIdentity:
+    """The host a restore Job plays: ``host-<ordinal>`` (``<alias>-<ordinal>``) when the operator gave it
+    an ordinal (``POD_ORDINAL``), else ``host-0`` (the alias); never a Lease."""
+    if ordinal is None or not ordinal.isdigit():
+        return job_identity(alias)
+    return HostIdentity(restore_jobs.job_host(alias, int(ordinal)), needs_lease=False)
+
+
+async def run_restore(settings: AgentSettings, ordinal: str | None = None) -> int:
+    """The init-container (or, in mode ``restore-job``, a restore Job for ``ordinal``): restore this host
+    once, then exit (0 only when its host Succeeded)."""
+    job = settings.mode == contract.MODE_RESTORE_JOB
+    host = (
+        restore_job_host(None, ordinal)
+        if job
+        else identify(settings.target_kind, settings.pod_name, settings.node_name)
+    )
     restic = dataclasses.replace(restic_settings(settings), retry_lock=RESTORE_RETRY_LOCK)
     startup_error = None
     try:
@@ -167,7 +182,8 @@ async def run_restore(settings: AgentSettings) -> int:
         await api.close()
         return EXIT_FAILED
     if spec is not None:  # the alias names the host (and so the default sourceHost)
-        host = agent_host(settings, target_alias(spec))
+        alias = target_alias(spec)
+        host = restore_job_host(alias, ordinal) if job else agent_host(settings, alias)
         try:
             restic = restic_for(restic, spec)
         except PriorityRefused as exc:
@@ -177,7 +193,9 @@ async def run_restore(settings: AgentSettings) -> int:
     )
     ctx.live.settings_loaded = True
     log.info("restore started", extra=_identity(settings, host))
-    task = asyncio.create_task(RestoreRunner(ctx, startup_error=startup_error).run(), name="restore")
+    scope: RestoreScope | None = JobScope(settings.target_name) if job else None
+    runner = RestoreRunner(ctx, scope=scope, startup_error=startup_error)
+    task = asyncio.create_task(runner.run(), name="restore")
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, task.cancel)
@@ -207,6 +225,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(run_sidecar(settings))
         if settings.mode == contract.MODE_RESTORE:
             return asyncio.run(run_restore(settings))
+        if settings.mode == contract.MODE_RESTORE_JOB:
+            return asyncio.run(run_restore(settings, os.environ.get(contract.ENV_POD_ORDINAL)))
         if settings.mode == contract.MODE_JOB:
             return asyncio.run(run_job(settings))
         if settings.mode == contract.MODE_WIPE:

@@ -53,6 +53,7 @@ def parser() -> argparse.ArgumentParser:
         (contract.MODE_RESTORE, "restore before the application starts (init-container)"),
         (contract.MODE_JOB, "run one BackupSession as a Job"),
         (contract.MODE_WIPE, "wipe a deleted Repository's backend data (spec.wipeOut), as a Job"),
+        (contract.MODE_RESTORE_JOB, "restore one host of a RestoreSession into claims, as a Job"),
     ):
         sub = modes.add_parser(mode, help=text)
         sub.add_argument(contract.FLAG_INVOKER_KIND, default=names.KIND_BACKUP_CONFIGURATION)
@@ -81,7 +82,7 @@ def load(argv: Sequence[str], environ: Mapping[str, str]) -> AgentSettings:
             "metadata.namespace) or run it with a service account"
         )
     pod_name = environ.get(contract.ENV_POD_NAME) or environ.get("HOSTNAME") or socket.gethostname()
-    if args.mode not in (contract.MODE_JOB, contract.MODE_WIPE) and not (
+    if args.mode not in (contract.MODE_JOB, contract.MODE_WIPE, contract.MODE_RESTORE_JOB) and not (
         args.target_kind and args.target_name
     ):
         raise SettingsError(f"{args.mode} needs {contract.FLAG_TARGET_KIND} and {contract.FLAG_TARGET_NAME}")

@@ -1,21 +1,26 @@
-"""``stashlet-agent restore``: the ``stash-init`` init-container, one host's part of a RestoreSession.
+"""``stashlet-agent restore`` and ``restore-job``: one host's part of a RestoreSession.
+
+The ``stash-init`` init-container restores into its workload's volumes; a restore Job into the claims it
+mounts (:mod:`.scope` says which, how many hosts there are, and whether hosts take turns).
 
 On every start of its pod it reads its RestoreSession (``--invoker-name``, in its namespace) and:
 
 - does nothing and exits 0 when the session Succeeded or this host already has a Succeeded entry (no
   write at all: a restarted pod starts at once);
-- otherwise waits for its turn on Lease ``lock-<kind>-<name>-restore`` (one host at a time; the other
-  replicas of a Deployment, which all play ``host-0``, find the work done when their turn comes), then
-  restores what the matching rule asks for (see :mod:`.plan`), verifies it, and records its
-  host's entry in ``status.stats`` with ``totalHosts``; the session's phase and, once all hosts are in,
-  its duration and ``RestoreCompleted`` follow from the entries (see :mod:`.status`);
+- otherwise (an init-container) waits for its turn on Lease ``lock-<kind>-<name>-restore`` (one host at
+  a time; the other replicas of a Deployment, which all play ``host-0``, find the work done when their
+  turn comes; a Job is its own host and takes no turn), then restores what the matching rule asks for
+  (see :mod:`.plan`), verifies it, and records its host's entry in ``status.stats`` with ``totalHosts``;
+  the session's phase and, once all hosts are in, its duration and ``RestoreCompleted`` follow from the
+  entries (see :mod:`.status`);
 - records the events "Host Restore Succeeded"/"Host Restore Failed" (component "RestoreSession
   Controller"), and "RestoreSessionSucceeded"/"RestoreSessionFailed" when its entry completes the
   session; pushes the Stash restore metrics (a failed push sets ``MetricsPushed=False`` and never fails
   the restore);
 - exits 0 only when its host Succeeded. Any failure exits non-zero with the reason in the host's
-  entry (when the session still exists), so the application never starts on partial data; the pod's
-  restart is the retry, and a Failed entry is restored again.
+  entry (when the session still exists), so the application never starts on partial data; an
+  init-container's restart is the retry, and a Failed entry is restored again (a restore Job is not
+  restarted: its Failed entry fails the session).
 
 ``spec.hooks`` (see :mod:`stashlet.agent.hooks`), from this pod as the executor pod, on every attempt:
 
@@ -61,7 +66,6 @@ from stashlet.agent.hooks import (
     restore_hooks,
     run_hook,
 )
-from stashlet.agent.hosts import total_hosts
 from stashlet.agent.restic import output as rj
 from stashlet.agent.restic.errors import ResticError
 from stashlet.agent.restic.runner import Restic
@@ -70,9 +74,9 @@ from stashlet.agent.restore.extract import HostRestore, ResticRestore, RestoreIn
 from stashlet.agent.restore.listing import RestoreItem
 from stashlet.agent.restore.plan import PlanError, check_extra_args, match_rule
 from stashlet.agent.restore.report import RestoreReport
+from stashlet.agent.restore.scope import RestoreScope, WorkloadScope
 from stashlet.agent.timestamps import now_utc
 from stashlet.api import names
-from stashlet.api.common import Snapshotter
 from stashlet.api.conditions import ConditionReason
 from stashlet.api.restore_rules import rule_problems, rules_of
 from stashlet.api.restoresession import HostRestorePhase, HostRestoreStats, RestorePhase, RestoreSession
@@ -116,15 +120,18 @@ class RestoreRunner:
         self,
         ctx: AgentContext,
         *,
+        scope: RestoreScope | None = None,
         turn_poll: float = TURN_POLL,
         startup_error: PreparationError | None = None,
     ) -> None:
-        """Serve ``ctx``'s invoker (a RestoreSession) as ``ctx.host``.
+        """Serve ``ctx``'s invoker (a RestoreSession) as ``ctx.host``, into ``scope`` (by default the
+        init-container's workload, ``ctx``'s target).
 
         ``startup_error`` is a problem found while starting (restic missing): it is recorded as this
         host's failure, so the session says why the pod does not start.
         """
         self.ctx = ctx
+        self.scope = scope or WorkloadScope(ctx.settings.target_kind, ctx.settings.target_name)
         self.report = RestoreReport(ctx)
         self.startup_error = startup_error
         self.turn_poll = turn_poll
@@ -199,7 +206,11 @@ class RestoreRunner:
 
     @contextlib.asynccontextmanager
     async def _turn(self, deadline: float | None) -> AsyncIterator[bool]:
-        """Hold Lease ``lock-<kind>-<name>-restore`` while restoring; False: the work got done meanwhile."""
+        """Hold Lease ``lock-<kind>-<name>-restore`` while restoring; False: the work got done meanwhile.
+        A scope without turns (a Job) holds nothing."""
+        if not self.scope.leased:
+            yield True
+            return
         lease = target_lease(
             self.ctx.api, self.ctx.settings, "restore", duration=LEASE_DURATION, renew_every=LEASE_RENEW
         )
@@ -248,7 +259,7 @@ class RestoreRunner:
         hooks = HookSet()
         try:
             hooks = restore_hooks(session.spec.hooks)
-            total = total_hosts(ctx.settings.target_kind, await ctx.read_workload(), _replicas(session))
+            total = await self.scope.total_hosts(ctx, session)
             await ctx.stash.update_status(
                 RestoreSession,
                 ctx.namespace,
@@ -301,7 +312,7 @@ class RestoreRunner:
         ctx = self.ctx
         if self.startup_error is not None:
             raise self.startup_error
-        check_session(session, ctx.settings.target_kind, ctx.settings.target_name)
+        self.scope.check(session)
         where, rules = rules_of(session)
         problems = rule_problems(rules, where)
         if problems:
@@ -325,8 +336,7 @@ class RestoreRunner:
         repo, restic_repo = await ctx.repository(repo_ref.name, repo_ref.namespace)
         repository = f"{repo.metadata.namespace or ctx.namespace}/{repo.metadata.name}"
         runner = ResticRestore(ctx, Restic(ctx.restic, restic_repo), repository, self._progress)
-        mounts = [vm.mount_path for vm in (target.volume_mounts or [])] if target else []
-        done = await runner.run(rule, mounts, extra_args, before_each=self._check_lease)
+        done = await runner.run(rule, self.scope.mounts(session), extra_args, before_each=self._check_lease)
         return done, repo.metadata.name or ""
 
     # --- hooks ------------------------------------------------------------------------------------------
@@ -425,23 +435,6 @@ class RestoreRunner:
             log.error("could not record the failure", extra={"session": self.ref, "error": str(exc)})
 
 
-def check_session(session: RestoreSession, kind: str, name: str) -> None:
-    """The session must target this workload and restore with restic (the init-container model)."""
-    spec = session.spec
-    if spec.driver == Snapshotter.VOLUME_SNAPSHOTTER:
-        raise PlanError(
-            "spec.driver VolumeSnapshotter is not restored by an init-container", reason="UnsupportedDriver"
-        )
-    ref = spec.target.ref if spec.target else None
-    if ref is None or not ref.kind or not ref.name:
-        raise PlanError("spec.target.ref is not set", reason="RestoreTargetNotFound")
-    if (ref.kind, ref.name) != (kind, name):
-        raise PlanError(
-            f"spec.target.ref is {ref.kind}/{ref.name}, but this init-container belongs to {kind}/{name}",
-            reason="RestoreTargetMismatch",
-        )
-
-
 def _outcome(session: RestoreSession, stats: HostRestoreStats) -> tuple[str, str]:
     """The phase and error a postRestore hook sees: Failed when this host or another one failed (with the
     first error found, this host's first; the other hosts' entries as the session stood when this host's
@@ -453,11 +446,6 @@ def _outcome(session: RestoreSession, stats: HostRestoreStats) -> tuple[str, str
     if failed:
         return PHASE_FAILED, failed[0].error or ""
     return PHASE_SUCCEEDED, ""
-
-
-def _replicas(session: RestoreSession) -> int | None:
-    target = session.spec.target
-    return target.replicas if target is not None else None
 
 
 def _deadline(session: RestoreSession) -> float | None:
