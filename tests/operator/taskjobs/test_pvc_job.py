@@ -114,6 +114,11 @@ def test_a_missing_claim_is_backup_target_found_false_and_not_applied() -> None:
         ),
         (
             {"ref": {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "name": "c"}},
+            {"name": "pvc-backup", "params": [{"name": "outputDir", "value": "/tmp"}]},
+            "spec.task.params: task pvc-backup takes no params",
+        ),
+        (
+            {"ref": {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "name": "c"}},
             None,
             "spec.task.name: a stand-alone PersistentVolumeClaim is backed up by a Job: set spec.task.name "
             "to pvc-backup",
@@ -126,13 +131,13 @@ def test_a_missing_claim_is_backup_target_found_false_and_not_applied() -> None:
     ],
 )
 def test_wrong_combinations_are_refused_by_name(
-    target: dict[str, Any] | None, task: str | None, expected: str
+    target: dict[str, Any] | None, task: str | dict[str, Any] | None, expected: str
 ) -> None:
     """pvc-backup without a claim target, a claim target without pvc-backup, an unknown Task: Invalid,
     ValidationPassed False naming the field."""
     obj = backup_configuration()
     if task:
-        obj["spec"]["task"] = {"name": task}
+        obj["spec"]["task"] = task if isinstance(task, dict) else {"name": task}
     if target is None:
         del obj["spec"]["target"]
     else:

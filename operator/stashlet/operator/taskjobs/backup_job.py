@@ -117,6 +117,8 @@ def _claim_problems(bc: BackupConfiguration, ref: TargetRef | None) -> list[str]
             "(a workload's volumes are backed up by the sidecar, without spec.task)"
         ]
     problems = []
+    if bc.spec.task and bc.spec.task.params:
+        problems.append(f"spec.task.params: task {task} takes no params (its Job backs up spec.target.paths)")
     if not is_claim(ref):
         problems.append(f"spec.target.ref.apiVersion: {ref.api_version} is not supported; use v1")
     if ref.namespace and ref.namespace != bc.metadata.namespace:
