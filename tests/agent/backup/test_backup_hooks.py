@@ -35,22 +35,41 @@ def conditions(status: dict[str, Any]) -> dict[str, tuple[str, str]]:
     return {c["type"]: (c["status"], c.get("reason", "")) for c in target.get("conditions", [])}
 
 
-def start(setup: Setup, start_agent: Callable[..., Any], kubeconfig: Path) -> Any:
-    return start_agent(
+@pytest.fixture
+def setup(kubectl: Callable[..., Any], namespace: str, tmp_path: Path) -> Setup:
+    """A Deployment's backup objects (local Repository, RBAC as the operator grants) and its data."""
+    made = Setup(kubectl, namespace, tmp_path)
+    write_tree(made.data)
+    made.apply()
+    return made
+
+
+async def back_up(
+    setup: Setup,
+    hooks: dict[str, Any],
+    session: str,
+    start_agent: Callable[..., Any],
+    service_account_kubeconfig: Callable[[str, str], Path],
+) -> tuple[dict[str, Any], Any]:
+    """Give the configuration ``hooks``, start the sidecar, run ``session`` to its end: the session and
+    the agent process."""
+    with_hooks(setup, hooks)
+    agent = start_agent(
         namespace=setup.namespace,
         invoker="app-backup",
         target_kind="Deployment",
         target_name="app",
         pod_name="app-7d4b9-x1",
-        kubeconfig=kubeconfig,
+        kubeconfig=service_account_kubeconfig(setup.namespace, "app-agent"),
     )
+    name = setup.session(session)
+    done = await asyncio.to_thread(wait_phase, setup.kubectl, setup.namespace, name, {"Succeeded", "Failed"})
+    return done, agent
 
 
 async def test_pre_backup_runs_before_restic_and_post_backup_after_it(
     recorder: Recorder,
-    kubectl: Callable[..., Any],
-    namespace: str,
-    tmp_path: Path,
+    setup: Setup,
     start_agent: Callable[..., Any],
     service_account_kubeconfig: Callable[[str, str], Path],
     restic_binary: str,
@@ -58,9 +77,6 @@ async def test_pre_backup_runs_before_restic_and_post_backup_after_it(
     """preBackup is posted before any snapshot exists, then restic backs up, then an OnSuccess postBackup is
     posted with the session's name and phase; both conditions True with Stash's reasons, a Normal event
     each, and the session Succeeded."""
-    setup = Setup(kubectl, namespace, tmp_path)
-    write_tree(setup.data)
-    setup.apply()
     snapshots_at_pre: list[int] = []
 
     def observe(request: Any) -> None:
@@ -71,21 +87,16 @@ async def test_pre_backup_runs_before_restic_and_post_backup_after_it(
             snapshots_at_pre.append(0)
 
     recorder.observe = observe
-    with_hooks(
-        setup,
-        {
-            "preBackup": post_to(recorder, "/pre", "pre {{ .Name }} {{ .Invoker.Kind }} {{ .Target.Name }}"),
-            "postBackup": post_to(
-                recorder,
-                "/post",
-                "post {{ .Name }} {{ .Status.Phase }} [{{ .Status.Error }}]",
-                executionPolicy="OnSuccess",
-            ),
-        },
-    )
-    agent = start(setup, start_agent, service_account_kubeconfig(namespace, "app-agent"))
-    session = setup.session("hooked")
-    done = await asyncio.to_thread(wait_phase, kubectl, namespace, session, {"Succeeded", "Failed"})
+    hooks = {
+        "preBackup": post_to(recorder, "/pre", "pre {{ .Name }} {{ .Invoker.Kind }} {{ .Target.Name }}"),
+        "postBackup": post_to(
+            recorder,
+            "/post",
+            "post {{ .Name }} {{ .Status.Phase }} [{{ .Status.Error }}]",
+            executionPolicy="OnSuccess",
+        ),
+    }
+    done, agent = await back_up(setup, hooks, "hooked", start_agent, service_account_kubeconfig)
 
     assert done["status"]["phase"] == "Succeeded", (done["status"], agent.logs()[-3000:])
     assert snapshots_at_pre == [0]
@@ -97,7 +108,9 @@ async def test_pre_backup_runs_before_restic_and_post_backup_after_it(
     assert found["PreBackupHookExecutionSucceeded"] == ("True", "SuccessfullyExecutedPreBackupHook")
     assert found["PostBackupHookExecutionSucceeded"] == ("True", "SuccessfullyExecutedPostBackupHook")
     reasons = sorted(
-        (e["type"], e["reason"]) for e in events_for(kubectl, namespace, session) if "Hook" in e["reason"]
+        (e["type"], e["reason"])
+        for e in events_for(setup.kubectl, setup.namespace, "hooked")
+        if "Hook" in e["reason"]
     )
     assert reasons == [
         ("Normal", "SuccessfullyExecutedPostBackupHook"),
@@ -107,9 +120,7 @@ async def test_pre_backup_runs_before_restic_and_post_backup_after_it(
 
 async def test_a_failing_pre_backup_takes_no_snapshot_and_an_on_failure_post_backup_reports_it(
     recorder: Recorder,
-    kubectl: Callable[..., Any],
-    namespace: str,
-    tmp_path: Path,
+    setup: Setup,
     start_agent: Callable[..., Any],
     service_account_kubeconfig: Callable[[str, str], Path],
     restic_binary: str,
@@ -117,22 +128,14 @@ async def test_a_failing_pre_backup_takes_no_snapshot_and_an_on_failure_post_bac
     """A preBackup tcpSocket to a closed port fails: restic takes no snapshot, the host is Failed with
     FailedToExecutePreBackupHook and the session Failed; the OnFailure postBackup still runs and its body
     carries phase Failed and the error."""
-    setup = Setup(kubectl, namespace, tmp_path)
-    write_tree(setup.data)
-    setup.apply()
     port = closed_port()
-    with_hooks(
-        setup,
-        {
-            "preBackup": {"tcpSocket": {"host": "127.0.0.1", "port": port}},
-            "postBackup": post_to(
-                recorder, "/alert", "{{ .Status.Phase }}: {{ .Status.Error }}", executionPolicy="OnFailure"
-            ),
-        },
-    )
-    start(setup, start_agent, service_account_kubeconfig(namespace, "app-agent"))
-    session = setup.session("refused")
-    done = await asyncio.to_thread(wait_phase, kubectl, namespace, session, {"Succeeded", "Failed"})
+    hooks = {
+        "preBackup": {"tcpSocket": {"host": "127.0.0.1", "port": port}},
+        "postBackup": post_to(
+            recorder, "/alert", "{{ .Status.Phase }}: {{ .Status.Error }}", executionPolicy="OnFailure"
+        ),
+    }
+    done, _ = await back_up(setup, hooks, "refused", start_agent, service_account_kubeconfig)
 
     assert done["status"]["phase"] == "Failed"
     [host] = done["status"]["targets"][0]["stats"]
@@ -146,4 +149,6 @@ async def test_a_failing_pre_backup_takes_no_snapshot_and_an_on_failure_post_bac
     [alert] = recorder.seen
     assert alert.path == "/alert"
     assert alert.body.decode().startswith("Failed: ") and why in alert.body.decode()
-    assert get(kubectl, "backupsession", session, "-n", namespace)["status"]["phase"] == "Failed"
+    assert (
+        get(setup.kubectl, "backupsession", "refused", "-n", setup.namespace)["status"]["phase"] == "Failed"
+    )
