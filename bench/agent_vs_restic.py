@@ -201,7 +201,7 @@ class Bench:
         if phase != "Succeeded":
             raise SystemExit(f"{session} {phase}: {json.dumps(obj['status'])}")
         snap = obj["status"]["targets"][0]["stats"][0]["snapshots"][0]
-        from stashlet.agent.durations import parse_duration  # noqa: PLC0415
+        from stashlet.api.durations import parse_duration  # noqa: PLC0415
 
         processing = parse_duration(snap["processingTime"])
         started = None

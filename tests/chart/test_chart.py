@@ -594,6 +594,7 @@ def test_grants_cluster_role_is_exactly_what_rbac_py_grants(helm: Helm) -> None:
                 "schedule": "*/5 * * * *",
                 "target": {"ref": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "w"}},
                 "retentionPolicy": {"name": "keep-last-5", "keepLast": 5, "prune": True},
+                "hooks": {"preBackup": {"exec": {"command": ["sync"]}}},  # pods/exec is granted for it
             },
         }
     )

@@ -12,7 +12,8 @@ import ast
 import copy
 import functools
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +37,11 @@ from stashlet.operator.core.field_support import FIELDS, Runner, Supported, Unsu
 from stashlet.operator.core.validation import Lookup, Observed
 from stashlet.operator.core.workloads import WORKLOAD_KINDS
 from stashlet.operator.injection import init_container, sidecar_container
-from stashlet.operator.kubedump import backup_job
+from stashlet.operator.restore import restore_job
 from stashlet.operator.restore import validation as restore_validation
 from stashlet.operator.restore.validation import RestoreObserved
 from stashlet.operator.settings import OperatorSettings
+from stashlet.operator.taskjobs import backup_job
 
 ROOT = Path(__file__).resolve().parents[3]
 SETTINGS = OperatorSettings(agent_image="agent:1", pushgateway_url="http://pgw:9091", status_port=4000)
@@ -60,6 +62,14 @@ _ELSEWHERE = (
 )
 _TMP = (
     "tests/operator/injection/test_inject.py::test_target_mounts_are_read_only_and_tmp_dir_is_an_empty_dir",
+)
+_CLAIM_TASKS = (
+    "tests/operator/taskjobs/test_pvc_job.py::test_stash_guides_pvc_configuration_is_valid_with_its_claim_found",
+    "e2e/test_pvc_backup.py::test_the_guides_pvc_backup_runs_as_a_job_on_the_claims_node_and_snapshots_its_files",
+    "tests/operator/restore/test_restore_jobs_cluster.py::test_pvc_restore_waits_for_its_claim_then_gets_its_job",
+    "tests/agent/restore/test_restore_job.py::test_pvc_restore_puts_the_claims_data_back_as_host_0",
+    "tests/operator/autobackup/test_pvc_autobackup_cluster.py::"
+    "test_an_annotated_claim_gets_a_ready_pvc_backup_configuration_and_loses_it_with_the_annotation",
 )
 _KUBEDUMP = (
     "tests/operator/backup/test_validation.py::test_a_task_configuration_needs_no_target",
@@ -86,6 +96,23 @@ _PRIORITY = (
     "tests/agent/restic/test_priority.py::test_priorities_from_stash_fields",
     "tests/agent/restic/test_priority.py::test_restic_runs_with_the_configured_priorities_and_without_cache",
     "tests/agent/restic/test_priority.py::test_a_priority_the_kernel_refuses_fails_naming_the_field",
+)
+_HOOK_HANDLERS = (
+    "tests/agent/hooks/test_exec_cluster.py::test_exec_runs_in_the_container_only_with_the_granted_right",
+    "tests/agent/hooks/test_probes.py::test_http_post_sends_the_rendered_body_with_the_session_phase_and_error",
+    "tests/agent/hooks/test_probes.py::test_tcp_socket_succeeds_on_a_listening_port_and_fails_on_a_closed_one",
+)
+_BACKUP_HOOKS = (
+    "tests/agent/backup/test_backup_hooks.py::test_pre_backup_runs_before_restic_and_post_backup_after_it",
+    "tests/agent/backup/test_backup_hooks.py::"
+    "test_a_failing_pre_backup_takes_no_snapshot_and_an_on_failure_post_backup_reports_it",
+    *_HOOK_HANDLERS,
+)
+_RESTORE_HOOKS = (
+    "tests/agent/hooks/test_restore_hooks.py::test_pre_restore_runs_before_restic_and_post_restore_after_it",
+    "tests/agent/hooks/test_restore_hooks.py::"
+    "test_a_failing_pre_restore_restores_nothing_and_an_on_failure_post_restore_reports_it",
+    *_HOOK_HANDLERS,
 )
 _RETRY = ("tests/operator/backup/test_retry.py::test_a_failed_session_is_retried_until_no_retries_are_left",)
 
@@ -123,8 +150,8 @@ PROOFS: dict[str, tuple[str, ...]] = {
     "spec.backupHistoryLimit": (
         "tests/operator/backup/test_reconcile_cluster.py::test_backup_history_limit_prunes_old_finished_sessions",
     ),
-    "spec.task": _KUBEDUMP,
-    "spec.task.name": _KUBEDUMP,
+    "spec.task": (*_KUBEDUMP, *_CLAIM_TASKS),
+    "spec.task.name": (*_KUBEDUMP, *_CLAIM_TASKS),
     "spec.task.params": _KUBEDUMP,
     "spec.task.params[].name": _KUBEDUMP,
     "spec.task.params[].value": _KUBEDUMP,
@@ -225,11 +252,17 @@ PROOFS: dict[str, tuple[str, ...]] = {
         "tests/operator/repository/test_wipe_job.py::test_users_are_what_names_the_repository_in_its_namespace_or_from_another",
     ),
     "spec.runtimeSettings.pod.serviceAccountName": (
-        "tests/operator/kubedump/test_kubedump_account.py::"
+        "tests/operator/taskjobs/test_kubedump_account.py::"
         "test_the_account_the_configuration_names_runs_the_jobs_and_gets_only_their_own_work",
         "e2e/test_seed_002_kubedump.py::"
         "test_seed_002_each_session_runs_as_a_job_for_namespace_application_and_cluster_scope",
     ),
+    # hooks
+    "spec.hooks": (*_BACKUP_HOOKS, *_RESTORE_HOOKS),
+    "spec.hooks.preBackup": _BACKUP_HOOKS,
+    "spec.hooks.postBackup": _BACKUP_HOOKS,
+    "spec.hooks.preRestore": _RESTORE_HOOKS,
+    "spec.hooks.postRestore": _RESTORE_HOOKS,
     # retries
     "spec.retryConfig": _RETRY,
     "spec.retryConfig.maxRetry": _RETRY,
@@ -240,6 +273,14 @@ PROOFS: dict[str, tuple[str, ...]] = {
     "spec.retryLeft": (
         *_RETRY,
         "tests/operator/backup/test_retry.py::test_a_session_starts_with_max_retry_retries_left",
+    ),
+    # Jobs on claims
+    "spec.target.volumeClaimTemplates": (
+        "tests/operator/restore/test_restore_jobs_cluster.py::test_volume_claim_templates_make_each_ordinals_claims_and_job",
+        "tests/operator/restore/test_restore_jobs_cluster.py::"
+        "test_claim_templates_that_cannot_be_made_end_the_session_naming_them",
+        "tests/agent/restore/test_restore_job.py::"
+        "test_clone_jobs_each_restore_their_ordinals_host_into_their_own_claims",
     ),
     # the session
     "spec.invoker": _INVOKER,
@@ -455,36 +496,70 @@ RESTORE_SPEC = {
         "rules": [{"paths": ["/source/data"]}],
     },
 }
-BASES = {
-    Runner.SIDECAR: (names.KIND_BACKUP_CONFIGURATION, SIDECAR_SPEC, backup_verdict),
-    Runner.JOB: (names.KIND_BACKUP_CONFIGURATION, JOB_SPEC, backup_verdict),
-    Runner.INIT_CONTAINER: (names.KIND_RESTORE_SESSION, RESTORE_SPEC, restore_verdict),
+CLAIM_SPEC = {
+    "repository": {"name": "gcs-repo"},
+    "schedule": "0 0 1 1 *",
+    "task": {"name": "pvc-backup"},
+    "target": {"ref": {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "name": "data"}},
+    "retentionPolicy": {"name": "keep-last-5", "keepLast": 5, "prune": True},
 }
+RESTORE_JOB_SPEC = {
+    "repository": {"name": "gcs-repo"},
+    "task": {"name": "pvc-restore"},
+    "target": {
+        "ref": {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "name": "data"},
+        "rules": [{"snapshots": ["latest"]}],
+    },
+}
+
+
+@dataclass(frozen=True)
+class Base:
+    """A valid object of one kind carried out by one runner, and how its verdict is read."""
+
+    runner: Runner
+    kind: str
+    spec: dict[str, Any]
+    verdict: Callable[..., tuple[bool, str]]
+
+
+BASES = {
+    "sidecar": Base(Runner.SIDECAR, names.KIND_BACKUP_CONFIGURATION, SIDECAR_SPEC, backup_verdict),
+    "resource-dump job": Base(Runner.JOB, names.KIND_BACKUP_CONFIGURATION, JOB_SPEC, backup_verdict),
+    "claim job": Base(Runner.CLAIM_JOB, names.KIND_BACKUP_CONFIGURATION, CLAIM_SPEC, backup_verdict),
+    "init-container": Base(Runner.INIT_CONTAINER, names.KIND_RESTORE_SESSION, RESTORE_SPEC, restore_verdict),
+    "restore job": Base(Runner.JOB, names.KIND_RESTORE_SESSION, RESTORE_JOB_SPEC, restore_verdict),
+}
+"""Every way an object is carried out."""
 
 
 def test_the_bases_are_valid() -> None:
     """Each base object passes as it is, so a refusal below is the field's doing."""
-    for kind, spec, verdict in BASES.values():
-        assert verdict(spec) == (True, ""), kind
+    for name, base in BASES.items():
+        assert base.verdict(base.spec) == (True, ""), name
 
 
-def refused_cases() -> Iterator[tuple[Runner, str]]:
-    for runner, (kind, _, _) in BASES.items():
-        for path, support in FIELDS[kind].items():
-            if path in ("spec.task", "spec.task.name") and runner == Runner.SIDECAR:
-                continue  # a task name makes the configuration a Task's: not a refusal but another runner
+RUNNER_PICKERS = frozenset({"spec.task", "spec.task.name", "spec.target.volumeClaimTemplates"})
+"""Fields whose presence decides how an object is carried out (a Task's name; claims to restore into)."""
+
+
+def refused_cases() -> Iterator[tuple[str, str]]:
+    for name, base in BASES.items():
+        for path, support in FIELDS[base.kind].items():
+            if path in RUNNER_PICKERS:
+                continue  # it picks the runner: a wrong one is refused by value, not as a field
             if isinstance(support, Unsupported) or (
-                support.runners is not None and runner not in support.runners
+                support.runners is not None and base.runner not in support.runners
             ):
-                yield runner, path
+                yield name, path
 
 
-@pytest.mark.parametrize(("runner", "path"), list(refused_cases()))
-def test_a_refused_field_makes_the_object_invalid_naming_it(runner: Runner, path: str) -> None:
+@pytest.mark.parametrize(("base", "path"), list(refused_cases()))
+def test_a_refused_field_makes_the_object_invalid_naming_it(base: str, path: str) -> None:
     """Set on an otherwise valid object, a field stashlet does not carry out (for this runner) makes
     ``ValidationPassed`` False with a message that names the field, and nothing is applied."""
-    kind, base, verdict = BASES[runner]
-    applicable, message = verdict(with_field(base, kind, path))
+    found = BASES[base]
+    applicable, message = found.verdict(with_field(found.spec, found.kind, path))
     assert not applicable
     assert names_refused(path, message), message
 
@@ -601,58 +676,64 @@ POD_SAMPLES: dict[str, Any] = {
 }
 
 
-def built(
-    runner: Runner, container: dict[str, Any], pod: dict[str, Any]
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The agent container and (for a Job) pod spec ``runner`` builds with these runtime settings."""
-    settings = {"container": container, **({"pod": pod} if pod else {})}
-    repo = Repository.from_dict(factories.repository())
-    if runner == Runner.SIDECAR:
-        bc = BackupConfiguration.from_dict(factories.backup_configuration(runtimeSettings=settings))
-        return sidecar_container.build_injection(bc, "Deployment", "stash-demo", repo, SETTINGS).container, {}
-    if runner == Runner.INIT_CONTAINER:
-        rs = RestoreSession.from_dict(
-            {
-                "apiVersion": "stash.appscode.com/v1beta1",
-                "kind": "RestoreSession",
-                "metadata": {"name": "deployment-restore", "namespace": "demo"},
-                "spec": {**RESTORE_SPEC, "runtimeSettings": settings},
-            }
-        )
-        return init_container.build_init_injection(
-            rs, "Deployment", "stash-demo", repo, SETTINGS
-        ).container, {}
-    obj = factories.backup_configuration()
-    obj["spec"] = {**JOB_SPEC, "runtimeSettings": settings}
-    bc = BackupConfiguration.from_dict(obj)
-    session = BackupSession.from_dict(
+def session_of(bc_name: str) -> BackupSession:
+    return BackupSession.from_dict(
         {
             "apiVersion": "stash.appscode.com/v1beta1",
             "kind": "BackupSession",
             "metadata": {"name": "s-1", "namespace": "demo", "uid": "u-1"},
-            "spec": {
-                "invoker": {
-                    "apiGroup": "stash.appscode.com",
-                    "kind": "BackupConfiguration",
-                    "name": "pause-backup",
-                }
-            },
+            "spec": {"invoker": {"apiGroup": names.GROUP, "kind": "BackupConfiguration", "name": bc_name}},
         }
     )
-    job = backup_job.build_job(bc, session, repo, SETTINGS)
+
+
+def restore_session(spec: dict[str, Any]) -> RestoreSession:
+    return RestoreSession.from_dict(
+        {
+            "apiVersion": "stash.appscode.com/v1beta1",
+            "kind": "RestoreSession",
+            "metadata": {"name": "deployment-restore", "namespace": "demo", "uid": "u-2"},
+            "spec": spec,
+        }
+    )
+
+
+def built(base: str, settings: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The agent container and (for a Job) pod spec ``base`` builds with these runtime settings."""
+    repo = Repository.from_dict(factories.repository())
+    found = BASES[base]
+    spec = {**found.spec, "runtimeSettings": settings}
+    if found.runner == Runner.SIDECAR:
+        bc = BackupConfiguration.from_dict(factories.backup_configuration(runtimeSettings=settings))
+        return sidecar_container.build_injection(bc, "Deployment", "stash-demo", repo, SETTINGS).container, {}
+    if found.runner == Runner.INIT_CONTAINER:
+        rs = restore_session(spec)
+        return init_container.build_init_injection(
+            rs, "Deployment", "stash-demo", repo, SETTINGS
+        ).container, {}
+    if found.kind == names.KIND_RESTORE_SESSION:
+        job = restore_job.build_job(restore_session(spec), None, repo, SETTINGS)
+    else:
+        obj = factories.backup_configuration()
+        obj["spec"] = spec
+        job = backup_job.build_job(
+            BackupConfiguration.from_dict(obj), session_of("pause-backup"), repo, SETTINGS
+        )
     pod_spec = job["spec"]["template"]["spec"]
     return pod_spec["containers"][0], pod_spec
 
 
-@pytest.mark.parametrize("runner", list(Runner))
-def test_each_runners_runtime_settings_reach_what_it_runs(runner: Runner) -> None:
+@pytest.mark.parametrize("base", list(BASES))
+def test_each_runners_runtime_settings_reach_what_it_runs(base: str) -> None:
     """Each ``runtimeSettings`` key the table supports for a runner lands in the container (or the Job's
     pod) as given; ``env`` is added after the agent's own entries; the others are refused by name."""
-    keys = field_support.container_fields(runner)
-    container_settings = {key: CONTAINER_SAMPLES[key] for key in keys}
+    found = BASES[base]
+    keys = field_support.container_fields(found.runner)
+    container_settings: dict[str, Any] = {key: CONTAINER_SAMPLES[key] for key in keys}
     container_settings["env"] = [{"name": "EXTRA", "value": "1"}]
-    pod_settings = dict(POD_SAMPLES) if runner == Runner.JOB else {}
-    container, pod = built(runner, container_settings, pod_settings)
+    pod_settings = dict(POD_SAMPLES) if found.runner in field_support.JOBS else {}
+    settings = {"container": container_settings, **({"pod": pod_settings} if pod_settings else {})}
+    container, pod = built(base, settings)
     for key in keys:
         if key == "securityContext":
             assert container[key].items() >= CONTAINER_SAMPLES[key].items()
@@ -661,10 +742,9 @@ def test_each_runners_runtime_settings_reach_what_it_runs(runner: Runner) -> Non
     assert {"name": "EXTRA", "value": "1"} in container["env"]
     for key, value in pod_settings.items():
         assert pod[key] == value, key
-    kind = BASES[runner][0]
     for key in set(CONTAINER_SAMPLES) - set(keys):
         problems = field_support.refusals(
-            kind, {"runtimeSettings": {"container": {key: CONTAINER_SAMPLES[key]}}}, runner
+            found.kind, {"runtimeSettings": {"container": {key: CONTAINER_SAMPLES[key]}}}, found.runner
         )
         assert problems and problems[0].startswith(f"spec.runtimeSettings.container.{key}: not supported"), (
             key

@@ -7,7 +7,6 @@ import datetime as dt
 from typing import Any
 
 import pytest
-from tests.operator.restore.job_fields import support_restore_jobs
 
 from stashlet.api import agent_contract, names, restore_jobs
 from stashlet.api.common import ConditionStatus
@@ -29,11 +28,6 @@ from stashlet.operator.settings import OperatorSettings
 
 SETTINGS = OperatorSettings(agent_image="agent:1", pushgateway_url="http://pgw:9091", status_port=4000)
 KEYS = frozenset({"RESTIC_PASSWORD"})
-
-
-@pytest.fixture(autouse=True)
-def _fields(monkeypatch: pytest.MonkeyPatch) -> None:
-    support_restore_jobs(monkeypatch)
 
 
 def session(target: dict[str, Any], **spec: Any) -> RestoreSession:

@@ -8,17 +8,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from tests.operator.restore.job_fields import support_restore_jobs
 from tests.polling import eventually
 
 pytestmark = pytest.mark.cluster
 
 RS = "clone"
-
-
-@pytest.fixture(autouse=True)
-def _fields(monkeypatch: pytest.MonkeyPatch) -> None:
-    support_restore_jobs(monkeypatch)
 
 
 def session(namespace: str, target: dict[str, Any], **spec: Any) -> dict[str, Any]:

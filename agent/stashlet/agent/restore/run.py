@@ -49,7 +49,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from stashlet.agent.context import AgentContext, PreparationError, target_lease
-from stashlet.agent.durations import format_duration, parse_duration
 from stashlet.agent.errors import RefuseInput, ReportFailure
 from stashlet.agent.hooks import (
     PHASE_FAILED,
@@ -78,6 +77,7 @@ from stashlet.agent.restore.scope import RestoreScope, WorkloadScope
 from stashlet.agent.timestamps import now_utc
 from stashlet.api import names
 from stashlet.api.conditions import ConditionReason
+from stashlet.api.durations import format_duration, parse_duration
 from stashlet.api.restore_rules import rule_problems, rules_of
 from stashlet.api.restoresession import HostRestorePhase, HostRestoreStats, RestorePhase, RestoreSession
 from stashlet.kube.errors import KubeError, NotFound

@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 
 from stashlet.agent.context import upsert_condition
-from stashlet.agent.durations import format_duration
+from stashlet.api.durations import format_duration
 from stashlet.api.restoresession import (
     HostRestorePhase,
     HostRestoreStats,

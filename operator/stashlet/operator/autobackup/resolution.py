@@ -33,7 +33,6 @@ the Repository is not: its data outlives the workload.
 from __future__ import annotations
 
 import copy
-import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -41,6 +40,7 @@ from typing import Any
 
 from stashlet.api import names
 from stashlet.api.backupblueprint import BackupBlueprint
+from stashlet.operator.core.objects import fit_name
 from stashlet.operator.core.workloads import CLAIM_KIND, WORKLOAD_KINDS, WorkloadKind
 from stashlet.operator.errors import RefuseInput
 
@@ -268,21 +268,13 @@ def resolve(spec: Any, values: Mapping[str, str], path: str = "spec") -> Any:
 # ---------------------------------------------------------------- names
 
 
-def fit(name: str, limit: int) -> str:
-    """``name`` when it is at most ``limit`` long, else cut and ended with a hash of the whole name."""
-    if len(name) <= limit:
-        return name
-    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
-    return f"{name[: limit - 9].rstrip('-.')}-{digest}"
-
-
 def _suffix(blueprint: str, several: bool) -> str:
     return f"-{blueprint}" if several else ""
 
 
 def config_name(target: Target, blueprint: str, *, several: bool = False) -> str:
     """The BackupConfiguration's name: ``<short kind>-<name>[-<blueprint>]``."""
-    return fit(f"{target.short_kind}-{target.name}{_suffix(blueprint, several)}", CONFIG_NAME_LIMIT)
+    return fit_name(f"{target.short_kind}-{target.name}{_suffix(blueprint, several)}", CONFIG_NAME_LIMIT)
 
 
 def repository_name(
@@ -290,7 +282,7 @@ def repository_name(
 ) -> str:
     """The Repository's name: ``[<namespace>-]<short kind>-<name>[-<blueprint>]``."""
     base = f"{target.short_kind}-{target.name}{_suffix(blueprint, several)}"
-    return fit(f"{target.namespace}-{base}" if repo_namespace else base, REPOSITORY_NAME_LIMIT)
+    return fit_name(f"{target.namespace}-{base}" if repo_namespace else base, REPOSITORY_NAME_LIMIT)
 
 
 # ---------------------------------------------------------------- objects

@@ -55,7 +55,14 @@ def backup_model(bc: BackupConfiguration) -> Model:
 
 
 RUNNERS = {Model.SIDECAR: field_support.Runner.SIDECAR, Model.JOB: field_support.Runner.JOB}
-"""The field-support runner of each model."""
+"""The field-support runner of each model (a stand-alone claim's Job is :func:`runner_of`'s)."""
+
+
+def runner_of(bc: BackupConfiguration) -> field_support.Runner:
+    """How ``bc`` is carried out, as the field-support table tells its fields apart."""
+    if backup_model(bc) == Model.JOB and claim_name(bc) is not None:
+        return field_support.Runner.CLAIM_JOB
+    return RUNNERS[backup_model(bc)]
 
 
 def spec_problems(bc: BackupConfiguration) -> list[str]:

@@ -35,7 +35,10 @@ class Runner(StrEnum):
     SIDECAR = "sidecar"
     """A workload's volumes, backed up by the agent sidecar in the workload's pods."""
     JOB = "job"
-    """A Task (the resource dump), run as a Job per session."""
+    """A Job per session: a BackupConfiguration's resource dump, or a RestoreSession restored into claims
+    (``pvc-restore``, ``volumeClaimTemplates``)."""
+    CLAIM_JOB = "claim-job"
+    """A stand-alone PersistentVolumeClaim backed up by a Job per session (``pvc-backup``)."""
     INIT_CONTAINER = "init-container"
     """A restore into a workload, by the ``stash-init`` init-container."""
 
@@ -77,10 +80,11 @@ def refused(why: str) -> Unsupported:
 
 ALL_RUNNERS = frozenset(Runner)
 ONLY_JOB = frozenset({Runner.JOB})
+JOBS = frozenset({Runner.JOB, Runner.CLAIM_JOB})
 ONLY_SIDECAR = frozenset({Runner.SIDECAR})
-IN_THE_POD = frozenset({Runner.SIDECAR, Runner.INIT_CONTAINER})
-"""The runners that live in the workload's pods and read its volumes."""
-_TASK_DECIDES = "a Task decides what it backs up and reads no volume of a workload"
+READS_FILES = frozenset({Runner.SIDECAR, Runner.CLAIM_JOB})
+"""The backup runners that back up files: a workload's (the sidecar) or a claim's (its Job)."""
+_TASK_DECIDES = "the resource dump decides what it backs up and reads no volume"
 
 CONTAINER_COPIED: Mapping[str, frozenset[Runner]] = {
     "resources": ALL_RUNNERS,
@@ -109,7 +113,7 @@ JOB_POD_COPIED = (
     "topologySpreadConstraints",
 )
 """``runtimeSettings.pod`` keys a Job's pod takes as given (a ``serviceAccountName`` also changes what
-stashlet grants: :mod:`stashlet.operator.injection.kubedump_rbac`)."""
+stashlet grants: :mod:`stashlet.operator.injection.job_rbac`)."""
 
 
 def container_fields(runner: Runner) -> tuple[str, ...]:
@@ -131,7 +135,7 @@ def _runtime(prefix: str) -> dict[str, Support]:
     table: dict[str, Support] = {
         prefix: ok(),
         f"{prefix}.container": ok(),
-        f"{prefix}.pod": ok(runners=ONLY_JOB, elsewhere=_POD_SHARED),
+        f"{prefix}.pod": ok(runners=JOBS, elsewhere=_POD_SHARED),
         f"{prefix}.container.env": ok(opaque=True),
         f"{prefix}.container.nice": ok(opaque=True),
         f"{prefix}.container.ionice": ok(opaque=True),
@@ -140,7 +144,7 @@ def _runtime(prefix: str) -> dict[str, Support]:
         elsewhere = "" if runners == ALL_RUNNERS else _NOT_ON_INIT
         table[f"{prefix}.container.{key}"] = ok(runners=runners, elsewhere=elsewhere, opaque=True)
     for key in JOB_POD_COPIED:
-        table[f"{prefix}.pod.{key}"] = ok(runners=ONLY_JOB, elsewhere=_POD_SHARED, opaque=True)
+        table[f"{prefix}.pod.{key}"] = ok(runners=JOBS, elsewhere=_POD_SHARED, opaque=True)
     return table
 
 
@@ -173,16 +177,13 @@ TEMP_DIR: dict[str, Support] = {
 }
 
 _NO_TASK = "the sidecar takes no Task; a spec.task.name makes the configuration a Task's"
-TASK: dict[str, Support] = dict.fromkeys(
-    (
-        "spec.task",
-        "spec.task.name",
-        "spec.task.params",
-        "spec.task.params[].name",
-        "spec.task.params[].value",
+TASK: dict[str, Support] = {
+    **dict.fromkeys(("spec.task", "spec.task.name"), ok(runners=JOBS, elsewhere=_NO_TASK)),
+    **dict.fromkeys(
+        ("spec.task.params", "spec.task.params[].name", "spec.task.params[].value"),
+        ok(runners=ONLY_JOB, elsewhere="only the resource dump's Task takes params (pvc-backup takes none)"),
     ),
-    ok(runners=ONLY_JOB, elsewhere=_NO_TASK),
-)
+}
 
 INTERIM = refused(
     "an interim volume stages data for Tasks that produce it first (database dumps), which stashlet does "
@@ -227,7 +228,6 @@ TARGET_REF: dict[str, Support] = {
     "spec.target.ref.kind": ok(),
     "spec.target.ref.name": ok(),
     "spec.target.ref.namespace": ok(),
-    "spec.target.volumeMounts": ok(runners=IN_THE_POD, elsewhere=_TASK_DECIDES, opaque=True),
 }
 
 ALIAS = ok()
@@ -247,7 +247,10 @@ BACKUP_TEMPLATE: dict[str, Support] = {
 }
 """The fields a BackupBlueprint carries into the BackupConfigurations it makes."""
 
-HOOKS_NOT_RUN = "hooks are not run yet: stashlet would back up without the action the hook performs"
+_NO_HOOK_POD = "a Task's Job has no application container for a hook to act on; hooks run in the sidecar"
+BACKUP_HOOK = ok(runners=ONLY_SIDECAR, elsewhere=_NO_HOOK_POD, opaque=True)
+"""A ``prober.Handler`` (exec, httpGet, httpPost, tcpSocket) the sidecar runs (``stashlet.agent.hooks``)."""
+RESTORE_HOOK = ok(opaque=True)
 
 BACKUP_CONFIGURATION: dict[str, Support] = {
     **BACKUP_TEMPLATE,
@@ -256,21 +259,29 @@ BACKUP_CONFIGURATION: dict[str, Support] = {
     "spec.paused": ok(),
     **TARGET_REF,
     "spec.target.alias": ALIAS,
-    "spec.target.paths": ok(runners=ONLY_SIDECAR, elsewhere=_TASK_DECIDES),
-    "spec.target.exclude": ok(runners=ONLY_SIDECAR, elsewhere=_TASK_DECIDES),
-    "spec.target.replicas": ok(runners=ONLY_SIDECAR, elsewhere=_TASK_DECIDES),
-    "spec.target.args": ok(runners=ONLY_SIDECAR, elsewhere=_TASK_DECIDES),
+    "spec.target.volumeMounts": ok(runners=READS_FILES, elsewhere=_TASK_DECIDES, opaque=True),
+    "spec.target.paths": ok(runners=READS_FILES, elsewhere=_TASK_DECIDES),
+    "spec.target.exclude": ok(runners=READS_FILES, elsewhere=_TASK_DECIDES),
+    "spec.target.replicas": ok(
+        runners=ONLY_SIDECAR, elsewhere="only a StatefulSet's sidecars back up replicas"
+    ),
+    "spec.target.args": ok(runners=READS_FILES, elsewhere=_TASK_DECIDES),
     "spec.target.snapshotClassName": refused(
         "only the VolumeSnapshotter driver takes a VolumeSnapshotClass, and stashlet does not support it"
     ),
-    "spec.hooks": refused(HOOKS_NOT_RUN),
-    "spec.hooks.preBackup": refused(HOOKS_NOT_RUN),
-    "spec.hooks.postBackup": refused(HOOKS_NOT_RUN),
+    "spec.hooks": ok(runners=ONLY_SIDECAR, elsewhere=_NO_HOOK_POD),
+    "spec.hooks.preBackup": BACKUP_HOOK,
+    "spec.hooks.postBackup": BACKUP_HOOK,
     "spec.timeOut": ok(),
     "spec.retryConfig": ok(),
     "spec.retryConfig.maxRetry": ok(),
     "spec.retryConfig.delay": ok(),
 }
+
+_WORKLOADS_NEED_NO_TASK = (
+    "a workload is restored by the stash-init init-container, without a Task; the Task pvc-restore runs as "
+    "a Job"
+)
 
 RESTORE_RULES = {
     "rules": ok(),
@@ -291,25 +302,25 @@ RESTORE_SESSION: dict[str, Support] = {
     "spec.target.alias": ALIAS,
     "spec.target.replicas": ok(),
     "spec.target.args": ok(),
-    "spec.target.volumeClaimTemplates": refused(
-        "restoring into new PersistentVolumeClaims (a restore Job) is not supported; restore into a workload "
-        "that mounts the claims"
+    "spec.target.volumeMounts": ok(opaque=True),
+    "spec.target.volumeClaimTemplates": ok(
+        runners=ONLY_JOB,
+        elsewhere="claims from templates are restored by Jobs, not into a workload",
+        opaque=True,
     ),
-    "spec.task": refused(
-        "restoring through a Task is not supported: stashlet restores workload volumes through the "
-        "stash-init init-container (a kubedump backup is restored with restic and kubectl, see "
-        "docs/kubedump-restore.md)"
+    **dict.fromkeys(("spec.task", "spec.task.name"), ok(runners=ONLY_JOB, elsewhere=_WORKLOADS_NEED_NO_TASK)),
+    **dict.fromkeys(
+        ("spec.task.params", "spec.task.params[].name", "spec.task.params[].value"),
+        refused("stashlet's pvc-restore takes no params: the rules say what is restored"),
     ),
     **_runtime("spec.runtimeSettings"),
     **TEMP_DIR,
     "spec.interimVolumeTemplate": INTERIM,
-    "spec.hooks": refused(HOOKS_NOT_RUN.replace("back up", "restore")),
-    "spec.hooks.preRestore": refused(HOOKS_NOT_RUN.replace("back up", "restore")),
-    "spec.hooks.postRestore": refused(HOOKS_NOT_RUN.replace("back up", "restore")),
+    "spec.hooks": ok(),
+    "spec.hooks.preRestore": RESTORE_HOOK,
+    "spec.hooks.postRestore": RESTORE_HOOK,
     "spec.timeOut": ok(),
 }
-for _path in ("spec.task.name", "spec.task.params", "spec.task.params[].name", "spec.task.params[].value"):
-    RESTORE_SESSION[_path] = RESTORE_SESSION["spec.task"]
 
 BACKUP_SESSION: dict[str, Support] = {
     "spec.invoker": ok(),
@@ -319,18 +330,20 @@ BACKUP_SESSION: dict[str, Support] = {
     "spec.retryLeft": ok(),
 }
 
-BLUEPRINT_TASK = refused("auto-backup backs a workload up with the sidecar, without a Task")
-
 BACKUP_BLUEPRINT: dict[str, Support] = {
     **BACKUP_TEMPLATE,
-    **dict.fromkeys(TASK, BLUEPRINT_TASK),
+    **dict.fromkeys(("spec.task", "spec.task.name"), ok()),
+    **dict.fromkeys(
+        ("spec.task.params", "spec.task.params[].name", "spec.task.params[].value"),
+        refused("a blueprint's Task is pvc-backup (for an annotated claim), which takes no params"),
+    ),
     **REPOSITORY_FIELDS,
     "spec.repoNamespace": ok(),
     "spec.backupNamespace": ok(),
 }
 """A blueprint's template fields are checked again on the BackupConfiguration made from it, its backend
-fields on the Repository; a ``task``, or a ``backupNamespace`` other than the workload's, is refused by
-auto-backup."""
+fields on the Repository; auto-backup refuses a ``task`` for a workload (a claim's is ``pvc-backup``) and a
+``backupNamespace`` other than the target's."""
 
 FIELDS: Mapping[str, Mapping[str, Support]] = {
     names.KIND_BACKUP_CONFIGURATION: BACKUP_CONFIGURATION,

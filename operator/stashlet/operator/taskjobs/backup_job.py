@@ -27,7 +27,6 @@ name, an object other than a Namespace without ``apiVersion``; for ``pvc-backup`
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 from stashlet.api import agent_contract, names
@@ -36,7 +35,7 @@ from stashlet.api.backupsession import BackupSession
 from stashlet.api.common import TargetRef
 from stashlet.api.repository import Repository
 from stashlet.operator.core.field_support import JOB_POD_COPIED, Runner, container_fields
-from stashlet.operator.core.objects import managed_labels, owner_reference
+from stashlet.operator.core.objects import MAX_NAME, fit_name, managed_labels, owner_reference
 from stashlet.operator.core.tasks import TaskKind, task_kind
 from stashlet.operator.injection import job_rbac
 from stashlet.operator.injection.agent_container import (
@@ -51,7 +50,6 @@ from stashlet.operator.taskjobs.claim_access import pin_to_node
 
 JOB_PREFIX = "stash-backup-"
 JOB_CONTAINER = "stash"
-MAX_NAME = 63
 LOCAL_BACKEND_VOLUME = "stash-local"
 CLAIM_API_VERSION = "v1"
 
@@ -135,11 +133,7 @@ def _claim_problems(bc: BackupConfiguration, ref: TargetRef | None) -> list[str]
 
 def job_name(session: str) -> str:
     """``stash-backup-<session>``, cut to 63 characters (a Job's name becomes a label value)."""
-    name = f"{JOB_PREFIX}{session}"
-    if len(name) <= MAX_NAME:
-        return name
-    digest = hashlib.sha256(session.encode()).hexdigest()[:8]
-    return f"{name[: MAX_NAME - len(digest) - 1].rstrip('-.')}-{digest}"
+    return fit_name(f"{JOB_PREFIX}{session}")
 
 
 def build_job(
