@@ -10,12 +10,14 @@ Watches (list-then-watch, :func:`stashlet.kube.watch.watch`), in every watched n
 - BackupSessions: when a session finishes, its configuration's ``backupHistoryLimit`` is applied; a new
   session of a Task configuration (resource dump, stand-alone claim) gets its Job
   (:mod:`stashlet.operator.taskjobs.session_jobs`); a failed one with ``spec.retryLeft`` is retried
-  (:mod:`stashlet.operator.backup.retry`).
+  (:mod:`stashlet.operator.backup.retry`); a session of a VolumeSnapshotter configuration is carried out
+  step by step by :mod:`stashlet.operator.volumesnapshot.backup`.
 - Repositories: besides being a dependency, one with ``spec.wipeOut`` (or its finalizer) is handed to
   :class:`~stashlet.operator.repository.wipeout.WipeOut`.
 - RestoreSessions: like configurations (new, spec change, deletion request, lost finalizer), reconciled by
   :class:`~stashlet.operator.restore.reconciler.RestoreReconciler`; their Repositories, Secrets,
-  Namespaces and targets enqueue them as dependencies, as for configurations.
+  Namespaces and targets enqueue them as dependencies, as for configurations. A VolumeSnapshotter
+  RestoreSession goes to :mod:`stashlet.operator.volumesnapshot.restore` instead.
 
 Every configuration and RestoreSession is also re-enqueued every ``resync_seconds``, which catches what
 no watch can see (a Repository in a namespace outside the configured list).
@@ -32,6 +34,7 @@ from typing import Any
 from stashlet.api import names
 from stashlet.api.backupconfiguration import BackupConfiguration
 from stashlet.api.backupsession import BackupSession, BackupSessionPhase
+from stashlet.api.common import Snapshotter
 from stashlet.api.repository import Repository
 from stashlet.api.restoresession import RestoreSession
 from stashlet.kube.errors import NotFound
@@ -44,6 +47,8 @@ from stashlet.operator.core.observe import Dependency, ReconcileResult
 from stashlet.operator.core.workloads import WORKLOAD_KINDS
 from stashlet.operator.repository.wipeout import WipeOut
 from stashlet.operator.restore.reconciler import RestoreReconciler
+from stashlet.operator.volumesnapshot.backup import SnapshotBackups
+from stashlet.operator.volumesnapshot.restore import SnapshotRestores
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +58,10 @@ RESTORE_PREFIX = "rs:"
 JOB_PREFIX = "job:"
 RETRY_PREFIX = "retry:"
 REPOSITORY_PREFIX = "repo:"
+SNAPSHOT_PREFIX = "vs:"
+"""A BackupSession of a VolumeSnapshotter configuration (:mod:`stashlet.operator.volumesnapshot`)."""
+SNAPSHOT_RESTORE_PREFIX = "vsrs:"
+"""A VolumeSnapshotter RestoreSession (never handed to the RestoreSession reconciler)."""
 
 _DEPENDENCY_KINDS: dict[str, tuple[str, str, str, bool]] = {
     # kind: (group, version, plural, namespaced)
@@ -103,6 +112,10 @@ class Controller(ControlLoop):
         """Sessions to retry (``namespace/name``) and when the operator saw them fail."""
         self.events = Events(self.api)
         self.wipeout = WipeOut(self.api, self.reconciler.resources, self.settings, self.namespaces)
+        self.snapshots = SnapshotBackups(self.api, self.events)
+        self.snapshot_restores = SnapshotRestores(self.api, self.events)
+        self._snapshot_configs: set[str] = set()
+        """Keys of the VolumeSnapshotter configurations, whose sessions the operator carries out."""
 
     def follows(self) -> list[Follow]:
         """Configurations, sessions, restores and what they depend on, in every watched namespace."""
@@ -159,6 +172,14 @@ class Controller(ControlLoop):
                         self.queue.add(f"{JOB_PREFIX}{namespace}/{info.name}")
         else:
             self._task_jobs.discard(key)
+        if spec.get("driver") == Snapshotter.VOLUME_SNAPSHOTTER:
+            if key not in self._snapshot_configs:  # sessions seen before the configuration are taken now
+                self._snapshot_configs.add(key)
+                for info in self._sessions.get(key, {}).values():
+                    if not info.finished:
+                        self.queue.add(f"{SNAPSHOT_PREFIX}{key.partition('/')[0]}/{info.name}")
+        else:
+            self._snapshot_configs.discard(key)
         if self._changed(names.KIND_BACKUP_CONFIGURATION, event):
             log.debug("enqueued", extra={"object": key, "because": f"{event.type} BackupConfiguration"})
             self.queue.add(CONFIG_PREFIX + key)
@@ -167,6 +188,9 @@ class Controller(ControlLoop):
         key = event.key
         if event.type == DELETED:
             self._forget_restore(key)
+            return
+        if (event.object.get("spec") or {}).get("driver") == Snapshotter.VOLUME_SNAPSHOTTER:
+            self.queue.add(SNAPSHOT_RESTORE_PREFIX + key)
             return
         self._restores.add(key)
         if self._changed(names.KIND_RESTORE_SESSION, event):
@@ -230,6 +254,8 @@ class Controller(ControlLoop):
                 session_key = f"{obj['metadata']['namespace']}/{name}"
                 self._failed_at.setdefault(session_key, time.time())
                 self.queue.add(RETRY_PREFIX + session_key)
+        if not info.finished and bc_key in self._snapshot_configs:
+            self.queue.add(f"{SNAPSHOT_PREFIX}{obj['metadata']['namespace']}/{name}")
         if before is None and not info.finished and bc_key in self._task_jobs:
             self.queue.add(f"{JOB_PREFIX}{obj['metadata']['namespace']}/{name}")
 
@@ -252,6 +278,14 @@ class Controller(ControlLoop):
             if failed_at is not None:  # None: the session was deleted meanwhile
                 await retry.make_retry(self.stash, self.events, namespace, name, failed_at)
                 self._failed_at.pop(session_key, None)
+            return
+        if item.startswith((SNAPSHOT_PREFIX, SNAPSHOT_RESTORE_PREFIX)):
+            restoring = item.startswith(SNAPSHOT_RESTORE_PREFIX)
+            namespace, _, name = item.partition(":")[2].partition("/")
+            step = self.snapshot_restores.step if restoring else self.snapshots.step
+            again = await step(namespace, name)
+            if again is not None:
+                self.queue.add(item, again)
             return
         if item.startswith(JOB_PREFIX):
             namespace, _, name = item.removeprefix(JOB_PREFIX).partition("/")
@@ -307,6 +341,7 @@ class Controller(ControlLoop):
         self._configs.pop(key, None)
         self._sessions.pop(key, None)
         self._task_jobs.discard(key)
+        self._snapshot_configs.discard(key)
         self._fingerprints.pop((names.KIND_BACKUP_CONFIGURATION, key), None)
 
     def _forget_restore(self, key: str) -> None:

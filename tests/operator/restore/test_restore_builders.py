@@ -90,7 +90,7 @@ def test_deprecated_spec_rules_are_checked_under_their_own_field() -> None:
 @pytest.mark.parametrize(
     ("spec", "expected"),
     [
-        ({"driver": "VolumeSnapshotter"}, "spec.driver: VolumeSnapshotter is not supported"),
+        ({"driver": "VolumeSnapshotter"}, "spec.repository: not used by the VolumeSnapshotter driver"),
         (
             {"task": {"name": "pvc-restore"}},
             "spec.target.ref: task pvc-restore restores into a PersistentVolumeClaim; name one",

@@ -31,6 +31,7 @@ from stashlet.operator.injection import job_rbac, rbac
 from stashlet.operator.settings import OperatorSettings
 from stashlet.operator.taskjobs.backup_job import claim_name, runs_as_job
 from stashlet.operator.taskjobs.session_jobs import TaskJobs
+from stashlet.operator.volumesnapshot import validation as snapshot_rules
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,10 @@ class Reconciler(FinalizingReconciler[BackupConfiguration]):
         if verdict.applicable:
             updates += await self._apply(bc, verdict, observed, result.seen)
         sidecar = verdict.model == Model.SIDECAR
-        await self.write_status(bc, updates, lambda after, _: compute_phase(after, sidecar=sidecar))
+        repository = verdict.model != Model.VOLUME_SNAPSHOTTER
+        await self.write_status(
+            bc, updates, lambda after, _: compute_phase(after, sidecar=sidecar, repository=repository)
+        )
         if observed.workload.value is not None and claim_name(bc) is None:
             workload = observed.workload.value
             key = (str(workload.get("kind")), f"{namespace}/{workload['metadata']['name']}")
@@ -87,8 +91,8 @@ class Reconciler(FinalizingReconciler[BackupConfiguration]):
         if kind is not None and bc.spec.target and bc.spec.target.ref and bc.spec.target.ref.name:
             deps.add((kind.kind, namespace, bc.spec.target.ref.name))
             workload = await lookup(self.resources.get_workload(kind, namespace, bc.spec.target.ref.name))
-        claim = claim_name(bc)
-        if claim is not None:  # a pvc-backup configuration's target: the claim, read like a workload
+        claim = claim_name(bc) or snapshot_rules.claim_target(bc)
+        if claim is not None:  # a pvc-backup or VolumeSnapshotter target: the claim, read like a workload
             deps.add((names.KIND_PERSISTENT_VOLUME_CLAIM, namespace, claim))
             read = self.resources.core.read_namespaced_persistent_volume_claim
             workload = await lookup(call_json(read, claim, namespace))

@@ -32,8 +32,11 @@ def _status(conditions: Mapping[str, Condition], type_: ConditionType) -> Condit
     return found.status if found else None
 
 
-def compute_phase(conditions: Sequence[Condition], *, sidecar: bool) -> BackupInvokerPhase:
-    """The phase the conditions add up to (see the module docstring)."""
+def compute_phase(
+    conditions: Sequence[Condition], *, sidecar: bool, repository: bool = True
+) -> BackupInvokerPhase:
+    """The phase the conditions add up to (see the module docstring); without ``repository`` (the
+    VolumeSnapshotter driver) no Repository is required, the target is."""
     by_type = {c.type: c for c in conditions}
     for type_ in (ConditionType.REPOSITORY_FOUND, ConditionType.BACKEND_SECRET_FOUND):
         if _status(by_type, type_) in (ConditionStatus.FALSE, ConditionStatus.UNKNOWN):
@@ -48,6 +51,12 @@ def compute_phase(conditions: Sequence[Condition], *, sidecar: bool) -> BackupIn
     ]
     if sidecar:
         required += [ConditionType.BACKUP_TARGET_FOUND, ConditionType.STASH_SIDECAR_INJECTED]
+    if not repository:
+        required = [
+            ConditionType.VALIDATION_PASSED,
+            ConditionType.CRON_JOB_CREATED,
+            ConditionType.BACKUP_TARGET_FOUND,
+        ]
     if all(_status(by_type, t) == ConditionStatus.TRUE for t in required):
         return BackupInvokerPhase.READY
     return BackupInvokerPhase.NOT_READY

@@ -25,6 +25,7 @@ from stashlet.operator.core import validation as shared
 from stashlet.operator.core.conditions import ConditionUpdate
 from stashlet.operator.injection.sidecar_container import invoker_annotation, target_mounts
 from stashlet.operator.taskjobs.backup_job import claim_name, task_problems
+from stashlet.operator.volumesnapshot import validation as snapshot_rules
 
 _WORDS = shared.TargetWords(owner="configuration", verb="back up", container="sidecar")
 
@@ -37,6 +38,9 @@ class Model(StrEnum):
     JOB = "job"
     """A Task (``spec.task.name``): the resource-YAML dump or a stand-alone PersistentVolumeClaim, a Job
     per session, no sidecar."""
+    VOLUME_SNAPSHOTTER = "volume-snapshotter"
+    """``driver: VolumeSnapshotter``: the operator snapshots the target's claims itself
+    (:mod:`stashlet.operator.volumesnapshot`); no sidecar, no Job, no Repository."""
 
 
 @dataclass(frozen=True)
@@ -49,7 +53,9 @@ class Verdict:
 
 
 def backup_model(bc: BackupConfiguration) -> Model:
-    """Sidecar for workload volumes, job when the configuration names a Task."""
+    """Sidecar for workload volumes, job when the configuration names a Task; VolumeSnapshotter by driver."""
+    if bc.spec.driver == Snapshotter.VOLUME_SNAPSHOTTER:
+        return Model.VOLUME_SNAPSHOTTER
     task = bc.spec.task
     return Model.JOB if task is not None and task.name else Model.SIDECAR
 
@@ -68,12 +74,12 @@ def runner_of(bc: BackupConfiguration) -> field_support.Runner:
 def spec_problems(bc: BackupConfiguration) -> list[str]:
     """What is wrong with the configuration by itself, each naming the field: the fields stashlet does not
     carry out (:mod:`~stashlet.operator.core.field_support`), then the values it cannot."""
+    if backup_model(bc) == Model.VOLUME_SNAPSHOTTER:
+        refused = field_support.refusals(names.KIND_BACKUP_CONFIGURATION, bc.to_dict()["spec"])
+        return [*refused, *snapshot_rules.backup_problems(bc), *delay_problems(bc)]
     runner = RUNNERS[backup_model(bc)]
     problems = field_support.refusals(names.KIND_BACKUP_CONFIGURATION, bc.to_dict()["spec"], runner)
     problems += delay_problems(bc)
-    if bc.spec.driver == Snapshotter.VOLUME_SNAPSHOTTER:
-        problems.append("spec.driver: VolumeSnapshotter is not supported by stashlet; use Restic")
-        return problems
     if bc.spec.repository is None:
         problems.append("spec.repository: required with the Restic driver")
     if backup_model(bc) == Model.JOB:
@@ -111,6 +117,10 @@ def validate(bc: BackupConfiguration, observed: shared.Observed) -> Verdict:
         texts = _target_texts(bc, shared.target_text(bc))
     elif model == Model.JOB and claim is not None:
         texts = _target_texts(bc, f"v1 persistentvolumeclaim/{claim}")
+    elif model == Model.VOLUME_SNAPSHOTTER and snapshot_rules.claim_target(bc) is not None:
+        texts = _target_texts(bc, f"v1 persistentvolumeclaim/{snapshot_rules.claim_target(bc)}")
+    elif model == Model.VOLUME_SNAPSHOTTER and shared.target_kind(bc) is not None:
+        texts = _target_texts(bc, shared.target_text(bc))
     updates, applicable = shared.checked(
         bc,
         observed,

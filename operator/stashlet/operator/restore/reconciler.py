@@ -30,7 +30,7 @@ from typing import Any
 from kubernetes_asyncio import client
 
 from stashlet.api import names, restore_jobs
-from stashlet.api.common import Condition, ConditionStatus
+from stashlet.api.common import Condition, ConditionStatus, Snapshotter
 from stashlet.api.conditions import ConditionReason, ConditionType
 from stashlet.api.repository import Repository
 from stashlet.api.restoresession import RestoreSession, RestoreSessionStatus
@@ -110,6 +110,8 @@ class RestoreReconciler(FinalizingReconciler[RestoreSession]):
         """Validate, then the RBAC and the init-container; write the status."""
         namespace = rs.metadata.namespace or ""
         result = ReconcileResult()
+        if rs.spec.driver == Snapshotter.VOLUME_SNAPSHOTTER:  # the controller hands these to volumesnapshot
+            return result
         if restore_jobs.restores_by_job(rs):
             return await self._apply_by_job(rs, result)
         observed = await self._observe(rs, result.dependencies)

@@ -39,6 +39,7 @@ from stashlet.operator.core import field_support, workloads
 from stashlet.operator.core import validation as shared
 from stashlet.operator.core.conditions import ConditionUpdate
 from stashlet.operator.restore import claims
+from stashlet.operator.volumesnapshot import validation as snapshot_rules
 
 _WORDS = shared.TargetWords(owner="session", verb="restore into", container="init-container")
 
@@ -72,8 +73,8 @@ def spec_problems(rs: RestoreSession) -> list[str]:
     by_job = restore_jobs.restores_by_job(rs)
     runner = field_support.Runner.JOB if by_job else field_support.Runner.INIT_CONTAINER
     problems = field_support.refusals(names.KIND_RESTORE_SESSION, rs.to_dict()["spec"], runner)
-    if spec.driver == Snapshotter.VOLUME_SNAPSHOTTER:
-        return [*problems, "spec.driver: VolumeSnapshotter is not supported by stashlet; use Restic"]
+    if spec.driver == Snapshotter.VOLUME_SNAPSHOTTER:  # claims from VolumeSnapshots: no Repository, no agent
+        return [*problems, *snapshot_rules.restore_problems(rs)]
     if spec.repository is None:
         problems.append("spec.repository: required with the Restic driver")
     target = spec.target
