@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from stashlet.api import names
+from stashlet.api.common import Snapshotter
 from stashlet.api.restoresession import RestoreSession
 
 DEFAULT_HOST = "host-0"
@@ -39,7 +40,10 @@ def claim_templates(session: RestoreSession) -> list[dict[str, Any]]:
 
 
 def restores_by_job(session: RestoreSession) -> bool:
-    """True when the session is restored by Jobs (module docstring), not by an init-container."""
+    """True when the session is restored by Jobs (module docstring), not by an init-container (nor, with
+    ``driver: VolumeSnapshotter``, by the operator making claims from VolumeSnapshots)."""
+    if session.spec.driver == Snapshotter.VOLUME_SNAPSHOTTER:
+        return False
     task = session.spec.task
     named_task = task is not None and (task.name or "") in names.PVC_RESTORE_TASKS
     return named_task or names_claim(session) or bool(claim_templates(session))

@@ -114,6 +114,14 @@ _RESTORE_HOOKS = (
     "test_a_failing_pre_restore_restores_nothing_and_an_on_failure_post_restore_reports_it",
     *_HOOK_HANDLERS,
 )
+_SNAPSHOTTER = (
+    "tests/operator/volumesnapshot/test_volumesnapshot_cluster.py::"
+    "test_a_deployments_claim_is_snapshotted_per_session_kept_by_keep_last_and_restored",
+    "tests/operator/volumesnapshot/test_volumesnapshot_cluster.py::"
+    "test_a_missing_class_or_claim_fails_the_session_naming_the_field",
+    "tests/operator/volumesnapshot/test_builders.py::"
+    "test_the_guides_configurations_are_valid_and_run_as_the_volume_snapshotter",
+)
 _RETRY = ("tests/operator/backup/test_retry.py::test_a_failed_session_is_retried_until_no_retries_are_left",)
 
 
@@ -145,7 +153,8 @@ PROOFS: dict[str, tuple[str, ...]] = {
     "spec.paused": (
         "tests/agent/backup/test_sidecar.py::test_paused_configuration_skips_with_the_seed_event",
     ),
-    "spec.driver": _BC_VALID + _RS_VALID,
+    "spec.driver": (*_BC_VALID, *_RS_VALID, *_SNAPSHOTTER),
+    "spec.target.snapshotClassName": _SNAPSHOTTER,
     "spec.timeOut": ("tests/agent/test_job.py::test_time_out_fails_the_session_with_deadline_exceeded",),
     "spec.backupHistoryLimit": (
         "tests/operator/backup/test_reconcile_cluster.py::test_backup_history_limit_prunes_old_finished_sessions",

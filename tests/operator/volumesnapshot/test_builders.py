@@ -292,8 +292,11 @@ def test_a_session_runs_with_a_host_per_claim_and_ends_by_the_claims_outcomes() 
     ]
     assert s.status.phase == BackupSessionPhase.RUNNING
     bs.record(s, REF, [bs.HostResult("source-config", HostBackupPhase.FAILED, "boom")], NOW)
-    assert str(s.status.phase) == "Failed"
     assert target.phase == TargetPhase.FAILED
+    assert bs.target_done(s)
+    assert s.status.phase == BackupSessionPhase.RUNNING  # until retention is applied
+    bs.conclude(s, NOW)
+    assert str(s.status.phase) == "Failed"
     assert s.status.session_duration == "30s"
     stats = {x.hostname: x for x in target.stats or []}
     assert stats["source-data"].duration == "30s"
@@ -319,6 +322,7 @@ def test_a_session_past_its_deadline_fails_the_claims_still_running() -> None:
     s = session()
     bs.start(s, REF, ["source-data"], None, NOW)
     assert bs.deadline_exceeded(s, REF, "1m", NOW) == ["source-data"]
+    bs.conclude(s, NOW)
     assert s.status is not None and s.status.phase == BackupSessionPhase.FAILED
     assert [c.type for c in s.status.conditions or []] == ["DeadlineExceeded"]
 

@@ -26,7 +26,6 @@ from stashlet.localcluster.cluster import LocalCluster
 from stashlet.localcluster.csi import CsiAddon, diagnostics
 from stashlet.operator.core.events import Events
 from stashlet.operator.volumesnapshot.backup import SnapshotBackups
-from stashlet.operator.volumesnapshot.restore import SnapshotRestores
 
 pytestmark = [pytest.mark.cluster, pytest.mark.images]
 
@@ -182,7 +181,9 @@ async def test_a_deployments_claim_is_snapshotted_per_session_kept_by_keep_last_
         namespace,
         "-f",
         "-",
-        input_obj=volume_snapshot_config("dvs", "Deployment", "stash-demo", 1),
+        input_obj=volume_snapshot_config(
+            "dvs", "Deployment", "stash-demo", 1, snapshotClassName=csi_addon.snapshot_class
+        ),
     )
     await operator.start(namespace)
     bc = await akubectl.wait_phase(namespace, "dvs", "Ready")
@@ -244,16 +245,17 @@ async def test_a_deployments_claim_is_snapshotted_per_session_kept_by_keep_last_
             },
         },
     }
+    await operator.start(namespace)  # the RestoreSession goes through the operator, as a user's would
     await akubectl("apply", "-n", namespace, "-f", "-", input_obj=restore_session)
-    restores = SnapshotRestores(api, Events(api), refusals=lambda _: [])
 
-    async def restored() -> bool:
-        return await restores.step(namespace, "restore-pvc") is None
+    async def restored() -> dict[str, Any] | None:
+        found = await akubectl.get("restoresession", namespace, "restore-pvc")
+        done = ((found or {}).get("status") or {}).get("phase") in ("Succeeded", "Failed", "Unknown")
+        return found if done else None
 
-    await eventually(
+    rs = await eventually(
         restored, timeout=TIMEOUT, what="the restore to end", log=lambda: diagnostics(local_cluster)
     )
-    rs = await akubectl.json("get", "restoresession", "restore-pvc", "-n", namespace)
     assert rs["status"]["phase"] == "Succeeded", rs["status"]
     assert rs["status"]["totalHosts"] == 1
     assert [(s["hostname"], s["phase"]) for s in rs["status"]["stats"]] == [("restore-data", "Succeeded")]

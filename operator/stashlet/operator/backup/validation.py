@@ -77,7 +77,7 @@ def spec_problems(bc: BackupConfiguration) -> list[str]:
     if backup_model(bc) == Model.VOLUME_SNAPSHOTTER:
         refused = field_support.refusals(names.KIND_BACKUP_CONFIGURATION, bc.to_dict()["spec"])
         return [*refused, *snapshot_rules.backup_problems(bc), *delay_problems(bc)]
-    runner = RUNNERS[backup_model(bc)]
+    runner = runner_of(bc)
     problems = field_support.refusals(names.KIND_BACKUP_CONFIGURATION, bc.to_dict()["spec"], runner)
     problems += delay_problems(bc)
     if bc.spec.repository is None:

@@ -39,6 +39,10 @@ class Runner(StrEnum):
     (``pvc-restore``, ``volumeClaimTemplates``)."""
     CLAIM_JOB = "claim-job"
     """A stand-alone PersistentVolumeClaim backed up by a Job per session (``pvc-backup``)."""
+    VOLUME_SNAPSHOTTER = "volume-snapshotter"
+    """``driver: VolumeSnapshotter``: the operator takes VolumeSnapshots of the claims, or makes claims from
+    them; which other fields it takes, :mod:`stashlet.operator.volumesnapshot.validation` says (the
+    reconcilers ask the table with no runner for it)."""
     INIT_CONTAINER = "init-container"
     """A restore into a workload, by the ``stash-init`` init-container."""
 
@@ -234,7 +238,7 @@ ALIAS = ok()
 """``spec.target.alias``: the restic host, as Stash names it (``<alias>``, ``<alias>-<ordinal>``,
 ``<alias>-<node>``); retention forgets only the target's own hosts and paths."""
 DRIVER = ok()
-"""``spec.driver``: Restic; the value VolumeSnapshotter is refused by the reconcilers, naming the field."""
+"""``spec.driver``: Restic, or VolumeSnapshotter (:mod:`stashlet.operator.volumesnapshot`)."""
 
 BACKUP_TEMPLATE: dict[str, Support] = {
     "spec.schedule": ok(),
@@ -266,8 +270,9 @@ BACKUP_CONFIGURATION: dict[str, Support] = {
         runners=ONLY_SIDECAR, elsewhere="only a StatefulSet's sidecars back up replicas"
     ),
     "spec.target.args": ok(runners=READS_FILES, elsewhere=_TASK_DECIDES),
-    "spec.target.snapshotClassName": refused(
-        "only the VolumeSnapshotter driver takes a VolumeSnapshotClass, and stashlet does not support it"
+    "spec.target.snapshotClassName": ok(
+        runners=frozenset({Runner.VOLUME_SNAPSHOTTER}),
+        elsewhere="only the VolumeSnapshotter driver takes a VolumeSnapshotClass",
     ),
     "spec.hooks": ok(runners=ONLY_SIDECAR, elsewhere=_NO_HOOK_POD),
     "spec.hooks.preBackup": BACKUP_HOOK,

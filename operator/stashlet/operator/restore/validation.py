@@ -70,11 +70,12 @@ def spec_problems(rs: RestoreSession) -> list[str]:
     """What is wrong with the session by itself, each naming the field: the fields stashlet does not carry
     out (:mod:`~stashlet.operator.core.field_support`), then the values it cannot."""
     spec = rs.spec
+    if spec.driver == Snapshotter.VOLUME_SNAPSHOTTER:  # claims from VolumeSnapshots: no Repository, no agent
+        refused = field_support.refusals(names.KIND_RESTORE_SESSION, rs.to_dict()["spec"])
+        return [*refused, *snapshot_rules.restore_problems(rs)]
     by_job = restore_jobs.restores_by_job(rs)
     runner = field_support.Runner.JOB if by_job else field_support.Runner.INIT_CONTAINER
     problems = field_support.refusals(names.KIND_RESTORE_SESSION, rs.to_dict()["spec"], runner)
-    if spec.driver == Snapshotter.VOLUME_SNAPSHOTTER:  # claims from VolumeSnapshots: no Repository, no agent
-        return [*problems, *snapshot_rules.restore_problems(rs)]
     if spec.repository is None:
         problems.append("spec.repository: required with the Restic driver")
     target = spec.target

@@ -7,8 +7,8 @@ and the VolumeSnapshotClass exist (``spec.target.snapshotClassName``; without it
 default class), then creates one VolumeSnapshot per claim and marks the session Running. Any problem
 found there fails the session at once, naming the field and the object. Later steps read the
 snapshots: ``readyToUse`` is a Succeeded claim, ``status.error`` a Failed one (the snapshot controller's
-message); once none is pending the session ends, and the retention policy is applied to each
-succeeded claim's snapshots of this configuration (:mod:`.retention`). A session still running at its
+message); once none is pending the retention policy is applied to each succeeded claim's snapshots of this
+configuration (:mod:`.retention`), and then the session ends. A session still running at its
 deadline (creation + ``spec.timeOut``, :data:`DEFAULT_TIME_OUT` without one) fails with
 ``DeadlineExceeded``. Each step writes the status with a conflict-safe update; a restarted operator
 picks a running session up where it stands (the snapshots' names are fixed by the session's).
@@ -214,11 +214,8 @@ class SnapshotBackups:
         if results:
             session = await self.stash.update_status(BackupSession, namespace, name, mutate)
             await self._emit(session, bs.host_events(session, changed))
-        if bs.is_final(session):
-            await self._retain(session, bc)
-            return None
         deadline = _deadline(session, bc)
-        if now >= deadline:
+        if not bs.target_done(session) and now >= deadline:
             time_out = bc.spec.time_out or DEFAULT_TIME_OUT
             late: list[str] = []
 
@@ -227,7 +224,9 @@ class SnapshotBackups:
 
             session = await self.stash.update_status(BackupSession, namespace, name, expire)
             await self._emit(session, bs.host_events(session, late))
+        if bs.target_done(session):  # retention first: a session that ended has done all its work
             await self._retain(session, bc)
+            await self.stash.update_status(BackupSession, namespace, name, lambda s: bs.conclude(s, _now()))
             return None
         return min(POLL_SECONDS, max(0.1, (deadline - now).total_seconds()))
 

@@ -127,8 +127,8 @@ def start(
 def record(
     session: BackupSession, ref: TargetRef, results: Sequence[HostResult], now: dt.datetime
 ) -> list[str]:
-    """Write the claims' outcomes; end the session once none is Running. Returns the claims whose
-    outcome is new (for their events)."""
+    """Write the claims' outcomes, and the target's once none is Running (:func:`conclude` then ends the
+    session, after retention). Returns the claims whose outcome is new (for their events)."""
     status = _status(session)
     if status.phase in FINAL:
         return []
@@ -150,8 +150,22 @@ def record(
     if all(s.phase != HostBackupPhase.RUNNING for s in target.stats):
         failed = any(s.phase == HostBackupPhase.FAILED for s in target.stats)
         target.phase = TargetPhase.FAILED if failed else TargetPhase.SUCCEEDED
-        _finish(session, BackupSessionPhase.FAILED if failed else BackupSessionPhase.SUCCEEDED, now)
     return changed
+
+
+def target_done(session: BackupSession) -> bool:
+    """True once every claim of the session has its outcome (the session ends after retention)."""
+    targets = (session.status.targets if session.status else None) or []
+    return bool(targets) and targets[0].phase in (TargetPhase.SUCCEEDED, TargetPhase.FAILED)
+
+
+def conclude(session: BackupSession, now: dt.datetime) -> None:
+    """End the session as its target ended (called once retention has been applied)."""
+    if is_final(session) or not target_done(session):
+        return
+    targets = _status(session).targets or []
+    failed = targets[0].phase == TargetPhase.FAILED
+    _finish(session, BackupSessionPhase.FAILED if failed else BackupSessionPhase.SUCCEEDED, now)
 
 
 def fail(session: BackupSession, ref: TargetRef | None, message: str, now: dt.datetime) -> None:
