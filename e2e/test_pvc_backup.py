@@ -9,14 +9,11 @@ pinned to that pod's node. The snapshot goes into a restic REST server pod.
 
 from __future__ import annotations
 
-import base64
 import json
-import subprocess
 from typing import Any
 
 import pytest
-
-from stashlet.localcluster import tools
+from e2e.rest_repository import rest_storage, restic_output
 
 pytestmark = [pytest.mark.cluster, pytest.mark.restic]
 
@@ -28,20 +25,7 @@ CLAIM = "nfs-pvc"
 def objects(namespace: str, rest_url: str) -> list[dict[str, Any]]:
     """The Secret and Repository, the claim, the pod writing into it, the guide's configuration."""
     return [
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": "rest-secret", "namespace": namespace},
-            "data": {"RESTIC_PASSWORD": base64.b64encode(PASSWORD.encode()).decode()},
-        },
-        {
-            "apiVersion": "stash.appscode.com/v1alpha1",
-            "kind": "Repository",
-            "metadata": {"name": "rest-repo", "namespace": namespace},
-            "spec": {
-                "backend": {"rest": {"url": f"{rest_url}/{namespace}"}, "storageSecretName": "rest-secret"}
-            },
-        },
+        *rest_storage(namespace, f"{rest_url}/{namespace}", PASSWORD),
         {
             "apiVersion": "v1",
             "kind": "PersistentVolumeClaim",
@@ -92,11 +76,7 @@ def objects(namespace: str, rest_url: str) -> list[dict[str, Any]]:
 
 def restic(url: str, *args: str) -> str:
     """Plain restic against the REST server, as the host reaches it."""
-    env = {"RESTIC_REPOSITORY": f"rest:{url}", "RESTIC_PASSWORD": PASSWORD, "PATH": "/usr/bin:/bin"}
-    argv = [str(tools.ensure("restic")), "--no-cache", "--retry-lock=2m", *args]
-    done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False, timeout=180)
-    assert done.returncode == 0, f"restic {' '.join(args)} exited {done.returncode}: {done.stderr}"
-    return done.stdout
+    return restic_output(url, PASSWORD, *args)
 
 
 async def test_the_guides_pvc_backup_runs_as_a_job_on_the_claims_node_and_snapshots_its_files(

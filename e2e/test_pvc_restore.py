@@ -11,10 +11,10 @@ reads each restored file back.
 
 from __future__ import annotations
 
-import base64
 from typing import Any
 
 import pytest
+from e2e.rest_repository import rest_storage
 
 pytestmark = [pytest.mark.cluster, pytest.mark.restic]
 
@@ -57,22 +57,7 @@ def pod(namespace: str, name: str, claim_name: str, command: str) -> dict[str, A
 
 
 def storage(namespace: str, rest_url: str) -> list[dict[str, Any]]:
-    return [
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": "rest-secret", "namespace": namespace},
-            "data": {"RESTIC_PASSWORD": base64.b64encode(PASSWORD.encode()).decode()},
-        },
-        {
-            "apiVersion": "stash.appscode.com/v1alpha1",
-            "kind": "Repository",
-            "metadata": {"name": "rest-repo", "namespace": namespace},
-            "spec": {
-                "backend": {"rest": {"url": f"{rest_url}/{namespace}"}, "storageSecretName": "rest-secret"}
-            },
-        },
-    ]
+    return rest_storage(namespace, f"{rest_url}/{namespace}", PASSWORD)
 
 
 def restore_session(namespace: str, name: str, target: dict[str, Any], **spec: Any) -> dict[str, Any]:

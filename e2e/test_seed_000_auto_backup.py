@@ -23,15 +23,13 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-from stashlet.localcluster import tools
+from e2e.rest_repository import restic_output
 
 pytestmark = [pytest.mark.cluster, pytest.mark.restic]
 
@@ -260,8 +258,4 @@ async def test_seed_000_three_namespaces_back_up_through_one_blueprint(
 
 def restic(url: str, *args: str) -> str:
     """Plain restic against ``url`` (as the host reaches the REST server)."""
-    env = {"RESTIC_REPOSITORY": f"rest:{url}", "RESTIC_PASSWORD": PASSWORD, "PATH": "/usr/bin:/bin"}
-    argv = [str(tools.ensure("restic")), "--no-cache", "--retry-lock=2m", *args]
-    done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False, timeout=180)
-    assert done.returncode == 0, f"restic {' '.join(args)} exited {done.returncode}: {done.stderr}"
-    return done.stdout
+    return restic_output(url, PASSWORD, *args)

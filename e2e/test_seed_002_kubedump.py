@@ -12,17 +12,14 @@ cluster.
 
 from __future__ import annotations
 
-import base64
 import json
-import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 import yaml
-
-from stashlet.localcluster import tools
+from e2e.rest_repository import rest_storage, restic_output
 
 pytestmark = [pytest.mark.cluster, pytest.mark.restic, pytest.mark.usefixtures("api_discovery")]
 
@@ -84,22 +81,7 @@ def app_namespace(kubectl: Callable[..., Any]) -> Iterator[str]:
 
 
 def storage(namespace: str, rest_url: str) -> list[dict[str, Any]]:
-    return [
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": "rest-secret", "namespace": namespace},
-            "data": {"RESTIC_PASSWORD": base64.b64encode(PASSWORD.encode()).decode()},
-        },
-        {
-            "apiVersion": "stash.appscode.com/v1alpha1",
-            "kind": "Repository",
-            "metadata": {"name": "rest-repo", "namespace": namespace},
-            "spec": {
-                "backend": {"rest": {"url": f"{rest_url}/{namespace}"}, "storageSecretName": "rest-secret"}
-            },
-        },
-    ]
+    return rest_storage(namespace, f"{rest_url}/{namespace}", PASSWORD)
 
 
 def configuration(
@@ -128,11 +110,7 @@ def configuration(
 
 def restic(url: str, *args: str) -> str:
     """Plain restic against the REST server, as the host reaches it."""
-    env = {"RESTIC_REPOSITORY": f"rest:{url}", "RESTIC_PASSWORD": PASSWORD, "PATH": "/usr/bin:/bin"}
-    argv = [str(tools.ensure("restic")), "--no-cache", "--retry-lock=2m", *args]
-    done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False, timeout=180)
-    assert done.returncode == 0, f"restic {' '.join(args)} exited {done.returncode}: {done.stderr}"
-    return done.stdout
+    return restic_output(url, PASSWORD, *args)
 
 
 def snapshot_files(url: str) -> set[str]:

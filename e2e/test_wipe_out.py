@@ -7,7 +7,6 @@ running ``stashlet-agent wipe`` from the agent image, as the ServiceAccount the 
 
 from __future__ import annotations
 
-import base64
 import json
 import subprocess
 from collections.abc import Callable
@@ -15,8 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from stashlet.localcluster import tools
+from e2e.rest_repository import plain_restic, rest_storage
 
 pytestmark = [pytest.mark.cluster, pytest.mark.restic]
 
@@ -26,29 +24,11 @@ FINALIZER = "stash.appscode.com/wipe-out"
 
 def restic(url: str, *args: str, password: str = PASSWORD) -> subprocess.CompletedProcess[str]:
     """Plain restic against the REST server, as this host reaches it."""
-    env = {"RESTIC_REPOSITORY": f"rest:{url}", "RESTIC_PASSWORD": password, "PATH": "/usr/bin:/bin"}
-    argv = [str(tools.ensure("restic")), "--no-cache", "--retry-lock=2m", *args]
-    return subprocess.run(argv, env=env, capture_output=True, text=True, check=False, timeout=180)
+    return plain_restic(url, password, *args)
 
 
 def storage(namespace: str, name: str, url: str, password: str) -> list[dict[str, Any]]:
-    return [
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": f"{name}-secret", "namespace": namespace},
-            "data": {"RESTIC_PASSWORD": base64.b64encode(password.encode()).decode()},
-        },
-        {
-            "apiVersion": "stash.appscode.com/v1alpha1",
-            "kind": "Repository",
-            "metadata": {"name": name, "namespace": namespace},
-            "spec": {
-                "backend": {"rest": {"url": url}, "storageSecretName": f"{name}-secret"},
-                "wipeOut": True,
-            },
-        },
-    ]
+    return rest_storage(namespace, url, password, name=name, secret=f"{name}-secret", wipeOut=True)
 
 
 def configuration(namespace: str, repository: str) -> dict[str, Any]:

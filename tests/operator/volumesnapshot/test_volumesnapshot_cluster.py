@@ -290,7 +290,7 @@ async def test_a_missing_class_or_claim_fails_the_session_naming_the_field(
             volume_snapshot_config("no-claim", "PersistentVolumeClaim", "missing-claim", 5),
         ],
     )
-    backups = SnapshotBackups(api, Events(api), refusals=lambda _: [])
+    backups = SnapshotBackups(api, Events(api))
     unix = int(time.time())
     for bc_name, field, words in [
         ("no-class", "spec.target.snapshotClassName", "VolumeSnapshotClass no-such-class does not exist"),

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
-from collections.abc import Callable
 from typing import Any, Final
 
 from kubernetes_asyncio import client
@@ -68,13 +67,11 @@ class SnapshotBackups:
         self,
         api: client.ApiClient,
         events: Events,
-        refusals: Callable[[BackupConfiguration], list[str]] = table_refusals,
     ) -> None:
-        """Act with ``api`` (the operator's identity); ``refusals`` is the field table's verdict."""
+        """Act with ``api`` (the operator's identity)."""
         self.stash = StashClient(api)
         self.cluster = SnapshotCluster(api)
         self.events = events
-        self.refusals = refusals
 
     async def step(self, namespace: str, name: str) -> float | None:
         """Take the session one step further; the seconds until the next step, or None when done."""
@@ -107,7 +104,7 @@ class SnapshotBackups:
     # ------------------------------------------------------------ first step
 
     async def _start(self, session: BackupSession, bc: BackupConfiguration, ref: TargetRef) -> None:
-        problems = self.refusals(bc) + validation.backup_problems(bc)
+        problems = table_refusals(bc) + validation.backup_problems(bc)
         if problems:
             raise StepFailed("; ".join(problems))
         namespace = bc.metadata.namespace or ""

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
-from collections.abc import Callable
 from typing import Any
 
 from kubernetes_asyncio import client
@@ -55,13 +54,11 @@ class SnapshotRestores:
         self,
         api: client.ApiClient,
         events: Events,
-        refusals: Callable[[RestoreSession], list[str]] = table_refusals,
     ) -> None:
-        """Act with ``api`` (the operator's identity); ``refusals`` is the field table's verdict."""
+        """Act with ``api`` (the operator's identity)."""
         self.stash = StashClient(api)
         self.cluster = SnapshotCluster(api)
         self.events = events
-        self.refusals = refusals
 
     async def step(self, namespace: str, name: str) -> float | None:
         """Take the session one step further; the seconds until the next step, or None when done."""
@@ -73,7 +70,7 @@ class SnapshotRestores:
             return None
         planned = rp.planned_claims(rs)
         if rs.status is None or rs.status.phase != RestorePhase.RUNNING:
-            problems = self.refusals(rs) + validation.restore_problems(rs)
+            problems = table_refusals(rs) + validation.restore_problems(rs)
             if not problems:
                 problems = await self._claim_problems(rs, planned)
             now = _now()
