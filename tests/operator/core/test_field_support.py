@@ -119,6 +119,8 @@ _SNAPSHOTTER = (
     "test_a_deployments_claim_is_snapshotted_per_session_kept_by_keep_last_and_restored",
     "tests/operator/volumesnapshot/test_volumesnapshot_cluster.py::"
     "test_a_missing_class_or_claim_fails_the_session_naming_the_field",
+    "tests/operator/volumesnapshot/test_volumesnapshot_cluster.py::"
+    "test_a_statefulsets_and_a_claims_volumes_are_snapshotted_and_restored_per_ordinal",
     "tests/operator/volumesnapshot/test_builders.py::"
     "test_the_guides_configurations_are_valid_and_run_as_the_volume_snapshotter",
 )

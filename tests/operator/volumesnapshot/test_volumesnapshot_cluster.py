@@ -307,3 +307,137 @@ async def test_a_missing_class_or_claim_fails_the_session_naming_the_field(
         events = await akubectl.events(namespace, name)
         assert any(e["type"] == "Warning" and field in e["message"] for e in events)
     assert await akubectl.items("volumesnapshots", namespace) == []
+
+
+def statefulset(name: str, storage_class: str, replicas: int) -> dict[str, Any]:
+    """Stash's StatefulSet guide: each replica writes its own name into its claim from the template."""
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "serviceName": name,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {
+                    "terminationGracePeriodSeconds": 1,
+                    "containers": [
+                        {
+                            "name": "busybox",
+                            "image": images.BUSYBOX_IMAGE,
+                            "imagePullPolicy": "Never",
+                            "command": [
+                                "sh",
+                                "-c",
+                                "echo $HOSTNAME > /source/data/data.txt && sync && sleep 3000",
+                            ],
+                            "volumeMounts": [{"name": "source-data", "mountPath": "/source/data"}],
+                        }
+                    ],
+                },
+            },
+            "volumeClaimTemplates": [
+                {"metadata": {"name": "source-data"}, "spec": claim("source-data", storage_class)["spec"]}
+            ],
+        },
+    }
+
+
+async def test_a_statefulsets_and_a_claims_volumes_are_snapshotted_and_restored_per_ordinal(
+    csi_addon: CsiAddon, local_cluster: LocalCluster, operator: Any, akubectl: Any, namespace: str
+) -> None:
+    """A StatefulSet of two replicas: one VolumeSnapshot per replica's claim (hosts named after the claims);
+    a stand-alone claim as the target: its own snapshot; a RestoreSession with ``replicas: 2`` and
+    ``${POD_ORDINAL}`` makes a claim per ordinal from its ordinal's snapshot, and each holds what that
+    replica wrote."""
+    await akubectl(
+        "apply", "-n", namespace, "-f", "-", input_obj=statefulset("db", csi_addon.storage_class, 2)
+    )
+
+    async def both_written() -> bool:
+        pods = await akubectl.items("pods", namespace, "-l", "app=db")
+        return len([p for p in pods if p.get("status", {}).get("phase") == "Running"]) == 2
+
+    await eventually(
+        both_written, timeout=TIMEOUT, what="both replicas to run", log=lambda: diagnostics(local_cluster)
+    )
+    await akubectl(
+        "apply",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        input_obj=[
+            volume_snapshot_config("sts", "StatefulSet", "db", 3, snapshotClassName=csi_addon.snapshot_class),
+            volume_snapshot_config("one-claim", "PersistentVolumeClaim", "source-data-db-0", 3),
+        ],
+    )
+    await operator.start(namespace)
+    for name in ("sts", "one-claim"):
+        await akubectl.wait_phase(namespace, name, "Ready")
+    unix = int(time.time())
+    sts_session = await new_session(akubectl, namespace, "sts", unix)
+    claim_session = await new_session(akubectl, namespace, "one-claim", unix + 7)
+    done = await finished(akubectl, namespace, sts_session, local_cluster)
+    assert done["status"]["phase"] == "Succeeded", done["status"]
+    [target] = done["status"]["targets"]
+    assert sorted((s["hostname"], s["phase"]) for s in target["stats"]) == [
+        ("source-data-db-0", "Succeeded"),
+        ("source-data-db-1", "Succeeded"),
+    ]
+    done = await finished(akubectl, namespace, claim_session, local_cluster)
+    assert done["status"]["phase"] == "Succeeded", done["status"]
+    assert [s["hostname"] for s in done["status"]["targets"][0]["stats"]] == ["source-data-db-0"]
+    snapshots = {i["metadata"]["name"] for i in await akubectl.items("volumesnapshots", namespace)}
+    assert {
+        f"source-data-db-0-{unix}",
+        f"source-data-db-1-{unix}",
+        f"source-data-db-0-{unix + 7}",
+    } <= snapshots
+
+    restore_session = {
+        "apiVersion": "stash.appscode.com/v1beta1",
+        "kind": "RestoreSession",
+        "metadata": {"name": "restore-db"},
+        "spec": {
+            "driver": "VolumeSnapshotter",
+            "target": {
+                "replicas": 2,
+                "volumeClaimTemplates": [
+                    {
+                        "metadata": {"name": "restored-db-${POD_ORDINAL}"},
+                        "spec": claim(
+                            "x", csi_addon.storage_class, f"source-data-db-${{POD_ORDINAL}}-{unix}"
+                        )["spec"],
+                    }
+                ],
+            },
+        },
+    }
+    await akubectl("apply", "-n", namespace, "-f", "-", input_obj=restore_session)
+
+    async def restored() -> dict[str, Any] | None:
+        found = await akubectl.get("restoresession", namespace, "restore-db")
+        done = ((found or {}).get("status") or {}).get("phase") in ("Succeeded", "Failed", "Unknown")
+        return found if done else None
+
+    rs = await eventually(
+        restored, timeout=TIMEOUT, what="the restore to end", log=lambda: diagnostics(local_cluster)
+    )
+    assert rs["status"]["phase"] == "Succeeded", rs["status"]
+    for ordinal in (0, 1):
+        pod_name = f"read-{ordinal}"
+        await akubectl(
+            "apply", "-n", namespace, "-f", "-", input_obj=reader(pod_name, f"restored-db-{ordinal}")
+        )
+
+        async def read(pod_name: str = pod_name) -> str | None:
+            pod = await akubectl.get("pod", namespace, pod_name)
+            if ((pod or {}).get("status") or {}).get("phase") != "Succeeded":
+                return None
+            return str(await akubectl("logs", pod_name, "-n", namespace))
+
+        text = await eventually(read, timeout=TIMEOUT, what=f"{pod_name} to print the file")
+        assert text.strip() == f"db-{ordinal}"
