@@ -214,6 +214,26 @@ class Kubectl:
         """The core/v1 events about the object called ``name``."""
         return await self.items("events", namespace, f"--field-selector=involvedObject.name={name}")
 
+    async def event(
+        self,
+        namespace: str,
+        name: str,
+        matches: Callable[[dict[str, Any]], bool],
+        *,
+        what: str,
+        within: float = 30,
+    ) -> dict[str, Any]:
+        """The first event about ``name`` that ``matches``, waited for: the operator and the agents record an
+        event after the status write a test has just seen, never before it."""
+        seen: list[dict[str, Any]] = []
+
+        async def probe() -> dict[str, Any] | None:
+            seen[:] = await self.events(namespace, name)
+            return next((e for e in seen if matches(e)), None)
+
+        found: dict[str, Any] = await eventually(probe, timeout=within, what=what, log=lambda: repr(seen))
+        return found
+
     async def wait_gone(self, resource: str, namespace: str, name: str, *, within: float = 60) -> None:
         """Wait until the object no longer exists (deleted, or collected as garbage)."""
 

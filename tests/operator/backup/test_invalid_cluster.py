@@ -175,11 +175,12 @@ async def test_bad_input_is_reported_and_nothing_is_made_until_it_is_put_right(
     cond = conditions[case.condition]
     assert (cond["status"], cond["reason"]) == (case.status, case.reason), cond
     assert case.message.format(ns=namespace, other=second_namespace) in cond["message"]
-    events = await akubectl.events(namespace, "pause-backup")
-    assert any(
-        e["type"] == "Warning" and e["reason"] == case.event and e["message"] == cond["message"]
-        for e in events
-    ), events
+    await akubectl.event(
+        namespace,
+        "pause-backup",
+        lambda e: e["type"] == "Warning" and e["reason"] == case.event and e["message"] == cond["message"],
+        what=f"the {case.event} Warning event",
+    )
 
     deployment = await akubectl.get("deployment", namespace, "stash-demo")
     if deployment is not None:

@@ -106,10 +106,12 @@ async def test_a_failed_session_is_retried_until_no_retries_are_left(
     await fail("pause-backup-1000")
     second = await eventually(lambda: retry_of("pause-backup-1000"), timeout=30, what="the first retry")
     assert second["spec"]["retryLeft"] == 1
-    events = await akubectl.events(namespace, "pause-backup-1000")
-    assert any(
-        e["reason"] == "BackupSessionRetried" and second["metadata"]["name"] in e["message"] for e in events
-    ), events
+    await akubectl.event(
+        namespace,
+        "pause-backup-1000",
+        lambda e: e["reason"] == "BackupSessionRetried" and second["metadata"]["name"] in e["message"],
+        what="the BackupSessionRetried event",
+    )
     await fail(second["metadata"]["name"])
     third = await eventually(
         lambda: retry_of(second["metadata"]["name"]), timeout=30, what="the second retry"

@@ -87,13 +87,16 @@ async def test_bad_rules_then_a_missing_repository_then_injection_then_removal(
     validation = condition_map(status)["ValidationPassed"]
     assert (validation["status"], validation["reason"]) == ("False", "ResourceValidationFailed")
     assert "spec.target.rules[1]: only one rule may omit targetHosts" in validation["message"]
-    events = await akubectl.events(namespace, RS)
-    assert any(
-        e["type"] == "Warning"
-        and e["reason"] == "ResourceValidationFailed"
-        and e["message"] == validation["message"]
-        for e in events
-    ), events
+    await akubectl.event(
+        namespace,
+        RS,
+        lambda e: (
+            e["type"] == "Warning"
+            and e["reason"] == "ResourceValidationFailed"
+            and e["message"] == validation["message"]
+        ),
+        what="the validation Warning event",
+    )
     assert init_names(await akubectl.get("deployment", namespace, "stash-demo")) == []
 
     await akubectl("apply", "-f", "-", input_obj=restore_session(namespace))
@@ -131,12 +134,16 @@ async def test_bad_rules_then_a_missing_repository_then_injection_then_removal(
     assert init["args"][0] == "restore"
     assert {"name": "source-data", "mountPath": "/source/data"} in init["volumeMounts"]
     assert deployment["metadata"]["labels"]["stash.appscode.com/restore-session"] == RS
-    events = await akubectl.events(namespace, RS)
-    assert any(
-        e["reason"] == "Init-Container Injection Succeeded"
-        and e["source"]["component"] == "Workload Controller"
-        for e in events
-    ), events
+
+    await akubectl.event(
+        namespace,
+        RS,
+        lambda e: (
+            e["reason"] == "Init-Container Injection Succeeded"
+            and e["source"]["component"] == "Workload Controller"
+        ),
+        what="the injection event",
+    )
     role = await akubectl.get("role", namespace, f"stashlet-restore-{RS}")
     assert role is not None
     generation = deployment["metadata"]["generation"]

@@ -114,8 +114,12 @@ async def test_pvc_restore_waits_for_its_claim_then_gets_its_job(
     assert {"name": "stash-volume", "mountPath": "/stash-data"} in pod["containers"][0]["volumeMounts"]
     for kind in ("serviceaccount", "role", "rolebinding"):
         assert await akubectl.get(kind, namespace, f"stashlet-restore-{RS}") is not None, kind
-    events = await akubectl.events(namespace, RS)
-    assert any(e["type"] == "Normal" and e["reason"] == "SuccessfullyEnsuredRestoreExecutor" for e in events)
+    await akubectl.event(
+        namespace,
+        RS,
+        lambda e: e["type"] == "Normal" and e["reason"] == "SuccessfullyEnsuredRestoreExecutor",
+        what="the SuccessfullyEnsuredRestoreExecutor event",
+    )
 
     await akubectl("delete", "restoresession", RS, "-n", namespace, "--wait=false")
     await akubectl.wait_gone("restoresession", namespace, RS)
@@ -195,7 +199,11 @@ async def test_claim_templates_that_cannot_be_made_end_the_session_naming_them(
     assert cond["message"].startswith(
         "spec.target.volumeClaimTemplates[0].spec.storageClassName: StorageClass no-such-class does not exist"
     )
-    events = await akubectl.events(namespace, RS)
-    assert any(e["type"] == "Warning" and e["reason"] == "FailedToEnsureRestoreExecutor" for e in events)
+    await akubectl.event(
+        namespace,
+        RS,
+        lambda e: e["type"] == "Warning" and e["reason"] == "FailedToEnsureRestoreExecutor",
+        what="the FailedToEnsureRestoreExecutor event",
+    )
     assert await claim_names(akubectl, namespace) == []
     assert await akubectl.get("job", namespace, f"stash-restore-{RS}-0") is None

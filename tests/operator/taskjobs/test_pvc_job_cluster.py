@@ -163,6 +163,10 @@ async def test_a_claim_held_by_one_pod_fails_the_session_at_once_saying_why(
         f"PersistentVolumeClaim {namespace}/solo is ReadWriteOncePod and mounted by pod db-0 on node {NODE}"
     )
     assert expected in found["message"]
-    events = await akubectl.events(namespace, "solo-backup-1")
-    assert any(e["type"] == "Warning" and expected in e["message"] for e in events)
+    await akubectl.event(
+        namespace,
+        "solo-backup-1",
+        lambda e: e["type"] == "Warning" and expected in e["message"],
+        what="the Warning event naming the claim",
+    )
     assert await akubectl.get("job", namespace, "stash-backup-solo-backup-1") is None

@@ -207,8 +207,9 @@ async def test_a_deployments_claim_is_snapshotted_per_session_kept_by_keep_last_
     snap = await akubectl.json("get", "volumesnapshot", f"source-data-{unix}", "-n", namespace)
     assert snap["status"]["readyToUse"] is True
     assert snap["spec"]["source"] == {"persistentVolumeClaimName": "source-data"}
-    events = await akubectl.events(namespace, first)
-    assert any(e["reason"] == "Host Backup Succeeded" for e in events)
+    await akubectl.event(
+        namespace, first, lambda e: e["reason"] == "Host Backup Succeeded", what="Host Backup Succeeded"
+    )
 
     second = await new_session(akubectl, namespace, "dvs", unix + 1)
     done = await finished(akubectl, namespace, second, local_cluster)
