@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from tests.csi_volumes import claim, csi_addon
 from tests.polling import wait_until
 
 from stashlet.localcluster import images
@@ -23,29 +24,9 @@ pytestmark = [pytest.mark.cluster, pytest.mark.images]
 
 TIMEOUT = 120
 
+__all__ = ["csi_addon"]  # the fixture, from tests.csi_volumes
+
 Kubectl = Callable[..., subprocess.CompletedProcess[str]]
-
-
-@pytest.fixture(scope="module")
-def csi_addon(local_cluster: LocalCluster) -> CsiAddon:
-    if local_cluster.node is None:
-        pytest.fail(f"the CSI add-on needs the session's real node: {local_cluster.node_unavailable}")
-    return local_cluster.ensure_csi()
-
-
-def claim(name: str, storage_class: str, *, snapshot: str | None = None) -> dict[str, Any]:
-    spec: dict[str, Any] = {
-        "storageClassName": storage_class,
-        "accessModes": ["ReadWriteOnce"],
-        "resources": {"requests": {"storage": "16Mi"}},
-    }
-    if snapshot is not None:
-        spec["dataSource"] = {
-            "apiGroup": "snapshot.storage.k8s.io",
-            "kind": "VolumeSnapshot",
-            "name": snapshot,
-        }
-    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": name}, "spec": spec}
 
 
 def pod(name: str, claim_name: str, script: str) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from kubernetes_asyncio import client
+from tests.csi_volumes import claim, csi_addon
 from tests.polling import eventually
 
 from stashlet.api.backupconfiguration import BackupConfiguration
@@ -29,29 +30,9 @@ from stashlet.operator.volumesnapshot.backup import SnapshotBackups
 
 pytestmark = [pytest.mark.cluster, pytest.mark.images]
 
+__all__ = ["csi_addon"]  # the fixture, from tests.csi_volumes
+
 TIMEOUT = 120.0
-
-
-@pytest.fixture(scope="module")
-def csi_addon(local_cluster: LocalCluster) -> CsiAddon:
-    if local_cluster.node is None:
-        pytest.fail(f"the CSI add-on needs the session's real node: {local_cluster.node_unavailable}")
-    return local_cluster.ensure_csi()
-
-
-def claim(name: str, storage_class: str, snapshot: str | None = None) -> dict[str, Any]:
-    spec: dict[str, Any] = {
-        "storageClassName": storage_class,
-        "accessModes": ["ReadWriteOnce"],
-        "resources": {"requests": {"storage": "16Mi"}},
-    }
-    if snapshot:
-        spec["dataSource"] = {
-            "apiGroup": "snapshot.storage.k8s.io",
-            "kind": "VolumeSnapshot",
-            "name": snapshot,
-        }
-    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": name}, "spec": spec}
 
 
 def deployment(name: str, claim_name: str, script: str) -> dict[str, Any]:
@@ -147,6 +128,36 @@ async def finished(akubectl: Any, namespace: str, name: str, local_cluster: Loca
     return done
 
 
+async def restore_ended(
+    akubectl: Any, namespace: str, name: str, local_cluster: LocalCluster
+) -> dict[str, Any]:
+    """RestoreSession ``name`` once it has ended (Succeeded, Failed or Unknown)."""
+
+    async def probe() -> dict[str, Any] | None:
+        found = await akubectl.get("restoresession", namespace, name)
+        done = ((found or {}).get("status") or {}).get("phase") in ("Succeeded", "Failed", "Unknown")
+        return found if done else None
+
+    ended: dict[str, Any] = await eventually(
+        probe, timeout=TIMEOUT, what=f"RestoreSession {name} to end", log=lambda: diagnostics(local_cluster)
+    )
+    return ended
+
+
+async def read_back(akubectl: Any, namespace: str, pod_name: str, claim_name: str) -> str:
+    """What a pod mounting ``claim_name`` prints of the restored file."""
+    await akubectl("apply", "-n", namespace, "-f", "-", input_obj=reader(pod_name, claim_name))
+
+    async def printed() -> str | None:
+        pod = await akubectl.get("pod", namespace, pod_name)
+        if ((pod or {}).get("status") or {}).get("phase") != "Succeeded":
+            return None
+        return str(await akubectl("logs", pod_name, "-n", namespace))
+
+    text: str = await eventually(printed, timeout=TIMEOUT, what=f"{pod_name} to print the file")
+    return text.strip()
+
+
 async def test_a_deployments_claim_is_snapshotted_per_session_kept_by_keep_last_and_restored(
     csi_addon: CsiAddon,
     local_cluster: LocalCluster,
@@ -240,7 +251,9 @@ async def test_a_deployments_claim_is_snapshotted_per_session_kept_by_keep_last_
                 "volumeClaimTemplates": [
                     {
                         "metadata": {"name": "restore-data"},
-                        "spec": claim("x", csi_addon.storage_class, f"source-data-{unix + 1}")["spec"],
+                        "spec": claim("x", csi_addon.storage_class, snapshot=f"source-data-{unix + 1}")[
+                            "spec"
+                        ],
                     }
                 ]
             },
@@ -249,29 +262,14 @@ async def test_a_deployments_claim_is_snapshotted_per_session_kept_by_keep_last_
     await operator.start(namespace)  # the RestoreSession goes through the operator, as a user's would
     await akubectl("apply", "-n", namespace, "-f", "-", input_obj=restore_session)
 
-    async def restored() -> dict[str, Any] | None:
-        found = await akubectl.get("restoresession", namespace, "restore-pvc")
-        done = ((found or {}).get("status") or {}).get("phase") in ("Succeeded", "Failed", "Unknown")
-        return found if done else None
-
-    rs = await eventually(
-        restored, timeout=TIMEOUT, what="the restore to end", log=lambda: diagnostics(local_cluster)
-    )
+    rs = await restore_ended(akubectl, namespace, "restore-pvc", local_cluster)
     assert rs["status"]["phase"] == "Succeeded", rs["status"]
     assert rs["status"]["totalHosts"] == 1
     assert [(s["hostname"], s["phase"]) for s in rs["status"]["stats"]] == [("restore-data", "Succeeded")]
     pvc = await akubectl.json("get", "pvc", "restore-data", "-n", namespace)
     assert pvc["status"]["phase"] == "Bound" and "ownerReferences" not in pvc["metadata"]
 
-    await akubectl("apply", "-n", namespace, "-f", "-", input_obj=reader("reader", "restore-data"))
-
-    async def read() -> str | None:
-        pod = await akubectl.get("pod", namespace, "reader")
-        if ((pod or {}).get("status") or {}).get("phase") != "Succeeded":
-            return None
-        return str(await akubectl("logs", "reader", "-n", namespace))
-
-    assert (await eventually(read, timeout=TIMEOUT, what="the reader to print the file")).strip() == payload
+    assert await read_back(akubectl, namespace, "reader", "restore-data") == payload
 
 
 async def test_a_missing_class_or_claim_fails_the_session_naming_the_field(
@@ -410,7 +408,7 @@ async def test_a_statefulsets_and_a_claims_volumes_are_snapshotted_and_restored_
                     {
                         "metadata": {"name": "restored-db-${POD_ORDINAL}"},
                         "spec": claim(
-                            "x", csi_addon.storage_class, f"source-data-db-${{POD_ORDINAL}}-{unix}"
+                            "x", csi_addon.storage_class, snapshot=f"source-data-db-${{POD_ORDINAL}}-{unix}"
                         )["spec"],
                     }
                 ],
@@ -419,26 +417,10 @@ async def test_a_statefulsets_and_a_claims_volumes_are_snapshotted_and_restored_
     }
     await akubectl("apply", "-n", namespace, "-f", "-", input_obj=restore_session)
 
-    async def restored() -> dict[str, Any] | None:
-        found = await akubectl.get("restoresession", namespace, "restore-db")
-        done = ((found or {}).get("status") or {}).get("phase") in ("Succeeded", "Failed", "Unknown")
-        return found if done else None
-
-    rs = await eventually(
-        restored, timeout=TIMEOUT, what="the restore to end", log=lambda: diagnostics(local_cluster)
-    )
+    rs = await restore_ended(akubectl, namespace, "restore-db", local_cluster)
     assert rs["status"]["phase"] == "Succeeded", rs["status"]
     for ordinal in (0, 1):
-        pod_name = f"read-{ordinal}"
-        await akubectl(
-            "apply", "-n", namespace, "-f", "-", input_obj=reader(pod_name, f"restored-db-{ordinal}")
+        assert (
+            await read_back(akubectl, namespace, f"read-{ordinal}", f"restored-db-{ordinal}")
+            == f"db-{ordinal}"
         )
-
-        async def read(pod_name: str = pod_name) -> str | None:
-            pod = await akubectl.get("pod", namespace, pod_name)
-            if ((pod or {}).get("status") or {}).get("phase") != "Succeeded":
-                return None
-            return str(await akubectl("logs", pod_name, "-n", namespace))
-
-        text = await eventually(read, timeout=TIMEOUT, what=f"{pod_name} to print the file")
-        assert text.strip() == f"db-{ordinal}"
