@@ -69,7 +69,6 @@ from stashlet.agent.kubedump.dump import (
 from stashlet.agent.metrics.report import LatestMetrics, MetricsReporter, merge_outcomes
 from stashlet.agent.restic.runner import ResticSettings, restic_version
 from stashlet.agent.settings import AgentSettings
-from stashlet.agent.timestamps import now_utc
 from stashlet.api.backupconfiguration import BackupConfiguration
 from stashlet.api.backupsession import BackupSession, BackupSessionPhase, HostBackupPhase, HostBackupStats
 from stashlet.api.common import TargetRef
@@ -79,6 +78,7 @@ from stashlet.api.names import (
     PVC_BACKUP_TASKS,
     target_mount_path,
 )
+from stashlet.api.timestamps import now_utc
 from stashlet.kube.client import new_api_client
 from stashlet.kube.errors import KubeError, NotFound
 

@@ -33,13 +33,13 @@ from stashlet.agent.context import AgentContext, PreparationError, target_lease
 from stashlet.agent.http_api.server import BackupRefused
 from stashlet.agent.liveness import Clock, Heartbeat, tick, wedged
 from stashlet.agent.stale_locks import pod_exists
-from stashlet.agent.timestamps import now_utc
 from stashlet.api import names
 from stashlet.api.backupconfiguration import BackupConfiguration
 from stashlet.api.backupsession import BackupSession, BackupSessionPhase
 from stashlet.api.common import TargetRef
 from stashlet.api.durations import parse_duration
 from stashlet.api.sessions import build_session
+from stashlet.api.timestamps import now_utc
 from stashlet.kube.custom import StashClient
 from stashlet.kube.errors import Conflict, KubeError, NotFound
 from stashlet.kube.watch import DELETED, SYNCED, WatchSettings, watch

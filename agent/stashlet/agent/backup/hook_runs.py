@@ -33,10 +33,10 @@ from stashlet.agent.hooks import (
     hook_condition,
     run_hook,
 )
-from stashlet.agent.timestamps import now_utc
 from stashlet.api.backupsession import BackupSession, BackupSessionPhase, HostBackupPhase, HostBackupStats
 from stashlet.api.common import TargetRef
 from stashlet.api.conditions import ConditionReason
+from stashlet.api.timestamps import now_utc
 from stashlet.kube.errors import KubeError
 
 log = logging.getLogger(__name__)

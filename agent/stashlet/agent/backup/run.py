@@ -29,7 +29,6 @@ from stashlet.agent.restic.errors import PartialBackup, RepositoryLocked, Reposi
 from stashlet.agent.restic.retention import RetentionError
 from stashlet.agent.restic.runner import Restic
 from stashlet.agent.stale_locks import remove_stale_locks
-from stashlet.agent.timestamps import now_utc
 from stashlet.api.backupconfiguration import BackupConfiguration
 from stashlet.api.backupsession import (
     BackupProgress,
@@ -42,6 +41,7 @@ from stashlet.api.common import TargetRef
 from stashlet.api.conditions import ConditionReason, ConditionType
 from stashlet.api.durations import format_duration
 from stashlet.api.repository import Repository, RepositoryStatus
+from stashlet.api.timestamps import now_utc
 from stashlet.kube.leases import LeaseLost
 
 log = logging.getLogger(__name__)

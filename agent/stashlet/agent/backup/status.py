@@ -15,7 +15,6 @@ from stashlet.agent.context import upsert_condition
 from stashlet.agent.metrics.report import PushOutcome
 from stashlet.agent.restic import output as rj
 from stashlet.agent.sizes import format_size
-from stashlet.agent.timestamps import now_utc
 from stashlet.api.backupsession import (
     BackupSession,
     BackupSessionPhase,
@@ -31,6 +30,7 @@ from stashlet.api.common import TargetRef
 from stashlet.api.conditions import ConditionType
 from stashlet.api.durations import format_duration
 from stashlet.api.repository import RepositoryStatus
+from stashlet.api.timestamps import now_utc
 
 FINAL_SESSION_PHASES = frozenset(
     {BackupSessionPhase.SUCCEEDED, BackupSessionPhase.FAILED, BackupSessionPhase.SKIPPED}

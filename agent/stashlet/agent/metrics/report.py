@@ -19,12 +19,12 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from stashlet.agent.metrics import build as m
 from stashlet.agent.metrics.push import MetricsPushFailed, host_grouping_key, job_name, push
-from stashlet.agent.timestamps import now_utc
 from stashlet.api.backupconfiguration import BackupConfiguration
 from stashlet.api.backupsession import BackupSession, BackupSessionPhase, HostBackupStats, TargetPhase
 from stashlet.api.common import TargetRef
 from stashlet.api.durations import parse_duration
 from stashlet.api.repository import Repository
+from stashlet.api.timestamps import now_utc
 
 if TYPE_CHECKING:
     from stashlet.agent.context import AgentContext

@@ -19,10 +19,10 @@ from stashlet.agent.metrics import build as m
 from stashlet.agent.metrics.push import MetricsPushFailed, host_grouping_key, job_name, push
 from stashlet.agent.restore import status as rs
 from stashlet.agent.restore.extract import HostRestore
-from stashlet.agent.timestamps import now_utc
 from stashlet.api.conditions import ConditionReason, ConditionType
 from stashlet.api.durations import parse_duration
 from stashlet.api.restoresession import HostRestorePhase, HostRestoreStats, RestorePhase, RestoreSession
+from stashlet.api.timestamps import now_utc
 from stashlet.kube.errors import KubeError
 
 log = logging.getLogger(__name__)

@@ -74,12 +74,12 @@ from stashlet.agent.restore.listing import RestoreItem
 from stashlet.agent.restore.plan import PlanError, check_extra_args, match_rule
 from stashlet.agent.restore.report import RestoreReport
 from stashlet.agent.restore.scope import RestoreScope, WorkloadScope
-from stashlet.agent.timestamps import now_utc
 from stashlet.api import names
 from stashlet.api.conditions import ConditionReason
 from stashlet.api.durations import format_duration, parse_duration
 from stashlet.api.restore_rules import rule_problems, rules_of
 from stashlet.api.restoresession import HostRestorePhase, HostRestoreStats, RestorePhase, RestoreSession
+from stashlet.api.timestamps import now_utc
 from stashlet.kube.errors import KubeError, NotFound
 from stashlet.kube.leases import LeaseLock, LeaseLost
 

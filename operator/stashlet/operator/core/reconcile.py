@@ -11,7 +11,6 @@ events due to the transitions.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -23,6 +22,7 @@ from stashlet.api import names
 from stashlet.api.backupconfiguration import BackupConfiguration
 from stashlet.api.common import Condition
 from stashlet.api.restoresession import RestoreSession
+from stashlet.api.timestamps import now_utc
 from stashlet.kube.custom import StashClient
 from stashlet.kube.errors import NotFound
 from stashlet.operator.core.conditions import ConditionUpdate, EventSpec, apply_conditions
@@ -111,7 +111,7 @@ class FinalizingReconciler(ABC, Generic[Owned]):
             nonlocal before, after
             status = current.status or self.new_status()
             before = list(status.conditions or [])
-            now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+            now = now_utc()
             after = apply_conditions(before, updates, now=now, generation=generation)
             new_phase = phase(after, status.phase)
             unchanged = _comparable(before) == _comparable(after) and status.phase == new_phase

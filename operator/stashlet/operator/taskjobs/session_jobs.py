@@ -15,7 +15,6 @@ writes everything else.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from typing import Any
 
@@ -28,6 +27,7 @@ from stashlet.api.common import Condition, ConditionStatus
 from stashlet.api.conditions import ConditionReason, ConditionType
 from stashlet.api.names import COMPONENT_BACKUP_SESSION
 from stashlet.api.repository import Repository
+from stashlet.api.timestamps import now_utc
 from stashlet.kube.client import call, call_json
 from stashlet.kube.custom import StashClient
 from stashlet.kube.errors import Conflict, Forbidden, Invalid, NotFound
@@ -284,7 +284,7 @@ class TaskJobs:
 
 
 def _put_condition(status: BackupSessionStatus, ok: bool, reason: ConditionReason, message: str) -> None:
-    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    now = now_utc()
     kept = [c for c in status.conditions or [] if c.type != ConditionType.BACKUP_EXECUTOR_ENSURED]
     kept.append(
         Condition(

@@ -28,6 +28,7 @@ from stashlet.api.backupconfiguration import BackupConfiguration
 from stashlet.api.backupsession import BackupSession, BackupSessionPhase, HostBackupPhase
 from stashlet.api.common import Snapshotter, TargetRef
 from stashlet.api.durations import parse_duration
+from stashlet.api.timestamps import now_utc
 from stashlet.kube.custom import StashClient
 from stashlet.kube.errors import Conflict, NotFound
 from stashlet.operator.core import field_support
@@ -54,10 +55,6 @@ def table_refusals(bc: BackupConfiguration) -> list[str]:
 class StepFailed(RefuseInput):
     """The session cannot go on (the input names what does not exist); the message names the field and
     the object. Caught by the step, which fails the session with it."""
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC).replace(microsecond=0)
 
 
 class SnapshotBackups:
@@ -114,9 +111,9 @@ class SnapshotBackups:
         for claim in claims:
             await self._ensure_snapshot(bc, session_name, claim, snapshot_class)
         time_out = bc.spec.time_out
-        created = session.metadata.creation_timestamp or _now()
+        created = session.metadata.creation_timestamp or now_utc()
         deadline = created + dt.timedelta(seconds=parse_duration(time_out)) if time_out else None
-        now = _now()
+        now = now_utc()
         await self.stash.update_status(
             BackupSession, namespace, session_name, lambda s: bs.start(s, ref, claims, deadline, now)
         )
@@ -202,7 +199,7 @@ class SnapshotBackups:
                         claim, HostBackupPhase.FAILED, f"VolumeSnapshot {namespace}/{snap}: {error}"
                     )
                 )
-        now = _now()
+        now = now_utc()
         changed: list[str] = []
 
         def mutate(s: BackupSession) -> None:
@@ -223,7 +220,9 @@ class SnapshotBackups:
             await self._emit(session, bs.host_events(session, late))
         if bs.target_done(session):  # retention first: a session that ended has done all its work
             await self._retain(session, bc)
-            await self.stash.update_status(BackupSession, namespace, name, lambda s: bs.conclude(s, _now()))
+            await self.stash.update_status(
+                BackupSession, namespace, name, lambda s: bs.conclude(s, now_utc())
+            )
             return None
         return min(POLL_SECONDS, max(0.1, (deadline - now).total_seconds()))
 
@@ -259,7 +258,7 @@ class SnapshotBackups:
                 removed_all += removed
         except Exception as exc:  # reported in the status, never lost
             message = f"Failed to apply retention policy {policy.name}. Reason: {exc}"
-            now = _now()
+            now = now_utc()
             await self.stash.update_status(
                 BackupSession, namespace, name, lambda s: bs.retention_applied(s, False, message, now)
             )
@@ -277,7 +276,7 @@ class SnapshotBackups:
             f"Successfully applied retention policy {policy.name}: kept {kept_count} VolumeSnapshots, "
             f"{verb} {len(removed_all)}{': ' + ', '.join(removed_all) if removed_all else ''}."
         )
-        now = _now()
+        now = now_utc()
         await self.stash.update_status(
             BackupSession, namespace, name, lambda s: bs.retention_applied(s, True, message, now)
         )
@@ -285,7 +284,7 @@ class SnapshotBackups:
 
     async def _fail(self, session: BackupSession, ref: TargetRef | None, message: str) -> None:
         namespace, name = session.metadata.namespace or "", session.metadata.name or ""
-        now = _now()
+        now = now_utc()
         updated = await self.stash.update_status(
             BackupSession, namespace, name, lambda s: bs.fail(s, ref, message, now)
         )
@@ -310,7 +309,7 @@ def _ref(bc: BackupConfiguration) -> TargetRef:
 def _deadline(session: BackupSession, bc: BackupConfiguration) -> dt.datetime:
     if session.status is not None and session.status.session_deadline is not None:
         return session.status.session_deadline
-    created = session.metadata.creation_timestamp or _now()
+    created = session.metadata.creation_timestamp or now_utc()
     return created + dt.timedelta(seconds=parse_duration(bc.spec.time_out or DEFAULT_TIME_OUT))
 
 

@@ -25,6 +25,7 @@ from stashlet.api import names
 from stashlet.api.common import Snapshotter
 from stashlet.api.durations import parse_duration
 from stashlet.api.restoresession import HostRestorePhase, HostRestoreStats, RestorePhase, RestoreSession
+from stashlet.api.timestamps import now_utc
 from stashlet.kube.custom import StashClient
 from stashlet.kube.errors import Conflict, NotFound
 from stashlet.operator.core import field_support
@@ -41,10 +42,6 @@ log = logging.getLogger(__name__)
 def table_refusals(rs: RestoreSession) -> list[str]:
     """The fields the field-support table refuses for a RestoreSession."""
     return field_support.refusals(names.KIND_RESTORE_SESSION, rs.to_dict()["spec"])
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC).replace(microsecond=0)
 
 
 class SnapshotRestores:
@@ -73,7 +70,7 @@ class SnapshotRestores:
             problems = table_refusals(rs) + validation.restore_problems(rs)
             if not problems:
                 problems = await self._claim_problems(rs, planned)
-            now = _now()
+            now = now_utc()
             if problems:
                 updated = await self.stash.update_status(
                     RestoreSession, namespace, name, lambda s: rp.refuse(s, problems, now)
@@ -169,7 +166,7 @@ class SnapshotRestores:
                 )
             else:
                 pending.append(claim.name)
-        now = _now()
+        now = now_utc()
         total = len(planned)
         changed: list[str] = []
         was_final = rp.is_final(rs)
