@@ -79,6 +79,22 @@ def driver_go_mod() -> str:
     return f"module stashlet.local/csi-hostpath\n\ngo 1.25\n\nrequire (\n{requires}\n)\n"
 
 
+def build_driver(work: Path, log_file: Path) -> Path:
+    """Build ``csidriver/main.go`` statically in the empty folder ``work``; the binary's path."""
+    (work / "go.mod").write_text(driver_go_mod())
+    shutil.copyfile(DRIVER_SOURCE, work / "main.go")
+    env = {**os.environ, "CGO_ENABLED": "0", "GOTOOLCHAIN": "local", "GOFLAGS": "-buildvcs=false"}
+    out = work / "csi-hostpath"
+    run(["go", "-C", str(work), "mod", "tidy"], env=env, log_file=log_file)
+    ldflags = f"-s -w -X main.version={DRIVER_VERSION}"
+    run(
+        ["go", "-C", str(work), "build", "-trimpath", f"-ldflags={ldflags}", "-o", str(out), "."],
+        env=env,
+        log_file=log_file,
+    )
+    return out
+
+
 @dataclass(frozen=True)
 class HostpathDriverImage(Recipe):
     """``csidriver/main.go`` built statically with the host's Go, alone in a scratch image (it runs as
@@ -101,17 +117,7 @@ class HostpathDriverImage(Recipe):
         """``go mod tidy`` and ``go build`` in a throwaway module, then one layer with ``/csi-hostpath``."""
         work = Path(tempfile.mkdtemp(prefix="csi-hostpath-", dir=tmp_dir()))
         try:
-            (work / "go.mod").write_text(driver_go_mod())
-            shutil.copyfile(DRIVER_SOURCE, work / "main.go")
-            env = {**os.environ, "CGO_ENABLED": "0", "GOTOOLCHAIN": "local", "GOFLAGS": "-buildvcs=false"}
-            out = work / "csi-hostpath"
-            run(["go", "-C", str(work), "mod", "tidy"], env=env, log_file=log_file)
-            ldflags = f"-s -w -X main.version={DRIVER_VERSION}"
-            run(
-                ["go", "-C", str(work), "build", "-trimpath", f"-ldflags={ldflags}", "-o", str(out), "."],
-                env=env,
-                log_file=log_file,
-            )
+            out = build_driver(work, log_file)
             layer = work / "layer.tar"
             with tarfile.open(layer, "w") as tar:
                 scratch_layout(tar)

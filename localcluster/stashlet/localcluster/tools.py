@@ -179,10 +179,25 @@ CSI_PROVISIONER = Tool(
     ldflags=(f"-X main.version={CSI_PROVISIONER_VERSION}",),
 )
 
+CSI_SANITY_VERSION = "v5.6.0"
+"""csi-test's csi-sanity: the Kubernetes CSI project's conformance suite for a CSI driver (it speaks the
+CSI gRPC API to the driver's socket the way the sidecars and the kubelet do). The local node's driver is
+proven against it (tests/localcluster/test_csi_sanity.py)."""
+
+CSI_SANITY = Tool(
+    name="csi-test",
+    version=CSI_SANITY_VERSION,
+    binaries=("csi-sanity",),
+    module="github.com/kubernetes-csi/csi-test/v5",
+    packages=("github.com/kubernetes-csi/csi-test/v5/cmd/csi-sanity",),
+    upstream_replaces=True,
+)
+
 ALL_TOOLS: tuple[Tool, ...] = (KUBERNETES, ETCD, RESTIC, REST_SERVER, PUSHGATEWAY, COREDNS, CRICTL, HELM)
 """What ``stashlet-cluster install-tools`` builds by default: every test session needs them."""
-ADDON_TOOLS: tuple[Tool, ...] = (CSI_SNAPSHOTTER, CSI_PROVISIONER)
-"""Built only when an add-on of the local cluster asks for them (the CSI snapshot add-on, ``csi.py``)."""
+ADDON_TOOLS: tuple[Tool, ...] = (CSI_SNAPSHOTTER, CSI_PROVISIONER, CSI_SANITY)
+"""Built only when an add-on of the local cluster asks for them (the CSI snapshot add-on, ``csi.py``, and
+the conformance suite its driver is tested with)."""
 ENVTEST_BINARIES = frozenset({"etcd", "kube-apiserver", "kubectl"})
 """What an envtest ``KUBEBUILDER_ASSETS`` folder holds; the rest of Kubernetes is built when it lacks them."""
 BY_BINARY: dict[str, Tool] = {binary: tool for tool in (*ALL_TOOLS, *ADDON_TOOLS) for binary in tool.binaries}
