@@ -438,8 +438,8 @@ def sample(schema: Mapping[str, Any] | None) -> Any:
 
 
 def with_field(spec: dict[str, Any], kind: str, path: str) -> dict[str, Any]:
-    """``spec`` with ``path`` (``spec.a[].b``) set to a sample of its type; list items get their required
-    siblings so the object still parses."""
+    """``spec`` with ``path`` (``spec.a[].b``) set to a sample of its type; list items and objects made on
+    the way get their required siblings so the object still parses."""
     schemas = spec_schemas()[kind]
     spec = copy.deepcopy(spec)
     parts = path.split(".")[1:]
@@ -460,7 +460,10 @@ def with_field(spec: dict[str, Any], kind: str, path: str) -> dict[str, Any]:
             node = node[key][0]
             walked += "[]"
         else:
-            node = node.setdefault(key, {})
+            if key not in node:
+                made = sample(schemas.get(walked))
+                node[key] = made if isinstance(made, dict) else {}
+            node = node[key]
     return spec
 
 
@@ -523,6 +526,32 @@ RESTORE_JOB_SPEC = {
     },
 }
 
+SNAPSHOT_BACKUP_SPEC = {
+    "driver": "VolumeSnapshotter",
+    "schedule": "0 0 1 1 *",
+    "target": {"ref": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "stash-demo"}},
+    "retentionPolicy": {"name": "keep-last-5", "keepLast": 5, "prune": True},
+}
+SNAPSHOT_RESTORE_SPEC = {
+    "driver": "VolumeSnapshotter",
+    "target": {
+        "volumeClaimTemplates": [
+            {
+                "metadata": {"name": "restored-data"},
+                "spec": {
+                    "accessModes": ["ReadWriteOnce"],
+                    "resources": {"requests": {"storage": "1Gi"}},
+                    "dataSource": {
+                        "kind": "VolumeSnapshot",
+                        "apiGroup": "snapshot.storage.k8s.io",
+                        "name": "source-data-1700000000",
+                    },
+                },
+            }
+        ]
+    },
+}
+
 
 @dataclass(frozen=True)
 class Base:
@@ -540,6 +569,12 @@ BASES = {
     "claim job": Base(Runner.CLAIM_JOB, names.KIND_BACKUP_CONFIGURATION, CLAIM_SPEC, backup_verdict),
     "init-container": Base(Runner.INIT_CONTAINER, names.KIND_RESTORE_SESSION, RESTORE_SPEC, restore_verdict),
     "restore job": Base(Runner.JOB, names.KIND_RESTORE_SESSION, RESTORE_JOB_SPEC, restore_verdict),
+    "snapshotter backup": Base(
+        Runner.VOLUME_SNAPSHOTTER, names.KIND_BACKUP_CONFIGURATION, SNAPSHOT_BACKUP_SPEC, backup_verdict
+    ),
+    "snapshotter restore": Base(
+        Runner.VOLUME_SNAPSHOTTER, names.KIND_RESTORE_SESSION, SNAPSHOT_RESTORE_SPEC, restore_verdict
+    ),
 }
 """Every way an object is carried out."""
 
@@ -550,8 +585,9 @@ def test_the_bases_are_valid() -> None:
         assert base.verdict(base.spec) == (True, ""), name
 
 
-RUNNER_PICKERS = frozenset({"spec.task", "spec.task.name", "spec.target.volumeClaimTemplates"})
-"""Fields whose presence decides how an object is carried out (a Task's name; claims to restore into)."""
+RUNNER_PICKERS = frozenset({"spec.driver", "spec.task", "spec.task.name", "spec.target.volumeClaimTemplates"})
+"""Fields whose presence decides how an object is carried out (the driver; a Task's name; claims to restore
+into)."""
 
 
 def refused_cases() -> Iterator[tuple[str, str]]:
@@ -734,7 +770,9 @@ def built(base: str, settings: dict[str, Any]) -> tuple[dict[str, Any], dict[str
     return pod_spec["containers"][0], pod_spec
 
 
-@pytest.mark.parametrize("base", list(BASES))
+@pytest.mark.parametrize(
+    "base", [name for name, b in BASES.items() if b.runner in field_support.AGENT_RUNNERS]
+)
 def test_each_runners_runtime_settings_reach_what_it_runs(base: str) -> None:
     """Each ``runtimeSettings`` key the table supports for a runner lands in the container (or the Job's
     pod) as given; ``env`` is added after the agent's own entries; the others are refused by name."""

@@ -90,7 +90,10 @@ def test_deprecated_spec_rules_are_checked_under_their_own_field() -> None:
 @pytest.mark.parametrize(
     ("spec", "expected"),
     [
-        ({"driver": "VolumeSnapshotter"}, "spec.repository: not used by the VolumeSnapshotter driver"),
+        (
+            {"driver": "VolumeSnapshotter"},
+            "spec.repository: not supported for a volume-snapshotter (the snapshots are VolumeSnapshots",
+        ),
         (
             {"task": {"name": "pvc-restore"}},
             "spec.target.ref: task pvc-restore restores into a PersistentVolumeClaim; name one",

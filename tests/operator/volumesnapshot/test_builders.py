@@ -192,9 +192,10 @@ def test_fields_the_driver_does_not_use_are_refused_by_name() -> None:
     bc = config(paths=["/data"], volumeMounts=[{"name": "d", "mountPath": "/d"}])
     bc.spec.retention_policy.keep_tags = ["a"]
     problems = validation.backup_problems(bc)
-    assert any(p.startswith("spec.target.paths: not used by the VolumeSnapshotter driver") for p in problems)
-    assert any(p.startswith("spec.target.volumeMounts: not used") for p in problems)
-    assert any(p.startswith("spec.retentionPolicy.keepTags: not used") for p in problems)
+    refused = "not supported for a volume-snapshotter"
+    assert f"spec.target.paths: {refused} (a VolumeSnapshot holds the whole volume)" in problems
+    assert any(p.startswith(f"spec.target.volumeMounts: {refused}") for p in problems)
+    assert f"spec.retentionPolicy.keepTags: {refused} (a VolumeSnapshot has no tags)" in problems
 
 
 @pytest.mark.parametrize(

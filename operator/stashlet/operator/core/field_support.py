@@ -22,7 +22,7 @@ every path, and names for each supported path the tests that show it.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -41,8 +41,7 @@ class Runner(StrEnum):
     """A stand-alone PersistentVolumeClaim backed up by a Job per session (``pvc-backup``)."""
     VOLUME_SNAPSHOTTER = "volume-snapshotter"
     """``driver: VolumeSnapshotter``: the operator takes VolumeSnapshots of the claims, or makes claims from
-    them; which other fields it takes, :mod:`stashlet.operator.volumesnapshot.validation` says (the
-    reconcilers ask the table with no runner for it)."""
+    them; no agent, Task or restic runs (:data:`SNAPSHOTTER_REFUSES`)."""
     INIT_CONTAINER = "init-container"
     """A restore into a workload, by the ``stash-init`` init-container."""
 
@@ -56,6 +55,8 @@ class Supported:
     """The ways of running it applies to; None for all."""
     elsewhere: str = ""
     """Why it is refused for the other runners."""
+    reasons: Mapping[Runner, str] = field(default_factory=dict)
+    """Why it is refused for one runner in particular, where ``elsewhere`` does not say it."""
     opaque: bool = False
     """An embedded Kubernetes type taken as written: nothing below it is checked here."""
 
@@ -83,6 +84,8 @@ def refused(why: str) -> Unsupported:
 # ---------------------------------------------------------------- runtime settings, per runner
 
 ALL_RUNNERS = frozenset(Runner)
+AGENT_RUNNERS = ALL_RUNNERS - {Runner.VOLUME_SNAPSHOTTER}
+"""The runners with an agent container (the VolumeSnapshotter driver has none)."""
 ONLY_JOB = frozenset({Runner.JOB})
 JOBS = frozenset({Runner.JOB, Runner.CLAIM_JOB})
 ONLY_SIDECAR = frozenset({Runner.SIDECAR})
@@ -91,10 +94,10 @@ READS_FILES = frozenset({Runner.SIDECAR, Runner.CLAIM_JOB})
 _TASK_DECIDES = "the resource dump decides what it backs up and reads no volume"
 
 CONTAINER_COPIED: Mapping[str, frozenset[Runner]] = {
-    "resources": ALL_RUNNERS,
-    "securityContext": ALL_RUNNERS,
-    "envFrom": ALL_RUNNERS,
-    "imagePullPolicy": ALL_RUNNERS,
+    "resources": AGENT_RUNNERS,
+    "securityContext": AGENT_RUNNERS,
+    "envFrom": AGENT_RUNNERS,
+    "imagePullPolicy": AGENT_RUNNERS,
     "lifecycle": ONLY_SIDECAR,
     "livenessProbe": ONLY_SIDECAR,
     "readinessProbe": ONLY_SIDECAR,
@@ -145,7 +148,7 @@ def _runtime(prefix: str) -> dict[str, Support]:
         f"{prefix}.container.ionice": ok(opaque=True),
     }
     for key, runners in CONTAINER_COPIED.items():
-        elsewhere = "" if runners == ALL_RUNNERS else _NOT_ON_INIT
+        elsewhere = "" if runners == AGENT_RUNNERS else _NOT_ON_INIT
         table[f"{prefix}.container.{key}"] = ok(runners=runners, elsewhere=elsewhere, opaque=True)
     for key in JOB_POD_COPIED:
         table[f"{prefix}.pod.{key}"] = ok(runners=JOBS, elsewhere=_POD_SHARED, opaque=True)
@@ -267,7 +270,8 @@ BACKUP_CONFIGURATION: dict[str, Support] = {
     "spec.target.paths": ok(runners=READS_FILES, elsewhere=_TASK_DECIDES),
     "spec.target.exclude": ok(runners=READS_FILES, elsewhere=_TASK_DECIDES),
     "spec.target.replicas": ok(
-        runners=ONLY_SIDECAR, elsewhere="only a StatefulSet's sidecars back up replicas"
+        runners=frozenset({Runner.SIDECAR, Runner.VOLUME_SNAPSHOTTER}),
+        elsewhere="only a StatefulSet's replicas are chosen by ordinal, by its sidecars or its snapshots",
     ),
     "spec.target.args": ok(runners=READS_FILES, elsewhere=_TASK_DECIDES),
     "spec.target.snapshotClassName": ok(
@@ -309,8 +313,8 @@ RESTORE_SESSION: dict[str, Support] = {
     "spec.target.args": ok(),
     "spec.target.volumeMounts": ok(opaque=True),
     "spec.target.volumeClaimTemplates": ok(
-        runners=ONLY_JOB,
-        elsewhere="claims from templates are restored by Jobs, not into a workload",
+        runners=frozenset({Runner.JOB, Runner.VOLUME_SNAPSHOTTER}),
+        elsewhere="claims from templates are restored by Jobs or made from snapshots, not into a workload",
         opaque=True,
     ),
     **dict.fromkeys(("spec.task", "spec.task.name"), ok(runners=ONLY_JOB, elsewhere=_WORKLOADS_NEED_NO_TASK)),
@@ -326,6 +330,50 @@ RESTORE_SESSION: dict[str, Support] = {
     "spec.hooks.postRestore": RESTORE_HOOK,
     "spec.timeOut": ok(),
 }
+
+_NO_AGENT = "no agent container or Job runs with this driver"
+_WHOLE_VOLUME = "a VolumeSnapshot holds the whole volume"
+_REPOSITORY_UNUSED = "the snapshots are VolumeSnapshots, not restic data in a Repository"
+_SNAPSHOTTER_COMMON: Mapping[str, str] = {
+    "spec.repository": _REPOSITORY_UNUSED,
+    "spec.task": "the operator takes or restores the snapshots itself; no Task runs",
+    "spec.hooks": "no agent runs beside the workload to carry hooks out with this driver",
+    "spec.runtimeSettings": _NO_AGENT,
+    "spec.tempDir": _NO_AGENT,
+    "spec.target.alias": "VolumeSnapshots are named after their claims",
+    "spec.target.volumeMounts": "the volumes are snapshotted, not mounted",
+    "spec.target.args": "no backup program runs with this driver",
+}
+SNAPSHOTTER_REFUSES: Mapping[str, Mapping[str, str]] = {
+    names.KIND_BACKUP_CONFIGURATION: {
+        **_SNAPSHOTTER_COMMON,
+        "spec.target.paths": _WHOLE_VOLUME,
+        "spec.target.exclude": _WHOLE_VOLUME,
+        "spec.retentionPolicy.keepTags": "a VolumeSnapshot has no tags",
+    },
+    names.KIND_RESTORE_SESSION: {
+        **_SNAPSHOTTER_COMMON,
+        "spec.rules": "a restore from VolumeSnapshots makes whole claims; there is nothing to select",
+        "spec.target.rules": "a restore from VolumeSnapshots makes whole claims; there is nothing to select",
+        "spec.target.ref": "the restored claims are named by spec.target.volumeClaimTemplates",
+    },
+}
+"""What ``driver: VolumeSnapshotter`` does not use, by field (and everything below it), with why; the
+rest of its fields are checked by value in :mod:`stashlet.operator.volumesnapshot.validation`."""
+
+
+def _refuse_for_snapshotter(table: dict[str, Support], refuses: Mapping[str, str]) -> None:
+    for path, support in table.items():
+        top = next((p for p in refuses if path == p or path.startswith((f"{p}.", f"{p}["))), None)
+        if top is None or not isinstance(support, Supported):
+            continue
+        runners = (support.runners or ALL_RUNNERS) - {Runner.VOLUME_SNAPSHOTTER}
+        reasons = {**support.reasons, Runner.VOLUME_SNAPSHOTTER: refuses[top]}
+        table[path] = replace(support, runners=runners, reasons=reasons)
+
+
+_refuse_for_snapshotter(BACKUP_CONFIGURATION, SNAPSHOTTER_REFUSES[names.KIND_BACKUP_CONFIGURATION])
+_refuse_for_snapshotter(RESTORE_SESSION, SNAPSHOTTER_REFUSES[names.KIND_RESTORE_SESSION])
 
 BACKUP_SESSION: dict[str, Support] = {
     "spec.invoker": ok(),
@@ -400,7 +448,8 @@ def refusals(kind: str, spec: Mapping[str, Any], runner: Runner | None = None) -
         elif isinstance(support, Unsupported):
             problems.append(f"{shown}: not supported by stashlet: {support.why}")
         elif runner is not None and support.runners is not None and runner not in support.runners:
-            problems.append(f"{shown}: not supported for a {runner} ({support.elsewhere})")
+            why = support.reasons.get(runner, support.elsewhere)
+            problems.append(f"{shown}: not supported for a {runner} ({why})")
         elif not support.opaque:
             pending += list(_children(path, shown, value))
     return problems

@@ -31,7 +31,6 @@ from stashlet.api.durations import parse_duration
 from stashlet.api.timestamps import now_utc
 from stashlet.kube.custom import StashClient
 from stashlet.kube.errors import Conflict, NotFound
-from stashlet.operator.core import field_support
 from stashlet.operator.core.conditions import EventSpec
 from stashlet.operator.core.events import Events
 from stashlet.operator.errors import RefuseInput
@@ -45,11 +44,6 @@ POLL_SECONDS: Final = 2.0
 """How soon a running session is looked at again."""
 DEFAULT_TIME_OUT: Final = "30m"
 """The deadline of a session whose configuration sets no ``spec.timeOut``."""
-
-
-def table_refusals(bc: BackupConfiguration) -> list[str]:
-    """The fields the field-support table refuses for a BackupConfiguration."""
-    return field_support.refusals(names.KIND_BACKUP_CONFIGURATION, bc.to_dict()["spec"])
 
 
 class StepFailed(RefuseInput):
@@ -101,7 +95,7 @@ class SnapshotBackups:
     # ------------------------------------------------------------ first step
 
     async def _start(self, session: BackupSession, bc: BackupConfiguration, ref: TargetRef) -> None:
-        problems = table_refusals(bc) + validation.backup_problems(bc)
+        problems = validation.backup_problems(bc)
         if problems:
             raise StepFailed("; ".join(problems))
         namespace = bc.metadata.namespace or ""

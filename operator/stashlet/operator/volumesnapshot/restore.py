@@ -28,7 +28,6 @@ from stashlet.api.restoresession import HostRestorePhase, HostRestoreStats, Rest
 from stashlet.api.timestamps import now_utc
 from stashlet.kube.custom import StashClient
 from stashlet.kube.errors import Conflict, NotFound
-from stashlet.operator.core import field_support
 from stashlet.operator.core.conditions import EventSpec
 from stashlet.operator.core.events import Events
 from stashlet.operator.volumesnapshot import restore_plan as rp
@@ -37,11 +36,6 @@ from stashlet.operator.volumesnapshot.backup import DEFAULT_TIME_OUT, POLL_SECON
 from stashlet.operator.volumesnapshot.cluster import SnapshotCluster
 
 log = logging.getLogger(__name__)
-
-
-def table_refusals(rs: RestoreSession) -> list[str]:
-    """The fields the field-support table refuses for a RestoreSession."""
-    return field_support.refusals(names.KIND_RESTORE_SESSION, rs.to_dict()["spec"])
 
 
 class SnapshotRestores:
@@ -67,7 +61,7 @@ class SnapshotRestores:
             return None
         planned = rp.planned_claims(rs)
         if rs.status is None or rs.status.phase != RestorePhase.RUNNING:
-            problems = table_refusals(rs) + validation.restore_problems(rs)
+            problems = validation.restore_problems(rs)
             if not problems:
                 problems = await self._claim_problems(rs, planned)
             now = now_utc()

@@ -1,18 +1,16 @@
 """What a VolumeSnapshotter BackupConfiguration or RestoreSession may ask for, by itself: pure.
 
-The driver needs no Repository, Task, agent or restic, so the fields that configure those are refused
-with it, by name (nothing is ignored silently): ``repository``, ``task``, ``hooks``, ``runtimeSettings``,
-``tempDir``, ``interimVolumeTemplate``; the target's ``alias``, ``paths``, ``exclude``, ``volumeMounts``,
-``args`` (and a restore's ``rules`` and ``ref``); ``retentionPolicy.keepTags`` (a VolumeSnapshot has no
-tags). What it takes:
+The driver needs no Repository, Task, agent or restic: the fields that configure those are refused with
+it, by name, through the field table (:data:`stashlet.operator.core.field_support.SNAPSHOTTER_REFUSES`,
+runner ``volume-snapshotter``). What it takes is checked here by value:
 
-- backup: ``schedule``, ``paused``, ``target.ref`` (a Deployment, StatefulSet, DaemonSet or ReplicaSet in
-  ``apps/v1``, or a ``v1`` PersistentVolumeClaim, in the configuration's namespace), ``target.replicas``
-  (a StatefulSet's ordinals), ``target.snapshotClassName``, ``retentionPolicy``, ``backupHistoryLimit``,
-  ``timeOut``, ``retryConfig``;
+- backup: ``target.ref`` (a Deployment, StatefulSet, DaemonSet or ReplicaSet in ``apps/v1``, or a ``v1``
+  PersistentVolumeClaim, in the configuration's namespace), ``target.replicas`` (a StatefulSet's
+  ordinals), besides ``schedule``, ``paused``, ``target.snapshotClassName``, ``retentionPolicy``,
+  ``backupHistoryLimit``, ``timeOut`` and ``retryConfig``;
 - restore: ``target.volumeClaimTemplates`` (each named, its ``spec.dataSource`` a VolumeSnapshot of
   ``snapshot.storage.k8s.io``), ``target.replicas`` (ordinals ``0 .. replicas-1`` for
-  ``${POD_ORDINAL}``), ``timeOut``.
+  ``${POD_ORDINAL}``), besides ``timeOut``.
 
 Each problem starts with the field's path.
 """
@@ -20,65 +18,20 @@ Each problem starts with the field's path.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Any
 
 from stashlet.api import names
 from stashlet.api.backupconfiguration import BackupConfiguration
 from stashlet.api.common import Snapshotter
 from stashlet.api.restoresession import RestoreSession
 from stashlet.operator.core import workloads
-from stashlet.operator.core.field_support import asks_something
+from stashlet.operator.core.field_support import Runner, refusals
 from stashlet.operator.volumesnapshot import snapshots
-
-_NOT_USED: Final = "not used by the VolumeSnapshotter driver"
-
-BACKUP_SPEC: Final = frozenset(
-    {
-        "driver",
-        "schedule",
-        "paused",
-        "target",
-        "retentionPolicy",
-        "backupHistoryLimit",
-        "timeOut",
-        "retryConfig",
-    }
-)
-BACKUP_TARGET: Final = frozenset({"ref", "replicas", "snapshotClassName"})
-RESTORE_SPEC: Final = frozenset({"driver", "target", "timeOut"})
-RESTORE_TARGET: Final = frozenset({"replicas", "volumeClaimTemplates"})
-_WHY: Final[Mapping[str, str]] = {
-    "repository": "the snapshots are VolumeSnapshots, not restic data in a Repository",
-    "task": "the operator takes the snapshots itself; no Task runs",
-    "hooks": "no agent runs beside the workload to carry hooks out with this driver",
-    "runtimeSettings": "no agent container or Job runs with this driver",
-    "tempDir": "no agent container or Job runs with this driver",
-    "interimVolumeTemplate": "no Job stages data with this driver",
-    "rules": "a restore from VolumeSnapshots makes whole claims; there is nothing to select",
-    "ref": "the restored claims are named by spec.target.volumeClaimTemplates",
-    "alias": "VolumeSnapshots are named after their claims",
-    "paths": "a VolumeSnapshot holds the whole volume",
-    "exclude": "a VolumeSnapshot holds the whole volume",
-    "volumeMounts": "the volumes are snapshotted, not mounted",
-    "args": "no backup program runs with this driver",
-}
-
-
-def _unused(prefix: str, values: Mapping[str, Any], allowed: frozenset[str]) -> list[str]:
-    return [
-        f"{prefix}.{key}: {_NOT_USED} ({_WHY.get(key, 'not a field of this driver')})"
-        for key, value in values.items()
-        if key not in allowed and asks_something(value)
-    ]
 
 
 def backup_problems(bc: BackupConfiguration) -> list[str]:
     """What is wrong with a VolumeSnapshotter configuration by itself (module docstring)."""
-    spec = bc.to_dict()["spec"]
-    target = spec.get("target") or {}
-    problems = _unused("spec", spec, BACKUP_SPEC) + _unused("spec.target", target, BACKUP_TARGET)
-    if (spec.get("retentionPolicy") or {}).get("keepTags"):
-        problems.append(f"spec.retentionPolicy.keepTags: {_NOT_USED} (a VolumeSnapshot has no tags)")
+    problems = refusals(names.KIND_BACKUP_CONFIGURATION, bc.to_dict()["spec"], Runner.VOLUME_SNAPSHOTTER)
     ref = bc.spec.target.ref if bc.spec.target else None
     kinds = [*workloads.WORKLOAD_KINDS, names.KIND_PERSISTENT_VOLUME_CLAIM]
     if ref is None or not ref.kind or not ref.name:
@@ -113,7 +66,7 @@ def restore_problems(rs: RestoreSession) -> list[str]:
     """What is wrong with a VolumeSnapshotter RestoreSession by itself (module docstring)."""
     spec = rs.to_dict()["spec"]
     target = spec.get("target") or {}
-    problems = _unused("spec", spec, RESTORE_SPEC) + _unused("spec.target", target, RESTORE_TARGET)
+    problems = refusals(names.KIND_RESTORE_SESSION, spec, Runner.VOLUME_SNAPSHOTTER)
     templates = target.get("volumeClaimTemplates") or []
     if not templates:
         problems.append("spec.target.volumeClaimTemplates: at least one claim to restore is required")
