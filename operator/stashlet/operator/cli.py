@@ -88,6 +88,14 @@ def parser() -> argparse.ArgumentParser:
         help="seconds a finished backup Job is kept (ttlSecondsAfterFinished)",
     )
 
+    run.add_argument(
+        "--pickup-deadline-seconds",
+        type=float,
+        default=float(_env("PICKUP_DEADLINE_SECONDS") or settings_mod.DEFAULT_PICKUP_DEADLINE_SECONDS),
+        help="seconds a BackupSession may wait for an agent to take it up before it is failed saying why "
+        "(a configuration's annotation stash.appscode.com/pickup-deadline overrides it)",
+    )
+
     trigger = sub.add_parser(agent_contract.MODE_TRIGGER, help="create one BackupSession (the CronJob's job)")
     trigger.add_argument(agent_contract.FLAG_INVOKER_KIND, default=names.KIND_BACKUP_CONFIGURATION)
     trigger.add_argument(agent_contract.FLAG_INVOKER_NAME, required=True)
@@ -114,6 +122,7 @@ def settings_from(args: argparse.Namespace) -> OperatorSettings:
         kubedump_cluster_role=args.kubedump_cluster_role,
         job_ttl_seconds=args.job_ttl_seconds,
         agent_resources=args.agent_resources,
+        pickup_deadline_seconds=args.pickup_deadline_seconds,
     )
 
 

@@ -12,6 +12,13 @@ Watches (list-then-watch, :func:`stashlet.kube.watch.watch`), in every watched n
   (:mod:`stashlet.operator.taskjobs.session_jobs`); a failed one with ``spec.retryLeft`` is retried
   (:mod:`stashlet.operator.backup.retry`); a session of a VolumeSnapshotter configuration is carried out
   step by step by :mod:`stashlet.operator.volumesnapshot.backup`.
+- BackupSessions no agent has taken up yet: each gets a timer in the work queue, and at its pickup
+  deadline (or at once for a missing invoker) :mod:`stashlet.operator.backup.silent` ends it saying why;
+  on start every such session is looked at, so those past their deadline end at once.
+- Jobs the operator made (label ``app.kubernetes.io/managed-by=stashlet``), in full: a backup Job that
+  ended while its session had not fails the session (:meth:`~stashlet.operator.backup.silent.
+  SilentSessions.job_ended`), a restore Job its host (:mod:`stashlet.operator.restore.job_failures`), and a
+  wipe Job's end has its Repository looked at again.
 - Repositories: besides being a dependency, one with ``spec.wipeOut`` (or its finalizer) is handed to
   :class:`~stashlet.operator.repository.wipeout.WipeOut`.
 - RestoreSessions: like configurations (new, spec change, deletion request, lost finalizer), reconciled by
@@ -28,7 +35,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from functools import partial
 from typing import Any
 
 from stashlet.api import names
@@ -38,14 +46,17 @@ from stashlet.api.common import Snapshotter
 from stashlet.api.repository import Repository
 from stashlet.api.restoresession import RestoreSession
 from stashlet.kube.errors import NotFound
-from stashlet.kube.watch import DELETED, WatchEvent
-from stashlet.operator.backup import history, retry
+from stashlet.kube.watch import DELETED, WatchEvent, watch
+from stashlet.operator.backup import history, pickup, retry
 from stashlet.operator.backup.reconciler import Reconciler
+from stashlet.operator.backup.silent import SilentSessions
 from stashlet.operator.core.events import Events
+from stashlet.operator.core.job_outcome import ended_job_verdict
 from stashlet.operator.core.loop import ControlLoop, Follow
 from stashlet.operator.core.observe import Dependency, ReconcileResult
 from stashlet.operator.core.workloads import WORKLOAD_KINDS
 from stashlet.operator.repository.wipeout import WipeOut
+from stashlet.operator.restore.job_failures import RestoreJobFailures
 from stashlet.operator.restore.reconciler import RestoreReconciler
 from stashlet.operator.volumesnapshot.backup import SnapshotBackups
 from stashlet.operator.volumesnapshot.restore import SnapshotRestores
@@ -62,6 +73,13 @@ SNAPSHOT_PREFIX = "vs:"
 """A BackupSession of a VolumeSnapshotter configuration (:mod:`stashlet.operator.volumesnapshot`)."""
 SNAPSHOT_RESTORE_PREFIX = "vsrs:"
 """A VolumeSnapshotter RestoreSession (never handed to the RestoreSession reconciler)."""
+PICKUP_PREFIX = "pickup:"
+"""A BackupSession no agent has taken up yet (:mod:`stashlet.operator.backup.silent`)."""
+BACKUP_JOB_PREFIX = "bjob:"
+"""A backup Job that ended (``namespace/job``)."""
+RESTORE_JOB_PREFIX = "rjob:"
+"""A restore Job that ended (``namespace/job``)."""
+JOB_SELECTOR = f"{names.LABEL_MANAGED_BY}={names.MANAGED_BY}"
 
 _DEPENDENCY_KINDS: dict[str, tuple[str, str, str, bool]] = {
     # kind: (group, version, plural, namespaced)
@@ -114,6 +132,8 @@ class Controller(ControlLoop):
         self.wipeout = WipeOut(self.api, self.reconciler.resources, self.settings, self.namespaces)
         self.snapshots = SnapshotBackups(self.api, self.events)
         self.snapshot_restores = SnapshotRestores(self.api, self.events)
+        self.silent = SilentSessions(self.stash, self.reconciler.resources, self.events, self.settings)
+        self.restore_job_failures = RestoreJobFailures(self.api, self.events, self.settings)
         self._snapshot_configs: set[str] = set()
         """Keys of the VolumeSnapshotter configurations, whose sessions the operator carries out."""
 
@@ -127,6 +147,7 @@ class Controller(ControlLoop):
                 (f"BackupSession/{where}", self.stash_stream(BackupSession, ns), self._on_session),
                 (f"Repository/{where}", self.stash_stream(Repository, ns), self._on_repository),
                 (f"RestoreSession/{where}", self.stash_stream(RestoreSession, ns), self._on_restore),
+                (f"Job/{where}", self._job_stream(ns), self._on_job),
             ]
             for kind, (g, v, plural, namespaced) in _DEPENDENCY_KINDS.items():
                 if namespaced:
@@ -136,6 +157,20 @@ class Controller(ControlLoop):
         namespaces = self.metadata_stream("", "v1", "namespaces", None)
         follows.append(("Namespace/*", namespaces, self._on_dependency("Namespace")))
         return follows
+
+    def _job_stream(self, ns: str | None) -> AsyncIterator[WatchEvent]:
+        """The operator's own Jobs in ``ns`` (None: every namespace), in full (their status says how they
+        ended)."""
+        batch = self.reconciler.resources.batch
+        if ns:
+            return watch(
+                partial(batch.list_namespaced_job, ns),
+                settings=self.watch_settings,
+                label_selector=JOB_SELECTOR,
+            )
+        return watch(
+            batch.list_job_for_all_namespaces, settings=self.watch_settings, label_selector=JOB_SELECTOR
+        )
 
     def resync_items(self) -> list[str]:
         """Every configuration and RestoreSession."""
@@ -223,11 +258,30 @@ class Controller(ControlLoop):
         ):
             self.queue.add(REPOSITORY_PREFIX + event.key)
 
+    def _on_job(self, event: WatchEvent) -> None:
+        """A Job of ours that ended: its session, restore host or Repository is looked at."""
+        job = event.object
+        meta = job.get("metadata") or {}
+        if event.type == DELETED or ended_job_verdict(str(meta.get("namespace")), job) is None:
+            return
+        labels = meta.get("labels") or {}
+        key = event.key
+        if any(o.get("kind") == names.KIND_BACKUP_SESSION for o in meta.get("ownerReferences") or []):
+            self.queue.add(BACKUP_JOB_PREFIX + key)
+        elif labels.get(names.LABEL_RESTORE_SESSION):
+            self.queue.add(RESTORE_JOB_PREFIX + key)
+        elif labels.get(names.LABEL_WIPE_OF):
+            self.queue.add(f"{REPOSITORY_PREFIX}{meta.get('namespace')}/{labels[names.LABEL_WIPE_OF]}")
+
     def _on_session(self, event: WatchEvent) -> None:
         obj = event.object
         labels = obj.get("metadata", {}).get("labels") or {}
         invoker = (obj.get("spec") or {}).get("invoker") or {}
         bc_name = invoker.get("name") or labels.get(names.LABEL_INVOKER_NAME)
+        if event.type != DELETED and not pickup.taken_up(obj):
+            status = obj.get("status") or {}
+            if status.get("phase") not in history.FINISHED:
+                self.queue.add(PICKUP_PREFIX + event.key)
         if (
             invoker.get("kind", names.KIND_BACKUP_CONFIGURATION) != names.KIND_BACKUP_CONFIGURATION
             or not bc_name
@@ -287,6 +341,9 @@ class Controller(ControlLoop):
             if again is not None:
                 self.queue.add(item, again)
             return
+        if item.startswith((PICKUP_PREFIX, BACKUP_JOB_PREFIX, RESTORE_JOB_PREFIX)):
+            await self._silent(item)
+            return
         if item.startswith(JOB_PREFIX):
             namespace, _, name = item.removeprefix(JOB_PREFIX).partition("/")
             await self.reconciler.jobs.ensure_job(namespace, name)
@@ -310,6 +367,18 @@ class Controller(ControlLoop):
         self._index(key, result.dependencies, RESTORE_PREFIX if restore else CONFIG_PREFIX)
         for (kind, obj_key), meta in result.seen.items():
             self._fingerprints[(kind, obj_key)] = fingerprint(kind, meta)
+
+    async def _silent(self, item: str) -> None:
+        """A session nobody has taken up (looked at again at its deadline), or a Job that ended."""
+        namespace, _, name = item.partition(":")[2].partition("/")
+        if item.startswith(PICKUP_PREFIX):
+            wait = await self.silent.check(namespace, name)
+            if wait is not None:
+                self.queue.add(item, wait)
+        elif item.startswith(BACKUP_JOB_PREFIX):
+            await self.silent.job_ended(namespace, name)
+        else:
+            await self.restore_job_failures.job_ended(namespace, name)
 
     async def _prune(self, bc_key: str) -> None:
         if bc_key not in self._configs:

@@ -13,6 +13,7 @@ DEFAULT_OPERATOR_IMAGE = "stashlet/operator:0.1.0"
 DEFAULT_TRIGGER_SERVICE_ACCOUNT = "stashlet-trigger"
 DEFAULT_KUBEDUMP_CLUSTER_ROLE = "stashlet-kubedump"
 DEFAULT_JOB_TTL_SECONDS = 600
+DEFAULT_PICKUP_DEADLINE_SECONDS = 300.0
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,9 @@ class OperatorSettings:
     (made by the Helm chart, never by the operator); ``job_ttl_seconds`` how long a finished backup Job
     stays before it is deleted (``ttlSecondsAfterFinished``). ``agent_resources`` are the default
     ``resources`` of every agent container it writes (sidecar, ``stash-init``, backup Job) where the
-    object's ``runtimeSettings.container.resources`` sets none.
+    object's ``runtimeSettings.container.resources`` sets none. ``pickup_deadline_seconds`` is how long
+    a BackupSession may wait for an agent to take it up before the operator ends it ``Failed`` saying why
+    (a configuration's annotation ``stash.appscode.com/pickup-deadline`` overrides it).
     """
 
     namespaces: tuple[str, ...] = ()
@@ -44,6 +47,7 @@ class OperatorSettings:
     kubedump_cluster_role: str = DEFAULT_KUBEDUMP_CLUSTER_ROLE
     job_ttl_seconds: int = DEFAULT_JOB_TTL_SECONDS
     agent_resources: Mapping[str, Any] | None = None
+    pickup_deadline_seconds: float = DEFAULT_PICKUP_DEADLINE_SECONDS
 
     def watches_all_namespaces(self) -> bool:
         """True when no namespace list was configured."""

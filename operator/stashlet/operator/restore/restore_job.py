@@ -17,7 +17,9 @@ like ``stash-init`` (a restore sets owners back), with:
 - the ``runtimeSettings`` a Job takes (container: ``env``, ``envFrom``, ``resources``,
   ``securityContext``, ``imagePullPolicy``; pod: scheduling, ``securityContext``,
   ``imagePullSecrets``, ...);
-- ``backoffLimit: 0``: a restore is not retried in place; its host's Failed entry fails the session.
+- ``backoffLimit: 0``: a restore is not retried in place; its host's Failed entry fails the session;
+- ``activeDeadlineSeconds`` from ``spec.timeOut`` (plus a grace, so the agent reports its own timeout
+  first): a Job whose pod never starts or hangs fails, and :mod:`.job_failures` fails its host.
 
 The Jobs are owned by the session (they go with it) and labelled with it; no TTL, so a finished Job is
 not made again while its session lives.
@@ -31,6 +33,7 @@ from stashlet.api import agent_contract, names, restore_jobs
 from stashlet.api.repository import Repository
 from stashlet.api.restoresession import RestoreSession
 from stashlet.operator.core.field_support import JOB_POD_COPIED, Runner, container_fields
+from stashlet.operator.core.job_outcome import active_deadline
 from stashlet.operator.core.objects import fit_name, managed_labels, owner_reference
 from stashlet.operator.injection import restore_rbac
 from stashlet.operator.injection.agent_container import (
@@ -112,6 +115,13 @@ def build_job(
         "volumes": volumes + own_volumes,
     }
     copy_fields(pod_spec, pod_settings, [key for key in JOB_POD_COPIED if key != "serviceAccountName"])
+    job_spec: dict[str, Any] = {
+        "backoffLimit": 0,
+        "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+    }
+    deadline = active_deadline(rs.spec.time_out)
+    if deadline is not None:
+        job_spec["activeDeadlineSeconds"] = deadline
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -121,7 +131,7 @@ def build_job(
             "labels": labels,
             "ownerReferences": [owner_reference(rs, block_owner_deletion=False)],
         },
-        "spec": {"backoffLimit": 0, "template": {"metadata": {"labels": labels}, "spec": pod_spec}},
+        "spec": job_spec,
     }
 
 

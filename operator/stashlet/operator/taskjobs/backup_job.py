@@ -10,9 +10,11 @@ Job ``stash-backup-<session>`` (cut to 63 characters with a hash when longer) ru
 :mod:`stashlet.operator.injection.job_rbac`), with an emptyDir
 at ``/stash-tmp`` (``spec.tempDir``), a local backend's volume when the Repository uses one, the
 ``runtimeSettings`` (container: ``env``, ``envFrom``, ``resources``, ``securityContext``; pod: scheduling,
-``securityContext``, ``imagePullSecrets``, ...), ``backoffLimit: 0`` (a backup is never retried in place)
-and ``ttlSecondsAfterFinished`` (``--job-ttl-seconds``) so it is deleted after it ends. The Job is owned
-by its session, so it also goes when the session is pruned.
+``securityContext``, ``imagePullSecrets``, ...), ``backoffLimit: 0`` (a backup is never retried in place),
+``activeDeadlineSeconds`` from ``spec.timeOut`` (plus a grace: the agent reports its own timeout first;
+:func:`~stashlet.operator.core.job_outcome.active_deadline`) and ``ttlSecondsAfterFinished``
+(``--job-ttl-seconds``) so it is deleted after it ends. The Job is owned by its session, so it also goes
+when the session is pruned.
 
 A ``pvc-backup`` Job also mounts the claim (read-only, volume ``stash-volume``) at Stash's
 TARGET_MOUNT_PATH (``/stash-data``, or ``spec.target.volumeMounts[0].mountPath``), runs as root like the
@@ -35,6 +37,7 @@ from stashlet.api.backupsession import BackupSession
 from stashlet.api.common import TargetRef
 from stashlet.api.repository import Repository
 from stashlet.operator.core.field_support import JOB_POD_COPIED, Runner, container_fields
+from stashlet.operator.core.job_outcome import active_deadline
 from stashlet.operator.core.objects import MAX_NAME, fit_name, managed_labels, owner_reference
 from stashlet.operator.core.tasks import TaskKind, task_kind
 from stashlet.operator.injection import job_rbac
@@ -178,6 +181,14 @@ def build_job(
     copy_fields(pod_spec, pod_settings, JOB_POD_COPIED)
     if node is not None:
         pin_to_node(pod_spec, node)
+    job_spec: dict[str, Any] = {
+        "backoffLimit": 0,
+        "ttlSecondsAfterFinished": settings.job_ttl_seconds,
+        "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+    }
+    deadline = active_deadline(bc.spec.time_out)
+    if deadline is not None:
+        job_spec["activeDeadlineSeconds"] = deadline
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -187,9 +198,5 @@ def build_job(
             "labels": labels,
             "ownerReferences": [owner_reference(session, block_owner_deletion=False)],
         },
-        "spec": {
-            "backoffLimit": 0,
-            "ttlSecondsAfterFinished": settings.job_ttl_seconds,
-            "template": {"metadata": {"labels": labels}, "spec": pod_spec},
-        },
+        "spec": job_spec,
     }
