@@ -30,6 +30,8 @@ class ConditionType(StrEnum):
     POST_BACKUP_HOOK_EXECUTION_SUCCEEDED = "PostBackupHookExecutionSucceeded"
     DEADLINE_EXCEEDED = "DeadlineExceeded"
     METRICS_PUSHED = "MetricsPushed"
+    # stashlet's own: whether restic reaches the backend (written once restic had to retry it).
+    BACKEND_REACHABLE = "BackendReachable"
     # RestoreSession.
     RESTORE_TARGET_FOUND = "RestoreTargetFound"
     STASH_INIT_CONTAINER_INJECTED = "StashInitContainerInjected"
@@ -90,3 +92,8 @@ class ConditionReason(StrEnum):
     POST_RESTORE_TASKS_NOT_EXECUTED = "PostRestoreTasksNotExecuted"
     SUCCESSFULLY_PUSHED_METRICS = "SuccessfullyPushedMetrics"
     FAILED_TO_PUSH_METRICS = "FailedToPushMetrics"
+    # stashlet's own reasons.
+    BACKEND_UNREACHABLE = "BackendUnreachable"
+    BACKEND_ANSWERS = "BackendAnswers"
+    REPOSITORY_LOCKED = "RepositoryLocked"
+    BACKEND_UNAVAILABLE = "BackendUnavailable"

@@ -5,6 +5,13 @@ verifies the repository and publishes its status.
 
 A backup is never retried in place: a failure is recorded with its reason and the next session runs
 anew. Nothing here deletes a snapshot except ``restic forget`` with the configuration's own policy.
+
+Every restic operation of a session runs guarded (:meth:`BackupRunner._op`): a lock whose holders are
+all gone is removed, a live holder is waited for until the session's deadline
+(:mod:`stashlet.agent.stale_locks`), and a backend restic keeps retrying is reported on the session
+(condition ``BackendReachable``, an event, a log line) and given up after the bound
+(:mod:`stashlet.agent.restic.backend_watch`). A check that could not run (a lock, the backend) is
+reported as not run, and leaves the Repository's integrity as the last real check left it.
 """
 
 from __future__ import annotations
@@ -25,10 +32,17 @@ from stashlet.agent.live import progress_dict
 from stashlet.agent.metrics.report import MetricsReporter, PushOutcome, merge_outcomes
 from stashlet.agent.restic import output as rj
 from stashlet.agent.restic.backend import ResticRepository
-from stashlet.agent.restic.errors import PartialBackup, RepositoryLocked, RepositoryNotFound, ResticError
+from stashlet.agent.restic.backend_watch import DEADLINE_MARGIN, BackendState, BackendWatch
+from stashlet.agent.restic.errors import (
+    BackendUnavailable,
+    PartialBackup,
+    RepositoryLocked,
+    RepositoryNotFound,
+    ResticError,
+)
 from stashlet.agent.restic.retention import RetentionError
 from stashlet.agent.restic.runner import Restic
-from stashlet.agent.stale_locks import remove_stale_locks
+from stashlet.agent.stale_locks import Judge, agent_pod_judge, run_unlocked
 from stashlet.api.backupconfiguration import BackupConfiguration
 from stashlet.api.backupsession import (
     BackupProgress,
@@ -39,7 +53,7 @@ from stashlet.api.backupsession import (
 )
 from stashlet.api.common import TargetRef
 from stashlet.api.conditions import ConditionReason, ConditionType
-from stashlet.api.durations import format_duration
+from stashlet.api.durations import format_duration, parse_duration
 from stashlet.api.repository import Repository, RepositoryStatus
 from stashlet.api.timestamps import now_utc
 from stashlet.kube.leases import LeaseLost
@@ -50,6 +64,27 @@ T = TypeVar("T")
 
 STATUS_PROGRESS_INTERVAL = 5.0
 """Seconds between progress writes into the BackupSession status (the API server is no log)."""
+
+
+def session_deadline(session: BackupSession, config: BackupConfiguration) -> float | None:
+    """When the session must be over (a ``time.time()``): its creation plus ``spec.timeOut``; None
+    without a timeOut."""
+    if not config.spec.time_out or session.metadata.creation_timestamp is None:
+        return None
+    return session.metadata.creation_timestamp.timestamp() + parse_duration(config.spec.time_out)
+
+
+@dataclass
+class SessionRestic:
+    """restic for one session: the runner, the watch on its backend, and the session's time."""
+
+    restic: Restic
+    watch: BackendWatch
+    deadline: float | None
+    """The session's deadline (``time.time()``), None without a timeOut."""
+    lock_deadline: float
+    """Until when a live holder of the repository's lock is waited for: shortly before the deadline
+    (time to record the outcome), else the settings' bound."""
 
 
 @dataclass
@@ -97,12 +132,12 @@ class BackupRunner:
             extra={"session": f"{ctx.namespace}/{name}", "host": host, "paths": paths},
         )
         repo: Repository | None = None
-        restic: Restic | None = None
+        restic: SessionRestic | None = None
         hooks = HookSet()
         try:
             hooks = backup_hooks(config.spec.hooks)
             repo, restic_repo = await self._prepare(config, paths)
-            restic = Restic(ctx.restic_for(config.spec), restic_repo)
+            restic = self._session_restic(session, config, restic_repo)
             await self._ensure_repository(restic, repo, name)
             if hooks.pre is not None:
                 await self.hooks.pre(session, ref, hosts, hooks.pre)
@@ -123,8 +158,8 @@ class BackupRunner:
                 else self._failed(host, exc.reason, exc.message, started)
             )
         except ResticError as exc:
-            if isinstance(exc, RepositoryNotFound) and restic is not None and restic.repository is not None:
-                self.known_repositories.discard(restic.repository.url)
+            if isinstance(exc, RepositoryNotFound) and restic is not None and restic.restic.repository:
+                self.known_repositories.discard(restic.restic.repository.url)
             stats = self._failed(host, exc.reason, exc.message, started)
         except (PreparationError, PreBackupHookFailed, HookSpecError) as exc:
             stats = self._failed(host, exc.reason, exc.message, started)
@@ -174,6 +209,60 @@ class BackupRunner:
             )
         return found
 
+    def _session_restic(
+        self, session: BackupSession, config: BackupConfiguration, repository: ResticRepository
+    ) -> SessionRestic:
+        """restic for ``session``, its backend watched (reports go to the session's status)."""
+        settings = self.ctx.restic_for(config.spec)
+        name = session.metadata.name or ""
+
+        async def report(state: BackendState) -> None:
+            await self._report_backend(name, state)
+
+        watch = BackendWatch(repository.display_url, settings.backend_give_up, report)
+        deadline = session_deadline(session, config)
+        return SessionRestic(
+            restic=Restic(settings, repository, on_backend=watch.notice),
+            watch=watch,
+            deadline=deadline,
+            lock_deadline=deadline - DEADLINE_MARGIN
+            if deadline is not None
+            else time.time() + settings.lock_wait,
+        )
+
+    async def _op(self, restic: SessionRestic, op: Callable[[], Awaitable[T]]) -> T:
+        """Run a restic operation of the session: through locks of gone holders, waiting for live
+        ones, with the backend watched and given up after the bound (module docstring)."""
+
+        async def judges() -> Judge:
+            return await agent_pod_judge(self.ctx)
+
+        return await restic.watch.guard(
+            lambda: run_unlocked(restic.restic, judges, op, deadline=restic.lock_deadline),
+            deadline=restic.deadline,
+        )
+
+    async def _report_backend(self, session: str, state: BackendState) -> None:
+        """The session's ``BackendReachable`` condition (its transition time is when restic's retries
+        began, or ended), an event and a log line."""
+        reason = ConditionReason.BACKEND_ANSWERS if state.reachable else ConditionReason.BACKEND_UNREACHABLE
+        extra = {"session": f"{self.ctx.namespace}/{session}", "backend": state.location}
+        if state.reachable:
+            log.info("backend answers again", extra=extra)
+        else:
+            log.warning("backend unreachable, restic retries", extra={**extra, "error": state.error})
+        updated = await self.ctx.stash.update_status(
+            BackupSession,
+            self.ctx.namespace,
+            session,
+            lambda s: ss.set_condition(
+                s, ConditionType.BACKEND_REACHABLE, state.reachable, reason, state.message, state.since
+            ),
+        )
+        await self.ctx.events.record(
+            updated.to_dict(), "Normal" if state.reachable else "Warning", reason, state.message
+        )
+
     def _failed(self, host: str, reason: str, message: str, started: float) -> HostBackupStats:
         log.error(
             "host backup failed",
@@ -187,12 +276,13 @@ class BackupRunner:
             duration=format_duration(time.monotonic() - started),
         )
 
-    async def _ensure_repository(self, restic: Restic, repo: Repository, session: str) -> None:
+    async def _ensure_repository(self, work: SessionRestic, repo: Repository, session: str) -> None:
         self._check_lease()
+        restic = work.restic
         url = restic.repository.url if restic.repository else ""
         if url in self.known_repositories:
             return  # seen this process; if it vanished, restic fails with RepositoryNotFound and we forget it
-        if await restic.exists():
+        if await self._op(work, restic.exists):
             self.known_repositories.add(url)
             return
         repo_name = f"{repo.metadata.namespace}/{repo.metadata.name}"
@@ -210,7 +300,7 @@ class BackupRunner:
                 "its init-repository annotation is false",
                 reason="RepositoryNotFound",
             )
-        await restic.init()
+        await self._op(work, restic.init)
         self.known_repositories.add(url)
         log.info("restic repository initialised", extra={"repository": repo_name})
         await self._condition(
@@ -223,7 +313,7 @@ class BackupRunner:
 
     async def _backup(
         self,
-        restic: Restic,
+        work: SessionRestic,
         session: str,
         ref: TargetRef,
         hosts: int,
@@ -270,23 +360,15 @@ class BackupRunner:
 
         self._check_lease()
         try:
-            return await self._with_stale_lock_recovery(
-                restic,
-                lambda: restic.backup(
+            return await self._op(
+                work,
+                lambda: work.restic.backup(
                     paths, host=ctx.host.name, excludes=excludes, extra_args=extra_args, progress_cb=progress
                 ),
             )
         finally:
             if pending:
                 await asyncio.gather(*pending, return_exceptions=True)
-
-    async def _with_stale_lock_recovery(self, restic: Restic, op: Callable[[], Awaitable[T]]) -> T:
-        try:
-            return await op()
-        except RepositoryLocked:
-            if not await remove_stale_locks(self.ctx, restic):
-                raise
-            return await op()
 
     def _check_lease(self) -> None:
         if self.ctx.host.needs_lease and self.ctx.lease is not None:
@@ -329,7 +411,7 @@ class BackupRunner:
         outcome: HostOutcome,
         config: BackupConfiguration,
         repo: Repository,
-        restic: Restic,
+        restic: SessionRestic,
         plan: BackupPlan,
     ) -> None:
         """Retention, integrity check and Repository status, by the host that completed the target."""
@@ -341,7 +423,12 @@ class BackupRunner:
         await self._finalize(session, config, outcome, failed=not (retained and integrity))
 
     async def _apply_retention(
-        self, session: str, config: BackupConfiguration, restic: Restic, hosts: list[str], plan: BackupPlan
+        self,
+        session: str,
+        config: BackupConfiguration,
+        work: SessionRestic,
+        hosts: list[str],
+        plan: BackupPlan,
     ) -> tuple[int | None, bool]:
         """Forget by the policy, among this target's snapshots only: (snapshots removed, applied)."""
         policy = config.spec.retention_policy
@@ -349,7 +436,7 @@ class BackupRunner:
         try:
             self._check_lease()
             args = retention_args(policy, plan, hosts)
-            result = await self._with_stale_lock_recovery(restic, lambda: restic.forget(args))
+            result = await self._op(work, lambda: work.restic.forget(args))
         except (ResticError, RetentionError, LeaseLost) as exc:
             log.error(
                 "retention policy not applied",
@@ -359,7 +446,9 @@ class BackupRunner:
                 session,
                 ConditionType.RETENTION_POLICY_APPLIED,
                 False,
-                ConditionReason.FAILED_TO_APPLY_RETENTION_POLICY,
+                exc.reason
+                if isinstance(exc, (RepositoryLocked, BackendUnavailable))
+                else ConditionReason.FAILED_TO_APPLY_RETENTION_POLICY,
                 f"policy {policy.name}: {exc}",
             )
             return None, False
@@ -373,18 +462,24 @@ class BackupRunner:
         )
         return (0 if policy.dry_run else result.removed_count), True
 
-    async def _verify(self, session: str, restic: Restic) -> bool | None:
-        """``restic check``, recorded as the session's integrity condition; None when it could not run."""
+    async def _verify(self, session: str, work: SessionRestic) -> bool | None:
+        """``restic check``, recorded as the session's integrity condition; None when it could not run
+        (the lock, the backend, the Lease): reported as not run, with the reason why, never as errors."""
         try:
             self._check_lease()
-            integrity = await restic.check()
+            integrity = await self._op(work, work.restic.check)
         except (ResticError, LeaseLost) as exc:
+            reason = exc.reason if isinstance(exc, ResticError) else "LeaseLost"
+            log.warning(
+                "repository check did not run",
+                extra={"session": f"{self.ctx.namespace}/{session}", "reason": reason, "error": str(exc)},
+            )
             await self._condition(
                 session,
                 ConditionType.REPOSITORY_INTEGRITY_VERIFIED,
                 False,
-                ConditionReason.FAILED_TO_VERIFY_REPOSITORY_INTEGRITY,
-                str(exc),
+                reason,
+                f"restic check did not run, the repository's integrity is unchanged: {exc}",
             )
             return None
         await self._condition(
@@ -403,15 +498,15 @@ class BackupRunner:
         outcome: HostOutcome,
         config: BackupConfiguration,
         repo: Repository,
-        restic: Restic,
+        work: SessionRestic,
         integrity: bool | None,
         removed: int | None,
     ) -> None:
         """The Repository's status (over every snapshot in it, whoever made them) and its metrics."""
         repo_ns, repo_name = repo.metadata.namespace or self.ctx.namespace, repo.metadata.name or ""
         try:
-            snapshots = await restic.snapshots()
-            stats = await restic.stats(mode="raw-data")
+            snapshots = await self._op(work, work.restic.snapshots)
+            stats = await self._op(work, lambda: work.restic.stats(mode="raw-data"))
         except ResticError as exc:
             log.error(
                 "could not read repository stats",

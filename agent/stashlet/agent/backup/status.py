@@ -241,13 +241,19 @@ def repository_status(
     snapshots: Sequence[rj.Snapshot], total_size: int, integrity: bool | None, removed: int | None
 ) -> RepositoryStatus:
     """A Repository's status from all of its snapshots (every configuration's), its stored size, the
-    integrity check and the snapshots the last retention removed."""
+    integrity check and the snapshots the last retention removed.
+
+    ``integrity`` None (the check did not run) leaves the field unset, so merging this status into the
+    Repository's keeps the last real check's result.
+    """
     times = [s.time for s in snapshots if s.time is not None]
-    return RepositoryStatus(
-        integrity=integrity,
+    status = RepositoryStatus(
         total_size=format_size(total_size),
         snapshot_count=len(snapshots),
         first_backup_time=min(times).replace(microsecond=0) if times else None,
         last_backup_time=max(times).replace(microsecond=0) if times else None,
         snapshots_removed_on_last_cleanup=removed,
     )
+    if integrity is not None:
+        status.integrity = integrity
+    return status

@@ -13,6 +13,12 @@ Messages never contain secret values: the runner scrubs them before building an 
 sits under one root of :mod:`stashlet.agent.errors`: a locked repository is :class:`RetryLater`, a
 missing repository, a wrong password, a missing snapshot, an unusable binary or a refused process
 priority is :class:`RefuseInput`, and anything else is :class:`ReportFailure`.
+
+Exit 1 covers many causes; two are told apart by restic's words: a backend that refuses the access
+(HTTP 401/403, a cloud's "access denied") is :class:`WrongCredentials`, and one that cannot be reached
+(connection refused, no such host, a timeout, restic's retries given up) is
+:class:`BackendUnavailable`. Their messages lose restic's hint "Is there a repository at the following
+location?" (and the location after it): the repository is there, the access is not.
 """
 
 from __future__ import annotations
@@ -116,6 +122,14 @@ class WrongPassword(ResticError, RefuseInput):
     """The password does not open any key of the repository (exit 12)."""
 
 
+class WrongCredentials(ResticError, RefuseInput):
+    """The backend refuses the storage Secret's access key, token or REST user/password (401/403)."""
+
+
+class BackendUnavailable(ResticError, ReportFailure):
+    """The backend cannot be reached (refused, unresolvable, timing out), or not for long enough."""
+
+
 class Interrupted(ResticError, ReportFailure):
     """restic was interrupted by a signal (exit 130, or exit 1 after "signal ... received")."""
 
@@ -142,6 +156,20 @@ _DEFAULT_MESSAGES: dict[int, str] = {
 _SIGNAL_RECEIVED = re.compile(r"signal \w+ received, cleaning up")
 _SNAPSHOT_NOT_FOUND = re.compile(r"no snapshot found|no matching ID found|failed to find snapshot")
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+_WRONG_CREDENTIALS = re.compile(
+    r"HTTP response \((401|403)\)|\b(401|403) (Unauthorized|Forbidden)\b|Access Denied|AccessDenied"
+    r"|InvalidAccessKeyId|SignatureDoesNotMatch|AuthenticationFailed|AuthorizationFailure"
+    r"|invalid_grant|Unauthorized: bad credentials",
+    re.IGNORECASE,
+)
+_UNREACHABLE = re.compile(
+    r"connection refused|no such host|i/o timeout|network is unreachable|no route to host"
+    r"|TLS handshake timeout|connection reset by peer|context deadline exceeded"
+    r"|unexpected HTTP response \((502|503|504)\)",
+    re.IGNORECASE,
+)
+_LOCATION_HINT = "Is there a repository at the following location?"
+_USERINFO = re.compile(r"(\b[a-z][a-z0-9+.-]*://)[^/@\s]+@", re.IGNORECASE)
 
 
 def error_for_exit(
@@ -151,16 +179,22 @@ def error_for_exit(
     *,
     unreadable: Sequence[str] = (),
     summary: BackupSummary | None = None,
+    location: str | None = None,
 ) -> ResticError | None:
     """Map a finished restic run to the exception describing its failure, or ``None`` on success.
 
     ``stderr_tail`` is the (bounded) end of restic's stderr, ``json_error`` the ``message`` of its
     JSON ``exit_error`` line when there was one (it is preferred for the human message).
-    ``unreadable`` and ``summary`` are attached to a :class:`PartialBackup`.
+    ``unreadable`` and ``summary`` are attached to a :class:`PartialBackup`. ``location`` (the
+    repository's URL, credentials removed) is named by a :class:`WrongCredentials` or
+    :class:`BackendUnavailable` message.
     """
     if exit_code == ExitCode.OK:
         return None
-    detail = clean_message(json_error) if json_error else _last_lines(stderr_tail)
+    raw = json_error if json_error else stderr_tail
+    if exit_code != ExitCode.REPOSITORY_NOT_FOUND:
+        raw = without_location_hint(raw)
+    detail = clean_message(raw) if json_error else _last_lines(raw)
     if exit_code < 0:
         name = _signal_name(-exit_code)
         message = f"restic was killed by {name}" + (f": {detail}" if detail else "")
@@ -181,7 +215,37 @@ def error_for_exit(
         return Interrupted(message, exit_code=exit_code)
     if exit_code == ExitCode.FATAL and _SNAPSHOT_NOT_FOUND.search(text):
         return SnapshotNotFound(message, exit_code=exit_code)
+    backend = f"backend {bare_location(location)}" if location else "the backend"
+    if exit_code == ExitCode.FATAL and _WRONG_CREDENTIALS.search(text):
+        return WrongCredentials(
+            f"{backend} refused the storage Secret's credentials: {message}", exit_code=exit_code
+        )
+    if exit_code == ExitCode.FATAL and _UNREACHABLE.search(text):
+        return BackendUnavailable(f"{backend} is unreachable: {message}", exit_code=exit_code)
     return ResticFailed(message, exit_code=exit_code)
+
+
+def bare_location(url: str) -> str:
+    """A repository URL without its user part (``rest:http://user:***@host/r`` -> ``rest:http://host/r``)."""
+    return _USERINFO.sub(r"\1", url)
+
+
+def without_location_hint(text: str) -> str:
+    """``text`` without restic's "Is there a repository at the following location?" and the location
+    line after it, and without the user part of any URL (restic shows it as ``user:***``)."""
+    lines = text.splitlines()
+    kept: list[str] = []
+    skip_next = False
+    for line in lines:
+        if skip_next:
+            skip_next = False
+            continue
+        if _LOCATION_HINT in line:
+            kept.append(line.replace(_LOCATION_HINT, "").rstrip())
+            skip_next = True
+            continue
+        kept.append(line)
+    return bare_location("\n".join(line for line in kept if line.strip()))
 
 
 def clean_message(text: str) -> str:

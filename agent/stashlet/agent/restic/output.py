@@ -211,6 +211,38 @@ def _diagnostic(obj: JSONObject) -> ItemError | ExitError | None:
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class BackendRetry:
+    """restic failed a backend operation and retries it (a plain stderr line, never JSON):
+    ``Save(<data/a51d594f4a>) returned error, retrying after 958.7ms: Post "...": connection refused``."""
+
+    operation: str
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class BackendRecovered:
+    """A retried backend operation went through: ``Save(<data/…>) operation successful after 4 retries``."""
+
+    operation: str
+
+
+BackendNotice: TypeAlias = BackendRetry | BackendRecovered
+
+_RETRY = re.compile(r"^(?P<op>\w+\(.*?\)) returned error, retrying after [^:]+: (?P<error>.*)$")
+_RECOVERED = re.compile(r"^(?P<op>\w+\(.*?\)) operation successful after \d+ retries")
+
+
+def parse_backend_notice(line: str) -> BackendNotice | None:
+    """A stderr line saying restic retries a backend operation, or that a retried one succeeded."""
+    text = line.strip()
+    if match := _RETRY.match(text):
+        return BackendRetry(match["op"], match["error"])
+    if match := _RECOVERED.match(text):
+        return BackendRecovered(match["op"])
+    return None
+
+
 def parse_diagnostic(line: str | bytes) -> ItemError | ExitError | None:
     """An ``error`` or ``exit_error`` line (restic writes both to stderr), else ``None``."""
     obj = load_object(line)

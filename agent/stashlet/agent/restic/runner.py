@@ -72,6 +72,12 @@ class ResticSettings:
     ``progress_interval`` how often callbacks hear of it. ``interrupt_grace`` is how long restic gets
     to clean up after SIGINT before SIGKILL. ``priority`` is the niceness and I/O priority every restic
     process starts with (:mod:`stashlet.agent.restic.priority`).
+
+    ``lock_wait`` (seconds) bounds how long a session waits for a live holder of the repository's lock
+    when it has no ``timeOut`` of its own (:mod:`stashlet.agent.stale_locks`). ``backend_give_up``
+    (seconds) bounds how long restic may keep retrying an unreachable backend before the session gives
+    up with ``BackendUnavailable`` (:mod:`stashlet.agent.restic.backend_watch`); restic alone would retry for
+    15 minutes.
     """
 
     binary: str = "restic"
@@ -86,6 +92,8 @@ class ResticSettings:
     stderr_tail_lines: int = 40
     max_item_errors: int = 100
     priority: ProcessPriority = field(default_factory=ProcessPriority)
+    lock_wait: float = 600.0
+    backend_give_up: float = 300.0
 
 
 @dataclass(frozen=True)
@@ -128,14 +136,25 @@ class _Throttle(Generic[S]):
 class _Stderr:
     """A bounded view of restic's stderr: the last lines, the first item errors, the exit error."""
 
-    def __init__(self, tail_lines: int, max_errors: int) -> None:
+    def __init__(
+        self,
+        tail_lines: int,
+        max_errors: int,
+        on_backend: Callable[[rj.BackendNotice], None] | None = None,
+    ) -> None:
         self.tail: collections.deque[str] = collections.deque(maxlen=tail_lines)
         self.errors: list[rj.ItemError] = []
         self.error_count = 0
         self.exit_error: rj.ExitError | None = None
         self._max_errors = max_errors
+        self._on_backend = on_backend
 
     def feed(self, line: str) -> None:
+        if self._on_backend is not None and (notice := rj.parse_backend_notice(line)) is not None:
+            try:
+                self._on_backend(notice)
+            except Exception:  # a broken watcher must not break a backup
+                log.exception("restic backend callback failed")
         message = rj.parse_diagnostic(line)
         if isinstance(message, rj.ExitError):
             self.exit_error = message
@@ -180,11 +199,21 @@ async def restic_version(settings: ResticSettings) -> rj.ResticVersion:
 
 
 class Restic:
-    """restic bound to one repository (``None`` only for repository-less commands like ``version``)."""
+    """restic bound to one repository (``None`` only for repository-less commands like ``version``).
 
-    def __init__(self, settings: ResticSettings, repository: ResticRepository | None) -> None:
+    ``on_backend`` hears of every backend retry restic reports and of every retried operation that went
+    through (see :mod:`stashlet.agent.restic.backend_watch`); the caller may set it at any time.
+    """
+
+    def __init__(
+        self,
+        settings: ResticSettings,
+        repository: ResticRepository | None,
+        on_backend: Callable[[rj.BackendNotice], None] | None = None,
+    ) -> None:
         self.settings = settings
         self.repository = repository
+        self.on_backend = on_backend
         self._files_written = False
         self._cleanups: set[asyncio.Task[None]] = set()
 
@@ -232,7 +261,15 @@ class Restic:
             if on_line is not None:
                 on_line(line)
 
-        stderr = _Stderr(self.settings.stderr_tail_lines, self.settings.max_item_errors)
+        def backend_notice(notice: rj.BackendNotice) -> None:
+            if self.on_backend is not None:
+                self.on_backend(
+                    dataclasses.replace(notice, error=self.scrub(notice.error))
+                    if isinstance(notice, rj.BackendRetry)
+                    else notice
+                )
+
+        stderr = _Stderr(self.settings.stderr_tail_lines, self.settings.max_item_errors, backend_notice)
         proc = await self._spawn(argv)
         pumps = {
             asyncio.create_task(_pump(proc.stdout, stdout_line)),
@@ -310,7 +347,12 @@ class Restic:
         json_error = self.scrub(result.exit_error.message) if result.exit_error else None
         unreadable = [e.item for e in result.item_errors if e.item]
         error = error_for_exit(
-            result.exit_code, result.stderr_tail, json_error, unreadable=unreadable, summary=summary
+            result.exit_code,
+            result.stderr_tail,
+            json_error,
+            unreadable=unreadable,
+            summary=summary,
+            location=self.repository.display_url if self.repository is not None else None,
         )
         if error is not None:
             raise error
@@ -456,12 +498,17 @@ class Restic:
         await self._checked(["prune"])
 
     async def check_report(self, *, read_data_subset: str | None = None) -> rj.CheckResult:
-        """Check the repository; a damaged one gives ``ok=False``, other failures raise."""
+        """Check the repository; a damaged one gives ``ok=False``, a check that could not run raises.
+
+        restic prints a summary (``num_errors: 1``) even when the check never ran: it could not take its
+        exclusive lock (exit 11) or reach the backend. Only exit 0, or exit 1 with restic's own verdict
+        "repository contains errors", is a check's result; anything else raises from the taxonomy.
+        """
         args = ["check"] + ([f"--read-data-subset={read_data_subset}"] if read_data_subset else [])
         result = await self.run(args, collect=True)
         found = [r for line in result.stdout.splitlines() if (r := rj.parse_check_summary(line))]
         report = found[-1] if found else None
-        if report is not None and (result.exit_code == 0 or report.num_errors > 0):
+        if report is not None and (result.exit_code == 0 or _found_errors(result)):
             errors = tuple(self.scrub(e.message.strip()) for e in result.item_errors if e.message.strip())
             return dataclasses.replace(report, ok=report.ok and result.exit_code == 0, errors=errors)
         self._raise_for(result)
@@ -479,8 +526,13 @@ class Restic:
         return rj.parse_stats((await self._checked(args, collect=True)).stdout)
 
     async def unlock(self) -> None:
-        """Remove stale locks only (``restic unlock``; never ``--remove-all``)."""
+        """Remove stale locks only (``restic unlock``)."""
         await self._checked(["unlock"])
+
+    async def unlock_all(self) -> None:
+        """Remove every lock (``restic unlock --remove-all``): only once each holder is known gone
+        (:mod:`stashlet.agent.stale_locks` decides)."""
+        await self._checked(["unlock", "--remove-all"])
 
     async def list_locks(self) -> list[str]:
         """The IDs of the locks in the repository."""
@@ -492,6 +544,12 @@ class Restic:
             raise ValueError(f"not a lock ID: {lock_id!r}")
         result = await self._checked(["cat", "lock", lock_id, "--no-lock"], collect=True)
         return rj.parse_lock(result.stdout, lock_id)
+
+
+def _found_errors(result: RunResult) -> bool:
+    """Whether a ``check`` that exited non-zero did so because it found the repository damaged."""
+    verdict = result.exit_error.message if result.exit_error is not None else ""
+    return result.exit_code == 1 and "repository contains errors" in verdict
 
 
 def _filters(host: str | None, paths: Sequence[str]) -> list[str]:

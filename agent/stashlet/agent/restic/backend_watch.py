@@ -1,0 +1,154 @@
+"""A backend that does not answer is visible, and bounded: restic's retries followed while it works.
+
+restic retries a failing backend operation for up to 15 minutes and says so only on stderr (``Save(...)
+returned error, retrying after ...``, later ``... operation successful after N retries``). The runner hands
+those lines to a :class:`BackendWatch` (``Restic.on_backend``); :meth:`BackendWatch.guard` runs a restic
+operation and, about once a second:
+
+- reports each change (unreachable since the first failed try; reachable again once an operation went
+  through) to its ``report`` callback: the session's ``BackendReachable`` condition, an event and a log
+  line are written there;
+- gives up when the backend has been unreachable without a break for ``give_up_after`` seconds, or when
+  the session's deadline is :data:`DEADLINE_MARGIN` seconds away while it is unreachable: restic is
+  interrupted (it removes its lock) and :class:`BackendUnavailable` names the backend, since when it
+  failed and restic's last error. The session's own ``timeOut`` thus fails with the backend's reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from stashlet.agent.restic import output as rj
+from stashlet.agent.restic.errors import BackendUnavailable, bare_location
+from stashlet.api.durations import format_duration
+from stashlet.api.timestamps import now_utc
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+POLL = 1.0
+"""Seconds between looks at the watch while an operation runs."""
+DEADLINE_MARGIN = 15.0
+"""Seconds before the session's deadline at which an unreachable backend ends the work, so the session
+fails with the backend's reason and has time to record it."""
+
+
+@dataclass(frozen=True)
+class BackendState:
+    """Whether the backend answers; when not, since when and what restic said last."""
+
+    location: str
+    reachable: bool
+    since: dt.datetime
+    """The first failed try while unreachable; the recovery while reachable."""
+    error: str = ""
+
+    @property
+    def message(self) -> str:
+        """A sentence for a condition or an event (the location carries no credentials)."""
+        since = self.since.replace(microsecond=0).isoformat().replace("+00:00", "Z")
+        if self.reachable:
+            return f"backend {self.location} answers again since {since}"
+        return f"backend {self.location} unreachable since {since}; restic retries: {self.error}"
+
+
+class BackendWatch:
+    """Follows restic's backend retries for one repository (see the module docstring)."""
+
+    def __init__(
+        self,
+        location: str,
+        give_up_after: float,
+        report: Callable[[BackendState], Awaitable[None]],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """Watch the repository at ``location`` (its URL: the user part is dropped)."""
+        self.location = bare_location(location)
+        self.give_up_after = give_up_after
+        self._report = report
+        self._clock = clock
+        self._failing_since: float | None = None
+        self._state: BackendState | None = None
+        self._reported: BackendState | None = None
+
+    @property
+    def state(self) -> BackendState | None:
+        """The backend's state as restic last showed it; None while restic said nothing of it."""
+        return self._state
+
+    def notice(self, notice: rj.BackendNotice) -> None:
+        """What restic printed of the backend (the runner's ``on_backend``); never blocks."""
+        if isinstance(notice, rj.BackendRetry):
+            error = bare_location(notice.error)
+            if self._failing_since is None:
+                self._failing_since = self._clock()
+                self._state = BackendState(self.location, False, now_utc(), error)
+            elif self._state is not None:
+                self._state = BackendState(self.location, False, self._state.since, error)
+        elif self._failing_since is not None:
+            self._failing_since = None
+            self._state = BackendState(self.location, True, now_utc())
+
+    def unreachable_for(self) -> float:
+        """Seconds the backend has failed without a break (0 while it answers)."""
+        return 0.0 if self._failing_since is None else self._clock() - self._failing_since
+
+    async def guard(self, op: Callable[[], Awaitable[T]], *, deadline: float | None = None) -> T:
+        """Run ``op``, reporting the backend's changes; :class:`BackendUnavailable` once it is given up
+        (``deadline`` is a ``time.time()``, the session's end, or None)."""
+        task = asyncio.ensure_future(op())
+        try:
+            while True:
+                await asyncio.wait({task}, timeout=POLL)
+                await self.publish()
+                if task.done():
+                    return task.result()
+                if self._should_give_up(deadline):
+                    break
+        finally:
+            if not task.done():
+                task.cancel()
+                await asyncio.wait({task})
+        await self.publish()
+        raise self._given_up(deadline)
+
+    async def publish(self) -> None:
+        """Report the state if it changed since the last report (a failing report is logged only)."""
+        state = self._state
+        if state is None or _same_episode(state, self._reported):
+            return
+        self._reported = state
+        try:
+            await self._report(state)
+        except Exception:  # status writes are best effort here: the outcome is recorded anyway
+            log.exception("could not report the backend's state", extra={"backend": self.location})
+
+    def _should_give_up(self, deadline: float | None) -> bool:
+        if self._failing_since is None:
+            return False
+        if self.unreachable_for() >= self.give_up_after:
+            return True
+        return deadline is not None and time.time() >= deadline - DEADLINE_MARGIN
+
+    def _given_up(self, deadline: float | None) -> BackendUnavailable:
+        state = self._state
+        since = state.message if state is not None else f"backend {self.location} unreachable"
+        waited = format_duration(self.unreachable_for())
+        if self.unreachable_for() >= self.give_up_after:
+            why = f"gave up after {waited} of retries (the bound is {format_duration(self.give_up_after)})"
+        else:
+            why = f"gave up after {waited} of retries, before the session's timeOut"
+        return BackendUnavailable(f"{since}; {why}")
+
+
+def _same_episode(state: BackendState, reported: BackendState | None) -> bool:
+    """Whether ``state`` adds nothing to what was reported: same reachability since the same time."""
+    return reported is not None and (state.reachable, state.since) == (reported.reachable, reported.since)
