@@ -291,7 +291,8 @@ def test_formats_defaults_and_quantities() -> None:
 
 
 def test_validation_rules_name_their_fields() -> None:
-    """CEL rules guard the one-backend, Selector-needs-selector and repository-needed invariants."""
+    """CEL rules guard the one-backend, Selector-needs-selector, repository-needed and policy-keeps-something
+    invariants (the value rules are tests/api/test_refusals.py's)."""
     for kind in ("Repository", "BackupBlueprint"):
         [rule] = at(root(kind), "spec.backend")["x-kubernetes-validations"]
         assert "backend.s3" in rule["message"]
@@ -301,8 +302,12 @@ def test_validation_rules_name_their_fields() -> None:
         [selector_rule] = at(root(kind), "spec.usagePolicy.allowedNamespaces")["x-kubernetes-validations"]
         assert "allowedNamespaces.selector" in selector_rule["message"]
     for kind in ("BackupConfiguration", "RestoreSession"):
-        [rule] = at(root(kind), "spec")["x-kubernetes-validations"]
+        rule, *_ = at(root(kind), "spec")["x-kubernetes-validations"]
         assert "spec.repository" in rule["message"]
+    for kind in ("BackupConfiguration", "BackupBlueprint"):
+        [retention] = [r for r in at(root(kind), "spec")["x-kubernetes-validations"] if "fieldPath" in r]
+        assert retention["fieldPath"] == ".retentionPolicy"
+        assert "keepLast" in retention["message"]
 
 
 def test_seed_object_validates_against_its_crd(seed_object: dict[str, Any], crd_errors: Errors) -> None:

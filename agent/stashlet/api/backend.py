@@ -3,9 +3,11 @@
 The field names follow kmodules' objectstore-api ``Backend`` type, which Stash embeds.
 """
 
+from typing import Annotated
+
 from pydantic import Field
 
-from stashlet.api.common import Bool, CelRule, FreeForm, Int64, KubeModel
+from stashlet.api.common import Bool, CelRule, FreeForm, Int64, KubeModel, SchemaLimits
 
 BACKEND_KINDS = ("local", "s3", "gcs", "azure", "swift", "b2", "rest")
 """The wire names of the storage kinds; a Backend sets exactly one of them."""
@@ -18,8 +20,23 @@ class LocalSpec(KubeModel):
     ``core.VolumeSource``, and are kept as the embedded Kubernetes objects they are.
     """
 
-    mount_path: str = Field(description="Where the volume is mounted in the stash container.")
-    sub_path: str | None = Field(default=None, description="Directory inside the volume for the repository.")
+    cel_rules = (
+        CelRule(
+            "self.mountPath.startsWith('/')",
+            "local.mountPath must be an absolute path",
+            field_path=".mountPath",
+        ),
+        CelRule(
+            r"!has(self.subPath) || !self.subPath.matches(r'(^|/)\.\.(/|$)')",
+            "local.subPath must stay inside the volume: no '..'",
+            field_path=".subPath",
+        ),
+    )
+
+    mount_path: str = Field(description="Where the volume is mounted in the stash container (absolute).")
+    sub_path: Annotated[str, SchemaLimits(max_length=4096)] | None = Field(
+        default=None, description="Directory inside the volume for the repository (no '..')."
+    )
     aws_elastic_block_store: FreeForm | None = None
     azure_disk: FreeForm | None = None
     azure_file: FreeForm | None = None

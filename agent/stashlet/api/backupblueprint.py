@@ -10,13 +10,15 @@ from pydantic import Field
 
 from stashlet.api import names
 from stashlet.api.backend import Backend
-from stashlet.api.backupconfiguration import BackupConfigurationTemplateSpec
+from stashlet.api.backupconfiguration import RETENTION_KEEPS_SOMETHING, BackupConfigurationTemplateSpec
 from stashlet.api.common import Bool, V1Beta1Object
 from stashlet.api.repository import UsagePolicy
 
 
 class BackupBlueprintSpec(BackupConfigurationTemplateSpec):
     """The Repository part (backend, usage policy, namespace) and the BackupConfiguration template."""
+
+    cel_rules = (RETENTION_KEEPS_SOMETHING,)
 
     backend: Backend = Field(description="Backend of the Repositories created from this blueprint.")
     wipe_out: Bool | None = Field(

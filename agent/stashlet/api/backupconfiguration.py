@@ -1,7 +1,7 @@
 """The BackupConfiguration kind (``stash.appscode.com/v1beta1``): what to back up, where and when."""
 
 from enum import StrEnum
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
@@ -11,25 +11,41 @@ from stashlet.api.common import (
     CelRule,
     Condition,
     Driver,
+    Duration,
     EmptyDirSettings,
     FreeForm,
     Int32,
     Int64,
     KubeModel,
     ObjectReference,
+    PositiveDuration,
     RuntimeSettings,
     TargetRef,
     TaskRef,
     V1Beta1Object,
     VolumeMount,
 )
-from stashlet.api.repository import RetentionPolicy
+from stashlet.api.repository import KEEPS_NOTHING_MESSAGE, RetentionPolicy, keeps_something_rule
 
 REPOSITORY_UNLESS_SNAPSHOTTER = CelRule(
     rule="has(self.repository) || (has(self.driver) && self.driver == 'VolumeSnapshotter')",
     message="spec.repository is required unless spec.driver is VolumeSnapshotter",
 )
 """Restic needs a Repository; only the VolumeSnapshotter driver works without one."""
+
+RETENTION_KEEPS_SOMETHING = CelRule(
+    rule=f"!has(self.retentionPolicy) || {keeps_something_rule('self.retentionPolicy')}",
+    message=KEEPS_NOTHING_MESSAGE,
+    field_path=".retentionPolicy",
+)
+"""restic's ``forget`` refuses a policy without a rule (BackupBlueprints make Restic configurations)."""
+
+RESTIC_RETENTION_KEEPS_SOMETHING = RETENTION_KEEPS_SOMETHING._replace(
+    rule="(has(self.driver) && self.driver == 'VolumeSnapshotter') || " + RETENTION_KEEPS_SOMETHING.rule,
+    message=KEEPS_NOTHING_MESSAGE + "; only the VolumeSnapshotter driver keeps every snapshot without one",
+)
+"""The same for a BackupConfiguration: the VolumeSnapshotter driver takes a policy without a rule as
+Stash does (it removes nothing)."""
 
 
 class DriverSpec(KubeModel):
@@ -39,7 +55,7 @@ class DriverSpec(KubeModel):
     (where the snapshots go, or come from) in its own words.
     """
 
-    cel_rules = (REPOSITORY_UNLESS_SNAPSHOTTER,)
+    cel_rules: ClassVar[tuple[CelRule, ...]] = (REPOSITORY_UNLESS_SNAPSHOTTER,)
 
     driver: Driver | None = Field(default=None, description="Restic (default) or VolumeSnapshotter.")
 
@@ -74,7 +90,9 @@ class RetryConfig(KubeModel):
     """How a failed backup session is retried."""
 
     max_retry: Int32 | None = Field(default=None, description="Maximum number of retries.")
-    delay: str | None = Field(default=None, description="Wait before the next retry, e.g. 5m.")
+    delay: Duration | None = Field(
+        default=None, description="Wait before the next retry, a Go duration, e.g. 5m (none: at once)."
+    )
 
 
 class BackupInvokerPhase(StrEnum):
@@ -114,13 +132,15 @@ class BackupConfigurationTemplateSpec(KubeModel):
 class BackupConfigurationSpec(DriverSpec, BackupConfigurationTemplateSpec):
     """What to back up, into which Repository, on which schedule, and what to keep."""
 
+    cel_rules = (REPOSITORY_UNLESS_SNAPSHOTTER, RESTIC_RETENTION_KEEPS_SOMETHING)
+
     repository: ObjectReference | None = Field(
         default=None, description="The Repository the snapshots go to."
     )
     paused: Bool | None = Field(default=None, description="When true, no backup is taken.")
     target: BackupTarget | None = Field(default=None, description="The object to back up.")
     hooks: BackupHooks | None = Field(default=None, description="Actions run before and after a backup.")
-    time_out: str | None = Field(
+    time_out: PositiveDuration | None = Field(
         default=None, description="Longest a backup may take before it is considered failed, e.g. 30m."
     )
     retry_config: RetryConfig | None = Field(default=None, description="How a failed backup is retried.")

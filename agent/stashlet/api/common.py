@@ -2,8 +2,10 @@
 
 ``KubeModel`` is the base class: Python attributes are snake_case, the wire names are Stash's camelCase,
 and fields this code does not know are kept (``to_dict(from_dict(obj)) == obj``). The small ``Annotated``
-markers here (``SchemaFormat``, ``INT_OR_STRING``, ``SchemaDefault``, ``CelRule``) carry what the CRD
-generator (``stashlet.api.crdgen``) needs beyond the Python type; the models never import the generator.
+markers here (``SchemaFormat``, ``INT_OR_STRING``, ``SchemaDefault``, ``SchemaLimits``, ``CelRule``) carry
+what the CRD generator (``stashlet.api.crdgen``) needs beyond the Python type; the models never import the
+generator. The markers tighten only the CRD: the models themselves stay lenient, so an object stored
+before a rule existed still parses (the reconcilers name what is wrong with it).
 """
 
 from collections.abc import Mapping
@@ -13,6 +15,8 @@ from typing import Annotated, Any, ClassVar, Literal, NamedTuple, Self
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, StrictBool, StrictInt, model_validator
 from pydantic.alias_generators import to_camel
+
+from stashlet.api.durations import GO_DURATION_EXAMPLES, GO_DURATION_PATTERN
 
 # ---------------------------------------------------------------- schema markers
 
@@ -36,11 +40,26 @@ class SchemaDefault(NamedTuple):
     value: Any
 
 
+class SchemaLimits(NamedTuple):
+    """Bounds the API server enforces on a value: ``maxLength`` of a string, ``minimum`` of a number.
+
+    A CEL rule on a string field needs a ``maxLength`` (the API server refuses a rule whose estimated cost
+    on an unbounded string is over its budget).
+    """
+
+    max_length: int | None = None
+    minimum: int | None = None
+
+
 class CelRule(NamedTuple):
-    """A CEL ``x-kubernetes-validations`` rule on a model's object schema; the message names the field."""
+    """A CEL ``x-kubernetes-validations`` rule: on a model's object schema (``cel_rules``), or on one field
+    (an ``Annotated`` marker). The API server's message starts with the field's path: the object's, the
+    field's, or ``field_path`` below the object (``.retentionPolicy``) when a rule of the object is about one
+    of its fields."""
 
     rule: str
     message: str
+    field_path: str | None = None
 
 
 # ---------------------------------------------------------------- field types
@@ -67,6 +86,29 @@ Bool = StrictBool
 IntOrString = Annotated[StrictInt | str, INT_OR_STRING]
 Quantity = IntOrString
 """A Kubernetes resource quantity (``2Gi``, ``500M``, ``1``)."""
+
+_DURATION_LIMITS = SchemaLimits(max_length=64)
+_IS_GO_DURATION = f"self.matches(r'{GO_DURATION_PATTERN}')"
+
+Duration = Annotated[
+    str,
+    _DURATION_LIMITS,
+    CelRule(
+        f"{_IS_GO_DURATION} && duration(self) >= duration('0s')",
+        f"must be a Go duration of 0s or longer: {GO_DURATION_EXAMPLES}",
+    ),
+]
+"""A wait the user writes (``retryConfig.delay``): Go's duration syntax, as Stash decodes it; 0s is none."""
+
+PositiveDuration = Annotated[
+    str,
+    _DURATION_LIMITS,
+    CelRule(
+        f"{_IS_GO_DURATION} && duration(self) > duration('0s')",
+        f"must be a Go duration longer than 0s: {GO_DURATION_EXAMPLES}",
+    ),
+]
+"""A limit the user writes (``timeOut``): a Go duration above zero (with 0s every session would fail)."""
 
 FreeForm = dict[str, Any]
 """An embedded Kubernetes type kept as a plain mapping; its schema preserves unknown fields."""

@@ -14,7 +14,14 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from stashlet.api.common import IntOrStringMarker, KubeModel, SchemaDefault, SchemaFormat
+from stashlet.api.common import (
+    CelRule,
+    IntOrStringMarker,
+    KubeModel,
+    SchemaDefault,
+    SchemaFormat,
+    SchemaLimits,
+)
 
 Schema = dict[str, Any]
 
@@ -37,7 +44,7 @@ def model_schema(model: type[BaseModel]) -> Schema:
         schema["required"] = sorted(required)
     rules = getattr(model, "cel_rules", ())
     if rules:
-        schema["x-kubernetes-validations"] = [{"rule": rule.rule, "message": rule.message} for rule in rules]
+        schema["x-kubernetes-validations"] = [_rule(rule) for rule in rules]
     return schema
 
 
@@ -61,6 +68,20 @@ def type_schema(annotation: Any) -> Schema:
             schema["format"] = marker.format
         elif isinstance(marker, SchemaDefault):
             schema["default"] = marker.value
+        elif isinstance(marker, SchemaLimits):
+            if marker.max_length is not None:
+                schema["maxLength"] = marker.max_length
+            if marker.minimum is not None:
+                schema["minimum"] = marker.minimum
+        elif isinstance(marker, CelRule):
+            schema.setdefault("x-kubernetes-validations", []).append(_rule(marker))
+    return schema
+
+
+def _rule(rule: CelRule) -> Schema:
+    schema: Schema = {"rule": rule.rule, "message": rule.message}
+    if rule.field_path is not None:
+        schema["fieldPath"] = rule.field_path
     return schema
 
 

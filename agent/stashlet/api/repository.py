@@ -1,7 +1,8 @@
 """The Repository kind (``stash.appscode.com/v1alpha1``) and the policies that come with it."""
 
+import re
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 
 from pydantic import Field
 
@@ -15,6 +16,7 @@ from stashlet.api.common import (
     KubeObject,
     LabelSelector,
     SchemaDefault,
+    SchemaLimits,
     Time,
     TypedObjectReference,
 )
@@ -56,21 +58,93 @@ class UsagePolicy(KubeModel):
     )
 
 
+KEEP_COUNTS: Final = ("keepLast", "keepHourly", "keepDaily", "keepWeekly", "keepMonthly", "keepYearly")
+"""The counting rules of a retention policy, as the wire spells them (restic's ``--keep-*`` counts)."""
+
+KEEP_COUNT_MESSAGE: Final = (
+    "must be a count of snapshots to keep, -1 to keep them all (restic's 'unlimited') or 0 for no such rule; "
+    "restic refuses any other negative count"
+)
+KeepCount = Annotated[Int64, CelRule("self >= -1", KEEP_COUNT_MESSAGE)]
+"""A ``keep*`` count as restic reads it: n > 0 keeps n, -1 keeps all, 0 (or unset) is no rule."""
+
+KEEP_TAG_PATTERN: Final = r"^[^\x00\n]*[^\x00\t\n\f\r ][^\x00\n]*$"
+"""A ``keepTags`` entry: not blank, on one line, no NUL (RE2 and Python alike)."""
+
+KEEP_TAG_MESSAGE: Final = "must name tags: not blank, without a newline or NUL"
+KeepTag = Annotated[
+    str, SchemaLimits(max_length=1024), CelRule(f"self.matches(r'{KEEP_TAG_PATTERN}')", KEEP_TAG_MESSAGE)
+]
+
+
+def keeps_something_rule(policy: str) -> str:
+    """CEL that is true when the retention policy at ``policy`` sets a rule that keeps snapshots (a count
+    other than 0 or a tag); restic's ``forget`` refuses to run without one."""
+    counts = [f"(has({policy}.{count}) && {policy}.{count} != 0)" for count in KEEP_COUNTS]
+    return " || ".join([*counts, f"(has({policy}.keepTags) && size({policy}.keepTags) > 0)"])
+
+
+KEEPS_NOTHING_MESSAGE: Final = (
+    "keeps no snapshot: set keepLast, keepHourly, keepDaily, keepWeekly, keepMonthly or keepYearly to a "
+    "count other than 0, or keepTags (restic's forget refuses a policy without one)"
+)
+
+
 class RetentionPolicy(KubeModel):
-    """Which snapshots to keep (restic ``forget`` flags), and whether to prune unreferenced data."""
+    """Which snapshots to keep (restic ``forget`` flags), and whether to prune unreferenced data.
+
+    A count keeps that many snapshots, -1 keeps every snapshot in its bucket (restic's ``unlimited``), 0 or
+    unset is no rule; at least one rule must be set (with the Restic driver: :func:`keeps_something_rule`).
+    """
 
     name: str = Field(description="Name of the policy.")
-    keep_last: Int64 | None = Field(default=None, description="Keep the n most recent snapshots.")
-    keep_hourly: Int64 | None = Field(default=None, description="Keep the last snapshot of the n last hours.")
-    keep_daily: Int64 | None = Field(default=None, description="Keep the last snapshot of the n last days.")
-    keep_weekly: Int64 | None = Field(default=None, description="Keep the last snapshot of the n last weeks.")
-    keep_monthly: Int64 | None = Field(
-        default=None, description="Keep the last snapshot of the n last months."
+    keep_last: KeepCount | None = Field(
+        default=None, description="Keep the n most recent snapshots (-1: all, 0: no such rule)."
     )
-    keep_yearly: Int64 | None = Field(default=None, description="Keep the last snapshot of the n last years.")
-    keep_tags: list[str] | None = Field(default=None, description="Keep snapshots with all of these tags.")
+    keep_hourly: KeepCount | None = Field(
+        default=None, description="Keep the last snapshot of the n last hours (-1: of every hour)."
+    )
+    keep_daily: KeepCount | None = Field(
+        default=None, description="Keep the last snapshot of the n last days (-1: of every day)."
+    )
+    keep_weekly: KeepCount | None = Field(
+        default=None, description="Keep the last snapshot of the n last weeks (-1: of every week)."
+    )
+    keep_monthly: KeepCount | None = Field(
+        default=None, description="Keep the last snapshot of the n last months (-1: of every month)."
+    )
+    keep_yearly: KeepCount | None = Field(
+        default=None, description="Keep the last snapshot of the n last years (-1: of every year)."
+    )
+    keep_tags: list[KeepTag] | None = Field(
+        default=None,
+        description='Keep the snapshots that carry any entry\'s tags (an entry "a,b" needs both).',
+    )
     prune: Bool = Field(description="Remove data no snapshot refers to any more.")
     dry_run: Bool | None = Field(default=None, description="Only report what would be removed.")
+
+
+def retention_problems(
+    policy: RetentionPolicy, where: str = "spec.retentionPolicy", *, needs_rule: bool = True
+) -> list[str]:
+    """What restic would refuse in ``policy`` (the CRD's rules, for an object stored before they existed),
+    each naming the field under ``where``; ``needs_rule`` is False where a policy without a rule keeps
+    everything (the VolumeSnapshotter driver)."""
+    wire = policy.to_dict()
+    problems = [
+        f"{where}.{count}: {wire[count]} {KEEP_COUNT_MESSAGE}"
+        for count in KEEP_COUNTS
+        if isinstance(wire.get(count), int) and wire[count] < -1
+    ]
+    problems += [
+        f"{where}.keepTags[{i}]: {tag!r} {KEEP_TAG_MESSAGE}"
+        for i, tag in enumerate(policy.keep_tags or [])
+        if not re.fullmatch(KEEP_TAG_PATTERN, tag)
+    ]
+    counts = [wire.get(count) for count in KEEP_COUNTS]
+    if needs_rule and not any(counts) and not policy.keep_tags:
+        problems.append(f"{where}: {KEEPS_NOTHING_MESSAGE}")
+    return problems
 
 
 class RepositorySpec(KubeModel):

@@ -14,6 +14,7 @@ from stashlet.api.common import (
     Int32,
     KubeModel,
     ObjectReference,
+    PositiveDuration,
     RuntimeSettings,
     TargetRef,
     TaskRef,
@@ -102,7 +103,7 @@ class RestoreSessionSpec(DriverSpec):
         default=None, description="PVC template holding data before it is inserted (job model only)."
     )
     hooks: RestoreHooks | None = Field(default=None, description="Actions run before and after the restore.")
-    time_out: str | None = Field(
+    time_out: PositiveDuration | None = Field(
         default=None, description="Longest the restore may take before it is considered failed, e.g. 30m."
     )
 

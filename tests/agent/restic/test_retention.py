@@ -135,8 +135,10 @@ def test_values_cannot_be_read_as_flags() -> None:
     [
         (Retention(keep_last=-2), "keep_last must be a positive count"),
         (Retention(keep_daily=True), "keep_daily must be a positive count"),
-        (Retention(keep_tags=[""]), "keep_tags entry must be a non-empty string"),
-        (Retention(keep_tags=["a\nb"]), "must not contain"),
+        (Retention(keep_tags=[""]), "keep_tags entry '' must name tags: not blank"),
+        (Retention(keep_tags=[" \t"]), "must name tags: not blank"),
+        (Retention(keep_tags=["a\nb"]), "without a newline or NUL"),
+        (Retention(keep_tags=["a\x00b"]), "without a newline or NUL"),
     ],
 )
 def test_values_restic_would_misread_are_refused(policy: Retention, message: str) -> None:

@@ -150,9 +150,13 @@ CASES = [
          "TargetNotAvailable", workload),
     Case("unsupported-kind", steps(secret, repo, workload), "Invalid", "ValidationPassed", "False",
          INVALID, "spec.target.ref.kind: CronJob is not supported", INVALID, use_deployment, unsupported),
-    Case("invalid-cron", steps(secret, repo, workload), "NotReady", "CronJobCreated", "False",
-         "CronJobCreationFailed", "spec.schedule: Invalid value", "CronJob Creation Failed", good_schedule,
-         config(schedule="every minute")),
+    Case("invalid-cron", steps(secret, repo, workload), "Invalid", "ValidationPassed", "False", INVALID,
+         "spec.schedule: 'every minute' is not a schedule the CronJob controller accepts: expected exactly 5 "
+         "fields", INVALID, good_schedule, config(schedule="every minute")),
+    Case("schedule-with-time-zone", steps(secret, repo, workload), "Invalid", "ValidationPassed", "False",
+         INVALID, "spec.schedule: 'CRON_TZ=Europe/Paris 0 3 * * *' is not a schedule the CronJob controller "
+         "accepts: a CronJob takes no TZ or CRON_TZ", INVALID, good_schedule,
+         config(schedule="CRON_TZ=Europe/Paris 0 3 * * *")),
     Case("volume-not-in-pod", steps(secret, repo, workload), "Invalid", "ValidationPassed", "False",
          INVALID, "spec.target.volumeMounts[0].name: Deployment {ns}/stash-demo has no volume 'data'",
          INVALID, good_volume, wrong_volume),

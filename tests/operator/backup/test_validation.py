@@ -2,12 +2,15 @@
 
 from typing import Any
 
+import pytest
+from tests.api.test_refusals import ACCEPTED, with_spec
+
 from stashlet.api.backupconfiguration import BackupConfiguration, BackupInvokerPhase
 from stashlet.api.common import ConditionStatus
 from stashlet.api.conditions import ConditionType
 from stashlet.api.repository import Repository
 from stashlet.operator.backup.status import compute_phase
-from stashlet.operator.backup.validation import Model, Verdict, validate
+from stashlet.operator.backup.validation import Model, Verdict, validate, value_problems
 from stashlet.operator.core.conditions import ConditionUpdate, apply_conditions
 from stashlet.operator.core.validation import Lookup, Observed
 
@@ -214,3 +217,55 @@ def test_lookup_errors_make_conditions_unknown(bc: BackupConfiguration, make: An
     found = by_type(verdict)["RepositoryFound"]
     assert (found.status, found.reason) == (ConditionStatus.UNKNOWN, "UnableToCheckRepositoryAvailability")
     assert "forbidden" in found.message
+
+
+def spec_of(obj: dict[str, Any]) -> BackupConfiguration:
+    """A configuration parsed as the operator reads it (the models stay lenient)."""
+    return BackupConfiguration.from_dict({**obj, "metadata": {"name": "bc", "namespace": "demo"}})
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        (
+            {"retentionPolicy": {"name": "k", "keepLast": -5, "prune": True}},
+            "spec.retentionPolicy.keepLast: -5",
+        ),
+        (
+            {"retentionPolicy": {"name": "k", "keepWeekly": 0, "prune": False}},
+            "spec.retentionPolicy: keeps no snapshot",
+        ),
+        (
+            {"retentionPolicy": {"name": "k", "keepTags": ["a\nb"], "prune": False}},
+            "spec.retentionPolicy.keepTags[0]",
+        ),
+        ({"timeOut": "0s"}, "spec.timeOut: '0s' must be longer than 0s"),
+        ({"timeOut": "30 minutes"}, "spec.timeOut: not a Go duration"),
+        ({"schedule": "CRON_TZ=UTC 0 3 * * *"}, "spec.schedule: 'CRON_TZ=UTC 0 3 * * *' is not a schedule"),
+    ],
+)
+def test_the_reconciler_names_a_value_stored_before_the_rules(changes: dict[str, Any], field: str) -> None:
+    """An object stored before the CRD's rules (or past them) is Invalid with the field named, not Ready."""
+    problems = value_problems(spec_of(with_spec("BackupConfiguration", **changes)))
+    assert any(problem.startswith(field) for problem in problems), problems
+
+
+@pytest.mark.parametrize(("name", "obj"), [a for a in ACCEPTED if a[1]["kind"] == "BackupConfiguration"])
+def test_the_reconciler_passes_the_accepted_edges(name: str, obj: dict[str, Any]) -> None:
+    """The edge values the API server takes are no problem to the reconciler either."""
+    assert value_problems(spec_of(obj)) == [], name
+
+
+def test_a_schedule_the_cronjob_controller_refuses_is_invalid_before_anything_is_made(
+    bc: BackupConfiguration, repo: Repository, make: Any
+) -> None:
+    """A bad spec.schedule: ValidationPassed False naming the field, not applicable (no CronJob, RBAC or
+    sidecar), phase Invalid."""
+    bc.spec.schedule = "*/5 * * *"
+    verdict = validate(bc, observed(repo, make.deployment()))
+    passed = by_type(verdict)["ValidationPassed"]
+    assert passed.status == ConditionStatus.FALSE
+    assert passed.message.startswith("spec.schedule: '*/5 * * *' is not a schedule the CronJob controller")
+    assert "expected exactly 5 fields" in passed.message
+    assert not verdict.applicable
+    assert phase(verdict) == BackupInvokerPhase.INVALID

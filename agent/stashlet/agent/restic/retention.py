@@ -5,10 +5,12 @@ names of ``stashlet.api.repository.RetentionPolicy`` (the pydantic model of a Ba
 ``spec.retentionPolicy``), so that model and :class:`Retention` (a plain dataclass for callers and
 tests) both fit without this module importing the API package.
 
-A ``keep_*`` of ``None`` or ``0`` is unset (Stash's wire form omits zero), ``-1`` means "keep all in
-this bucket" (restic's ``unlimited``), anything below that is refused. A policy that keeps nothing
-is refused with :class:`EmptyRetentionPolicy`: such a ``forget`` would delete every snapshot of the
-group (restic refuses it too, but we never build it).
+A ``keep_*`` of ``None`` or ``0`` is unset (Stash's wire form omits zero; restic reads ``--keep-last 0``
+the same way), ``-1`` means "keep all in this bucket" (restic's ``unlimited``: its command line refuses
+the number), anything below that is refused. A policy that keeps nothing is refused with
+:class:`EmptyRetentionPolicy`: such a ``forget`` would delete every snapshot of the group (restic 0.18
+refuses it too: "no policy was specified"). The CRD refuses all of these at the API server already
+(``stashlet.api.repository``); these refusals are the last line for an object stored before its rules.
 
 A ``forget`` is always scoped to the snapshots its caller owns: one ``--host`` per host (restic takes
 the snapshots of any of them) and one ``--path`` per path (restic takes the snapshots that hold all of
@@ -19,11 +21,13 @@ refused with :class:`UnscopedRetention`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from stashlet.agent.errors import RefuseInput
+from stashlet.api.repository import KEEP_TAG_MESSAGE, KEEP_TAG_PATTERN
 
 DEFAULT_GROUP_BY = "host,paths"
 
@@ -123,7 +127,9 @@ def forget_args(
             raise RetentionError(f"{attribute} must be a positive count or -1 (keep all), not {value!r}")
         args += [flag, "unlimited" if value == -1 else str(value)]
     for tag in policy.keep_tags or ():
-        args.append(f"--keep-tag={_checked(tag, 'keep_tags entry')}")
+        if not isinstance(tag, str) or not re.fullmatch(KEEP_TAG_PATTERN, tag):
+            raise RetentionError(f"keep_tags entry {tag!r} {KEEP_TAG_MESSAGE}")
+        args.append(f"--keep-tag={tag}")
     if not args:
         raise EmptyRetentionPolicy(
             "retention policy keeps no snapshot (set one of keepLast, keepHourly, keepDaily, keepWeekly, "

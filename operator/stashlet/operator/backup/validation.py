@@ -19,6 +19,9 @@ from stashlet.api import names
 from stashlet.api.backupconfiguration import BackupConfiguration
 from stashlet.api.common import ConditionStatus, Snapshotter
 from stashlet.api.conditions import ConditionReason, ConditionType
+from stashlet.api.durations import go_duration_problem
+from stashlet.api.repository import retention_problems
+from stashlet.api.schedules import schedule_problem
 from stashlet.operator.backup.retry_policy import delay_problems
 from stashlet.operator.core import field_support, workloads
 from stashlet.operator.core import validation as shared
@@ -71,15 +74,32 @@ def runner_of(bc: BackupConfiguration) -> field_support.Runner:
     return RUNNERS[backup_model(bc)]
 
 
+def value_problems(bc: BackupConfiguration) -> list[str]:
+    """The values that could never run, each naming the field: a schedule the CronJob controller refuses, a
+    ``timeOut`` or ``retryConfig.delay`` Go cannot read, a retention policy restic refuses. The API server
+    refuses these at the door (the CRD's rules); this names them in an object stored before the rules."""
+    snapshotter = backup_model(bc) == Model.VOLUME_SNAPSHOTTER
+    problems = [
+        problem
+        for problem in (
+            schedule_problem(bc.spec.schedule),
+            go_duration_problem("spec.timeOut", bc.spec.time_out, positive=True),
+        )
+        if problem is not None
+    ]
+    problems += delay_problems(bc)
+    return problems + retention_problems(bc.spec.retention_policy, needs_rule=not snapshotter)
+
+
 def spec_problems(bc: BackupConfiguration) -> list[str]:
     """What is wrong with the configuration by itself, each naming the field: the fields stashlet does not
     carry out (:mod:`~stashlet.operator.core.field_support`), then the values it cannot."""
     if backup_model(bc) == Model.VOLUME_SNAPSHOTTER:
         refused = field_support.refusals(names.KIND_BACKUP_CONFIGURATION, bc.to_dict()["spec"])
-        return [*refused, *snapshot_rules.backup_problems(bc), *delay_problems(bc)]
+        return [*refused, *snapshot_rules.backup_problems(bc), *value_problems(bc)]
     runner = runner_of(bc)
     problems = field_support.refusals(names.KIND_BACKUP_CONFIGURATION, bc.to_dict()["spec"], runner)
-    problems += delay_problems(bc)
+    problems += value_problems(bc)
     if bc.spec.repository is None:
         problems.append("spec.repository: required with the Restic driver")
     if backup_model(bc) == Model.JOB:

@@ -33,6 +33,7 @@ from typing import Any
 from stashlet.api import names, restore_jobs
 from stashlet.api.common import Condition, ConditionStatus, Snapshotter
 from stashlet.api.conditions import ConditionType
+from stashlet.api.durations import go_duration_problem
 from stashlet.api.restore_rules import rule_problems, rules_of
 from stashlet.api.restoresession import RestorePhase, RestoreSession
 from stashlet.operator.core import field_support, workloads
@@ -93,7 +94,8 @@ def spec_problems(rs: RestoreSession) -> list[str]:
         problems += shared.target_problems(ref, mounts, rs.metadata.namespace, _WORDS)
     where, rules = rules_of(rs)
     problems += rule_problems(rules, where)
-    return problems
+    time_out = go_duration_problem("spec.timeOut", spec.time_out, positive=True)
+    return problems if time_out is None else [*problems, time_out]
 
 
 def workload_problems(rs: RestoreSession, workload: dict[str, Any], other: str | None) -> list[str]:
