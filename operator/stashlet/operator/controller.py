@@ -18,7 +18,9 @@ Watches (list-then-watch, :func:`stashlet.kube.watch.watch`), in every watched n
 - Jobs the operator made (label ``app.kubernetes.io/managed-by=stashlet``), in full: a backup Job that
   ended while its session had not fails the session (:meth:`~stashlet.operator.backup.silent.
   SilentSessions.job_ended`), a restore Job its host (:mod:`stashlet.operator.restore.job_failures`), and a
-  wipe Job's end has its Repository looked at again.
+  wipe Job's end has its Repository looked at again. Where the operator may not list and watch Jobs (a
+  chart older than the operator), it says so in an error log line naming the right, and a Job's end is
+  seen only at its session's pickup deadline.
 - Repositories: besides being a dependency, one with ``spec.wipeOut`` (or its finalizer) is handed to
   :class:`~stashlet.operator.repository.wipeout.WipeOut`.
 - RestoreSessions: like configurations (new, spec change, deletion request, lost finalizer), reconciled by
@@ -50,6 +52,7 @@ from stashlet.kube.watch import DELETED, WatchEvent, watch
 from stashlet.operator.backup import history, pickup, retry
 from stashlet.operator.backup.reconciler import Reconciler
 from stashlet.operator.backup.silent import SilentSessions
+from stashlet.operator.core import access
 from stashlet.operator.core.events import Events
 from stashlet.operator.core.job_outcome import ended_job_verdict
 from stashlet.operator.core.loop import ControlLoop, Follow
@@ -134,8 +137,23 @@ class Controller(ControlLoop):
         self.snapshot_restores = SnapshotRestores(self.api, self.events)
         self.silent = SilentSessions(self.stash, self.reconciler.resources, self.events, self.settings)
         self.restore_job_failures = RestoreJobFailures(self.api, self.events, self.settings)
+        self._watch_jobs = True
+        """False when the operator may not list and watch Jobs (:meth:`run` asks)."""
         self._snapshot_configs: set[str] = set()
         """Keys of the VolumeSnapshotter configurations, whose sessions the operator carries out."""
+
+    async def run(self) -> None:
+        """Learn whether Jobs may be watched, then run everything until cancelled."""
+        for ns in self.namespaces:
+            for verb in ("list", "watch"):
+                if not await access.allowed(self.api, verb, "batch", "jobs", ns):
+                    log.error(
+                        "may not watch Jobs: a Job that ends without its agent's word is seen only at its "
+                        "session's pickup deadline; grant list and watch on batch/jobs",
+                        extra={"namespace": ns or "*", "verb": verb},
+                    )
+                    self._watch_jobs = False
+        await super().run()
 
     def follows(self) -> list[Follow]:
         """Configurations, sessions, restores and what they depend on, in every watched namespace."""
@@ -147,8 +165,9 @@ class Controller(ControlLoop):
                 (f"BackupSession/{where}", self.stash_stream(BackupSession, ns), self._on_session),
                 (f"Repository/{where}", self.stash_stream(Repository, ns), self._on_repository),
                 (f"RestoreSession/{where}", self.stash_stream(RestoreSession, ns), self._on_restore),
-                (f"Job/{where}", self._job_stream(ns), self._on_job),
             ]
+            if self._watch_jobs:
+                follows.append((f"Job/{where}", self._job_stream(ns), self._on_job))
             for kind, (g, v, plural, namespaced) in _DEPENDENCY_KINDS.items():
                 if namespaced:
                     stream = self.metadata_stream(g, v, plural, ns)
