@@ -4,7 +4,9 @@ end Failed saying why, with Warning events and (where the operator has a Pushgat
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import time
 import urllib.request
 import uuid
 from typing import Any
@@ -294,3 +296,45 @@ async def test_a_restore_job_past_its_timeout_fails_the_restore(
         what="the restore's failure metric",
     )
     assert all(line.endswith(" 0") for line in lines) and len(lines) == 2
+
+
+async def test_an_operator_started_late_ends_overdue_sessions_at_once_and_skips_a_paused_ones(
+    operator: OperatorRunner, akubectl: Kubectl, make: Any, namespace: str
+) -> None:
+    """Sessions made while no operator ran, already past their deadline (2 s) when it starts: the one of a
+    Deployment scaled to zero ends Failed at once (no new wait), the one of a paused configuration ends
+    Skipped with the agent's Warning event (BackupSessionSkipped), never Failed."""
+    zero = make.deployment(name="zero", namespace=namespace)
+    zero["spec"]["replicas"] = 0
+    paused = make.in_namespace(
+        make.backup_configuration(name="paused", target="zero", paused=True), namespace
+    )
+    active = make.in_namespace(make.backup_configuration(name="active", target="zero"), namespace)
+    await akubectl(
+        "apply",
+        "-f",
+        "-",
+        input_obj=[
+            make.seed_storage_secret(namespace),
+            make.in_namespace(make.repository(), namespace),
+            zero,
+            paused,
+            active,
+            session(namespace, "paused-1", "paused"),
+            session(namespace, "active-1", "active"),
+        ],
+    )
+    await asyncio.sleep(2.5)  # real time has to pass: both sessions are overdue before the operator starts
+    started = time.monotonic()
+    await operator.start(namespace, pickup_deadline_seconds=2)
+    failed = await ended(akubectl, namespace, "active-1", within=15)
+    assert time.monotonic() - started < 10
+    assert (failed["status"]["phase"], executor(failed)["reason"]) == ("Failed", "WorkloadScaledToZero")
+    skipped = await ended(akubectl, namespace, "paused-1", within=15)
+    assert skipped["status"]["phase"] == "Skipped"
+    await akubectl.event(
+        namespace,
+        "paused-1",
+        lambda e: e["reason"] == "BackupSessionSkipped" and e["message"] == "Backup Configuration is paused",
+        what="the Skipped event",
+    )
