@@ -27,7 +27,7 @@ import pytest
 import yaml
 from tests.polling import eventually
 
-from stashlet.api import versions
+from stashlet.api import agent_identity, versions
 from stashlet.api.backupconfiguration import BackupConfiguration
 from stashlet.api.repository import Repository
 from stashlet.api.restoresession import RestoreSession
@@ -44,6 +44,12 @@ CHART = REPO_ROOT / "charts" / "stashlet"
 VENV_BIN = Path(sys.executable).parent
 
 Obj = dict[str, Any]
+CLUSTER_SCOPED = (
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding",
+)
 
 
 @dataclass(frozen=True)
@@ -289,9 +295,13 @@ def test_default_render_is_the_operator_pushgateway_and_least_privilege_rbac(hel
         ("Deployment", "stashlet-pushgateway"),
         ("Service", "stashlet-pushgateway"),
         ("ServiceAccount", "stashlet-operator"),
+        ("ValidatingAdmissionPolicy", "stashlet-operator-agent-sessions"),
+        ("ValidatingAdmissionPolicy", "stashlet-operator-token-secrets"),
+        ("ValidatingAdmissionPolicyBinding", "stashlet-operator-agent-sessions"),
+        ("ValidatingAdmissionPolicyBinding", "stashlet-operator-token-secrets"),
     ]
     for obj in objects:
-        if obj["kind"] not in ("ClusterRole", "ClusterRoleBinding"):
+        if obj["kind"] not in CLUSTER_SCOPED:
             assert obj["metadata"]["namespace"] == "backup-system", obj["metadata"]
     assert operator_argv(objects) == [
         "stashlet-operator",
@@ -390,6 +400,10 @@ def test_values_file_with_every_value_reaches_the_manifests(helm: Helm, tmp_path
         ("Deployment", "acme-backup-pushgateway"),
         ("Service", "acme-backup-pushgateway"),
         ("ServiceAccount", "backup-operator"),
+        ("ValidatingAdmissionPolicy", "acme-backup-operator-agent-sessions"),
+        ("ValidatingAdmissionPolicy", "acme-backup-operator-token-secrets"),
+        ("ValidatingAdmissionPolicyBinding", "acme-backup-operator-agent-sessions"),
+        ("ValidatingAdmissionPolicyBinding", "acme-backup-operator-token-secrets"),
     ]
     for obj in objects:
         assert obj["metadata"]["labels"]["app.kubernetes.io/name"] == "backup"
@@ -461,7 +475,7 @@ def test_values_file_with_every_value_reaches_the_manifests(helm: Helm, tmp_path
 @pytest.mark.parametrize(
     ("override", "absent", "present"),
     [
-        (["--set", "rbac.create=false"], {"ClusterRole", "ClusterRoleBinding"}, {"ServiceAccount"}),
+        (["--set", "rbac.create=false"], set(CLUSTER_SCOPED), {"ServiceAccount"}),
         (["--set", "pushgateway.enabled=false"], {"Service"}, {"ClusterRole"}),
         (
             ["--set", "serviceAccount.create=false", "--set", "serviceAccount.name=existing"],
@@ -490,6 +504,46 @@ def test_switches_leave_out_what_they_name(
         assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == "existing"
         for crb in (o for o in objects if o["kind"] == "ClusterRoleBinding"):
             assert crb["subjects"][0]["name"] == "existing"
+        policy = find(objects, "ValidatingAdmissionPolicy", "stashlet-operator-token-secrets")
+        assert (
+            "'system:serviceaccount:stashlet-system:existing'"
+            in policy["spec"]["matchConditions"][0]["expression"]
+        )
+
+
+def test_admission_policies_tie_agent_accounts_to_their_configuration_and_the_operator_to_tokens(
+    helm: Helm,
+) -> None:
+    """The sessions policy names exactly the account prefixes stashlet makes session writers with
+    (stashlet.api.agent_identity), in its match and in its rule, for creating a session and writing its
+    status, and denies; the Secrets policy matches the operator's own account (release namespace) and
+    admits only an agent account's token Secret."""
+    objects = helm.render(release="stashlet", namespace="backup-system")
+    sessions = find(objects, "ValidatingAdmissionPolicy", "stashlet-operator-agent-sessions")["spec"]
+    listed = "[" + ", ".join(f"'{p}'" for p in agent_identity.SESSION_WRITER_PREFIXES) + "]"
+    assert listed in " ".join(sessions["matchConditions"][0]["expression"].split())
+    assert listed in " ".join(sessions["validations"][0]["expression"].split())
+    assert sessions["failurePolicy"] == "Fail"
+    assert sessions["matchConstraints"]["resourceRules"] == [
+        {
+            "apiGroups": ["stash.appscode.com"],
+            "apiVersions": ["*"],
+            "operations": ["CREATE", "UPDATE"],
+            "resources": ["backupsessions", "backupsessions/status"],
+        }
+    ]
+    tokens = find(objects, "ValidatingAdmissionPolicy", "stashlet-operator-token-secrets")["spec"]
+    assert tokens["matchConditions"][0]["expression"].split() == [
+        "request.userInfo.username",
+        "==",
+        "'system:serviceaccount:backup-system:stashlet-operator'",
+    ]
+    rule = tokens["validations"][0]["expression"]
+    assert f"'{rbac.SERVICE_ACCOUNT_TOKEN_TYPE}'" in rule
+    assert f"startsWith('{agent_identity.AGENT_ACCOUNT_PREFIX}')" in rule
+    for name in ("stashlet-operator-agent-sessions", "stashlet-operator-token-secrets"):
+        binding = find(objects, "ValidatingAdmissionPolicyBinding", name)["spec"]
+        assert binding == {"policyName": name, "validationActions": ["Deny"]}
 
 
 def test_existing_service_account_needs_a_name(helm: Helm) -> None:
@@ -652,7 +706,9 @@ def test_grants_cluster_role_is_exactly_what_rbac_py_grants(helm: Helm) -> None:
     triples = rule_triples(own)
     assert not [t for t in triples if "*" in t]
     assert not [t for t in triples if t[2] in ("escalate", "bind", "impersonate")]
-    assert not [t for t in triples if t[1] == "secrets" and t[2] not in ("get", "list", "watch")]
+    # Secrets: read (their key names), and create only what the token-secrets policy admits.
+    assert {t[2] for t in triples if t[1] == "secrets"} == {"get", "list", "watch", "create"}
+    assert find(objects, "ValidatingAdmissionPolicy", "stashlet-operator-token-secrets")
 
     kubedump = find(objects, "ClusterRole", "stashlet-kubedump")["rules"]
     assert kubedump == [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["get", "list", "watch"]}]

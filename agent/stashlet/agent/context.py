@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 import logging
@@ -16,6 +17,7 @@ from stashlet.agent.errors import RefuseInput
 from stashlet.agent.hosts import HostIdentity, identify, job_identity
 from stashlet.agent.live import LiveState
 from stashlet.agent.restic.backend import BackendError, ResticRepository, build_repository, decode_secret_data
+from stashlet.agent.restic.mounted_secret import follow_changes, read_mounted_secret
 from stashlet.agent.restic.priority import priority_from_container
 from stashlet.agent.restic.runner import ResticSettings
 from stashlet.agent.settings import AgentSettings
@@ -150,6 +152,8 @@ class AgentContext:
     live: LiveState
     restic: ResticSettings
     lease: LeaseLock | None = None
+    secret_watch: asyncio.Task[None] | None = None
+    """Follows the mounted storage Secrets (:func:`follow_changes`), when there are any."""
 
     @classmethod
     def of_process(
@@ -162,8 +166,8 @@ class AgentContext:
         restic: ResticSettings,
         lease: LeaseLock | None = None,
     ) -> AgentContext:
-        """The context of this process: clients on ``api``, events as ``component`` from this pod, and an
-        empty live state."""
+        """The context of this process: clients on ``api``, events as ``component`` from this pod, an
+        empty live state, and (when the operator mounted storage Secrets) their changes followed."""
         return cls(
             settings=settings,
             api=api,
@@ -173,6 +177,7 @@ class AgentContext:
             live=live_state(settings, host),
             restic=restic,
             lease=lease,
+            secret_watch=follow_mounted_secrets(settings),
         )
 
     @property
@@ -226,20 +231,13 @@ class AgentContext:
                 f"Repository {repo_ns}/{name}: spec.backend.storageSecretName is empty",
                 reason="BackendSecretNotAvailable",
             )
-        try:
-            secret = await call_json(client.CoreV1Api(self.api).read_namespaced_secret, secret_name, repo_ns)
-        except NotFound as exc:
-            raise PreparationError(
-                f"storage Secret {repo_ns}/{secret_name} (Repository {repo_ns}/{name} "
-                "spec.backend.storageSecretName) not found",
-                reason="BackendSecretNotAvailable",
-            ) from exc
+        data = await self.storage_secret(repo_ns, secret_name, name)
         files_dir = Path(self.settings.tmp_dir) / "credentials" / name
         files_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         try:
             restic_repo = build_repository(
                 backend,
-                decode_secret_data(secret.get("data")),
+                data,
                 files_dir=str(files_dir),
                 secret_namespace=repo_ns,
             )
@@ -249,6 +247,37 @@ class AgentContext:
             ) from exc
         return repo, restic_repo
 
+    async def storage_secret(self, namespace: str, secret: str, repository: str) -> dict[str, bytes]:
+        """The storage Secret's data: from the volume the operator mounted when it lives in this agent's
+        namespace (the agent may not read it through the API then), else through the API (a Repository
+        of another namespace, whose ``usagePolicy`` grants this one by name)."""
+        ref = (
+            f"storage Secret {namespace}/{secret} "
+            f"(Repository {namespace}/{repository} spec.backend.storageSecretName)"
+        )
+        mounted = self.settings.storage_secrets_dir
+        if mounted is not None and namespace == self.namespace:
+            data = await asyncio.to_thread(read_mounted_secret, Path(mounted) / secret)
+            if data is None:
+                raise PreparationError(
+                    f"{ref} is not mounted into this container (the operator mounts the Secret the "
+                    "Repository names and injects the sidecar again when that name changes)",
+                    reason="BackendSecretNotAvailable",
+                )
+            if not data:
+                raise PreparationError(f"{ref} not found", reason="BackendSecretNotAvailable")
+            return data
+        try:
+            found = await call_json(client.CoreV1Api(self.api).read_namespaced_secret, secret, namespace)
+        except NotFound as exc:
+            raise PreparationError(f"{ref} not found", reason="BackendSecretNotAvailable") from exc
+        try:
+            return decode_secret_data(found.get("data"))
+        except BackendError as exc:
+            raise PreparationError(
+                f"Repository {namespace}/{repository}: {exc}", reason="BackendSecretNotAvailable"
+            ) from exc
+
     def may_initialize(self, repo: Repository) -> bool:
         """False when the Repository forbids initialising a missing restic repository."""
         annotations = repo.metadata.annotations or {}
@@ -257,6 +286,19 @@ class AgentContext:
     def object_ref(self) -> str:
         """``namespace/name`` of this agent's invoker, for logs."""
         return f"{self.namespace}/{self.settings.invoker_name}"
+
+
+def follow_mounted_secrets(settings: AgentSettings) -> asyncio.Task[None] | None:
+    """A task logging each change of the storage Secrets mounted for this agent, when there are any (and an
+    event loop runs)."""
+    mounted = settings.storage_secrets_dir
+    if mounted is None or not Path(mounted).is_dir():
+        return None
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+    return loop.create_task(follow_changes(Path(mounted)), name="storage-secret-watch")
 
 
 def missing_paths(paths: list[str]) -> list[str]:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from stashlet.agent.errors import RefuseInput
 from stashlet.api import agent_contract as contract
-from stashlet.api import names
+from stashlet.api import agent_identity, names
 
 
 class SettingsError(RefuseInput):
@@ -37,6 +37,9 @@ class AgentSettings:
     backup_session: str | None
     api_token_file: str | None
     restic_binary: str
+    storage_secrets_dir: str | None = None
+    """Where the operator mounted the storage Secret of a Repository in the agent's own namespace (one
+    folder per Secret, ``$STASHLET_STORAGE_SECRETS_DIR``); None: read it through the API."""
 
     @property
     def cache_dir(self) -> str:
@@ -103,6 +106,7 @@ def load(argv: Sequence[str], environ: Mapping[str, str]) -> AgentSettings:
         backup_session=args.backup_session,
         api_token_file=args.api_token_file,
         restic_binary=environ.get("STASHLET_RESTIC", "restic"),
+        storage_secrets_dir=environ.get(agent_identity.ENV_STORAGE_SECRETS_DIR) or None,
     )
 
 

@@ -1,13 +1,18 @@
 """The one way stashlet talks to Kubernetes: an ApiClient from in-cluster config or a kubeconfig.
 
 In a pod (the service-account token and CA are mounted and KUBERNETES_SERVICE_HOST is set) the
-pod's own identity is used; elsewhere the kubeconfig in ``$KUBECONFIG`` or ``~/.kube/config``.
+pod's own identity is used; elsewhere the kubeconfig in ``$KUBECONFIG`` or ``~/.kube/config``. A process
+given a token of its own (``$STASHLET_KUBE_TOKEN_DIR``, a mounted ServiceAccount token Secret: ``token``
+and ``ca.crt``; see :mod:`stashlet.api.agent_identity`) talks as that account instead, in or out of a pod
+whose own account it then never uses; the token is read again every minute, so a new one is taken up
+without a restart.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -16,10 +21,23 @@ from typing import Any, TypeVar
 
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
+from kubernetes_asyncio.config.incluster_config import InClusterConfigLoader
 
+from stashlet.api import agent_identity
 from stashlet.kube.errors import from_status_object, translate
 
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+TOKEN_WAIT_SECONDS = 180.0
+"""How long a process given a token directory waits for the token to be there: the token controller fills
+the Secret moments after the operator makes it, but a pod that mounted it still empty sees the token only
+at the kubelet's next sync of the volume (about a minute)."""
+
+log = logging.getLogger(__name__)
+
+
+class TokenUnavailable(RuntimeError):
+    """The token directory this process was given holds no token (and CA) within the wait."""
+
 
 T = TypeVar("T")
 
@@ -29,10 +47,55 @@ def in_cluster() -> bool:
     return bool(os.environ.get("KUBERNETES_SERVICE_HOST")) and (SERVICE_ACCOUNT_DIR / "token").is_file()
 
 
+def own_token_dir(environ: Mapping[str, str] | None = None) -> Path | None:
+    """The token directory this process was given (``$STASHLET_KUBE_TOKEN_DIR``), or None."""
+    value = (os.environ if environ is None else environ).get(agent_identity.ENV_KUBE_TOKEN_DIR)
+    return Path(value) if value else None
+
+
+def token_ready(directory: Path) -> bool:
+    """True when ``directory`` holds a non-empty ``token`` and ``ca.crt``."""
+    try:
+        return all((directory / name).stat().st_size > 0 for name in ("token", "ca.crt"))
+    except OSError:
+        return False
+
+
+async def wait_for_token(directory: Path, *, within: float = TOKEN_WAIT_SECONDS, every: float = 2.0) -> None:
+    """Return once ``directory`` holds a token and CA; :class:`TokenUnavailable` after ``within`` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    told = False
+    while not await asyncio.to_thread(token_ready, directory):
+        if loop.time() >= deadline:
+            raise TokenUnavailable(
+                f"no ServiceAccount token in {directory} after {within:.0f} s (its Secret is filled by the "
+                "token controller of kube-controller-manager)"
+            )
+        if not told:
+            log.info("waiting for the service account token", extra={"directory": str(directory)})
+            told = True
+        await asyncio.sleep(every)
+
+
+async def token_configuration(configuration: client.Configuration, directory: Path) -> None:
+    """Set ``configuration`` to reach the API server of this pod (``$KUBERNETES_SERVICE_HOST``) as the
+    account whose token is in ``directory``; the token is read again every minute."""
+    await wait_for_token(directory)
+    loader = InClusterConfigLoader(
+        token_filename=str(directory / "token"), cert_filename=str(directory / "ca.crt")
+    )
+    loader.load_and_set(configuration)
+
+
 async def new_api_client(kubeconfig: str | None = None) -> client.ApiClient:
-    """A configured ApiClient; ``kubeconfig`` wins over in-cluster config when given."""
+    """A configured ApiClient; ``kubeconfig`` wins over a token directory given (:func:`own_token_dir`),
+    which wins over in-cluster config."""
     configuration = client.Configuration()
-    if kubeconfig is None and in_cluster():
+    token_dir = own_token_dir()
+    if kubeconfig is None and token_dir is not None:
+        await token_configuration(configuration, token_dir)
+    elif kubeconfig is None and in_cluster():
         config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
     else:
         await config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)

@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from stashlet.api import agent_contract, names
+from stashlet.api import agent_contract, agent_identity, names
 from stashlet.api.backupconfiguration import BackupConfiguration
 from stashlet.api.repository import Repository
 from stashlet.operator.injection import sidecar_container
@@ -56,7 +56,7 @@ def test_target_mounts_are_read_only_and_tmp_dir_is_an_empty_dir(make: Any, repo
     )
     assert patched is not None
     sidecar = sidecar_of(patched)
-    assert sidecar["volumeMounts"] == [
+    assert sidecar["volumeMounts"][:2] == [
         {"name": "source-data", "mountPath": "/source/data", "readOnly": True},
         {"name": "stash-tmp-dir", "mountPath": "/stash-tmp"},
     ]
@@ -179,7 +179,12 @@ def test_a_changed_configuration_replaces_the_sidecar_once(make: Any, repo: Repo
     assert second is not None
     spec = second["spec"]["template"]["spec"]
     assert [c["name"] for c in spec["containers"]] == ["busybox", "stash"]
-    assert [v["name"] for v in spec["volumes"]] == ["source-data", "stash-tmp-dir"]
+    assert [v["name"] for v in spec["volumes"]] == [
+        "source-data",
+        "stash-tmp-dir",
+        "stash-kube-token",
+        "stash-storage-secret",
+    ]
     assert sidecar_of(second)["image"] == "agent:2"
 
 
@@ -237,3 +242,60 @@ def test_a_stripped_template_is_detected(bc: BackupConfiguration, repo: Reposito
     again = sidecar_container.inject(patched, injection)
     assert again is not None
     assert len([c for c in again["spec"]["template"]["spec"]["containers"] if c["name"] == "stash"]) == 1
+
+
+def test_only_the_sidecar_gets_its_own_token_and_the_storage_secret_of_its_namespace(
+    bc: BackupConfiguration, repo: Repository, make: Any
+) -> None:
+    """The sidecar's own account token (Secret ``stashlet-agent-<bc>``) and the storage Secret of a
+    Repository in the configuration's namespace are volumes mounted read-only into ``stash`` alone, both
+    optional (a missing Secret never keeps the application from starting), with the variables that tell
+    the agent where they are; the workload's own containers get neither. Removal takes them out again."""
+    original = make.deployment()
+    patched = sidecar_container.inject(
+        original, sidecar_container.build_injection(bc, "Deployment", "stash-demo", repo, SETTINGS)
+    )
+    assert patched is not None
+    spec = patched["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert volumes["stash-kube-token"] == {
+        "name": "stash-kube-token",
+        "secret": {"secretName": "stashlet-agent-pause-backup", "optional": True},
+    }
+    assert volumes["stash-storage-secret"] == {
+        "name": "stash-storage-secret",
+        "secret": {"secretName": "gcs-secret", "optional": True},
+    }
+    sidecar = sidecar_of(patched)
+    assert {
+        "name": "stash-kube-token",
+        "mountPath": agent_identity.KUBE_TOKEN_DIR,
+        "readOnly": True,
+    } in sidecar["volumeMounts"]
+    secret_mount = {
+        "name": "stash-storage-secret",
+        "mountPath": f"{agent_identity.STORAGE_SECRETS_DIR}/gcs-secret",
+        "readOnly": True,
+    }
+    assert secret_mount in sidecar["volumeMounts"]
+    env = {e["name"]: e.get("value") for e in sidecar["env"]}
+    assert env[agent_identity.ENV_KUBE_TOKEN_DIR] == agent_identity.KUBE_TOKEN_DIR
+    assert env[agent_identity.ENV_STORAGE_SECRETS_DIR] == agent_identity.STORAGE_SECRETS_DIR
+    for other in spec["containers"]:
+        if other["name"] != "stash":
+            mounted = {m["name"] for m in other.get("volumeMounts") or []}
+            assert not mounted & {"stash-kube-token", "stash-storage-secret"}
+            assert not {e["name"] for e in other.get("env") or []} & set(env)
+    assert "serviceAccountName" not in spec  # the workload keeps its own account
+    assert sidecar_container.remove_injection(patched, "BackupConfiguration/pause-backup") == original
+
+
+def test_a_repository_of_another_namespace_keeps_its_secret_there(bc: BackupConfiguration, make: Any) -> None:
+    """The Secret of a Repository in another namespace cannot be mounted (a pod mounts only its own
+    namespace's Secrets): no secret volume and no directory variable; the token is mounted all the same."""
+    elsewhere = Repository.from_dict(make.repository(namespace="backup"))
+    injection = sidecar_container.build_injection(bc, "Deployment", "stash-demo", elsewhere, SETTINGS)
+    assert [v["name"] for v in injection.volumes] == ["stash-tmp-dir", "stash-kube-token"]
+    env = {e["name"] for e in injection.container["env"]}
+    assert agent_identity.ENV_STORAGE_SECRETS_DIR not in env
+    assert agent_identity.ENV_KUBE_TOKEN_DIR in env

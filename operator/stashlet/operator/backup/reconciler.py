@@ -9,7 +9,7 @@ Transient API errors propagate; the controller retries the whole reconcile with 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, cast
 
 from kubernetes_asyncio import client
 
@@ -20,6 +20,12 @@ from stashlet.api.conditions import ConditionReason, ConditionType
 from stashlet.kube.client import call_json
 from stashlet.kube.errors import Invalid, NotFound
 from stashlet.operator.backup import cronjob, status
+from stashlet.operator.backup.agent_identity import (
+    AccountCondition,
+    AgentIdentities,
+    account_condition,
+    name_problem,
+)
 from stashlet.operator.backup.sidecar_injection import Sidecars
 from stashlet.operator.backup.status import compute_phase
 from stashlet.operator.backup.validation import Model, Verdict, validate, with_problems, with_task_check
@@ -46,6 +52,7 @@ class Reconciler(FinalizingReconciler[BackupConfiguration]):
         """Use ``api`` (the operator's own identity) and ``settings``."""
         super().__init__(api, settings)
         self.sidecars = Sidecars(self.resources, settings, self.events)
+        self.identities = AgentIdentities(self.resources)
         self.jobs = TaskJobs(api, self.resources, settings)
 
     async def apply(self, bc: BackupConfiguration) -> ReconcileResult:
@@ -130,16 +137,29 @@ class Reconciler(FinalizingReconciler[BackupConfiguration]):
             await self.jobs.ensure_rbac(bc, repository)
         elif not runs_as_job(bc) and names.ANNOTATION_KUBEDUMP_BINDING in (bc.metadata.annotations or {}):
             await self._drop_job_rbac(bc)  # no longer a Task configuration
-        if cron.status != ConditionStatus.TRUE or verdict.model != Model.SIDECAR:
+        if verdict.model != Model.SIDECAR:
+            return [cron, ConditionUpdate.remove(cast(ConditionType, AccountCondition.TYPE))]
+        if cron.status != ConditionStatus.TRUE:
             return [cron]
         kind, workload = target_kind(bc), observed.workload.value
         assert kind is not None  # validate() checked all three
         assert workload is not None
         assert repository is not None
+        account = account_condition(bc, kind.kind, workload)
+        problem = name_problem(bc) or await self.identities.ensure(bc)
+        if problem is not None:  # no sidecar without its own identity
+            what = f"{kind.kind} {bc.metadata.namespace}/{workload['metadata']['name']}"
+            message = f"Failed to inject stash sidecar into {what}. Reason: {problem}"
+            failed = ConditionReason.SIDECAR_INJECTION_FAILED
+            return [
+                cron,
+                ConditionUpdate.false(ConditionType.STASH_SIDECAR_INJECTED, failed, message),
+                account,
+            ]
         injected, written = await self.sidecars.ensure(bc, kind, workload, repository)
         if written is not None:
             seen[(kind.kind, f"{bc.metadata.namespace}/{written['name']}")] = written
-        return [cron, injected]
+        return [cron, injected, account]
 
     async def _ensure_cronjob(self, bc: BackupConfiguration) -> ConditionUpdate:
         """The trigger's RBAC and CronJob; the API server judges the CronJob (dry run) before any is made."""

@@ -1,19 +1,44 @@
-"""Roles, RoleBindings and the trigger's ServiceAccount for one BackupConfiguration: pure.
+"""Roles, RoleBindings and the ServiceAccounts of one BackupConfiguration's agents: pure.
 
 :func:`agent_grant` is the one builder of an agent identity's Roles (and :func:`grant_refs` what it
 makes): the sidecar's here, ``stash-init``'s (:mod:`stashlet.operator.injection.restore_rbac`) and the
 Task Jobs' (:mod:`stashlet.operator.injection.job_rbac`) are its rules and name prefixes.
 
-The sidecar runs as the workload's service account, which gets exactly what the agent uses:
+Who the sidecar is (the decision, and why). RBAC authorizes a *user*; a pod's user is its service
+account, and several workloads often share one (``default``). Rights bound to the workload's account
+would reach every pod running as it, and could never tell configuration A's agent from B's: both would
+read both Secrets and Repositories and write both configurations' sessions. An admission policy does not
+help there, since it sees writes, never reads; the pod-bound claims of a projected token
+(``authentication.kubernetes.io/pod-name``) name the pod, not the configuration, and reach RBAC as
+``extra`` values it cannot match on. So the sidecar gets an identity of its own, one per configuration:
 
-- in the configuration's namespace (Role ``stashlet-sidecar-<bc>``): its BackupConfiguration by name;
-  BackupSessions (read, watch, create for an instant backup) and their status; events (the recorder
-  reads, creates and counts them); its Lease (create, then get/update by name); pods (read, to tell whether
-  the holder of a stale restic lock is gone); its own workload by name (for the number of hosts); and,
-  only when ``spec.hooks`` has an ``exec`` hook, ``pods/exec`` (:func:`exec_rules`);
-- where the Repository lives (the same Role, or Role ``stashlet-sidecar-<bc namespace>-<bc>`` in the
-  Repository's namespace when it is another one): that Repository and its status, and the one storage
-  Secret, all by name.
+- ServiceAccount ``stashlet-agent-<bc>`` (:func:`agent_identity`), and its token in a Secret of the same
+  name of type ``kubernetes.io/service-account-token`` (the token controller fills it; deleting the
+  account or the Secret revokes it). Both are owned by the configuration. The Secret is mounted into the
+  ``stash`` container alone (never the workload's own containers), and the agent's API client uses that
+  token (:mod:`stashlet.kube.client`, re-read every minute). The workload's service account gets nothing.
+- The Role ``stashlet-sidecar-<bc>`` is bound to that account only, with ``resourceNames`` wherever a
+  name is known: its BackupConfiguration; BackupSessions (read, watch, create for an instant backup; a
+  created object has no name yet, a watch lists them all) and their status; events (the recorder reads,
+  creates and counts them); its Lease (create, then get/update by name); pods (read, to tell whether the
+  holder of a stale restic lock is gone); its own workload by name (for the number of hosts); and, only
+  when ``spec.hooks`` has an ``exec`` hook, ``pods/exec`` (:func:`exec_rules`).
+- Where the Repository lives: that Repository and its status, by name; and the storage Secret: **not
+  readable through the API when it lives in the configuration's namespace** (it is mounted into the
+  ``stash`` container, and rotation reaches the agent through the file), read by name only from a
+  Repository's other namespace (Role ``stashlet-sidecar-<bc namespace>-<bc>`` there), while its
+  ``usagePolicy`` admits the configuration's namespace.
+- What names cannot say, the admission policy the Helm chart ships
+  (``templates/admission-policy.yaml``) does: a ServiceAccount ``stashlet-agent-<bc>`` (or a Task's Jobs'
+  ``stashlet-kubedump-<bc>``/``stashlet-pvc-backup-<bc>``) may create a BackupSession, or write one's status,
+  only when the session's ``spec.invoker`` is BackupConfiguration ``<bc>`` of its own namespace. The rule
+  compares the whole account name with the prefix and the invoker's name (no parsing), so it is exact;
+  a configuration whose name would make the account longer than 253 characters is refused by name.
+
+Left as they are: the events and pods rules cannot be narrowed by name (events are created with
+generated names, a lock holder is any pod); the Repository's status is shared by every configuration
+that uses it; anyone allowed to create pods or read Secrets in the namespace can reach the token, as
+with any Secret there.
 
 The trigger CronJob's pods run as ServiceAccount ``stashlet-trigger`` (one per namespace); Role
 ``stashlet-trigger-<bc>`` lets it only read its configuration, create BackupSessions and record events.
@@ -27,6 +52,7 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
+from stashlet.api import agent_identity as identity
 from stashlet.api import names
 from stashlet.api.backupconfiguration import BackupConfiguration, BackupHooks
 from stashlet.api.common import KubeObject
@@ -38,6 +64,8 @@ from stashlet.operator.settings import OperatorSettings
 
 RBAC_API_VERSION = "rbac.authorization.k8s.io/v1"
 SIDECAR_PREFIX = "stashlet-sidecar-"
+SERVICE_ACCOUNT_TOKEN_TYPE = "kubernetes.io/service-account-token"  # noqa: S105 - a Secret type
+SERVICE_ACCOUNT_NAME_ANNOTATION = "kubernetes.io/service-account.name"
 TRIGGER_PREFIX = "stashlet-trigger-"
 
 
@@ -185,12 +213,41 @@ def grant_refs(owner: KubeObject, prefix: str, repository_namespace: str | None)
     return refs
 
 
-def repository_rules(repository: str, secret: str) -> list[dict[str, Any]]:
-    """Read the Repository and write its status, read the storage Secret: all by name."""
-    return [
+def repository_rules(repository: str, secret: str | None) -> list[dict[str, Any]]:
+    """Read the Repository and write its status, and read the storage Secret when one is named (from
+    another namespace; one in the agent's own is mounted instead): all by name."""
+    rules = [
         rule(names.GROUP, [names.REPOSITORIES], ["get", "list", "watch"], [repository]),
         rule(names.GROUP, [f"{names.REPOSITORIES}/status"], ["get", "update", "patch"], [repository]),
-        rule("", ["secrets"], ["get", "list", "watch"], [secret]),
+    ]
+    if secret is not None:
+        rules.append(rule("", ["secrets"], ["get"], [secret]))
+    return rules
+
+
+def agent_account(bc: BackupConfiguration) -> str:
+    """The sidecar's own ServiceAccount (and token Secret): ``stashlet-agent-<bc>``."""
+    return identity.agent_account(bc.metadata.name or "")
+
+
+def agent_identity(bc: BackupConfiguration) -> list[dict[str, Any]]:
+    """The sidecar's ServiceAccount and the Secret the token controller fills with its token, both owned
+    by ``bc`` (see the module docstring)."""
+    name = agent_account(bc)
+    meta = {
+        "name": name,
+        "namespace": bc.metadata.namespace or "",
+        "labels": managed_labels(bc),
+        "ownerReferences": [owner_reference(bc)],
+    }
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": copy.deepcopy(meta)},
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": SERVICE_ACCOUNT_TOKEN_TYPE,
+            "metadata": {**copy.deepcopy(meta), "annotations": {SERVICE_ACCOUNT_NAME_ANNOTATION: name}},
+        },
     ]
 
 
@@ -215,19 +272,24 @@ def sidecar_rbac(
     kind: WorkloadKind,
     workload: str,
     *,
-    service_account: str,
     repository: RepositoryAccess,
+    service_account: str | None = None,
 ) -> list[dict[str, Any]]:
-    """The Roles and RoleBindings that give ``service_account`` what the agent uses (module docstring)."""
-    rules = sidecar_rules(bc, kind, workload)
-    repo_rules = repository_rules(repository.name, repository.secret)
+    """The Roles and RoleBindings that give the sidecar's own account (:func:`agent_account`) what the
+    agent uses (module docstring); the storage Secret is granted only from another namespace.
+
+    ``service_account`` (the workload's account) is bound nothing any more and is ignored; it goes once
+    ``stashlet.operator.backup.sidecar_injection`` stops passing it."""
+    del service_account
+    namespace = bc.metadata.namespace or ""
+    secret = repository.secret if repository.namespace != namespace else None
     return agent_grant(
         bc,
         SIDECAR_PREFIX,
-        service_account=service_account,
-        rules=rules,
+        service_account=agent_account(bc),
+        rules=sidecar_rules(bc, kind, workload),
         repository=repository,
-        repository_rules=repo_rules,
+        repository_rules=repository_rules(repository.name, secret),
     )
 
 
@@ -258,11 +320,14 @@ def trigger_rbac(bc: BackupConfiguration, settings: OperatorSettings) -> list[di
 
 
 def created_for(bc: BackupConfiguration, repository_namespace: str | None) -> list[ObjectRef]:
-    """Every Role and RoleBinding stashlet may have made for ``bc`` (the finalizer deletes them)."""
+    """Every Role and RoleBinding stashlet may have made for ``bc``, and the sidecar's ServiceAccount
+    (the finalizer deletes them; the token controller then deletes the account's token Secret, and the
+    token is refused from that moment)."""
     namespace = bc.metadata.namespace or ""
     return [
         *grant_refs(bc, SIDECAR_PREFIX, repository_namespace),
         *role_refs(namespace, trigger_role_name(bc)),
+        ObjectRef("ServiceAccount", namespace, agent_account(bc)),  # its token Secret goes with it
     ]
 
 
@@ -270,9 +335,17 @@ def up_to_date(existing: dict[str, Any], desired: dict[str, Any]) -> bool:
     """True when ``existing`` grants what ``desired`` grants, to whom it should, with our labels.
 
     A ServiceAccount that exists is up to date: it may be the user's own, and it grants nothing itself.
+    A token Secret is up to date while it is the token of the account it should be (the token
+    controller owns its data, so it is never replaced for labels).
     """
     if desired["kind"] == "ServiceAccount":
         return True
+    if desired["kind"] == "Secret":
+        return bool(
+            existing.get("type") == desired["type"]
+            and (existing["metadata"].get("annotations") or {}).get(SERVICE_ACCOUNT_NAME_ANNOTATION)
+            == desired["metadata"]["annotations"][SERVICE_ACCOUNT_NAME_ANNOTATION]
+        )
     labels = existing.get("metadata", {}).get("labels") or {}
     if any(labels.get(k) != v for k, v in desired["metadata"].get("labels", {}).items()):
         return False

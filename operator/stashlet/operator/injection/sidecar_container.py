@@ -4,7 +4,11 @@ The sidecar runs ``stashlet-agent sidecar`` with the invoker and target argument
 :class:`stashlet.api.agent_contract.AgentInvocation`, its pod's identity from the downward API, the target's
 ``volumeMounts`` read-only, the ``stash-tmp-dir`` emptyDir at ``/stash-tmp`` (``spec.tempDir``), a local
 backend's volume when the Repository uses one, the container ``runtimeSettings``, and the status port
-with liveness (``/healthz``) and readiness (``/readyz``) probes.
+with liveness (``/healthz``) and readiness (``/readyz``) probes. And what only this container gets (see
+:mod:`stashlet.api.agent_identity`): the token of its own ServiceAccount ``stashlet-agent-<bc>`` (volume
+``stash-kube-token``) and, when the Repository lives in the configuration's namespace, the storage Secret
+(volume ``stash-storage-secret``), both read-only and ``optional`` (a missing Secret keeps the agent, not
+the application, from working), with the variables that tell the agent where they are.
 
 Two annotations on the pod template record what was applied: the invoker (``BackupConfiguration/<name>``)
 and a hash of the sidecar and its volumes; the workload itself is labelled
@@ -26,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from stashlet.api import agent_contract, names
+from stashlet.api import agent_identity as identity
 from stashlet.api.backupconfiguration import BackupConfiguration
 from stashlet.api.common import VolumeMount
 from stashlet.api.repository import Repository
@@ -45,6 +50,11 @@ from stashlet.operator.settings import OperatorSettings
 
 LOCAL_BACKEND_VOLUME = "stash-local"
 """The volume holding a ``local`` backend, mounted at the backend's ``mountPath``."""
+KUBE_TOKEN_VOLUME = "stash-kube-token"  # noqa: S105 - a volume's name
+"""The sidecar's own ServiceAccount token (its Secret), at ``KUBE_TOKEN_DIR``."""
+STORAGE_SECRET_VOLUME = "stash-storage-secret"  # noqa: S105 - a volume's name
+"""The storage Secret of a Repository in the configuration's namespace, at
+``<STORAGE_SECRETS_DIR>/<secret name>``."""
 
 STATUS_PORT_NAME = "stash-status"
 HEALTH_PATH = "/healthz"
@@ -62,7 +72,7 @@ class Injection(AgentInjection):
     FIRST = False
     LABEL = names.LABEL_BACKUP_CONFIGURATION
     """Valued with the BackupConfiguration's name."""
-    OWN_VOLUMES = (names.TMP_VOLUME, LOCAL_BACKEND_VOLUME)
+    OWN_VOLUMES = (names.TMP_VOLUME, LOCAL_BACKEND_VOLUME, KUBE_TOKEN_VOLUME, STORAGE_SECRET_VOLUME)
 
 
 def target_mounts(bc: BackupConfiguration) -> list[VolumeMount]:
@@ -77,6 +87,27 @@ def invoker_annotation(bc: BackupConfiguration) -> str:
 
 def _probe(path: str, port: int) -> dict[str, Any]:
     return {"httpGet": {"path": path, "port": port}, "periodSeconds": 10, "failureThreshold": 3}
+
+
+def credentials(
+    bc: BackupConfiguration, repository: Repository | None
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """The volumes, mounts and env that give the sidecar its own token and, where the Repository lives in
+    ``bc``'s namespace, the storage Secret."""
+    namespace = bc.metadata.namespace or ""
+    token = {"secretName": identity.agent_account(bc.metadata.name or ""), "optional": True}
+    volumes: list[dict[str, Any]] = [{"name": KUBE_TOKEN_VOLUME, "secret": token}]
+    mounts: list[dict[str, Any]] = [
+        {"name": KUBE_TOKEN_VOLUME, "mountPath": identity.KUBE_TOKEN_DIR, "readOnly": True}
+    ]
+    env: list[dict[str, Any]] = [{"name": identity.ENV_KUBE_TOKEN_DIR, "value": identity.KUBE_TOKEN_DIR}]
+    secret = repository.spec.backend.storage_secret_name if repository is not None else None
+    if repository is not None and secret and (repository.metadata.namespace or namespace) == namespace:
+        volumes.append({"name": STORAGE_SECRET_VOLUME, "secret": {"secretName": secret, "optional": True}})
+        path = f"{identity.STORAGE_SECRETS_DIR}/{secret}"
+        mounts.append({"name": STORAGE_SECRET_VOLUME, "mountPath": path, "readOnly": True})
+        env.append({"name": identity.ENV_STORAGE_SECRETS_DIR, "value": identity.STORAGE_SECRETS_DIR})
+    return volumes, mounts, env
 
 
 def build_injection(
@@ -94,18 +125,21 @@ def build_injection(
         entry["readOnly"] = True
         mounts.append(entry)
     volumes, own_mounts = agent_storage(bc.spec.temp_dir, repository, names.TMP_VOLUME, LOCAL_BACKEND_VOLUME)
+    secret_volumes, secret_mounts, secret_env = credentials(bc, repository)
     runtime = (bc.spec.runtime_settings.container if bc.spec.runtime_settings else None) or {}
     container = agent_container(
         names.SIDECAR_CONTAINER,
         agent_args(agent_contract.MODE_SIDECAR, bc, (target_kind, target_name), settings),
-        mounts + own_mounts,
+        mounts + own_mounts + secret_mounts,
         runtime,
         container_fields(Runner.SIDECAR),
         settings,
         ports=[{"name": STATUS_PORT_NAME, "containerPort": port, "protocol": "TCP"}],
         probes={"livenessProbe": _probe(HEALTH_PATH, port), "readinessProbe": _probe(READY_PATH, port)},
     )
-    return Injection.made_for(bc, container, volumes)
+    own_env = {e["name"] for e in secret_env}
+    container["env"] = [*(e for e in container["env"] if e.get("name") not in own_env), *secret_env]
+    return Injection.made_for(bc, container, volumes + secret_volumes)
 
 
 def remove_injection(workload: dict[str, Any], invoker: str) -> dict[str, Any] | None:

@@ -1,0 +1,104 @@
+"""The sidecar's own identity, made before the sidecar is injected, and the word on a workload that runs as
+its namespace's ``default`` account: async.
+
+What the identity is and why: :mod:`stashlet.operator.injection.rbac` (module docstring). The objects are
+pure there (:func:`~stashlet.operator.injection.rbac.agent_identity`); this writes them.
+"""
+
+from __future__ import annotations
+
+import logging
+from enum import StrEnum
+from typing import Any, cast
+
+from stashlet.api import agent_identity as identity
+from stashlet.api.backupconfiguration import BackupConfiguration
+from stashlet.api.conditions import ConditionReason, ConditionType
+from stashlet.kube.client import call_json
+from stashlet.kube.errors import Conflict, NotFound
+from stashlet.operator.core import workloads
+from stashlet.operator.core.conditions import ConditionUpdate
+from stashlet.operator.core.resources import Resources
+from stashlet.operator.injection import rbac
+
+log = logging.getLogger(__name__)
+
+
+class AccountCondition(StrEnum):
+    """The condition that says whether the workload runs as an account of its own, and its reasons.
+
+    Not one Ready waits for: a workload running as ``default`` is backed up all the same (the agent has
+    its own account); the condition and its Warning event say that every pod of the namespace without an
+    account of its own shares whatever ``default`` is granted."""
+
+    TYPE = "DedicatedServiceAccount"
+    DEFAULT = "DefaultServiceAccount"
+    OWN = "OwnServiceAccount"
+
+
+def account_condition(bc: BackupConfiguration, kind: str, workload: dict[str, Any]) -> ConditionUpdate:
+    """``DedicatedServiceAccount`` False (reason ``DefaultServiceAccount``) when the target's pod template
+    names no service account or ``default``, else True."""
+    namespace = bc.metadata.namespace or ""
+    target = workloads.describe(kind, namespace, workload["metadata"]["name"])
+    account = workloads.service_account(workload)
+    # ConditionUpdate takes the shared vocabulary's enums; these values are not in it (yet), and only
+    # their .value reaches the status.
+    type_ = cast(ConditionType, AccountCondition.TYPE)
+    if account == "default":
+        message = (
+            f"{target} runs as ServiceAccount {namespace}/default "
+            "(spec.template.spec.serviceAccountName): every pod of the namespace that names no account "
+            "shares it and whatever it is granted. The stash sidecar does not use it (it runs as "
+            f"{namespace}/{rbac.agent_account(bc)}); give the workload an account of its own."
+        )
+        return ConditionUpdate.false(type_, cast(ConditionReason, AccountCondition.DEFAULT), message)
+    message = f"{target} runs as ServiceAccount {namespace}/{account}."
+    return ConditionUpdate.true(type_, cast(ConditionReason, AccountCondition.OWN), message)
+
+
+def name_problem(bc: BackupConfiguration) -> str | None:
+    """Why ``bc``'s name cannot carry the sidecar's account (too long), or None."""
+    longest = identity.longest_configuration_name()
+    if len(bc.metadata.name or "") <= longest:
+        return None
+    return (
+        f"metadata.name: BackupConfiguration {bc.metadata.namespace}/{bc.metadata.name} is longer than "
+        f"{longest} characters, so the stash sidecar's ServiceAccount {identity.AGENT_ACCOUNT_PREFIX}<name> "
+        "cannot be made"
+    )
+
+
+class AgentIdentities:
+    """Ensures the sidecar's ServiceAccount and token Secret of BackupConfigurations."""
+
+    def __init__(self, resources: Resources) -> None:
+        """Write through ``resources``."""
+        self.resources = resources
+
+    async def ensure(self, bc: BackupConfiguration) -> str | None:
+        """Make ``bc``'s agent account and its token Secret where missing; a problem naming the Secret
+        when one of that name exists and is not that account's token (it is never overwritten)."""
+        account, token = rbac.agent_identity(bc)
+        await self.resources.ensure(account, rbac.up_to_date)
+        meta = token["metadata"]
+        core = self.resources.core
+        try:
+            existing = await call_json(core.read_namespaced_secret, meta["name"], meta["namespace"])
+        except NotFound:
+            try:
+                await call_json(core.create_namespaced_secret, meta["namespace"], token)
+            except Conflict:  # made meanwhile: compared next time round
+                return None
+            log.info(
+                "agent service account token requested",
+                extra={"object": f"{meta['namespace']}/{bc.metadata.name}", "secret": meta["name"]},
+            )
+            return None
+        if rbac.up_to_date(existing, token):
+            return None
+        return (
+            f"Secret {meta['namespace']}/{meta['name']} exists but is not the token of ServiceAccount "
+            f"{meta['namespace']}/{meta['name']} (type {rbac.SERVICE_ACCOUNT_TOKEN_TYPE}); the stash "
+            "sidecar's credentials go there: delete or rename it"
+        )
