@@ -41,14 +41,16 @@ class SchemaDefault(NamedTuple):
 
 
 class SchemaLimits(NamedTuple):
-    """Bounds the API server enforces on a value: ``maxLength`` of a string, ``minimum`` of a number.
+    """Bounds the API server enforces on a value: ``maxLength`` of a string, ``minimum`` of a number,
+    ``maxItems`` of a list.
 
-    A CEL rule on a string field needs a ``maxLength`` (the API server refuses a rule whose estimated cost
-    on an unbounded string is over its budget).
+    A CEL rule on a string needs a ``maxLength``, and on list items a ``maxItems`` too (the API server
+    refuses a rule whose estimated cost on unbounded values is over its budget).
     """
 
     max_length: int | None = None
     minimum: int | None = None
+    max_items: int | None = None
 
 
 class CelRule(NamedTuple):

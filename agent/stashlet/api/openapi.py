@@ -73,6 +73,8 @@ def type_schema(annotation: Any) -> Schema:
                 schema["maxLength"] = marker.max_length
             if marker.minimum is not None:
                 schema["minimum"] = marker.minimum
+            if marker.max_items is not None:
+                schema["maxItems"] = marker.max_items
         elif isinstance(marker, CelRule):
             schema.setdefault("x-kubernetes-validations", []).append(_rule(marker))
     return schema

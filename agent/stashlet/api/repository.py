@@ -73,8 +73,10 @@ KEEP_TAG_PATTERN: Final = r"^[^\x00\n]*[^\x00\t\n\f\r ][^\x00\n]*$"
 
 KEEP_TAG_MESSAGE: Final = "must name tags: not blank, without a newline or NUL"
 KeepTag = Annotated[
-    str, SchemaLimits(max_length=1024), CelRule(f"self.matches(r'{KEEP_TAG_PATTERN}')", KEEP_TAG_MESSAGE)
+    str, SchemaLimits(max_length=256), CelRule(f"self.matches(r'{KEEP_TAG_PATTERN}')", KEEP_TAG_MESSAGE)
 ]
+KEEP_TAGS_LIMITS: Final = SchemaLimits(max_items=100)
+"""Bounds that let the API server afford the tags' rule (restic's tags are short; 100 lists is plenty)."""
 
 
 def keeps_something_rule(policy: str) -> str:
@@ -116,7 +118,7 @@ class RetentionPolicy(KubeModel):
     keep_yearly: KeepCount | None = Field(
         default=None, description="Keep the last snapshot of the n last years (-1: of every year)."
     )
-    keep_tags: list[KeepTag] | None = Field(
+    keep_tags: Annotated[list[KeepTag], KEEP_TAGS_LIMITS] | None = Field(
         default=None,
         description='Keep the snapshots that carry any entry\'s tags (an entry "a,b" needs both).',
     )
