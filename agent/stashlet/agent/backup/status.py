@@ -160,16 +160,15 @@ def fail_unfinished(
     message: str,
     now: dt.datetime,
 ) -> None:
-    """Record this host Failed with ``reason`` unless it already has a final entry."""
+    """Record this host Failed with ``reason`` unless it already has a final entry; the pod the entry
+    names stays (it tells later sessions whose locks a lost pod may have left)."""
     if host_is_done(session, ref, host):
         return
-    put_host(
-        session,
-        ref,
-        total_hosts,
-        HostBackupStats(hostname=host, phase=HostBackupPhase.FAILED, reason=reason, error=message),
-        now,
-    )
+    failed = HostBackupStats(hostname=host, phase=HostBackupPhase.FAILED, reason=reason, error=message)
+    earlier = host_entry(session, ref, host)
+    if earlier is not None and earlier.pod:
+        failed.pod = earlier.pod
+    put_host(session, ref, total_hosts, failed, now)
 
 
 def set_condition(

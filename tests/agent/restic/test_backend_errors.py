@@ -1,0 +1,88 @@
+"""restic's words about a backend, as restic 0.18 prints them: retries followed, refusals and outages
+told apart from other failures, and restic's location hint dropped where it misleads."""
+
+from __future__ import annotations
+
+from stashlet.agent.restic.errors import (
+    BackendUnavailable,
+    RepositoryNotFound,
+    ResticFailed,
+    WrongCredentials,
+    bare_location,
+    error_for_exit,
+    without_location_hint,
+)
+from stashlet.agent.restic.output import BackendRecovered, BackendRetry, parse_backend_notice
+
+HINT = "Is there a repository at the following location?"
+REFUSED_401 = (
+    "Fatal: unable to open config file: unexpected HTTP response (401): 401 Unauthorized\n"
+    f"{HINT}\nrest:http://user:***@127.0.0.1:18123/r1/"
+)
+GAVE_UP = (
+    f"Fatal: unable to open config file: context canceled\n{HINT}\nrest:http://user:***@10.0.0.7:8000/r1/"
+)
+RETRY = (
+    'Save(<data/a51d594f4a>) returned error, retrying after 958.747025ms: Post "http://user:***@127.0.0.1:18123'
+    '/r1/data/a51d594f4ad0": dial tcp 127.0.0.1:18123: connect: connection refused'
+)
+
+
+def test_retry_and_recovery_lines_are_notices() -> None:
+    """The plain stderr lines of restic's backend retries, and nothing else."""
+    retry = parse_backend_notice(RETRY)
+    assert isinstance(retry, BackendRetry)
+    assert retry.operation == "Save(<data/a51d594f4a>)"
+    assert retry.error.endswith("connect: connection refused")
+    recovered = parse_backend_notice("Save(<data/90e1f98d1b>) operation successful after 4 retries")
+    assert recovered == BackendRecovered("Save(<data/90e1f98d1b>)")
+    assert parse_backend_notice('{"message_type":"status","percent_done":0.5}') is None
+    assert parse_backend_notice("Load(<lock/1>) failed: 404") is None
+
+
+def test_a_refused_access_is_wrong_credentials_without_the_hint() -> None:
+    """401/403 and the clouds' refusals: WrongCredentials naming the backend, no hint, no user part."""
+    error = error_for_exit(1, "", REFUSED_401.removeprefix("Fatal: "), location="rest:http://u:***@h:8000/r1")
+    assert isinstance(error, WrongCredentials)
+    assert error.message == (
+        "backend rest:http://h:8000/r1 refused the storage Secret's credentials: "
+        "unable to open config file: unexpected HTTP response (401): 401 Unauthorized"
+    )
+    for words in (
+        "Access Denied.",
+        "The AWS Access Key Id you provided does not exist (InvalidAccessKeyId)",
+        "SignatureDoesNotMatch",
+        "unexpected HTTP response (403): 403 Forbidden",
+    ):
+        assert isinstance(error_for_exit(1, words), WrongCredentials), words
+
+
+def test_an_unreachable_backend_is_backend_unavailable() -> None:
+    """Refused connections, unknown hosts, timeouts and restic's given-up retries: BackendUnavailable."""
+    error = error_for_exit(1, RETRY + "\n" + GAVE_UP, GAVE_UP.removeprefix("Fatal: "))
+    assert isinstance(error, BackendUnavailable)
+    assert error.message == "the backend is unreachable: unable to open config file: context canceled"
+    for words in (
+        "dial tcp: lookup rest-server.demo.svc: no such host",
+        "i/o timeout",
+        "unexpected HTTP response (503): 503 Service Unavailable",
+    ):
+        assert isinstance(error_for_exit(1, words), BackendUnavailable), words
+    assert type(error_for_exit(1, "unable to save snapshot: disk full")) is ResticFailed
+
+
+def test_the_hint_stays_where_it_is_true() -> None:
+    """A missing repository (exit 10) keeps restic's hint: there the location is the question."""
+    text = f"Fatal: repository does not exist: unable to open config file\n{HINT}\n/repo"
+    error = error_for_exit(10, "", text)
+    assert isinstance(error, RepositoryNotFound)
+    assert HINT in error.message
+
+
+def test_hint_and_user_part_are_dropped() -> None:
+    """The hint line and the location line after it go; a URL keeps no user part."""
+    assert without_location_hint(REFUSED_401) == (
+        "Fatal: unable to open config file: unexpected HTTP response (401): 401 Unauthorized"
+    )
+    assert bare_location("rest:http://user:***@host:8000/r") == "rest:http://host:8000/r"
+    assert bare_location("s3:https://s3.amazonaws.com/bucket") == "s3:https://s3.amazonaws.com/bucket"
