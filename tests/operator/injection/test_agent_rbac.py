@@ -38,9 +38,9 @@ def test_the_sidecar_has_an_account_of_its_own_and_its_token_secret(bc: BackupCo
     for obj in (account, token):
         assert obj["metadata"]["ownerReferences"][0]["kind"] == "BackupConfiguration"
         assert obj["metadata"]["labels"][names.LABEL_MANAGED_BY] == names.MANAGED_BY
-    assert rbac.ObjectRef("ServiceAccount", "demo", "stashlet-agent-pause-backup") in rbac.created_for(
-        bc, None
-    )
+    made = rbac.created_for(bc, None)
+    assert rbac.ObjectRef("RoleBinding", "demo", "stashlet-sidecar-pause-backup") in made
+    assert not [ref for ref in made if ref.kind == "ServiceAccount"]  # garbage-collected with its owner
 
 
 def test_the_role_goes_to_the_sidecars_account_and_reads_no_secret_of_its_namespace(

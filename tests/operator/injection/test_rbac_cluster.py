@@ -34,7 +34,7 @@ async def test_sidecar_and_trigger_get_exactly_what_they_use_and_lose_it_on_dele
     """The sidecar's own account ``stashlet-agent-<bc>`` may read its configuration, work its sessions,
     take its Lease and read the one Repository and Secret in the Repository's namespace, nothing beside;
     the workload's own account gets nothing; the trigger may only read its configuration and create
-    sessions. Deleting the configuration removes every grant, there too, and the account.
+    sessions. Deleting the configuration removes every grant, there too; the account goes as garbage.
     """
     repo_ns = second_namespace
     await akubectl("apply", "-f", "-", input_obj=make.seed_storage_secret(repo_ns))

@@ -320,14 +320,13 @@ def trigger_rbac(bc: BackupConfiguration, settings: OperatorSettings) -> list[di
 
 
 def created_for(bc: BackupConfiguration, repository_namespace: str | None) -> list[ObjectRef]:
-    """Every Role and RoleBinding stashlet may have made for ``bc``, and the sidecar's ServiceAccount
-    (the finalizer deletes them; the token controller then deletes the account's token Secret, and the
-    token is refused from that moment)."""
+    """Every Role and RoleBinding stashlet may have made for ``bc`` (the finalizer deletes them, so the
+    sidecar's token is worth nothing from then on; its ServiceAccount and token Secret, owned by ``bc``,
+    go with it as garbage)."""
     namespace = bc.metadata.namespace or ""
     return [
         *grant_refs(bc, SIDECAR_PREFIX, repository_namespace),
         *role_refs(namespace, trigger_role_name(bc)),
-        ObjectRef("ServiceAccount", namespace, agent_account(bc)),  # its token Secret goes with it
     ]
 
 
