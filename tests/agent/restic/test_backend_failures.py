@@ -21,7 +21,7 @@ import pytest
 from tests.polling import eventually
 
 from stashlet.agent.restic.backend import ResticRepository, build_repository
-from stashlet.agent.restic.backend_watch import BackendState, BackendWatch
+from stashlet.agent.restic.backend_watch import DEADLINE_MARGIN, BackendState, BackendWatch
 from stashlet.agent.restic.errors import BackendUnavailable, WrongCredentials
 from stashlet.agent.restic.runner import Restic, ResticSettings
 from stashlet.localcluster import tools
@@ -139,7 +139,8 @@ async def test_a_backend_stopped_mid_backup_is_reported_and_given_up(
                 host=HOST,
                 extra_args=["--limit-upload=2048"],
                 progress_cb=lambda status: progressed.set() if status.bytes_done else None,
-            )
+            ),
+            hurry=rest_restic.hurry,
         )
     )
     await asyncio.wait_for(progressed.wait(), 60)
@@ -157,7 +158,8 @@ async def test_a_backend_stopped_mid_backup_is_reported_and_given_up(
     with pytest.raises(BackendUnavailable) as caught:
         await asyncio.wait_for(backup, 90)
     gave_up = time.time()
-    assert 8 <= gave_up - first.since.timestamp() < 8 + 35  # the bound, plus restic's exit after SIGINT
+    # the bound, plus restic's short grace (it would spend 60s retrying to remove its lock there)
+    assert 8 <= gave_up - first.since.timestamp() < 8 + 3 + 5
     assert "unreachable since" in caught.value.message
     assert "gave up after" in caught.value.message and "the bound is 8s" in caught.value.message
     assert caught.value.reason == "BackendUnavailable"
@@ -201,3 +203,39 @@ async def test_a_backend_back_within_the_bound_is_reported_answering(
         f"backend rest:http://127.0.0.1:{rest_server.port}/repo answers again"
     )
     assert watch.unreachable_for() == 0
+
+
+async def test_a_dead_backend_is_given_up_before_the_sessions_deadline(
+    rest_restic: Restic, rest_server: RestServer, tmp_path: Path
+) -> None:
+    """With a session deadline close, a dead backend is given up DEADLINE_MARGIN seconds before it
+    (long before the bound), so the session fails with the backend's reason, not a bare timeout."""
+    data = big_tree(tmp_path / "data", 48)
+    reports: list[BackendState] = []
+
+    async def report(state: BackendState) -> None:
+        reports.append(state)
+
+    assert rest_restic.repository is not None
+    watch = BackendWatch(rest_restic.repository.display_url, 300.0, report)
+    rest_restic.on_backend = watch.notice
+    progressed = asyncio.Event()
+    deadline = time.time() + 25
+    backup = asyncio.ensure_future(
+        watch.guard(
+            lambda: rest_restic.backup(
+                [str(data)],
+                host=HOST,
+                extra_args=["--limit-upload=2048"],
+                progress_cb=lambda status: progressed.set() if status.bytes_done else None,
+            ),
+            deadline=deadline,
+            hurry=rest_restic.hurry,
+        )
+    )
+    await asyncio.wait_for(progressed.wait(), 20)
+    rest_server.stop()
+    with pytest.raises(BackendUnavailable, match="before the session's timeOut"):
+        await asyncio.wait_for(backup, 60)
+    assert deadline - DEADLINE_MARGIN - 1 <= time.time() < deadline  # given up in time to record it
+    assert [r.reachable for r in reports] == [False]

@@ -240,6 +240,7 @@ class BackupRunner:
         return await restic.watch.guard(
             lambda: run_unlocked(restic.restic, judges, op, deadline=restic.lock_deadline),
             deadline=restic.deadline,
+            hurry=restic.restic.hurry,
         )
 
     async def _report_backend(self, session: str, state: BackendState) -> None:

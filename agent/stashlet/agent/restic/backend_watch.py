@@ -35,6 +35,8 @@ T = TypeVar("T")
 
 POLL = 1.0
 """Seconds between looks at the watch while an operation runs."""
+GIVE_UP_GRACE = 3.0
+"""Seconds an interrupted restic gets once the backend is given up (it could not remove its lock there)."""
 DEADLINE_MARGIN = 15.0
 """Seconds before the session's deadline at which an unreachable backend ends the work, so the session
 fails with the backend's reason and has time to record it."""
@@ -101,9 +103,16 @@ class BackendWatch:
         """Seconds the backend has failed without a break (0 while it answers)."""
         return 0.0 if self._failing_since is None else self._clock() - self._failing_since
 
-    async def guard(self, op: Callable[[], Awaitable[T]], *, deadline: float | None = None) -> T:
+    async def guard(
+        self,
+        op: Callable[[], Awaitable[T]],
+        *,
+        deadline: float | None = None,
+        hurry: Callable[[float], None] | None = None,
+    ) -> T:
         """Run ``op``, reporting the backend's changes; :class:`BackendUnavailable` once it is given up
-        (``deadline`` is a ``time.time()``, the session's end, or None)."""
+        (``deadline`` is a ``time.time()``, the session's end, or None). ``hurry`` (``Restic.hurry``)
+        shortens restic's interrupt grace to :data:`GIVE_UP_GRACE` before ``op`` is cancelled."""
         task = asyncio.ensure_future(op())
         try:
             while True:
@@ -112,6 +121,8 @@ class BackendWatch:
                 if task.done():
                     return task.result()
                 if self._should_give_up(deadline):
+                    if hurry is not None:
+                        hurry(GIVE_UP_GRACE)
                     break
         finally:
             if not task.done():

@@ -214,6 +214,7 @@ class Restic:
         self.settings = settings
         self.repository = repository
         self.on_backend = on_backend
+        self._interrupt_grace = settings.interrupt_grace
         self._files_written = False
         self._cleanups: set[asyncio.Task[None]] = set()
 
@@ -236,6 +237,12 @@ class Restic:
         if self.repository is not None:
             env.update(self.repository.env)
         return env
+
+    def hurry(self, grace: float) -> None:
+        """From now on give an interrupted restic only ``grace`` seconds before SIGKILL: when the backend
+        is given up, restic would spend its whole grace retrying to remove its lock there. The lock it
+        leaves is this pod's, of a process that no longer runs (:mod:`stashlet.agent.stale_locks`)."""
+        self._interrupt_grace = min(self._interrupt_grace, grace)
 
     def scrub(self, text: str) -> str:
         """``text`` without the repository's secret values."""
@@ -326,7 +333,7 @@ class Restic:
             log.info("interrupting restic (pid %s)", proc.pid)
             try:
                 proc.send_signal(signal.SIGINT)
-                await asyncio.wait_for(proc.wait(), self.settings.interrupt_grace)
+                await asyncio.wait_for(proc.wait(), self._interrupt_grace)
             except ProcessLookupError:
                 pass
             except TimeoutError:
