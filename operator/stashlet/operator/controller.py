@@ -137,13 +137,19 @@ class Controller(ControlLoop):
         self.snapshot_restores = SnapshotRestores(self.api, self.events)
         self.silent = SilentSessions(self.stash, self.reconciler.resources, self.events, self.settings)
         self.restore_job_failures = RestoreJobFailures(self.api, self.events, self.settings)
-        self._watch_jobs = True
+        self.watch_jobs = True
         """False when the operator may not list and watch Jobs (:meth:`run` asks)."""
         self._snapshot_configs: set[str] = set()
         """Keys of the VolumeSnapshotter configurations, whose sessions the operator carries out."""
 
     async def run(self) -> None:
         """Learn whether Jobs may be watched, then run everything until cancelled."""
+        self.watch_jobs = await self.maywatch_jobs()
+        await super().run()
+
+    async def maywatch_jobs(self) -> bool:
+        """True when the operator may list and watch Jobs in every watched namespace; else an error log
+        line names the right that is missing."""
         for ns in self.namespaces:
             for verb in ("list", "watch"):
                 if not await access.allowed(self.api, verb, "batch", "jobs", ns):
@@ -152,8 +158,8 @@ class Controller(ControlLoop):
                         "session's pickup deadline; grant list and watch on batch/jobs",
                         extra={"namespace": ns or "*", "verb": verb},
                     )
-                    self._watch_jobs = False
-        await super().run()
+                    return False
+        return True
 
     def follows(self) -> list[Follow]:
         """Configurations, sessions, restores and what they depend on, in every watched namespace."""
@@ -166,7 +172,7 @@ class Controller(ControlLoop):
                 (f"Repository/{where}", self.stash_stream(Repository, ns), self._on_repository),
                 (f"RestoreSession/{where}", self.stash_stream(RestoreSession, ns), self._on_restore),
             ]
-            if self._watch_jobs:
+            if self.watch_jobs:
                 follows.append((f"Job/{where}", self._job_stream(ns), self._on_job))
             for kind, (g, v, plural, namespaced) in _DEPENDENCY_KINDS.items():
                 if namespaced:
