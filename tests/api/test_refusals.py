@@ -22,10 +22,13 @@ retention values are in ``tests/agent/restic/test_retention_restic.py``.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import pytest
+import yaml
 
 from stashlet.api import crdgen
 from stashlet.api.durations import go_duration_problem, parse_go_duration
@@ -425,6 +428,15 @@ SCHEDULES: tuple[tuple[str, bool], ...] = (
 """Schedules and whether the CronJob controller takes them (the real API server agrees: see its test)."""
 
 
+STASH_DOCS = Path(__file__).parent / "stash_docs"
+"""Examples from Stash's documentation that hold the values the rules judge (timeOut, delay, keep*)."""
+
+
+def stash_docs_examples() -> list[dict[str, Any]]:
+    """The documentation's objects, as written."""
+    return [yaml.safe_load(path.read_text(encoding="utf-8")) for path in sorted(STASH_DOCS.glob("*.yaml"))]
+
+
 def schema_node(kind: str, dotted: str) -> dict[str, Any]:
     """The generated schema node at a dotted path (``[]`` steps into array items)."""
     info = next(info for info in crdgen.CRDS if info.kind == kind)
@@ -538,3 +550,12 @@ def test_duration_problems_name_the_field() -> None:
         "spec.retryConfig.delay: '-1s' must be 0s or longer"
     )
     assert go_duration_problem("spec.timeOut", None, positive=True) is None
+
+
+@pytest.mark.parametrize("obj", stash_docs_examples(), ids=lambda obj: obj["kind"])
+def test_the_stash_docs_examples_pass_the_schema(
+    obj: dict[str, Any], crd_errors: Callable[[dict[str, Any]], list[str]]
+) -> None:
+    """The documentation's BackupConfiguration and RestoreSession (timeOut 2h and 30m, delay 10m) fit the
+    generated schema; the real API server takes them too (tests/api/test_refusals_apiserver.py)."""
+    assert crd_errors(obj) == []

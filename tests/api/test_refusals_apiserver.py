@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from tests.api.test_refusals import ACCEPTED, INVENTORY, SCHEDULES
+from tests.api.test_refusals import ACCEPTED, INVENTORY, SCHEDULES, stash_docs_examples
 
 from stashlet.api.schedules import schedule_problem
 
@@ -49,6 +49,15 @@ def test_an_edge_value_that_runs_is_accepted(
     name: str, obj: dict[str, Any], namespace: str, kubectl: Callable[..., Any]
 ) -> None:
     """keepLast -1 and 0, keepTags alone, a VolumeSnapshotter policy without a rule, delay 0s, ... pass."""
+    result = dry_run(kubectl, obj, namespace)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("obj", stash_docs_examples(), ids=lambda obj: obj["kind"])
+def test_the_stash_docs_examples_are_accepted(
+    obj: dict[str, Any], namespace: str, kubectl: Callable[..., Any]
+) -> None:
+    """Stash's own examples, with their timeOut, retryConfig and retentionPolicy, are taken as written."""
     result = dry_run(kubectl, obj, namespace)
     assert result.returncode == 0, result.stderr
 

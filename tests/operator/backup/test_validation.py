@@ -3,7 +3,7 @@
 from typing import Any
 
 import pytest
-from tests.api.test_refusals import ACCEPTED, with_spec
+from tests.api.test_refusals import ACCEPTED, stash_docs_examples, with_spec
 
 from stashlet.api.backupconfiguration import BackupConfiguration, BackupInvokerPhase
 from stashlet.api.common import ConditionStatus
@@ -269,3 +269,9 @@ def test_a_schedule_the_cronjob_controller_refuses_is_invalid_before_anything_is
     assert "expected exactly 5 fields" in passed.message
     assert not verdict.applicable
     assert phase(verdict) == BackupInvokerPhase.INVALID
+
+
+def test_the_stash_docs_configuration_has_no_value_problem() -> None:
+    """The documentation's BackupConfiguration (schedule, timeOut 2h, delay 10m, keepLast 5) runs."""
+    [doc] = [obj for obj in stash_docs_examples() if obj["kind"] == "BackupConfiguration"]
+    assert value_problems(BackupConfiguration.from_dict(doc)) == []

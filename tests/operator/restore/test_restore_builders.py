@@ -327,3 +327,23 @@ def test_removal_leaves_another_sessions_init_container_alone(repo: Repository, 
     assert patched is not None
     assert init_container.remove_injection(patched, "RestoreSession/someone-else") is None
     assert init_container.applied_restore(patched) == "RestoreSession/deployment-restore"
+
+
+@pytest.mark.parametrize(
+    ("time_out", "expected"),
+    [("12", "spec.timeOut: not a Go duration: '12'"), ("0s", "spec.timeOut: '0s' must be longer than 0s")],
+)
+def test_a_time_out_stored_before_the_crd_rule_is_invalid_and_named(
+    time_out: str, expected: str, repo: Repository, make: Any
+) -> None:
+    """A timeOut Go cannot read, or one that would fail every restore at once, in a session stored before
+    the CRD refused it: Invalid naming spec.timeOut, nothing injected; 30m is fine."""
+    import datetime as dt
+
+    rs = restore_session(timeOut=time_out)
+    assert expected in "; ".join(spec_problems(rs))
+    verdict = validate_restore(rs, observed(repo, make.deployment()))
+    assert not verdict.applicable
+    applied = apply_conditions([], list(verdict.updates), now=dt.datetime.now(dt.UTC), generation=1)
+    assert restore_phase(applied, None) == RestorePhase.INVALID
+    assert spec_problems(restore_session(timeOut="30m")) == []
