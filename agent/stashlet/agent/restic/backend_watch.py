@@ -49,13 +49,14 @@ class BackendState:
     location: str
     reachable: bool
     since: dt.datetime
-    """The first failed try while unreachable; the recovery while reachable."""
+    """The first failed try while unreachable, the recovery while reachable (whole seconds, as a
+    condition's lastTransitionTime)."""
     error: str = ""
 
     @property
     def message(self) -> str:
         """A sentence for a condition or an event (the location carries no credentials)."""
-        since = self.since.replace(microsecond=0).isoformat().replace("+00:00", "Z")
+        since = self.since.isoformat().replace("+00:00", "Z")
         if self.reachable:
             return f"backend {self.location} answers again since {since}"
         return f"backend {self.location} unreachable since {since}; restic retries: {self.error}"
@@ -92,12 +93,12 @@ class BackendWatch:
             error = bare_location(notice.error)
             if self._failing_since is None:
                 self._failing_since = self._clock()
-                self._state = BackendState(self.location, False, now_utc(), error)
+                self._state = BackendState(self.location, False, now_utc().replace(microsecond=0), error)
             elif self._state is not None:
                 self._state = BackendState(self.location, False, self._state.since, error)
         elif self._failing_since is not None:
             self._failing_since = None
-            self._state = BackendState(self.location, True, now_utc())
+            self._state = BackendState(self.location, True, now_utc().replace(microsecond=0))
 
     def unreachable_for(self) -> float:
         """Seconds the backend has failed without a break (0 while it answers)."""
