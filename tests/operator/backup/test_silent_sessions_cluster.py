@@ -338,3 +338,64 @@ async def test_an_operator_started_late_ends_overdue_sessions_at_once_and_skips_
         lambda e: e["reason"] == "BackupSessionSkipped" and e["message"] == "Backup Configuration is paused",
         what="the Skipped event",
     )
+
+
+async def test_a_job_that_completed_without_its_agents_word_fails_its_session(
+    operator: OperatorRunner, akubectl: Kubectl, make: Any, namespace: str
+) -> None:
+    """A Job of the session's (owned by it, labelled as stashlet's) completes on the node without anything
+    writing the session's status: the operator, watching Jobs, fails the session at once with
+    JobSucceededWithoutStatus, long before its pickup deadline."""
+    await akubectl(
+        "apply",
+        "-f",
+        "-",
+        input_obj=[
+            make.in_namespace(make.backup_configuration(name="quiet"), namespace),
+            session(namespace, "quiet-1", "quiet"),
+        ],
+    )
+    await operator.start(namespace, pickup_deadline_seconds=600)
+    owner = await akubectl.get("backupsession", namespace, "quiet-1")
+    assert owner is not None
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": "quiet-job",
+            "namespace": namespace,
+            "labels": {"app.kubernetes.io/managed-by": "stashlet"},
+            "ownerReferences": [
+                {
+                    "apiVersion": "stash.appscode.com/v1beta1",
+                    "kind": "BackupSession",
+                    "name": "quiet-1",
+                    "uid": owner["metadata"]["uid"],
+                }
+            ],
+        },
+        "spec": {
+            "backoffLimit": 0,
+            "template": {
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [
+                        {
+                            "name": "stash",
+                            "image": "busybox",
+                            "imagePullPolicy": "IfNotPresent",
+                            "command": ["true"],
+                        }
+                    ],
+                }
+            },
+        },
+    }
+    await akubectl("apply", "-f", "-", input_obj=job)
+    obj = await ended(akubectl, namespace, "quiet-1", within=90)
+    assert obj["status"]["phase"] == "Failed"
+    found = executor(obj)
+    assert (found["reason"], found["message"]) == (
+        "JobSucceededWithoutStatus",
+        f"Job {namespace}/quiet-job completed but its agent did not record the end",
+    )
