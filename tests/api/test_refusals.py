@@ -199,6 +199,16 @@ INVENTORY: tuple[Row, ...] = (
         DURATION,
     ),
     Row(
+        "spec.target.paths[i]",
+        "restic: a relative path is taken from the agent's working directory and recorded absolute, so the "
+        "retention's --path finds none of the target's snapshots",
+        "schema",
+        "a relative path backs up the wrong place and is never retained",
+        (bad("spec.target.paths[0]", "BackupConfiguration", target={"paths": ["source/data"]}),),
+        ("BackupConfiguration", "spec.target.paths.[]"),
+        "must be an absolute path",
+    ),
+    Row(
         "spec.schedule",
         "the CronJob controller: robfig/cron ParseStandard, and no TZ/CRON_TZ in a new CronJob's schedule",
         "reconciler",

@@ -1,7 +1,7 @@
 """The BackupConfiguration kind (``stash.appscode.com/v1beta1``): what to back up, where and when."""
 
 from enum import StrEnum
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
 
@@ -20,6 +20,7 @@ from stashlet.api.common import (
     ObjectReference,
     PositiveDuration,
     RuntimeSettings,
+    SchemaLimits,
     TargetRef,
     TaskRef,
     V1Beta1Object,
@@ -60,6 +61,16 @@ class DriverSpec(KubeModel):
     driver: Driver | None = Field(default=None, description="Restic (default) or VolumeSnapshotter.")
 
 
+TARGET_PATH_MESSAGE = (
+    "must be an absolute path: restic records a snapshot's paths absolute, and the retention policy finds "
+    "the target's snapshots by them"
+)
+TargetPath = Annotated[
+    str, SchemaLimits(max_length=4096), CelRule("self.startsWith('/')", TARGET_PATH_MESSAGE)
+]
+"""A path to back up, in the agent's container (``/source/data``)."""
+
+
 class BackupTarget(KubeModel):
     """The object to back up, and which of its data."""
 
@@ -67,7 +78,7 @@ class BackupTarget(KubeModel):
         default=None, description="Identifier of the backed up data in the repository (the restic host)."
     )
     ref: TargetRef | None = Field(default=None, description="The workload or other object to back up.")
-    paths: list[str] | None = Field(default=None, description="File paths to back up.")
+    paths: list[TargetPath] | None = Field(default=None, description="Absolute file paths to back up.")
     exclude: list[str] | None = Field(default=None, description="Patterns of files to leave out (Restic).")
     volume_mounts: list[VolumeMount] | None = Field(
         default=None, description="Volumes of the target mounted into the stash container."
@@ -77,6 +88,16 @@ class BackupTarget(KubeModel):
         default=None, description="VolumeSnapshotClass to use with the VolumeSnapshotter driver."
     )
     args: list[str] | None = Field(default=None, description="Extra arguments for the backup driver.")
+
+
+def target_path_problems(target: BackupTarget | None) -> list[str]:
+    """``spec.target.paths`` entries that are not absolute (in an object stored before the CRD's rule)."""
+    paths = target.paths if target is not None else None
+    return [
+        f"spec.target.paths[{i}]: {path!r} {TARGET_PATH_MESSAGE}"
+        for i, path in enumerate(paths or [])
+        if not path.startswith("/")
+    ]
 
 
 class BackupHooks(KubeModel):

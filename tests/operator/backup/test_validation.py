@@ -240,6 +240,7 @@ def spec_of(obj: dict[str, Any]) -> BackupConfiguration:
             "spec.retentionPolicy.keepTags[0]",
         ),
         ({"timeOut": "0s"}, "spec.timeOut: '0s' must be longer than 0s"),
+        ({"target": {"paths": ["/d", "d"]}}, "spec.target.paths[1]: 'd' must be an absolute path"),
         ({"timeOut": "30 minutes"}, "spec.timeOut: not a Go duration"),
         ({"schedule": "CRON_TZ=UTC 0 3 * * *"}, "spec.schedule: 'CRON_TZ=UTC 0 3 * * *' is not a schedule"),
     ],

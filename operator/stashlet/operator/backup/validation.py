@@ -16,7 +16,7 @@ from enum import StrEnum
 from typing import Any
 
 from stashlet.api import names
-from stashlet.api.backupconfiguration import BackupConfiguration
+from stashlet.api.backupconfiguration import BackupConfiguration, target_path_problems
 from stashlet.api.common import ConditionStatus, Snapshotter
 from stashlet.api.conditions import ConditionReason, ConditionType
 from stashlet.api.durations import go_duration_problem
@@ -76,7 +76,8 @@ def runner_of(bc: BackupConfiguration) -> field_support.Runner:
 
 def value_problems(bc: BackupConfiguration) -> list[str]:
     """The values that could never run, each naming the field: a schedule the CronJob controller refuses, a
-    ``timeOut`` or ``retryConfig.delay`` Go cannot read, a retention policy restic refuses. The API server
+    ``timeOut`` or ``retryConfig.delay`` Go cannot read, a relative target path, a retention policy restic
+    refuses. The API server
     refuses these at the door (the CRD's rules); this names them in an object stored before the rules."""
     snapshotter = backup_model(bc) == Model.VOLUME_SNAPSHOTTER
     problems = [
@@ -88,6 +89,7 @@ def value_problems(bc: BackupConfiguration) -> list[str]:
         if problem is not None
     ]
     problems += delay_problems(bc)
+    problems += target_path_problems(bc.spec.target)
     return problems + retention_problems(bc.spec.retention_policy, needs_rule=not snapshotter)
 
 
