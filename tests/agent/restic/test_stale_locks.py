@@ -27,11 +27,13 @@ from stashlet.agent.stale_locks import (
     STALE_AFTER,
     Holder,
     Judge,
+    agent_pods,
     clear_if_all_gone,
     own_dead_process,
     run_unlocked,
     stale,
 )
+from stashlet.api.backupsession import BackupSession
 
 HOST = "host-0"
 
@@ -253,3 +255,31 @@ async def test_a_check_that_cannot_lock_is_no_verdict(
         await initialized.check_report()
     await live.release()
     assert (await initialized.check_report()).ok
+
+
+def test_agent_pods_are_the_pods_named_in_host_entries() -> None:
+    """The pods that ran an agent, by the host name restic writes (a pod's name cut to 63 characters)."""
+    long_name = "app-" + "x" * 70
+    sessions = [
+        BackupSession.from_dict(
+            {
+                "metadata": {"name": "s1"},
+                "spec": {
+                    "invoker": {"apiGroup": "stash.appscode.com", "kind": "BackupConfiguration", "name": "b"}
+                },
+                "status": {
+                    "targets": [
+                        {
+                            "ref": {"kind": "Deployment", "name": "app"},
+                            "stats": [
+                                {"hostname": "host-0", "phase": "Failed", "pod": "app-old"},
+                                {"hostname": "host-1", "phase": "Running", "pod": long_name},
+                                {"hostname": "host-2", "phase": "Running"},
+                            ],
+                        }
+                    ]
+                },
+            }
+        )
+    ]
+    assert agent_pods(sessions) == {"app-old": "app-old", long_name[:63]: long_name}
