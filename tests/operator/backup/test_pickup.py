@@ -187,3 +187,22 @@ def test_active_deadline_is_the_timeout_plus_a_grace() -> None:
     assert job_outcome.active_deadline("nonsense") is None
     assert job_outcome.active_deadline("2m") == 120 + job_outcome.DEADLINE_GRACE_SECONDS
     assert job_outcome.active_deadline("1.5s") == 2 + job_outcome.DEADLINE_GRACE_SECONDS
+
+
+def test_a_session_behind_a_running_one_of_its_invoker_is_not_silent() -> None:
+    def bs(name: str, created: str, invoker: str = "bc", **status: Any) -> dict[str, Any]:
+        return {
+            "metadata": {"name": name, "creationTimestamp": created},
+            "spec": {"invoker": {"kind": "BackupConfiguration", "name": invoker}},
+            "status": status,
+        }
+
+    mine = bs("bc-2", "2026-01-01T00:05:00Z")
+    running = bs("bc-1", "2026-01-01T00:00:00Z", phase="Running")
+    assert pickup.running_before(mine, [mine, running]) == "bc-1"
+    assert pickup.running_before(mine, [mine, bs("bc-1", "2026-01-01T00:00:00Z", phase="Succeeded")]) is None
+    assert (
+        pickup.running_before(mine, [bs("x-1", "2026-01-01T00:00:00Z", invoker="x", phase="Running")]) is None
+    )
+    assert pickup.running_before(mine, [bs("bc-3", "2026-01-01T00:06:00Z", phase="Running")]) is None
+    assert pickup.running_before(mine, [bs("bc-0", "2026-01-01T00:00:00Z")]) is None  # not taken up either

@@ -1,7 +1,9 @@
 """Why nobody took a BackupSession up, from what the operator can see: pure.
 
 A session is *taken up* once an agent wrote status for it: a host entry (the agent's first write is its
-host ``Running``) or a phase past ``Pending``. One nobody took up by its deadline (creation + the
+host ``Running``) or a phase past ``Pending``. One that waits behind an earlier session of its invoker that
+an agent runs now (:func:`running_before`: the agent takes sessions one at a time) is not silent: its
+deadline starts again. One nobody took up by its deadline (creation + the
 configuration's annotation ``stash.appscode.com/pickup-deadline``, a Go duration, else the operator's
 ``--pickup-deadline-seconds``) ends ``Failed`` with a :class:`Verdict` naming why:
 
@@ -42,6 +44,9 @@ REASON_NO_RESPONSE: Final = "NoAgentResponded"
 REASON_JOB_NOT_CREATED: Final = "JobNotCreated"
 REASON_UNSCHEDULABLE: Final = "Unschedulable"
 
+_ENDED: Final = frozenset(
+    {BackupSessionPhase.SUCCEEDED, BackupSessionPhase.FAILED, BackupSessionPhase.SKIPPED}
+)
 _WAITING_BENIGN: Final = frozenset({"ContainerCreating", "PodInitializing"})
 """Waiting reasons that say nothing is wrong yet."""
 
@@ -52,6 +57,24 @@ def taken_up(session: Mapping[str, Any]) -> bool:
     if status.get("phase") not in (None, "", BackupSessionPhase.PENDING):
         return True
     return any(target.get("stats") for target in status.get("targets") or [])
+
+
+def running_before(session: Mapping[str, Any], others: Sequence[Mapping[str, Any]]) -> str | None:
+    """The name of a session of the same invoker, made earlier, that an agent runs now (taken up, not
+    ended): the agent handles one session at a time, so ``session`` waits for it and is not silent."""
+    meta, invoker = session.get("metadata") or {}, (session.get("spec") or {}).get("invoker") or {}
+    created = str(meta.get("creationTimestamp") or "")
+    for other in others:
+        other_meta = other.get("metadata") or {}
+        if (
+            other_meta.get("name") != meta.get("name")
+            and ((other.get("spec") or {}).get("invoker") or {}).get("name") == invoker.get("name")
+            and str(other_meta.get("creationTimestamp") or "") <= created
+            and taken_up(other)
+            and (other.get("status") or {}).get("phase") not in _ENDED
+        ):
+            return str(other_meta.get("name"))
+    return None
 
 
 def deadline_seconds(config_annotations: Mapping[str, str] | None, default: float) -> float:

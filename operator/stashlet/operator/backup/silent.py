@@ -8,7 +8,8 @@ nothing until its deadline):
   (after :data:`INVOKER_GRACE_SECONDS`, for a session applied just before its configuration): ``Failed``
   at once, reason ``InvokerKindNotSupported`` or ``InvokerNotFound``;
 - a VolumeSnapshotter configuration's session is the operator's own work, with its own deadline: nothing;
-- before the pickup deadline (:func:`.pickup.deadline_seconds`): look again at the deadline;
+- before the pickup deadline (:func:`.pickup.deadline_seconds`): look again at the deadline; at it, while
+  an earlier session of the configuration runs (:func:`.pickup.running_before`), once more a deadline later;
 - at the deadline, a paused configuration's session ends ``Skipped`` with the Warning event the agent
   would record (``BackupSessionSkipped``); any other ends ``Failed`` with the reason
   :func:`.pickup.sidecar_verdict` or :func:`.pickup.job_verdict` finds from the workload, its pods, the
@@ -119,6 +120,13 @@ class SilentSessions:
         wait = self.deadline(bc) - _age(session, now)
         if wait > 0:
             return wait
+        others = [s.to_dict() for s in await self.stash.list(BackupSession, namespace)]
+        if (busy := pickup.running_before(session.to_dict(), others)) is not None:
+            log.info(
+                "backup session waits for an earlier one",
+                extra={"object": f"{namespace}/{name}", "running": busy},
+            )
+            return self.deadline(bc)
         if bc.spec.paused and not _wants_backup_while_paused(session):
             await self.skip(session)
             return None
