@@ -23,12 +23,12 @@ class LocalSpec(KubeModel):
     cel_rules = (
         CelRule(
             "self.mountPath.startsWith('/')",
-            "local.mountPath must be an absolute path",
+            "must be an absolute path: the volume is mounted there in the agent's container",
             field_path=".mountPath",
         ),
         CelRule(
             r"!has(self.subPath) || !self.subPath.matches(r'(^|/)\.\.(/|$)')",
-            "local.subPath must stay inside the volume: no '..'",
+            "must stay inside the volume: no '..'",
             field_path=".subPath",
         ),
     )
