@@ -325,12 +325,40 @@ INVENTORY: tuple[Row, ...] = (
         "runs: the failed session is not retried",
     ),
     Row(
-        "spec.runtimeSettings.container.nice / .ionice",
-        "agent restic/priority.py (the kernel: class 0-3, data 0-7, privileges)",
-        "run time",
-        "the container settings are an embedded Kubernetes object the CRD keeps free-form (CEL cannot see "
-        "undeclared fields), and whether the kernel allows a class depends on the pod's capabilities; the "
-        "session fails with PriorityRefused naming the field",
+        "spec.runtimeSettings.container.ionice.class / .classData",
+        "agent restic/priority.py: the kernel's ioprio_set refuses EINVAL (PriorityRefused naming the field)",
+        "schema",
+        "the kernel has I/O classes 0-3 and levels 0-7 only; whether it allows the realtime class (or a "
+        "negative nice adjustment) depends on the pod's capabilities, so that is left to the run",
+        (
+            bad(
+                "spec.runtimeSettings.container.ionice.class",
+                "BackupConfiguration",
+                runtimeSettings={"container": {"ionice": {"class": 4}}},
+            ),
+            bad(
+                "spec.runtimeSettings.container.ionice.classData",
+                "RestoreSession",
+                runtimeSettings={"container": {"ionice": {"class": 2, "classData": 8}}},
+            ),
+        ),
+        ("BackupConfiguration", "spec.runtimeSettings.container.ionice.classData"),
+        "the kernel has no other I/O",
+    ),
+    Row(
+        "spec.runtimeSettings.container.nice.adjustment, .ionice.* (not whole numbers)",
+        "agent restic/priority.py _number: 'must be a whole number'",
+        "schema",
+        "typed as in Stash's CRD (int32); the rest of the container settings stay free-form",
+        (
+            bad(
+                "spec.runtimeSettings.container.nice.adjustment",
+                "BackupConfiguration",
+                runtimeSettings={"container": {"nice": {"adjustment": "low"}}},
+            ),
+        ),
+        ("BackupConfiguration", "spec.runtimeSettings.container.nice.adjustment"),
+        "must be of type integer",
     ),
     Row(
         "spec.hooks.*",
@@ -375,6 +403,20 @@ ACCEPTED: tuple[tuple[str, dict[str, Any]], ...] = (
     ),
     ("delay 0", with_spec("BackupConfiguration", retryConfig={"delay": "0"})),
     ("backupHistoryLimit 0", with_spec("BackupConfiguration", backupHistoryLimit=0)),
+    (
+        "realtime I/O class, negative nice, other container settings",
+        with_spec(
+            "BackupConfiguration",
+            runtimeSettings={
+                "container": {
+                    "nice": {"adjustment": -5},
+                    "ionice": {"class": 1, "classData": 0},
+                    "securityContext": {"runAsUser": 2000},
+                    "anything": {"kept": True},
+                }
+            },
+        ),
+    ),
     (
         "local backend with subPath",
         with_spec(
@@ -478,6 +520,8 @@ def test_each_schema_row_has_its_rule_in_the_crd(row: Row) -> None:
     texts = [rule["message"] for rule in node.get("x-kubernetes-validations", [])]
     if row.message == "Required value":
         assert node["required"], node
+    elif row.message == "must be of type integer":
+        assert node["type"] == "integer", node
     else:
         assert any(row.message in text for text in texts), texts
 

@@ -9,6 +9,7 @@ before a rule existed still parses (the reconcilers name what is wrong with it).
 """
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal, NamedTuple, Self
@@ -51,6 +52,14 @@ class SchemaLimits(NamedTuple):
     max_length: int | None = None
     minimum: int | None = None
     max_items: int | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class SchemaProperties:
+    """Fields declared inside a free-form object (an embedded Kubernetes type the models keep as a mapping),
+    so that the API server checks them and CEL rules can read them; other fields stay free-form."""
+
+    properties: dict[str, Any]
 
 
 class CelRule(NamedTuple):
@@ -251,10 +260,46 @@ class EmptyDirSettings(KubeModel):
     disable_caching: Bool | None = Field(default=None, description="Run restic without its cache.")
 
 
+def _int32(rule: str, message: str) -> dict[str, Any]:
+    return {
+        "type": "integer",
+        "format": "int32",
+        "x-kubernetes-validations": [{"rule": rule, "message": message}],
+    }
+
+
+PRIORITY_SETTINGS = SchemaProperties(
+    {
+        "nice": {
+            "type": "object",
+            "description": "Niceness of restic: added to the agent's own (nice -n).",
+            "properties": {"adjustment": {"type": "integer", "format": "int32"}},
+        },
+        "ionice": {
+            "type": "object",
+            "description": "I/O scheduling class and priority of restic (ionice -c -n).",
+            "properties": {
+                "class": _int32(
+                    "self >= 0 && self <= 3",
+                    "must be 0 (none), 1 (realtime), 2 (best-effort) or 3 (idle): the kernel has no other "
+                    "I/O scheduling class",
+                ),
+                "classData": _int32(
+                    "self >= 0 && self <= 7", "must be 0 to 7: the kernel has no other I/O priority level"
+                ),
+            },
+        },
+    }
+)
+"""``nice`` and ``ionice`` of the container settings, typed as in Stash's CRD, with the kernel's ranges
+(whether a realtime class or a negative adjustment is allowed depends on the pod's capabilities: the run
+says so, naming the field)."""
+
+
 class RuntimeSettings(KubeModel):
     """Container- and pod-level settings for the stash container or job (embedded Kubernetes types)."""
 
-    container: FreeForm | None = Field(
+    container: Annotated[FreeForm, PRIORITY_SETTINGS] | None = Field(
         default=None, description="Container settings: resources, securityContext, env, nice, ionice, ..."
     )
     pod: FreeForm | None = Field(

@@ -21,6 +21,7 @@ from stashlet.api.common import (
     SchemaDefault,
     SchemaFormat,
     SchemaLimits,
+    SchemaProperties,
 )
 
 Schema = dict[str, Any]
@@ -75,6 +76,8 @@ def type_schema(annotation: Any) -> Schema:
                 schema["minimum"] = marker.minimum
             if marker.max_items is not None:
                 schema["maxItems"] = marker.max_items
+        elif isinstance(marker, SchemaProperties):
+            schema["properties"] = marker.properties
         elif isinstance(marker, CelRule):
             schema.setdefault("x-kubernetes-validations", []).append(_rule(marker))
     return schema
