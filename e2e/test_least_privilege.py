@@ -179,8 +179,32 @@ async def test_a_backup_runs_as_the_agents_own_account_and_follows_a_rotated_cre
     Its pod's ``stash`` container alone mounts the agent's token and the storage Secret; the session
     Succeeds. Then the backend user is rotated (the server knows only the new user, the Secret names it):
     the agent logs that the mounted Secret changed (key names only), and the next session Succeeds in the
-    same pod, its container never restarted. No credential appears in the agent's log."""
-    operator_for(namespace)
+    same pod, its container never restarted. No credential appears in the agent's log. The operator's own
+    account may create Secrets only as the sidecars' tokens: any other Secret, or a token of another
+    account, is refused by the chart's admission policy."""
+    install = operator_for(namespace)
+    operator = f"--as=system:serviceaccount:{install.namespace}:{install.release}-operator"
+    for forged in (
+        {"type": "Opaque", "metadata": {"name": "stashlet-agent-x", "namespace": namespace}},
+        {
+            "type": "kubernetes.io/service-account-token",
+            "metadata": {
+                "name": "stashlet-agent-x",
+                "namespace": namespace,
+                "annotations": {"kubernetes.io/service-account.name": "default"},
+            },
+        },
+    ):
+        refused = kubectl(
+            "create",
+            operator,
+            "-f",
+            "-",
+            input_obj={"apiVersion": "v1", "kind": "Secret", **forged},
+            check=False,
+        )
+        assert refused.returncode != 0
+        assert "the stashlet operator creates only the token Secrets" in refused.stderr, refused.stderr
     kubectl(
         "apply",
         "-f",
