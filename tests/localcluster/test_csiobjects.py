@@ -116,10 +116,11 @@ def test_cluster_roles_are_read_from_upstream_yaml(tmp_path: Path) -> None:
 
 
 def test_the_addon_tools_are_pinned_apart_from_the_default_install() -> None:
-    """The sidecars and the snapshot controller are known binaries, built only when asked for (not by a
-    plain ``install-tools``); the driver builds against the cluster's Kubernetes staging version."""
+    """The sidecars, the snapshot controller and the conformance suite are known binaries, built only when
+    asked for (not by a plain ``install-tools``); the driver builds against the cluster's Kubernetes
+    staging version."""
     addon = {b for tool in tools.ADDON_TOOLS for b in tool.binaries}
-    assert addon == {"csi-snapshotter", "snapshot-controller", "csi-provisioner"}
+    assert addon == {"csi-snapshotter", "snapshot-controller", "csi-provisioner", "csi-sanity"}
     assert addon <= set(tools.BY_BINARY)
     assert not addon & {b for tool in tools.ALL_TOOLS for b in tool.binaries}
     assert f"\tk8s.io/kubelet {versions.KUBERNETES_STAGING}\n" in csiimages.driver_go_mod()
