@@ -39,6 +39,7 @@ from stashlet.agent.wipe import run as run_wipe_mode
 from stashlet.api import agent_contract as contract
 from stashlet.api import names, restore_jobs
 from stashlet.api.backupconfiguration import BackupConfiguration
+from stashlet.api.durations import parse_duration
 from stashlet.api.names import COMPONENT_BACKUP_SESSION, COMPONENT_RESTORE_SESSION
 from stashlet.api.restoresession import RestoreSession
 from stashlet.kube import logs
@@ -50,12 +51,16 @@ log = logging.getLogger("stashlet.agent")
 
 
 def restic_settings(settings: AgentSettings) -> ResticSettings:
-    """How this agent runs restic: its binary, cache and temporary folders in the agent's tmp volume."""
+    """How this agent runs restic: its binary, cache and temporary folders in the agent's tmp volume, and
+    how long it waits for a live lock holder (``STASHLET_LOCK_WAIT``) and for a backend restic keeps
+    retrying (``STASHLET_BACKEND_GIVE_UP_AFTER``) when a session has no ``timeOut``: Go durations."""
     return ResticSettings(
         binary=settings.restic_binary,
         cache_dir=settings.cache_dir,
         tmp_dir=settings.tmp_dir,
         base_env={**inherited_env(os.environ), "HOME": settings.tmp_dir},
+        lock_wait=parse_duration(os.environ.get("STASHLET_LOCK_WAIT", "10m")),
+        backend_give_up=parse_duration(os.environ.get("STASHLET_BACKEND_GIVE_UP_AFTER", "5m")),
     )
 
 

@@ -28,7 +28,7 @@ from typing import Any
 
 from stashlet.agent.backup import status as ss
 from stashlet.agent.backup.plan import plan_from_config
-from stashlet.agent.backup.run import BackupRunner
+from stashlet.agent.backup.run import BackupRunner, session_deadline
 from stashlet.agent.context import AgentContext, PreparationError, target_lease
 from stashlet.agent.http_api.server import BackupRefused
 from stashlet.agent.liveness import Clock, Heartbeat, tick, wedged
@@ -37,7 +37,6 @@ from stashlet.api import names
 from stashlet.api.backupconfiguration import BackupConfiguration
 from stashlet.api.backupsession import BackupSession, BackupSessionPhase
 from stashlet.api.common import TargetRef
-from stashlet.api.durations import parse_duration
 from stashlet.api.sessions import build_session
 from stashlet.api.timestamps import now_utc
 from stashlet.kube.custom import StashClient
@@ -265,7 +264,7 @@ class Sidecar:
         except PreparationError as exc:
             await self._fail(session, ref, exc.reason, exc.message)
             return
-        deadline = self._deadline(session, config)
+        deadline = session_deadline(session, config)
         try:
             async with self._turn():
                 work = self.runner.run(session, config, plan)
@@ -309,11 +308,6 @@ class Sidecar:
             with contextlib.suppress(asyncio.CancelledError):
                 await renewer
             await lease.release()
-
-    def _deadline(self, session: BackupSession, config: BackupConfiguration) -> float | None:
-        if not config.spec.time_out or session.metadata.creation_timestamp is None:
-            return None
-        return session.metadata.creation_timestamp.timestamp() + parse_duration(config.spec.time_out)
 
     async def _lead_or_done(self, name: str) -> bool:
         """Wait until this replica holds the Lease (True) or another host ended the session (False)."""
