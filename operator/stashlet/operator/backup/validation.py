@@ -96,9 +96,8 @@ def value_problems(bc: BackupConfiguration) -> list[str]:
 def spec_problems(bc: BackupConfiguration) -> list[str]:
     """What is wrong with the configuration by itself, each naming the field: the fields stashlet does not
     carry out (:mod:`~stashlet.operator.core.field_support`), then the values it cannot."""
-    if backup_model(bc) == Model.VOLUME_SNAPSHOTTER:
-        refused = field_support.refusals(names.KIND_BACKUP_CONFIGURATION, bc.to_dict()["spec"])
-        return [*refused, *snapshot_rules.backup_problems(bc), *value_problems(bc)]
+    if backup_model(bc) == Model.VOLUME_SNAPSHOTTER:  # its refusals too: the table's runner for it
+        return [*snapshot_rules.backup_problems(bc), *value_problems(bc)]
     runner = runner_of(bc)
     problems = field_support.refusals(names.KIND_BACKUP_CONFIGURATION, bc.to_dict()["spec"], runner)
     problems += value_problems(bc)

@@ -71,9 +71,9 @@ def spec_problems(rs: RestoreSession) -> list[str]:
     """What is wrong with the session by itself, each naming the field: the fields stashlet does not carry
     out (:mod:`~stashlet.operator.core.field_support`), then the values it cannot."""
     spec = rs.spec
+    time_out = go_duration_problem("spec.timeOut", spec.time_out, positive=True)
     if spec.driver == Snapshotter.VOLUME_SNAPSHOTTER:  # claims from VolumeSnapshots: no Repository, no agent
-        refused = field_support.refusals(names.KIND_RESTORE_SESSION, rs.to_dict()["spec"])
-        return [*refused, *snapshot_rules.restore_problems(rs)]
+        return [*snapshot_rules.restore_problems(rs), *([time_out] if time_out else [])]
     by_job = restore_jobs.restores_by_job(rs)
     runner = field_support.Runner.JOB if by_job else field_support.Runner.INIT_CONTAINER
     problems = field_support.refusals(names.KIND_RESTORE_SESSION, rs.to_dict()["spec"], runner)
@@ -94,7 +94,6 @@ def spec_problems(rs: RestoreSession) -> list[str]:
         problems += shared.target_problems(ref, mounts, rs.metadata.namespace, _WORDS)
     where, rules = rules_of(rs)
     problems += rule_problems(rules, where)
-    time_out = go_duration_problem("spec.timeOut", spec.time_out, positive=True)
     return problems if time_out is None else [*problems, time_out]
 
 
