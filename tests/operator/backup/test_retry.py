@@ -68,7 +68,7 @@ def test_no_delay_means_at_once_and_a_bad_delay_names_the_field() -> None:
     assert retry is not None and retry.due == 50.0
     assert delay_problems(bc) == []
     [problem] = delay_problems(config(retryConfig={"maxRetry": 1, "delay": "soon"}))
-    assert problem.startswith("spec.retryConfig.delay: not a duration: 'soon'")
+    assert problem.startswith("spec.retryConfig.delay: not a Go duration: 'soon'")
 
 
 @pytest.mark.cluster

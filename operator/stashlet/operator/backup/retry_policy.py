@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from stashlet.api import names
 from stashlet.api.backupconfiguration import BackupConfiguration
 from stashlet.api.backupsession import BackupSession, BackupSessionPhase
-from stashlet.api.durations import parse_duration
+from stashlet.api.durations import parse_go_duration
 from stashlet.api.sessions import build_session
 
 
@@ -35,11 +35,11 @@ class Retry:
 
 
 def delay_seconds(config: BackupConfiguration) -> float:
-    """``spec.retryConfig.delay`` in seconds (0 when unset); ValueError when it is not a duration."""
+    """``spec.retryConfig.delay`` in seconds (0 when unset); ValueError when it is not a Go duration."""
     retry = config.spec.retry_config
     if retry is None or not retry.delay:
         return 0.0
-    seconds = parse_duration(retry.delay)
+    seconds = parse_go_duration(retry.delay)
     if seconds < 0:
         raise ValueError(f"a negative delay: {retry.delay!r}")
     return seconds
