@@ -169,6 +169,21 @@ def test_keep_daily_keeps_the_newest_of_each_day() -> None:
     assert sorted(removed) == ["d1-1", "d2-1"]
 
 
+def test_minus_one_is_unlimited_and_zero_is_no_rule_as_in_restic() -> None:
+    """restic >= 0.17: ``--keep-last -1`` keeps every snapshot, ``--keep-daily -1`` the newest of every
+    day; a count of 0 is no rule at all."""
+    days = [
+        retention.Snap(f"d{d}-{h}", dt.datetime(2024, 5, d, h, tzinfo=dt.UTC))
+        for d in (1, 2, 3)
+        for h in (1, 2)
+    ]
+    assert retention.to_remove(policy(keepLast=-1, keepDaily=1), days)[1] == []
+    kept, removed = retention.to_remove(policy(keepDaily=-1), days)
+    assert kept == ["d3-2", "d2-2", "d1-2"]
+    assert sorted(removed) == ["d1-1", "d2-1", "d3-1"]
+    assert retention.to_remove(policy(keepLast=0, keepDaily=1), days)[0] == ["d3-2"]
+
+
 def test_a_policy_without_keep_rules_or_with_dry_run_removes_nothing() -> None:
     assert retention.to_remove(policy(), snaps(1, 2))[1] == []
     assert retention.to_remove(policy(keepLast=1, dryRun=True), snaps(1, 2))[1] == ["s-1"]

@@ -2,8 +2,9 @@
 
 Stash's rule for VolumeSnapshots (restic's ``forget`` buckets): newest first by creation time, a
 snapshot is kept when ``keepLast`` still has room, or when it is the first of its hour, day, ISO week,
-month or year while ``keepHourly`` ... ``keepYearly`` still have room. A policy with no ``keep*`` above
-zero removes nothing; ``dryRun`` removes nothing either (the decision is still reported). ``keepTags``
+month or year while ``keepHourly`` ... ``keepYearly`` still have room. A count of -1 never runs out
+(restic's "unlimited"), 0 is no rule. A policy with no rule removes nothing; ``dryRun`` removes nothing
+either (the decision is still reported). ``keepTags``
 means nothing here (a VolumeSnapshot has no tags).
 
 stashlet's guards on top of Stash's: only the configuration's own snapshots of that claim are passed in
@@ -18,6 +19,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from stashlet.api.repository import RetentionPolicy
+
+
+UNLIMITED = -1
+"""A ``keep*`` count that keeps every bucket (restic >= 0.17)."""
 
 
 @dataclass(frozen=True)
@@ -67,7 +72,7 @@ def to_remove(policy: RetentionPolicy | None, snaps: Sequence[Snap]) -> tuple[li
         (policy.keep_monthly or 0, _month),
         (policy.keep_yearly or 0, _year),
     ]
-    if not any(count > 0 for count, _ in rules):
+    if not any(count > 0 or count == UNLIMITED for count, _ in rules):
         return [s.name for s in ordered], []
     counts = [count for count, _ in rules]
     last: list[int | None] = [None] * len(rules)
@@ -76,13 +81,14 @@ def to_remove(policy: RetentionPolicy | None, snaps: Sequence[Snap]) -> tuple[li
     for nr, snap in enumerate(ordered):
         keep = False
         for i, (_, bucket) in enumerate(rules):
-            if counts[i] <= 0:
+            if counts[i] == 0:
                 continue
             value = bucket(snap.created, nr)
             if value != last[i]:
                 keep = True
                 last[i] = value
-                counts[i] -= 1
+                if counts[i] > 0:
+                    counts[i] -= 1
         (kept if keep else removed).append(snap.name)
     return kept, removed
 
