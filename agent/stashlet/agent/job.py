@@ -51,7 +51,7 @@ from stashlet.agent.backup.daemon import (
     wants_backup_while_paused,
 )
 from stashlet.agent.backup.plan import BackupPlan
-from stashlet.agent.backup.run import BackupRunner
+from stashlet.agent.backup.run import BackupRunner, session_deadline
 from stashlet.agent.context import AgentContext
 from stashlet.agent.errors import RefuseInput
 from stashlet.agent.hosts import job_identity
@@ -209,7 +209,7 @@ class BackupJob:
         except (DumpError, TaskRefused) as exc:
             await self._fail(session, config, ref, exc.reason, exc.message)
             return await self._phase(name)
-        deadline = self.flow._deadline(session, config)
+        deadline = session_deadline(session, config)
         try:
             work = self._backup(session, config, task)
             if deadline is None:

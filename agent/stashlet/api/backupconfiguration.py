@@ -148,6 +148,11 @@ class BackupConfigurationTemplateSpec(KubeModel):
     backup_history_limit: Int32 | None = Field(
         default=None, description="Number of finished BackupSessions to keep (default 1)."
     )
+    hooks: BackupHooks | None = Field(default=None, description="Actions run before and after a backup.")
+    time_out: PositiveDuration | None = Field(
+        default=None, description="Longest a backup may take before it is considered failed, e.g. 30m."
+    )
+    retry_config: RetryConfig | None = Field(default=None, description="How a failed backup is retried.")
 
 
 class BackupConfigurationSpec(DriverSpec, BackupConfigurationTemplateSpec):
@@ -160,11 +165,6 @@ class BackupConfigurationSpec(DriverSpec, BackupConfigurationTemplateSpec):
     )
     paused: Bool | None = Field(default=None, description="When true, no backup is taken.")
     target: BackupTarget | None = Field(default=None, description="The object to back up.")
-    hooks: BackupHooks | None = Field(default=None, description="Actions run before and after a backup.")
-    time_out: PositiveDuration | None = Field(
-        default=None, description="Longest a backup may take before it is considered failed, e.g. 30m."
-    )
-    retry_config: RetryConfig | None = Field(default=None, description="How a failed backup is retried.")
 
 
 class BackupConfigurationStatus(KubeModel):

@@ -226,8 +226,8 @@ def test_long_names_are_cut_with_a_hash_and_stay_distinct() -> None:
 
 
 def test_runtime_settings_temp_dir_hooks_and_limits_come_from_the_blueprint() -> None:
-    """What the blueprint sets for the configuration is carried over, also fields the blueprint model does
-    not name (hooks, timeOut, retryConfig), and the Repository gets wipeOut and the usage policy."""
+    """What the blueprint sets for the configuration is carried over (hooks, timeOut and retryConfig too, as
+    Stash's BackupBlueprint has them), and the Repository gets wipeOut and the usage policy."""
     bp = blueprint(
         runtimeSettings={"container": {"securityContext": {"runAsUser": 2000}}},
         tempDir={"medium": "Memory", "sizeLimit": "1Gi"},

@@ -243,6 +243,10 @@ ALIAS = ok()
 DRIVER = ok()
 """``spec.driver``: Restic, or VolumeSnapshotter (:mod:`stashlet.operator.volumesnapshot`)."""
 
+_NO_HOOK_POD = "a Task's Job has no application container for a hook to act on; hooks run in the sidecar"
+BACKUP_HOOK = ok(runners=ONLY_SIDECAR, elsewhere=_NO_HOOK_POD, opaque=True)
+"""A ``prober.Handler`` (exec, httpGet, httpPost, tcpSocket) the sidecar runs (``stashlet.agent.hooks``)."""
+
 BACKUP_TEMPLATE: dict[str, Support] = {
     "spec.schedule": ok(),
     **TASK,
@@ -251,12 +255,16 @@ BACKUP_TEMPLATE: dict[str, Support] = {
     **TEMP_DIR,
     "spec.interimVolumeTemplate": INTERIM,
     "spec.backupHistoryLimit": ok(),
+    "spec.hooks": ok(runners=ONLY_SIDECAR, elsewhere=_NO_HOOK_POD),
+    "spec.hooks.preBackup": BACKUP_HOOK,
+    "spec.hooks.postBackup": BACKUP_HOOK,
+    "spec.timeOut": ok(),
+    "spec.retryConfig": ok(),
+    "spec.retryConfig.maxRetry": ok(),
+    "spec.retryConfig.delay": ok(),
 }
 """The fields a BackupBlueprint carries into the BackupConfigurations it makes."""
 
-_NO_HOOK_POD = "a Task's Job has no application container for a hook to act on; hooks run in the sidecar"
-BACKUP_HOOK = ok(runners=ONLY_SIDECAR, elsewhere=_NO_HOOK_POD, opaque=True)
-"""A ``prober.Handler`` (exec, httpGet, httpPost, tcpSocket) the sidecar runs (``stashlet.agent.hooks``)."""
 RESTORE_HOOK = ok(opaque=True)
 
 BACKUP_CONFIGURATION: dict[str, Support] = {
@@ -278,13 +286,6 @@ BACKUP_CONFIGURATION: dict[str, Support] = {
         runners=frozenset({Runner.VOLUME_SNAPSHOTTER}),
         elsewhere="only the VolumeSnapshotter driver takes a VolumeSnapshotClass",
     ),
-    "spec.hooks": ok(runners=ONLY_SIDECAR, elsewhere=_NO_HOOK_POD),
-    "spec.hooks.preBackup": BACKUP_HOOK,
-    "spec.hooks.postBackup": BACKUP_HOOK,
-    "spec.timeOut": ok(),
-    "spec.retryConfig": ok(),
-    "spec.retryConfig.maxRetry": ok(),
-    "spec.retryConfig.delay": ok(),
 }
 
 _WORKLOADS_NEED_NO_TASK = (
