@@ -20,7 +20,6 @@ from dataclasses import dataclass
 
 from stashlet.api.repository import RetentionPolicy
 
-
 UNLIMITED = -1
 """A ``keep*`` count that keeps every bucket (restic >= 0.17)."""
 
