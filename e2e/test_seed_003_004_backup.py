@@ -158,6 +158,7 @@ async def test_seed_003_backup_pause_and_resume(
         "ValidationPassed": "True",
         "CronJobCreated": "True",
         "StashSidecarInjected": "True",
+        "DedicatedServiceAccount": "False",  # the seed's Deployment runs as default: warned, still Ready
     }
     assert bc["metadata"]["finalizers"] == ["stash.appscode.com"]
     out = kubectl("get", "backupconfiguration", "-n", namespace).stdout

@@ -199,6 +199,7 @@ EVERY_VALUE: Obj = {
         "logLevel": "debug",
         "workers": 3,
         "resyncSeconds": 120.5,
+        "pickupDeadlineSeconds": 90,
         "resources": {"requests": {"cpu": "100m", "memory": "200Mi"}, "limits": {"cpu": 1, "memory": "1Gi"}},
         "health": {"enabled": True, "port": 8081},
         "podAnnotations": {"example.com/note": "operator"},
@@ -315,6 +316,7 @@ def test_default_render_is_the_operator_pushgateway_and_least_privilege_rbac(hel
         f"--trigger-service-account={settings.DEFAULT_TRIGGER_SERVICE_ACCOUNT}",
         "--workers=8",
         "--resync-seconds=600",
+        "--pickup-deadline-seconds=300",
         "--log-level=info",
         "--health-port=8080",
     ]
@@ -425,6 +427,7 @@ def test_values_file_with_every_value_reaches_the_manifests(helm: Helm, tmp_path
         "--trigger-service-account=backup-trigger",
         "--workers=3",
         "--resync-seconds=120.5",
+        "--pickup-deadline-seconds=90",
         "--log-level=debug",
         "--health-port=8081",
     ]
@@ -628,6 +631,7 @@ def test_operator_accepts_the_rendered_command_line(
         trigger_service_account="backup-trigger",
         workers=3,
         agent_resources=EVERY_VALUE["agent"]["resources"],
+        pickup_deadline_seconds=90,
     )
     assert (args.log_level, args.resync_seconds, args.health_port) == ("debug", 120.5, 8081)
 
@@ -655,9 +659,7 @@ def test_grants_cluster_role_is_exactly_what_rbac_py_grants(helm: Helm) -> None:
     granted: list[Obj] = []
     for kind in WORKLOAD_KINDS.values():
         for repo_ns in ("app", "elsewhere"):
-            for obj in rbac.sidecar_rbac(
-                bc, kind, "w", service_account="sa", repository=RepositoryAccess(repo_ns, "r", "s")
-            ):
+            for obj in rbac.sidecar_rbac(bc, kind, "w", repository=RepositoryAccess(repo_ns, "r", "s")):
                 granted += obj.get("rules", [])
     granted += [r for obj in rbac.trigger_rbac(bc, settings.OperatorSettings()) for r in obj.get("rules", [])]
     rs = RestoreSession.from_dict(

@@ -18,6 +18,8 @@ class ConditionType(StrEnum):
     BACKUP_TARGET_FOUND = "BackupTargetFound"
     STASH_SIDECAR_INJECTED = "StashSidecarInjected"
     CRON_JOB_CREATED = "CronJobCreated"
+    # stashlet's own: whether the workload runs as an account of its own (never what Ready waits for).
+    DEDICATED_SERVICE_ACCOUNT = "DedicatedServiceAccount"
     # BackupSession (session-wide and per target).
     BACKUP_SKIPPED = "BackupSkipped"
     BACKUP_HISTORY_CLEANED = "BackupHistoryCleaned"
@@ -45,6 +47,8 @@ class ConditionType(StrEnum):
 class ConditionReason(StrEnum):
     """Reasons Stash gives for a condition's last transition."""
 
+    DEFAULT_SERVICE_ACCOUNT = "DefaultServiceAccount"
+    OWN_SERVICE_ACCOUNT = "OwnServiceAccount"
     TARGET_AVAILABLE = "TargetAvailable"
     TARGET_NOT_AVAILABLE = "TargetNotAvailable"
     UNABLE_TO_CHECK_TARGET_AVAILABILITY = "UnableToCheckTargetAvailability"

@@ -60,7 +60,8 @@ async def back_up(
         target_kind="Deployment",
         target_name="app",
         pod_name="app-7d4b9-x1",
-        kubeconfig=service_account_kubeconfig(setup.namespace, "app-agent"),
+        kubeconfig=service_account_kubeconfig(setup.namespace, setup.account),
+        extra_env=setup.agent_env(),
     )
     name = setup.session(session)
     done = await asyncio.to_thread(wait_phase, setup.kubectl, setup.namespace, name, {"Succeeded", "Failed"})

@@ -65,6 +65,8 @@ class Holders:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+            if proc.stdin is not None:
+                proc.stdin.close()  # a killed holder's pipe too
 
 
 @pytest.fixture
@@ -147,7 +149,8 @@ def test_a_rollout_mid_backup_leaves_nothing_for_a_person(
         target_kind="Deployment",
         target_name="app",
         pod_name="app-new",
-        kubeconfig=service_account_kubeconfig(namespace, "app-agent"),
+        kubeconfig=service_account_kubeconfig(namespace, setup.account),
+        extra_env=setup.agent_env(),
     )
     swept = wait_phase(kubectl, namespace, lost, {"Failed", "Succeeded"}, timeout=60)
     assert swept["status"]["targets"][0]["stats"][0]["reason"] == "AgentRestarted"
@@ -189,7 +192,8 @@ def test_a_live_holder_is_waited_for_and_a_check_that_cannot_run_is_not_run(
         target_kind="Deployment",
         target_name="app",
         pod_name="app-x",
-        kubeconfig=service_account_kubeconfig(namespace, "app-agent"),
+        kubeconfig=service_account_kubeconfig(namespace, setup.account),
+        extra_env=setup.agent_env(),
     )
     first = wait_phase(kubectl, namespace, setup.session("first"), {"Failed", "Succeeded"}, timeout=120)
     assert first["status"]["phase"] == "Succeeded"

@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 
+from stashlet.api import agent_identity
 from stashlet.api.backupconfiguration import BackupConfiguration
 from stashlet.operator.core.workloads import WORKLOAD_KINDS
-from stashlet.operator.injection.rbac import RepositoryAccess, sidecar_rbac
+from stashlet.operator.injection.rbac import RepositoryAccess, agent_account, sidecar_rbac
 
 from .test_sidecar import get, wait_phase
 
@@ -87,19 +88,16 @@ def configuration(
     ]
 
 
-def grant(kubectl: Callable[..., Any], namespace: str, workload: str) -> None:
-    """The RBAC the operator gives the sidecar of ``workload``'s configuration."""
+def grant(kubectl: Callable[..., Any], namespace: str, workload: str) -> str:
+    """The RBAC the operator gives the sidecar of ``workload``'s configuration; the account it binds."""
     bc = BackupConfiguration.from_dict(
         get(kubectl, "backupconfiguration", f"{workload}-backup", "-n", namespace)
     )
     rbac = sidecar_rbac(
-        bc,
-        WORKLOAD_KINDS["Deployment"],
-        workload,
-        service_account=f"{workload}-agent",
-        repository=RepositoryAccess(namespace, REPOSITORY, SECRET),
+        bc, WORKLOAD_KINDS["Deployment"], workload, repository=RepositoryAccess(namespace, REPOSITORY, SECRET)
     )
     kubectl("apply", "-f", "-", input_obj=rbac)
+    return agent_account(bc)
 
 
 def session(kubectl: Callable[..., Any], namespace: str, invoker: str, name: str) -> str:
@@ -156,16 +154,20 @@ def test_two_configurations_sharing_a_repository_keep_each_others_snapshots(
     data.mkdir()
     (data / "a.txt").write_text("shared data\n")
     kubectl("apply", "-f", "-", input_obj=objects(namespace, repo_dir, data))
+    mounted = tmp_path / "secrets"  # the storage Secret as the kubelet mounts it into each stash container
+    (mounted / SECRET).mkdir(parents=True)
+    (mounted / SECRET / "RESTIC_PASSWORD").write_text(PASSWORD)
     for workload, keep_last, alias in (("app", 1, None), ("db", 2, "db")):
         kubectl("apply", "-f", "-", input_obj=configuration(namespace, workload, data, keep_last, alias))
-        grant(kubectl, namespace, workload)
+        account = grant(kubectl, namespace, workload)
         start_agent(
             namespace=namespace,
             invoker=f"{workload}-backup",
             target_kind="Deployment",
             target_name=workload,
             pod_name=f"{workload}-5f6d-x",
-            kubeconfig=service_account_kubeconfig(namespace, f"{workload}-agent"),
+            kubeconfig=service_account_kubeconfig(namespace, account),
+            extra_env={agent_identity.ENV_STORAGE_SECRETS_DIR: str(mounted)},
         )
     ended = {}
     for invoker, name in (("db", "db-1"), ("db", "db-2"), ("app", "app-1"), ("app", "app-2")):

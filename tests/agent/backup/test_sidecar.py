@@ -18,9 +18,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from tests.polling import wait_until
 
+from stashlet.api import agent_identity
 from stashlet.api.backupconfiguration import BackupConfiguration
 from stashlet.operator.core.workloads import WORKLOAD_KINDS
-from stashlet.operator.injection.rbac import RepositoryAccess, sidecar_rbac
+from stashlet.operator.injection.rbac import RepositoryAccess, agent_account, sidecar_rbac
 
 pytestmark = [pytest.mark.cluster, pytest.mark.restic]
 
@@ -74,11 +75,20 @@ class Setup:
         self.paused = paused
         self.data = tmp_path / "data"
         self.data.mkdir()
+        self.secrets_dir = tmp_path / "secrets"
+        self.account = ""
         self.repo_dir.mkdir()
 
-    def apply(self, service_account: str = "app-agent", secret: dict[str, str] | None = None) -> None:
+    def apply(self, secret: dict[str, str] | None = None) -> None:
+        """The objects, and the agent's grants as the operator makes them: bound to the configuration's own
+        account (:attr:`account`), the storage Secret reaching the agent as the kubelet mounts it
+        (:meth:`agent_env`), never through the API."""
         ns = self.namespace
         data = secret if secret is not None else {"RESTIC_PASSWORD": PASSWORD}
+        mounted = self.secrets_dir / "local-secret"
+        mounted.mkdir(parents=True, exist_ok=True)
+        for key, value in data.items():
+            (mounted / key).write_text(value)
         objects: list[dict[str, Any]] = [
             {
                 "apiVersion": "v1",
@@ -117,14 +127,18 @@ class Setup:
         ]
         self.kubectl("apply", "-f", "-", input_obj=objects)
         bc = BackupConfiguration.from_dict(get(self.kubectl, "backupconfiguration", "app-backup", "-n", ns))
+        self.account = agent_account(bc)
         rbac = sidecar_rbac(
             bc,
             WORKLOAD_KINDS[self.kind],
             "app",
-            service_account=service_account,
             repository=RepositoryAccess(ns, "local-repo", "local-secret"),
         )
         self.kubectl("apply", "-f", "-", input_obj=rbac)
+
+    def agent_env(self) -> dict[str, str]:
+        """Where the agent finds the mounted storage Secret."""
+        return {agent_identity.ENV_STORAGE_SECRETS_DIR: str(self.secrets_dir)}
 
     def workload(self) -> dict[str, Any]:
         labels = {"app": "app"}
@@ -237,7 +251,8 @@ def test_deployment_backup_succeeds_and_matches_restic(
         target_kind="Deployment",
         target_name="app",
         pod_name="app-7d4b9-x1",
-        kubeconfig=service_account_kubeconfig(namespace, "app-agent"),
+        kubeconfig=service_account_kubeconfig(namespace, setup.account),
+        extra_env=setup.agent_env(),
         pushgateway_url=pushgateway,
     )
     first = wait_phase(kubectl, namespace, setup.session("first"), {"Succeeded", "Failed"})
@@ -318,7 +333,8 @@ def test_retention_keeps_exactly_what_the_policy_says(
         target_kind="Deployment",
         target_name="app",
         pod_name="app-x",
-        kubeconfig=service_account_kubeconfig(namespace, "app-agent"),
+        kubeconfig=service_account_kubeconfig(namespace, setup.account),
+        extra_env=setup.agent_env(),
     )
     ids = []
     for i in range(4):
@@ -350,7 +366,8 @@ def test_paused_configuration_skips_with_the_seed_event(
         target_kind="Deployment",
         target_name="app",
         pod_name="app-x",
-        kubeconfig=service_account_kubeconfig(namespace, "app-agent"),
+        kubeconfig=service_account_kubeconfig(namespace, setup.account),
+        extra_env=setup.agent_env(),
     )
     skipped = wait_phase(kubectl, namespace, setup.session("instant-backupsession"), {"Skipped", "Succeeded"})
     assert skipped["status"]["phase"] == "Skipped"
@@ -421,8 +438,10 @@ def test_faults_fail_the_session_with_a_named_reason(
         import shutil
 
         shutil.rmtree(setup.data)
-    elif mutate == "no-secret":
+    elif mutate == "no-secret":  # the Secret gone: its optional volume is an empty folder
         kubectl("delete", "secret", "local-secret", "-n", namespace)
+        for key in (setup.secrets_dir / "local-secret").iterdir():
+            key.unlink()
     elif mutate == "no-init":
         kubectl(
             "annotate",
@@ -441,7 +460,8 @@ def test_faults_fail_the_session_with_a_named_reason(
         target_kind="Deployment",
         target_name="app",
         pod_name="app-x",
-        kubeconfig=service_account_kubeconfig(namespace, "app-agent"),
+        kubeconfig=service_account_kubeconfig(namespace, setup.account),
+        extra_env=setup.agent_env(),
     )
     done = wait_phase(kubectl, namespace, setup.session("faulty"), {"Succeeded", "Failed"})
     assert done["status"]["phase"] == "Failed"
@@ -467,7 +487,7 @@ def test_statefulset_hosts_each_back_up_once(
     setup = Setup(kubectl, namespace, tmp_path, kind="StatefulSet", replicas=3)
     write_tree(setup.data)
     setup.apply()
-    kubeconfig = service_account_kubeconfig(namespace, "app-agent")
+    kubeconfig = service_account_kubeconfig(namespace, setup.account)
     for ordinal in range(3):
         start_agent(
             namespace=namespace,
@@ -476,6 +496,7 @@ def test_statefulset_hosts_each_back_up_once(
             target_name="app",
             pod_name=f"app-{ordinal}",
             kubeconfig=kubeconfig,
+            extra_env=setup.agent_env(),
         )
     done = wait_phase(kubectl, namespace, setup.session("sts"), {"Succeeded", "Failed"}, timeout=150)
     assert done["status"]["phase"] == "Succeeded", done["status"]
@@ -503,7 +524,7 @@ def test_only_the_lease_holder_of_a_deployment_backs_up(
     setup = Setup(kubectl, namespace, tmp_path, replicas=2)
     write_tree(setup.data)
     setup.apply()
-    kubeconfig = service_account_kubeconfig(namespace, "app-agent")
+    kubeconfig = service_account_kubeconfig(namespace, setup.account)
     agents = [
         start_agent(
             namespace=namespace,
@@ -512,6 +533,7 @@ def test_only_the_lease_holder_of_a_deployment_backs_up(
             target_name="app",
             pod_name=f"app-abc-{i}",
             kubeconfig=kubeconfig,
+            extra_env=setup.agent_env(),
         )
         for i in range(2)
     ]
@@ -546,7 +568,8 @@ def test_status_api_and_instant_backup(
         target_kind="Deployment",
         target_name="app",
         pod_name="app-x",
-        kubeconfig=service_account_kubeconfig(namespace, "app-agent"),
+        kubeconfig=service_account_kubeconfig(namespace, setup.account),
+        extra_env=setup.agent_env(),
     )
     request = urllib.request.Request(f"{agent.url}/backup", method="POST")  # noqa: S310
     with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
@@ -584,7 +607,8 @@ def test_pushgateway_down_does_not_fail_the_backup(
         target_kind="Deployment",
         target_name="app",
         pod_name="app-x",
-        kubeconfig=service_account_kubeconfig(namespace, "app-agent"),
+        kubeconfig=service_account_kubeconfig(namespace, setup.account),
+        extra_env=setup.agent_env(),
         pushgateway_url=f"http://127.0.0.1:{free_port()}",
     )
     done = wait_phase(kubectl, namespace, setup.session("nogw"), {"Succeeded", "Failed"})
@@ -627,7 +651,8 @@ def test_sigterm_mid_backup_interrupts_restic_cleanly(
         target_kind="Deployment",
         target_name="app",
         pod_name="app-x",
-        kubeconfig=service_account_kubeconfig(namespace, "app-agent"),
+        kubeconfig=service_account_kubeconfig(namespace, setup.account),
+        extra_env=setup.agent_env(),
     )
     name = setup.session("long")
 
@@ -671,7 +696,7 @@ def test_agent_restart_fails_the_session_it_left_running(
         "-p",
         json.dumps({"spec": {"target": {"args": ["--limit-upload=1024"]}}}),
     )
-    kubeconfig = service_account_kubeconfig(namespace, "app-agent")
+    kubeconfig = service_account_kubeconfig(namespace, setup.account)
     first = start_agent(
         namespace=namespace,
         invoker="app-backup",
@@ -679,6 +704,7 @@ def test_agent_restart_fails_the_session_it_left_running(
         target_name="app",
         pod_name="app-x",
         kubeconfig=kubeconfig,
+        extra_env=setup.agent_env(),
     )
     name = setup.session("orphan")
     wait_until(
@@ -699,6 +725,7 @@ def test_agent_restart_fails_the_session_it_left_running(
         target_name="app",
         pod_name="app-x",
         kubeconfig=kubeconfig,
+        extra_env=setup.agent_env(),
     )
     done = wait_phase(kubectl, namespace, name, {"Failed", "Succeeded"}, timeout=60)
     host = done["status"]["targets"][0]["stats"][0]

@@ -61,12 +61,12 @@ def test_cronjob_patch_only_when_something_we_own_differs(bc: BackupConfiguratio
 
 
 def test_sidecar_rbac_grants_only_what_the_agent_uses(bc: BackupConfiguration) -> None:
-    """One Role in the configuration's namespace, objects named where possible, bound to the workload's SA."""
+    """One Role in the configuration's namespace, objects named where possible, bound to the sidecar's own
+    account; no Secret (one in the same namespace is mounted)."""
     objects = rbac.sidecar_rbac(
         bc,
         WORKLOAD_KINDS["Deployment"],
         "stash-demo",
-        service_account="app-sa",
         repository=rbac.RepositoryAccess("demo", "gcs-repo", "gcs-secret"),
     )
     role, binding = objects
@@ -79,7 +79,6 @@ def test_sidecar_rbac_grants_only_what_the_agent_uses(bc: BackupConfiguration) -
         (r["apiGroups"][0], r["resources"][0], tuple(r.get("resourceNames", ()))): r["verbs"]
         for r in role["rules"]
     }
-    assert rules[("", "secrets", ("gcs-secret",))] == ["get", "list", "watch"]
     assert rules[(names.GROUP, "backupconfigurations", ("pause-backup",))] == ["get", "list", "watch"]
     assert rules[(names.GROUP, "repositories", ("gcs-repo",))] == ["get", "list", "watch"]
     assert rules[("coordination.k8s.io", "leases", ("lock-deployment-stash-demo-backup",))] == [
@@ -88,26 +87,30 @@ def test_sidecar_rbac_grants_only_what_the_agent_uses(bc: BackupConfiguration) -
         "patch",
     ]
     assert rules[("apps", "deployments", ("stash-demo",))] == ["get"]
-    assert not any(key[1] == "secrets" and not key[2] for key in rules)  # never all Secrets
+    assert not any(key[1] == "secrets" for key in rules)  # the storage Secret is mounted, never read
     assert all("delete" not in verbs for verbs in rules.values())
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "app-sa", "namespace": "demo"}]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "stashlet-agent-pause-backup", "namespace": "demo"}
+    ]
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
 
 
 def test_cross_namespace_repository_gets_its_own_role_there(bc: BackupConfiguration) -> None:
-    """A Repository in another namespace: its Role and binding go there, unowned, bound to our SA."""
+    """A Repository in another namespace: its Role and binding go there, unowned, bound to the sidecar's
+    own account."""
     objects = rbac.sidecar_rbac(
         bc,
         WORKLOAD_KINDS["Deployment"],
         "stash-demo",
-        service_account="default",
         repository=rbac.RepositoryAccess("backup", "r", "s"),
     )
     there = [o for o in objects if o["metadata"]["namespace"] == "backup"]
     assert [o["kind"] for o in there] == ["Role", "RoleBinding"]
     assert there[0]["metadata"]["name"] == "stashlet-sidecar-demo-pause-backup"
     assert "ownerReferences" not in there[0]["metadata"]
-    assert there[1]["subjects"] == [{"kind": "ServiceAccount", "name": "default", "namespace": "demo"}]
+    assert there[1]["subjects"] == [
+        {"kind": "ServiceAccount", "name": "stashlet-agent-pause-backup", "namespace": "demo"}
+    ]
     here = [o for o in objects if o["metadata"]["namespace"] == "demo"]
     assert not any(r["resources"] == ["secrets"] for r in here[0]["rules"])
     refs = rbac.created_for(bc, "backup")

@@ -5,7 +5,7 @@ from typing import Any
 
 from stashlet.api import names
 from stashlet.api.backupconfiguration import BackupConfiguration
-from stashlet.operator.backup.agent_identity import AccountCondition, account_condition, name_problem
+from stashlet.operator.backup.agent_identity import account_condition, name_problem
 from stashlet.operator.core.workloads import WORKLOAD_KINDS
 from stashlet.operator.injection import rbac
 
@@ -110,7 +110,7 @@ def test_a_workload_running_as_default_is_warned_about_without_blocking(bc: Back
     for account in (None, "default"):
         update = account_condition(bc, "Deployment", workload(account))
         assert (update.type.value, update.status, update.reason) == (
-            AccountCondition.TYPE.value,
+            "DedicatedServiceAccount",
             "False",
             "DefaultServiceAccount",
         )

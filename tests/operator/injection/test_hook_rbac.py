@@ -79,11 +79,7 @@ def test_sidecar_may_exec_only_with_an_exec_hook(
     preBackup or postBackup is an exec hook; the Repository's namespace never gets it."""
     for kind in WORKLOAD_KINDS.values():
         objects = rbac.sidecar_rbac(
-            config(hooks),
-            kind,
-            "app",
-            service_account="app-sa",
-            repository=RepositoryAccess(repository_namespace, "repo", "secret"),
+            config(hooks), kind, "app", repository=RepositoryAccess(repository_namespace, "repo", "secret")
         )
         roles = rules_by_namespace(objects)
         assert (EXEC in roles["app"]) == granted
@@ -129,7 +125,7 @@ def test_removing_the_exec_hook_makes_the_role_out_of_date() -> None:
     access = RepositoryAccess("app", "repo", "secret")
 
     def role(hooks: dict[str, Any] | None) -> dict[str, Any]:
-        objects = rbac.sidecar_rbac(config(hooks), kind, "app", service_account="sa", repository=access)
+        objects = rbac.sidecar_rbac(config(hooks), kind, "app", repository=access)
         return next(o for o in objects if o["kind"] == "Role")
 
     with_exec, without = role({"preBackup": EXEC_HOOK}), role({"preBackup": HTTP_HOOK})

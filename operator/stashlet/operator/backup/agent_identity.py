@@ -8,8 +8,7 @@ pure there (:func:`~stashlet.operator.injection.rbac.agent_identity`); this writ
 from __future__ import annotations
 
 import logging
-from enum import StrEnum
-from typing import Any, cast
+from typing import Any
 
 from stashlet.api import agent_identity as identity
 from stashlet.api.backupconfiguration import BackupConfiguration
@@ -24,27 +23,17 @@ from stashlet.operator.injection import rbac
 log = logging.getLogger(__name__)
 
 
-class AccountCondition(StrEnum):
-    """The condition that says whether the workload runs as an account of its own, and its reasons.
+def account_condition(bc: BackupConfiguration, kind: str, workload: dict[str, Any]) -> ConditionUpdate:
+    """``DedicatedServiceAccount`` False (reason ``DefaultServiceAccount``) when the target's pod template
+    names no service account or ``default``, else True.
 
     Not one Ready waits for: a workload running as ``default`` is backed up all the same (the agent has
     its own account); the condition and its Warning event say that every pod of the namespace without an
     account of its own shares whatever ``default`` is granted."""
-
-    TYPE = "DedicatedServiceAccount"
-    DEFAULT = "DefaultServiceAccount"
-    OWN = "OwnServiceAccount"
-
-
-def account_condition(bc: BackupConfiguration, kind: str, workload: dict[str, Any]) -> ConditionUpdate:
-    """``DedicatedServiceAccount`` False (reason ``DefaultServiceAccount``) when the target's pod template
-    names no service account or ``default``, else True."""
     namespace = bc.metadata.namespace or ""
     target = workloads.describe(kind, namespace, workload["metadata"]["name"])
     account = workloads.service_account(workload)
-    # ConditionUpdate takes the shared vocabulary's enums; these values are not in it (yet), and only
-    # their .value reaches the status.
-    type_ = cast(ConditionType, AccountCondition.TYPE)
+    type_ = ConditionType.DEDICATED_SERVICE_ACCOUNT
     if account == "default":
         message = (
             f"{target} runs as ServiceAccount {namespace}/default "
@@ -52,9 +41,9 @@ def account_condition(bc: BackupConfiguration, kind: str, workload: dict[str, An
             "shares it and whatever it is granted. The stash sidecar does not use it (it runs as "
             f"{namespace}/{rbac.agent_account(bc)}); give the workload an account of its own."
         )
-        return ConditionUpdate.false(type_, cast(ConditionReason, AccountCondition.DEFAULT), message)
+        return ConditionUpdate.false(type_, ConditionReason.DEFAULT_SERVICE_ACCOUNT, message)
     message = f"{target} runs as ServiceAccount {namespace}/{account}."
-    return ConditionUpdate.true(type_, cast(ConditionReason, AccountCondition.OWN), message)
+    return ConditionUpdate.true(type_, ConditionReason.OWN_SERVICE_ACCOUNT, message)
 
 
 def name_problem(bc: BackupConfiguration) -> str | None:

@@ -9,7 +9,7 @@ Transient API errors propagate; the controller retries the whole reconcile with 
 from __future__ import annotations
 
 import logging
-from typing import Any, cast
+from typing import Any
 
 from kubernetes_asyncio import client
 
@@ -20,12 +20,7 @@ from stashlet.api.conditions import ConditionReason, ConditionType
 from stashlet.kube.client import call_json
 from stashlet.kube.errors import Invalid, NotFound
 from stashlet.operator.backup import cronjob, status
-from stashlet.operator.backup.agent_identity import (
-    AccountCondition,
-    AgentIdentities,
-    account_condition,
-    name_problem,
-)
+from stashlet.operator.backup.agent_identity import AgentIdentities, account_condition, name_problem
 from stashlet.operator.backup.sidecar_injection import Sidecars
 from stashlet.operator.backup.status import compute_phase
 from stashlet.operator.backup.validation import Model, Verdict, validate, with_problems, with_task_check
@@ -138,7 +133,7 @@ class Reconciler(FinalizingReconciler[BackupConfiguration]):
         elif not runs_as_job(bc) and names.ANNOTATION_KUBEDUMP_BINDING in (bc.metadata.annotations or {}):
             await self._drop_job_rbac(bc)  # no longer a Task configuration
         if verdict.model != Model.SIDECAR:
-            return [cron, ConditionUpdate.remove(cast(ConditionType, AccountCondition.TYPE))]
+            return [cron, ConditionUpdate.remove(ConditionType.DEDICATED_SERVICE_ACCOUNT)]
         if cron.status != ConditionStatus.TRUE:
             return [cron]
         kind, workload = target_kind(bc), observed.workload.value

@@ -55,12 +55,11 @@ class Sidecars:
         workload: dict[str, Any],
         repository: Repository,
     ) -> tuple[ConditionUpdate, dict[str, Any] | None]:
-        """RBAC for the workload's service account, then the sidecar; the condition, and the workload's
-        metadata when it was written."""
+        """RBAC for the sidecar's own service account (made first by the reconciler), then the sidecar; the
+        condition, and the workload's metadata when it was written."""
         target = workload["metadata"]["name"]
         access = RepositoryAccess.of(repository, bc.metadata.namespace or "")
-        account = workloads.service_account(workload)
-        for obj in rbac.sidecar_rbac(bc, kind, target, service_account=account, repository=access):
+        for obj in rbac.sidecar_rbac(bc, kind, target, repository=access):
             await self.resources.ensure(obj, rbac.up_to_date)
         injection = sidecar_container.build_injection(bc, kind.kind, target, repository, self.settings)
         patched = sidecar_container.inject(workload, injection)

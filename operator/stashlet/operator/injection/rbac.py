@@ -273,14 +273,9 @@ def sidecar_rbac(
     workload: str,
     *,
     repository: RepositoryAccess,
-    service_account: str | None = None,
 ) -> list[dict[str, Any]]:
     """The Roles and RoleBindings that give the sidecar's own account (:func:`agent_account`) what the
-    agent uses (module docstring); the storage Secret is granted only from another namespace.
-
-    ``service_account`` (the workload's account) is bound nothing any more and is ignored; it goes once
-    ``stashlet.operator.backup.sidecar_injection`` stops passing it."""
-    del service_account
+    agent uses (module docstring); the storage Secret is granted only from another namespace."""
     namespace = bc.metadata.namespace or ""
     secret = repository.secret if repository.namespace != namespace else None
     return agent_grant(
