@@ -18,6 +18,7 @@ import time
 from typing import Any
 
 import pytest
+from e2e.manifests import backup_configuration, backup_session, busybox_deployment
 
 from stashlet.localcluster import images, nodeobjects
 
@@ -94,7 +95,6 @@ def backup_of(
     namespace: str, name: str, rest_password: str, *, mb: int, spec: dict[str, Any]
 ) -> list[dict[str, Any]]:
     """Secret, Repository on the auth'd server, Deployment ``name`` writing ``mb`` MiB, its configuration."""
-    labels = {"app": name}
     write = f"head -c {mb * 1024 * 1024} /dev/urandom > /data/big.bin && sleep 3600"
     return [
         {
@@ -118,67 +118,15 @@ def backup_of(
                 }
             },
         },
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": name, "namespace": namespace, "labels": labels},
-            "spec": {
-                "replicas": 1,
-                "selector": {"matchLabels": labels},
-                "template": {
-                    "metadata": {"labels": labels},
-                    "spec": {
-                        "containers": [
-                            {
-                                "name": "app",
-                                "image": "busybox",
-                                "imagePullPolicy": "IfNotPresent",
-                                "command": ["/bin/sh", "-c", write],
-                                "volumeMounts": [{"name": "data", "mountPath": "/data"}],
-                            }
-                        ],
-                        "volumes": [{"name": "data", "emptyDir": {}}],
-                    },
-                },
-            },
-        },
-        {
-            "apiVersion": "stash.appscode.com/v1beta1",
-            "kind": "BackupConfiguration",
-            "metadata": {"name": name, "namespace": namespace},
-            "spec": {
-                "repository": {"name": f"{name}-repo"},
-                "schedule": "0 0 1 1 *",
-                "target": {
-                    "ref": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
-                    "volumeMounts": [{"name": "data", "mountPath": "/data"}],
-                    "paths": ["/data"],
-                    "args": ["--limit-upload=1024"],
-                },
-                "retentionPolicy": {"name": "keep-last-5", "keepLast": 5, "prune": True},
-                **spec,
-            },
-        },
+        busybox_deployment(namespace, ["/bin/sh", "-c", write], name=name),
+        backup_configuration(
+            namespace, name, repository=f"{name}-repo", workload=name, args=["--limit-upload=1024"], **spec
+        ),
     ]
 
 
 def location(namespace: str, name: str) -> str:
     return f"http://auth-rest.{namespace}.svc.cluster.local:{PORT}/{name}"
-
-
-def session(namespace: str, config: str, name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "stash.appscode.com/v1beta1",
-        "kind": "BackupSession",
-        "metadata": {
-            "name": name,
-            "namespace": namespace,
-            "labels": {"stash.appscode.com/backup-configuration": config},
-        },
-        "spec": {
-            "invoker": {"apiGroup": "stash.appscode.com", "kind": "BackupConfiguration", "name": config}
-        },
-    }
 
 
 async def test_a_refusing_then_a_dead_backend_are_named(
@@ -216,7 +164,7 @@ async def test_a_refusing_then_a_dead_backend_are_named(
         await helpers.rolled_out(kubectl, namespace, name)
 
     # A wrong REST password: WrongCredentials, a clean message.
-    kubectl("apply", "-f", "-", input_obj=session(namespace, "refused", "refused-1"))
+    kubectl("apply", "-f", "-", input_obj=backup_session(namespace, "refused-1", "refused"))
     refused = await helpers.until(lambda: ended("refused-1"), timeout=120, what="refused-1 ended")
     host = refused["status"]["targets"][0]["stats"][0]
     assert (refused["status"]["phase"], host["reason"]) == ("Failed", "WrongCredentials")
@@ -227,7 +175,7 @@ async def test_a_refusing_then_a_dead_backend_are_named(
     assert WRONG_REST_PASSWORD not in json.dumps(refused) and f"{REST_USER}:" not in host["error"]
 
     # The server dies while a backup uploads.
-    kubectl("apply", "-f", "-", input_obj=session(namespace, "cut-off", "cut-off-1"))
+    kubectl("apply", "-f", "-", input_obj=backup_session(namespace, "cut-off-1", "cut-off"))
     created = time.time()
 
     def uploading() -> bool:

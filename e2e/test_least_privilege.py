@@ -19,6 +19,7 @@ import urllib.request
 from typing import Any
 
 import pytest
+from e2e.manifests import backup_configuration, backup_session, busybox_deployment
 
 from stashlet.localcluster import nodeobjects
 
@@ -92,31 +93,12 @@ def authenticated_rest_server(namespace: str) -> list[dict[str, Any]]:
 
 def workload(namespace: str) -> dict[str, Any]:
     """A Deployment that names no service account (it runs as ``default``) and writes one file."""
-    labels = {"app": "app"}
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": "app", "namespace": namespace, "labels": labels},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": labels},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {
-                    "containers": [
-                        {
-                            "name": "app",
-                            "image": "busybox",
-                            "imagePullPolicy": "IfNotPresent",
-                            "command": ["/bin/sh", "-c", "echo kept > /source/data/file.txt && sleep 3000"],
-                            "volumeMounts": [{"name": "source-data", "mountPath": "/source/data"}],
-                        }
-                    ],
-                    "volumes": [{"name": "source-data", "emptyDir": {}}],
-                },
-            },
-        },
-    }
+    return busybox_deployment(
+        namespace,
+        ["/bin/sh", "-c", "echo kept > /source/data/file.txt && sleep 3000"],
+        mount_path="/source/data",
+        volume="source-data",
+    )
 
 
 def backup_objects(namespace: str) -> list[dict[str, Any]]:
@@ -128,37 +110,10 @@ def backup_objects(namespace: str) -> list[dict[str, Any]]:
             "metadata": {"name": "rest-repo", "namespace": namespace},
             "spec": {"backend": {"rest": {"url": url}, "storageSecretName": "rest-secret"}},
         },
-        {
-            "apiVersion": "stash.appscode.com/v1beta1",
-            "kind": "BackupConfiguration",
-            "metadata": {"name": CONFIGURATION, "namespace": namespace},
-            "spec": {
-                "repository": {"name": "rest-repo"},
-                "schedule": "0 0 1 1 *",
-                "target": {
-                    "ref": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "app"},
-                    "volumeMounts": [{"name": "source-data", "mountPath": "/source/data"}],
-                    "paths": ["/source/data"],
-                },
-                "retentionPolicy": {"name": "keep-last-5", "keepLast": 5, "prune": True},
-            },
-        },
+        backup_configuration(
+            namespace, CONFIGURATION, repository="rest-repo", mount_path="/source/data", volume="source-data"
+        ),
     ]
-
-
-def session(namespace: str, name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "stash.appscode.com/v1beta1",
-        "kind": "BackupSession",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "invoker": {
-                "apiGroup": "stash.appscode.com",
-                "kind": "BackupConfiguration",
-                "name": CONFIGURATION,
-            }
-        },
-    }
 
 
 def accepted(host_url: str, user: str) -> int:
@@ -238,7 +193,7 @@ async def test_a_backup_runs_as_the_agents_own_account_and_follows_a_rotated_cre
         assert ended["status"]["phase"] == "Succeeded", json.dumps(ended["status"])
         return ended
 
-    kubectl("apply", "-f", "-", input_obj=session(namespace, "before-rotation"))
+    kubectl("apply", "-f", "-", input_obj=backup_session(namespace, "before-rotation", CONFIGURATION))
     await succeeded("before-rotation")
 
     host_url = (
@@ -273,7 +228,7 @@ async def test_a_backup_runs_as_the_agents_own_account_and_follows_a_rotated_cre
     assert line["secret"] == "rest-secret"
     assert line["keys"] == ["RESTIC_PASSWORD", "REST_SERVER_PASSWORD", "REST_SERVER_USERNAME"]
 
-    kubectl("apply", "-f", "-", input_obj=session(namespace, "after-rotation"))
+    kubectl("apply", "-f", "-", input_obj=backup_session(namespace, "after-rotation", CONFIGURATION))
     await succeeded("after-rotation")
     after = helpers.get(kubectl, "pod", pod_name, "-n", namespace)
     [stash] = [s for s in after["status"]["containerStatuses"] if s["name"] == "stash"]

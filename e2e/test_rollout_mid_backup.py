@@ -9,7 +9,6 @@ next session removes the lost pod's lock (every holder gone) and Succeeds with r
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import signal
@@ -17,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e.rest_repository import plain_restic, restic_output
+from e2e.manifests import backup_configuration, backup_session, busybox_deployment
+from e2e.rest_repository import plain_restic, rest_storage, restic_output
 
 pytestmark = [pytest.mark.cluster, pytest.mark.restic]
 
@@ -28,80 +28,14 @@ UPLOAD_KIB_S = 1024
 
 def objects(namespace: str, rest_url: str) -> list[dict[str, Any]]:
     """Secret, Repository on the REST server, a Deployment writing random data, its configuration."""
-    labels = {"app": "app"}
     write = f"head -c {DATA_MB * 1024 * 1024} /dev/urandom > /data/big.bin && sleep 3600"
     return [
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": "rest-secret", "namespace": namespace},
-            "data": {"RESTIC_PASSWORD": base64.b64encode(PASSWORD.encode()).decode()},
-        },
-        {
-            "apiVersion": "stash.appscode.com/v1alpha1",
-            "kind": "Repository",
-            "metadata": {"name": "rest-repo", "namespace": namespace},
-            "spec": {
-                "backend": {"rest": {"url": f"{rest_url}/{namespace}"}, "storageSecretName": "rest-secret"}
-            },
-        },
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": "app", "namespace": namespace, "labels": labels},
-            "spec": {
-                "replicas": 1,
-                "selector": {"matchLabels": labels},
-                "template": {
-                    "metadata": {"labels": labels},
-                    "spec": {
-                        "terminationGracePeriodSeconds": 5,
-                        "containers": [
-                            {
-                                "name": "app",
-                                "image": "busybox",
-                                "imagePullPolicy": "IfNotPresent",
-                                "command": ["/bin/sh", "-c", write],
-                                "volumeMounts": [{"name": "data", "mountPath": "/data"}],
-                            }
-                        ],
-                        "volumes": [{"name": "data", "emptyDir": {}}],
-                    },
-                },
-            },
-        },
-        {
-            "apiVersion": "stash.appscode.com/v1beta1",
-            "kind": "BackupConfiguration",
-            "metadata": {"name": "app-backup", "namespace": namespace},
-            "spec": {
-                "repository": {"name": "rest-repo"},
-                "schedule": "0 0 1 1 *",
-                "target": {
-                    "ref": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "app"},
-                    "volumeMounts": [{"name": "data", "mountPath": "/data"}],
-                    "paths": ["/data"],
-                    "args": [f"--limit-upload={UPLOAD_KIB_S}"],
-                },
-                "retentionPolicy": {"name": "keep-last-5", "keepLast": 5, "prune": True},
-            },
-        },
+        *rest_storage(namespace, f"{rest_url}/{namespace}", PASSWORD),
+        busybox_deployment(namespace, ["/bin/sh", "-c", write], terminationGracePeriodSeconds=5),
+        backup_configuration(
+            namespace, "app-backup", repository="rest-repo", args=[f"--limit-upload={UPLOAD_KIB_S}"]
+        ),
     ]
-
-
-def session(namespace: str, name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "stash.appscode.com/v1beta1",
-        "kind": "BackupSession",
-        "metadata": {
-            "name": name,
-            "namespace": namespace,
-            "labels": {"stash.appscode.com/backup-configuration": "app-backup"},
-        },
-        "spec": {
-            "invoker": {"apiGroup": "stash.appscode.com", "kind": "BackupConfiguration", "name": "app-backup"}
-        },
-    }
 
 
 def processes_of(namespace: str, pod: str) -> list[int]:
@@ -145,7 +79,7 @@ async def test_a_pod_lost_mid_backup_leaves_no_lock_for_a_person(
 
     await helpers.until(ready, timeout=90, what="BackupConfiguration Ready")
     [old] = await helpers.rolled_out(kubectl, namespace, "app")
-    kubectl("apply", "-f", "-", input_obj=session(namespace, "in-flight"))
+    kubectl("apply", "-f", "-", input_obj=backup_session(namespace, "in-flight", "app-backup"))
 
     def uploading() -> bool:
         obj = get(kubectl, "backupsession", "in-flight", "-n", namespace)
@@ -181,7 +115,7 @@ async def test_a_pod_lost_mid_backup_leaves_no_lock_for_a_person(
     host = lost["status"]["targets"][0]["stats"][0]
     assert (lost["status"]["phase"], host["reason"], host["pod"]) == ("Failed", "AgentRestarted", old)
 
-    kubectl("apply", "-f", "-", input_obj=session(namespace, "after-rollout"))
+    kubectl("apply", "-f", "-", input_obj=backup_session(namespace, "after-rollout", "app-backup"))
     done = await helpers.until(lambda: ended("after-rollout"), timeout=300, what="after-rollout ended")
     assert done["status"]["phase"] == "Succeeded", json.dumps(done["status"])
     found = conditions(done)

@@ -10,12 +10,13 @@ kubelet restarts it, it is never ready) while the application's container runs.
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import urllib.request
 from typing import Any
 
 import pytest
+from e2e.manifests import backup_configuration, backup_session, busybox_deployment
+from e2e.rest_repository import rest_storage
 
 pytestmark = [pytest.mark.cluster, pytest.mark.restic]
 
@@ -27,87 +28,25 @@ def objects(
 ) -> list[Any]:
     """The Deployment ``app``, the Secret and Repository (the REST server), the configuration ``app-backup``
     with a pickup deadline of :data:`DEADLINE` (and ``sidecar`` as its runtimeSettings.container)."""
-    labels = {"app": "app"}
-    spec: dict[str, Any] = {
-        "repository": {"name": "repo"},
-        "schedule": "0 0 1 1 *",
-        "target": {
-            "ref": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "app"},
-            "volumeMounts": [{"name": "data", "mountPath": "/source/data"}],
-            "paths": ["/source/data"],
-        },
-        "retentionPolicy": {"name": "keep-last-5", "keepLast": 5, "prune": True},
-    }
-    if sidecar is not None:
-        spec["runtimeSettings"] = {"container": sidecar}
+    runtime: dict[str, Any] = {"runtimeSettings": {"container": sidecar}} if sidecar is not None else {}
     return [
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": "app", "namespace": namespace, "labels": labels},
-            "spec": {
-                "replicas": replicas,
-                "selector": {"matchLabels": labels},
-                "template": {
-                    "metadata": {"labels": labels},
-                    "spec": {
-                        "containers": [
-                            {
-                                "name": "busybox",
-                                "image": "busybox",
-                                "imagePullPolicy": "IfNotPresent",
-                                "command": ["sleep", "3000"],
-                                "volumeMounts": [{"name": "data", "mountPath": "/source/data"}],
-                            }
-                        ],
-                        "volumes": [{"name": "data", "emptyDir": {}}],
-                    },
-                },
-            },
-        },
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": "repo-secret", "namespace": namespace},
-            "data": {"RESTIC_PASSWORD": base64.b64encode(b"changeit").decode()},
-        },
-        {
-            "apiVersion": "stash.appscode.com/v1alpha1",
-            "kind": "Repository",
-            "metadata": {"name": "repo", "namespace": namespace},
-            "spec": {
-                "backend": {"rest": {"url": f"{rest_url}/{namespace}"}, "storageSecretName": "repo-secret"}
-            },
-        },
-        {
-            "apiVersion": "stash.appscode.com/v1beta1",
-            "kind": "BackupConfiguration",
-            "metadata": {
-                "name": "app-backup",
-                "namespace": namespace,
-                "annotations": {"stash.appscode.com/pickup-deadline": DEADLINE},
-            },
-            "spec": spec,
-        },
+        busybox_deployment(
+            namespace,
+            ["sleep", "3000"],
+            container="busybox",
+            mount_path="/source/data",
+            replicas=replicas,
+        ),
+        *rest_storage(namespace, f"{rest_url}/{namespace}", "changeit", name="repo", secret="repo-secret"),
+        backup_configuration(
+            namespace,
+            "app-backup",
+            repository="repo",
+            mount_path="/source/data",
+            annotations={"stash.appscode.com/pickup-deadline": DEADLINE},
+            **runtime,
+        ),
     ]
-
-
-def session(namespace: str, name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "stash.appscode.com/v1beta1",
-        "kind": "BackupSession",
-        "metadata": {
-            "name": name,
-            "namespace": namespace,
-            "labels": {
-                "stash.appscode.com/invoker-type": "BackupConfiguration",
-                "stash.appscode.com/invoker-name": "app-backup",
-            },
-        },
-        "spec": {
-            "invoker": {"apiGroup": "stash.appscode.com", "kind": "BackupConfiguration", "name": "app-backup"}
-        },
-    }
 
 
 def stamp(text: str) -> float:
@@ -120,7 +59,7 @@ async def fails_silently_named(
     """Create session ``name``; it ends Failed with ``reason`` no sooner than the deadline, with a Warning
     event on the configuration and on the session and the failure metric on the Pushgateway. Returns the
     session's BackupExecutorEnsured condition."""
-    kubectl("apply", "-f", "-", input_obj=session(namespace, name))
+    kubectl("apply", "-f", "-", input_obj=backup_session(namespace, name, "app-backup"))
 
     def failed() -> dict[str, Any] | None:
         obj = helpers.get(kubectl, "backupsession", name, "-n", namespace)
@@ -190,7 +129,7 @@ async def test_a_workload_scaled_to_zero_fails_its_session_by_the_deadline(
 
     kubectl("scale", "deployment", "app", "-n", namespace, "--replicas=1")
     await helpers.rolled_out(kubectl, namespace, "app")
-    kubectl("apply", "-f", "-", input_obj=session(namespace, "app-backup-2"))
+    kubectl("apply", "-f", "-", input_obj=backup_session(namespace, "app-backup-2", "app-backup"))
 
     def done() -> dict[str, Any] | None:
         obj = helpers.get(kubectl, "backupsession", "app-backup-2", "-n", namespace)
