@@ -362,10 +362,10 @@ INVENTORY: tuple[Row, ...] = (
     ),
     Row(
         "spec.hooks.*",
-        "agent hooks/spec.py (HookSpecError naming the field)",
-        "run time",
-        "prober.Handler is free-form in the CRD and its parser lives in the agent, which the operator may "
-        "not import; the session fails naming the hook's field",
+        "the agent's hooks (api/hooks.py: HookSpecError naming the field)",
+        "reconciler",
+        "prober.Handler is free-form in Stash's CRD (kept so); the operator parses the hooks with the agent's "
+        "own parser (stashlet.api.hooks) and the object is Invalid naming the hook's field before it runs",
     ),
 )
 """Every run-time refusal of a spec value and where stashlet refuses it (see the module docstring)."""

@@ -19,9 +19,9 @@ from stashlet.agent.hooks import (
 )
 from stashlet.agent.hooks.data import restore_data
 from stashlet.agent.hooks.outcome import Scrubber
-from stashlet.agent.hooks.spec import ExecAction, FormEntry, HTTPAction, HTTPHeader, TCPSocketAction
 from stashlet.api.backupconfiguration import BackupHooks
 from stashlet.api.durations import format_whole_seconds
+from stashlet.api.hooks import ExecAction, FormEntry, HTTPAction, HTTPHeader, TCPSocketAction
 from stashlet.api.restoresession import RestoreSession
 
 

@@ -251,6 +251,30 @@ def test_the_reconciler_names_a_value_stored_before_the_rules(changes: dict[str,
     assert any(problem.startswith(field) for problem in problems), problems
 
 
+def test_a_hook_that_is_no_handler_makes_the_configuration_invalid_naming_it(
+    bc: BackupConfiguration, repo: Repository, make: Any
+) -> None:
+    """``spec.hooks`` is free-form in the CRD; a hook the agent could never run (two actions, no action, a
+    port of the wrong shape) is named in ValidationPassed and nothing is applied."""
+    for hooks, field in (
+        ({"preBackup": {"exec": {"command": ["sync"]}, "httpGet": {"port": 80}}}, "spec.hooks.preBackup:"),
+        ({"postBackup": {"containerName": "app"}}, "spec.hooks.postBackup:"),
+        ({"preBackup": {"tcpSocket": {"port": [80]}}}, "spec.hooks.preBackup.tcpSocket.port:"),
+    ):
+        spec = {**bc.to_dict()["spec"], "hooks": hooks}
+        verdict = validate(
+            BackupConfiguration.from_dict({**bc.to_dict(), "spec": spec}), observed(repo, make.deployment())
+        )
+        passed = by_type(verdict)[ConditionType.VALIDATION_PASSED]
+        assert not verdict.applicable
+        assert passed.status == ConditionStatus.FALSE and field in passed.message, passed.message
+    fine = {"preBackup": {"httpGet": {"port": 8080, "path": "/quiesce"}}}
+    spec = {**bc.to_dict()["spec"], "hooks": fine}
+    assert validate(
+        BackupConfiguration.from_dict({**bc.to_dict(), "spec": spec}), observed(repo, make.deployment())
+    ).applicable
+
+
 @pytest.mark.parametrize(("name", "obj"), [a for a in ACCEPTED if a[1]["kind"] == "BackupConfiguration"])
 def test_the_reconciler_passes_the_accepted_edges(name: str, obj: dict[str, Any]) -> None:
     """The edge values the API server takes are no problem to the reconciler either."""

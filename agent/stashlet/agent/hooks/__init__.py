@@ -37,7 +37,7 @@ from stashlet.agent.hooks.data import (
 )
 from stashlet.agent.hooks.outcome import HookCondition, HookResult, hook_condition
 from stashlet.agent.hooks.run import DEFAULT_TIMEOUT, PodRef, run_hook
-from stashlet.agent.hooks.spec import (
+from stashlet.api.hooks import (
     ExecutionPolicy,
     Hook,
     HookKind,

@@ -24,11 +24,11 @@ import datetime as dt
 from dataclasses import dataclass
 
 from stashlet.agent.hooks.gofuncs import GoStruct
-from stashlet.agent.hooks.spec import ExecutionPolicy, HookKind
 from stashlet.api import names
 from stashlet.api.backupsession import BackupSession
 from stashlet.api.common import TargetRef
 from stashlet.api.durations import format_whole_seconds
+from stashlet.api.hooks import ExecutionPolicy, HookKind
 from stashlet.api.restoresession import RestoreSession
 
 PHASE_SUCCEEDED = "Succeeded"

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from stashlet.agent.errors import ReportFailure
-from stashlet.agent.hooks.spec import ExecAction, Hook, HookKind, HTTPAction
 from stashlet.api.conditions import ConditionReason, ConditionType
+from stashlet.api.hooks import ExecAction, Hook, HookKind, HTTPAction
 
 REDACTED: Final = "***"
 MIN_SECRET: Final = 4

@@ -24,7 +24,7 @@ import aiohttp
 from multidict import CIMultiDict
 
 from stashlet.agent.hooks.outcome import HookFailed, Scrubber
-from stashlet.agent.hooks.spec import HTTPAction
+from stashlet.api.hooks import HTTPAction
 
 USER_AGENT = "stashlet-hook"
 MAX_RESPONSE = 10 * 1024

@@ -27,8 +27,8 @@ from stashlet.agent.hooks.gofuncs import TemplateError
 from stashlet.agent.hooks.outcome import HookFailed, HookResult, Scrubber
 from stashlet.agent.hooks.podexec import exec_in_container
 from stashlet.agent.hooks.probes import http_request, tcp_connect
-from stashlet.agent.hooks.spec import ExecAction, Hook, HookKind, HTTPAction, TCPSocketAction
 from stashlet.agent.hooks.template import render
+from stashlet.api.hooks import ExecAction, Hook, HookKind, HTTPAction, TCPSocketAction
 from stashlet.kube.client import call_json
 from stashlet.kube.errors import KubeError, NotFound
 

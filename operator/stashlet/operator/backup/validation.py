@@ -20,6 +20,7 @@ from stashlet.api.backupconfiguration import BackupConfiguration, target_path_pr
 from stashlet.api.common import ConditionStatus, Snapshotter
 from stashlet.api.conditions import ConditionReason, ConditionType
 from stashlet.api.durations import go_duration_problem
+from stashlet.api.hooks import backup_hook_problems
 from stashlet.api.repository import retention_problems
 from stashlet.api.schedules import schedule_problem
 from stashlet.operator.backup.retry_policy import delay_problems
@@ -77,8 +78,8 @@ def runner_of(bc: BackupConfiguration) -> field_support.Runner:
 def value_problems(bc: BackupConfiguration) -> list[str]:
     """The values that could never run, each naming the field: a schedule the CronJob controller refuses, a
     ``timeOut`` or ``retryConfig.delay`` Go cannot read, a relative target path, a retention policy restic
-    refuses. The API server
-    refuses these at the door (the CRD's rules); this names them in an object stored before the rules."""
+    refuses, a hook that is no ``prober.Handler`` (the CRD takes hooks free-form). The API server refuses
+    the others at the door (the CRD's rules); this names them in an object stored before the rules."""
     snapshotter = backup_model(bc) == Model.VOLUME_SNAPSHOTTER
     problems = [
         problem
@@ -90,6 +91,7 @@ def value_problems(bc: BackupConfiguration) -> list[str]:
     ]
     problems += delay_problems(bc)
     problems += target_path_problems(bc.spec.target)
+    problems += backup_hook_problems(bc.spec.hooks)
     return problems + retention_problems(bc.spec.retention_policy, needs_rule=not snapshotter)
 
 

@@ -34,6 +34,7 @@ from stashlet.api import names, restore_jobs
 from stashlet.api.common import Condition, ConditionStatus, Snapshotter
 from stashlet.api.conditions import ConditionType
 from stashlet.api.durations import go_duration_problem
+from stashlet.api.hooks import restore_hook_problems
 from stashlet.api.restore_rules import rule_problems, rules_of
 from stashlet.api.restoresession import RestorePhase, RestoreSession
 from stashlet.operator.core import field_support, workloads
@@ -94,6 +95,7 @@ def spec_problems(rs: RestoreSession) -> list[str]:
         problems += shared.target_problems(ref, mounts, rs.metadata.namespace, _WORDS)
     where, rules = rules_of(rs)
     problems += rule_problems(rules, where)
+    problems += restore_hook_problems(spec.hooks)
     return problems if time_out is None else [*problems, time_out]
 
 

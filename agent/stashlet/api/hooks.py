@@ -9,7 +9,8 @@ of ``exec`` (``command``), ``httpGet`` (``host``, ``port``, ``path``, ``scheme``
 
 The handler's API says one and only one action should be given; a hook with none or several, a field
 Stash's schema does not have, or a value of the wrong shape is refused with :class:`HookSpecError`,
-whose message starts with the field's path (``spec.hooks.preBackup.httpGet.port: ...``).
+whose message starts with the field's path (``spec.hooks.preBackup.httpGet.port: ...``). Shared by the
+operator (which refuses such an object before it runs) and the agent (which runs the hooks).
 """
 
 from __future__ import annotations
@@ -19,15 +20,21 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Final
 
-from stashlet.agent.errors import RefuseInput
 from stashlet.api.backupconfiguration import BackupHooks
 from stashlet.api.restoresession import RestoreHooks
 
 
-class HookSpecError(RefuseInput):
-    """A hook's definition is wrong; the message starts with the field's path."""
+class HookSpecError(ValueError):
+    """A hook's definition is wrong; ``message`` starts with the field's path. The operator names it in
+    ``ValidationPassed`` (the object never runs); an agent that meets one anyway fails the host with
+    ``reason``."""
 
     reason = "InvalidHook"
+
+    def __init__(self, message: str) -> None:
+        """Keep the message (the field's path first)."""
+        super().__init__(message)
+        self.message = message
 
 
 class HookKind(StrEnum):
@@ -156,6 +163,24 @@ def backup_hooks(hooks: BackupHooks | Mapping[str, Any] | None, where: str = "sp
 def restore_hooks(hooks: RestoreHooks | Mapping[str, Any] | None, where: str = "spec.hooks") -> HookSet:
     """A RestoreSession's ``spec.hooks`` (``preRestore``, ``postRestore``)."""
     return _hook_set(hooks, where, HookKind.PRE_RESTORE, HookKind.POST_RESTORE)
+
+
+def backup_hook_problems(hooks: BackupHooks | Mapping[str, Any] | None) -> list[str]:
+    """What is wrong with a BackupConfiguration's ``spec.hooks`` (the first problem, naming its field)."""
+    try:
+        backup_hooks(hooks)
+    except HookSpecError as exc:
+        return [exc.message]
+    return []
+
+
+def restore_hook_problems(hooks: RestoreHooks | Mapping[str, Any] | None) -> list[str]:
+    """What is wrong with a RestoreSession's ``spec.hooks`` (the first problem, naming its field)."""
+    try:
+        restore_hooks(hooks)
+    except HookSpecError as exc:
+        return [exc.message]
+    return []
 
 
 def _hook_set(
