@@ -17,7 +17,8 @@ The API, for the backup and restore runners::
 command or an ``httpPost`` body read (``{{ .Status.Phase }}``, ``{{ .Status.Error }}``, ...); a post
 hook its ``executionPolicy`` excludes comes back ``skipped`` (a success, with Stash's skip message).
 
-Modules: :mod:`.spec` (typed hooks parsed from the manifests' dicts), :mod:`.data` (the summary and
+Modules: :mod:`stashlet.api.hooks` (typed hooks parsed from the manifests' dicts, shared with the
+operator, which refuses a bad one), :mod:`.data` (the summary and
 the execution policy), :mod:`.template`, :mod:`.lexer` and :mod:`.gofuncs` (a safe renderer of Go
 templates), :mod:`.probes` (HTTP and TCP), :mod:`.pods` (the executor pod's IP, containers and ports),
 :mod:`.podexec` (``pods/exec``), :mod:`.outcome` (the result, its condition and event, and scrubbing of
