@@ -199,11 +199,13 @@ async def test_seed_003_backup_pause_and_resume(
     selector = "stash.appscode.com/backup-configuration=pause-backup"
     runs = iter(range(1, 10))
 
-    async def trigger_run(*, scheduled: bool) -> dict[str, Any]:
-        """The next trigger pod to finish: the schedule's, or one of a Job made from the CronJob."""
-        before = {
-            p["metadata"]["name"] for p in get(kubectl, "pods", "-n", namespace, "-l", selector)["items"]
-        }
+    def trigger_pods() -> set[str]:
+        return {p["metadata"]["name"] for p in get(kubectl, "pods", "-n", namespace, "-l", selector)["items"]}
+
+    async def trigger_run(*, scheduled: bool, before: set[str] | None = None) -> dict[str, Any]:
+        """The next trigger pod to finish (of those not in ``before``, by default the pods there are now):
+        the schedule's, or one of a Job made from the CronJob."""
+        before = trigger_pods() if before is None else before
         if not scheduled:
             job = f"by-hand-{next(runs)}"
             kubectl("create", "job", job, "--from=cronjob/stash-trigger-pause-backup", "-n", namespace)
@@ -226,9 +228,16 @@ async def test_seed_003_backup_pause_and_resume(
         return pod
 
     # kube-controller-manager fires the CronJob; the trigger names the session after the scheduled time.
-    fired = await trigger_run(scheduled=True)
-    # That firing proves the schedule. The schedule moves to once a year now (the next firing is most of
-    # a minute away), so the trigger's later runs are only the ones this test starts.
+    # That firing proves the schedule. The schedule moves to once a year as soon as the CronJob has made
+    # its Job (the next firing is most of a minute away, and a slow trigger pod cannot let a second one
+    # in), so the trigger's later runs are only the ones this test starts.
+    before_firing = trigger_pods()
+
+    def fired_job() -> bool:
+        cron = get(kubectl, "cronjob", "stash-trigger-pause-backup", "-n", namespace)
+        return bool(cron.get("status", {}).get("lastScheduleTime"))
+
+    await helpers.until(fired_job, timeout=90, what="the CronJob's first firing")
     patch = json.dumps({"spec": {"schedule": "0 0 1 1 *"}})
     kubectl("patch", "backupconfiguration", "pause-backup", "-n", namespace, "--type=merge", "-p", patch)
 
@@ -237,6 +246,7 @@ async def test_seed_003_backup_pause_and_resume(
         return bool(cron["spec"]["schedule"] == "0 0 1 1 *")
 
     await helpers.until(rescheduled, timeout=30, what="the CronJob rescheduled")
+    fired = await trigger_run(scheduled=True, before=before_firing)
     unix = int(fired["metadata"]["labels"]["batch.kubernetes.io/job-name"].rsplit("-", 1)[1]) * 60
     name = f"pause-backup-{unix}"
     made = get(kubectl, "backupsession", name, "-n", namespace)

@@ -303,10 +303,15 @@ class Controller(ControlLoop):
         labels = obj.get("metadata", {}).get("labels") or {}
         invoker = (obj.get("spec") or {}).get("invoker") or {}
         bc_name = invoker.get("name") or labels.get(names.LABEL_INVOKER_NAME)
-        if event.type != DELETED and not pickup.taken_up(obj):
-            status = obj.get("status") or {}
-            if status.get("phase") not in history.FINISHED:
-                self.queue.add(PICKUP_PREFIX + event.key)
+        waiting = (
+            event.type != DELETED
+            and not pickup.taken_up(obj)
+            and (obj.get("status") or {}).get("phase") not in history.FINISHED
+        )
+        if waiting:
+            self.queue.add(PICKUP_PREFIX + event.key)
+        else:  # taken up, ended or gone: its pickup deadline means nothing any more
+            self.queue.forget(PICKUP_PREFIX + event.key)
         if (
             invoker.get("kind", names.KIND_BACKUP_CONFIGURATION) != names.KIND_BACKUP_CONFIGURATION
             or not bc_name

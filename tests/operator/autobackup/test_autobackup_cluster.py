@@ -16,6 +16,7 @@ import pytest
 from kubernetes_asyncio import client
 from tests.polling import eventually
 
+from stashlet.api import agent_identity
 from stashlet.kube.watch import WatchSettings
 from stashlet.localcluster.controlplane import ControlPlane
 from stashlet.operator.autobackup.controller import AutoBackupController
@@ -158,7 +159,9 @@ async def can(akubectl: Any, namespace: str, who: str, verb: str, what: str) -> 
 
 
 def agent(namespace: str) -> str:
-    return f"system:serviceaccount:{namespace}:default"
+    """The sidecar's own account for auto-backup's configuration ``deploy-stash-demo`` (the workload's own
+    account, ``default`` here, is granted nothing)."""
+    return f"system:serviceaccount:{namespace}:{agent_identity.agent_account('deploy-stash-demo')}"
 
 
 async def event(akubectl: Any, namespace: str, reason: str, *words: str) -> dict[str, Any]:
@@ -220,6 +223,8 @@ async def test_blueprint_makes_ready_configurations_and_same_named_workloads_do_
         akubectl, repo_ns, agent(one), "get", f"repositories.stash.appscode.com/{two}-deploy-stash-demo"
     )
     assert not await can(akubectl, repo_ns, agent(one), "list", "secrets")
+    workload_account = f"system:serviceaccount:{one}:default"
+    assert not await can(akubectl, repo_ns, workload_account, "get", "secrets/gcs-secret")
     assert len(await akubectl.items("repositories", repo_ns, "-l", CREATED_BY)) == 2
 
 

@@ -150,3 +150,24 @@ def test_every_operator_exception_has_one_root() -> None:
         if cls in (*roots, OperatorError):
             continue
         assert sum(issubclass(cls, root) for root in roots) == 1, cls
+
+
+async def test_a_forgotten_timer_never_fires_and_is_not_pending() -> None:
+    """``forget`` drops a key's timer (its session ended before its deadline): the key is not pending, and
+    it is not handled when the timer would have fired."""
+    runs: list[str] = []
+
+    async def handle(key: str) -> None:
+        runs.append(key)
+
+    queue = WorkQueue(handle)
+    async with running(queue):
+        queue.add("deadline", 0.2)
+        queue.add("other", 0.2)
+        assert queue.pending() == 2
+        queue.forget("deadline")
+        queue.forget("never-added")
+        assert queue.pending() == 1
+        await eventually(lambda: runs == ["other"], what="the other timer to fire", interval=0.05)
+        await asyncio.sleep(0.3)
+    assert runs == ["other"]

@@ -61,6 +61,12 @@ class WorkQueue:
             self._waiting.add(key)
             self._queue.put_nowait(key)
 
+    def forget(self, key: str) -> None:
+        """Drop ``key``'s timer, if it has one (what it was due for no longer needs doing)."""
+        timer = self._timers.pop(key, None)
+        if timer is not None:
+            timer.cancel()
+
     def _fire(self, key: str) -> None:
         self._timers.pop(key, None)
         self.add(key)
