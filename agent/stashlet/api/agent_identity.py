@@ -9,6 +9,10 @@
   ``<STORAGE_SECRETS_DIR>/<secret name>`` (one file per key); ``$STASHLET_STORAGE_SECRETS_DIR``
   (:data:`ENV_STORAGE_SECRETS_DIR`) tells the agent to read it there rather than through the API.
 
+The ``stash-init`` init-container of a RestoreSession gets the same, with ServiceAccount (and token Secret)
+``stashlet-restore-<rs>`` (:func:`restore_account`), the account its restore Jobs run as too: one identity
+per RestoreSession. It writes only its own RestoreSession's status, which RBAC grants by name.
+
 The admission policy the Helm chart ships (``charts/stashlet/templates/admission-policy.yaml``) ties a
 BackupSession written by ServiceAccount ``<prefix><name>`` (one of :data:`SESSION_WRITER_PREFIXES`) to the
 configuration ``<name>``, so the name is the identity: it must be the whole configuration name, never cut.
@@ -20,6 +24,13 @@ from typing import Final
 
 AGENT_ACCOUNT_PREFIX: Final = "stashlet-agent-"
 """The prefix of the sidecar's per-configuration ServiceAccount (and its token Secret)."""
+
+RESTORE_ACCOUNT_PREFIX: Final = "stashlet-restore-"
+"""The prefix of a RestoreSession's own ServiceAccount (and its token Secret): ``stash-init``'s and its
+restore Jobs'."""
+
+TOKEN_ACCOUNT_PREFIXES: Final = (AGENT_ACCOUNT_PREFIX, RESTORE_ACCOUNT_PREFIX)
+"""The accounts whose token Secrets the operator creates (the chart's admission policy admits no other)."""
 
 SESSION_WRITER_PREFIXES: Final = (AGENT_ACCOUNT_PREFIX, "stashlet-kubedump-", "stashlet-pvc-backup-")
 """The ServiceAccounts stashlet makes that write BackupSessions: the sidecar's and a Task's Jobs'. The
@@ -37,6 +48,11 @@ STORAGE_SECRETS_DIR: Final = "/var/run/stashlet/storage-secrets"
 def agent_account(configuration: str) -> str:
     """The sidecar's ServiceAccount (and token Secret) for BackupConfiguration ``configuration``."""
     return f"{AGENT_ACCOUNT_PREFIX}{configuration}"
+
+
+def restore_account(session: str) -> str:
+    """The ServiceAccount (and token Secret) of RestoreSession ``session``'s ``stash-init`` and Jobs."""
+    return f"{RESTORE_ACCOUNT_PREFIX}{session}"
 
 
 def longest_configuration_name() -> int:

@@ -15,6 +15,7 @@ from tests.polling import eventually, in_thread
 
 from stashlet.agent.hooks import HookData, HookKind, PodRef, restore_hooks, run_hook
 from stashlet.agent.hooks.data import InvokerRef, SessionStatus, TargetInfo
+from stashlet.api import agent_identity
 from stashlet.api.restoresession import RestoreSession
 from stashlet.kube.client import api_client
 from stashlet.localcluster import images
@@ -27,7 +28,8 @@ pytestmark = pytest.mark.cluster
 
 Kubectl = Callable[..., subprocess.CompletedProcess[str]]
 POD = "app-0"
-ACCOUNT = "app-sa"
+ACCOUNT = agent_identity.restore_account("rs-hooks")
+"""The session's own account, stash-init's identity (the operator binds its Role to it alone)."""
 DATA = HookData(
     name="rs-hooks",
     namespace="demo",
@@ -93,7 +95,6 @@ def grant(kubectl: Kubectl, namespace: str, hooks: dict[str, Any] | None) -> Non
         rs,
         WORKLOAD_KINDS["Deployment"],
         "app",
-        service_account=ACCOUNT,
         repository=RepositoryAccess(namespace, "repo", "secret"),
     )
     apply(kubectl, *objects)
@@ -122,7 +123,8 @@ async def admin_exec(kubectl: Kubectl, namespace: str, container: str, *command:
 
 @pytest.fixture
 async def running(local_cluster: LocalCluster, kubectl: Kubectl, namespace: str) -> AsyncIterator[str]:
-    """Pod ``app-0`` running (both containers ready) on the real node, as ServiceAccount ``app-sa``."""
+    """Pod ``app-0`` running (both containers ready) on the real node, as ServiceAccount
+    ``stashlet-restore-rs-hooks``."""
     if local_cluster.node is None:
         pytest.fail(f"exec hooks need a real node: {local_cluster.node_unavailable}")
     kubectl("create", "serviceaccount", ACCOUNT, "-n", namespace)
@@ -140,7 +142,7 @@ async def running(local_cluster: LocalCluster, kubectl: Kubectl, namespace: str)
 
 @pytest.fixture
 def agent_kubeconfig(service_account_kubeconfig: Callable[[str, str], Path], running: str) -> Path:
-    """A kubeconfig holding a token of the pod's own ServiceAccount: the agent's identity."""
+    """A kubeconfig holding a token of the session's own ServiceAccount: stash-init's identity."""
     return service_account_kubeconfig(running, ACCOUNT)
 
 

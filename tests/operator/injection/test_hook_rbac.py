@@ -108,7 +108,6 @@ def test_stash_init_may_exec_only_with_an_exec_hook(
         session(hooks),
         WORKLOAD_KINDS["StatefulSet"],
         "app",
-        service_account="app-sa",
         repository=RepositoryAccess(repository_namespace, "repo", "secret"),
     )
     roles = rules_by_namespace(objects)

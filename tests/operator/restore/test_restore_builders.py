@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from stashlet.api import agent_contract, names
+from stashlet.api import agent_contract, agent_identity, names
 from stashlet.api.backupconfiguration import BackupConfiguration
 from stashlet.api.common import ConditionStatus
 from stashlet.api.repository import Repository
@@ -242,7 +242,7 @@ def test_init_container_runs_restore_first_with_writable_mounts(repo: Repository
     assert {"name": "EXTRA", "value": "1"} in init["env"]
     assert init["resources"] == {"limits": {}}
     assert init["securityContext"] == {"runAsUser": 0, "runAsGroup": 0}  # it restores owners
-    assert init["volumeMounts"] == [
+    assert init["volumeMounts"][:2] == [
         {"name": "source-data", "mountPath": "/source/data"},
         {"name": names.INIT_TMP_VOLUME, "mountPath": names.TMP_MOUNT_PATH},
     ]
@@ -255,6 +255,68 @@ def test_init_container_runs_restore_first_with_writable_mounts(repo: Repository
     annotations = patched["spec"]["template"]["metadata"]["annotations"]
     assert annotations[names.ANNOTATION_LAST_APPLIED_RESTORE] == "RestoreSession/deployment-restore"
     assert annotations[names.ANNOTATION_RESTORE_INJECTION_HASH] == injection.hash
+
+
+@pytest.mark.parametrize("repository_namespace", ["demo", "elsewhere"])
+def test_stash_init_alone_gets_the_sessions_token_and_the_storage_secret_of_its_namespace(
+    make: Any, repository_namespace: str
+) -> None:
+    """``stash-init`` mounts the token Secret of the session's own account ``stashlet-restore-<rs>`` and,
+    when the Repository lives in the session's namespace, the storage Secret it names, read-only and
+    ``optional``, with the variables that point the agent at them; a Repository of another namespace is
+    read through the API (no mount, no variable). The workload's own containers get neither, and its
+    service account is left as it was."""
+    repository = Repository.from_dict(
+        make.repository(namespace=repository_namespace, secret="restore-secret")
+    )
+    rs = restore_session()
+    workload = make.deployment()
+    workload["spec"]["template"]["spec"]["initContainers"] = [{"name": "app-init", "image": "busybox"}]
+    injection = init_container.build_init_injection(rs, "Deployment", "stash-demo", repository, SETTINGS)
+    patched = init_container.inject(workload, injection)
+    assert patched is not None
+    template = patched["spec"]["template"]["spec"]
+    init = init_of(patched)
+    volumes = {v["name"]: v for v in template["volumes"]}
+    mounts = {m["name"]: m for m in init["volumeMounts"]}
+    env = {e["name"]: e.get("value") for e in init["env"]}
+    assert volumes["stash-init-kube-token"]["secret"] == {
+        "secretName": "stashlet-restore-deployment-restore",
+        "optional": True,
+    }
+    assert mounts["stash-init-kube-token"] == {
+        "name": "stash-init-kube-token",
+        "mountPath": agent_identity.KUBE_TOKEN_DIR,
+        "readOnly": True,
+    }
+    assert env[agent_identity.ENV_KUBE_TOKEN_DIR] == agent_identity.KUBE_TOKEN_DIR
+    if repository_namespace == "demo":
+        assert volumes["stash-init-storage-secret"]["secret"] == {
+            "secretName": "restore-secret",
+            "optional": True,
+        }
+        assert mounts["stash-init-storage-secret"] == {
+            "name": "stash-init-storage-secret",
+            "mountPath": f"{agent_identity.STORAGE_SECRETS_DIR}/restore-secret",
+            "readOnly": True,
+        }
+        assert env[agent_identity.ENV_STORAGE_SECRETS_DIR] == agent_identity.STORAGE_SECRETS_DIR
+    else:
+        assert "stash-init-storage-secret" not in volumes
+        assert "stash-init-storage-secret" not in mounts
+        assert agent_identity.ENV_STORAGE_SECRETS_DIR not in env
+    others = [c for c in template["containers"] + template["initContainers"] if c["name"] != "stash-init"]
+    assert others
+    for container in others:
+        used = {m["name"] for m in container.get("volumeMounts") or []}
+        assert not used & {"stash-init-kube-token", "stash-init-storage-secret"}, container["name"]
+    assert template.get("serviceAccountName") == workload["spec"]["template"]["spec"].get(
+        "serviceAccountName"
+    )
+    removed = init_container.remove_injection(patched, init_container.restore_invoker(rs))
+    assert removed is not None
+    left = {v["name"] for v in removed["spec"]["template"]["spec"].get("volumes") or []}
+    assert not left & {"stash-init-kube-token", "stash-init-storage-secret"}
 
 
 def test_injection_is_idempotent_and_a_change_replaces_it_once(repo: Repository, make: Any) -> None:

@@ -146,6 +146,14 @@ async def test_bad_rules_then_a_missing_repository_then_injection_then_removal(
     )
     role = await akubectl.get("role", namespace, f"stashlet-restore-{RS}")
     assert role is not None
+    binding = await akubectl.get("rolebinding", namespace, f"stashlet-restore-{RS}")
+    assert binding is not None  # the session's own account, never the workload's
+    own = f"stashlet-restore-{RS}"
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": own, "namespace": namespace}]
+    assert await akubectl.get("serviceaccount", namespace, own) is not None
+    token = await akubectl.get("secret", namespace, own)
+    assert token is not None
+    assert token["type"] == "kubernetes.io/service-account-token"
     generation = deployment["metadata"]["generation"]
     # Reconciling again (a resync, or the operator restarting) writes nothing.
     await operator.stop(cleanup=False)

@@ -7,10 +7,18 @@ a local backend's volume when the Repository uses one, and the container ``runti
 init-container may have (``env``, ``envFrom``, ``resources``, ``securityContext``). It is prepended to the
 init-containers, so the data is back before any other init-container or the application runs.
 
+What only this container gets (see :mod:`stashlet.api.agent_identity` and
+:mod:`stashlet.operator.injection.restore_rbac`): the token of the session's own ServiceAccount
+``stashlet-restore-<rs>`` (volume ``stash-init-kube-token``) and, when the Repository lives in the
+session's namespace, the storage Secret (volume ``stash-init-storage-secret``), both read-only and
+``optional`` (a missing Secret keeps the restore, not the pod's spec, from working: the agent waits for
+its token and names a Secret it cannot find), with the variables that tell the agent where they are. The
+workload's own containers and service account get neither.
+
 It coexists with the ``stash`` sidecar of a BackupConfiguration on the same workload: its volumes
-(``stash-init-tmp-dir``, ``stash-init-local``), its pod-template annotations
-(``last-applied-restore-invoker``, ``restore-injection-hash``) and its workload label
-(``stash.appscode.com/restore-session``) are its own, and the sidecar's injection touches only
+(``stash-init-tmp-dir``, ``stash-init-local``, ``stash-init-kube-token``, ``stash-init-storage-secret``),
+its pod-template annotations (``last-applied-restore-invoker``, ``restore-injection-hash``) and its
+workload label (``stash.appscode.com/restore-session``) are its own, and the sidecar's injection touches only
 ``containers``, its own volumes and annotations. So injecting or removing either never changes the other,
 and neither's "already injected" check is disturbed by the other (no rollout loop).
 """
@@ -21,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from stashlet.api import agent_contract, names
+from stashlet.api import agent_identity as identity
 from stashlet.api.repository import Repository
 from stashlet.api.restoresession import RestoreSession
 from stashlet.operator.core.field_support import Runner, container_fields
@@ -45,6 +54,12 @@ __all__ = [
 ]
 from stashlet.operator.settings import OperatorSettings
 
+KUBE_TOKEN_VOLUME = "stash-init-kube-token"  # noqa: S105 - a volume's name
+"""The session's own ServiceAccount token (its Secret), at ``KUBE_TOKEN_DIR``."""
+STORAGE_SECRET_VOLUME = "stash-init-storage-secret"  # noqa: S105 - a volume's name
+"""The storage Secret of a Repository in the session's namespace, at
+``<STORAGE_SECRETS_DIR>/<secret name>``."""
+
 
 @dataclass(frozen=True)
 class InitInjection(AgentInjection):
@@ -57,12 +72,33 @@ class InitInjection(AgentInjection):
     FIRST = True
     LABEL = names.LABEL_RESTORE_SESSION
     """Valued with the RestoreSession's name."""
-    OWN_VOLUMES = (names.INIT_TMP_VOLUME, names.INIT_LOCAL_VOLUME)
+    OWN_VOLUMES = (names.INIT_TMP_VOLUME, names.INIT_LOCAL_VOLUME, KUBE_TOKEN_VOLUME, STORAGE_SECRET_VOLUME)
 
 
 def restore_invoker(rs: RestoreSession) -> str:
     """The value of the ``last-applied-restore-invoker`` annotation: ``RestoreSession/<name>``."""
     return f"{names.KIND_RESTORE_SESSION}/{rs.metadata.name}"
+
+
+def credentials(
+    rs: RestoreSession, repository: Repository | None
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """The volumes, mounts and env that give ``stash-init`` the session's own token and, where the
+    Repository lives in ``rs``'s namespace, the storage Secret."""
+    namespace = rs.metadata.namespace or ""
+    token = {"secretName": identity.restore_account(rs.metadata.name or ""), "optional": True}
+    volumes: list[dict[str, Any]] = [{"name": KUBE_TOKEN_VOLUME, "secret": token}]
+    mounts: list[dict[str, Any]] = [
+        {"name": KUBE_TOKEN_VOLUME, "mountPath": identity.KUBE_TOKEN_DIR, "readOnly": True}
+    ]
+    env: list[dict[str, Any]] = [{"name": identity.ENV_KUBE_TOKEN_DIR, "value": identity.KUBE_TOKEN_DIR}]
+    secret = repository.spec.backend.storage_secret_name if repository is not None else None
+    if repository is not None and secret and (repository.metadata.namespace or namespace) == namespace:
+        volumes.append({"name": STORAGE_SECRET_VOLUME, "secret": {"secretName": secret, "optional": True}})
+        path = f"{identity.STORAGE_SECRETS_DIR}/{secret}"
+        mounts.append({"name": STORAGE_SECRET_VOLUME, "mountPath": path, "readOnly": True})
+        env.append({"name": identity.ENV_STORAGE_SECRETS_DIR, "value": identity.STORAGE_SECRETS_DIR})
+    return volumes, mounts, env
 
 
 def build_init_injection(
@@ -82,16 +118,19 @@ def build_init_injection(
     volumes, own_mounts = agent_storage(
         rs.spec.temp_dir, repository, names.INIT_TMP_VOLUME, names.INIT_LOCAL_VOLUME
     )
+    secret_volumes, secret_mounts, secret_env = credentials(rs, repository)
     runtime = (rs.spec.runtime_settings.container if rs.spec.runtime_settings else None) or {}
     container = agent_container(
         names.INIT_CONTAINER,
         agent_args(agent_contract.MODE_RESTORE, rs, (target_kind, target_name), settings),
-        mounts + own_mounts,
+        mounts + own_mounts + secret_mounts,
         runtime,
         container_fields(Runner.INIT_CONTAINER),
         settings,
     )
-    return InitInjection.made_for(rs, container, volumes)
+    own_env = {e["name"] for e in secret_env}
+    container["env"] = [*(e for e in container["env"] if e.get("name") not in own_env), *secret_env]
+    return InitInjection.made_for(rs, container, volumes + secret_volumes)
 
 
 def applied_restore(workload: dict[str, Any]) -> str | None:

@@ -1,22 +1,30 @@
-"""Roles and RoleBindings for one RestoreSession's ``stash-init`` init-container: pure.
+"""The identity, Roles and RoleBindings of one RestoreSession's ``stash-init`` init-container: pure.
 
-The init-container runs as the workload's service account, which gets exactly what
-``stashlet-agent restore`` uses (see ``agent/stashlet/agent/restore/``):
+Who ``stash-init`` is: not the workload's service account (often ``default``, shared by every pod of the
+namespace that names none; see :mod:`stashlet.operator.injection.rbac` for the decision), but the
+session's own ServiceAccount ``stashlet-restore-<rs>`` (:func:`restore_identity`), with its token in the
+Secret of the same name (type ``kubernetes.io/service-account-token``, filled by the token controller),
+both owned by the session. The token is mounted into ``stash-init`` alone
+(:mod:`stashlet.operator.injection.init_container`); the workload's account gets nothing. That account
+gets exactly what ``stashlet-agent restore`` uses (see ``agent/stashlet/agent/restore/``):
 
 - in the session's namespace (Role ``stashlet-restore-<rs>``): its RestoreSession by name (``get``; the
-  status is written with a read then an ``update`` of ``restoresessions/status``); events (the recorder
-  reads, creates and counts them); the restore Lease ``lock-<kind>-<name>-restore`` (``create``, then
-  ``get``/``update`` by name); pods (``get``: whether the holder of a stale restic lock is gone, and a
-  hook's executor pod); its workload by name (``get``, for the number of hosts); and, only when
-  ``spec.hooks`` has an ``exec`` hook, ``create`` and ``get`` on ``pods/exec`` (see
-  :func:`stashlet.operator.injection.rbac.exec_rules`);
+  status is written with a read then an ``update`` of ``restoresessions/status``, by name too, so no
+  admission policy is needed to keep it off another session); events (the recorder reads, creates and
+  counts them); the restore Lease ``lock-<kind>-<name>-restore`` (``create``, then ``get``/``update`` by
+  name); pods (``get``: whether the holder of a stale restic lock is gone, and a hook's executor pod); its
+  workload by name (``get``, for the number of hosts); and, only when ``spec.hooks`` has an ``exec`` hook,
+  ``create`` and ``get`` on ``pods/exec`` (see :func:`stashlet.operator.injection.rbac.exec_rules`);
 - where the Repository lives (the same Role, or Role ``stashlet-restore-<rs namespace>-<rs>`` there when
-  it is another namespace): that Repository and the one storage Secret, by name, read only.
+  it is another namespace): that Repository by name, read only; the storage Secret is **not** readable
+  when it lives in the session's namespace (it is mounted into ``stash-init``), and read by name from the
+  Repository's other namespace.
 
-A session restored by Jobs (a named claim, or volumeClaimTemplates) runs them as ServiceAccount
-``stashlet-restore-<rs>``, made for it (or the one ``runtimeSettings.pod.serviceAccountName`` names), which
-gets the same Roles with what ``stashlet-agent restore-job`` uses: the RestoreSession, its status, events,
-pods (``get``), ``pods/exec`` only for an exec hook; no Lease (each Job is its own host) and no workload.
+A session restored by Jobs (a named claim, or volumeClaimTemplates) runs them as the same ServiceAccount
+``stashlet-restore-<rs>`` (or the one ``runtimeSettings.pod.serviceAccountName`` names), whose Pods get
+its token the usual way; it gets the same Roles with what ``stashlet-agent restore-job`` uses: the
+RestoreSession, its status, events, pods (``get``), ``pods/exec`` only for an exec hook, the storage
+Secret by name (the Jobs do not mount it); no Lease (each Job is its own host) and no workload.
 
 Objects in the session's namespace are owned by it (garbage-collected with it); the one in another
 namespace cannot be, and the finalizer deletes it.
@@ -24,14 +32,17 @@ namespace cannot be, and the finalizer deletes it.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
+from stashlet.api import agent_identity as identity
 from stashlet.api import names
-from stashlet.api.common import KubeObject
 from stashlet.api.restoresession import RestoreSession
-from stashlet.operator.core.objects import owner_reference
+from stashlet.operator.core.objects import managed_labels, owner_reference
 from stashlet.operator.core.workloads import WorkloadKind
 from stashlet.operator.injection.rbac import (
+    SERVICE_ACCOUNT_NAME_ANNOTATION,
+    SERVICE_ACCOUNT_TOKEN_TYPE,
     ObjectRef,
     RepositoryAccess,
     agent_grant,
@@ -40,7 +51,34 @@ from stashlet.operator.injection.rbac import (
     rule,
 )
 
-RESTORE_PREFIX = "stashlet-restore-"
+RESTORE_PREFIX = identity.RESTORE_ACCOUNT_PREFIX
+"""The prefix of the session's Roles (and RoleBindings), and of its own ServiceAccount."""
+
+
+def restore_account(rs: RestoreSession) -> str:
+    """The session's own ServiceAccount (and token Secret): ``stashlet-restore-<rs>``."""
+    return identity.restore_account(rs.metadata.name or "")
+
+
+def restore_identity(rs: RestoreSession) -> list[dict[str, Any]]:
+    """The session's ServiceAccount and the Secret the token controller fills with its token, both owned
+    by ``rs`` (see the module docstring)."""
+    name = restore_account(rs)
+    meta = {
+        "name": name,
+        "namespace": rs.metadata.namespace or "",
+        "labels": managed_labels(rs),
+        "ownerReferences": [owner_reference(rs)],
+    }
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": copy.deepcopy(meta)},
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": SERVICE_ACCOUNT_TOKEN_TYPE,
+            "metadata": {**copy.deepcopy(meta), "annotations": {SERVICE_ACCOUNT_NAME_ANNOTATION: name}},
+        },
+    ]
 
 
 def restore_rules(rs: RestoreSession, kind: WorkloadKind, workload: str) -> list[dict[str, Any]]:
@@ -76,7 +114,7 @@ def job_service_account(rs: RestoreSession) -> str:
     ``stashlet-restore-<rs>``."""
     runtime = rs.spec.runtime_settings
     own = ((runtime.pod if runtime else None) or {}).get("serviceAccountName")
-    return str(own) if own else f"{RESTORE_PREFIX}{rs.metadata.name}"
+    return str(own) if own else restore_account(rs)
 
 
 def job_rbac(rs: RestoreSession, repository: RepositoryAccess) -> list[dict[str, Any]]:
@@ -84,8 +122,8 @@ def job_rbac(rs: RestoreSession, repository: RepositoryAccess) -> list[dict[str,
     RoleBindings."""
     account = job_service_account(rs)
     made: list[dict[str, Any]] = []
-    if account == f"{RESTORE_PREFIX}{rs.metadata.name}":
-        made.append(_service_account(rs, account))
+    if account == restore_account(rs):
+        made.append(restore_identity(rs)[0])
     return [
         *made,
         *agent_grant(
@@ -99,25 +137,12 @@ def job_rbac(rs: RestoreSession, repository: RepositoryAccess) -> list[dict[str,
     ]
 
 
-def _service_account(owner: KubeObject, name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "ServiceAccount",
-        "metadata": {
-            "name": name,
-            "namespace": owner.metadata.namespace,
-            "labels": {names.LABEL_MANAGED_BY: names.MANAGED_BY},
-            "ownerReferences": [owner_reference(owner)],
-        },
-    }
-
-
-def repository_rules(repository: str, secret: str) -> list[dict[str, Any]]:
-    """Read the Repository and its storage Secret, by name."""
-    return [
-        rule(names.GROUP, [names.REPOSITORIES], ["get"], [repository]),
-        rule("", ["secrets"], ["get"], [secret]),
-    ]
+def repository_rules(repository: str, secret: str | None) -> list[dict[str, Any]]:
+    """Read the Repository and, when one is named, its storage Secret: by name."""
+    rules = [rule(names.GROUP, [names.REPOSITORIES], ["get"], [repository])]
+    if secret is not None:
+        rules.append(rule("", ["secrets"], ["get"], [secret]))
+    return rules
 
 
 def restore_rbac(
@@ -125,16 +150,17 @@ def restore_rbac(
     kind: WorkloadKind,
     workload: str,
     *,
-    service_account: str,
     repository: RepositoryAccess,
 ) -> list[dict[str, Any]]:
-    """The Roles and RoleBindings that give ``service_account`` what the init-container uses."""
+    """The Roles and RoleBindings that give the session's own account (:func:`restore_account`) what the
+    init-container uses; the storage Secret only from another namespace (it is mounted from its own)."""
     rules = restore_rules(rs, kind, workload)
-    repo_rules = repository_rules(repository.name, repository.secret)
+    secret = repository.secret if repository.namespace != (rs.metadata.namespace or "") else None
+    repo_rules = repository_rules(repository.name, secret)
     return agent_grant(
         rs,
         RESTORE_PREFIX,
-        service_account=service_account,
+        service_account=restore_account(rs),
         rules=rules,
         repository=repository,
         repository_rules=repo_rules,

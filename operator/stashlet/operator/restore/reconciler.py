@@ -1,7 +1,8 @@
 """One RestoreSession in: validate, then grant RBAC and inject ``stash-init``; report; clean up on deletion.
 
 Validation (:mod:`stashlet.operator.restore.validation`) sets ``RepositoryFound``, ``BackendSecretFound``,
-``RestoreTargetFound`` and ``ValidationPassed``; when all hold, the workload's service account gets the
+``RestoreTargetFound`` and ``ValidationPassed``; when all hold, the session's own ServiceAccount
+``stashlet-restore-<rs>`` and its token Secret are made, that account (never the workload's) gets the
 init-container's Role (:mod:`stashlet.operator.injection.restore_rbac`) and the init-container goes first into
 the target's pod template (:mod:`stashlet.operator.injection.init_container`), which rolls the workload's pods
 (a ReplicaSet's pods are deleted, as it does not roll by itself): ``StashInitContainerInjected``, with the
@@ -16,8 +17,9 @@ its claims and one Job per host are made (:mod:`stashlet.operator.restore.execut
 "FailedToEnsureRestoreExecutor"; a failure ends the session ``Failed``).
 
 Deleting the session (finalizer ``stash.appscode.com``) takes the init-container out of the workload
-("Init-Container Deletion Succeeded") and deletes its Roles and RoleBindings; a Job-restored session's
-Jobs and ServiceAccount go with it (owned), its claims stay: they are the user's. Idempotent like the
+("Init-Container Deletion Succeeded") and deletes its Roles and RoleBindings (its ServiceAccount and token
+Secret, owned by it, go as garbage); a Job-restored session's Jobs and ServiceAccount go with it (owned),
+its claims stay: they are the user's. Idempotent like the
 BackupConfiguration reconciler: an unchanged session writes nothing.
 """
 
@@ -29,12 +31,13 @@ from typing import Any
 
 from kubernetes_asyncio import client
 
-from stashlet.api import names, restore_jobs
+from stashlet.api import agent_identity, names, restore_jobs
 from stashlet.api.common import Condition, ConditionStatus, Snapshotter
 from stashlet.api.conditions import ConditionReason, ConditionType
 from stashlet.api.repository import Repository
 from stashlet.api.restoresession import RestoreSession, RestoreSessionStatus
-from stashlet.kube.errors import NotFound
+from stashlet.kube.client import call_json
+from stashlet.kube.errors import Conflict, NotFound
 from stashlet.operator.core import workloads
 from stashlet.operator.core.conditions import ConditionUpdate, EventSpec
 from stashlet.operator.core.observe import Dependency, ReconcileResult, lookup, observe_repository
@@ -43,7 +46,7 @@ from stashlet.operator.core.reconcile import FinalizingReconciler
 from stashlet.operator.core.validation import Lookup, repository_key, target_kind
 from stashlet.operator.injection import init_container, restore_rbac
 from stashlet.operator.injection.init_container import restore_invoker
-from stashlet.operator.injection.rbac import RepositoryAccess, up_to_date
+from stashlet.operator.injection.rbac import SERVICE_ACCOUNT_TOKEN_TYPE, RepositoryAccess, up_to_date
 from stashlet.operator.restore.executor import RestoreJobs, claim_dependency
 from stashlet.operator.restore.validation import RestoreObserved, restore_phase, validate_restore
 from stashlet.operator.settings import OperatorSettings
@@ -196,16 +199,48 @@ class RestoreReconciler(FinalizingReconciler[RestoreSession]):
         workload: dict[str, Any],
         repository: Repository,
     ) -> tuple[ConditionUpdate, dict[str, Any] | None]:
-        """RBAC for the workload's service account, then the init-container; the condition, and the
+        """The session's own identity and its RBAC, then the init-container; the condition, and the
         workload's metadata when it was written."""
         target = workload["metadata"]["name"]
+        problem = identity_name_problem(rs) or await self._ensure_identity(rs)
+        if problem is not None:  # no init-container without its own identity
+            what = f"{kind.kind} {rs.metadata.namespace}/{target}"
+            message = f"Failed to inject Stash init-container into {what}. Reason: {problem}"
+            failed = ConditionReason.INIT_CONTAINER_INJECTION_FAILED
+            return ConditionUpdate.false(ConditionType.STASH_INIT_CONTAINER_INJECTED, failed, message), None
         access = RepositoryAccess.of(repository, rs.metadata.namespace or "")
-        account = workloads.service_account(workload)
-        for obj in restore_rbac.restore_rbac(rs, kind, target, service_account=account, repository=access):
+        for obj in restore_rbac.restore_rbac(rs, kind, target, repository=access):
             await self.resources.ensure(obj, up_to_date)
         injection = init_container.build_init_injection(rs, kind.kind, target, repository, self.settings)
         patched = init_container.inject(workload, injection)
         return await self.placer.place(rs, kind, patched, injection.hash, _remover(rs), target)
+
+    async def _ensure_identity(self, rs: RestoreSession) -> str | None:
+        """Make ``rs``'s account and its token Secret where missing; a problem naming the Secret when one
+        of that name exists and is not that account's token (it is never overwritten)."""
+        account, token = restore_rbac.restore_identity(rs)
+        await self.resources.ensure(account, up_to_date)
+        meta = token["metadata"]
+        core = self.resources.core
+        try:
+            existing = await call_json(core.read_namespaced_secret, meta["name"], meta["namespace"])
+        except NotFound:
+            try:
+                await call_json(core.create_namespaced_secret, meta["namespace"], token)
+            except Conflict:  # made meanwhile: compared next time round
+                return None
+            log.info(
+                "restore service account token requested",
+                extra={"object": f"{meta['namespace']}/{rs.metadata.name}", "secret": meta["name"]},
+            )
+            return None
+        if up_to_date(existing, token):
+            return None
+        return (
+            f"Secret {meta['namespace']}/{meta['name']} exists but is not the token of ServiceAccount "
+            f"{meta['namespace']}/{meta['name']} (type {SERVICE_ACCOUNT_TOKEN_TYPE}); stash-init's "
+            "credentials go there: delete or rename it"
+        )
 
     # ------------------------------------------------------------ deletion
 
@@ -217,6 +252,18 @@ class RestoreReconciler(FinalizingReconciler[RestoreSession]):
         repo_key = repository_key(rs)
         for obj in restore_rbac.created_for(rs, repo_key[0] if repo_key else None):
             await self.resources.delete(obj.kind, obj.namespace, obj.name)
+
+
+def identity_name_problem(rs: RestoreSession) -> str | None:
+    """Why ``rs``'s name cannot carry its own ServiceAccount (too long), or None."""
+    longest = agent_identity.MAX_OBJECT_NAME - len(agent_identity.RESTORE_ACCOUNT_PREFIX)
+    if len(rs.metadata.name or "") <= longest:
+        return None
+    return (
+        f"metadata.name: RestoreSession {rs.metadata.namespace}/{rs.metadata.name} is longer than {longest} "
+        f"characters, so stash-init's ServiceAccount {agent_identity.RESTORE_ACCOUNT_PREFIX}<name> cannot "
+        "be made"
+    )
 
 
 def _remover(rs: RestoreSession) -> Callable[[Workload], Workload | None]:
