@@ -1,6 +1,7 @@
 """``stashlet-agent restore`` (the stash-init init-container) end to end: real API server, real restic,
 real Pushgateway; the agent runs as a process with its own service account's token and exactly the RBAC
-the init-container needs, each volume bound at its mount path in a private mount namespace (``unshare
+the init-container needs (no Secret: the storage Secret is a folder of files, as the kubelet mounts it into
+``stash-init``), each volume bound at its mount path in a private mount namespace (``unshare
 --mount``) where a pod would have its own volume, as the kubelet gives it.
 
 The backups are taken with plain restic exactly as the sidecar takes them (``backup --host=<host> --
@@ -31,7 +32,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from tests.polling import wait_until
 
-from stashlet.api import names
+from stashlet.api import agent_identity, names
 from stashlet.api.agent_contract import AgentInvocation
 from stashlet.localcluster.processes import free_port
 
@@ -51,9 +52,10 @@ Kubectl = Callable[..., subprocess.CompletedProcess[str]]
 
 
 def restore_rules(
-    session_names: Sequence[str], kind: str, workload: str, repository: str = REPOSITORY, secret: str = SECRET
+    session_names: Sequence[str], kind: str, workload: str, repository: str = REPOSITORY
 ) -> list[dict[str, Any]]:
-    """Exactly what ``stashlet-agent restore`` uses (the rules the operator must grant the init-container)."""
+    """Exactly what ``stashlet-agent restore`` uses (the rules the operator must grant the init-container):
+    no Secret, as the storage Secret of its namespace is mounted into ``stash-init``."""
     lease = names.lease_name(kind, workload, "restore")
     return [
         {
@@ -74,7 +76,6 @@ def restore_rules(
             "verbs": ["get"],
             "resourceNames": [repository],
         },
-        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"], "resourceNames": [secret]},
         {"apiGroups": [""], "resources": ["events"], "verbs": ["get", "create", "patch"]},
         {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
         {
@@ -122,8 +123,22 @@ class RestoreEnv:
 
     # --- objects ----------------------------------------------------------------------------------
 
+    @property
+    def storage_secrets(self) -> Path:
+        """Where the storage Secrets are mounted (``$STASHLET_STORAGE_SECRETS_DIR``), as in ``stash-init``."""
+        return self.tmp_path / "storage-secrets"
+
     def apply(self, *objects: dict[str, Any]) -> None:
+        """Apply ``objects``; a Secret is also written where ``stash-init`` has it mounted, one file per key
+        (as the kubelet updates a Secret volume)."""
         self.kubectl("apply", "-f", "-", input_obj=list(objects))
+        for obj in objects:
+            if obj["kind"] == "Secret":
+                mounted = self.storage_secrets / obj["metadata"]["name"]
+                shutil.rmtree(mounted, ignore_errors=True)
+                mounted.mkdir(parents=True)
+                for key, value in obj["data"].items():
+                    (mounted / key).write_bytes(base64.b64decode(value))
 
     def secret(self, password: str = PASSWORD) -> dict[str, Any]:
         return {
@@ -307,6 +322,7 @@ class RestoreEnv:
             "POD_NAME": pod,
             "KUBECONFIG": str(kubeconfig),
             "STASHLET_RESTIC": self.restic_binary,
+            agent_identity.ENV_STORAGE_SECRETS_DIR: str(self.storage_secrets),
             "HOME": str(self.tmp_path / f"stash-tmp-{pod}"),
         }
 
