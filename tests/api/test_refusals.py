@@ -364,8 +364,9 @@ INVENTORY: tuple[Row, ...] = (
         "spec.hooks.*",
         "the agent's hooks (api/hooks.py: HookSpecError naming the field)",
         "reconciler",
-        "prober.Handler is free-form in Stash's CRD (kept so); the operator parses the hooks with the agent's "
-        "own parser (stashlet.api.hooks) and the object is Invalid naming the hook's field before it runs",
+        "prober.Handler is free-form in Stash's CRD (kept so); the operator parses the hooks with the "
+        "agent's own parser (stashlet.api.hooks) and the object is Invalid naming the hook's field before "
+        "it runs",
     ),
 )
 """Every run-time refusal of a spec value and where stashlet refuses it (see the module docstring)."""

@@ -544,6 +544,7 @@ def test_admission_policies_tie_agent_accounts_to_their_configuration_and_the_op
     rule = tokens["validations"][0]["expression"]
     assert f"'{rbac.SERVICE_ACCOUNT_TOKEN_TYPE}'" in rule
     assert f"startsWith('{agent_identity.AGENT_ACCOUNT_PREFIX}')" in rule
+    assert f"startsWith('{agent_identity.RESTORE_ACCOUNT_PREFIX}')" in rule
     for name in ("stashlet-operator-agent-sessions", "stashlet-operator-token-secrets"):
         binding = find(objects, "ValidatingAdmissionPolicyBinding", name)["spec"]
         assert binding == {"policyName": name, "validationActions": ["Deny"]}
@@ -673,7 +674,7 @@ def test_grants_cluster_role_is_exactly_what_rbac_py_grants(helm: Helm) -> None:
     for kind in WORKLOAD_KINDS.values():
         for repo_ns in ("app", "elsewhere"):
             for obj in restore_rbac.restore_rbac(
-                rs, kind, "w", service_account="sa", repository=RepositoryAccess(repo_ns, "r", "s")
+                rs, kind, "w", repository=RepositoryAccess(repo_ns, "r", "s")
             ):
                 granted += obj.get("rules", [])
     for repo_ns in ("app", "elsewhere"):
