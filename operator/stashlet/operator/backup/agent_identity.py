@@ -13,8 +13,6 @@ from typing import Any
 from stashlet.api import agent_identity as identity
 from stashlet.api.backupconfiguration import BackupConfiguration
 from stashlet.api.conditions import ConditionReason, ConditionType
-from stashlet.kube.client import call_json
-from stashlet.kube.errors import Conflict, NotFound
 from stashlet.operator.core import workloads
 from stashlet.operator.core.conditions import ConditionUpdate
 from stashlet.operator.core.resources import Resources
@@ -69,25 +67,4 @@ class AgentIdentities:
         """Make ``bc``'s agent account and its token Secret where missing; a problem naming the Secret
         when one of that name exists and is not that account's token (it is never overwritten)."""
         account, token = rbac.agent_identity(bc)
-        await self.resources.ensure(account, rbac.up_to_date)
-        meta = token["metadata"]
-        core = self.resources.core
-        try:
-            existing = await call_json(core.read_namespaced_secret, meta["name"], meta["namespace"])
-        except NotFound:
-            try:
-                await call_json(core.create_namespaced_secret, meta["namespace"], token)
-            except Conflict:  # made meanwhile: compared next time round
-                return None
-            log.info(
-                "agent service account token requested",
-                extra={"object": f"{meta['namespace']}/{bc.metadata.name}", "secret": meta["name"]},
-            )
-            return None
-        if rbac.up_to_date(existing, token):
-            return None
-        return (
-            f"Secret {meta['namespace']}/{meta['name']} exists but is not the token of ServiceAccount "
-            f"{meta['namespace']}/{meta['name']} (type {rbac.SERVICE_ACCOUNT_TOKEN_TYPE}); the stash "
-            "sidecar's credentials go there: delete or rename it"
-        )
+        return await self.resources.ensure_identity(account, token, rbac.up_to_date, "the stash sidecar's")

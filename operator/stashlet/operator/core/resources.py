@@ -8,6 +8,7 @@ objects come back as the server's JSON (fields the client library does not know 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +18,8 @@ from kubernetes_asyncio import client
 from stashlet.kube.client import call, call_json
 from stashlet.kube.errors import Conflict, NotFound
 from stashlet.operator.core.workloads import WorkloadKind
+
+log = logging.getLogger(__name__)
 
 Fn = Callable[..., Awaitable[Any]]
 
@@ -56,6 +59,12 @@ class Resources:
                 self.rbac.create_namespaced_role_binding,
                 self.rbac.replace_namespaced_role_binding,
                 self.rbac.delete_namespaced_role_binding,
+            ),
+            "Secret": _Ops(  # only an agent's own token is made (ensure_identity); values are never kept
+                self.core.read_namespaced_secret,
+                self.core.create_namespaced_secret,
+                self.core.replace_namespaced_secret,
+                self.core.delete_namespaced_secret,
             ),
             "CronJob": _Ops(
                 self.batch.read_namespaced_cron_job,
@@ -111,6 +120,38 @@ class Resources:
         merged["metadata"] = {**existing["metadata"], **meta}
         await self.replace(merged)
         return "replaced"
+
+    async def ensure_identity(
+        self,
+        account: dict[str, Any],
+        token: dict[str, Any],
+        up_to_date: Callable[[dict[str, Any], dict[str, Any]], bool],
+        whose: str,
+    ) -> str | None:
+        """Make an agent's own ServiceAccount ``account`` and its token Secret ``token`` where missing (the
+        token controller fills it); a problem naming the Secret when one of that name exists and is not
+        that token (it is never overwritten: ``whose`` credentials would go there)."""
+        await self.ensure(account, up_to_date)
+        meta = token["metadata"]
+        try:
+            existing = await self.get("Secret", meta["namespace"], meta["name"])
+        except NotFound:
+            try:
+                await self.create(token)
+            except Conflict:  # made meanwhile: compared next time round
+                return None
+            log.info(
+                "service account token requested",
+                extra={"object": f"{meta['namespace']}/{meta['name']}", "for": whose},
+            )
+            return None
+        if up_to_date(existing, token):
+            return None
+        return (
+            f"Secret {meta['namespace']}/{meta['name']} exists but is not the token of ServiceAccount "
+            f"{meta['namespace']}/{meta['name']} (type {token['type']}); {whose} credentials go there: "
+            "delete or rename it"
+        )
 
     async def patch_cronjob(
         self, namespace: str, name: str, patch: dict[str, Any], *, dry_run: bool = False

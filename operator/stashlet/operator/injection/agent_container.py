@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
 
 from stashlet.api import agent_contract, names
+from stashlet.api import agent_identity as identity
 from stashlet.api.common import EmptyDirSettings, KubeObject
 from stashlet.api.repository import Repository
 from stashlet.operator.settings import OperatorSettings
@@ -92,6 +93,28 @@ def default_security_context(container: dict[str, Any]) -> None:
     upserts its init-container's."""
     own = container.get("securityContext") or {}
     container["securityContext"] = {**copy.deepcopy(DATA_ACCESS_SECURITY_CONTEXT), **own}
+
+
+def agent_credentials(
+    account: str, namespace: str, repository: Repository | None, *, token_volume: str, secret_volume: str
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """The volumes, mounts and env that give an agent container ``account``'s token (its own identity,
+    a Secret of the same name) and, where the Repository lives in ``namespace``, the storage Secret
+    mounted (read from files, never through the API)."""
+    volumes: list[dict[str, Any]] = [
+        {"name": token_volume, "secret": {"secretName": account, "optional": True}}
+    ]
+    mounts: list[dict[str, Any]] = [
+        {"name": token_volume, "mountPath": identity.KUBE_TOKEN_DIR, "readOnly": True}
+    ]
+    env: list[dict[str, Any]] = [{"name": identity.ENV_KUBE_TOKEN_DIR, "value": identity.KUBE_TOKEN_DIR}]
+    secret = repository.spec.backend.storage_secret_name if repository is not None else None
+    if repository is not None and secret and (repository.metadata.namespace or namespace) == namespace:
+        volumes.append({"name": secret_volume, "secret": {"secretName": secret, "optional": True}})
+        path = f"{identity.STORAGE_SECRETS_DIR}/{secret}"
+        mounts.append({"name": secret_volume, "mountPath": path, "readOnly": True})
+        env.append({"name": identity.ENV_STORAGE_SECRETS_DIR, "value": identity.STORAGE_SECRETS_DIR})
+    return volumes, mounts, env
 
 
 def agent_storage(

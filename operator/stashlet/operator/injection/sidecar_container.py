@@ -39,6 +39,7 @@ from stashlet.operator.injection.agent_container import (
     AgentInjection,
     agent_args,
     agent_container,
+    agent_credentials,
     agent_storage,
     inject,
     is_injected,
@@ -94,20 +95,13 @@ def credentials(
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
     """The volumes, mounts and env that give the sidecar its own token and, where the Repository lives in
     ``bc``'s namespace, the storage Secret."""
-    namespace = bc.metadata.namespace or ""
-    token = {"secretName": identity.agent_account(bc.metadata.name or ""), "optional": True}
-    volumes: list[dict[str, Any]] = [{"name": KUBE_TOKEN_VOLUME, "secret": token}]
-    mounts: list[dict[str, Any]] = [
-        {"name": KUBE_TOKEN_VOLUME, "mountPath": identity.KUBE_TOKEN_DIR, "readOnly": True}
-    ]
-    env: list[dict[str, Any]] = [{"name": identity.ENV_KUBE_TOKEN_DIR, "value": identity.KUBE_TOKEN_DIR}]
-    secret = repository.spec.backend.storage_secret_name if repository is not None else None
-    if repository is not None and secret and (repository.metadata.namespace or namespace) == namespace:
-        volumes.append({"name": STORAGE_SECRET_VOLUME, "secret": {"secretName": secret, "optional": True}})
-        path = f"{identity.STORAGE_SECRETS_DIR}/{secret}"
-        mounts.append({"name": STORAGE_SECRET_VOLUME, "mountPath": path, "readOnly": True})
-        env.append({"name": identity.ENV_STORAGE_SECRETS_DIR, "value": identity.STORAGE_SECRETS_DIR})
-    return volumes, mounts, env
+    return agent_credentials(
+        identity.agent_account(bc.metadata.name or ""),
+        bc.metadata.namespace or "",
+        repository,
+        token_volume=KUBE_TOKEN_VOLUME,
+        secret_volume=STORAGE_SECRET_VOLUME,
+    )
 
 
 def build_injection(

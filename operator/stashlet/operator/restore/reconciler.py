@@ -36,8 +36,7 @@ from stashlet.api.common import Condition, ConditionStatus, Snapshotter
 from stashlet.api.conditions import ConditionReason, ConditionType
 from stashlet.api.repository import Repository
 from stashlet.api.restoresession import RestoreSession, RestoreSessionStatus
-from stashlet.kube.client import call_json
-from stashlet.kube.errors import Conflict, NotFound
+from stashlet.kube.errors import NotFound
 from stashlet.operator.core import workloads
 from stashlet.operator.core.conditions import ConditionUpdate, EventSpec
 from stashlet.operator.core.observe import Dependency, ReconcileResult, lookup, observe_repository
@@ -46,7 +45,7 @@ from stashlet.operator.core.reconcile import FinalizingReconciler
 from stashlet.operator.core.validation import Lookup, repository_key, target_kind
 from stashlet.operator.injection import init_container, restore_rbac
 from stashlet.operator.injection.init_container import restore_invoker
-from stashlet.operator.injection.rbac import SERVICE_ACCOUNT_TOKEN_TYPE, RepositoryAccess, up_to_date
+from stashlet.operator.injection.rbac import RepositoryAccess, up_to_date
 from stashlet.operator.restore.executor import RestoreJobs, claim_dependency
 from stashlet.operator.restore.validation import RestoreObserved, restore_phase, validate_restore
 from stashlet.operator.settings import OperatorSettings
@@ -219,28 +218,7 @@ class RestoreReconciler(FinalizingReconciler[RestoreSession]):
         """Make ``rs``'s account and its token Secret where missing; a problem naming the Secret when one
         of that name exists and is not that account's token (it is never overwritten)."""
         account, token = restore_rbac.restore_identity(rs)
-        await self.resources.ensure(account, up_to_date)
-        meta = token["metadata"]
-        core = self.resources.core
-        try:
-            existing = await call_json(core.read_namespaced_secret, meta["name"], meta["namespace"])
-        except NotFound:
-            try:
-                await call_json(core.create_namespaced_secret, meta["namespace"], token)
-            except Conflict:  # made meanwhile: compared next time round
-                return None
-            log.info(
-                "restore service account token requested",
-                extra={"object": f"{meta['namespace']}/{rs.metadata.name}", "secret": meta["name"]},
-            )
-            return None
-        if up_to_date(existing, token):
-            return None
-        return (
-            f"Secret {meta['namespace']}/{meta['name']} exists but is not the token of ServiceAccount "
-            f"{meta['namespace']}/{meta['name']} (type {SERVICE_ACCOUNT_TOKEN_TYPE}); stash-init's "
-            "credentials go there: delete or rename it"
-        )
+        return await self.resources.ensure_identity(account, token, up_to_date, "stash-init's")
 
     # ------------------------------------------------------------ deletion
 
