@@ -233,12 +233,17 @@ def agent_account(bc: BackupConfiguration) -> str:
 def agent_identity(bc: BackupConfiguration) -> list[dict[str, Any]]:
     """The sidecar's ServiceAccount and the Secret the token controller fills with its token, both owned
     by ``bc`` (see the module docstring)."""
-    name = agent_account(bc)
+    return own_identity(bc, agent_account(bc))
+
+
+def own_identity(owner: BackupConfiguration | RestoreSession, name: str) -> list[dict[str, Any]]:
+    """ServiceAccount ``name`` in ``owner``'s namespace and the Secret of the same name the token
+    controller fills with its token, both owned by ``owner``: an agent's identity of its own."""
     meta = {
         "name": name,
-        "namespace": bc.metadata.namespace or "",
-        "labels": managed_labels(bc),
-        "ownerReferences": [owner_reference(bc)],
+        "namespace": owner.metadata.namespace or "",
+        "labels": managed_labels(owner),
+        "ownerReferences": [owner_reference(owner)],
     }
     return [
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": copy.deepcopy(meta)},

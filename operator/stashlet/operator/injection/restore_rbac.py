@@ -32,22 +32,19 @@ namespace cannot be, and the finalizer deletes it.
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from stashlet.api import agent_identity as identity
 from stashlet.api import names
 from stashlet.api.restoresession import RestoreSession
-from stashlet.operator.core.objects import managed_labels, owner_reference
 from stashlet.operator.core.workloads import WorkloadKind
 from stashlet.operator.injection.rbac import (
-    SERVICE_ACCOUNT_NAME_ANNOTATION,
-    SERVICE_ACCOUNT_TOKEN_TYPE,
     ObjectRef,
     RepositoryAccess,
     agent_grant,
     exec_rules,
     grant_refs,
+    own_identity,
     rule,
 )
 
@@ -63,22 +60,7 @@ def restore_account(rs: RestoreSession) -> str:
 def restore_identity(rs: RestoreSession) -> list[dict[str, Any]]:
     """The session's ServiceAccount and the Secret the token controller fills with its token, both owned
     by ``rs`` (see the module docstring)."""
-    name = restore_account(rs)
-    meta = {
-        "name": name,
-        "namespace": rs.metadata.namespace or "",
-        "labels": managed_labels(rs),
-        "ownerReferences": [owner_reference(rs)],
-    }
-    return [
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": copy.deepcopy(meta)},
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "type": SERVICE_ACCOUNT_TOKEN_TYPE,
-            "metadata": {**copy.deepcopy(meta), "annotations": {SERVICE_ACCOUNT_NAME_ANNOTATION: name}},
-        },
-    ]
+    return own_identity(rs, restore_account(rs))
 
 
 def restore_rules(rs: RestoreSession, kind: WorkloadKind, workload: str) -> list[dict[str, Any]]:
