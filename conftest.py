@@ -20,10 +20,11 @@ import pytest
 import yaml
 from _pytest.mark.expression import Expression
 from tests import polling
+from tests.namespaces import create_namespace, seed_namespaces_held
 
 from stashlet.localcluster import node, tools
 from stashlet.localcluster.cluster import LocalCluster
-from stashlet.localcluster.controlplane import ControlPlane, http_ok, wait_for_default_service_account
+from stashlet.localcluster.controlplane import ControlPlane, http_ok
 from stashlet.localcluster.processes import ManagedProcess, free_port
 
 REPO_ROOT = Path(__file__).resolve().parent
@@ -144,20 +145,22 @@ def namespace(control_plane: ControlPlane, kubectl: Kubectl) -> Iterator[str]:
 
 
 @pytest.fixture
-def named_namespace(control_plane: ControlPlane, kubectl: Kubectl) -> Iterator[Callable[[str], str]]:
-    """Create namespaces with exact names (the seeds use `demo`, `backup`, `user1` ...); deleted
-    (without waiting) afterwards. Only one test uses each name, so none waits for a namespace to go."""
+def named_namespace(
+    control_plane: ControlPlane, local_cluster: LocalCluster, kubectl: Kubectl
+) -> Iterator[Callable[[str], str]]:
+    """Create namespaces with exact names (the seeds use `demo`, `backup`, `user1` ...), holding those
+    names alone for the test (:func:`seed_namespaces_held`); deleted (without waiting) afterwards."""
     created: list[str] = []
 
     def make(name: str) -> str:
-        kubectl("create", "namespace", name)
+        create_namespace(control_plane, kubectl, name)
         created.append(name)
-        wait_for_default_service_account(control_plane, name)
         return name
 
-    yield make
-    for name in created:
-        kubectl("delete", "namespace", name, "--wait=false", check=False)
+    with seed_namespaces_held(local_cluster):
+        yield make
+        for name in created:
+            kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
 @pytest.fixture(scope="session")

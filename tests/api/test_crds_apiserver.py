@@ -11,6 +11,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from tests.namespaces import create_namespace, seed_namespaces_held
+
+from stashlet.localcluster.cluster import LocalCluster
+from stashlet.localcluster.controlplane import ControlPlane
 
 pytestmark = pytest.mark.cluster
 
@@ -18,13 +22,17 @@ SEED_NAMESPACES = ("demo", "backup", "user1", "user2", "user3")
 
 
 @pytest.fixture(scope="module")
-def seed_namespaces(kubectl: Callable[..., Any]) -> Iterator[None]:
-    """The namespaces the seed documents use, as they create them."""
-    for name in SEED_NAMESPACES:
-        kubectl("create", "namespace", name)
-    yield
-    for name in SEED_NAMESPACES:
-        kubectl("delete", "namespace", name, "--wait=false", check=False)
+def seed_namespaces(
+    control_plane: ControlPlane, local_cluster: LocalCluster, kubectl: Callable[..., Any]
+) -> Iterator[None]:
+    """The namespaces the seed documents use, as they create them (held alone while this module runs:
+    an end-to-end seed test on another worker uses the same names)."""
+    with seed_namespaces_held(local_cluster):
+        for name in SEED_NAMESPACES:
+            create_namespace(control_plane, kubectl, name)
+        yield
+        for name in SEED_NAMESPACES:
+            kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
 def _contains(actual: Any, expected: Any) -> bool:
