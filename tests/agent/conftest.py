@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.kubeconfigs import token_kubeconfig
 from tests.polling import wait_until
 
 from stashlet.agent.restic.backend import ResticRepository, build_repository
@@ -148,26 +148,7 @@ def service_account_kubeconfig(
     def make(namespace: str, name: str) -> Path:
         kubectl("create", "serviceaccount", name, "-n", namespace, check=False)
         token = kubectl("create", "token", name, "-n", namespace, "--duration=2h").stdout.strip()
-        state = control_plane.state
-        config = {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "current-context": "sa",
-            "clusters": [
-                {
-                    "name": "c",
-                    "cluster": {
-                        "server": state.server,
-                        "certificate-authority": str(control_plane.pki.ca_cert),
-                    },
-                }
-            ],
-            "users": [{"name": "sa", "user": {"token": token}}],
-            "contexts": [{"name": "sa", "context": {"cluster": "c", "user": "sa", "namespace": namespace}}],
-        }
-        path = tmp_path / f"kubeconfig-{namespace}-{name}"
-        path.write_text(json.dumps(config))
-        return path
+        return token_kubeconfig(control_plane, token, tmp_path / f"kubeconfig-{namespace}-{name}", namespace)
 
     return make
 

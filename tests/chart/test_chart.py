@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 import yaml
+from tests import kubeconfigs
 from tests.polling import eventually
 
 from stashlet.api import agent_identity, versions
@@ -723,22 +724,7 @@ def test_grants_cluster_role_is_exactly_what_rbac_py_grants(helm: Helm) -> None:
 def token_kubeconfig(plane: ControlPlane, namespace: str, account: str, path: Path) -> Path:
     """A kubeconfig holding a token of ServiceAccount ``namespace/account`` (TokenRequest)."""
     token = plane.kubectl("create", "token", account, "-n", namespace, "--duration=1h").stdout.strip()
-    assert plane.state is not None
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "current-context": "sa",
-        "clusters": [
-            {
-                "name": "c",
-                "cluster": {"server": plane.state.server, "certificate-authority": str(plane.pki.ca_cert)},
-            }
-        ],
-        "users": [{"name": "sa", "user": {"token": token}}],
-        "contexts": [{"name": "sa", "context": {"cluster": "c", "user": "sa", "namespace": namespace}}],
-    }
-    path.write_text(json.dumps(config))
-    return path
+    return kubeconfigs.token_kubeconfig(plane, token, path, namespace)
 
 
 @pytest.fixture

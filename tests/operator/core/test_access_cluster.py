@@ -3,11 +3,11 @@ account only once a Role grants it (the operator then follows Jobs; without it, 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 from kubernetes_asyncio import client
+from tests.kubeconfigs import token_kubeconfig
 from tests.operator.conftest import Kubectl
 from tests.polling import eventually
 
@@ -18,22 +18,6 @@ from stashlet.operator.core import access
 from stashlet.operator.settings import OperatorSettings
 
 pytestmark = pytest.mark.cluster
-
-
-def token_kubeconfig(plane: ControlPlane, token: str, path: Path) -> Path:
-    """A kubeconfig presenting ``token`` alone to the cluster's API server."""
-    assert plane.state is not None
-    ca = str(plane.pki.ca_cert)
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "current-context": "t",
-        "clusters": [{"name": "c", "cluster": {"server": plane.state.server, "certificate-authority": ca}}],
-        "users": [{"name": "t", "user": {"token": token}}],
-        "contexts": [{"name": "t", "context": {"cluster": "c", "user": "t"}}],
-    }
-    path.write_text(json.dumps(config))
-    return path
 
 
 async def test_job_watching_is_allowed_only_where_granted(

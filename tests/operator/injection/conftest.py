@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -11,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from tests.kubeconfigs import token_kubeconfig
 
 from stashlet.localcluster import tools
 from stashlet.localcluster.controlplane import ControlPlane
@@ -83,19 +83,5 @@ class TokenKubectl:
 
 def token_kubectl(plane: ControlPlane, token: str, namespace: str, path: Path) -> TokenKubectl:
     """kubectl presenting ``token`` to the cluster's API server (verified with the cluster's CA)."""
-    assert plane.state is not None
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "current-context": "t",
-        "clusters": [
-            {
-                "name": "c",
-                "cluster": {"server": plane.state.server, "certificate-authority": str(plane.pki.ca_cert)},
-            }
-        ],
-        "users": [{"name": "t", "user": {"token": token}}],
-        "contexts": [{"name": "t", "context": {"cluster": "c", "user": "t", "namespace": namespace}}],
-    }
-    path.write_text(json.dumps(config))
+    token_kubeconfig(plane, token, path, namespace)
     return TokenKubectl(tools.ensure("kubectl"), path)
