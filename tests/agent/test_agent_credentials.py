@@ -5,15 +5,14 @@ client uses it and reads it again)."""
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 import os
+import ssl
 from pathlib import Path
 from typing import Any, cast
 
 import certifi
 import pytest
-from kubernetes_asyncio.config import incluster_config
 
 from stashlet.agent import settings as agent_settings
 from stashlet.agent.context import AgentContext, PreparationError
@@ -23,6 +22,7 @@ from stashlet.agent.restic.mounted_secret import follow_changes, read_mounted_se
 from stashlet.agent.restic.runner import ResticSettings
 from stashlet.api import agent_identity
 from stashlet.kube import client as kube_client
+from stashlet.kube import config as kube_config
 
 
 def kubelet_write(directory: Path, data: dict[str, bytes], generation: int) -> None:
@@ -166,15 +166,16 @@ async def test_the_api_client_talks_with_the_given_token_and_reads_it_again(
     monkeypatch.setenv(agent_identity.ENV_KUBE_TOKEN_DIR, str(token_dir))
     monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
     monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "443")
-    monkeypatch.setattr(incluster_config, "TOKEN_REFRESH_PERIOD", dt.timedelta(0))
+    monkeypatch.setattr(kube_config, "TOKEN_REREAD_SECONDS", 0.0)
     api = await kube_client.new_api_client()
     try:
-        configuration = api.configuration
-        assert configuration.host == "https://10.96.0.1:443"
-        assert configuration.ssl_ca_cert == str(token_dir / "ca.crt")
-        assert await configuration.get_api_key_with_prefix("BearerToken") == "Bearer token-one"
+        assert api.url("/api") == "https://10.96.0.1:443/api"
+        assert api.config.ca_file == token_dir / "ca.crt"
+        assert isinstance(api.ssl, ssl.SSLContext)
+        assert api.ssl.verify_mode == ssl.CERT_REQUIRED
+        assert api.headers()["Authorization"] == "Bearer token-one"
         kubelet_write(token_dir, {"token": b"token-two", "ca.crt": ca}, 2)
-        assert await configuration.get_api_key_with_prefix("BearerToken") == "Bearer token-two"
+        assert api.headers()["Authorization"] == "Bearer token-two"
     finally:
         await api.close()
 
@@ -183,7 +184,7 @@ async def test_a_token_that_never_comes_is_an_error_naming_its_folder(tmp_path: 
     """An empty token folder (the Secret not filled yet) is waited for, then refused by name."""
     (tmp_path / "kube-token").mkdir()
     with pytest.raises(
-        kube_client.TokenUnavailable, match=r"no ServiceAccount token in .*kube-token after 1 s"
+        kube_config.TokenUnavailable, match=r"no ServiceAccount token in .*kube-token after 1 s"
     ):
-        await kube_client.wait_for_token(tmp_path / "kube-token", within=1, every=0.2)
+        await kube_config.wait_for_token(tmp_path / "kube-token", within=1, every=0.2)
     assert not os.listdir(tmp_path / "kube-token")

@@ -21,8 +21,9 @@ from stashlet.agent.live import LiveState
 from stashlet.agent.liveness import Heartbeat, is_stale, tick, wedged
 from stashlet.agent.settings import AgentSettings
 from stashlet.kube.custom import StashClient
-from stashlet.kube.errors import Forbidden
-from stashlet.kube.watch import WatchSettings
+from stashlet.kube.errors import Forbidden, from_response
+from stashlet.kube.rest import KubeApi
+from stashlet.kube.watch import Collection, WatchSettings
 
 SOON = 5.0
 """How long the fakes may take (they answer at once); looked at every 10 ms."""
@@ -109,46 +110,30 @@ async def test_tick_keeps_the_event_loop_heartbeat_fresh() -> None:
 
 
 @dataclass
-class FakeResponse:
-    """What a list or watch call answers when content is not preloaded."""
-
-    status: int
-    body: bytes = b""
-    lines: asyncio.Queue[bytes] | None = None
-    reason: str = ""
-
-    @property
-    def content(self) -> FakeResponse:
-        return self
-
-    async def read(self) -> bytes:
-        return self.body
-
-    async def readany(self) -> bytes:
-        assert self.lines is not None
-        return await self.lines.get()
-
-    def release(self) -> None:
-        pass
-
-
-@dataclass
 class FakeCollection:
-    """An empty BackupSession collection: its list answers no items; each watch reads the lines a test
-    sends (b"" ends the connection, as the server's watch timeout does); ``forbid`` makes watches 403."""
+    """An empty BackupSession collection behind a fake API client: its list answers no items; each watch
+    reads the lines a test sends (b"" ends the connection, as the server's watch timeout does); ``forbid``
+    makes watches 403."""
 
     lines: asyncio.Queue[bytes] = field(default_factory=asyncio.Queue)
     forbid: bool = False
     watches: int = 0
 
-    async def __call__(self, **kwargs: Any) -> FakeResponse:
-        if not kwargs.get("watch"):
-            return FakeResponse(200, json.dumps({"items": [], "metadata": {"resourceVersion": "1"}}).encode())
+    async def send(self, method: str, path: str, **_: Any) -> dict[str, Any]:
+        return {"items": [], "metadata": {"resourceVersion": "1"}}
+
+    async def stream(
+        self, path: str, query: Any = None, *, accept: str | None = None
+    ) -> AsyncIterator[bytes]:
         self.watches += 1
         if self.forbid:
             status = {"kind": "Status", "code": 403, "reason": "Forbidden", "message": "watch is forbidden"}
-            return FakeResponse(403, json.dumps(status).encode(), reason="Forbidden")
-        return FakeResponse(200, lines=self.lines)
+            raise from_response(json.dumps(status).encode(), 403, "Forbidden")
+        while line := await self.lines.get():
+            yield line
+
+    async def close(self) -> None:
+        pass
 
     def bookmark(self, version: str) -> None:
         event = {"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": version}}}
@@ -164,8 +149,8 @@ class FakeStash:
     async def list(self, model: type, namespace: str | None = None) -> list[Any]:
         return []
 
-    def list_fn(self, model: type, namespace: str | None = None) -> FakeCollection:
-        return self.collection
+    def list_fn(self, model: type, namespace: str | None = None) -> Collection:
+        return Collection(cast(KubeApi, self.collection), "/apis/stash.appscode.com/v1beta1/backupsessions")
 
 
 def sidecar_on(collection: FakeCollection, clock: FrozenClock) -> Sidecar:

@@ -1,16 +1,16 @@
-"""Which CustomObjectsApi call StashClient makes for a namespaced and a cluster-scoped kind, and with what."""
+"""Which request StashClient sends for a namespaced and a cluster-scoped kind: method, path, query, body."""
 
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, cast
+from collections.abc import AsyncGenerator
+from typing import Any
 
 import pytest
-from kubernetes_asyncio import client
 
 from stashlet.api.backupblueprint import BackupBlueprint
 from stashlet.api.backupsession import BackupSession
 from stashlet.kube.custom import StashClient
+from stashlet.kube.rest import KubeApi, Query
 
-Call = tuple[str, tuple[Any, ...], dict[str, Any]]
+Sent = tuple[str, str, dict[str, Any], Any, str | None]
 
 SESSION = {
     "apiVersion": "stash.appscode.com/v1beta1",
@@ -26,100 +26,105 @@ BLUEPRINT = {
 }
 
 
-class FakeCustomObjects:
-    """Records every call and answers with ``reply`` (as the generated client would, already decoded)."""
+class Recorder:
+    """A :class:`KubeApi` that records every request and answers with ``reply``."""
 
     def __init__(self, reply: dict[str, Any]) -> None:
         self.reply = reply
-        self.calls: list[Call] = []
+        self.sent: list[Sent] = []
 
-    def __getattr__(self, method: str) -> Callable[..., Awaitable[dict[str, Any]]]:
-        async def record(*args: Any, **kwargs: Any) -> dict[str, Any]:
-            self.calls.append((method, args, kwargs))
-            return self.reply
+    async def send(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Query | None = None,
+        body: Any = None,
+        content_type: str | None = None,
+        accept: str | None = None,
+        within: float | None = None,
+    ) -> dict[str, Any]:
+        self.sent.append((method, path, dict(query or {}), body, content_type))
+        return self.reply
 
-        return record
+    async def stream(
+        self, path: str, query: Query | None = None, *, accept: str | None = None
+    ) -> AsyncGenerator[bytes, None]:
+        raise AssertionError("no watch here")
+        yield b""  # pragma: no cover - makes this a generator
 
-
-@pytest.fixture
-async def offline_api() -> AsyncIterator[client.ApiClient]:
-    """An ApiClient that never sends anything: its CustomObjectsApi is replaced by the fake."""
-    api = client.ApiClient(client.Configuration())
-    try:
-        yield api
-    finally:
-        await api.close()
-
-
-def stash_with(api: client.ApiClient, reply: dict[str, Any]) -> tuple[StashClient, FakeCustomObjects]:
-    stash = StashClient(api)
-    fake = FakeCustomObjects(reply)
-    stash.custom = cast(client.CustomObjectsApi, fake)
-    return stash, fake
-
-
-G, V1 = "stash.appscode.com", "v1beta1"
-MERGE = {"_content_type": "application/merge-patch+json"}
-BACKGROUND = {"propagation_policy": "Background"}
+    async def close(self) -> None:
+        pass
 
 
-async def test_namespaced_kind_calls_carry_the_namespace(offline_api: client.ApiClient) -> None:
-    """Every verb on a namespaced kind calls ``*_namespaced_*`` with group, version, namespace, plural."""
-    stash, fake = stash_with(offline_api, SESSION)
+def stash_with(reply: dict[str, Any]) -> tuple[StashClient, Recorder]:
+    recorder = Recorder(reply)
+    api: KubeApi = recorder
+    return StashClient(api), recorder
+
+
+MERGE = "application/merge-patch+json"
+BACKGROUND = {"propagationPolicy": "Background"}
+
+
+async def test_namespaced_kind_requests_carry_the_namespace() -> None:
+    """Every verb on a namespaced kind goes to ``/apis/<group>/<version>/namespaces/<ns>/<plural>``."""
+    stash, api = stash_with(SESSION)
     obj = BackupSession.from_dict(SESSION)
     assert (await stash.get(BackupSession, "ns", "s")).metadata.name == "s"
     assert (await stash.create(obj)).metadata.namespace == "ns"
     await stash.patch(BackupSession, "ns", "s", {"metadata": {}})
     await stash.delete(BackupSession, "ns", "s")
     await stash.replace_status(obj)
-    scope = (G, V1, "ns", "backupsessions")
-    assert fake.calls == [
-        ("get_namespaced_custom_object", (*scope, "s"), {}),
-        ("create_namespaced_custom_object", (*scope, SESSION), {}),
-        ("patch_namespaced_custom_object", (*scope, "s", {"metadata": {}}), MERGE),
-        ("delete_namespaced_custom_object", (*scope, "s"), BACKGROUND),
-        ("replace_namespaced_custom_object_status", (*scope, "s", SESSION), {}),
+    base = "/apis/stash.appscode.com/v1beta1/namespaces/ns/backupsessions"
+    assert api.sent == [
+        ("GET", f"{base}/s", {}, None, None),
+        ("POST", base, {}, SESSION, None),
+        ("PATCH", f"{base}/s", {}, {"metadata": {}}, MERGE),
+        ("DELETE", f"{base}/s", BACKGROUND, None, None),
+        ("PUT", f"{base}/s/status", {}, SESSION, None),
     ]
 
 
-async def test_cluster_scoped_kind_calls_have_no_namespace(offline_api: client.ApiClient) -> None:
-    """Every verb on a cluster-scoped kind uses the ``*_cluster_*`` call, whatever namespace is passed."""
-    stash, fake = stash_with(offline_api, BLUEPRINT)
+async def test_cluster_scoped_kind_requests_have_no_namespace() -> None:
+    """Every verb on a cluster-scoped kind goes to the cluster path, whatever namespace is passed."""
+    stash, api = stash_with(BLUEPRINT)
     obj = BackupBlueprint.from_dict(BLUEPRINT)
     await stash.get(BackupBlueprint, "ignored", "bp")
     await stash.create(obj)
     await stash.patch(BackupBlueprint, None, "bp", {"spec": {}})
     await stash.delete(BackupBlueprint, None, "bp")
     await stash.replace_status(obj)
-    scope = (G, V1, "backupblueprints")
-    assert fake.calls == [
-        ("get_cluster_custom_object", (*scope, "bp"), {}),
-        ("create_cluster_custom_object", (*scope, BLUEPRINT), {}),
-        ("patch_cluster_custom_object", (*scope, "bp", {"spec": {}}), MERGE),
-        ("delete_cluster_custom_object", (*scope, "bp"), BACKGROUND),
-        ("replace_cluster_custom_object_status", (*scope, "bp", BLUEPRINT), {}),
+    base = "/apis/stash.appscode.com/v1beta1/backupblueprints"
+    assert api.sent == [
+        ("GET", f"{base}/bp", {}, None, None),
+        ("POST", base, {}, BLUEPRINT, None),
+        ("PATCH", f"{base}/bp", {}, {"spec": {}}, MERGE),
+        ("DELETE", f"{base}/bp", BACKGROUND, None, None),
+        ("PUT", f"{base}/bp/status", {}, BLUEPRINT, None),
     ]
 
 
+G = "/apis/stash.appscode.com/v1beta1"
+
+
 @pytest.mark.parametrize(
-    ("model", "namespace", "expected"),
+    ("model", "namespace", "path"),
     [
-        (BackupSession, "ns", ("list_namespaced_custom_object", (G, V1, "ns", "backupsessions"))),
-        (BackupSession, None, ("list_cluster_custom_object", (G, V1, "backupsessions"))),
-        (BackupSession, "", ("list_cluster_custom_object", (G, V1, "backupsessions"))),
-        (BackupBlueprint, "ns", ("list_cluster_custom_object", (G, V1, "backupblueprints"))),
+        (BackupSession, "ns", f"{G}/namespaces/ns/backupsessions"),
+        (BackupSession, None, f"{G}/backupsessions"),
+        (BackupSession, "", f"{G}/backupsessions"),
+        (BackupBlueprint, "ns", f"{G}/backupblueprints"),
     ],
 )
 async def test_lists_are_namespaced_only_for_a_namespaced_kind_in_a_namespace(
-    offline_api: client.ApiClient,
-    model: type[BackupSession | BackupBlueprint],
-    namespace: str | None,
-    expected: Any,
+    model: type[BackupSession | BackupBlueprint], namespace: str | None, path: str
 ) -> None:
     """``list`` and ``list_fn`` list one namespace; all when none is given or the kind is cluster-wide."""
-    stash, fake = stash_with(offline_api, {"items": [SESSION if model is BackupSession else BLUEPRINT]})
+    stash, api = stash_with({"items": [SESSION if model is BackupSession else BLUEPRINT]})
     listed = await stash.list(model, namespace, label_selector="a=b")
     assert [type(item) for item in listed] == [model]
-    await stash.list_fn(model, namespace)(watch=True)
-    method, args = expected
-    assert fake.calls == [(method, args, {"label_selector": "a=b"}), (method, args, {"watch": True})]
+    assert api.sent == [("GET", path, {"labelSelector": "a=b"}, None, None)]
+    collection = stash.list_fn(model, namespace)
+    assert (collection.path, dict(collection.query)) == (path, {})
+    assert collection.api is api

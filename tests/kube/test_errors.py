@@ -1,4 +1,4 @@
-"""The Kubernetes error taxonomy: HTTP status (from an ApiException or a watch's Status) -> class."""
+"""The Kubernetes error taxonomy: HTTP status (of an answer, an ApiException, a watch Status) -> class."""
 
 import json
 
@@ -6,6 +6,7 @@ import pytest
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from stashlet.kube import errors
+from stashlet.operator.core.apiclient import translate
 
 BY_STATUS = [
     (400, errors.BadRequest),
@@ -36,7 +37,7 @@ def test_api_exceptions_become_the_class_of_their_status(status: int, cls: type[
     body = json.dumps(
         {"kind": "Status", "message": "it failed", "reason": "Why", "details": {"name": "x"}}
     ).encode()
-    error = errors.translate(api_exception(status, body))
+    error = translate(api_exception(status, body))
     assert type(error) is cls
     assert (error.message, error.status, error.reason, error.details) == (
         "it failed",
@@ -81,9 +82,11 @@ def test_the_message_falls_back_to_the_body_text_then_the_http_reason(
     body: bytes | None, message: str
 ) -> None:
     """A body that is not a JSON object gives its text (or the HTTP reason when blank) as the message."""
-    error = errors.translate(api_exception(404, body))
+    error = translate(api_exception(404, body))
     assert type(error) is errors.NotFound
     assert error.message == message
+    answered = errors.from_response(body or b"", 404, "Reason")
+    assert (type(answered), answered.message) == (errors.NotFound, message)
 
 
 def test_classes_carry_their_status_when_raised_directly() -> None:

@@ -1,21 +1,19 @@
 """The shared Kubernetes edge against the real API server: watch, status updates, leases, events."""
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator
 
 import pytest
-from kubernetes_asyncio import client
 from tests.polling import eventually
 
 from stashlet.api.backupsession import BackupSession, BackupSessionStatus
-from stashlet.kube import errors
-from stashlet.kube.client import call, call_json, new_api_client
+from stashlet.kube import errors, paths
+from stashlet.kube.client import new_api_client
 from stashlet.kube.custom import StashClient
 from stashlet.kube.events import EventRecorder
 from stashlet.kube.leases import LeaseLock, LeaseLost
-from stashlet.kube.watch import ADDED, DELETED, MODIFIED, SYNCED, WatchEvent, WatchSettings, watch
+from stashlet.kube.rest import KubeApi, Query
+from stashlet.kube.watch import ADDED, DELETED, MODIFIED, SYNCED, Collection, WatchEvent, WatchSettings, watch
 from stashlet.localcluster.controlplane import ControlPlane
 
 pytestmark = pytest.mark.cluster
@@ -44,7 +42,7 @@ async def next_event(queue: asyncio.Queue[WatchEvent], skip_synced: bool = True)
             return event
 
 
-async def test_watch_lists_then_follows_changes(api: client.ApiClient, namespace: str) -> None:
+async def test_watch_lists_then_follows_changes(api: KubeApi, namespace: str) -> None:
     """Existing objects come as ADDED, then SYNCED, then creations, updates and deletions in order."""
     stash = StashClient(api)
     await stash.create(session(namespace, "before"))
@@ -67,28 +65,33 @@ async def test_watch_lists_then_follows_changes(api: client.ApiClient, namespace
         task.cancel()
 
 
-async def test_watch_relists_after_gone_and_reports_what_changed(
-    api: client.ApiClient, namespace: str
-) -> None:
+async def test_watch_relists_after_gone_and_reports_what_changed(api: KubeApi, namespace: str) -> None:
     """A 410 Gone makes the watch list again; objects deleted or changed meanwhile are reported once."""
     stash = StashClient(api)
     await stash.create(session(namespace, "kept"))
     await stash.create(session(namespace, "removed"))
     real = stash.list_fn(BackupSession, namespace)
     calls = {"watch": 0}
-    gone_once = asyncio.Event()
 
-    async def flaky(**kwargs: Any) -> Any:
-        if kwargs.get("watch"):
+    class Flaky:
+        """The real client, but its first watch meets changes made meanwhile and then a 410."""
+
+        send = api.send
+        close = api.close
+
+        async def stream(
+            self, path: str, query: Query | None = None, *, accept: str | None = None
+        ) -> AsyncGenerator[bytes, None]:
             calls["watch"] += 1
             if calls["watch"] == 1:
                 # While "disconnected": one object deleted, one changed; then the server says 410.
                 await stash.delete(BackupSession, namespace, "removed")
                 await stash.patch(BackupSession, namespace, "kept", {"metadata": {"labels": {"v": "2"}}})
-                gone_once.set()
                 raise errors.Gone("too old resource version")
-        return await real(**kwargs)
+            async for line in api.stream(path, query, accept=accept):
+                yield line
 
+    flaky = Collection(Flaky(), real.path)
     queue: asyncio.Queue[WatchEvent] = asyncio.Queue()
     task = asyncio.create_task(collect(watch(flaky, settings=WatchSettings(backoff_initial=0.01)), queue))
     try:
@@ -102,7 +105,7 @@ async def test_watch_relists_after_gone_and_reports_what_changed(
         task.cancel()
 
 
-async def test_update_status_keeps_every_concurrent_writer(api: client.ApiClient, namespace: str) -> None:
+async def test_update_status_keeps_every_concurrent_writer(api: KubeApi, namespace: str) -> None:
     """Eight writers adding their own host entry at once: all eight entries survive (409s are retried)."""
     stash = StashClient(api)
     await stash.create(session(namespace, "shared"))
@@ -124,7 +127,7 @@ async def test_update_status_keeps_every_concurrent_writer(api: client.ApiClient
     assert hosts == [f"host-{i}" for i in range(8)]
 
 
-async def test_lease_is_held_by_one_candidate_at_a_time(api: client.ApiClient, namespace: str) -> None:
+async def test_lease_is_held_by_one_candidate_at_a_time(api: KubeApi, namespace: str) -> None:
     """Of two candidates only one holds the lease; when it releases, the other takes it over."""
     first = LeaseLock(api, namespace, "lock-deployment-app-backup", "pod-a", duration=4, renew_every=0.5)
     second = LeaseLock(api, namespace, "lock-deployment-app-backup", "pod-b", duration=4, renew_every=0.5)
@@ -132,13 +135,13 @@ async def test_lease_is_held_by_one_candidate_at_a_time(api: client.ApiClient, n
     try:
         await asyncio.wait_for(first.wait_held(), 10)
         tasks.append(asyncio.create_task(second.run()))
-        leases = client.CoordinationV1Api(api)
+        lease_path = paths.object_path("coordination.k8s.io", "v1", "leases", namespace, first.name)
         renewals: set[str] = set()
 
         async def renewed_twice() -> bool:
             # The holder renews while the second candidate keeps trying (both every 0.5 s): two renewals
             # seen after the second started mean it had its chances and did not take over.
-            lease = await call_json(leases.read_namespaced_lease, "lock-deployment-app-backup", namespace)
+            lease = await api.send("GET", lease_path)
             assert lease["spec"]["holderIdentity"] == "pod-a"
             renewals.add(lease["spec"]["renewTime"])
             return len(renewals) > 2
@@ -153,23 +156,21 @@ async def test_lease_is_held_by_one_candidate_at_a_time(api: client.ApiClient, n
         await asyncio.wait_for(second.wait_held(), 10)
         assert second.held
         assert not first.held
-        lease = await call_json(
-            client.CoordinationV1Api(api).read_namespaced_lease, "lock-deployment-app-backup", namespace
-        )
+        lease = await api.send("GET", lease_path)
         assert lease["spec"]["holderIdentity"] == "pod-b"
     finally:
         for task in tasks:
             task.cancel()
 
 
-async def test_events_are_recorded_and_counted(api: client.ApiClient, namespace: str) -> None:
+async def test_events_are_recorded_and_counted(api: KubeApi, namespace: str) -> None:
     """The same event twice is one Event with count 2, from the component the seeds name."""
     stash = StashClient(api)
     obj = (await stash.create(session(namespace, "evented"))).to_dict()
     recorder = EventRecorder(api, "BackupSession Controller")
     for _ in range(2):
         await recorder.record(obj, "Warning", "BackupSessionSkipped", "Backup Configuration is paused")
-    events = await call_json(client.CoreV1Api(api).list_namespaced_event, namespace)
+    events = await api.send("GET", paths.core("events", namespace))
     mine = [e for e in events["items"] if e["involvedObject"]["name"] == "evented"]
     assert len(mine) == 1
     assert (mine[0]["type"], mine[0]["reason"], mine[0]["message"], mine[0]["count"]) == (
@@ -181,7 +182,7 @@ async def test_events_are_recorded_and_counted(api: client.ApiClient, namespace:
     assert mine[0]["source"]["component"] == "BackupSession Controller"
 
 
-async def test_errors_are_translated(api: client.ApiClient, namespace: str) -> None:
+async def test_errors_are_translated(api: KubeApi, namespace: str) -> None:
     """A missing object is NotFound and a duplicate Conflict, with the server's message kept."""
     stash = StashClient(api)
     with pytest.raises(errors.NotFound, match="not found"):
@@ -189,8 +190,8 @@ async def test_errors_are_translated(api: client.ApiClient, namespace: str) -> N
     await stash.create(session(namespace, "dup"))
     with pytest.raises(errors.Conflict, match="already exists"):
         await stash.create(session(namespace, "dup"))
-    with contextlib.suppress(errors.NotFound):
-        await call(client.CoreV1Api(api).read_namespaced_secret, "absent", namespace)
+    with pytest.raises(errors.NotFound, match="not found"):
+        await api.send("GET", paths.core("secrets", namespace, "absent"))
 
 
 async def test_watch_survives_an_api_server_restart(own_plane: ControlPlane) -> None:

@@ -18,16 +18,15 @@ from typing import Any
 
 import pytest
 import yaml
-from kubernetes_asyncio import client
 from tests.polling import eventually
 
 from stashlet.api.backupconfiguration import BackupConfiguration
 from stashlet.api.repository import Repository
-from stashlet.kube.client import new_api_client
 from stashlet.kube.watch import WatchEvent, WatchSettings
 from stashlet.localcluster import tools
 from stashlet.localcluster.controlplane import ControlPlane
 from stashlet.operator.controller import Controller
+from stashlet.operator.core.apiclient import ApiClient, new_api_client
 from stashlet.operator.core.loop import Follow
 from stashlet.operator.settings import OperatorSettings
 
@@ -161,7 +160,7 @@ def repo() -> Repository:
 
 
 @pytest.fixture
-async def api(control_plane: ControlPlane) -> AsyncIterator[client.ApiClient]:
+async def api(control_plane: ControlPlane) -> AsyncIterator[ApiClient]:
     """An ApiClient with the admin kubeconfig."""
     api_client = await new_api_client(str(control_plane.kubeconfig))
     try:
@@ -298,7 +297,7 @@ class ObservedController(Controller):
 class OperatorRunner:
     """Starts and stops the in-process operator over chosen namespaces."""
 
-    def __init__(self, api: client.ApiClient, kubectl: Kubectl) -> None:
+    def __init__(self, api: ApiClient, kubectl: Kubectl) -> None:
         self.api = api
         self.kubectl = kubectl
         self.tasks: list[tuple[asyncio.Task[None], tuple[str, ...]]] = []
@@ -366,7 +365,7 @@ class OperatorRunner:
 
 
 @pytest.fixture
-async def operator(api: client.ApiClient, akubectl: Kubectl, namespace: str) -> AsyncIterator[OperatorRunner]:
+async def operator(api: ApiClient, akubectl: Kubectl, namespace: str) -> AsyncIterator[OperatorRunner]:
     """Run the operator in-process: ``await operator.start(namespace, ...)``; stopped after the test.
 
     It takes ``namespace`` so that the namespace outlives it: the finalizers run before it goes.

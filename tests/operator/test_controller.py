@@ -8,12 +8,13 @@ from kubernetes_asyncio import client
 
 from stashlet.kube.watch import ADDED, DELETED, MODIFIED, WatchEvent
 from stashlet.operator.controller import CONFIG_PREFIX, HISTORY_PREFIX, Controller, fingerprint
+from stashlet.operator.core.apiclient import ApiClient
 from stashlet.operator.settings import OperatorSettings
 
 
 @pytest.fixture
 async def controller() -> AsyncIterator[Controller]:
-    api = client.ApiClient(client.Configuration())
+    api = ApiClient(client.Configuration())
     try:
         yield Controller(api, OperatorSettings())
     finally:

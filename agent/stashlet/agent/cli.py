@@ -12,7 +12,6 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from kubernetes_asyncio import client
 from prometheus_client import CollectorRegistry
 
 from stashlet.agent.backup.daemon import Sidecar
@@ -46,6 +45,7 @@ from stashlet.kube import logs
 from stashlet.kube.client import new_api_client
 from stashlet.kube.custom import StashClient
 from stashlet.kube.errors import KubeError, NotFound
+from stashlet.kube.rest import KubeApi
 
 log = logging.getLogger("stashlet.agent")
 
@@ -73,7 +73,7 @@ def _identity(settings: AgentSettings, host: HostIdentity) -> dict[str, str]:
     }
 
 
-async def read_invoker(api: client.ApiClient, settings: AgentSettings) -> InvokerSpec | None:
+async def read_invoker(api: KubeApi, settings: AgentSettings) -> InvokerSpec | None:
     """The spec of this agent's invoker (BackupConfiguration or RestoreSession); None if it does not exist."""
     stash = StashClient(api)
     try:

@@ -11,8 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from kubernetes_asyncio import client
-
 from stashlet.agent.errors import RefuseInput
 from stashlet.agent.hosts import HostIdentity, identify, job_identity
 from stashlet.agent.live import LiveState
@@ -25,17 +23,18 @@ from stashlet.api import agent_contract as contract
 from stashlet.api import names
 from stashlet.api.common import Condition, ConditionStatus, EmptyDirSettings, RuntimeSettings
 from stashlet.api.repository import Repository
-from stashlet.kube.client import call_json
+from stashlet.kube import paths
 from stashlet.kube.custom import StashClient
 from stashlet.kube.errors import NotFound
 from stashlet.kube.events import EventRecorder
 from stashlet.kube.leases import LeaseLock
+from stashlet.kube.rest import KubeApi, RestClient
 
-_READERS = {
-    "Deployment": "read_namespaced_deployment",
-    "StatefulSet": "read_namespaced_stateful_set",
-    "DaemonSet": "read_namespaced_daemon_set",
-    "ReplicaSet": "read_namespaced_replica_set",
+_WORKLOADS = {
+    "Deployment": "deployments",
+    "StatefulSet": "statefulsets",
+    "DaemonSet": "daemonsets",
+    "ReplicaSet": "replicasets",
 }
 
 
@@ -112,7 +111,7 @@ def upsert_condition(
 
 
 def target_lease(
-    api: client.ApiClient,
+    api: KubeApi,
     settings: AgentSettings,
     purpose: str,
     *,
@@ -145,7 +144,7 @@ class AgentContext:
     """Everything a session handler needs; built once per process."""
 
     settings: AgentSettings
-    api: client.ApiClient
+    api: RestClient
     stash: StashClient
     events: EventRecorder
     host: HostIdentity
@@ -159,7 +158,7 @@ class AgentContext:
     def of_process(
         cls,
         settings: AgentSettings,
-        api: client.ApiClient,
+        api: RestClient,
         *,
         component: str,
         host: HostIdentity,
@@ -203,12 +202,12 @@ class AgentContext:
 
     async def read_workload(self) -> dict[str, Any]:
         """The target workload (Deployment, StatefulSet, DaemonSet, ReplicaSet) as a dict."""
-        apps = client.AppsV1Api(self.api)
-        reader = _READERS.get(self.settings.target_kind)
-        if reader is None:
+        plural = _WORKLOADS.get(self.settings.target_kind)
+        if plural is None:
             return {}
+        path = paths.object_path("apps", "v1", plural, self.namespace, self.settings.target_name)
         try:
-            return await call_json(getattr(apps, reader), self.settings.target_name, self.namespace)
+            return await self.api.send("GET", path)
         except NotFound as exc:
             raise PreparationError(
                 f"{self.settings.target_kind} {self.namespace}/{self.settings.target_name} not found",
@@ -268,7 +267,7 @@ class AgentContext:
                 raise PreparationError(f"{ref} not found", reason="BackendSecretNotAvailable")
             return data
         try:
-            found = await call_json(client.CoreV1Api(self.api).read_namespaced_secret, secret, namespace)
+            found = await self.api.send("GET", paths.core("secrets", namespace, secret))
         except NotFound as exc:
             raise PreparationError(f"{ref} not found", reason="BackendSecretNotAvailable") from exc
         try:

@@ -30,13 +30,11 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
-from kubernetes_asyncio import client
-
 from stashlet.agent.restic import output as rj
 from stashlet.agent.restic.errors import ExitCode, RepositoryLocked, ResticError
 from stashlet.agent.restic.runner import Restic
 from stashlet.api.backupsession import BackupSession
-from stashlet.kube.client import call
+from stashlet.kube import paths
 from stashlet.kube.errors import KubeError, NotFound
 
 if TYPE_CHECKING:
@@ -192,7 +190,7 @@ async def run_unlocked(
 async def pod_exists(ctx: AgentContext, name: str) -> bool | None:
     """True/False when we can tell; None when we cannot (no right to read pods, API error)."""
     try:
-        await call(client.CoreV1Api(ctx.api).read_namespaced_pod, name, ctx.namespace)
+        await ctx.api.send("GET", paths.core("pods", ctx.namespace, name))
     except NotFound:
         return False
     except KubeError:

@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any, TypeVar
-
-from kubernetes_asyncio import client
 
 from stashlet.api import names
 from stashlet.api.backupblueprint import BackupBlueprint
@@ -24,8 +21,10 @@ from stashlet.api.backupsession import BackupSession
 from stashlet.api.common import KubeObject
 from stashlet.api.repository import Repository
 from stashlet.api.restoresession import RestoreSession
-from stashlet.kube.client import call
 from stashlet.kube.errors import Conflict
+from stashlet.kube.paths import collection_path, object_path
+from stashlet.kube.rest import MERGE_PATCH, KubeApi
+from stashlet.kube.watch import Collection
 
 log = logging.getLogger(__name__)
 
@@ -56,67 +55,59 @@ CONFLICT_RETRIES = 10
 class StashClient:
     """Get, list, create, patch, delete and update the status of the stash kinds, as typed models."""
 
-    def __init__(self, api: client.ApiClient) -> None:
+    def __init__(self, api: KubeApi) -> None:
         """Use ``api`` for every call."""
-        self.custom = client.CustomObjectsApi(api)
+        self.api = api
 
-    def _scoped(self, res: Resource, namespace: str | None, method: str) -> Callable[..., Awaitable[Any]]:
-        """CustomObjectsApi's ``method`` for the kind's scope, with its leading arguments bound.
+    @staticmethod
+    def _path(model: type[KubeObject], namespace: str | None, name: str, subresource: str = "") -> str:
+        res = RESOURCES[model]
+        return object_path(
+            res.group, res.version, res.plural, namespace if res.namespaced else None, name, subresource
+        )
 
-        ``method`` spells the call's name with ``{scope}`` (``get_{scope}_custom_object``). A namespaced
-        kind gets the ``namespaced`` call with group, version, ``namespace`` and plural bound, a
-        cluster-scoped kind the ``cluster`` call with group, version and plural; the caller adds the rest.
-        """
-        if res.namespaced:
-            namespaced = getattr(self.custom, method.format(scope="namespaced"))
-            return functools.partial(namespaced, res.group, res.version, namespace, res.plural)
-        cluster = getattr(self.custom, method.format(scope="cluster"))
-        return functools.partial(cluster, res.group, res.version, res.plural)
+    def list_fn(self, model: type[KubeObject], namespace: str | None = None) -> Collection:
+        """The collection of this kind for :func:`stashlet.kube.watch.watch`.
 
-    def list_fn(self, model: type[KubeObject], namespace: str | None = None) -> Callable[..., Any]:
-        """A list function for :func:`stashlet.kube.watch.watch` over this kind.
-
-        It lists ``namespace`` when the kind is namespaced and one is given, else every namespace.
+        It is ``namespace`` when the kind is namespaced and one is given, else every namespace.
         """
         res = RESOURCES[model]
-        if not namespace:
-            res = dataclasses.replace(res, namespaced=False)
-        return self._scoped(res, namespace, "list_{scope}_custom_object")
+        scope = namespace if res.namespaced and namespace else None
+        return Collection(self.api, collection_path(res.group, res.version, res.plural, scope))
 
     async def get(self, model: type[M], namespace: str | None, name: str) -> M:
         """Read one object; NotFound when it does not exist."""
-        get = self._scoped(RESOURCES[model], namespace, "get_{scope}_custom_object")
-        return model.from_dict(await call(get, name))
+        return model.from_dict(await self.api.send("GET", self._path(model, namespace, name)))
 
     async def list(self, model: type[M], namespace: str | None = None, label_selector: str = "") -> list[M]:
         """List objects (all namespaces when ``namespace`` is None)."""
-        body = await call(self.list_fn(model, namespace), label_selector=label_selector)
+        collection = self.list_fn(model, namespace)
+        query = {"labelSelector": label_selector} if label_selector else None
+        body = await self.api.send("GET", collection.path, query=query)
         return [model.from_dict(item) for item in body.get("items", [])]
 
     async def create(self, obj: M) -> M:
         """Create ``obj``; Conflict when it exists."""
         model = type(obj)
-        create = self._scoped(RESOURCES[model], obj.metadata.namespace, "create_{scope}_custom_object")
-        return model.from_dict(await call(create, obj.to_dict()))
+        path = self.list_fn(model, obj.metadata.namespace).path
+        return model.from_dict(await self.api.send("POST", path, body=obj.to_dict()))
 
     async def patch(self, model: type[M], namespace: str | None, name: str, patch: dict[str, Any]) -> M:
         """Merge-patch the object (metadata and spec)."""
-        merge_patch = self._scoped(RESOURCES[model], namespace, "patch_{scope}_custom_object")
-        made = await call(merge_patch, name, patch, _content_type="application/merge-patch+json")
-        return model.from_dict(made)
+        path = self._path(model, namespace, name)
+        return model.from_dict(await self.api.send("PATCH", path, body=patch, content_type=MERGE_PATCH))
 
     async def delete(self, model: type[KubeObject], namespace: str | None, name: str) -> None:
         """Delete the object (background propagation)."""
-        delete = self._scoped(RESOURCES[model], namespace, "delete_{scope}_custom_object")
-        await call(delete, name, propagation_policy="Background")
+        await self.api.send(
+            "DELETE", self._path(model, namespace, name), query={"propagationPolicy": "Background"}
+        )
 
     async def replace_status(self, obj: M) -> M:
         """Write ``obj``'s status with its resourceVersion; Conflict when someone wrote in between."""
         model = type(obj)
-        replace = self._scoped(
-            RESOURCES[model], obj.metadata.namespace, "replace_{scope}_custom_object_status"
-        )
-        return model.from_dict(await call(replace, obj.metadata.name, obj.to_dict()))
+        path = self._path(model, obj.metadata.namespace, str(obj.metadata.name), "status")
+        return model.from_dict(await self.api.send("PUT", path, body=obj.to_dict()))
 
     async def update_status(
         self, model: type[M], namespace: str | None, name: str, mutate: Callable[[M], bool | None]

@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from kubernetes_asyncio.client.exceptions import ApiException
-
 
 class KubeError(Exception):
     """An error answered by the Kubernetes API server.
@@ -87,25 +85,22 @@ def _for_status(status: int, message: str, *, reason: str = "", details: Any = N
     return cls(message, status=status, reason=reason, details=details)
 
 
-def translate(exc: ApiException) -> KubeError:
-    """Turn kubernetes_asyncio's ApiException into our class for its status, keeping the server's words."""
-    message = str(exc.reason or "")
-    reason = ""
-    details: Any = None
-    body: Any = exc.body
-    if isinstance(body, bytes):
-        body = body.decode(errors="replace")
-    if isinstance(body, str) and body:
-        try:
-            parsed = json.loads(body)
-        except ValueError:
-            message = body.strip() or message
-        else:
-            if isinstance(parsed, dict):
-                message = str(parsed.get("message") or message)
-                reason = str(parsed.get("reason") or "")
-                details = parsed.get("details")
-    return _for_status(int(exc.status or 0), message, reason=reason, details=details)
+def from_response(raw: bytes, status: int, reason: str | None) -> KubeError:
+    """The error of a failed answer with HTTP ``status``: the server's words from its metav1.Status body,
+    else the body's text, else the HTTP reason."""
+    text = raw.decode(errors="replace").strip()
+    try:
+        parsed: Any = json.loads(raw)
+    except ValueError:
+        return _for_status(status, text or (reason or ""))
+    if not isinstance(parsed, dict):
+        return _for_status(status, reason or "")
+    return _for_status(
+        status,
+        str(parsed.get("message") or reason or ""),
+        reason=str(parsed.get("reason") or ""),
+        details=parsed.get("details"),
+    )
 
 
 def from_status_object(status_obj: dict[str, Any]) -> KubeError:

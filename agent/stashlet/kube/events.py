@@ -12,10 +12,9 @@ import hashlib
 import logging
 from typing import Any, Literal
 
-from kubernetes_asyncio import client
-
-from stashlet.kube.client import call, call_json
+from stashlet.kube import paths
 from stashlet.kube.errors import KubeError, NotFound
+from stashlet.kube.rest import MERGE_PATCH, KubeApi
 
 log = logging.getLogger(__name__)
 
@@ -29,9 +28,9 @@ def _now() -> str:
 class EventRecorder:
     """Writes events as one component (and host, when several processes share the component)."""
 
-    def __init__(self, api: client.ApiClient, component: str, host: str = "") -> None:
+    def __init__(self, api: KubeApi, component: str, host: str = "") -> None:
         """Record as ``component``; ``host`` tells replicas apart in ``source.host``."""
-        self.core = client.CoreV1Api(api)
+        self.api = api
         self.component = component
         self.host = host
 
@@ -45,19 +44,19 @@ class EventRecorder:
         name = f"{meta.get('name')}.{digest}"
         try:
             try:
-                existing = await call_json(self.core.read_namespaced_event, name, namespace)
+                existing = await self.api.send("GET", paths.core("events", namespace, name))
             except NotFound:
-                await call(
-                    self.core.create_namespaced_event,
-                    namespace,
-                    self._body(obj, name, namespace, type_=type_, reason=reason, message=message),
+                await self.api.send(
+                    "POST",
+                    paths.core("events", namespace),
+                    body=self._body(obj, name, namespace, type_=type_, reason=reason, message=message),
                 )
             else:
-                await call(
-                    self.core.patch_namespaced_event,
-                    name,
-                    namespace,
-                    {"count": int(existing.get("count") or 1) + 1, "lastTimestamp": _now()},
+                await self.api.send(
+                    "PATCH",
+                    paths.core("events", namespace, name),
+                    body={"count": int(existing.get("count") or 1) + 1, "lastTimestamp": _now()},
+                    content_type=MERGE_PATCH,
                 )
         except KubeError as exc:
             log.warning(

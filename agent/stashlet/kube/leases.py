@@ -14,10 +14,9 @@ import logging
 import time
 from typing import Any
 
-from kubernetes_asyncio import client
-
-from stashlet.kube.client import call, call_json
 from stashlet.kube.errors import Conflict, KubeError, NotFound
+from stashlet.kube.paths import collection_path, object_path
+from stashlet.kube.rest import KubeApi
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +34,7 @@ class LeaseLock:
 
     def __init__(
         self,
-        api: client.ApiClient,
+        api: KubeApi,
         namespace: str,
         name: str,
         identity: str,
@@ -44,9 +43,10 @@ class LeaseLock:
         renew_every: float = 5.0,
     ) -> None:
         """Prepare; nothing is sent until :meth:`run`."""
-        self.coordination = client.CoordinationV1Api(api)
+        self.api = api
         self.namespace = namespace
         self.name = name
+        self.path = object_path("coordination.k8s.io", "v1", "leases", namespace, name)
         self.identity = identity
         self.duration = duration
         self.renew_every = renew_every
@@ -90,18 +90,18 @@ class LeaseLock:
             return
         self._valid_until = 0.0
         try:
-            lease = await call_json(self.coordination.read_namespaced_lease, self.name, self.namespace)
+            lease = await self.api.send("GET", self.path)
             if lease["spec"].get("holderIdentity") == self.identity:
                 lease["spec"].pop("holderIdentity", None)
                 lease["spec"].pop("renewTime", None)
-                await call(self.coordination.replace_namespaced_lease, self.name, self.namespace, lease)
+                await self.api.send("PUT", self.path, body=lease)
         except KubeError as exc:
             log.info("lease release failed; it will expire", extra={"lease": self.name, "error": exc.message})
 
     async def _try_acquire_or_renew(self) -> bool:
         now = dt.datetime.now(dt.UTC)
         try:
-            lease = await call_json(self.coordination.read_namespaced_lease, self.name, self.namespace)
+            lease = await self.api.send("GET", self.path)
         except NotFound:
             body: dict[str, Any] = {
                 "apiVersion": "coordination.k8s.io/v1",
@@ -116,7 +116,9 @@ class LeaseLock:
                 },
             }
             try:
-                await call(self.coordination.create_namespaced_lease, self.namespace, body)
+                await self.api.send(
+                    "POST", collection_path("coordination.k8s.io", "v1", "leases", self.namespace), body=body
+                )
             except Conflict:
                 return False
             log.info(
@@ -141,7 +143,7 @@ class LeaseLock:
         spec["leaseDurationSeconds"] = self.duration
         spec["renewTime"] = _micro(now)
         try:
-            await call(self.coordination.replace_namespaced_lease, self.name, self.namespace, lease)
+            await self.api.send("PUT", self.path, body=lease)
         except Conflict:
             return False
         return True

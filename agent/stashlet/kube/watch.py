@@ -17,15 +17,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import aiohttp
-from kubernetes_asyncio.client.exceptions import ApiException
 
-from stashlet.kube.client import call_json, status_body
-from stashlet.kube.errors import Gone, KubeError, from_status_object, is_transient, translate
+from stashlet.kube.errors import Gone, KubeError, from_status_object, is_transient
+from stashlet.kube.rest import KubeApi, Query
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +33,29 @@ MODIFIED = "MODIFIED"
 DELETED = "DELETED"
 SYNCED = "SYNCED"
 
-ListFn = Callable[..., Awaitable[Any]]
+_METADATA = "application/json;as={kind};g=meta.k8s.io;v=v1,application/json"
+
+
+@dataclass(frozen=True)
+class Collection:
+    """A collection to list and watch: the client, its path, and the query that narrows it."""
+
+    api: KubeApi
+    path: str
+    query: Mapping[str, str] = field(default_factory=dict)
+    metadata_only: bool = False
+    """Ask for ``PartialObjectMetadata`` only (the operator's dependency watches: no Secret values, no
+    pod templates in memory)."""
+
+    def where(self, **query: str) -> Collection:
+        """The same collection narrowed further (``labelSelector=...``)."""
+        return replace(self, query={**self.query, **query})
+
+    def accept(self, *, watching: bool) -> str | None:
+        """The Accept header: metadata only when asked, else JSON."""
+        if not self.metadata_only:
+            return None
+        return _METADATA.format(kind="PartialObjectMetadata" if watching else "PartialObjectMetadataList")
 
 
 @dataclass(frozen=True)
@@ -78,15 +99,14 @@ def _version(obj: dict[str, Any]) -> str:
     return str(obj.get("metadata", {}).get("resourceVersion", ""))
 
 
-async def _list(list_fn: ListFn, kwargs: dict[str, Any], page_size: int) -> tuple[list[dict[str, Any]], str]:
+async def _list(collection: Collection, page_size: int) -> tuple[list[dict[str, Any]], str]:
     items: list[dict[str, Any]] = []
     token: str | None = None
     while True:
-        extra: dict[str, Any] = {"limit": page_size, "_preload_content": False}
-        if token:
-            extra["_continue"] = token
-        extra.pop("_preload_content")
-        body = await call_json(list_fn, **kwargs, **extra)
+        query: Query = {**collection.query, "limit": page_size, "continue": token}
+        body = await collection.api.send(
+            "GET", collection.path, query=query, accept=collection.accept(watching=False)
+        )
         items.extend(body.get("items") or [])
         token = body.get("metadata", {}).get("continue")
         if not token:
@@ -94,55 +114,45 @@ async def _list(list_fn: ListFn, kwargs: dict[str, Any], page_size: int) -> tupl
 
 
 async def _stream(
-    list_fn: ListFn, kwargs: dict[str, Any], version: str, settings: WatchSettings
+    collection: Collection, version: str, settings: WatchSettings
 ) -> AsyncIterator[dict[str, Any]]:
     """One watch connection: yields raw watch events until the server or the inactivity timeout ends it."""
-    try:
-        response = await list_fn(
-            **kwargs,
-            watch=True,
-            resource_version=version,
-            allow_watch_bookmarks=True,
-            timeout_seconds=settings.server_timeout,
-            _preload_content=False,
-        )
-    except ApiException as exc:
-        raise translate(exc) from exc
-    if not 200 <= response.status < 300:
-        raw = await response.read()
-        response.release()
-        raise from_status_object(status_body(raw, response.status, response.reason))
-    buffer = b""
+    query: Query = {
+        **collection.query,
+        "watch": True,
+        "resourceVersion": version,
+        "allowWatchBookmarks": True,
+        "timeoutSeconds": settings.server_timeout,
+    }
+    lines = collection.api.stream(collection.path, query, accept=collection.accept(watching=True))
     try:
         while True:
             try:
                 # asyncio.timeout, not wait_for: on Python 3.11 wait_for loses a cancellation that
                 # arrives as a chunk does, and the watch would go on reading after being cancelled.
                 async with asyncio.timeout(settings.inactivity_timeout):
-                    chunk = await response.content.readany()
+                    line = await anext(lines)
             except TimeoutError:
                 log.info("watch inactive; reconnecting", extra={"resource_version": version})
                 return
-            if not chunk:
+            except StopAsyncIteration:
                 return
-            buffer += chunk
-            *lines, buffer = buffer.split(b"\n")
-            for line in lines:
-                if line.strip():
-                    yield json.loads(line)
+            yield json.loads(line)
     finally:
-        response.release()
+        await lines.aclose()
 
 
 async def watch(
-    list_fn: ListFn,
+    collection: Collection,
     *,
     settings: WatchSettings | None = None,
     on_progress: Callable[[], None] | None = None,
-    **kwargs: Any,
+    label_selector: str | None = None,
 ) -> AsyncIterator[WatchEvent]:
-    """Yield every change of the collection ``list_fn`` lists (with ``kwargs`` such as namespace)."""
+    """Yield every change of ``collection`` (narrowed to ``label_selector`` when one is given)."""
     settings = settings or WatchSettings()
+    if label_selector:
+        collection = collection.where(labelSelector=label_selector)
     progress = on_progress or _nothing
     known: dict[str, dict[str, Any]] = {}
     version = ""
@@ -151,7 +161,7 @@ async def watch(
         progress()
         try:
             if not version:
-                items, version = await _list(list_fn, kwargs, settings.page_size)
+                items, version = await _list(collection, settings.page_size)
                 progress()
                 current = {object_key(item): item for item in items}
                 for key, old in list(known.items()):
@@ -166,7 +176,7 @@ async def watch(
                     elif _version(previous) != _version(item):
                         yield WatchEvent(MODIFIED, item)
                 yield WatchEvent(SYNCED, {})
-            async for raw in _stream(list_fn, kwargs, version, settings):
+            async for raw in _stream(collection, version, settings):
                 progress()
                 kind, obj = raw.get("type"), raw.get("object") or {}
                 if kind == "ERROR":

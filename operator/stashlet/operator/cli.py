@@ -19,10 +19,11 @@ from typing import Any
 
 from stashlet.api import agent_contract, names
 from stashlet.kube import logs
-from stashlet.kube.client import api_client, own_namespace
+from stashlet.kube.config import own_namespace
 from stashlet.kube.errors import KubeError
 from stashlet.operator import settings as settings_mod
 from stashlet.operator.backup.cronjob import ENV_JOB_NAME, FLAG_NAMESPACE
+from stashlet.operator.core.apiclient import api_client
 from stashlet.operator.health import serve_health
 from stashlet.operator.settings import OperatorSettings
 

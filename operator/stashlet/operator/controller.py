@@ -38,7 +38,6 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from functools import partial
 from typing import Any
 
 from stashlet.api import names
@@ -48,7 +47,8 @@ from stashlet.api.common import Snapshotter
 from stashlet.api.repository import Repository
 from stashlet.api.restoresession import RestoreSession
 from stashlet.kube.errors import NotFound
-from stashlet.kube.watch import DELETED, WatchEvent, watch
+from stashlet.kube.paths import collection_path
+from stashlet.kube.watch import DELETED, Collection, WatchEvent, watch
 from stashlet.operator.backup import history, pickup, retry
 from stashlet.operator.backup.reconciler import Reconciler
 from stashlet.operator.backup.silent import SilentSessions
@@ -186,16 +186,8 @@ class Controller(ControlLoop):
     def _job_stream(self, ns: str | None) -> AsyncIterator[WatchEvent]:
         """The operator's own Jobs in ``ns`` (None: every namespace), in full (their status says how they
         ended)."""
-        batch = self.reconciler.resources.batch
-        if ns:
-            return watch(
-                partial(batch.list_namespaced_job, ns),
-                settings=self.watch_settings,
-                label_selector=JOB_SELECTOR,
-            )
-        return watch(
-            batch.list_job_for_all_namespaces, settings=self.watch_settings, label_selector=JOB_SELECTOR
-        )
+        jobs = Collection(self.api, collection_path("batch", "v1", "jobs", ns))
+        return watch(jobs, settings=self.watch_settings, label_selector=JOB_SELECTOR)
 
     def resync_items(self) -> list[str]:
         """Every configuration and RestoreSession."""

@@ -19,13 +19,13 @@ from typing import Any
 
 import pytest
 import yaml
-from kubernetes_asyncio import client
 from tests.polling import wait_until
 
 from stashlet.agent.kubedump.dump import DumpOptions, DumpReport, DumpScope, dump
 from stashlet.agent.kubedump.sanitize import SERVER_SET_METADATA
 from stashlet.api.common import TargetRef
 from stashlet.kube.client import new_api_client
+from stashlet.kube.rest import RestClient
 from stashlet.localcluster.controlplane import ControlPlane, wait_for_default_service_account
 
 pytestmark = [pytest.mark.cluster, pytest.mark.usefixtures("api_discovery")]
@@ -35,7 +35,7 @@ READ_ALL = [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["get", "list"]}]
 
 
 @asynccontextmanager
-async def sa_api(kubeconfig: Path) -> AsyncIterator[client.ApiClient]:
+async def sa_api(kubeconfig: Path) -> AsyncIterator[RestClient]:
     api = await new_api_client(str(kubeconfig))
     try:
         yield api

@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
-from kubernetes_asyncio import client
 from tests.polling import eventually
 
 from stashlet.api import agent_identity
@@ -21,6 +20,7 @@ from stashlet.kube.watch import WatchSettings
 from stashlet.localcluster.controlplane import ControlPlane
 from stashlet.operator.autobackup.controller import AutoBackupController
 from stashlet.operator.controller import Controller
+from stashlet.operator.core.apiclient import ApiClient
 from stashlet.operator.core.loop import ControlLoop
 from stashlet.operator.settings import OperatorSettings
 
@@ -32,7 +32,7 @@ CREATED_BY = "app.kubernetes.io/created-by=stash-auto-backup"
 class Operator:
     """Both controllers of the operator, in-process, over chosen namespaces."""
 
-    def __init__(self, api: client.ApiClient, kubectl: Any) -> None:
+    def __init__(self, api: ApiClient, kubectl: Any) -> None:
         self.api = api
         self.kubectl = kubectl
         self.controllers: list[ControlLoop] = []
@@ -83,7 +83,7 @@ class Operator:
 
 
 @pytest.fixture
-async def operator(api: client.ApiClient, akubectl: Any, namespace: str) -> AsyncIterator[Operator]:
+async def operator(api: ApiClient, akubectl: Any, namespace: str) -> AsyncIterator[Operator]:
     """The operator's two controllers; stopped (configurations finalized) after the test."""
     running = Operator(api, akubectl)
     try:

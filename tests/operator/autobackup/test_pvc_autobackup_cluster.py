@@ -7,14 +7,15 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
-from kubernetes_asyncio import client
 from tests.operator.autobackup.test_autobackup_cluster import Operator
+
+from stashlet.operator.core.apiclient import ApiClient
 
 pytestmark = pytest.mark.cluster
 
 
 @pytest.fixture
-async def both(api: client.ApiClient, akubectl: Any, namespace: str) -> AsyncIterator[Operator]:
+async def both(api: ApiClient, akubectl: Any, namespace: str) -> AsyncIterator[Operator]:
     """The operator's two controllers; stopped (configurations finalized) after the test."""
     running = Operator(api, akubectl)
     try:

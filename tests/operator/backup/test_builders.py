@@ -7,9 +7,9 @@ import pytest
 
 from stashlet.api import names, sessions
 from stashlet.api.backupconfiguration import BackupConfiguration
+from stashlet.kube.paths import collection_path
 from stashlet.operator import cli
 from stashlet.operator.backup import cronjob, history, trigger
-from stashlet.operator.core.metawatch import collection_path
 from stashlet.operator.core.workloads import WORKLOAD_KINDS
 from stashlet.operator.injection import rbac
 from stashlet.operator.settings import OperatorSettings

@@ -6,22 +6,21 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from kubernetes_asyncio import client
 from tests.kubeconfigs import token_kubeconfig
 from tests.operator.conftest import Kubectl
 from tests.polling import eventually
 
-from stashlet.kube.client import new_api_client
 from stashlet.localcluster.controlplane import ControlPlane
 from stashlet.operator.controller import Controller
 from stashlet.operator.core import access
+from stashlet.operator.core.apiclient import ApiClient, new_api_client
 from stashlet.operator.settings import OperatorSettings
 
 pytestmark = pytest.mark.cluster
 
 
 async def test_job_watching_is_allowed_only_where_granted(
-    api: client.ApiClient, akubectl: Kubectl, control_plane: ControlPlane, namespace: str, tmp_path: Path
+    api: ApiClient, akubectl: Kubectl, control_plane: ControlPlane, namespace: str, tmp_path: Path
 ) -> None:
     assert await access.allowed(api, "watch", "batch", "jobs", namespace)
     assert await access.allowed(api, "list", "batch", "jobs", None)

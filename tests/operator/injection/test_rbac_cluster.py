@@ -15,10 +15,10 @@ from tests.polling import eventually
 
 from stashlet.api import agent_identity, names
 from stashlet.api.backupconfiguration import BackupConfiguration
-from stashlet.kube.client import call_json, new_api_client
 from stashlet.kube.custom import StashClient
 from stashlet.kube.errors import Forbidden
 from stashlet.localcluster.controlplane import ControlPlane
+from stashlet.operator.core.apiclient import call_json, new_api_client
 
 pytestmark = pytest.mark.cluster
 

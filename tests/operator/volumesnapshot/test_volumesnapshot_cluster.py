@@ -15,7 +15,6 @@ import uuid
 from typing import Any
 
 import pytest
-from kubernetes_asyncio import client
 from tests.csi_volumes import claim, csi_addon
 from tests.polling import eventually
 
@@ -25,6 +24,7 @@ from stashlet.api.sessions import build_session
 from stashlet.localcluster import images
 from stashlet.localcluster.cluster import LocalCluster
 from stashlet.localcluster.csi import CsiAddon, diagnostics
+from stashlet.operator.core.apiclient import ApiClient
 from stashlet.operator.core.events import Events
 from stashlet.operator.volumesnapshot.backup import SnapshotBackups
 
@@ -163,7 +163,7 @@ async def test_a_deployments_claim_is_snapshotted_per_session_kept_by_keep_last_
     local_cluster: LocalCluster,
     operator: Any,
     akubectl: Any,
-    api: client.ApiClient,
+    api: ApiClient,
     namespace: str,
 ) -> None:
     payload = f"sample_data-{uuid.uuid4().hex[:8]}"
@@ -273,7 +273,7 @@ async def test_a_deployments_claim_is_snapshotted_per_session_kept_by_keep_last_
 
 
 async def test_a_missing_class_or_claim_fails_the_session_naming_the_field(
-    csi_addon: CsiAddon, local_cluster: LocalCluster, akubectl: Any, api: client.ApiClient, namespace: str
+    csi_addon: CsiAddon, local_cluster: LocalCluster, akubectl: Any, api: ApiClient, namespace: str
 ) -> None:
     await akubectl(
         "apply",

@@ -1,8 +1,9 @@
 """Run a command in a container through the API server's ``pods/exec`` (what ``kubectl exec`` does).
 
 The request is a WebSocket upgrade of ``GET .../pods/<pod>/exec`` (``v4.channel.k8s.io``: one byte of
-channel, then the data; 1 is stdout, 2 stderr, 3 the final ``Status``), made with kubernetes-asyncio's
-``WsApiClient`` over the agent's own configuration and identity. The caller needs ``get`` and (since
+channel, then the data; 1 is stdout, 2 stderr, 3 the final ``Status``; ``v5.channel.k8s.io`` is offered
+first and reads the same here), made with aiohttp's WebSocket client over the agent's own client
+(:class:`~stashlet.kube.rest.RestClient`: its session, CA and identity). The caller needs ``get`` and (since
 Kubernetes 1.35) ``create`` on ``pods/exec`` in the pod's namespace. The last 10 KiB of stdout and of
 stderr are kept.
 
@@ -17,17 +18,17 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import aiohttp
-from kubernetes_asyncio import client
-from kubernetes_asyncio.client.exceptions import ApiException
-from kubernetes_asyncio.stream import WsApiClient
 
 from stashlet.agent.hooks.outcome import HookFailed
+from stashlet.kube import paths
+from stashlet.kube.rest import RestClient
 
 STDOUT, STDERR, ERROR = 1, 2, 3
 KEEP = 10 * 1024
+PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
 
 
 class ExecFailed(HookFailed):
@@ -44,34 +45,19 @@ class ExecOutput:
 
 
 async def exec_in_container(
-    api: client.ApiClient, namespace: str, pod: str, container: str, command: Sequence[str]
+    api: RestClient, namespace: str, pod: str, container: str, command: Sequence[str]
 ) -> ExecOutput:
     """Run ``command`` in ``container`` of ``namespace/pod`` and wait for it to end."""
-    ws_api = WsApiClient(configuration=api.configuration)
+    query = [("command", part) for part in command]
+    query += [("container", container), ("stdout", "true"), ("stderr", "true")]
     try:
-        core = client.CoreV1Api(ws_api)
-        # With _preload_content=False, WsApiClient answers with the WebSocket's context manager.
-        connect: Any = await core.connect_get_namespaced_pod_exec(
-            pod,
-            namespace,
-            command=cast(Any, list(command)),
-            container=container,
-            stdin=False,
-            stdout=True,
-            stderr=True,
-            tty=False,
-            _preload_content=False,
-        )
-        async with connect as ws:
-            return await _collect(ws)
+        ws = await api.websocket(paths.core("pods", namespace, pod, "exec"), query, PROTOCOLS)
     except aiohttp.WSServerHandshakeError as exc:
         raise ExecFailed(
             f"the API server refused the exec: HTTP {exc.status} {_refusal(exc.status)}"
         ) from None
-    except ApiException as exc:
-        raise ExecFailed(f"the API server refused the exec: HTTP {exc.status} {exc.reason}") from None
-    finally:
-        await ws_api.close()
+    async with ws:
+        return await _collect(ws)
 
 
 def _refusal(status: int) -> str:

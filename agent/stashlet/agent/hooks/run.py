@@ -19,8 +19,6 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from kubernetes_asyncio import client
-
 from stashlet.agent.hooks import pods
 from stashlet.agent.hooks.data import HookData, skip_reason
 from stashlet.agent.hooks.gofuncs import TemplateError
@@ -29,8 +27,9 @@ from stashlet.agent.hooks.podexec import exec_in_container
 from stashlet.agent.hooks.probes import http_request, tcp_connect
 from stashlet.agent.hooks.template import render
 from stashlet.api.hooks import ExecAction, Hook, HookKind, HTTPAction, TCPSocketAction
-from stashlet.kube.client import call_json
+from stashlet.kube import paths
 from stashlet.kube.errors import KubeError, NotFound
+from stashlet.kube.rest import RestClient
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +64,7 @@ async def run_hook(
     pod: PodRef,
     data: HookData,
     *,
-    api: client.ApiClient | None = None,
+    api: RestClient | None = None,
     timeout: float = DEFAULT_TIMEOUT,  # noqa: ASYNC109 - the hook's own deadline, part of its definition
 ) -> HookResult:
     """Run ``hook`` (of ``kind``) for the session ``data`` summarises, from executor pod ``pod``.
@@ -117,9 +116,7 @@ def _render(hook: Hook, data: HookData) -> _Rendered:
     return _Rendered()
 
 
-async def _act(
-    hook: Hook, rendered: _Rendered, pod: PodRef, api: client.ApiClient | None, scrub: Scrubber
-) -> str:
+async def _act(hook: Hook, rendered: _Rendered, pod: PodRef, api: RestClient | None, scrub: Scrubber) -> str:
     action = hook.action
     if not _needs_pod(hook):
         executor: dict[str, Any] = {}
@@ -145,9 +142,9 @@ def _needs_pod(hook: Hook) -> bool:
     return isinstance(action, ExecAction) or not action.host or isinstance(action.port, str)
 
 
-async def _read_pod(api: client.ApiClient, pod: PodRef) -> dict[str, Any]:
+async def _read_pod(api: RestClient, pod: PodRef) -> dict[str, Any]:
     try:
-        return await call_json(client.CoreV1Api(api).read_namespaced_pod, pod.name, pod.namespace)
+        return await api.send("GET", paths.core("pods", pod.namespace, pod.name))
     except NotFound:
         raise pods.PodProblem(f"the executor pod {pod} does not exist") from None
     except KubeError as exc:
@@ -155,7 +152,7 @@ async def _read_pod(api: client.ApiClient, pod: PodRef) -> dict[str, Any]:
 
 
 async def _exec(
-    api: client.ApiClient,
+    api: RestClient,
     pod: PodRef,
     executor: dict[str, Any],
     container_name: str,

@@ -19,11 +19,10 @@ from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from kubernetes_asyncio import client
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
-from stashlet.kube.client import call_json
 from stashlet.kube.errors import Conflict, Gone, KubeError, is_transient
+from stashlet.kube.rest import KubeApi, Query
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +150,7 @@ def _retryable(exc: BaseException) -> bool:
 
 
 async def get_json(
-    api: client.ApiClient, path: str, query: list[tuple[str, Any]] | None = None, *, attempts: int = ATTEMPTS
+    api: KubeApi, path: str, query: Query | None = None, *, attempts: int = ATTEMPTS
 ) -> dict[str, Any]:
     """GET ``path`` as JSON; transient failures are retried, the rest raise from the kube taxonomy."""
     async for attempt in AsyncRetrying(
@@ -161,19 +160,11 @@ async def get_json(
         reraise=True,
     ):
         with attempt:
-            return await call_json(
-                api.call_api,
-                path,
-                "GET",
-                query_params=query or [],
-                header_params={"Accept": "application/json"},
-                auth_settings=["BearerToken"],
-                _request_timeout=REQUEST_TIMEOUT,
-            )
+            return await api.send("GET", path, query=query, within=REQUEST_TIMEOUT)
     raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
 
 
-async def discover(api: client.ApiClient) -> Discovery:
+async def discover(api: KubeApi) -> Discovery:
     """Everything the server serves, preferred versions first; failing group versions are recorded."""
     core = await get_json(api, "/api")
     groups_body = await get_json(api, "/apis")
@@ -211,7 +202,7 @@ async def discover(api: client.ApiClient) -> Discovery:
 
 
 async def list_pages(
-    api: client.ApiClient,
+    api: KubeApi,
     resource: ApiResource,
     *,
     namespace: str | None,
@@ -227,11 +218,7 @@ async def list_pages(
     """
     token: str | None = None
     while True:
-        query: list[tuple[str, Any]] = [("limit", page_size)]
-        if token:
-            query.append(("continue", token))
-        if label_selector:
-            query.append(("labelSelector", label_selector))
+        query: Query = {"limit": page_size, "continue": token, "labelSelector": label_selector or None}
         try:
             body = await get_json(api, resource.list_path(namespace), query)
         except Gone:

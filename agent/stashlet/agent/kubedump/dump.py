@@ -37,8 +37,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Final
 
-from kubernetes_asyncio import client
-
 from stashlet.agent.kubedump.apiserver import (
     ApiResource,
     Discovery,
@@ -66,6 +64,7 @@ from stashlet.agent.kubedump.tree import (
 from stashlet.api.backupconfiguration import BackupConfiguration
 from stashlet.api.common import TargetRef
 from stashlet.kube.errors import BadRequest, KubeError, NotFound
+from stashlet.kube.rest import KubeApi
 
 __all__ = [
     "KUBEDUMP_TASKS",
@@ -105,9 +104,7 @@ def is_kubedump_task(config: BackupConfiguration) -> bool:
 class _Run:
     """One dump: the API client, options, discovery and the writer."""
 
-    def __init__(
-        self, api: client.ApiClient, options: DumpOptions, discovery: Discovery, writer: TreeWriter
-    ) -> None:
+    def __init__(self, api: KubeApi, options: DumpOptions, discovery: Discovery, writer: TreeWriter) -> None:
         self.api = api
         self.options = options
         self.discovery = discovery
@@ -253,7 +250,7 @@ class _Run:
                     queue.append(child_uid)
 
 
-async def dump(api: client.ApiClient, scope: DumpScope, options: DumpOptions, root: Path) -> DumpReport:
+async def dump(api: KubeApi, scope: DumpScope, options: DumpOptions, root: Path) -> DumpReport:
     """Dump ``scope`` into the (emptied) folder ``root``.
 
     Raises DumpError when the configuration asks for something that cannot be dumped, DumpFailed when

@@ -28,20 +28,18 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubernetes_asyncio import client
-
 from stashlet.api import names
 from stashlet.api.backupblueprint import BackupBlueprint
 from stashlet.api.backupconfiguration import BackupConfiguration
 from stashlet.api.names import COMPONENT_AUTO_BACKUP
 from stashlet.api.repository import Repository
-from stashlet.kube.client import call_json
 from stashlet.kube.custom import StashClient
 from stashlet.kube.errors import Invalid, NotFound
 from stashlet.kube.events import EventRecorder
 from stashlet.operator.autobackup import resolution
 from stashlet.operator.autobackup.diff import created_for, update_patch
 from stashlet.operator.autobackup.resolution import AutoBackupError, Plan, Target
+from stashlet.operator.core.apiclient import ApiClient, call_json
 from stashlet.operator.core.resources import Resources
 from stashlet.operator.core.usage_policy import usage_allowed
 from stashlet.operator.core.validation import needs_namespace_labels
@@ -70,7 +68,7 @@ class Result:
 class AutoBackupReconciler:
     """Reconciles annotated workloads; holds no per-object state beyond what it last reported."""
 
-    def __init__(self, api: client.ApiClient) -> None:
+    def __init__(self, api: ApiClient) -> None:
         """Use ``api`` (the operator's own identity)."""
         self.stash = StashClient(api)
         self.resources = Resources(api)

@@ -11,19 +11,17 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from kubernetes_asyncio import client
-
 from stashlet.api import names
 from stashlet.api.backupconfiguration import BackupConfiguration, BackupConfigurationStatus
 from stashlet.api.common import Condition, ConditionStatus
 from stashlet.api.conditions import ConditionReason, ConditionType
-from stashlet.kube.client import call_json
 from stashlet.kube.errors import Invalid, NotFound
 from stashlet.operator.backup import cronjob, status
 from stashlet.operator.backup.agent_identity import AgentIdentities, account_condition, name_problem
 from stashlet.operator.backup.sidecar_injection import Sidecars
 from stashlet.operator.backup.status import compute_phase
 from stashlet.operator.backup.validation import Model, Verdict, validate, with_problems, with_task_check
+from stashlet.operator.core.apiclient import ApiClient, call_json
 from stashlet.operator.core.conditions import ConditionUpdate, EventSpec
 from stashlet.operator.core.observe import Dependency, ReconcileResult, lookup, observe_repository
 from stashlet.operator.core.reconcile import FinalizingReconciler
@@ -43,7 +41,7 @@ class Reconciler(FinalizingReconciler[BackupConfiguration]):
     model = BackupConfiguration
     tracks_generation = True
 
-    def __init__(self, api: client.ApiClient, settings: OperatorSettings) -> None:
+    def __init__(self, api: ApiClient, settings: OperatorSettings) -> None:
         """Use ``api`` (the operator's own identity) and ``settings``."""
         super().__init__(api, settings)
         self.sidecars = Sidecars(self.resources, settings, self.events)

@@ -39,12 +39,12 @@ from stashlet.api.common import Condition, ConditionStatus, Snapshotter
 from stashlet.api.conditions import ConditionType
 from stashlet.api.durations import format_duration
 from stashlet.api.timestamps import now_utc
-from stashlet.kube.client import call_json
 from stashlet.kube.custom import StashClient
 from stashlet.kube.errors import NotFound
 from stashlet.operator import metrics
 from stashlet.operator.backup import pickup
 from stashlet.operator.backup.history import FINISHED
+from stashlet.operator.core.apiclient import call_json
 from stashlet.operator.core.conditions import EventSpec
 from stashlet.operator.core.events import Events
 from stashlet.operator.core.job_outcome import Verdict, ended_job_verdict

@@ -18,8 +18,6 @@ import time
 from dataclasses import dataclass
 from enum import StrEnum
 
-from kubernetes_asyncio import client
-
 from stashlet.api import names
 from stashlet.api.backupconfiguration import BackupConfiguration
 from stashlet.api.names import COMPONENT_TRIGGER
@@ -28,6 +26,7 @@ from stashlet.kube.custom import StashClient
 from stashlet.kube.errors import Conflict
 from stashlet.kube.events import EventRecorder
 from stashlet.operator.backup.status import REASON_BACKUP_SKIPPED
+from stashlet.operator.core.apiclient import ApiClient
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +62,7 @@ def scheduled_unix(job_name: str | None, cronjob: str, now: float) -> int:
 
 
 async def run_trigger(
-    api: client.ApiClient, namespace: str, name: str, *, job_name: str | None = None, now: float | None = None
+    api: ApiClient, namespace: str, name: str, *, job_name: str | None = None, now: float | None = None
 ) -> TriggerResult:
     """Do one schedule's work for BackupConfiguration ``namespace/name`` (see the module docstring)."""
     stash = StashClient(api)

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from kubernetes_asyncio import client
 
-from stashlet.kube.client import call_json
+from stashlet.operator.core.apiclient import ApiClient, call_json
 
 
-async def allowed(api: client.ApiClient, verb: str, group: str, resource: str, namespace: str | None) -> bool:
+async def allowed(api: ApiClient, verb: str, group: str, resource: str, namespace: str | None) -> bool:
     """True when the operator may ``verb`` ``resource`` (of API ``group``) in ``namespace`` (None: all)."""
     attributes: dict[str, str] = {"verb": verb, "group": group, "resource": resource}
     if namespace:

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from kubernetes_asyncio import client
-
 from stashlet.api.common import KubeObject
 from stashlet.kube.events import EventRecorder, EventType
+from stashlet.operator.core.apiclient import ApiClient
 from stashlet.operator.core.conditions import EventSpec
 
 
 class Events:
     """One :class:`~stashlet.kube.events.EventRecorder` per source, made on first use."""
 
-    def __init__(self, api: client.ApiClient) -> None:
+    def __init__(self, api: ApiClient) -> None:
         """Record through ``api`` (the operator's own identity)."""
         self.api = api
         self._recorders: dict[str, EventRecorder] = {}

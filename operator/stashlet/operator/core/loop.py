@@ -14,11 +14,10 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
-from kubernetes_asyncio import client
-
 from stashlet.kube.custom import StashClient
-from stashlet.kube.watch import WatchEvent, WatchSettings, watch
-from stashlet.operator.core.metawatch import collection_path, metadata_list_fn
+from stashlet.kube.paths import collection_path
+from stashlet.kube.watch import Collection, WatchEvent, WatchSettings, watch
+from stashlet.operator.core.apiclient import ApiClient
 from stashlet.operator.core.watchset import WatchSet
 from stashlet.operator.core.workqueue import WorkQueue
 from stashlet.operator.settings import OperatorSettings
@@ -32,7 +31,7 @@ class ControlLoop(ABC):
 
     def __init__(
         self,
-        api: client.ApiClient,
+        api: ApiClient,
         settings: OperatorSettings,
         *,
         resync_seconds: float = 600.0,
@@ -81,9 +80,12 @@ class ControlLoop(ABC):
     def metadata_stream(
         self, group: str, version: str, plural: str, ns: str | None
     ) -> AsyncIterator[WatchEvent]:
-        """Metadata-only events of a built-in collection in ``ns`` (None: all namespaces, or cluster-wide)."""
-        path = collection_path(group, version, plural, ns)
-        return watch(metadata_list_fn(self.api, path), settings=self.watch_settings)
+        """Metadata-only events of a built-in collection in ``ns`` (None: all namespaces, or cluster-wide):
+        the operator watches Secrets, workloads and namespaces only to learn *that* something a
+        configuration depends on changed, and metadata keeps Secret values and every ReplicaSet's pod
+        template out of its memory."""
+        collection = Collection(self.api, collection_path(group, version, plural, ns), metadata_only=True)
+        return watch(collection, settings=self.watch_settings)
 
     async def _resync(self) -> None:
         while True:

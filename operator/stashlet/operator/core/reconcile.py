@@ -16,8 +16,6 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any, ClassVar, Generic, TypeVar
 
-from kubernetes_asyncio import client
-
 from stashlet.api import names
 from stashlet.api.backupconfiguration import BackupConfiguration
 from stashlet.api.common import Condition
@@ -25,6 +23,7 @@ from stashlet.api.restoresession import RestoreSession
 from stashlet.api.timestamps import now_utc
 from stashlet.kube.custom import StashClient
 from stashlet.kube.errors import NotFound
+from stashlet.operator.core.apiclient import ApiClient
 from stashlet.operator.core.conditions import ConditionUpdate, EventSpec, apply_conditions
 from stashlet.operator.core.events import Events
 from stashlet.operator.core.observe import ReconcileResult
@@ -45,7 +44,7 @@ class FinalizingReconciler(ABC, Generic[Owned]):
     tracks_generation: ClassVar[bool] = False
     """Whether the status records ``observedGeneration``."""
 
-    def __init__(self, api: client.ApiClient, settings: OperatorSettings) -> None:
+    def __init__(self, api: ApiClient, settings: OperatorSettings) -> None:
         """Use ``api`` (the operator's own identity) and ``settings``."""
         self.api = api
         self.settings = settings

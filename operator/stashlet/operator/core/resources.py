@@ -1,8 +1,9 @@
 """Async access to the built-in objects the operator reads and writes, as plain dicts.
 
 The one place the operator calls kubernetes_asyncio's generated APIs directly (the stash kinds go through
-:class:`stashlet.kube.custom.StashClient`). Every call goes through :func:`stashlet.kube.client.call_json`
-or :func:`~stashlet.kube.client.call`, so errors arrive as the :mod:`stashlet.kube.errors` taxonomy, and
+:class:`stashlet.kube.custom.StashClient`). Every call goes through
+:func:`stashlet.operator.core.apiclient.call_json` or :func:`~stashlet.operator.core.apiclient.call`, so
+errors arrive as the :mod:`stashlet.kube.errors` taxonomy, and
 objects come back as the server's JSON (fields the client library does not know are kept).
 """
 
@@ -15,8 +16,8 @@ from typing import Any
 
 from kubernetes_asyncio import client
 
-from stashlet.kube.client import call, call_json
 from stashlet.kube.errors import Conflict, NotFound
+from stashlet.operator.core.apiclient import ApiClient, call, call_json
 from stashlet.operator.core.workloads import WorkloadKind
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ class _Ops:
 class Resources:
     """Read, create, replace, patch and delete the built-in kinds the operator manages."""
 
-    def __init__(self, api: client.ApiClient) -> None:
+    def __init__(self, api: ApiClient) -> None:
         """Use ``api`` for every call."""
         self.core = client.CoreV1Api(api)
         self.apps = client.AppsV1Api(api)

@@ -16,7 +16,7 @@ help there, since it sees writes, never reads; the pod-bound claims of a project
   name of type ``kubernetes.io/service-account-token`` (the token controller fills it; deleting the
   account or the Secret revokes it). Both are owned by the configuration. The Secret is mounted into the
   ``stash`` container alone (never the workload's own containers), and the agent's API client uses that
-  token (:mod:`stashlet.kube.client`, re-read every minute). The workload's service account gets nothing.
+  token (:mod:`stashlet.kube.config`, re-read every minute). The workload's service account gets nothing.
 - The Role ``stashlet-sidecar-<bc>`` is bound to that account only, with ``resourceNames`` wherever a
   name is known: its BackupConfiguration; BackupSessions (read, watch, create for an instant backup; a
   created object has no name yet, a watch lists them all) and their status; events (the recorder reads,

@@ -18,10 +18,10 @@ from stashlet.api import names
 from stashlet.api.backupconfiguration import BackupConfiguration
 from stashlet.api.repository import Repository
 from stashlet.api.restoresession import RestoreSession
-from stashlet.kube.client import call, call_json
 from stashlet.kube.custom import StashClient
 from stashlet.kube.errors import Conflict, NotFound
 from stashlet.kube.events import EventRecorder
+from stashlet.operator.core.apiclient import ApiClient, call, call_json
 from stashlet.operator.core.resources import Resources
 from stashlet.operator.errors import RetryLater
 from stashlet.operator.injection.rbac import up_to_date
@@ -43,7 +43,7 @@ class WipeOut:
 
     def __init__(
         self,
-        api: client.ApiClient,
+        api: ApiClient,
         resources: Resources,
         settings: OperatorSettings,
         namespaces: list[str | None],

@@ -33,8 +33,8 @@ from stashlet.api import names, restore_jobs
 from stashlet.api.conditions import ConditionReason, ConditionType
 from stashlet.api.repository import Repository
 from stashlet.api.restoresession import HostRestorePhase, RestorePhase, RestoreSession
-from stashlet.kube.client import call, call_json
 from stashlet.kube.errors import Conflict, Forbidden, KubeError, NotFound
+from stashlet.operator.core.apiclient import ApiClient, call, call_json
 from stashlet.operator.core.conditions import ConditionUpdate
 from stashlet.operator.core.resources import Resources
 from stashlet.operator.errors import RefuseInput
@@ -57,7 +57,7 @@ class ExecutorFailed(RefuseInput):
 class RestoreJobs:
     """Reads and makes what a Job-restored RestoreSession needs."""
 
-    def __init__(self, api: client.ApiClient, resources: Resources, settings: OperatorSettings) -> None:
+    def __init__(self, api: ApiClient, resources: Resources, settings: OperatorSettings) -> None:
         """Write through ``api`` and ``resources``, as ``settings`` say."""
         self.core = client.CoreV1Api(api)
         self.batch = client.BatchV1Api(api)

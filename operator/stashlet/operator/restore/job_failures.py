@@ -29,10 +29,10 @@ from stashlet.api.restoresession import (
     RestoreSessionStatus,
 )
 from stashlet.api.timestamps import now_utc
-from stashlet.kube.client import call_json
 from stashlet.kube.custom import StashClient
 from stashlet.kube.errors import NotFound
 from stashlet.operator import metrics
+from stashlet.operator.core.apiclient import ApiClient, call_json
 from stashlet.operator.core.conditions import EventSpec
 from stashlet.operator.core.events import Events
 from stashlet.operator.core.job_outcome import Verdict, ended_job_verdict
@@ -75,7 +75,7 @@ def fail_host(rs: RestoreSession, host: str, verdict: Verdict) -> bool:
 class RestoreJobFailures:
     """Fails the hosts of restore Jobs that ended silently (module docstring)."""
 
-    def __init__(self, api: client.ApiClient, events: Events, settings: OperatorSettings) -> None:
+    def __init__(self, api: ApiClient, events: Events, settings: OperatorSettings) -> None:
         """Read Jobs and write RestoreSessions through ``api``."""
         self.stash = StashClient(api)
         self.batch = client.BatchV1Api(api)

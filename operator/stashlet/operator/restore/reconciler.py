@@ -29,8 +29,6 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from kubernetes_asyncio import client
-
 from stashlet.api import agent_identity, names, restore_jobs
 from stashlet.api.common import Condition, ConditionStatus, Snapshotter
 from stashlet.api.conditions import ConditionReason, ConditionType
@@ -38,6 +36,7 @@ from stashlet.api.repository import Repository
 from stashlet.api.restoresession import RestoreSession, RestoreSessionStatus
 from stashlet.kube.errors import NotFound
 from stashlet.operator.core import workloads
+from stashlet.operator.core.apiclient import ApiClient
 from stashlet.operator.core.conditions import ConditionUpdate, EventSpec
 from stashlet.operator.core.observe import Dependency, ReconcileResult, lookup, observe_repository
 from stashlet.operator.core.placement import Placement, Placer, Workload
@@ -102,7 +101,7 @@ class RestoreReconciler(FinalizingReconciler[RestoreSession]):
 
     model = RestoreSession
 
-    def __init__(self, api: client.ApiClient, settings: OperatorSettings) -> None:
+    def __init__(self, api: ApiClient, settings: OperatorSettings) -> None:
         """Use ``api`` (the operator's own identity) and ``settings``."""
         super().__init__(api, settings)
         self.placer = Placer(self.resources, self.events, INIT_CONTAINER)

@@ -28,10 +28,10 @@ from stashlet.api.conditions import ConditionReason, ConditionType
 from stashlet.api.names import COMPONENT_BACKUP_SESSION
 from stashlet.api.repository import Repository
 from stashlet.api.timestamps import now_utc
-from stashlet.kube.client import call, call_json
 from stashlet.kube.custom import StashClient
 from stashlet.kube.errors import Conflict, Forbidden, Invalid, NotFound
 from stashlet.kube.events import EventRecorder
+from stashlet.operator.core.apiclient import ApiClient, call, call_json
 from stashlet.operator.core.objects import labels_cover
 from stashlet.operator.core.resources import Resources
 from stashlet.operator.core.tasks import TaskKind, task_kind
@@ -53,7 +53,7 @@ FINAL = frozenset({BackupSessionPhase.SUCCEEDED, BackupSessionPhase.FAILED, Back
 class TaskJobs:
     """Ensures and removes what Task configurations' Jobs need; creates their Jobs."""
 
-    def __init__(self, api: client.ApiClient, resources: Resources, settings: OperatorSettings) -> None:
+    def __init__(self, api: ApiClient, resources: Resources, settings: OperatorSettings) -> None:
         """Write through ``resources`` and ``api``, as ``settings`` say."""
         self.resources = resources
         self.settings = settings

@@ -21,8 +21,6 @@ import datetime as dt
 import logging
 from typing import Any, Final
 
-from kubernetes_asyncio import client
-
 from stashlet.api import names
 from stashlet.api.backupconfiguration import BackupConfiguration
 from stashlet.api.backupsession import BackupSession, BackupSessionPhase, HostBackupPhase
@@ -31,6 +29,7 @@ from stashlet.api.durations import parse_duration
 from stashlet.api.timestamps import now_utc
 from stashlet.kube.custom import StashClient
 from stashlet.kube.errors import Conflict, NotFound
+from stashlet.operator.core.apiclient import ApiClient
 from stashlet.operator.core.conditions import EventSpec
 from stashlet.operator.core.events import Events
 from stashlet.operator.errors import RefuseInput
@@ -56,7 +55,7 @@ class SnapshotBackups:
 
     def __init__(
         self,
-        api: client.ApiClient,
+        api: ApiClient,
         events: Events,
     ) -> None:
         """Act with ``api`` (the operator's identity)."""

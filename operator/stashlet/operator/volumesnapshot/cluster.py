@@ -11,7 +11,7 @@ from typing import Any
 
 from kubernetes_asyncio import client
 
-from stashlet.kube.client import call, call_json
+from stashlet.operator.core.apiclient import ApiClient, call, call_json
 from stashlet.operator.core.workloads import WORKLOAD_KINDS
 from stashlet.operator.volumesnapshot import snapshots
 
@@ -19,7 +19,7 @@ from stashlet.operator.volumesnapshot import snapshots
 class SnapshotCluster:
     """Read and write what the driver touches."""
 
-    def __init__(self, api: client.ApiClient) -> None:
+    def __init__(self, api: ApiClient) -> None:
         """Use ``api`` (the operator's own identity) for every call."""
         self.custom = client.CustomObjectsApi(api)
         self.core = client.CoreV1Api(api)

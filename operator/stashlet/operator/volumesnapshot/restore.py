@@ -19,8 +19,6 @@ import datetime as dt
 import logging
 from typing import Any
 
-from kubernetes_asyncio import client
-
 from stashlet.api import names
 from stashlet.api.common import Snapshotter
 from stashlet.api.durations import parse_duration
@@ -28,6 +26,7 @@ from stashlet.api.restoresession import HostRestorePhase, HostRestoreStats, Rest
 from stashlet.api.timestamps import now_utc
 from stashlet.kube.custom import StashClient
 from stashlet.kube.errors import Conflict, NotFound
+from stashlet.operator.core.apiclient import ApiClient
 from stashlet.operator.core.conditions import EventSpec
 from stashlet.operator.core.events import Events
 from stashlet.operator.volumesnapshot import restore_plan as rp
@@ -43,7 +42,7 @@ class SnapshotRestores:
 
     def __init__(
         self,
-        api: client.ApiClient,
+        api: ApiClient,
         events: Events,
     ) -> None:
         """Act with ``api`` (the operator's identity)."""

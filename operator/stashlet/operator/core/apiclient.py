@@ -1,0 +1,169 @@
+"""The operator's one way to the API server: kubernetes-asyncio's ApiClient, also a :class:`KubeApi`.
+
+Everything kubernetes-asyncio lives here: the ApiClient factory (kubeconfig given, a token directory,
+in-cluster config, or ``$KUBECONFIG``; see :mod:`stashlet.kube.config`), :func:`call` and :func:`call_json`
+over the generated API functions (errors as the :mod:`stashlet.kube.errors` taxonomy, a 429 sent again
+after its ``Retry-After``), and :class:`ApiClient`, which also answers the shared layer's
+:class:`~stashlet.kube.rest.KubeApi` (``send``/``stream``), so ``StashClient(api)``,
+``EventRecorder(api, ...)`` and :func:`stashlet.kube.watch.watch` use the operator's one connection pool
+and one config. The agent never imports this module (its own client is
+:class:`stashlet.kube.rest.RestClient`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiohttp
+from kubernetes_asyncio import client, config
+from kubernetes_asyncio.client.exceptions import ApiException
+from kubernetes_asyncio.config.incluster_config import InClusterConfigLoader
+
+from stashlet.kube.config import in_cluster, own_token_dir, wait_for_token
+from stashlet.kube.errors import KubeError, from_response
+from stashlet.kube.rest import (
+    JSON,
+    THROTTLE_RETRIES,
+    Query,
+    answered,
+    encode_query,
+    lines,
+    read_json,
+    retry_after,
+)
+
+T = TypeVar("T")
+
+WATCH_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=30)
+
+
+def translate(exc: ApiException) -> KubeError:
+    """Turn kubernetes-asyncio's ApiException into our class for its status, keeping the server's words."""
+    body: Any = exc.body
+    raw = body if isinstance(body, bytes) else str(body or "").encode()
+    if not raw.strip():
+        raw = str(exc.reason or "").encode()
+    return from_response(raw, int(exc.status or 0), str(exc.reason or ""))
+
+
+class ApiClient(client.ApiClient):
+    """kubernetes-asyncio's ApiClient that is also a :class:`~stashlet.kube.rest.KubeApi`."""
+
+    def _raw(
+        self,
+        method: str,
+        path: str,
+        query: Query | None,
+        headers: dict[str, str],
+        body: Any = None,
+        timeout: aiohttp.ClientTimeout | None = None,
+    ) -> Callable[[], Awaitable[aiohttp.ClientResponse]]:
+        """A sender of one request whose answer is the bare aiohttp response (no model, no status check)."""
+
+        async def attempt() -> aiohttp.ClientResponse:
+            try:
+                response: aiohttp.ClientResponse = await self.call_api(
+                    path,
+                    method,
+                    query_params=encode_query(query),
+                    header_params=dict(headers),
+                    body=body,
+                    auth_settings=["BearerToken"],
+                    _preload_content=False,
+                    _return_http_data_only=True,
+                    _request_timeout=timeout,
+                )
+            except ApiException as exc:
+                raise translate(exc) from exc
+            return response
+
+        return attempt
+
+    async def send(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Query | None = None,
+        body: Any = None,
+        content_type: str | None = None,
+        accept: str | None = None,
+        within: float | None = None,
+    ) -> dict[str, Any]:
+        """:meth:`stashlet.kube.rest.KubeApi.send` through this client's pool and identity."""
+        headers = {"Accept": accept or JSON, "Content-Type": content_type or JSON}
+        limit = aiohttp.ClientTimeout(total=within) if within else None
+        return await read_json(await answered(self._raw(method, path, query, headers, body, limit)))
+
+    async def stream(
+        self, path: str, query: Query | None = None, *, accept: str | None = None
+    ) -> AsyncGenerator[bytes, None]:
+        """:meth:`stashlet.kube.rest.KubeApi.stream` through this client's pool and identity."""
+        sender = self._raw("GET", path, query, {"Accept": accept or JSON}, timeout=WATCH_TIMEOUT)
+        async for line in lines(await answered(sender)):
+            yield line
+
+
+async def token_configuration(configuration: client.Configuration, directory: Path) -> None:
+    """Set ``configuration`` to reach the API server of this pod (``$KUBERNETES_SERVICE_HOST``) as the
+    account whose token is in ``directory``; the token is read again every minute."""
+    await wait_for_token(directory)
+    loader = InClusterConfigLoader(
+        token_filename=str(directory / "token"), cert_filename=str(directory / "ca.crt")
+    )
+    loader.load_and_set(configuration)
+
+
+async def new_api_client(kubeconfig: str | None = None) -> ApiClient:
+    """A configured ApiClient; ``kubeconfig`` wins over a token directory given, which wins over in-cluster
+    config, which wins over ``$KUBECONFIG`` / ``~/.kube/config``."""
+    configuration = client.Configuration()
+    token_dir = own_token_dir()
+    if kubeconfig is None and token_dir is not None:
+        await token_configuration(configuration, token_dir)
+    elif kubeconfig is None and in_cluster():
+        config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    else:
+        await config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+    return ApiClient(configuration)
+
+
+@asynccontextmanager
+async def api_client(kubeconfig: str | None = None) -> AsyncIterator[ApiClient]:
+    """An ApiClient closed on exit."""
+    api = await new_api_client(kubeconfig)
+    try:
+        yield api
+    finally:
+        await api.close()
+
+
+async def call(fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+    """Await one generated API call, turning ApiException into the stashlet.kube.errors taxonomy (a 429
+    is sent again first: :data:`~stashlet.kube.rest.THROTTLE_RETRIES`)."""
+    for attempt in range(THROTTLE_RETRIES + 1):
+        try:
+            return await fn(*args, **kwargs)
+        except ApiException as exc:
+            if exc.status != 429 or attempt == THROTTLE_RETRIES:
+                raise translate(exc) from exc
+            await asyncio.sleep(retry_after(exc.headers))
+    raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+
+async def call_json(fn: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """Like :func:`call`, but return the server's JSON as a plain dict (no generated model classes)."""
+
+    async def attempt() -> aiohttp.ClientResponse:
+        try:
+            response: aiohttp.ClientResponse = await fn(*args, **kwargs, _preload_content=False)
+        except ApiException as exc:
+            raise translate(exc) from exc
+        return response
+
+    # Without content preloading the generated client checks no status: :func:`answered` does.
+    return await read_json(await answered(attempt))
