@@ -1,13 +1,40 @@
-"""Backup through the stashlet agent versus bare restic, on the same data, in one run, alternating.
+"""Backup through the stashlet sidecar versus bare restic, on the same data, side by side in one run.
 
-    .venv/bin/python bench/agent_vs_restic.py [--large-mib 256] [--small-files 50000] [--rounds 3]
+    .venv/bin/python -m bench.agent_vs_restic [--large-mib 256] [--small-files 50000] [--rounds 3]
+        [--latency-sessions 50] [--quick] [--json-out FILE]
 
-Data sets: large files, many small files, and an unchanged re-run of the small set. For each round
-and set it backs up with bare ``restic backup`` (into its own repository) and through the agent (a real
-``stashlet-agent sidecar`` process on a local control plane, a BackupSession created as a user would),
-and prints the median wall-time ratio, the agent's session time split (restic's own processing time
-versus the whole session, which adds retention, ``restic check`` and status updates), the latency from
-BackupSession creation to the first restic start, and the agent's idle and peak RSS.
+Three sets: ``large`` (256 MiB of random data in 64 MiB files), ``small`` (50,000 files of 512 bytes in
+folders of 1,000) and ``unchanged re-run`` (the small set backed up again into the same repository).
+Each round, for each of large and small, both sides get a fresh repository, initialised beforehand and
+untimed on both sides (the first backup into an existing repository); the unchanged re-run goes into the
+repository the small backup just filled. Which side goes first alternates between rounds.
+
+- Bare side, what a user runs with restic's defaults: ``restic backup --host=host-0 <data>`` with
+  ``RESTIC_REPOSITORY``/``RESTIC_PASSWORD`` set and restic's cache on, in a cache folder of its own kept
+  across rounds (``--cache-dir``, where the default ``~/.cache/restic`` would be). Timed from spawn to exit.
+- Agent side: a real ``stashlet-agent sidecar`` process per set and round on a local control plane
+  (etcd, kube-apiserver, kube-controller-manager), as a pod runs it: its own ServiceAccount's token with
+  exactly the RBAC the operator grants (``sidecar_rbac``), the storage Secret mounted as a folder, its
+  restic cache in its temporary folder, log level info. The configuration keeps every snapshot
+  (``keepLast: 1000``, no prune), so retention removes nothing. A BackupSession is created as the
+  trigger creates it (``build_session``) by a POST straight to the API server; the session's wall time
+  runs from the client's clock just before that POST to the watch event that shows phase Succeeded:
+  everything the session does (pick-up, Lease, restic's processes, retention, any check, status,
+  events, metrics).
+
+Per set it prints the median over rounds of both wall times and of their ratio, and from the agent's log
+line "backup session host finished" its own time beyond its restic processes and the number of restic
+processes it ran ("n/a" when the agent does not write that line).
+
+Latency: a separate agent at log level debug backs up a tiny set (``--latency-sessions`` sessions, one
+after another); creation -> restic start is from the client's clock just before the POST to the time
+stamped on the agent's first "running <restic ...>" line of that session (the agent logs it as it
+spawns restic; same machine, same clock). p50 and p99 are interpolated between ranks.
+
+Memory: the agent's Python process, idle (VmRSS just before its first session: /readyz has answered,
+so its watch has listed) and peak (VmHWM after its sessions); restic's own peak apart (the agent's
+``restic_max_rss_kib`` when it logs one, else the largest VmHWM sampled from its restic children every
+25 ms). The machine's load (/proc/loadavg) before and after, and the restic version, are printed too.
 """
 
 from __future__ import annotations
@@ -20,94 +47,224 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.error
 import urllib.request
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench import figures
+from bench.figures import NA, SessionCost, fmt
+from bench.kubeapi import Api, service_account_token, token_kubeconfig
+
+from stashlet.api import agent_identity
 from stashlet.api.agent_contract import AgentInvocation
+from stashlet.api.backupconfiguration import BackupConfiguration
+from stashlet.api.sessions import build_session
 from stashlet.localcluster import tools
 from stashlet.localcluster.controlplane import ControlPlane, wait_for_default_service_account
 from stashlet.localcluster.processes import free_port
+from stashlet.operator.core.workloads import WORKLOAD_KINDS
+from stashlet.operator.injection.rbac import RepositoryAccess, agent_account, sidecar_rbac
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CRDS = REPO_ROOT / "charts" / "stashlet" / "crds"
 PASSWORD = "bench-password"
+NAMESPACE = "bench"
+SECRET = "bench-secret"
+SESSIONS = f"/apis/stash.appscode.com/v1beta1/namespaces/{NAMESPACE}/backupsessions"
+SESSION_TIMEOUT = 1800.0
+LABELS = ("large", "small", "unchanged re-run")
+
+
+# --- data ---------------------------------------------------------------------------------------------
 
 
 def make_large(root: Path, mib: int) -> None:
+    """``mib`` MiB of random data in files of at most 64 MiB."""
     root.mkdir(parents=True)
-    chunk = 64
-    for i in range(max(1, mib // chunk)):
-        (root / f"large-{i}.bin").write_bytes(os.urandom(chunk * 1024 * 1024))
+    left, i = mib, 0
+    while left > 0:
+        size = min(64, left)
+        (root / f"large-{i}.bin").write_bytes(os.urandom(size * 1024 * 1024))
+        left, i = left - size, i + 1
 
 
-def make_small(root: Path, count: int) -> None:
+def make_small(root: Path, count: int, size: int = 512) -> None:
+    """``count`` files of ``size`` random bytes, 1,000 to a folder."""
     for i in range(count):
         folder = root / f"d{i // 1000:03d}"
         if i % 1000 == 0:
             folder.mkdir(parents=True, exist_ok=True)
-        (folder / f"f{i}.txt").write_bytes(os.urandom(512))
+        (folder / f"f{i}.txt").write_bytes(os.urandom(size))
 
 
-def rss_kib(pid: int, field: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    return 0
+# --- processes ----------------------------------------------------------------------------------------
+
+
+class ResticPeak(threading.Thread):
+    """Samples the VmHWM of every restic child of a process until stopped; the largest seen, in KiB."""
+
+    def __init__(self, parent: int) -> None:
+        super().__init__(daemon=True)
+        self.children = Path(f"/proc/{parent}/task/{parent}/children")
+        self.peak_kib = 0
+        self.stopping = threading.Event()
+        self.start()
+
+    def run(self) -> None:
+        while not self.stopping.wait(0.025):
+            try:
+                pids = self.children.read_text().split()
+            except OSError:
+                return
+            for pid in pids:
+                try:
+                    status = Path(f"/proc/{pid}/status").read_text()
+                except OSError:
+                    continue
+                if status.startswith("Name:\trestic"):
+                    self.peak_kib = max(self.peak_kib, figures.proc_status_kib(status, "VmHWM") or 0)
+
+    def stop(self) -> int:
+        self.stopping.set()
+        self.join(timeout=5)
+        return self.peak_kib
+
+
+@dataclass
+class Agent:
+    """One ``stashlet-agent sidecar`` process serving one BackupConfiguration."""
+
+    config: BackupConfiguration
+    popen: subprocess.Popen[bytes]
+    log: Path
+    restic_peak: ResticPeak
+    sessions: int = 0
+
+    def stop(self) -> None:
+        self.restic_peak.stop()
+        if self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(30)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+
+
+@dataclass
+class SessionResult:
+    """One BackupSession through the agent."""
+
+    wall_s: float
+    cost: SessionCost | None
+    start_latency_s: float | None
+    """Client clock before the create -> the agent's first "running" line (None at log level info)."""
+    first_command: str
+
+
+@dataclass
+class SetFigures:
+    """The medians of one set over the rounds."""
+
+    bare_s: list[float] = field(default_factory=list)
+    agent_s: list[float] = field(default_factory=list)
+    costs: list[SessionCost | None] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        def cost_median(key: str) -> float | None:
+            return figures.median_or_none(getattr(c, key) if c else None for c in self.costs)
+
+        ratios = [a / b for a, b in zip(self.agent_s, self.bare_s, strict=True)]
+        return {
+            "bare_s": statistics.median(self.bare_s),
+            "agent_s": statistics.median(self.agent_s),
+            "ratio": statistics.median(ratios),
+            "ratios": ratios,
+            "own_s": cost_median("own_seconds"),
+            "restic_s": cost_median("restic_seconds"),
+            "restic_processes": cost_median("restic_processes"),
+        }
 
 
 class Bench:
-    """One control plane, one namespace, one agent per data set."""
+    """One control plane, one namespace; agents as pods would run them; bare restic beside."""
 
-    def __init__(self, work: Path) -> None:
+    def __init__(self, work: Path, plane: ControlPlane, restic: str) -> None:
         self.work = work
-        self.plane = ControlPlane(work / "cluster")
-        self.restic = str(tools.ensure("restic"))
+        self.plane = plane
+        self.restic = restic
+        self.api = Api(plane.kubeconfig)
+        self.secrets = work / "secrets"
+        self.bare_cache = work / "bare-cache"
 
-    def kubectl(self, *args: str, obj: Any = None) -> str:
-        text = json.dumps(obj) if obj is not None else None
-        return self.plane.kubectl(*args, input_text=text).stdout
+    def setup(self) -> None:
+        self.plane.kubectl("create", "namespace", NAMESPACE)
+        wait_for_default_service_account(self.plane, NAMESPACE)
+        password = base64.b64encode(PASSWORD.encode()).decode()
+        secret = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": SECRET},
+            "data": {"RESTIC_PASSWORD": password},
+        }
+        self.api.create(f"/api/v1/namespaces/{NAMESPACE}/secrets", secret)
+        mounted = self.secrets / SECRET  # as the kubelet mounts it into the sidecar
+        mounted.mkdir(parents=True)
+        (mounted / "RESTIC_PASSWORD").write_text(PASSWORD)
+
+    def restic_env(self, repo: Path) -> dict[str, str]:
+        return {**os.environ, "RESTIC_REPOSITORY": str(repo), "RESTIC_PASSWORD": PASSWORD}
+
+    def init_repository(self, repo: Path) -> None:
+        """``restic init`` (untimed, either side)."""
+        subprocess.run(
+            [self.restic, "--no-cache", "init"], env=self.restic_env(repo), check=True, capture_output=True
+        )
 
     def bare(self, data: Path, repo: Path) -> float:
-        env = {**os.environ, "RESTIC_REPOSITORY": str(repo), "RESTIC_PASSWORD": PASSWORD}
-        if not repo.exists():
-            subprocess.run([self.restic, "init"], env=env, check=True, capture_output=True)
+        """Seconds of ``restic backup --host=host-0 <data>``, restic's cache in a folder kept across runs."""
         started = time.monotonic()
-        subprocess.run(
-            [self.restic, "backup", "--no-cache", "--host", "host-0", str(data)],
-            env=env,
-            check=True,
-            capture_output=True,
+        done = subprocess.run(
+            [self.restic, f"--cache-dir={self.bare_cache}", "backup", "--host=host-0", str(data)],
+            env=self.restic_env(repo),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            check=False,
         )
-        return time.monotonic() - started
+        seconds = time.monotonic() - started
+        if done.returncode != 0:
+            raise RuntimeError(
+                f"bare restic backup of {data} exited {done.returncode}: {done.stderr[-2000:]!r}"
+            )
+        return seconds
 
-    def setup_agent(self, name: str, data: Path, repo: Path) -> tuple[subprocess.Popen[bytes], Path, int]:
-        ns = "bench"
-        secret = base64.b64encode(PASSWORD.encode()).decode()
+    def start_agent(self, name: str, data: Path, log_level: str = "info") -> Agent:
+        """Repository (initialised), BackupConfiguration and Deployment ``name``, the sidecar's account
+        and RBAC as the operator makes them, and the agent process, ready."""
+        repo = self.work / "repos" / f"agent-{name}"
+        self.init_repository(repo)
         objects = [
-            {
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "metadata": {"name": f"{name}-secret", "namespace": ns},
-                "data": {"RESTIC_PASSWORD": secret},
-            },
             {
                 "apiVersion": "stash.appscode.com/v1alpha1",
                 "kind": "Repository",
-                "metadata": {"name": f"{name}-repo", "namespace": ns},
+                "metadata": {"name": name, "namespace": NAMESPACE},
                 "spec": {
                     "backend": {
                         "local": {"mountPath": str(repo), "hostPath": {"path": str(repo)}},
-                        "storageSecretName": f"{name}-secret",
+                        "storageSecretName": SECRET,
                     }
                 },
             },
             {
                 "apiVersion": "stash.appscode.com/v1beta1",
                 "kind": "BackupConfiguration",
-                "metadata": {"name": name, "namespace": ns},
+                "metadata": {"name": name, "namespace": NAMESPACE},
                 "spec": {
-                    "repository": {"name": f"{name}-repo"},
+                    "repository": {"name": name},
                     "schedule": "0 0 1 1 *",
                     "target": {
                         "ref": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
@@ -119,7 +276,7 @@ class Bench:
             {
                 "apiVersion": "apps/v1",
                 "kind": "Deployment",
-                "metadata": {"name": name, "namespace": ns},
+                "metadata": {"name": name, "namespace": NAMESPACE},
                 "spec": {
                     "replicas": 1,
                     "selector": {"matchLabels": {"app": name}},
@@ -130,8 +287,27 @@ class Bench:
                 },
             },
         ]
-        self.kubectl("apply", "-f", "-", obj={"apiVersion": "v1", "kind": "List", "items": objects})
+        self.plane.kubectl(
+            "apply", "-f", "-", input_text=json.dumps({"kind": "List", "apiVersion": "v1", "items": objects})
+        )
+        config = BackupConfiguration.from_dict(
+            self.api.request(
+                "GET", f"/apis/stash.appscode.com/v1beta1/namespaces/{NAMESPACE}/backupconfigurations/{name}"
+            )
+        )
+        rbac = sidecar_rbac(
+            config, WORKLOAD_KINDS["Deployment"], name, repository=RepositoryAccess(NAMESPACE, name, SECRET)
+        )
+        self.plane.kubectl(
+            "apply", "-f", "-", input_text=json.dumps({"kind": "List", "apiVersion": "v1", "items": rbac})
+        )
+        token = service_account_token(self.api, NAMESPACE, agent_account(config))
+        kubeconfig = token_kubeconfig(
+            self.plane.kubeconfig, token, self.work / f"kubeconfig-{name}", NAMESPACE
+        )
         port = free_port()
+        tmp = self.work / f"tmp-{name}"
+        tmp.mkdir()
         invocation = AgentInvocation(
             mode="sidecar",
             invoker_kind="BackupConfiguration",
@@ -139,81 +315,189 @@ class Bench:
             target_kind="Deployment",
             target_name=name,
             status_port=port,
-            tmp_dir=str(self.work / f"tmp-{name}"),
-            log_level="debug",
+            tmp_dir=str(tmp),
+            log_level=log_level,
         )
-        Path(invocation.tmp_dir).mkdir()
-        log = self.work / f"agent-{name}.log"
         env = {
-            **os.environ,
-            "NAMESPACE": ns,
+            "PATH": os.environ["PATH"],
+            **({"PYTHONPATH": os.environ["PYTHONPATH"]} if "PYTHONPATH" in os.environ else {}),
+            "HOME": str(tmp),
+            "NAMESPACE": NAMESPACE,
             "POD_NAME": f"{name}-pod",
-            "KUBECONFIG": str(self.plane.kubeconfig),
+            "KUBECONFIG": str(kubeconfig),
             "STASHLET_RESTIC": self.restic,
+            agent_identity.ENV_STORAGE_SECRETS_DIR: str(self.secrets),
         }
+        log = self.work / f"agent-{name}.log"
         with log.open("wb") as out:
-            agent = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "stashlet.agent.cli",
-                    *invocation.args(),
-                    "--listen-host=127.0.0.1",
-                ],
+            popen = subprocess.Popen(
+                [sys.executable, "-m", "stashlet.agent.cli", *invocation.args(), "--listen-host=127.0.0.1"],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env=env,
             )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1):
-                    break
-            except OSError:
-                time.sleep(0.1)
-        return agent, log, port
-
-    def through_agent(self, name: str, log: Path, round_: str) -> tuple[float, float, float]:
-        """(session wall time, restic processing seconds, creation-to-restic-start latency)."""
-        session = f"{name}-{round_}"
-        mark = len(log.read_text().splitlines())
-        created = time.time()
-        self.kubectl(
-            "create",
-            "-f",
-            "-",
-            obj={
-                "apiVersion": "stash.appscode.com/v1beta1",
-                "kind": "BackupSession",
-                "metadata": {"name": session, "namespace": "bench"},
-                "spec": {
-                    "invoker": {"apiGroup": "stash.appscode.com", "kind": "BackupConfiguration", "name": name}
-                },
-            },
-        )
+        agent = Agent(config, popen, log, ResticPeak(popen.pid))
+        deadline = time.monotonic() + 60
         while True:
-            obj = json.loads(self.kubectl("get", "backupsession", session, "-n", "bench", "-o", "json"))
-            phase = obj.get("status", {}).get("phase")
-            if phase in ("Succeeded", "Failed"):
-                break
-            time.sleep(0.05)
-        wall = time.time() - created
-        if phase != "Succeeded":
-            raise SystemExit(f"{session} {phase}: {json.dumps(obj['status'])}")
-        snap = obj["status"]["targets"][0]["stats"][0]["snapshots"][0]
-        from stashlet.api.durations import parse_duration  # noqa: PLC0415
-
-        processing = parse_duration(snap["processingTime"])
-        started = None
-        for line in log.read_text().splitlines()[mark:]:
             try:
-                entry = json.loads(line)
-            except ValueError:
-                continue
-            if entry.get("msg", "").startswith("running") and started is None:
-                started = datetime.fromisoformat(entry["time"]).astimezone(UTC).timestamp()
-        latency = (started - created) if started else float("nan")
-        return wall, processing, latency
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2):
+                    return agent
+            except (urllib.error.URLError, OSError):
+                pass
+            if popen.poll() is not None or time.monotonic() > deadline:
+                agent.stop()
+                raise RuntimeError(f"agent {name} not ready:\n{log.read_text()[-3000:]}")
+            time.sleep(0.05)
+
+    def session(self, agent: Agent) -> SessionResult:
+        """One BackupSession for ``agent``'s configuration, created as the trigger does, until it ends."""
+        agent.sessions += 1
+        session = build_session(agent.config, int(time.time()))
+        name = f"{agent.config.metadata.name}-{agent.sessions}"
+        session.metadata.name = name
+        body = session.to_dict()
+        offset = agent.log.stat().st_size
+        created = time.time()
+        self.api.create(SESSIONS, body)
+        final, ended = self.api.wait(
+            SESSIONS,
+            name,
+            lambda o: (o.get("status") or {}).get("phase") in ("Succeeded", "Failed", "Skipped"),
+            SESSION_TIMEOUT,
+        )
+        phase = final["status"]["phase"]
+        if phase != "Succeeded":
+            raise RuntimeError(f"BackupSession {NAMESPACE}/{name} {phase}: {json.dumps(final['status'])}")
+        time.sleep(0.05)  # the agent writes its cost line as it finishes; let it reach the file
+        with agent.log.open("rb") as handle:
+            handle.seek(offset)
+            entries = figures.log_entries(handle.read().decode(errors="replace"))
+        start = figures.first_restic_start(entries, created)
+        return SessionResult(
+            wall_s=ended - created,
+            cost=figures.session_cost(entries, name),
+            start_latency_s=figures.entry_time(start) - created if start else None,
+            first_command=figures.restic_command(start) if start else "",
+        )
+
+
+# --- the run --------------------------------------------------------------------------------------------
+
+
+def run_sets(bench: Bench, data: dict[str, Path], rounds: int) -> dict[str, Any]:
+    sets = {label: SetFigures() for label in LABELS}
+    idle_kib: list[int] = []
+    peak_kib: list[int] = []
+    logged_restic_kib: list[int] = []
+    sampled_restic_kib: list[int] = []
+    turn = 0
+    for round_ in range(rounds):
+        for name in ("large", "small"):
+            agent = bench.start_agent(f"{name}-{round_}", data[name])
+            bare_repo = bench.work / "repos" / f"bare-{name}-{round_}"
+            bench.init_repository(bare_repo)
+            idle_kib.append(figures.process_kib(agent.popen.pid, "VmRSS") or 0)
+            try:
+                for label in (name, "unchanged re-run") if name == "small" else (name,):
+                    turn += 1
+                    bare_first = turn % 2 == 1
+                    bare = bench.bare(data[name], bare_repo) if bare_first else 0.0
+                    result = bench.session(agent)
+                    if not bare_first:
+                        bare = bench.bare(data[name], bare_repo)
+                    figure = sets[label]
+                    figure.bare_s.append(bare)
+                    figure.agent_s.append(result.wall_s)
+                    figure.costs.append(result.cost)
+                    own = fmt(result.cost.own_seconds if result.cost else None, ".3f", " s")
+                    procs = fmt(result.cost.restic_processes if result.cost else None, ".0f")
+                    print(
+                        f"  round {round_} {label:<16} bare {bare:6.2f} s   "
+                        f"agent session {result.wall_s:6.2f} s"
+                        f"   ratio {result.wall_s / bare:5.2f}   agent's own {own}, restic processes {procs}"
+                        f"   ({'bare' if bare_first else 'agent'} first)",
+                        flush=True,
+                    )
+                    if result.cost and result.cost.restic_max_rss_kib:
+                        logged_restic_kib.append(result.cost.restic_max_rss_kib)
+                peak_kib.append(figures.process_kib(agent.popen.pid, "VmHWM") or 0)
+            finally:
+                agent.stop()
+            sampled_restic_kib.append(agent.restic_peak.peak_kib)
+    restic_kib, source = (
+        (logged_restic_kib, "the agent's log") if logged_restic_kib else (sampled_restic_kib, "sampled")
+    )
+    return {
+        "sets": {label: f.summary() for label, f in sets.items()},
+        "idle_rss_mib": statistics.median(idle_kib) / 1024,
+        "peak_rss_mib": max(peak_kib) / 1024,
+        "restic_peak_rss_mib": max(restic_kib) / 1024 if any(restic_kib) else None,
+        "restic_peak_source": source,
+    }
+
+
+def run_latency(bench: Bench, data: Path, count: int) -> dict[str, Any]:
+    agent = bench.start_agent("tiny", data, log_level="debug")
+    try:
+        results = [bench.session(agent) for _ in range(count)]
+    finally:
+        agent.stop()
+    latencies = [r.start_latency_s for r in results if r.start_latency_s is not None]
+    if len(latencies) != len(results):
+        raise RuntimeError(f"{len(results) - len(latencies)} sessions have no 'running' line in {agent.log}")
+    commands = sorted({r.first_command for r in results})
+    return {
+        "sessions": count,
+        "p50_ms": figures.percentile(latencies, 50) * 1000,
+        "p99_ms": figures.percentile(latencies, 99) * 1000,
+        "max_ms": max(latencies) * 1000,
+        "first_restic_commands": commands,
+        "session_p50_s": figures.percentile([r.wall_s for r in results], 50),
+    }
+
+
+def restic_version(restic: str) -> str:
+    return subprocess.run([restic, "version"], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def print_report(found: dict[str, Any]) -> None:
+    print(f"\n{found['restic_version']}; load before {found['load_before']}, after {found['load_after']}")
+    print(
+        f"{found['rounds']} round(s); large {found['large_mib']} MiB, small {found['small_files']} files; "
+        "medians over rounds\n"
+    )
+    rows = []
+    for label, s in found["sets"].items():
+        rows.append(
+            [
+                label,
+                fmt(s["bare_s"], ".2f", " s"),
+                fmt(s["agent_s"], ".2f", " s"),
+                fmt(s["ratio"], ".2f", "x"),
+                fmt(s["own_s"], ".3f", " s"),
+                fmt(s["restic_processes"], ".0f"),
+            ]
+        )
+    headers = [
+        "set",
+        "bare `restic backup`",
+        "agent session",
+        "ratio",
+        "agent's own time",
+        "restic processes",
+    ]
+    print(figures.markdown_table(headers, rows))
+    lat = found["latency"]
+    print(
+        f"\ncreation -> restic start over {lat['sessions']} sessions: p50 {lat['p50_ms']:.0f} ms, "
+        f"p99 {lat['p99_ms']:.0f} ms, max {lat['max_ms']:.0f} ms "
+        f"(first restic command: {', '.join(lat['first_restic_commands']) or NA})"
+    )
+    print(
+        f"agent RSS: idle {found['idle_rss_mib']:.1f} MiB, peak {found['peak_rss_mib']:.1f} MiB; "
+        f"restic's own peak {fmt(found['restic_peak_rss_mib'], '.1f', ' MiB')} "
+        f"({found['restic_peak_source']})"
+    )
 
 
 def main() -> None:
@@ -223,63 +507,46 @@ def main() -> None:
     parser.add_argument("--large-mib", type=int, default=256)
     parser.add_argument("--small-files", type=int, default=50_000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--latency-sessions", type=int, default=50)
+    parser.add_argument(
+        "--quick", action="store_true", help="a smoke run: 16 MiB, 2,000 files, 1 round, 10 sessions"
+    )
+    parser.add_argument("--json-out", type=Path, default=None, help="also write the figures here as JSON")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="stashlet-bench-") as tmp:
+    if args.quick:
+        args.large_mib, args.small_files, args.rounds, args.latency_sessions = 16, 2000, 1, 10
+    restic = str(tools.ensure("restic"))
+    found: dict[str, Any] = {
+        "restic_version": restic_version(restic),
+        "load_before": figures.load_average(),
+        "rounds": args.rounds,
+        "large_mib": args.large_mib,
+        "small_files": args.small_files,
+    }
+    with tempfile.TemporaryDirectory(prefix="stashlet-bench-agent-") as tmp:
         work = Path(tmp)
         print(
             f"generating data: {args.large_mib} MiB in large files, {args.small_files} small files ...",
             flush=True,
         )
-        make_large(work / "data-large", args.large_mib)
-        make_small(work / "data-small", args.small_files)
-        bench = Bench(work)
-        bench.plane.start(crds=Path(__file__).resolve().parents[1] / "charts" / "stashlet" / "crds")
+        data = {"large": work / "data-large", "small": work / "data-small", "tiny": work / "data-tiny"}
+        make_large(data["large"], args.large_mib)
+        make_small(data["small"], args.small_files)
+        make_small(data["tiny"], 20)
+        plane = ControlPlane(work / "cluster")
+        plane.start(crds=CRDS)
         try:
-            bench.kubectl("create", "namespace", "bench")
-            wait_for_default_service_account(bench.plane, "bench")
-            sets = {"large": work / "data-large", "small": work / "data-small"}
-            agents = {
-                name: bench.setup_agent(name, data, work / f"repo-agent-{name}")
-                for name, data in sets.items()
-            }
-            idle = {name: rss_kib(agent.pid, "VmRSS") for name, (agent, _, _) in agents.items()}
-            results: dict[str, list[tuple[float, float, float, float]]] = {}
-            for round_ in range(args.rounds):
-                for name, data in sets.items():
-                    # A fresh backup (new repositories), then an unchanged re-run of the same data.
-                    for label, fresh in ((name, True), (f"{name} unchanged re-run", False)):
-                        if not fresh and name == "large":
-                            continue
-                        suffix = f"{round_}-{'a' if fresh else 'b'}"
-                        bare_repo = work / f"repo-bare-{name}-{round_}"
-                        bare = bench.bare(data, bare_repo)
-                        wall, processing, latency = bench.through_agent(name, agents[name][1], suffix)
-                        results.setdefault(label, []).append((bare, wall, processing, latency))
-                        print(
-                            f"  round {round_} {label}: bare {bare:.2f}s, agent session {wall:.2f}s "
-                            f"(restic {processing:.2f}s), latency {latency * 1000:.0f} ms",
-                            flush=True,
-                        )
-            peak = {name: rss_kib(agent.pid, "VmHWM") for name, (agent, _, _) in agents.items()}
-            print("\nset                      bare s   agent s   ratio   restic-in-agent ratio   latency ms")
-            for label, rows in results.items():
-                bare = statistics.median(r[0] for r in rows)
-                wall = statistics.median(r[1] for r in rows)
-                proc = statistics.median(r[2] for r in rows)
-                lat = statistics.median(r[3] for r in rows)
-                print(
-                    f"{label:<24} {bare:7.2f}  {wall:8.2f}  {wall / bare:6.2f}"
-                    f"   {max(proc, 0.01) / bare:21.2f}   {lat * 1000:10.0f}"
-                )
-            for name in sets:
-                print(
-                    f"agent ({name}) RSS: idle {idle[name] / 1024:.1f} MiB, peak {peak[name] / 1024:.1f} MiB"
-                )
-            for agent, _, _ in agents.values():
-                agent.terminate()
-                agent.wait(30)
+            bench = Bench(work, plane, restic)
+            bench.setup()
+            found.update(run_sets(bench, data, args.rounds))
+            print(f"latency: {args.latency_sessions} sessions of a tiny set ...", flush=True)
+            found["latency"] = run_latency(bench, data["tiny"], args.latency_sessions)
         finally:
-            bench.plane.stop()
+            plane.stop()
+    found["load_after"] = figures.load_average()
+    print_report(found)
+    if args.json_out:
+        args.json_out.write_text(json.dumps(found, indent=2))
 
 
 if __name__ == "__main__":

@@ -1,11 +1,12 @@
 """Benchmark: the resource dump of a namespace with 5,000 ConfigMaps, backed up through stashlet's code,
 against a bare ``restic backup`` of the same folder.
 
-Standalone: ``.venv/bin/python bench/kubedump_5000.py``. It starts its own control plane
-(``stashlet.localcluster``), creates 1,000 and 5,000 ConfigMaps of a few hundred bytes in two
-namespaces (concurrently), then, in a fresh child process per namespace (so its peak RSS is the
-dump's own), times ``kubedump.dump()`` and the backup of the folder with stashlet's restic runner
-(``Restic.backup``: ``--json``, streamed, parsed) into a fresh repository; and times a bare
+    .venv/bin/python -m bench.kubedump_5000 [--counts 1000,5000] [--json-out FILE]
+
+It starts its own control plane (``stashlet.localcluster``), creates 1,000 and 5,000 ConfigMaps of a few
+hundred bytes in two namespaces (concurrently), then, in a fresh child process per namespace (so its peak
+RSS is the dump's own), times ``kubedump.dump()`` and the backup of the folder with stashlet's restic
+runner (``Restic.backup``: ``--json``, streamed, parsed) into a fresh repository; and times a bare
 ``restic backup`` of the same folder into another fresh repository. Prints the figures and ratios; the
 peak RSS at 1,000 and 5,000 objects shows whether memory stays flat.
 """
@@ -21,10 +22,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from kubernetes_asyncio import client
+from bench.figures import process_kib
+from bench.kubeapi import Api
 
 from stashlet.agent.kubedump.dump import DumpOptions, DumpScope, dump
 from stashlet.agent.restic.backend import build_repository
@@ -33,8 +36,9 @@ from stashlet.kube.client import new_api_client
 from stashlet.localcluster import tools
 from stashlet.localcluster.controlplane import ControlPlane, wait_for_default_service_account
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
 PASSWORD = "bench-password"
-CONCURRENCY = 64
+CONCURRENCY = 16
 
 
 def vm_hwm_mib(pid: str) -> float:
@@ -42,10 +46,7 @@ def vm_hwm_mib(pid: str) -> float:
 
     Not ``getrusage``: its ``ru_maxrss`` survives ``exec`` and so counts the forking parent's memory.
     """
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    return (process_kib(pid, "VmHWM") or 0) / 1024
 
 
 def restic_env(repo: Path) -> dict[str, str]:
@@ -56,30 +57,25 @@ def restic_init(binary: Path, repo: Path) -> None:
     subprocess.run([str(binary), "--no-cache", "init"], env=restic_env(repo), check=True, capture_output=True)
 
 
-async def create_configmaps(kubeconfig: Path, namespace: str, count: int) -> float:
+def create_configmaps(kubeconfig: Path, namespace: str, count: int) -> float:
     """``count`` ConfigMaps of ~300 bytes, created ``CONCURRENCY`` at a time; seconds taken."""
-    api = await new_api_client(str(kubeconfig))
-    core = client.CoreV1Api(api)
-    limit = asyncio.Semaphore(CONCURRENCY)
+    api = Api(kubeconfig)
 
-    async def one(i: int) -> None:
-        body = client.V1ConfigMap(
-            metadata=client.V1ObjectMeta(
-                name=f"cm-{i:05d}", namespace=namespace, labels={"bench": "kubedump"}
-            ),
-            data={
+    def one(i: int) -> None:
+        body = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": f"cm-{i:05d}", "labels": {"bench": "kubedump"}},
+            "data": {
                 "settings.ini": f"[section]\nindex={i}\n" + "option=value-with-some-length\n" * 8,
                 "mode": "benchmark",
             },
-        )
-        async with limit:
-            await core.create_namespaced_config_map(namespace, body, _preload_content=False)
+        }
+        api.create(f"/api/v1/namespaces/{namespace}/configmaps", body)
 
     started = time.monotonic()
-    try:
-        await asyncio.gather(*(one(i) for i in range(count)))
-    finally:
-        await api.close()
+    with ThreadPoolExecutor(CONCURRENCY) as pool:
+        list(pool.map(one, range(count)))
     return time.monotonic() - started
 
 
@@ -118,7 +114,8 @@ async def child(args: argparse.Namespace) -> dict[str, Any]:
 def run_child(kubeconfig: Path, namespace: str, out: Path, repo: Path, restic: Path) -> dict[str, Any]:
     argv = [
         sys.executable,
-        __file__,
+        "-m",
+        "bench.kubedump_5000",
         "--child",
         f"--kubeconfig={kubeconfig}",
         f"--namespace={namespace}",
@@ -126,7 +123,7 @@ def run_child(kubeconfig: Path, namespace: str, out: Path, repo: Path, restic: P
         f"--repo={repo}",
         f"--restic={restic}",
     ]
-    done = subprocess.run(argv, check=True, capture_output=True, text=True)
+    done = subprocess.run(argv, check=True, capture_output=True, text=True, cwd=REPO_ROOT)
     figures: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return figures
 
@@ -154,7 +151,7 @@ def bare_backup(restic: Path, repo: Path, folder: Path) -> tuple[float, float]:
 def measure(plane: ControlPlane, work: Path, restic: Path, namespace: str, count: int) -> dict[str, Any]:
     plane.kubectl("create", "namespace", namespace)
     wait_for_default_service_account(plane, namespace)
-    create_s = asyncio.run(create_configmaps(plane.kubeconfig, namespace, count))
+    create_s = create_configmaps(plane.kubeconfig, namespace, count)
     ours, bare = work / f"{namespace}-ours", work / f"{namespace}-bare"
     restic_init(restic, ours)
     restic_init(restic, bare)
@@ -193,24 +190,35 @@ def main() -> None:
     parser.add_argument("--out")
     parser.add_argument("--repo")
     parser.add_argument("--restic")
+    parser.add_argument(
+        "--counts", default="1000,5000", help="ConfigMaps per namespace, one namespace each (comma-separated)"
+    )
+    parser.add_argument("--json-out", type=Path, default=None, help="also write the figures here as JSON")
     args = parser.parse_args()
     if args.child:
         print(json.dumps(asyncio.run(child(args))))
         return
     restic = tools.ensure("restic")
+    counts = [int(c) for c in args.counts.split(",")]
     with tempfile.TemporaryDirectory(prefix="stashlet-bench-kubedump-") as tmp:
         work = Path(tmp)
         plane = ControlPlane(work / "plane")
         plane.start()
         try:
-            small = measure(plane, work, restic, "bench-1000", 1000)
-            big = measure(plane, work, restic, "bench-5000", 5000)
+            found = {count: measure(plane, work, restic, f"bench-{count}", count) for count in counts}
         finally:
             plane.stop()
-    report(1000, small)
-    report(5000, big)
-    growth = big["rss_after_dump_mb"] - small["rss_after_dump_mb"]
-    print(f"\npeak RSS after the dump grows {growth:+.0f} MiB from 1,000 to 5,000 objects")
+    for count, figures in found.items():
+        report(count, figures)
+    if len(counts) > 1:
+        small, big = found[counts[0]], found[counts[-1]]
+        growth = big["rss_after_dump_mb"] - small["rss_after_dump_mb"]
+        print(
+            f"\npeak RSS after the dump grows {growth:+.0f} MiB from {counts[0]:,} to {counts[-1]:,} objects"
+        )
+    if args.json_out:
+        by_count = {str(count): figures for count, figures in found.items()}
+        args.json_out.write_text(json.dumps(by_count, indent=2))
 
 
 if __name__ == "__main__":

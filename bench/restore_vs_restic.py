@@ -2,13 +2,16 @@
 
 Generates data (a few large files and many small ones), backs it up once with plain restic as host-0,
 then restores that snapshot into the same place, alternately with bare restic and with
-``stashlet-agent restore`` (a fresh RestoreSession each round, the agent running as a process with a
-service account's token, as in a pod), wiping the target before every run. Prints the wall times per
+``stashlet-agent restore`` (a fresh RestoreSession each round, the agent running as a process as
+stash-init runs in a pod: the session's own ServiceAccount's token with exactly the RBAC the operator
+grants, ``restore_rbac``, and the storage Secret mounted as a folder), wiping the target before every
+run. The agent is timed from spawn to exit (start-up, the API calls, ``restic ls`` and
+``restic restore``, status). Prints the wall times per
 round, the median ratio agent/restic, where the agent's extra time goes (from its log), and the peak RSS
 of the agent's Python process and of restic.
 
-    .venv/bin/python bench/restore_vs_restic.py [--large-mb 256] [--large-files 4] [--small-files 20000]
-        [--small-kb 2] [--rounds 3] [--kubeconfig PATH] [--work-dir DIR]
+    .venv/bin/python -m bench.restore_vs_restic [--large-mb 256] [--large-files 4] [--small-files 20000]
+        [--small-kb 2] [--rounds 3] [--kubeconfig PATH] [--work-dir DIR] [--json-out FILE]
 
 Without ``--kubeconfig`` a local control plane is started in a temporary folder and stopped afterwards.
 The bare restic run is ``restic restore <id>:<path> --target <path>``, the same restic command the agent
@@ -38,13 +41,20 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from bench.kubeapi import Api, service_account_token, token_kubeconfig
 
+from stashlet.api import agent_identity
+from stashlet.api.restoresession import RestoreSession
 from stashlet.localcluster import tools
 from stashlet.localcluster.controlplane import ControlPlane
+from stashlet.operator.core.workloads import WORKLOAD_KINDS
+from stashlet.operator.injection.rbac import RepositoryAccess
+from stashlet.operator.injection.restore_rbac import restore_account, restore_rbac
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CRDS = REPO_ROOT / "charts" / "stashlet" / "crds"
 PASSWORD = "bench-password"
+SECRET = "local-secret"
 
 
 @dataclass
@@ -202,17 +212,16 @@ def breakdown(log: str) -> dict[str, float]:
 # --- the cluster side -----------------------------------------------------------------------------------
 
 
-def setup_namespace(kubeconfig: str, namespace: str, repo: Path, sessions: list[str]) -> Path:
-    """Secret, Repository, Deployment, and a service account with the init-container's rights; returns a
-    kubeconfig holding that account's token."""
+def setup_namespace(kubeconfig: str, namespace: str, repo: Path, secrets: Path) -> None:
+    """The storage Secret (also written to ``secrets`` as the kubelet mounts it into stash-init), the
+    Repository, and the Deployment restored into."""
     kubectl(kubeconfig, "create", "namespace", namespace)
-    lease = "lock-deployment-app-restore"
     apply(
         kubeconfig,
         {
             "apiVersion": "v1",
             "kind": "Secret",
-            "metadata": {"name": "local-secret", "namespace": namespace},
+            "metadata": {"name": SECRET, "namespace": namespace},
             "data": {"RESTIC_PASSWORD": base64.b64encode(PASSWORD.encode()).decode()},
         },
         {
@@ -222,7 +231,7 @@ def setup_namespace(kubeconfig: str, namespace: str, repo: Path, sessions: list[
             "spec": {
                 "backend": {
                     "local": {"mountPath": str(repo), "hostPath": {"path": str(repo)}},
-                    "storageSecretName": "local-secret",
+                    "storageSecretName": SECRET,
                 }
             },
         },
@@ -239,84 +248,24 @@ def setup_namespace(kubeconfig: str, namespace: str, repo: Path, sessions: list[
                 },
             },
         },
-        {
-            "apiVersion": "v1",
-            "kind": "ServiceAccount",
-            "metadata": {"name": "app-init", "namespace": namespace},
-        },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "Role",
-            "metadata": {"name": "stash-init-app", "namespace": namespace},
-            "rules": [
-                {
-                    "apiGroups": ["stash.appscode.com"],
-                    "resources": ["restoresessions"],
-                    "verbs": ["get"],
-                    "resourceNames": sessions,
-                },
-                {
-                    "apiGroups": ["stash.appscode.com"],
-                    "resources": ["restoresessions/status"],
-                    "verbs": ["update"],
-                    "resourceNames": sessions,
-                },
-                {
-                    "apiGroups": ["stash.appscode.com"],
-                    "resources": ["repositories"],
-                    "verbs": ["get"],
-                    "resourceNames": ["local-repo"],
-                },
-                {
-                    "apiGroups": [""],
-                    "resources": ["secrets"],
-                    "verbs": ["get"],
-                    "resourceNames": ["local-secret"],
-                },
-                {"apiGroups": [""], "resources": ["events"], "verbs": ["get", "create", "patch"]},
-                {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
-                {
-                    "apiGroups": ["coordination.k8s.io"],
-                    "resources": ["leases"],
-                    "verbs": ["get", "update"],
-                    "resourceNames": [lease],
-                },
-                {"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]},
-                {
-                    "apiGroups": ["apps"],
-                    "resources": ["deployments"],
-                    "verbs": ["get"],
-                    "resourceNames": ["app"],
-                },
-            ],
-        },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "RoleBinding",
-            "metadata": {"name": "stash-init-app", "namespace": namespace},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "stash-init-app"},
-            "subjects": [{"kind": "ServiceAccount", "name": "app-init", "namespace": namespace}],
-        },
     )
-    token = kubectl(kubeconfig, "create", "token", "app-init", "-n", namespace, "--duration=2h").strip()
-    admin = yaml.safe_load(Path(kubeconfig).read_text())
-    cluster_entry = admin["clusters"][0]
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "current-context": "sa",
-        "clusters": [cluster_entry],
-        "users": [{"name": "sa", "user": {"token": token}}],
-        "contexts": [
-            {
-                "name": "sa",
-                "context": {"cluster": cluster_entry["name"], "user": "sa", "namespace": namespace},
-            }
-        ],
-    }
-    path = repo.parent / "sa.kubeconfig"
-    path.write_text(json.dumps(config))
-    return path
+    (secrets / SECRET).mkdir(parents=True)
+    (secrets / SECRET / "RESTIC_PASSWORD").write_text(PASSWORD)
+
+
+def session_identity(kubeconfig: str, namespace: str, name: str, folder: Path) -> Path:
+    """RestoreSession ``name``'s own account with exactly the RBAC the operator grants stash-init
+    (``restore_rbac``); returns a kubeconfig holding that account's token."""
+    api = Api(kubeconfig)
+    rs = RestoreSession.from_dict(
+        api.request("GET", f"/apis/stash.appscode.com/v1beta1/namespaces/{namespace}/restoresessions/{name}")
+    )
+    rbac = restore_rbac(
+        rs, WORKLOAD_KINDS["Deployment"], "app", repository=RepositoryAccess(namespace, "local-repo", SECRET)
+    )
+    apply(kubeconfig, *rbac)
+    token = service_account_token(api, namespace, restore_account(rs))
+    return token_kubeconfig(kubeconfig, token, folder / f"{name}.kubeconfig", namespace)
 
 
 def restore_session(namespace: str, name: str, data: Path) -> dict[str, Any]:
@@ -346,6 +295,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--kubeconfig", default=None, help="use this cluster instead of starting one")
     parser.add_argument("--work-dir", default=None, help="where data and repository go (default: a temp dir)")
+    parser.add_argument("--json-out", type=Path, default=None, help="also write the figures here as JSON")
     args = parser.parse_args()
 
     restic = os.environ.get("STASHLET_RESTIC") or str(tools.ensure("restic"))
@@ -382,17 +332,19 @@ def main() -> int:
         kubeconfig, _ = stack.enter_context(cluster(args.kubeconfig, folder))
         namespace = f"bench-{uuid.uuid4().hex[:8]}"
         sessions = [f"rs-{i}" for i in range(args.rounds + 1)]
-        sa_config = setup_namespace(kubeconfig, namespace, repo, sessions)
+        secrets = folder / "secrets"
+        setup_namespace(kubeconfig, namespace, repo, secrets)
         agent_tmp = folder / "stash-tmp"
         agent_tmp.mkdir()
         bare_cache = folder / "bare-cache"
         agent_env = {
             "PATH": os.environ["PATH"],
+            **({"PYTHONPATH": os.environ["PYTHONPATH"]} if "PYTHONPATH" in os.environ else {}),
             "NAMESPACE": namespace,
             "POD_NAME": "app-6d5c4-x",
-            "KUBECONFIG": str(sa_config),
             "STASHLET_RESTIC": restic,
             "HOME": str(agent_tmp),
+            agent_identity.ENV_STORAGE_SECRETS_DIR: str(secrets),
         }
         bare_args = [
             "--json",
@@ -405,12 +357,13 @@ def main() -> int:
 
         def agent_round(i: int) -> Timed:
             apply(kubeconfig, restore_session(namespace, sessions[i], data))
+            own = session_identity(kubeconfig, namespace, sessions[i], folder)
             argv = [
                 sys.executable, "-m", "stashlet.agent.cli", "restore", "--invoker-kind=RestoreSession",
                 f"--invoker-name={sessions[i]}", "--target-kind=Deployment", "--target-name=app",
                 f"--tmp-dir={agent_tmp}", "--log-level=info",
             ]  # fmt: skip
-            return run_agent(argv, agent_env, folder / f"agent-{i}.log")
+            return run_agent(argv, {**agent_env, "KUBECONFIG": str(own)}, folder / f"agent-{i}.log")
 
         # A warm-up of each (not counted): page cache and restic caches as in every later round.
         wipe(data)
@@ -444,6 +397,18 @@ def main() -> int:
         bare_rss = max(b.restic_rss_mib for b in bare)
         print(f"peak RSS: agent's Python process {agent_rss:.0f} MiB; its process tree {tree_rss:.0f} MiB;")
         print(f"          bare restic {bare_rss:.0f} MiB")
+        if args.json_out:
+            found = {
+                "bare_s": bare_median,
+                "agent_s": agent_median,
+                "ratio": statistics.median(ratios),
+                "ratios": ratios,
+                "agent_peak_rss_mib": agent_rss,
+                "bare_restic_peak_rss_mib": bare_rss,
+                "data_files": files,
+                "data_mib": size / 2**20,
+            }
+            args.json_out.write_text(json.dumps(found, indent=2))
     return 0
 
 
