@@ -58,6 +58,14 @@ class UsagePolicy(KubeModel):
     )
 
 
+ANNOTATION_CHECK_INTERVAL: Final = f"{names.GROUP}/check-interval"
+"""How often ``restic check`` runs on the repository (a Go duration, default ``24h``; ``0s``: after every
+backup). Due-ness counts from ``status.lastCheckTime``."""
+
+ANNOTATION_CHECK_READ_DATA_SUBSET: Final = f"{names.GROUP}/check-read-data-subset"
+"""Also read this part of the data when checking (restic's ``--read-data-subset``: ``n/t``, ``x%`` or a
+size such as ``500M``); unset, the check reads the structure only."""
+
 KEEP_COUNTS: Final = ("keepLast", "keepHourly", "keepDaily", "keepWeekly", "keepMonthly", "keepYearly")
 """The counting rules of a retention policy, as the wire spells them (restic's ``--keep-*`` counts)."""
 
@@ -172,6 +180,11 @@ class RepositoryStatus(KubeModel):
     snapshot_count: Int64 | None = Field(default=None, description="Number of snapshots in the repository.")
     snapshots_removed_on_last_cleanup: Int64 | None = Field(
         default=None, description="Snapshots removed by the retention policy on the last backup."
+    )
+    last_check_time: Time | None = Field(
+        default=None,
+        description="When restic check last ran to its verdict (integrity); the next is due a check-interval "
+        "after it.",
     )
     references: list[TypedObjectReference] | None = Field(
         default=None, description="Objects that use this Repository."

@@ -10,7 +10,7 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -176,7 +176,10 @@ def test_every_stash_gauge_under_both_prefixes() -> None:
     assert len(names) == len(set(names))
     bases = {f"{spec.subsystem}_{spec.name}" for spec in catalog.ALL_METRICS}
     assert bases >= STASH_GAUGES
-    assert bases - STASH_GAUGES == {"repository_last_backup_time_seconds"}
+    assert bases - STASH_GAUGES == {
+        "repository_last_backup_time_seconds",
+        "repository_last_check_time_seconds",
+    }
     assert set(names) == {f"{prefix}_{base}" for prefix in catalog.PREFIXES for base in bases}
     assert "stash_appscode_com_backup_session_success" in names
     assert all(re.fullmatch(r"[a-zA-Z_:][a-zA-Z0-9_:]*", name) for name in names)
@@ -261,13 +264,16 @@ def test_backup_target_metrics() -> None:
 
 
 def test_repository_metrics_from_status() -> None:
-    """The Repository status becomes gauges: integrity 1/0, size in bytes, counts, last backup time."""
+    """The Repository status becomes gauges: integrity 1/0, size in bytes, counts, last backup and last
+    check times (checks run on their own cadence: the integrity is as old as the last check)."""
+    checked = FINISHED - timedelta(hours=5)
     status = RepositoryStatus(
         integrity=True,
         total_size="4.154 KiB",
         snapshot_count=10,
         snapshots_removed_on_last_cleanup=2,
         last_backup_time=FINISHED,
+        last_check_time=checked,
     )
     registry = build.repository_metrics_from_status(LABELS, status)
     labels = LABELS.values()
@@ -276,11 +282,13 @@ def test_repository_metrics_from_status() -> None:
     assert both(registry, catalog.REPOSITORY_SNAPSHOT_COUNT, labels) == 10
     assert both(registry, catalog.REPOSITORY_SNAPSHOT_CLEANED, labels) == 2
     assert both(registry, catalog.REPOSITORY_LAST_BACKUP, labels) == FINISHED.timestamp()
+    assert both(registry, catalog.REPOSITORY_LAST_CHECK, labels) == checked.timestamp()
 
     unchecked = build.repository_metrics_from_status(LABELS, RepositoryStatus())
     assert both(unchecked, catalog.REPOSITORY_INTEGRITY, labels) == 0
     assert both(unchecked, catalog.REPOSITORY_SIZE, labels) == 0
     assert both(unchecked, catalog.REPOSITORY_LAST_BACKUP, labels) is None
+    assert both(unchecked, catalog.REPOSITORY_LAST_CHECK, labels) is None
 
 
 def test_restore_metrics() -> None:

@@ -24,7 +24,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, TypeVar
 
 from stashlet.agent.backup import status as ss
 from stashlet.agent.backup.plan import plan_from_config
@@ -44,6 +44,8 @@ from stashlet.kube.errors import Conflict, KubeError, NotFound
 from stashlet.kube.watch import DELETED, SYNCED, WatchSettings, watch
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 LEADER_POLL = 2.0
 PAUSED_MESSAGE = "Backup Configuration is paused"
@@ -98,6 +100,8 @@ class Sidecar:
         self.watch_settings = watch_settings or WatchSettings()
         self.queue: asyncio.Queue[str] = asyncio.Queue()
         self.queued: set[str] = set()
+        self.arrived: dict[str, float] = {}
+        """When each queued session's event arrived (``time.monotonic()``): its session time starts then."""
         self.watch_heartbeat = Heartbeat("backupSessionWatch", watch_bound(self.watch_settings), clock)
         self.loop_heartbeat = Heartbeat("eventLoop", LOOP_BOUND, clock)
 
@@ -220,6 +224,7 @@ class Sidecar:
             if phase in ss.FINAL_SESSION_PHASES or name in self.queued:
                 continue
             self.queued.add(name)
+            self.arrived[name] = time.monotonic()
             await self.queue.put(name)
 
     async def _work(self) -> None:
@@ -238,18 +243,25 @@ class Sidecar:
                 log.exception("session handling crashed", extra={"session": f"{self.ctx.namespace}/{name}"})
             finally:
                 self.queued.discard(name)
+                self.arrived.pop(name, None)
 
     async def handle(self, name: str) -> None:
         """Handle one session on this host (see the module docstring)."""
         ctx = self.ctx
-        try:
-            session = await ctx.stash.get(BackupSession, ctx.namespace, name)
-        except NotFound:
+        picked_up = self.arrived.pop(name, time.monotonic())
+        # The session, the configuration and the workload are independent reads: read at once.
+        got_session, got_config, workload = await asyncio.gather(
+            ctx.stash.get(BackupSession, ctx.namespace, name),
+            ctx.stash.get(BackupConfiguration, ctx.namespace, ctx.settings.invoker_name),
+            ctx.read_workload(),
+            return_exceptions=True,
+        )
+        if isinstance(got_session, NotFound):
             return
+        session, config = _taken(got_session), _taken(got_config)
         ref = await self._target_ref()
         if ss.is_final(session) or ss.host_is_done(session, ref, ctx.host.name):
             return
-        config = await ctx.stash.get(BackupConfiguration, ctx.namespace, ctx.settings.invoker_name)
         ctx.follow_alias(config.spec)
         if ss.host_is_done(session, ref, ctx.host.name):  # done under the alias it names now
             return
@@ -260,18 +272,22 @@ class Sidecar:
         if ctx.host.needs_lease and not await self._lead_or_done(name):
             return
         try:
-            plan = plan_from_config(config, await ctx.read_workload())
+            plan = plan_from_config(config, _taken(workload))
         except PreparationError as exc:
             await self._fail(session, ref, exc.reason, exc.message)
             return
         deadline = session_deadline(session, config)
         try:
             async with self._turn():
-                work = self.runner.run(session, config, plan)
-                if deadline is None:
-                    await work
-                else:
-                    await asyncio.wait_for(work, max(0.0, deadline - time.time()))
+                try:
+                    work = self.runner.run(session, config, plan, picked_up=picked_up, upkeep=False)
+                    if deadline is None:
+                        await work
+                    else:
+                        await asyncio.wait_for(work, max(0.0, deadline - time.time()))
+                finally:
+                    # The Repository's work after the session: outside its deadline, before the next.
+                    await self.runner.upkeep()
         except TimeoutError:
             await self._fail(
                 session,
@@ -373,3 +389,10 @@ class Sidecar:
             extra={"session": f"{self.ctx.namespace}/{name}", "reason": reason, "error": message},
         )
         self.ctx.live.finish(name, "Failed", message)
+
+
+def _taken(result: T | BaseException) -> T:
+    """The result of one of :func:`asyncio.gather`'s awaitables (``return_exceptions``), or its error."""
+    if isinstance(result, BaseException):
+        raise result
+    return result

@@ -1,31 +1,54 @@
 """One host's part of one BackupSession.
 
-Prepare, back up with restic, record; the host that completes the target then applies retention,
-verifies the repository and publishes its status.
+The session path costs what its restic work costs: one restic process in the common case. The host
+backs up (``restic backup`` straight away: a missing repository makes restic exit 10, and only then is
+it initialised, when the Repository allows it, and the backup run again), and records its entry; the
+host that completes the target applies retention (``restic forget`` only when the policy, evaluated
+over the snapshots this agent knows, would remove something, or what it knows cannot be trusted: see
+:mod:`stashlet.agent.backup.snapshot_book`) and ends the session.
+
+After the session has reported (its final phase written), the same host keeps the Repository up to
+date (:meth:`BackupRunner.upkeep`, outside the session's time, still before the next session's
+restic): ``restic check`` when it is due (:mod:`stashlet.agent.backup.check_cadence`), then one
+``restic stats`` for the Repository's size and snapshot count, its status and its metrics.
 
 A backup is never retried in place: a failure is recorded with its reason and the next session runs
 anew. Nothing here deletes a snapshot except ``restic forget`` with the configuration's own policy.
 
-Every restic operation of a session runs guarded (:meth:`BackupRunner._op`): a lock whose holders are
-all gone is removed, a live holder is waited for until the session's deadline
-(:mod:`stashlet.agent.stale_locks`), and a backend restic keeps retrying is reported on the session
-(condition ``BackendReachable``, an event, a log line) and given up after the bound
-(:mod:`stashlet.agent.restic.backend_watch`). A check that could not run (a lock, the backend) is
-reported as not run, and leaves the Repository's integrity as the last real check left it.
+Every restic operation of a session runs guarded (:func:`~stashlet.agent.backup.session_ops.guarded`:
+stale locks, live holders, an unreachable backend). A check that could not run is reported as not run,
+and leaves the Repository's integrity as the last real check left it.
+
+When a host is done with a session it logs ``backup session host finished`` with the session's
+seconds, the seconds and number of its restic processes, its own seconds beyond them and the largest
+resident size of any restic so far (the figures the benchmark reads).
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
+import resource
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from stashlet.agent.backup import status as ss
+from stashlet.agent.backup.check_cadence import CheckSettings, CheckSettingsRefused, check_due, check_settings
 from stashlet.agent.backup.hook_runs import HookRuns, PreBackupHookFailed
-from stashlet.agent.backup.plan import BackupPlan, retention_args
+from stashlet.agent.backup.plan import BackupPlan, retention_args, retention_paths
+from stashlet.agent.backup.session_ops import (
+    SessionRestic,
+    check_lease,
+    guarded,
+    push_event,
+    report_pushes,
+    set_condition,
+)
+from stashlet.agent.backup.snapshot_book import ScopeKey, SnapshotBook, describes_snapshot, scope_key
+from stashlet.agent.backup.upkeep import RepositoryUpkeep, Upkeep
 from stashlet.agent.context import AgentContext, PreparationError, missing_paths
 from stashlet.agent.hooks import HookSet, HookSpecError, backup_hooks
 from stashlet.agent.live import progress_dict
@@ -40,9 +63,9 @@ from stashlet.agent.restic.errors import (
     RepositoryNotFound,
     ResticError,
 )
+from stashlet.agent.restic.forget_policy import KnownSnapshot
 from stashlet.agent.restic.retention import RetentionError
 from stashlet.agent.restic.runner import Restic
-from stashlet.agent.stale_locks import Judge, agent_pod_judge, run_unlocked
 from stashlet.api.backupconfiguration import BackupConfiguration
 from stashlet.api.backupsession import (
     BackupProgress,
@@ -54,8 +77,9 @@ from stashlet.api.backupsession import (
 from stashlet.api.common import TargetRef
 from stashlet.api.conditions import ConditionReason, ConditionType
 from stashlet.api.durations import format_duration, parse_duration
-from stashlet.api.repository import Repository, RepositoryStatus
+from stashlet.api.repository import ANNOTATION_CHECK_INTERVAL, Repository
 from stashlet.api.timestamps import now_utc
+from stashlet.kube.errors import KubeError
 from stashlet.kube.leases import LeaseLost
 
 log = logging.getLogger(__name__)
@@ -64,6 +88,13 @@ T = TypeVar("T")
 
 STATUS_PROGRESS_INTERVAL = 5.0
 """Seconds between progress writes into the BackupSession status (the API server is no log)."""
+
+BOOK_MAX_AGE = 24 * 3600.0
+"""Seconds after which what the agent knows of a scope's snapshots is listed again by ``forget``."""
+
+REASON_CHECK_NOT_DUE = "CheckNotDue"
+REASON_INVALID_CHECK_SETTINGS = CheckSettingsRefused.reason
+REASON_CHECK_FAILED = "RepositoryIntegrityCheckFailed"
 
 
 def session_deadline(session: BackupSession, config: BackupConfiguration) -> float | None:
@@ -74,17 +105,14 @@ def session_deadline(session: BackupSession, config: BackupConfiguration) -> flo
     return session.metadata.creation_timestamp.timestamp() + parse_duration(config.spec.time_out)
 
 
-@dataclass
-class SessionRestic:
-    """restic for one session: the runner, the watch on its backend, and the session's time."""
+@dataclass(frozen=True)
+class Condition:
+    """A session condition to set."""
 
-    restic: Restic
-    watch: BackendWatch
-    deadline: float | None
-    """The session's deadline (``time.time()``), None without a timeOut."""
-    lock_deadline: float
-    """Until when a live holder of the repository's lock is waited for: shortly before the deadline
-    (time to record the outcome), else the settings' bound."""
+    type: str
+    ok: bool
+    reason: str
+    message: str
 
 
 @dataclass
@@ -95,6 +123,20 @@ class HostOutcome:
     completed_target: bool = False
     session: BackupSession | None = None
     pushes: list[PushOutcome | None] = field(default_factory=list)
+    conditions: list[Condition] = field(default_factory=list)
+    """Conditions the session's final write sets (one write, not one each)."""
+
+
+@dataclass
+class _HostWork:
+    """What preparing and backing up learned, for recording and the work after the session."""
+
+    hooks: HookSet = field(default_factory=HookSet)
+    repo: Repository | None = None
+    restic: SessionRestic | None = None
+    check: CheckSettings | None = None
+    snapshot: KnownSnapshot | None = None
+    conditions: list[Condition] = field(default_factory=list)
 
 
 class BackupRunner:
@@ -104,71 +146,64 @@ class BackupRunner:
         """Share the agent's context and metrics reporter."""
         self.ctx = ctx
         self.metrics = metrics
-        self.known_repositories: set[str] = set()
         self.hooks = HookRuns(ctx)
+        self.book = SnapshotBook()
+        self.repository_upkeep = RepositoryUpkeep(ctx, metrics)
+        self._upkeep: Upkeep | None = None
+        self._background: set[asyncio.Task[Any]] = set()
 
-    async def run(self, session: BackupSession, config: BackupConfiguration, plan: BackupPlan) -> HostOutcome:
-        """Back up this host for ``session``; always records a final host entry unless cancelled."""
+    async def run(
+        self,
+        session: BackupSession,
+        config: BackupConfiguration,
+        plan: BackupPlan,
+        *,
+        picked_up: float | None = None,
+        upkeep: bool = True,
+    ) -> HostOutcome:
+        """Back up this host for ``session``; always records a final host entry unless cancelled.
+
+        ``picked_up`` (``time.monotonic()``) is when the agent took the session up (default: now), for
+        the session's seconds. With ``upkeep`` False the Repository's work after the session is left
+        for the caller's :meth:`upkeep` (the sidecar runs it outside the session's deadline).
+        """
         ctx = self.ctx
         ref, hosts, paths = plan.ref, plan.total_hosts, plan.paths
         name = session.metadata.name or ""
         host = ctx.host.name
-        started = time.monotonic()
+        started = time.monotonic() if picked_up is None else picked_up
         ctx.live.start(name, "backup")
-        await ctx.stash.update_status(
-            BackupSession,
-            ctx.namespace,
-            name,
-            lambda s: ss.put_host(
-                s,
-                ref,
-                hosts,
-                HostBackupStats(hostname=host, phase=HostBackupPhase.RUNNING, pod=ctx.settings.pod_name),
-                now_utc(),
+        # "Running" is written while restic starts, not before: restic waits for no API call.
+        running = asyncio.create_task(
+            ctx.stash.update_status(
+                BackupSession,
+                ctx.namespace,
+                name,
+                lambda s: ss.put_host(
+                    s,
+                    ref,
+                    hosts,
+                    HostBackupStats(hostname=host, phase=HostBackupPhase.RUNNING, pod=ctx.settings.pod_name),
+                    now_utc(),
+                ),
             ),
+            name="host-running",
         )
         log.info(
             "host backup started",
             extra={"session": f"{ctx.namespace}/{name}", "host": host, "paths": paths},
         )
-        repo: Repository | None = None
-        restic: SessionRestic | None = None
-        hooks = HookSet()
+        work = _HostWork()
         try:
-            hooks = backup_hooks(config.spec.hooks)
-            repo, restic_repo = await self._prepare(config, paths)
-            restic = self._session_restic(session, config, restic_repo)
-            await self._ensure_repository(restic, repo, name)
-            if hooks.pre is not None:
-                await self.hooks.pre(session, ref, hosts, hooks.pre)
-            summary = await self._backup(restic, name, ref, hosts, paths, plan.excludes, plan.args)
-            stats = ss.host_stats_from_summary(host, paths, summary, time.monotonic() - started)
-        except PartialBackup as exc:
-            stats = (
-                ss.host_stats_from_summary(
-                    host,
-                    paths,
-                    exc.summary,
-                    time.monotonic() - started,
-                    phase=HostBackupPhase.FAILED,
-                    error=exc.message,
-                    reason=exc.reason,
-                )
-                if exc.summary
-                else self._failed(host, exc.reason, exc.message, started)
-            )
-        except ResticError as exc:
-            if isinstance(exc, RepositoryNotFound) and restic is not None and restic.restic.repository:
-                self.known_repositories.discard(restic.restic.repository.url)
-            stats = self._failed(host, exc.reason, exc.message, started)
-        except (PreparationError, PreBackupHookFailed, HookSpecError) as exc:
-            stats = self._failed(host, exc.reason, exc.message, started)
-        except LeaseLost as exc:
-            stats = self._failed(host, "LeaseLost", str(exc), started)
+            stats = await self._back_up(session, config, plan, work, running, started)
+        finally:
+            await _settle(running)
+        hooks, repo, restic, check = work.hooks, work.repo, work.restic, work.check
         if hooks.post is not None:
             stats = await self.hooks.post(session, ref, hosts, hooks.post, stats)
         stats.pod = ctx.settings.pod_name
         outcome = await self._record(name, ref, hosts, stats)
+        outcome.conditions += work.conditions
         outcome.pushes.append(await self.metrics.host_backup(config, ref, stats))
         if (
             outcome.completed_target
@@ -176,13 +211,69 @@ class BackupRunner:
             and restic is not None
             and (stats.phase == HostBackupPhase.SUCCEEDED)
         ):
-            await self._after_target(outcome, config, repo, restic, plan)
+            removed, retained = await self._apply_retention(outcome, config, repo, restic, plan)
+            due = check is not None and check_due(check, _last_check(repo), now_utc())
+            if check is not None and not due:
+                outcome.conditions.append(_not_due(check, repo))
+            await self._finalize(name, config, outcome, failed=not retained)
+            scope = self.book.snapshots(self._scope(restic, outcome, plan))
+            self._upkeep = Upkeep(
+                name, config, repo, restic, check if due else None, removed, work.snapshot, scope
+            )
         elif outcome.completed_target:
             await self._finalize(name, config, outcome)
         else:
-            await self._report_pushes(name, outcome)
+            await report_pushes(self.ctx, name, merge_outcomes(outcome.pushes))
         ctx.live.finish(name, str(stats.phase), stats.error or "", stats.duration or "")
+        self._log_finished(name, started, restic)
+        if upkeep:
+            await self.upkeep()
         return outcome
+
+    # --- the session path ----------------------------------------------------------------------
+
+    async def _back_up(
+        self,
+        session: BackupSession,
+        config: BackupConfiguration,
+        plan: BackupPlan,
+        work: _HostWork,
+        running: asyncio.Task[Any],
+        started: float,
+    ) -> HostBackupStats:
+        """Prepare and back up; the host's final entry (Failed with the reason when something failed)."""
+        host, name, paths = self.ctx.host.name, session.metadata.name or "", plan.paths
+        try:
+            work.hooks = backup_hooks(config.spec.hooks)
+            work.repo, restic_repo = await self._prepare(config, paths)
+            work.check = self._check_settings(work.repo, work.conditions)
+            work.restic = self._session_restic(session, config, restic_repo)
+            if work.hooks.pre is not None:
+                await running
+                await self.hooks.pre(session, plan.ref, plan.total_hosts, work.hooks.pre)
+            summary = await self._backup_or_init(work.restic, work.repo, name, plan)
+            work.snapshot = self._learn(work.restic, plan, summary)
+            return ss.host_stats_from_summary(host, paths, summary, time.monotonic() - started)
+        except PartialBackup as exc:
+            if exc.summary is None:
+                return self._failed(host, exc.reason, exc.message, started)
+            if work.restic is not None:
+                self._learn(work.restic, plan, exc.summary)
+            return ss.host_stats_from_summary(
+                host,
+                paths,
+                exc.summary,
+                time.monotonic() - started,
+                phase=HostBackupPhase.FAILED,
+                error=exc.message,
+                reason=exc.reason,
+            )
+        except ResticError as exc:
+            return self._failed(host, exc.reason, exc.message, started)
+        except (PreparationError, PreBackupHookFailed, HookSpecError) as exc:
+            return self._failed(host, exc.reason, exc.message, started)
+        except LeaseLost as exc:
+            return self._failed(host, "LeaseLost", str(exc), started)
 
     async def _prepare(
         self, config: BackupConfiguration, paths: list[str]
@@ -209,6 +300,30 @@ class BackupRunner:
             )
         return found
 
+    def _check_settings(self, repo: Repository, conditions: list[Condition]) -> CheckSettings | None:
+        """The Repository's check settings; a refused one is logged, set on the session (with the
+        session's final write) and recorded as a Warning event on the Repository; None then."""
+        try:
+            return check_settings(repo)
+        except CheckSettingsRefused as exc:
+            log.error(
+                "repository check settings refused",
+                extra={
+                    "repository": f"{repo.metadata.namespace}/{repo.metadata.name}",
+                    "error": exc.message,
+                },
+            )
+            conditions.append(
+                Condition(
+                    ConditionType.REPOSITORY_INTEGRITY_VERIFIED,
+                    False,
+                    exc.reason,
+                    f"restic check did not run, the repository's integrity is unchanged: {exc.message}",
+                )
+            )
+            self._later(self.ctx.events.record(repo.to_dict(), "Warning", exc.reason, exc.message))
+            return None
+
     def _session_restic(
         self, session: BackupSession, config: BackupConfiguration, repository: ResticRepository
     ) -> SessionRestic:
@@ -231,17 +346,7 @@ class BackupRunner:
         )
 
     async def _op(self, restic: SessionRestic, op: Callable[[], Awaitable[T]]) -> T:
-        """Run a restic operation of the session: through locks of gone holders, waiting for live
-        ones, with the backend watched and given up after the bound (module docstring)."""
-
-        async def judges() -> Judge:
-            return await agent_pod_judge(self.ctx)
-
-        return await restic.watch.guard(
-            lambda: run_unlocked(restic.restic, judges, op, deadline=restic.lock_deadline),
-            deadline=restic.deadline,
-            hurry=restic.restic.hurry,
-        )
+        return await guarded(self.ctx, restic, op)
 
     async def _report_backend(self, session: str, state: BackendState) -> None:
         """The session's ``BackendReachable`` condition (its transition time is when restic's retries
@@ -277,15 +382,25 @@ class BackupRunner:
             duration=format_duration(time.monotonic() - started),
         )
 
-    async def _ensure_repository(self, work: SessionRestic, repo: Repository, session: str) -> None:
+    async def _backup_or_init(
+        self,
+        work: SessionRestic,
+        repo: Repository,
+        session: str,
+        plan: BackupPlan,
+    ) -> rj.BackupSummary:
+        """``restic backup``; when restic finds no repository (exit 10), initialise it (if the
+        Repository allows) and back up again: the first session pays for the repository, no other."""
+        try:
+            return await self._backup(work, session, plan)
+        except RepositoryNotFound:
+            await self._initialize(work, repo, session)
+        return await self._backup(work, session, plan)
+
+    async def _initialize(self, work: SessionRestic, repo: Repository, session: str) -> None:
         self._check_lease()
         restic = work.restic
-        url = restic.repository.url if restic.repository else ""
-        if url in self.known_repositories:
-            return  # seen this process; if it vanished, restic fails with RepositoryNotFound and we forget it
-        if await self._op(work, restic.exists):
-            self.known_repositories.add(url)
-            return
+        location = restic.repository.display_url if restic.repository else "?"
         repo_name = f"{repo.metadata.namespace}/{repo.metadata.name}"
         if not self.ctx.may_initialize(repo):
             await self._condition(
@@ -293,8 +408,7 @@ class BackupRunner:
                 ConditionType.BACKEND_REPOSITORY_INITIALIZED,
                 False,
                 ConditionReason.FAILED_TO_INITIALIZE_BACKEND_REPOSITORY,
-                f"no restic repository at {restic.repository.display_url if restic.repository else '?'}"
-                f" and Repository {repo_name} forbids initialising one",
+                f"no restic repository at {location} and Repository {repo_name} forbids initialising one",
             )
             raise PreparationError(
                 f"no restic repository for Repository {repo_name} and "
@@ -302,7 +416,6 @@ class BackupRunner:
                 reason="RepositoryNotFound",
             )
         await self._op(work, restic.init)
-        self.known_repositories.add(url)
         log.info("restic repository initialised", extra={"repository": repo_name})
         await self._condition(
             session,
@@ -312,17 +425,9 @@ class BackupRunner:
             f"initialised restic repository for {repo_name}",
         )
 
-    async def _backup(
-        self,
-        work: SessionRestic,
-        session: str,
-        ref: TargetRef,
-        hosts: int,
-        paths: list[str],
-        excludes: list[str],
-        extra_args: list[str],
-    ) -> rj.BackupSummary:
+    async def _backup(self, work: SessionRestic, session: str, plan: BackupPlan) -> rj.BackupSummary:
         ctx = self.ctx
+        ref, hosts = plan.ref, plan.total_hosts
         last_write = 0.0
         pending: set[asyncio.Task[Any]] = set()
 
@@ -364,16 +469,37 @@ class BackupRunner:
             return await self._op(
                 work,
                 lambda: work.restic.backup(
-                    paths, host=ctx.host.name, excludes=excludes, extra_args=extra_args, progress_cb=progress
+                    plan.paths,
+                    host=ctx.host.name,
+                    excludes=plan.excludes,
+                    extra_args=plan.args,
+                    progress_cb=progress,
                 ),
             )
         finally:
             if pending:
                 await asyncio.gather(*pending, return_exceptions=True)
 
+    def _learn(
+        self, work: SessionRestic, plan: BackupPlan, summary: rj.BackupSummary
+    ) -> KnownSnapshot | None:
+        """Tell the book of the snapshot the backup wrote (in the scope of this host alone)."""
+        paths = tuple(sorted(retention_paths(plan.paths)))
+        snapshot = None
+        if summary.snapshot_id and summary.backup_start is not None and describes_snapshot(plan.args):
+            snapshot = KnownSnapshot(summary.snapshot_id, summary.backup_start, self.ctx.host.name, paths)
+        url = work.restic.repository.url if work.restic.repository else ""
+        self.book.learn_backup(scope_key(url, [self.ctx.host.name], retention_paths(plan.paths)), snapshot)
+        return snapshot
+
+    def _scope(self, work: SessionRestic, outcome: HostOutcome, plan: BackupPlan) -> ScopeKey:
+        """The book's key of the target's retention scope: the repository, the hosts, the paths."""
+        url = work.restic.repository.url if work.restic.repository else ""
+        hosts = ss.retention_hosts(outcome.session, plan.ref, self.ctx.host.name)
+        return scope_key(url, hosts, retention_paths(plan.paths))
+
     def _check_lease(self) -> None:
-        if self.ctx.host.needs_lease and self.ctx.lease is not None:
-            self.ctx.lease.ensure_held()
+        check_lease(self.ctx)
 
     async def _record(self, session: str, ref: TargetRef, hosts: int, stats: HostBackupStats) -> HostOutcome:
         outcome = HostOutcome(stats=stats)
@@ -395,7 +521,7 @@ class BackupRunner:
             else f"Failed to back up host {stats.hostname}: {stats.error}"
         )
         obj = outcome.session.to_dict() if outcome.session else {}
-        await self.ctx.events.record(obj, "Normal" if ok else "Warning", reason, message)
+        self._later(self.ctx.events.record(obj, "Normal" if ok else "Warning", reason, message))
         log.info(
             "host backup recorded",
             extra={
@@ -407,130 +533,84 @@ class BackupRunner:
         )
         return outcome
 
-    async def _after_target(
+    async def _apply_retention(
         self,
         outcome: HostOutcome,
         config: BackupConfiguration,
         repo: Repository,
-        restic: SessionRestic,
-        plan: BackupPlan,
-    ) -> None:
-        """Retention, integrity check and Repository status, by the host that completed the target."""
-        session = (outcome.session.metadata.name if outcome.session else None) or ""
-        hosts = ss.retention_hosts(outcome.session, plan.ref, self.ctx.host.name)
-        removed, retained = await self._apply_retention(session, config, restic, hosts, plan)
-        integrity = await self._verify(session, restic)
-        await self._publish_repository(outcome, config, repo, restic, integrity, removed)
-        await self._finalize(session, config, outcome, failed=not (retained and integrity))
-
-    async def _apply_retention(
-        self,
-        session: str,
-        config: BackupConfiguration,
         work: SessionRestic,
-        hosts: list[str],
         plan: BackupPlan,
     ) -> tuple[int | None, bool]:
-        """Forget by the policy, among this target's snapshots only: (snapshots removed, applied)."""
+        """Forget by the policy, among this target's snapshots only: (snapshots removed, applied).
+
+        ``restic forget`` runs only when the book cannot tell that it would remove nothing; its
+        condition goes with the session's final write."""
         policy = config.spec.retention_policy
+        hosts = ss.retention_hosts(outcome.session, plan.ref, self.ctx.host.name)
         scope = f"hosts {', '.join(hosts) or '(none)'}, paths {', '.join(plan.paths) or '(none)'}"
+        key = self._scope(work, outcome, plan)
         try:
             self._check_lease()
             args = retention_args(policy, plan, hosts)
+            why = self.book.why_forget(
+                key,
+                policy,
+                max_age=BOOK_MAX_AGE,
+                repository_last_backup=repo.status.last_backup_time if repo.status else None,
+            )
+            if why is None:
+                known = len(self.book.snapshots(key))
+                log.info(
+                    "retention policy removes nothing; restic forget not run",
+                    extra={"invoker": self.ctx.object_ref(), "scope": scope, "known_snapshots": known},
+                )
+                outcome.conditions.append(
+                    Condition(
+                        ConditionType.RETENTION_POLICY_APPLIED,
+                        True,
+                        ConditionReason.SUCCESSFULLY_APPLIED_RETENTION_POLICY,
+                        f"policy {policy.name} on the snapshots of {scope}: kept {known}, removed 0 "
+                        "(restic forget not run: the policy removes none of the snapshots this agent knows)",
+                    )
+                )
+                return 0, True
+            log.info("running restic forget", extra={"invoker": self.ctx.object_ref(), "why": why})
             result = await self._op(work, lambda: work.restic.forget(args))
         except (ResticError, RetentionError, LeaseLost) as exc:
+            self.book.drop(key)
             log.error(
                 "retention policy not applied",
                 extra={"invoker": self.ctx.object_ref(), "scope": scope, "error": str(exc)},
             )
-            await self._condition(
-                session,
-                ConditionType.RETENTION_POLICY_APPLIED,
-                False,
-                exc.reason
-                if isinstance(exc, (RepositoryLocked, BackendUnavailable))
-                else ConditionReason.FAILED_TO_APPLY_RETENTION_POLICY,
-                f"policy {policy.name}: {exc}",
+            outcome.conditions.append(
+                Condition(
+                    ConditionType.RETENTION_POLICY_APPLIED,
+                    False,
+                    exc.reason
+                    if isinstance(exc, (RepositoryLocked, BackendUnavailable))
+                    else ConditionReason.FAILED_TO_APPLY_RETENTION_POLICY,
+                    f"policy {policy.name}: {exc}",
+                )
             )
             return None, False
-        await self._condition(
-            session,
-            ConditionType.RETENTION_POLICY_APPLIED,
-            True,
-            ConditionReason.SUCCESSFULLY_APPLIED_RETENTION_POLICY,
-            f"policy {policy.name} on the snapshots of {scope}: kept {len(result.kept)}, "
-            f"removed {result.removed_count}" + (" (dry run)" if policy.dry_run else ""),
+        self.book.learn_forget(key, result, dry_run=bool(policy.dry_run))
+        outcome.conditions.append(
+            Condition(
+                ConditionType.RETENTION_POLICY_APPLIED,
+                True,
+                ConditionReason.SUCCESSFULLY_APPLIED_RETENTION_POLICY,
+                f"policy {policy.name} on the snapshots of {scope}: kept {len(result.kept)}, "
+                f"removed {result.removed_count}" + (" (dry run)" if policy.dry_run else ""),
+            )
         )
         return (0 if policy.dry_run else result.removed_count), True
-
-    async def _verify(self, session: str, work: SessionRestic) -> bool | None:
-        """``restic check``, recorded as the session's integrity condition; None when it could not run
-        (the lock, the backend, the Lease): reported as not run, with the reason why, never as errors."""
-        try:
-            self._check_lease()
-            integrity = await self._op(work, work.restic.check)
-        except (ResticError, LeaseLost) as exc:
-            reason = exc.reason if isinstance(exc, ResticError) else "LeaseLost"
-            log.warning(
-                "repository check did not run",
-                extra={"session": f"{self.ctx.namespace}/{session}", "reason": reason, "error": str(exc)},
-            )
-            await self._condition(
-                session,
-                ConditionType.REPOSITORY_INTEGRITY_VERIFIED,
-                False,
-                reason,
-                f"restic check did not run, the repository's integrity is unchanged: {exc}",
-            )
-            return None
-        await self._condition(
-            session,
-            ConditionType.REPOSITORY_INTEGRITY_VERIFIED,
-            integrity,
-            ConditionReason.SUCCESSFULLY_VERIFIED_REPOSITORY_INTEGRITY
-            if integrity
-            else ConditionReason.FAILED_TO_VERIFY_REPOSITORY_INTEGRITY,
-            "restic check found no errors" if integrity else "restic check found errors",
-        )
-        return integrity
-
-    async def _publish_repository(
-        self,
-        outcome: HostOutcome,
-        config: BackupConfiguration,
-        repo: Repository,
-        work: SessionRestic,
-        integrity: bool | None,
-        removed: int | None,
-    ) -> None:
-        """The Repository's status (over every snapshot in it, whoever made them) and its metrics."""
-        repo_ns, repo_name = repo.metadata.namespace or self.ctx.namespace, repo.metadata.name or ""
-        try:
-            snapshots = await self._op(work, work.restic.snapshots)
-            stats = await self._op(work, lambda: work.restic.stats(mode="raw-data"))
-        except ResticError as exc:
-            log.error(
-                "could not read repository stats",
-                extra={"repository": f"{repo_ns}/{repo_name}", "error": exc.message},
-            )
-            return
-        new_status = ss.repository_status(snapshots, stats.total_size, integrity, removed)
-
-        def put_repo_status(r: Repository) -> None:
-            merged = (r.status.to_dict() if r.status else {}) | new_status.to_dict()
-            r.status = RepositoryStatus.from_dict(merged)
-
-        updated = await self.ctx.stash.update_status(Repository, repo_ns, repo_name, put_repo_status)
-        self.ctx.live.repository = {
-            "name": f"{repo_ns}/{repo_name}",
-            **(updated.status.to_dict() if updated.status else {}),
-        }
-        outcome.pushes.append(await self.metrics.repository(config, updated))
 
     async def _finalize(
         self, session: str, config: BackupConfiguration, outcome: HostOutcome, *, failed: bool = False
     ) -> None:
-        """End the session: its metrics first, so the final status carries MetricsPushed with it."""
+        """End the session: its metrics first, so the final status carries MetricsPushed with it, and
+        the conditions gathered on the way, in one write."""
+        now = now_utc()
 
         def end(s: BackupSession) -> None:
             if ss.is_final(s):
@@ -539,17 +619,24 @@ class BackupRunner:
             if failed and s.status is not None and s.status.phase == BackupSessionPhase.SUCCEEDED:
                 s.status.phase = BackupSessionPhase.FAILED
 
-        preview = await self.ctx.stash.get(BackupSession, self.ctx.namespace, session)
+        preview = (
+            outcome.session.model_copy(deep=True)
+            if outcome.session is not None
+            else await self.ctx.stash.get(BackupSession, self.ctx.namespace, session)
+        )
         end(preview)
         outcome.pushes.append(await self.metrics.session(preview, config))
         pushed = merge_outcomes(outcome.pushes)
 
         def mutate(s: BackupSession) -> None:
+            for c in outcome.conditions:
+                ss.set_condition(s, c.type, c.ok, c.reason, c.message, now)
             ss.apply_push_condition(s, pushed)
             end(s)
 
         final = await self.ctx.stash.update_status(BackupSession, self.ctx.namespace, session, mutate)
-        await self._push_event(final, pushed)
+        if pushed is not None and not pushed.ok:
+            self._later(push_event(self.ctx, final, pushed))
         log.info(
             "backup session finished",
             extra={
@@ -558,24 +645,65 @@ class BackupRunner:
             },
         )
 
-    async def _report_pushes(self, session: str, outcome: HostOutcome) -> None:
-        """A host that did not end the session reports how its own pushes went."""
-        pushed = merge_outcomes(outcome.pushes)
-        if pushed is None:
-            return
-        updated = await self.ctx.stash.update_status(
-            BackupSession, self.ctx.namespace, session, lambda s: ss.apply_push_condition(s, pushed)
-        )
-        await self._push_event(updated, pushed)
-
-    async def _push_event(self, session: BackupSession, pushed: PushOutcome | None) -> None:
-        if pushed is not None and not pushed.ok:
-            await self.ctx.events.record(session.to_dict(), "Warning", "MetricsPushFailed", pushed.message)
-
     async def _condition(self, session: str, type_: str, ok: bool, reason: str, message: str) -> None:
-        await self.ctx.stash.update_status(
-            BackupSession,
-            self.ctx.namespace,
-            session,
-            lambda s: ss.set_condition(s, type_, ok, reason, message, now_utc()),
+        await set_condition(self.ctx, session, type_, ok, reason, message)
+
+    def _later(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` (an event) beside the session; :meth:`upkeep` waits for it."""
+        task = asyncio.create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def upkeep(self) -> None:
+        """The Repository's work the last session left (:mod:`stashlet.agent.backup.upkeep`), then the
+        events the session recorded on the way."""
+        work, self._upkeep = self._upkeep, None
+        try:
+            if work is not None:
+                await self.repository_upkeep.run(work)
+        finally:
+            if self._background:
+                await asyncio.gather(*self._background, return_exceptions=True)
+
+    def _log_finished(self, session: str, started: float, restic: SessionRestic | None) -> None:
+        seconds = time.monotonic() - started
+        restic_seconds = restic.restic.seconds if restic is not None else 0.0
+        log.info(
+            "backup session host finished",
+            extra={
+                "session": f"{self.ctx.namespace}/{session}",
+                "host": self.ctx.host.name,
+                "session_seconds": round(seconds, 4),
+                "restic_seconds": round(restic_seconds, 4),
+                "restic_processes": restic.restic.processes if restic is not None else 0,
+                "own_seconds": round(seconds - restic_seconds, 4),
+                "restic_max_rss_kib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
+            },
         )
+
+
+def _last_check(repo: Repository) -> dt.datetime | None:
+    return repo.status.last_check_time if repo.status else None
+
+
+def _not_due(check: CheckSettings, repo: Repository) -> Condition:
+    """The session's integrity condition when no check is due: the last check's verdict, and when."""
+    integrity = bool(repo.status.integrity) if repo.status else False
+    last = _last_check(repo)
+    return Condition(
+        ConditionType.REPOSITORY_INTEGRITY_VERIFIED,
+        integrity,
+        REASON_CHECK_NOT_DUE,
+        f"restic check not due: it last ran at {last.isoformat() if last else '?'} "
+        f"(integrity {str(integrity).lower()}); the next runs {format_duration(check.interval)} after it "
+        f"(annotation {ANNOTATION_CHECK_INTERVAL} of Repository "
+        f"{repo.metadata.namespace}/{repo.metadata.name})",
+    )
+
+
+async def _settle(task: asyncio.Task[Any]) -> None:
+    """Wait for ``task``; a failure of its own is logged (the final write that follows supersedes it)."""
+    try:
+        await task
+    except (KubeError, OSError) as exc:
+        log.warning("could not mark the host running", extra={"error": str(exc)})

@@ -3,7 +3,7 @@
 Every function given a session mutates it and is safe to re-apply (the status writer re-runs it
 after a 409 Conflict on a freshly read object), so concurrent hosts never lose each other's entries.
 :func:`host_stats_from_summary` builds a host's entry from restic's backup summary,
-:func:`repository_status` a Repository's status from restic's view of the whole repository.
+:func:`updated_repository_status` a Repository's status from what a session learned of the repository.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from stashlet.agent.context import upsert_condition
 from stashlet.agent.metrics.report import PushOutcome
 from stashlet.agent.restic import output as rj
+from stashlet.agent.restic.forget_policy import KnownSnapshot
 from stashlet.agent.sizes import format_size
 from stashlet.api.backupsession import (
     BackupSession,
@@ -236,23 +237,49 @@ def host_stats_from_summary(
     return stats
 
 
-def repository_status(
-    snapshots: Sequence[rj.Snapshot], total_size: int, integrity: bool | None, removed: int | None
+def updated_repository_status(
+    current: RepositoryStatus,
+    *,
+    stats: rj.RepoStats | None,
+    snapshot: KnownSnapshot | None,
+    scope: Sequence[KnownSnapshot],
+    integrity: bool | None,
+    checked_at: dt.datetime | None,
+    removed: int | None,
 ) -> RepositoryStatus:
-    """A Repository's status from all of its snapshots (every configuration's), its stored size, the
-    integrity check and the snapshots the last retention removed.
+    """A Repository's status after a session: ``current`` with what the session learned.
 
-    ``integrity`` None (the check did not run) leaves the field unset, so merging this status into the
-    Repository's keeps the last real check's result.
+    - ``stats`` (``restic stats --mode raw-data``, None when it failed) gives the stored size and the
+      number of snapshots (every configuration's);
+    - ``snapshot`` (the one the session wrote) moves ``lastBackupTime`` forward and sets
+      ``firstBackupTime`` when there is none yet;
+    - ``scope`` (the snapshots the agent knows of its target): when they are every snapshot of the
+      repository (their number is the repository's), the earliest of them is ``firstBackupTime`` (a
+      retention that removed the first snapshot moves it); in a repository shared with others the field
+      keeps its value until then;
+    - ``integrity`` and ``checked_at`` (a check that reached its verdict) set ``integrity`` and
+      ``lastCheckTime``; None (no check, or one that could not run) keeps the last real check's;
+    - ``removed`` (what the retention removed, None when it failed) sets ``snapshotsRemovedOnLastCleanup``.
     """
-    times = [s.time for s in snapshots if s.time is not None]
-    status = RepositoryStatus(
-        total_size=format_size(total_size),
-        snapshot_count=len(snapshots),
-        first_backup_time=min(times).replace(microsecond=0) if times else None,
-        last_backup_time=max(times).replace(microsecond=0) if times else None,
-        snapshots_removed_on_last_cleanup=removed,
-    )
+    status = current.model_copy(deep=True)
+    if stats is not None:
+        status.total_size = format_size(stats.total_size)
+        status.snapshot_count = stats.snapshots_count
+    if snapshot is not None:
+        taken = snapshot.time.replace(microsecond=0)
+        if status.last_backup_time is None or taken > status.last_backup_time:
+            status.last_backup_time = taken
+        if status.first_backup_time is None:
+            status.first_backup_time = taken
+    if stats is not None and scope and len(scope) == stats.snapshots_count:
+        status.first_backup_time = min(s.time for s in scope).replace(microsecond=0)
+        status.last_backup_time = max(s.time for s in scope).replace(microsecond=0)
+    if stats is not None and stats.snapshots_count == 0:
+        status.first_backup_time = status.last_backup_time = None
     if integrity is not None:
         status.integrity = integrity
+    if checked_at is not None:
+        status.last_check_time = checked_at.replace(microsecond=0)
+    if removed is not None:
+        status.snapshots_removed_on_last_cleanup = removed
     return status

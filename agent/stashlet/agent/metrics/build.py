@@ -217,8 +217,10 @@ def repository_metrics(
     snapshot_count: int,
     snapshots_removed: int,
     last_backup_time: datetime | None = None,
+    last_check_time: datetime | None = None,
 ) -> CollectorRegistry:
-    """The Repository's state after a backup: integrity (1 only when checked and good), size, counts."""
+    """The Repository's state after a backup: integrity (1 only when checked and good), size, counts, and
+    when the last backup and the last check were."""
     builder = _Builder(labels.values())
     builder.set(gauges.REPOSITORY_INTEGRITY, 1 if integrity else 0)
     builder.set(gauges.REPOSITORY_SIZE, size_bytes)
@@ -226,6 +228,8 @@ def repository_metrics(
     builder.set(gauges.REPOSITORY_SNAPSHOT_CLEANED, snapshots_removed)
     if last_backup_time is not None:
         builder.set(gauges.REPOSITORY_LAST_BACKUP, last_backup_time.timestamp())
+    if last_check_time is not None:
+        builder.set(gauges.REPOSITORY_LAST_CHECK, last_check_time.timestamp())
     return builder.registry
 
 
@@ -238,6 +242,7 @@ def repository_metrics_from_status(labels: InvokerLabels, status: RepositoryStat
         snapshot_count=status.snapshot_count or 0,
         snapshots_removed=status.snapshots_removed_on_last_cleanup or 0,
         last_backup_time=status.last_backup_time,
+        last_check_time=status.last_check_time,
     )
 
 

@@ -3,8 +3,9 @@
 Learnt from Stash's ``pkg/restic/metrics.go`` (``Namespace: "stash"``, a subsystem, a name); each gauge
 is exposed under both ``stash_`` and ``stash_appscode_com_`` (``PREFIXES``), so dashboards and alerts
 written for either keep working. Two help texts differ from Stash's on purpose: Stash gives both "last
-success time" gauges the duration's text, ours say what they hold. One gauge is not Stash's:
-``repository_last_backup_time_seconds`` (the Repository's LAST-SUCCESSFUL-BACKUP column).
+success time" gauges the duration's text, ours say what they hold. Two gauges are not Stash's:
+``repository_last_backup_time_seconds`` (the Repository's LAST-SUCCESSFUL-BACKUP column) and
+``repository_last_check_time_seconds`` (its ``lastCheckTime``: the integrity gauge is as old as that).
 """
 
 from __future__ import annotations
@@ -120,6 +121,13 @@ REPOSITORY_LAST_BACKUP = MetricSpec(
     "last_backup_time_seconds",
     "Indicates the time (in unix epoch) of the latest backup in the repository",
 )
+# Not in Stash: when ``restic check`` last reached its verdict (the Repository's ``lastCheckTime``); checks
+# run on their own cadence, so the integrity gauge is as old as this.
+REPOSITORY_LAST_CHECK = MetricSpec(
+    "repository",
+    "last_check_time_seconds",
+    "Indicates the time (in unix epoch) restic check last ran to its verdict on the repository",
+)
 # Restore session.
 RESTORE_SESSION_SUCCESS = MetricSpec(
     "restore", "session_success", "Indicates whether the entire restore session was succeeded or not"
@@ -175,6 +183,7 @@ ALL_METRICS: Final = (
     REPOSITORY_SNAPSHOT_COUNT,
     REPOSITORY_SNAPSHOT_CLEANED,
     REPOSITORY_LAST_BACKUP,
+    REPOSITORY_LAST_CHECK,
     RESTORE_SESSION_SUCCESS,
     RESTORE_SESSION_DURATION,
     RESTORE_TARGET_COUNT,

@@ -217,6 +217,10 @@ class Restic:
         self._interrupt_grace = settings.interrupt_grace
         self._files_written = False
         self._cleanups: set[asyncio.Task[None]] = set()
+        self.processes = 0
+        """How many restic processes this runner started."""
+        self.seconds = 0.0
+        """The wall time they ran, summed (start to exit, output read)."""
 
     # --- the runner ---------------------------------------------------------------------------
 
@@ -277,7 +281,9 @@ class Restic:
                 )
 
         stderr = _Stderr(self.settings.stderr_tail_lines, self.settings.max_item_errors, backend_notice)
+        began = time.monotonic()
         proc = await self._spawn(argv)
+        self.processes += 1
         pumps = {
             asyncio.create_task(_pump(proc.stdout, stdout_line)),
             asyncio.create_task(_pump(proc.stderr, stderr.feed)),
@@ -293,6 +299,8 @@ class Restic:
             cleanup.add_done_callback(self._cleanups.discard)
             await asyncio.shield(cleanup)
             raise
+        finally:
+            self.seconds += time.monotonic() - began
         return RunResult(
             exit_code=exit_code,
             stdout="\n".join(collected),
