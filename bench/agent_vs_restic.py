@@ -55,10 +55,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import figures
 from bench.figures import NA, SessionCost, fmt
 from bench.kubeapi import Api, service_account_token, token_kubeconfig
 
+from bench import figures
 from stashlet.api import agent_identity
 from stashlet.api.agent_contract import AgentInvocation
 from stashlet.api.backupconfiguration import BackupConfiguration
@@ -504,17 +504,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--large-mib", type=int, default=256)
-    parser.add_argument("--small-files", type=int, default=50_000)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--latency-sessions", type=int, default=50)
-    parser.add_argument(
-        "--quick", action="store_true", help="a smoke run: 16 MiB, 2,000 files, 1 round, 10 sessions"
-    )
+    parser.add_argument("--large-mib", type=int, default=None, help="256 (16 with --quick)")
+    parser.add_argument("--small-files", type=int, default=None, help="50,000 (2,000 with --quick)")
+    parser.add_argument("--rounds", type=int, default=None, help="3 (1 with --quick)")
+    parser.add_argument("--latency-sessions", type=int, default=None, help="50 (10 with --quick)")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: smaller defaults (above)")
     parser.add_argument("--json-out", type=Path, default=None, help="also write the figures here as JSON")
     args = parser.parse_args()
-    if args.quick:
-        args.large_mib, args.small_files, args.rounds, args.latency_sessions = 16, 2000, 1, 10
+    for key, full, quick in (
+        ("large_mib", 256, 16),
+        ("small_files", 50_000, 2000),
+        ("rounds", 3, 1),
+        ("latency_sessions", 50, 10),
+    ):
+        if getattr(args, key) is None:
+            setattr(args, key, quick if args.quick else full)
     restic = str(tools.ensure("restic"))
     found: dict[str, Any] = {
         "restic_version": restic_version(restic),

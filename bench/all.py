@@ -27,8 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import figures
 from bench.figures import NA, fmt
+
+from bench import figures
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BENCHES = ("agent", "restore", "kubedump", "operator")
@@ -40,22 +41,25 @@ class Run:
     """How one bench is run, full size and scaled down."""
 
     argv: list[str]
+    full: list[str]
     quick: list[str]
     json: bool = True
     """Whether it writes ``--json-out``; operator_ready.py only prints, and is read from its output."""
 
 
 def runs(rounds: int | None) -> dict[str, Run]:
+    """Every bench; ``rounds`` (None: each bench's own default) for the agent and restore benches."""
     rounds_arg = [f"--rounds={rounds}"] if rounds else []
     return {
-        "agent": Run(["-m", "bench.agent_vs_restic", *rounds_arg], ["--quick"]),
+        "agent": Run(["-m", "bench.agent_vs_restic", *rounds_arg], [], ["--quick"]),
         "restore": Run(
             ["-m", "bench.restore_vs_restic", *rounds_arg],
-            ["--large-mb=16", "--small-files=1000", "--rounds=1"],
+            [],
+            ["--large-mb=16", "--small-files=1000", *([] if rounds else ["--rounds=1"])],
         ),
-        "kubedump": Run(["-m", "bench.kubedump_5000"], ["--counts=1000"]),
+        "kubedump": Run(["-m", "bench.kubedump_5000"], ["--counts=1000,5000"], ["--counts=1000"]),
         "operator": Run(
-            [str(REPO_ROOT / "bench" / "operator_ready.py"), "--count=1000"], ["--count=100"], json=False
+            [str(REPO_ROOT / "bench" / "operator_ready.py")], ["--count=1000"], ["--count=100"], json=False
         ),
     }
 
@@ -63,7 +67,7 @@ def runs(rounds: int | None) -> dict[str, Run]:
 def run_bench(name: str, run: Run, quick: bool, out: Path) -> tuple[dict[str, Any] | None, int, float]:
     """Run bench ``name``, its output streamed to the terminal and ``out/<name>.log``; (its figures or
     None, its exit status, its seconds)."""
-    argv = [sys.executable, *run.argv, *(run.quick if quick else [])]
+    argv = [sys.executable, *run.argv, *(run.quick if quick else run.full)]
     result = out / f"{name}.json"
     if run.json:
         argv.append(f"--json-out={result}")

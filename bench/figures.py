@@ -21,7 +21,9 @@ SESSION_COST_MSG = "backup session host finished"
 """The agent's log line that accounts for one host's session (fields in :class:`SessionCost`)."""
 
 RESTIC_START_PREFIX = "running "
-"""The agent's debug log line written as it spawns a restic process ("running <argv>")."""
+RESTIC_START_LOGGER = "stashlet.agent.restic.runner"
+"""The agent's debug log line written as it spawns a restic process: "running <argv>" from the restic
+runner's logger (other loggers' "running ..." lines, e.g. "running restic forget", say why, not when)."""
 
 
 def percentile(values: Sequence[float], p: float) -> float:
@@ -68,10 +70,14 @@ def entry_time(entry: dict[str, Any]) -> float:
 
 
 def first_restic_start(entries: Iterable[dict[str, Any]], after: float) -> dict[str, Any] | None:
-    """The first "running <restic ...>" line stamped at or after ``after`` (a Unix time); None without
-    one (the agent logs it at debug level only)."""
+    """The restic runner's first "running <argv>" line stamped at or after ``after`` (a Unix time); None
+    without one (the agent logs it at debug level only)."""
     for entry in entries:
-        if str(entry.get("msg", "")).startswith(RESTIC_START_PREFIX) and entry_time(entry) >= after:
+        if (
+            entry.get("logger") == RESTIC_START_LOGGER
+            and str(entry.get("msg", "")).startswith(RESTIC_START_PREFIX)
+            and entry_time(entry) >= after
+        ):
             return entry
     return None
 

@@ -27,12 +27,14 @@ def test_every_bench_is_run_full_and_quick() -> None:
     runs = bench_all.runs(rounds=2)
     assert tuple(runs) == bench_all.BENCHES
     for name, run in runs.items():
-        assert run.quick, name
+        assert run.quick != run.full, name
         target = run.argv[1] if run.argv[0] == "-m" else run.argv[0]
         found = BENCH / (target.removeprefix("bench.") + ".py") if run.argv[0] == "-m" else Path(target)
         assert found.is_file(), f"{name}: {found}"
     assert "--rounds=2" in runs["agent"].argv
     assert "--rounds=2" in runs["restore"].argv
+    assert not any(arg.startswith("--rounds") for arg in runs["restore"].quick)  # the rounds asked for
+    assert "--count=1000" in bench_all.runs(rounds=None)["operator"].full
 
 
 def agent_figures(ratio: float, own_s: float | None) -> dict[str, Any]:

@@ -7,6 +7,7 @@ import json
 import math
 
 import pytest
+from bench.figures import RESTIC_START_LOGGER as RUNNER
 from bench.figures import SessionCost
 
 from bench import figures
@@ -38,8 +39,8 @@ def test_median_skips_unknown_values() -> None:
     assert figures.median_or_none([None, math.nan]) is None
 
 
-def line(msg: str, time: str = "2026-12-05T12:00:00.500+00:00", **extra: object) -> str:
-    return json.dumps({"time": time, "level": "info", "logger": "x", "msg": msg, **extra})
+def line(msg: str, time: str = "2026-12-05T12:00:00.500+00:00", logger: str = "x", **extra: object) -> str:
+    return json.dumps({"time": time, "level": "info", "logger": logger, "msg": msg, **extra})
 
 
 def test_log_entries_keep_the_json_lines_only() -> None:
@@ -53,13 +54,19 @@ def test_restic_start_is_the_first_running_line_at_or_after_the_creation() -> No
     entries = figures.log_entries(
         "\n".join(
             [
-                line("running /r/restic --json backup", time="2026-12-05T12:00:00.100+00:00"),
+                line("running /r/restic --json backup", time="2026-12-05T12:00:00.100+00:00", logger=RUNNER),
                 line("host backup started", time="2026-12-05T12:00:01.010+00:00"),
+                line("running restic forget", time="2026-12-05T12:00:01.020+00:00", logger="stashlet.b"),
                 line(
                     "running /r/restic --json --cache-dir=/tmp/c cat config",
                     time="2026-12-05T12:00:01.030+00:00",
+                    logger=RUNNER,
                 ),
-                line("running /r/restic --json backup --host=host-0 -- /d", time="2026-12-05T12:00:02+00:00"),
+                line(
+                    "running /r/restic --json backup --host=host-0 -- /d",
+                    time="2026-12-05T12:00:02+00:00",
+                    logger=RUNNER,
+                ),
             ]
         )
     )
