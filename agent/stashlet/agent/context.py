@@ -17,12 +17,15 @@ from stashlet.agent.live import LiveState
 from stashlet.agent.restic.backend import BackendError, ResticRepository, build_repository, decode_secret_data
 from stashlet.agent.restic.mounted_secret import follow_changes, read_mounted_secret
 from stashlet.agent.restic.priority import priority_from_container
-from stashlet.agent.restic.runner import ResticSettings
+from stashlet.agent.restic.runner import ResticSettings, inherited_env
 from stashlet.agent.settings import AgentSettings
 from stashlet.api import agent_contract as contract
 from stashlet.api import names
+from stashlet.api.backupconfiguration import BackupConfiguration
 from stashlet.api.common import Condition, ConditionStatus, EmptyDirSettings, RuntimeSettings
+from stashlet.api.durations import parse_duration
 from stashlet.api.repository import Repository
+from stashlet.api.restoresession import RestoreSession
 from stashlet.kube import paths
 from stashlet.kube.custom import StashClient
 from stashlet.kube.errors import NotFound
@@ -303,3 +306,40 @@ def follow_mounted_secrets(settings: AgentSettings) -> asyncio.Task[None] | None
 def missing_paths(paths: list[str]) -> list[str]:
     """The target paths that do not exist in this container."""
     return [p for p in paths if not os.path.exists(p)]
+
+
+def restic_settings(settings: AgentSettings) -> ResticSettings:
+    """How this agent runs restic: its binary, cache and temporary folders in the agent's tmp volume, and
+    how long it waits for a live lock holder (``STASHLET_LOCK_WAIT``) and for a backend restic keeps
+    retrying (``STASHLET_BACKEND_GIVE_UP_AFTER``) when a session has no ``timeOut``: Go durations."""
+    return ResticSettings(
+        binary=settings.restic_binary,
+        cache_dir=settings.cache_dir,
+        tmp_dir=settings.tmp_dir,
+        base_env={**inherited_env(os.environ), "HOME": settings.tmp_dir},
+        lock_wait=parse_duration(os.environ.get("STASHLET_LOCK_WAIT", "10m")),
+        backend_give_up=parse_duration(os.environ.get("STASHLET_BACKEND_GIVE_UP_AFTER", "5m")),
+    )
+
+
+def identity_fields(settings: AgentSettings, host: HostIdentity) -> dict[str, str]:
+    """Who this agent is, for its start-up log line: invoker, host and target."""
+    return {
+        "invoker": f"{settings.namespace}/{settings.invoker_name}",
+        "host": host.name,
+        "target": f"{settings.target_kind}/{settings.target_name}",
+    }
+
+
+async def read_invoker(api: KubeApi, settings: AgentSettings) -> InvokerSpec | None:
+    """The spec of this agent's invoker (BackupConfiguration or RestoreSession); None if it does not exist."""
+    stash = StashClient(api)
+    try:
+        if settings.invoker_kind == names.KIND_RESTORE_SESSION:
+            return (await stash.get(RestoreSession, settings.namespace, settings.invoker_name)).spec
+        return (await stash.get(BackupConfiguration, settings.namespace, settings.invoker_name)).spec
+    except NotFound:
+        log.warning(
+            "invoker not found at start", extra={"invoker": f"{settings.namespace}/{settings.invoker_name}"}
+        )
+        return None
