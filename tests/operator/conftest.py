@@ -9,6 +9,7 @@ service-account token, never as the admin.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import copy
 import json
@@ -278,6 +279,13 @@ class ObservedController(Controller):
         super().setup()
         self.delivered: dict[tuple[str, str], str] = {}
         """(kind, ``namespace/name``) -> the ``resourceVersion`` of the last event handed to the operator."""
+        self.handled: collections.Counter[str] = collections.Counter()
+        """How many times each queue item was handled."""
+
+    async def handle(self, item: str) -> None:
+        """The Controller's handling, counted."""
+        self.handled[item] += 1
+        await super().handle(item)
 
     def follows(self) -> list[Follow]:
         """The Controller's streams, each handler followed by a note of the version it was given."""

@@ -55,6 +55,7 @@ from stashlet.operator.backup.silent import SilentSessions
 from stashlet.operator.core import access
 from stashlet.operator.core.events import Events
 from stashlet.operator.core.job_outcome import ended_job_verdict
+from stashlet.operator.core.labelled import LabelIndex
 from stashlet.operator.core.loop import ControlLoop, Follow
 from stashlet.operator.core.observe import Dependency, ReconcileResult
 from stashlet.operator.core.workloads import WORKLOAD_KINDS
@@ -119,11 +120,16 @@ class Controller(ControlLoop):
 
     def setup(self) -> None:
         """The BackupConfiguration and RestoreSession reconcilers, and what the handlers remember."""
-        self.reconciler = Reconciler(self.api, self.settings)
-        self.restores = RestoreReconciler(self.api, self.settings)
+        self.labels = LabelIndex([names.LABEL_BACKUP_CONFIGURATION, names.LABEL_RESTORE_SESSION])
+        """Which workloads carry a configuration's or a session's label (fed by the workload watches)."""
+        self.labels.listed = self._workloads_listed
+        self.reconciler = Reconciler(self.api, self.settings, self.labels)
+        self.restores = RestoreReconciler(self.api, self.settings, self.labels)
         self._dependents: dict[Dependency, set[str]] = {}
         self._depends_on: dict[str, set[Dependency]] = {}
         self._fingerprints: dict[tuple[str, str], Any] = {}
+        self._during: dict[str, dict[tuple[str, str], Any]] = {}
+        """Changes seen while an item was being reconciled: item -> {(kind, key): fingerprint seen}."""
         self._configs: dict[str, int | None] = {}  # key -> backupHistoryLimit
         self._sessions: dict[str, dict[str, history.SessionInfo]] = {}
         self._restores: set[str] = set()
@@ -183,6 +189,11 @@ class Controller(ControlLoop):
         follows.append(("Namespace/*", namespaces, self._on_dependency("Namespace")))
         return follows
 
+    def _workloads_listed(self) -> bool:
+        """True once the watches of every workload kind, in every watched namespace, have listed."""
+        streams = [f"{kind}/{ns or '*'}" for kind in WORKLOAD_KINDS for ns in self.namespaces]
+        return all(name in self.watches.synced and self.watches.synced[name].is_set() for name in streams)
+
     def _job_stream(self, ns: str | None) -> AsyncIterator[WatchEvent]:
         """The operator's own Jobs in ``ns`` (None: every namespace), in full (their status says how they
         ended)."""
@@ -207,6 +218,16 @@ class Controller(ControlLoop):
         previous = self._fingerprints.get(ident)
         self._fingerprints[ident] = seen
         return previous is None or previous != seen
+
+    def _enqueue(self, item: str, ident: tuple[str, str], because: str) -> None:
+        """Have ``item`` reconciled because object ``ident`` (kind, key) changed; while ``item`` is being
+        reconciled, the change is only noted: most such changes are that reconcile's own writes (the
+        finalizer it added, the workload it injected), and :meth:`handle` compares them with what it left."""
+        if self.queue.running(item):
+            self._during.setdefault(item, {})[ident] = self._fingerprints.get(ident)
+            return
+        log.debug("enqueued", extra={"object": item, "because": because})
+        self.queue.add(item)
 
     def _on_config(self, event: WatchEvent) -> None:
         key = event.key
@@ -233,8 +254,8 @@ class Controller(ControlLoop):
         else:
             self._snapshot_configs.discard(key)
         if self._changed(names.KIND_BACKUP_CONFIGURATION, event):
-            log.debug("enqueued", extra={"object": key, "because": f"{event.type} BackupConfiguration"})
-            self.queue.add(CONFIG_PREFIX + key)
+            ident = (names.KIND_BACKUP_CONFIGURATION, key)
+            self._enqueue(CONFIG_PREFIX + key, ident, f"{event.type} BackupConfiguration")
 
     def _on_restore(self, event: WatchEvent) -> None:
         key = event.key
@@ -246,12 +267,15 @@ class Controller(ControlLoop):
             return
         self._restores.add(key)
         if self._changed(names.KIND_RESTORE_SESSION, event):
-            log.debug("enqueued", extra={"object": key, "because": f"{event.type} RestoreSession"})
-            self.queue.add(RESTORE_PREFIX + key)
+            self._enqueue(
+                RESTORE_PREFIX + key, (names.KIND_RESTORE_SESSION, key), f"{event.type} RestoreSession"
+            )
 
     def _on_dependency(self, kind: str) -> Callable[[WatchEvent], None]:
         def handle(event: WatchEvent) -> None:
             meta = event.object.get("metadata", {})
+            if kind in WORKLOAD_KINDS:
+                self.labels.observe(kind, meta, gone=event.type == DELETED)
             dependency: Dependency = (kind, str(meta.get("namespace") or ""), str(meta.get("name")))
             dependents = self._dependents.get(dependency)
             if not dependents:  # nobody cares: do not even remember it
@@ -259,10 +283,7 @@ class Controller(ControlLoop):
                 return
             if self._changed(kind, event):
                 for item in list(dependents):
-                    log.debug(
-                        "enqueued", extra={"object": item, "because": f"{event.type} {kind} {event.key}"}
-                    )
-                    self.queue.add(item)
+                    self._enqueue(item, (kind, event.key), f"{event.type} {kind} {event.key}")
 
         return handle
 
@@ -370,15 +391,26 @@ class Controller(ControlLoop):
             namespace, _, name = item.removeprefix(JOB_PREFIX).partition("/")
             await self.reconciler.jobs.ensure_job(namespace, name)
             return
+        await self._reconcile(item)
+
+    async def _reconcile(self, item: str) -> None:
+        """Reconcile a configuration or RestoreSession; remember what it depends on and what it left; once
+        more when something it read was changed by someone else while it ran."""
         restore = item.startswith(RESTORE_PREFIX)
         key = item.removeprefix(RESTORE_PREFIX if restore else CONFIG_PREFIX)
         namespace, _, name = key.partition("/")
         started = time.monotonic()
         result: ReconcileResult
-        if restore:
-            result = await self.restores.reconcile(namespace, name)
-        else:
-            result = await self.reconciler.reconcile(namespace, name)
+        try:
+            if restore:
+                result = await self.restores.reconcile(namespace, name)
+            else:
+                result = await self.reconciler.reconcile(namespace, name)
+        except BaseException:
+            if self._during.pop(item, None):  # a refusal is not retried: what changed is looked at anew
+                self.queue.add(item)
+            raise
+        during = self._during.pop(item, {})
         log.debug("reconciled", extra={"object": item, "seconds": round(time.monotonic() - started, 3)})
         if result.gone:
             if restore:
@@ -387,8 +419,14 @@ class Controller(ControlLoop):
                 self._forget(key)
             return
         self._index(key, result.dependencies, RESTORE_PREFIX if restore else CONFIG_PREFIX)
-        for (kind, obj_key), meta in result.seen.items():
-            self._fingerprints[(kind, obj_key)] = fingerprint(kind, meta)
+        left = {(kind, obj_key): fingerprint(kind, meta) for (kind, obj_key), meta in result.seen.items()}
+        self._fingerprints.update(left)
+        # A change seen meanwhile that is not what this reconcile left was someone else's.
+        changed = [ident for ident, seen in during.items() if ident not in left or left[ident] != seen]
+        if changed:  # the queue runs it once more after this run
+            because = ", ".join(f"{kind} {obj_key}" for kind, obj_key in changed)
+            log.debug("enqueued", extra={"object": item, "because": f"changed while reconciling: {because}"})
+            self.queue.add(item)
 
     async def _silent(self, item: str) -> None:
         """A session nobody has taken up (looked at again at its deadline), or a Job that ended."""

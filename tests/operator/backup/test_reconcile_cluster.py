@@ -11,6 +11,7 @@ import pytest
 from tests.polling import eventually
 
 from stashlet.api import names
+from stashlet.operator.controller import CONFIG_PREFIX
 
 pytestmark = pytest.mark.cluster
 
@@ -26,6 +27,20 @@ async def setup_valid(
 
 def sidecar_count(workload: dict[str, Any]) -> int:
     return sum(c["name"] == "stash" for c in workload["spec"]["template"]["spec"]["containers"])
+
+
+async def test_a_new_configuration_is_reconciled_once(
+    operator: Any, akubectl: Any, make: Any, namespace: str
+) -> None:
+    """The operator's own writes (the finalizer, the sidecar's rollout, the status) do not bring a new
+    configuration back: one reconcile makes it Ready, and its workload rolls once."""
+    await setup_valid(akubectl, make, namespace)
+    controller = await operator.start(namespace)
+    await akubectl("apply", "-f", "-", input_obj=make.backup_configuration(namespace=namespace))
+    await akubectl.wait_phase(namespace, "pause-backup", "Ready")
+    await operator.rested(controller, namespace, "Deployment/stash-demo", "BackupConfiguration/pause-backup")
+    assert controller.handled[f"{CONFIG_PREFIX}{namespace}/pause-backup"] == 1
+    assert (await akubectl.get("deployment", namespace, "stash-demo"))["metadata"]["generation"] == 2
 
 
 async def test_unchanged_configuration_causes_no_rollout_and_a_change_exactly_one(

@@ -63,8 +63,12 @@ class AgentIdentities:
         """Write through ``resources``."""
         self.resources = resources
 
-    async def ensure(self, bc: BackupConfiguration) -> str | None:
+    async def ensure(self, bc: BackupConfiguration, *, likely_new: bool = False) -> str | None:
         """Make ``bc``'s agent account and its token Secret where missing; a problem naming the Secret
-        when one of that name exists and is not that account's token (it is never overwritten)."""
+        when one of that name exists and is not that account's token (it is never overwritten).
+        ``likely_new``: created straight away (:meth:`~stashlet.operator.core.resources.Resources.ensure`)."""
         account, token = rbac.agent_identity(bc)
-        return await self.resources.ensure_identity(account, token, rbac.up_to_date, "the stash sidecar's")
+        whose = "the stash sidecar's"
+        return await self.resources.ensure_identity(
+            account, token, rbac.up_to_date, whose, likely_new=likely_new
+        )

@@ -8,6 +8,7 @@ Transient API errors propagate; the controller retries the whole reconcile with 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 
@@ -15,14 +16,15 @@ from stashlet.api import names
 from stashlet.api.backupconfiguration import BackupConfiguration, BackupConfigurationStatus
 from stashlet.api.common import Condition, ConditionStatus
 from stashlet.api.conditions import ConditionReason, ConditionType
-from stashlet.kube.errors import Invalid, NotFound
+from stashlet.kube.errors import Conflict, Invalid, NotFound
 from stashlet.operator.backup import cronjob, status
 from stashlet.operator.backup.agent_identity import AgentIdentities, account_condition, name_problem
 from stashlet.operator.backup.sidecar_injection import Sidecars
 from stashlet.operator.backup.status import compute_phase
 from stashlet.operator.backup.validation import Model, Verdict, validate, with_problems, with_task_check
 from stashlet.operator.core.apiclient import ApiClient, call_json
-from stashlet.operator.core.conditions import ConditionUpdate, EventSpec
+from stashlet.operator.core.conditions import ConditionUpdate, EventSpec, reported
+from stashlet.operator.core.labelled import LabelIndex
 from stashlet.operator.core.observe import Dependency, ReconcileResult, lookup, observe_repository
 from stashlet.operator.core.reconcile import FinalizingReconciler
 from stashlet.operator.core.validation import Lookup, Observed, repository_key, target_kind
@@ -40,11 +42,13 @@ class Reconciler(FinalizingReconciler[BackupConfiguration]):
 
     model = BackupConfiguration
     tracks_generation = True
+    sole_status_writer = True
 
-    def __init__(self, api: ApiClient, settings: OperatorSettings) -> None:
-        """Use ``api`` (the operator's own identity) and ``settings``."""
+    def __init__(self, api: ApiClient, settings: OperatorSettings, labels: LabelIndex | None = None) -> None:
+        """Use ``api`` (the operator's own identity) and ``settings``; ``labels``: which workloads carry a
+        configuration's label, as the controller's watches see them (None: asked of the API server)."""
         super().__init__(api, settings)
-        self.sidecars = Sidecars(self.resources, settings, self.events)
+        self.sidecars = Sidecars(self.resources, settings, self.events, labels)
         self.identities = AgentIdentities(self.resources)
         self.jobs = TaskJobs(api, self.resources, settings)
 
@@ -139,7 +143,8 @@ class Reconciler(FinalizingReconciler[BackupConfiguration]):
         assert workload is not None
         assert repository is not None
         account = account_condition(bc, kind.kind, workload)
-        problem = name_problem(bc) or await self.identities.ensure(bc)
+        likely_new = not reported(bc.status, ConditionType.STASH_SIDECAR_INJECTED)
+        problem = name_problem(bc) or await self.identities.ensure(bc, likely_new=likely_new)
         if problem is not None:  # no sidecar without its own identity
             what = f"{kind.kind} {bc.metadata.namespace}/{workload['metadata']['name']}"
             message = f"Failed to inject stash sidecar into {what}. Reason: {problem}"
@@ -149,13 +154,14 @@ class Reconciler(FinalizingReconciler[BackupConfiguration]):
                 ConditionUpdate.false(ConditionType.STASH_SIDECAR_INJECTED, failed, message),
                 account,
             ]
-        injected, written = await self.sidecars.ensure(bc, kind, workload, repository)
+        injected, written = await self.sidecars.ensure(bc, kind, workload, repository, likely_new=likely_new)
         if written is not None:
             seen[(kind.kind, f"{bc.metadata.namespace}/{written['name']}")] = written
         return [cron, injected, account]
 
     async def _ensure_cronjob(self, bc: BackupConfiguration) -> ConditionUpdate:
-        """The trigger's RBAC and CronJob; the API server judges the CronJob (dry run) before any is made."""
+        """The CronJob, then the trigger's RBAC: the API server judges the CronJob before anything is made
+        (an invalid schedule makes nothing)."""
         namespace, name = bc.metadata.namespace or "", names.cronjob_name(bc.metadata.name or "")
         if not bc.spec.schedule:
             await self.resources.delete("CronJob", namespace, name)
@@ -164,37 +170,45 @@ class Reconciler(FinalizingReconciler[BackupConfiguration]):
                 ConditionReason.CRON_JOB_CREATION_SUCCEEDED,
                 "spec.schedule is empty: no CronJob; BackupSessions are only created on demand.",
             )
-        desired = cronjob.build_cronjob(bc, self.settings)
+        likely_new = not reported(bc.status, ConditionType.CRON_JOB_CREATED)
         try:
-            try:
-                existing: dict[str, Any] | None = await self.resources.get("CronJob", namespace, name)
-            except NotFound:
-                existing = None
-            patch = cronjob.cronjob_patch(existing, desired, bc) if existing is not None else None
-            if existing is None:
-                await self.resources.create(desired, dry_run=True)
-            elif patch is not None:
-                await self.resources.patch_cronjob(namespace, name, patch, dry_run=True)
-            for obj in rbac.trigger_rbac(bc, self.settings):
-                await self.resources.ensure(obj, rbac.up_to_date)
-            if existing is None:
-                await self.resources.create(desired)
-            elif patch is not None:
-                await self.resources.patch_cronjob(namespace, name, patch)
-            if existing is None or patch is not None:
-                what = "cronjob created" if existing is None else "cronjob updated"
-                log.info(what, extra={"object": f"{namespace}/{bc.metadata.name}", "cronjob": name})
+            await self._write_cronjob(bc, cronjob.build_cronjob(bc, self.settings), likely_new=likely_new)
         except Invalid as exc:
             return ConditionUpdate.false(
                 ConditionType.CRON_JOB_CREATED,
                 ConditionReason.CRON_JOB_CREATION_FAILED,
                 f"Failed to create backup triggering CronJob {namespace}/{name}. Reason: {exc.message}",
             )
+        for obj in rbac.trigger_rbac(bc, self.settings):
+            shared = obj["kind"] == "ServiceAccount"  # one trigger account for the namespace
+            await self.resources.ensure(obj, rbac.up_to_date, likely_new=likely_new and not shared)
         return ConditionUpdate.true(
             ConditionType.CRON_JOB_CREATED,
             ConditionReason.CRON_JOB_CREATION_SUCCEEDED,
             f"Successfully created backup triggering CronJob {namespace}/{name}.",
         )
+
+    async def _write_cronjob(
+        self, bc: BackupConfiguration, desired: dict[str, Any], *, likely_new: bool
+    ) -> None:
+        """Create the CronJob, or patch the existing one when it differs (``likely_new``: create first)."""
+        namespace, name = desired["metadata"]["namespace"], desired["metadata"]["name"]
+        where = {"object": f"{namespace}/{bc.metadata.name}", "cronjob": name}
+        if likely_new:
+            with contextlib.suppress(Conflict):  # it exists after all: compared below
+                await self.resources.create(desired)
+                log.info("cronjob created", extra=where)
+                return
+        try:
+            existing = await self.resources.get("CronJob", namespace, name)
+        except NotFound:
+            await self.resources.create(desired)
+            log.info("cronjob created", extra=where)
+            return
+        patch = cronjob.cronjob_patch(existing, desired, bc)
+        if patch is not None:
+            await self.resources.patch_cronjob(namespace, name, patch)
+            log.info("cronjob updated", extra=where)
 
     async def _drop_job_rbac(self, bc: BackupConfiguration) -> None:
         """Remove the Jobs' RBAC of a configuration that no longer runs them, and its record."""

@@ -17,6 +17,7 @@ from stashlet.operator.backup.status import REASON_SIDECAR_DELETION_SUCCEEDED
 from stashlet.operator.core import workloads
 from stashlet.operator.core.conditions import ConditionUpdate
 from stashlet.operator.core.events import Events
+from stashlet.operator.core.labelled import LabelIndex
 from stashlet.operator.core.placement import Placement, Placer, Workload
 from stashlet.operator.core.resources import Resources
 from stashlet.operator.core.validation import target_kind
@@ -42,11 +43,18 @@ SIDECAR = Placement(
 class Sidecars:
     """Ensures and removes the ``stash`` sidecar of BackupConfigurations."""
 
-    def __init__(self, resources: Resources, settings: OperatorSettings, events: Events) -> None:
-        """Write through ``resources``; report removals through ``events``."""
+    def __init__(
+        self,
+        resources: Resources,
+        settings: OperatorSettings,
+        events: Events,
+        labels: LabelIndex | None = None,
+    ) -> None:
+        """Write through ``resources``; report removals through ``events``; ``labels``: the workload
+        watches' word on which workloads a configuration labelled (:class:`Placer`)."""
         self.resources = resources
         self.settings = settings
-        self.placer = Placer(resources, events, SIDECAR)
+        self.placer = Placer(resources, events, SIDECAR, labels)
 
     async def ensure(
         self,
@@ -54,13 +62,16 @@ class Sidecars:
         kind: workloads.WorkloadKind,
         workload: dict[str, Any],
         repository: Repository,
+        *,
+        likely_new: bool = False,
     ) -> tuple[ConditionUpdate, dict[str, Any] | None]:
         """RBAC for the sidecar's own service account (made first by the reconciler), then the sidecar; the
-        condition, and the workload's metadata when it was written."""
+        condition, and the workload's metadata when it was written. ``likely_new``: the RBAC is created
+        straight away (:meth:`~stashlet.operator.core.resources.Resources.ensure`)."""
         target = workload["metadata"]["name"]
         access = RepositoryAccess.of(repository, bc.metadata.namespace or "")
         for obj in rbac.sidecar_rbac(bc, kind, target, repository=access):
-            await self.resources.ensure(obj, rbac.up_to_date)
+            await self.resources.ensure(obj, rbac.up_to_date, likely_new=likely_new)
         injection = sidecar_container.build_injection(bc, kind.kind, target, repository, self.settings)
         patched = sidecar_container.inject(workload, injection)
         return await self.placer.place(bc, kind, patched, injection.hash, self._remover(bc), target)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from stashlet.api import names
 from stashlet.api.common import Condition, ConditionStatus
@@ -55,6 +56,13 @@ class EventSpec:
     reason: str
     message: str
     source: str = names.COMPONENT_BACKUP_CONFIGURATION
+
+
+def reported(status: Any, type_: ConditionType) -> bool:
+    """True when ``status`` (an object's status, or None) holds condition ``type_`` as True: what it
+    stands for was made at some point."""
+    conditions: list[Condition] = list(getattr(status, "conditions", None) or [])
+    return any(c.type == type_ and c.status == ConditionStatus.TRUE for c in conditions)
 
 
 def apply_conditions(

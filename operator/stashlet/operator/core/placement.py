@@ -22,6 +22,7 @@ from stashlet.kube.errors import Invalid, NotFound
 from stashlet.operator.core import workloads
 from stashlet.operator.core.conditions import ConditionUpdate, EventSpec
 from stashlet.operator.core.events import Events
+from stashlet.operator.core.labelled import LabelIndex
 from stashlet.operator.core.resources import Resources
 
 log = logging.getLogger(__name__)
@@ -57,11 +58,15 @@ def describe(kind: workloads.WorkloadKind, name: str) -> str:
 class Placer:
     """Writes and strips one :class:`Placement` for its owners."""
 
-    def __init__(self, resources: Resources, events: Events, placement: Placement) -> None:
-        """Write through ``resources``; report removals through ``events``."""
+    def __init__(
+        self, resources: Resources, events: Events, placement: Placement, labels: LabelIndex | None = None
+    ) -> None:
+        """Write through ``resources``; report removals through ``events``; after a placement, learn from
+        ``labels`` (the workload watches) which other workloads the owner labelled (None: list them)."""
         self.resources = resources
         self.events = events
         self.placement = placement
+        self.labels = labels
 
     async def place(
         self,
@@ -88,7 +93,8 @@ class Placer:
             log.info(f"{p.container} injected", extra=extra)
             if kind.kind == "ReplicaSet":
                 await self.resources.restart_replicaset(patched, p.hash_annotation, injection_hash)
-            await self.strip(owner, remove, None, keep=(kind.kind, target))  # the owner may have moved on
+            # The owner may have moved on: the watches say where it was (a deletion lists, to be sure).
+            await self.strip(owner, remove, None, keep=(kind.kind, target), watched=True)
         done = ConditionUpdate.true(p.condition, p.succeeded, p.succeeded_message.format(what=what))
         return done, (written or {}).get("metadata")
 
@@ -98,16 +104,14 @@ class Placer:
         remove: Callable[[Workload], Workload | None],
         target: tuple[workloads.WorkloadKind, str] | None,
         keep: tuple[str, str] | None = None,
+        *,
+        watched: bool = False,
     ) -> None:
         """Take the container out of every workload labelled for ``owner`` but ``keep`` (kind, name), and
-        out of ``target`` (kind, name) too, should its label have gone."""
+        out of ``target`` (kind, name) too, should its label have gone. ``watched``: the labelled
+        workloads as the watches know them, once they have listed (else listed from the API server)."""
         namespace = owner.metadata.namespace or ""
-        selector = f"{self.placement.owner_label}={owner.metadata.name}"
-        found = [
-            (kind, workload)
-            for kind in workloads.WORKLOAD_KINDS.values()
-            for workload in await self.resources.list_workloads(kind, namespace, selector)
-        ]
+        found = await self._labelled(namespace, owner.metadata.name or "", keep, watched=watched)
         if target is not None:
             with contextlib.suppress(NotFound):
                 extra = await self.resources.get_workload(target[0], namespace, target[1])
@@ -126,3 +130,25 @@ class Placer:
             await self.events.emit(
                 owner, EventSpec("Normal", self.placement.removed_reason, message, names.COMPONENT_WORKLOAD)
             )
+
+    async def _labelled(
+        self, namespace: str, owner: str, keep: tuple[str, str] | None, *, watched: bool
+    ) -> list[tuple[workloads.WorkloadKind, Workload]]:
+        """The workloads of ``namespace`` labelled for ``owner``: those the watches name (``keep`` not
+        read at all), or every kind listed when not ``watched`` or the watches have not listed yet."""
+        label = self.placement.owner_label
+        holders = self.labels.carrying(label, namespace, owner) if watched and self.labels else None
+        if holders is None:
+            return [
+                (kind, workload)
+                for kind in workloads.WORKLOAD_KINDS.values()
+                for workload in await self.resources.list_workloads(kind, namespace, f"{label}={owner}")
+            ]
+        found: list[tuple[workloads.WorkloadKind, Workload]] = []
+        for kind_name, name in holders:
+            if keep == (kind_name, name) or kind_name not in workloads.WORKLOAD_KINDS:
+                continue
+            kind = workloads.WORKLOAD_KINDS[kind_name]
+            with contextlib.suppress(NotFound):  # gone meanwhile: nothing to take out
+                found.append((kind, await self.resources.get_workload(kind, namespace, name)))
+        return found

@@ -22,7 +22,7 @@ from stashlet.api.common import Condition
 from stashlet.api.restoresession import RestoreSession
 from stashlet.api.timestamps import now_utc
 from stashlet.kube.custom import StashClient
-from stashlet.kube.errors import NotFound
+from stashlet.kube.errors import Conflict, NotFound
 from stashlet.operator.core.apiclient import ApiClient
 from stashlet.operator.core.conditions import ConditionUpdate, EventSpec, apply_conditions
 from stashlet.operator.core.events import Events
@@ -43,6 +43,9 @@ class FinalizingReconciler(ABC, Generic[Owned]):
     """The kind reconciled: BackupConfiguration or RestoreSession."""
     tracks_generation: ClassVar[bool] = False
     """Whether the status records ``observedGeneration``."""
+    sole_status_writer: ClassVar[bool] = False
+    """Whether only the operator writes this kind's status: then the status this reconcile read is current
+    (a Conflict says when it is not), and :meth:`write_status` does not read it again."""
 
     def __init__(self, api: ApiClient, settings: OperatorSettings) -> None:
         """Use ``api`` (the operator's own identity) and ``settings``."""
@@ -124,7 +127,16 @@ class FinalizingReconciler(ABC, Generic[Owned]):
             return True
 
         namespace, name = obj.metadata.namespace or "", obj.metadata.name or ""
-        updated: Owned = await self.stash.update_status(self.model, namespace, name, mutate)
+        updated: Owned
+        if self.sole_status_writer:
+            updated = type(obj).from_dict(obj.to_dict())  # as this reconcile read it
+            if mutate(updated):
+                try:
+                    updated = await self.stash.replace_status(updated)
+                except Conflict:  # written meanwhile: read again and re-apply
+                    updated = await self.stash.update_status(self.model, namespace, name, mutate)
+        else:
+            updated = await self.stash.update_status(self.model, namespace, name, mutate)
         if updated.status is not None and updated.status.phase is not None:
             log.debug("status", extra={"object": f"{namespace}/{name}", "phase": str(updated.status.phase)})
         for event in self.transition_events(before, after):

@@ -81,10 +81,9 @@ class Resources:
         """Read one object; NotFound when it does not exist."""
         return await call_json(self._ops[kind].read, name, namespace)
 
-    async def create(self, obj: dict[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
-        """Create ``obj`` (only validate it, with ``dry_run``); Conflict when it exists."""
-        extra = {"dry_run": "All"} if dry_run else {}
-        return await call_json(self._ops[obj["kind"]].create, obj["metadata"]["namespace"], obj, **extra)
+    async def create(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """Create ``obj``; Conflict when it exists."""
+        return await call_json(self._ops[obj["kind"]].create, obj["metadata"]["namespace"], obj)
 
     async def replace(self, obj: dict[str, Any]) -> dict[str, Any]:
         """Replace ``obj`` (with its resourceVersion, when it carries one)."""
@@ -100,13 +99,21 @@ class Resources:
         return True
 
     async def ensure(
-        self, desired: dict[str, Any], up_to_date: Callable[[dict[str, Any], dict[str, Any]], bool]
+        self,
+        desired: dict[str, Any],
+        up_to_date: Callable[[dict[str, Any], dict[str, Any]], bool],
+        *,
+        likely_new: bool = False,
     ) -> str:
         """Create ``desired``, or replace the existing object unless ``up_to_date(existing, desired)``.
 
+        ``likely_new``: the caller has never seen it made, so it is created straight away (one request,
+        not a read first); when it exists after all (Conflict) it is read and compared as any other.
         Returns "created", "replaced" or "unchanged".
         """
         meta = desired["metadata"]
+        if likely_new and await self._created(desired):
+            return "created"
         try:
             existing = await self.get(desired["kind"], meta["namespace"], meta["name"])
         except NotFound:
@@ -122,18 +129,33 @@ class Resources:
         await self.replace(merged)
         return "replaced"
 
+    async def _created(self, desired: dict[str, Any]) -> bool:
+        """Create ``desired``; False when it exists already."""
+        try:
+            await self.create(desired)
+        except Conflict:
+            return False
+        return True
+
     async def ensure_identity(
         self,
         account: dict[str, Any],
         token: dict[str, Any],
         up_to_date: Callable[[dict[str, Any], dict[str, Any]], bool],
         whose: str,
+        *,
+        likely_new: bool = False,
     ) -> str | None:
         """Make an agent's own ServiceAccount ``account`` and its token Secret ``token`` where missing (the
         token controller fills it); a problem naming the Secret when one of that name exists and is not
-        that token (it is never overwritten: ``whose`` credentials would go there)."""
-        await self.ensure(account, up_to_date)
+        that token (it is never overwritten: ``whose`` credentials would go there). ``likely_new`` as for
+        :meth:`ensure`."""
+        await self.ensure(account, up_to_date, likely_new=likely_new)
         meta = token["metadata"]
+        where = {"object": f"{meta['namespace']}/{meta['name']}", "for": whose}
+        if likely_new and await self._created(token):
+            log.info("service account token requested", extra=where)
+            return None
         try:
             existing = await self.get("Secret", meta["namespace"], meta["name"])
         except NotFound:
@@ -141,10 +163,7 @@ class Resources:
                 await self.create(token)
             except Conflict:  # made meanwhile: compared next time round
                 return None
-            log.info(
-                "service account token requested",
-                extra={"object": f"{meta['namespace']}/{meta['name']}", "for": whose},
-            )
+            log.info("service account token requested", extra=where)
             return None
         if up_to_date(existing, token):
             return None
@@ -154,18 +173,14 @@ class Resources:
             "delete or rename it"
         )
 
-    async def patch_cronjob(
-        self, namespace: str, name: str, patch: dict[str, Any], *, dry_run: bool = False
-    ) -> dict[str, Any]:
-        """Merge-patch a CronJob (only validate the result, with ``dry_run``)."""
-        extra = {"dry_run": "All"} if dry_run else {}
+    async def patch_cronjob(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        """Merge-patch a CronJob."""
         return await call_json(
             self.batch.patch_namespaced_cron_job,
             name,
             namespace,
             patch,
             _content_type="application/merge-patch+json",
-            **extra,
         )
 
     # ------------------------------------------------------------ workloads, secrets, namespaces, pods

@@ -71,6 +71,10 @@ class WorkQueue:
         self._timers.pop(key, None)
         self.add(key)
 
+    def running(self, key: str) -> bool:
+        """True while ``key`` is being handled."""
+        return key in self._running
+
     def pending(self) -> int:
         """Keys waiting, running or due for a retry."""
         return len(self._waiting) + len(self._running) + len(self._timers)

@@ -38,6 +38,7 @@ from stashlet.kube.errors import NotFound
 from stashlet.operator.core import workloads
 from stashlet.operator.core.apiclient import ApiClient
 from stashlet.operator.core.conditions import ConditionUpdate, EventSpec
+from stashlet.operator.core.labelled import LabelIndex
 from stashlet.operator.core.observe import Dependency, ReconcileResult, lookup, observe_repository
 from stashlet.operator.core.placement import Placement, Placer, Workload
 from stashlet.operator.core.reconcile import FinalizingReconciler
@@ -101,10 +102,11 @@ class RestoreReconciler(FinalizingReconciler[RestoreSession]):
 
     model = RestoreSession
 
-    def __init__(self, api: ApiClient, settings: OperatorSettings) -> None:
-        """Use ``api`` (the operator's own identity) and ``settings``."""
+    def __init__(self, api: ApiClient, settings: OperatorSettings, labels: LabelIndex | None = None) -> None:
+        """Use ``api`` (the operator's own identity) and ``settings``; ``labels``: which workloads carry a
+        session's label, as the controller's watches see them (None: asked of the API server)."""
         super().__init__(api, settings)
-        self.placer = Placer(self.resources, self.events, INIT_CONTAINER)
+        self.placer = Placer(self.resources, self.events, INIT_CONTAINER, labels)
         self.jobs = RestoreJobs(api, self.resources, settings)
 
     async def apply(self, rs: RestoreSession) -> ReconcileResult:
