@@ -4,7 +4,8 @@ peak RSS.
 N Deployments and N BackupConfigurations (seed 003's shape, one Repository and Secret) are created first;
 then ``stashlet-operator run`` starts as a process and the clock runs until every configuration reports
 ``Ready`` for its generation. It then checks that each Deployment was rolled exactly once, and times the
-deletion of all configurations (the finalizer takes each sidecar out again).
+deletion of all configurations (the finalizer takes each sidecar out again). It also counts the requests
+the API server answered from the operator's start to the last Ready (its ``apiserver_request_total``).
 
     .venv/bin/python bench/operator_ready.py [--count 500] [--workers 8] [--kubeconfig PATH]
 
@@ -129,6 +130,20 @@ def remaining(kubeconfig: str, namespace: str) -> int:
     return len(out.split())
 
 
+def requests_answered(kubeconfig: str) -> float | None:
+    """Requests the API server has answered so far (``apiserver_request_total``: every client and verb);
+    None where its metrics may not be read."""
+    try:
+        metrics = kubectl(kubeconfig, "get", "--raw", "/metrics")
+    except RuntimeError:
+        return None
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("apiserver_request_total{")
+    )
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time the process has used so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()
@@ -173,6 +188,7 @@ def main() -> int:
             kubectl(kubeconfig, "create", "-f", "-", stdin=yaml.safe_dump_all(docs[i : i + 200]))
         created = time.monotonic() - started
 
+        requests_before = requests_answered(kubeconfig)
         operator_bin = Path(sys.executable).parent / "stashlet-operator"
         command = [str(operator_bin), "run", f"--namespaces={namespace}", f"--kubeconfig={kubeconfig}"]
         command += [f"--workers={args.workers}", "--log-level=" + args.log_level]
@@ -192,6 +208,7 @@ def main() -> int:
                     time.sleep(0.5)
                 all_ready = time.monotonic() - t0
                 cpu_ready = cpu_seconds(process.pid)
+                requests_after = requests_answered(kubeconfig)
                 time.sleep(5)  # a quiet spell: nothing more should roll
                 deployments = json.loads(
                     kubectl(kubeconfig, "get", "deployments", "-n", namespace, "-o", "json")
@@ -221,6 +238,12 @@ def main() -> int:
         f"all Ready                 {all_ready:8.1f} s   {ready}/{args.count}   {ready / all_ready:6.1f} /s"
     )
     print(f"rolled exactly once       {rolled_once}/{args.count}")
+    if requests_before is not None and requests_after is not None:
+        requests = requests_after - requests_before
+        print(
+            f"API requests to Ready     {requests:8.0f}   ({requests / args.count:.1f} a configuration; "
+            "every client: the operator, kube-controller-manager, this bench's polling)"
+        )
     print(f"all deleted (finalizers)  {deleted:8.1f} s")
     print(f"operator CPU to Ready     {cpu_ready:8.1f} s   ({cpu_total:.1f} s with the deletions)")
     print(f"operator peak RSS         {rss:8.1f} MiB")
