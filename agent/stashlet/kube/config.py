@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import logging
 import os
 import ssl
@@ -25,8 +26,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from stashlet.api import agent_identity
 
@@ -133,7 +132,14 @@ class ClusterConfig:
         return self._token_read[1]
 
     def ssl_context(self) -> ssl.SSLContext:
-        """A TLS context trusting the cluster's CA only, with the client certificate when there is one."""
+        """A TLS context trusting the cluster's CA only, with the client certificate when there is one;
+        KubeconfigError naming where they came from when they cannot be loaded."""
+        try:
+            return self._ssl_context()
+        except (OSError, ssl.SSLError) as exc:
+            raise KubeconfigError(f"{self.source}: CA or client certificate unusable: {exc}") from exc
+
+    def _ssl_context(self) -> ssl.SSLContext:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         if self.insecure:
             context.check_hostname = False
@@ -185,6 +191,22 @@ def _data(value: Any, where: str) -> bytes:
         raise KubeconfigError(f"{where}: not base64") from exc
 
 
+def _parse(path: Path) -> Any:
+    """A kubeconfig's content: JSON (what stashlet and the local cluster write) or any YAML."""
+    text = path.read_text()
+    try:
+        return json.loads(text)
+    except ValueError:
+        pass
+    # PyYAML only for a kubeconfig in YAML: a process given JSON or a token (every pod) never loads it.
+    import yaml  # noqa: PLC0415
+
+    try:
+        return yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise KubeconfigError(f"kubeconfig {path}: neither JSON nor YAML: {exc}") from exc
+
+
 def _relative(base: Path, value: Any) -> Path:
     """A path a kubeconfig names, relative to the kubeconfig's own folder unless absolute."""
     path = Path(str(value)).expanduser()
@@ -229,10 +251,7 @@ def kubeconfig_config(paths: list[Path], context_name: str | None = None) -> Clu
     if not readable:
         raise KubeconfigError(f"no kubeconfig: {', '.join(map(str, paths))} not found (and not in a pod)")
     for path in readable:
-        try:
-            doc = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise KubeconfigError(f"kubeconfig {path}: not YAML: {exc}") from exc
+        doc = _parse(path)
         if not isinstance(doc, dict):
             raise KubeconfigError(f"kubeconfig {path}: not a mapping")
         current = current or doc.get("current-context") or None
