@@ -28,6 +28,8 @@ Query = Mapping[str, str | int | bool | None]
 """Query parameters by their API names (``labelSelector``, ``resourceVersion``); None is left out."""
 
 JSON = "application/json"
+USER_AGENT = "stashlet-agent"
+"""How the agent's requests name themselves in the API server's audit log."""
 MERGE_PATCH = "application/merge-patch+json"
 
 THROTTLE_RETRIES = 10
@@ -119,7 +121,8 @@ async def read_json(response: aiohttp.ClientResponse) -> dict[str, Any]:
 
 
 async def lines(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
-    """The non-empty lines of a streamed response as they arrive; the response released at the end."""
+    """The non-empty lines of a streamed response as they arrive (a line the connection cut short is
+    dropped: the server ends every watch event with a newline); the response released at the end."""
     buffer = b""
     try:
         while chunk := await response.content.readany():
@@ -128,8 +131,6 @@ async def lines(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
             for line in complete:
                 if line.strip():
                     yield line
-        if buffer.strip():
-            yield buffer
     finally:
         response.release()
 
@@ -160,7 +161,7 @@ class RestClient:
 
     def headers(self, *, accept: str | None = None, content_type: str | None = None) -> dict[str, str]:
         """Authorization and content negotiation for one request."""
-        headers = {"Accept": accept or JSON}
+        headers = {"Accept": accept or JSON, "User-Agent": USER_AGENT}
         if content_type:
             headers["Content-Type"] = content_type
         token = self.config.bearer_token()
