@@ -24,7 +24,11 @@ repository the small backup just filled. Which side goes first alternates betwee
 
 Per set it prints the median over rounds of both wall times and of their ratio, and from the agent's log
 line "backup session host finished" its own time beyond its restic processes and the number of restic
-processes it ran ("n/a" when the agent does not write that line).
+processes it ran ("n/a" when the agent does not write that line), with the restic processes counted
+apart by sampling its children every 25 ms. Work the agent still does after the session shows Succeeded
+(restic processes it starts then, and for how long) is reported beside, not in the session's time; the
+next measurement starts only once the agent is idle again (its cost line written, then no restic child
+for 0.5 s), so nothing of one session runs beside the next measurement.
 
 Latency: a separate agent at log level debug backs up a tiny set (``--latency-sessions`` sessions, one
 after another); creation -> restic start is from the client's clock just before the POST to the time
@@ -77,6 +81,8 @@ SECRET = "bench-secret"
 SESSIONS = f"/apis/stash.appscode.com/v1beta1/namespaces/{NAMESPACE}/backupsessions"
 SESSION_TIMEOUT = 1800.0
 LABELS = ("large", "small", "unchanged re-run")
+IDLE_QUIET = 0.5
+"""Seconds without a restic child after which an agent is idle (a process it starts shows within 25 ms)."""
 
 
 # --- data ---------------------------------------------------------------------------------------------
@@ -104,29 +110,45 @@ def make_small(root: Path, count: int, size: int = 512) -> None:
 # --- processes ----------------------------------------------------------------------------------------
 
 
-class ResticPeak(threading.Thread):
-    """Samples the VmHWM of every restic child of a process until stopped; the largest seen, in KiB."""
+class ResticChildren(threading.Thread):
+    """Watches a process's restic children every 25 ms until stopped: the largest VmHWM seen (KiB), when
+    each restic process was first seen and when one was last seen running (Unix times)."""
+
+    EVERY = 0.025
 
     def __init__(self, parent: int) -> None:
         super().__init__(daemon=True)
         self.children = Path(f"/proc/{parent}/task/{parent}/children")
         self.peak_kib = 0
+        self.last_seen = 0.0
+        self._first_seen: dict[int, float] = {}
+        self._lock = threading.Lock()
         self.stopping = threading.Event()
         self.start()
 
     def run(self) -> None:
-        while not self.stopping.wait(0.025):
+        while not self.stopping.wait(self.EVERY):
             try:
                 pids = self.children.read_text().split()
             except OSError:
                 return
+            now = time.time()
             for pid in pids:
                 try:
                     status = Path(f"/proc/{pid}/status").read_text()
                 except OSError:
                     continue
-                if status.startswith("Name:\trestic"):
-                    self.peak_kib = max(self.peak_kib, figures.proc_status_kib(status, "VmHWM") or 0)
+                if not status.startswith("Name:\trestic"):
+                    continue
+                with self._lock:
+                    self._first_seen.setdefault(int(pid), now)
+                    self.last_seen = now
+                self.peak_kib = max(self.peak_kib, figures.proc_status_kib(status, "VmHWM") or 0)
+
+    def started_between(self, start: float, end: float) -> int:
+        """How many restic processes were first seen in ``(start, end]``."""
+        with self._lock:
+            return sum(start < seen <= end for seen in self._first_seen.values())
 
     def stop(self) -> int:
         self.stopping.set()
@@ -141,11 +163,11 @@ class Agent:
     config: BackupConfiguration
     popen: subprocess.Popen[bytes]
     log: Path
-    restic_peak: ResticPeak
+    restic: ResticChildren
     sessions: int = 0
 
     def stop(self) -> None:
-        self.restic_peak.stop()
+        self.restic.stop()
         if self.popen.poll() is None:
             self.popen.terminate()
             try:
@@ -164,6 +186,12 @@ class SessionResult:
     start_latency_s: float | None
     """Client clock before the create -> the agent's first "running" line (None at log level info)."""
     first_command: str
+    processes: int
+    """restic processes seen (sampled) from the create to phase Succeeded."""
+    after_s: float
+    """How long the agent still ran restic after the session showed Succeeded (0: it was done)."""
+    processes_after: int
+    """restic processes it started after the session showed Succeeded."""
 
 
 @dataclass
@@ -171,22 +199,29 @@ class SetFigures:
     """The medians of one set over the rounds."""
 
     bare_s: list[float] = field(default_factory=list)
-    agent_s: list[float] = field(default_factory=list)
-    costs: list[SessionCost | None] = field(default_factory=list)
+    sessions: list[SessionResult] = field(default_factory=list)
+
+    def add(self, bare_s: float, session: SessionResult) -> None:
+        self.bare_s.append(bare_s)
+        self.sessions.append(session)
 
     def summary(self) -> dict[str, Any]:
         def cost_median(key: str) -> float | None:
-            return figures.median_or_none(getattr(c, key) if c else None for c in self.costs)
+            return figures.median_or_none(getattr(r.cost, key) if r.cost else None for r in self.sessions)
 
-        ratios = [a / b for a, b in zip(self.agent_s, self.bare_s, strict=True)]
+        agent_s = [r.wall_s for r in self.sessions]
+        ratios = [a / b for a, b in zip(agent_s, self.bare_s, strict=True)]
         return {
             "bare_s": statistics.median(self.bare_s),
-            "agent_s": statistics.median(self.agent_s),
+            "agent_s": statistics.median(agent_s),
             "ratio": statistics.median(ratios),
             "ratios": ratios,
             "own_s": cost_median("own_seconds"),
             "restic_s": cost_median("restic_seconds"),
             "restic_processes": cost_median("restic_processes"),
+            "sampled_processes": statistics.median(r.processes for r in self.sessions),
+            "after_s": statistics.median(r.after_s for r in self.sessions),
+            "processes_after": statistics.median(r.processes_after for r in self.sessions),
         }
 
 
@@ -336,7 +371,7 @@ class Bench:
                 stderr=subprocess.STDOUT,
                 env=env,
             )
-        agent = Agent(config, popen, log, ResticPeak(popen.pid))
+        agent = Agent(config, popen, log, ResticChildren(popen.pid))
         deadline = time.monotonic() + 60
         while True:
             try:
@@ -368,17 +403,41 @@ class Bench:
         phase = final["status"]["phase"]
         if phase != "Succeeded":
             raise RuntimeError(f"BackupSession {NAMESPACE}/{name} {phase}: {json.dumps(final['status'])}")
-        time.sleep(0.05)  # the agent writes its cost line as it finishes; let it reach the file
-        with agent.log.open("rb") as handle:
-            handle.seek(offset)
-            entries = figures.log_entries(handle.read().decode(errors="replace"))
+        entries = self.wait_idle(agent, name, offset)
         start = figures.first_restic_start(entries, created)
+        after = agent.restic.last_seen - ended
         return SessionResult(
             wall_s=ended - created,
             cost=figures.session_cost(entries, name),
             start_latency_s=figures.entry_time(start) - created if start else None,
             first_command=figures.restic_command(start) if start else "",
+            processes=agent.restic.started_between(created, ended),
+            after_s=max(0.0, after),
+            processes_after=agent.restic.started_between(ended, time.time()),
         )
+
+    def wait_idle(self, agent: Agent, session: str, offset: int) -> list[dict[str, Any]]:
+        """Wait until the agent is done with ``session``, all its work after the status included: its
+        cost line is written (or 10 s passed without one) and no restic child ran for ``IDLE_QUIET``
+        seconds since. Then nothing of it runs beside the next measurement. The log's entries from
+        ``offset`` on."""
+        deadline = time.monotonic() + SESSION_TIMEOUT
+        logged_by = time.monotonic() + 10
+        quiet_since: float | None = None
+        while time.monotonic() < deadline:
+            with agent.log.open("rb") as handle:
+                handle.seek(offset)
+                entries = figures.log_entries(handle.read().decode(errors="replace"))
+            if quiet_since is None and (
+                figures.session_cost(entries, session) is not None or time.monotonic() > logged_by
+            ):
+                quiet_since = time.time()
+            if quiet_since is not None:
+                quiet_since = max(quiet_since, agent.restic.last_seen)
+                if time.time() - quiet_since >= IDLE_QUIET:
+                    return entries
+            time.sleep(0.05)
+        raise TimeoutError(f"agent {agent.config.metadata.name} still busy after session {session}")
 
 
 # --- the run --------------------------------------------------------------------------------------------
@@ -405,16 +464,14 @@ def run_sets(bench: Bench, data: dict[str, Path], rounds: int) -> dict[str, Any]
                     result = bench.session(agent)
                     if not bare_first:
                         bare = bench.bare(data[name], bare_repo)
-                    figure = sets[label]
-                    figure.bare_s.append(bare)
-                    figure.agent_s.append(result.wall_s)
-                    figure.costs.append(result.cost)
+                    sets[label].add(bare, result)
                     own = fmt(result.cost.own_seconds if result.cost else None, ".3f", " s")
                     procs = fmt(result.cost.restic_processes if result.cost else None, ".0f")
                     print(
                         f"  round {round_} {label:<16} bare {bare:6.2f} s   "
-                        f"agent session {result.wall_s:6.2f} s"
-                        f"   ratio {result.wall_s / bare:5.2f}   agent's own {own}, restic processes {procs}"
+                        f"agent session {result.wall_s:6.2f} s   ratio {result.wall_s / bare:5.2f}   "
+                        f"agent's own {own}, restic processes {procs} (sampled {result.processes}); "
+                        f"after Succeeded {result.processes_after} more for {result.after_s:.2f} s"
                         f"   ({'bare' if bare_first else 'agent'} first)",
                         flush=True,
                     )
@@ -423,7 +480,7 @@ def run_sets(bench: Bench, data: dict[str, Path], rounds: int) -> dict[str, Any]
                 peak_kib.append(figures.process_kib(agent.popen.pid, "VmHWM") or 0)
             finally:
                 agent.stop()
-            sampled_restic_kib.append(agent.restic_peak.peak_kib)
+            sampled_restic_kib.append(agent.restic.peak_kib)
     restic_kib, source = (
         (logged_restic_kib, "the agent's log") if logged_restic_kib else (sampled_restic_kib, "sampled")
     )
@@ -475,7 +532,8 @@ def print_report(found: dict[str, Any]) -> None:
                 fmt(s["agent_s"], ".2f", " s"),
                 fmt(s["ratio"], ".2f", "x"),
                 fmt(s["own_s"], ".3f", " s"),
-                fmt(s["restic_processes"], ".0f"),
+                f"{fmt(s['restic_processes'], '.0f')} ({fmt(s['sampled_processes'], '.0f')})",
+                f"{fmt(s['processes_after'], '.0f')} for {fmt(s['after_s'], '.2f', ' s')}",
             ]
         )
     headers = [
@@ -484,7 +542,8 @@ def print_report(found: dict[str, Any]) -> None:
         "agent session",
         "ratio",
         "agent's own time",
-        "restic processes",
+        "restic processes, logged (sampled)",
+        "restic after Succeeded",
     ]
     print(figures.markdown_table(headers, rows))
     lat = found["latency"]

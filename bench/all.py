@@ -142,9 +142,10 @@ def agent_rows(agent: dict[str, Any] | None) -> list[Figure]:
         own = _get(s, "own_s")
         rows.append(
             Figure(
-                f"sidecar {label}: agent's own time per session (restic processes)",
+                f"sidecar {label}: agent's own time per session (restic processes; after Succeeded)",
                 f"{fmt(own * 1000 if own is not None else None, '.0f', ' ms')} "
-                f"({fmt(_get(s, 'restic_processes'), '.0f')})",
+                f"({fmt(_get(s, 'restic_processes'), '.0f')}; "
+                f"{fmt(_get(s, 'processes_after'), '.0f')} for {fmt(_get(s, 'after_s'), '.2f', ' s')})",
                 "<= 250 ms",
                 _check(own, lambda o: o <= 0.25),
             )

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bench.agent_vs_restic import SetFigures
+from bench.agent_vs_restic import SessionResult, SetFigures
 from bench.figures import NA, SessionCost
 
 from bench import all as bench_all
@@ -39,7 +39,15 @@ def test_every_bench_is_run_full_and_quick() -> None:
 
 def agent_figures(ratio: float, own_s: float | None) -> dict[str, Any]:
     sets = {
-        label: {"bare_s": 2.0, "agent_s": 2.0 * ratio, "ratio": ratio, "own_s": own_s, "restic_processes": 2}
+        label: {
+            "bare_s": 2.0,
+            "agent_s": 2.0 * ratio,
+            "ratio": ratio,
+            "own_s": own_s,
+            "restic_processes": 2,
+            "processes_after": 1,
+            "after_s": 0.7,
+        }
         for label in bench_all.SETS
     }
     return {
@@ -76,8 +84,8 @@ def test_summary_holds_every_figure_beside_its_target() -> None:
     )
     large = table["sidecar large: agent session / bare `restic backup`"]
     assert large == [large[0], "1.10x (2.20 s / 2.00 s)", "<= 1.15x", "yes"]
-    assert table["sidecar small: agent's own time per session (restic processes)"][1:] == [
-        "300 ms (2)",
+    assert table["sidecar small: agent's own time per session (restic processes; after Succeeded)"][1:] == [
+        "300 ms (2; 1 for 0.70 s)",
         "<= 250 ms",
         "no",
     ]
@@ -119,19 +127,22 @@ def test_a_bench_not_run_shows_na_and_no_verdict() -> None:
 
 def test_a_missing_agent_cost_line_stays_na() -> None:
     table = rows({"agent": agent_figures(1.0, None)})
-    assert table["sidecar large: agent's own time per session (restic processes)"][1:] == [
-        "n/a (2)",
+    assert table["sidecar large: agent's own time per session (restic processes; after Succeeded)"][1:] == [
+        "n/a (2; 1 for 0.70 s)",
         "<= 250 ms",
         NA,
     ]
 
 
+def session(wall_s: float, cost: SessionCost | None, processes: int, after_s: float) -> SessionResult:
+    return SessionResult(wall_s, cost, None, "", processes, after_s, 1 if after_s else 0)
+
+
 def test_set_medians_over_rounds() -> None:
-    figures = SetFigures(
-        bare_s=[2.0, 1.0, 4.0],
-        agent_s=[2.4, 1.5, 4.0],
-        costs=[SessionCost(2.4, 2.0, 2, 0.2, None), None, SessionCost(4.0, 3.5, 3, 0.4, 1024)],
-    )
+    figures = SetFigures()
+    figures.add(2.0, session(2.4, SessionCost(2.4, 2.0, 2, 0.2, None), 2, 0.0))
+    figures.add(1.0, session(1.5, None, 2, 0.7))
+    figures.add(4.0, session(4.0, SessionCost(4.0, 3.5, 3, 0.4, 1024), 3, 0.8))
     summary = figures.summary()
     assert summary["bare_s"] == 2.0
     assert summary["agent_s"] == 2.4
@@ -139,3 +150,6 @@ def test_set_medians_over_rounds() -> None:
     assert summary["ratio"] == pytest.approx(1.2)
     assert summary["own_s"] == pytest.approx(0.3)  # the two rounds that logged it
     assert summary["restic_processes"] == 2.5
+    assert summary["sampled_processes"] == 2
+    assert summary["after_s"] == 0.7
+    assert summary["processes_after"] == 1
