@@ -67,8 +67,9 @@ async def test_a_pod_lost_mid_backup_leaves_no_lock_for_a_person(
     kubectl: Any, namespace: str, operator_for: Any, rest_server: str, rest_backend: Any, helpers: Any
 ) -> None:
     """Lost mid-backup: the lock stays (plain ``restic unlock`` keeps it); the interrupted session ends
-    Failed (AgentRestarted); the replacement's next session Succeeds with RetentionPolicyApplied and
-    RepositoryIntegrityVerified True, the Repository shows integrity true and no lock is left."""
+    Failed (AgentRestarted); the replacement's next session Succeeds with RetentionPolicyApplied True, the
+    Repository's first check (due, run once the session has reported) sets RepositoryIntegrityVerified True,
+    the Repository shows integrity true and no lock is left."""
     operator_for(namespace)
     get = helpers.get
     kubectl("apply", "-f", "-", input_obj=objects(namespace, rest_server))
@@ -120,9 +121,24 @@ async def test_a_pod_lost_mid_backup_leaves_no_lock_for_a_person(
     assert done["status"]["phase"] == "Succeeded", json.dumps(done["status"])
     found = conditions(done)
     assert found["RetentionPolicyApplied"]["status"] == "True"
-    assert found["RepositoryIntegrityVerified"]["status"] == "True"
     assert done["status"]["targets"][0]["stats"][0]["pod"] == new
-    assert get(kubectl, "repository", "rest-repo", "-n", namespace)["status"]["integrity"] is True
+    # The Repository's first check is due: it runs once the session has reported, then its status.
+    checked = await helpers.until(
+        lambda: conditions(get(kubectl, "backupsession", "after-rollout", "-n", namespace)).get(
+            "RepositoryIntegrityVerified"
+        ),
+        timeout=120,
+        what="after-rollout's integrity check",
+    )
+    assert checked["status"] == "True", checked
+    await helpers.until(
+        lambda: (
+            get(kubectl, "repository", "rest-repo", "-n", namespace).get("status", {}).get("integrity")
+            is True
+        ),
+        timeout=60,
+        what="rest-repo's integrity true",
+    )
     assert restic_output(repo_url, PASSWORD, "list", "locks", "--no-lock").split() == []
     log = kubectl("logs", "-n", namespace, new, "-c", "stash").stdout
     removed = [json.loads(line) for line in log.splitlines() if "removed the locks of holders" in line]

@@ -126,9 +126,9 @@ async def test_a_failing_pre_backup_takes_no_snapshot_and_an_on_failure_post_bac
     service_account_kubeconfig: Callable[[str, str], Path],
     restic_binary: str,
 ) -> None:
-    """A preBackup tcpSocket to a closed port fails: restic takes no snapshot, the host is Failed with
-    FailedToExecutePreBackupHook and the session Failed; the OnFailure postBackup still runs and its body
-    carries phase Failed and the error."""
+    """A preBackup tcpSocket to a closed port fails: restic does not run (no repository, no snapshot), the
+    host is Failed with FailedToExecutePreBackupHook and the session Failed; the OnFailure postBackup still
+    runs and its body carries phase Failed and the error."""
     port = closed_port()
     hooks = {
         "preBackup": {"tcpSocket": {"host": "127.0.0.1", "port": port}},
@@ -143,7 +143,9 @@ async def test_a_failing_pre_backup_takes_no_snapshot_and_an_on_failure_post_bac
     why = f"tcpSocket: tcp 127.0.0.1:{port}: cannot connect"
     assert (host["phase"], host["reason"]) == ("Failed", "FailedToExecutePreBackupHook"), host
     assert why in host["error"]
-    assert json.loads(setup.restic("snapshots", "--json", restic_binary=restic_binary).stdout or "[]") == []
+    # restic never ran: not even the repository was created (the backup creates it, its first time)
+    listed = setup.restic("snapshots", "--json", restic_binary=restic_binary, check=False)
+    assert listed.returncode == 10, listed.stderr
     found = conditions(done["status"])
     assert found["PreBackupHookExecutionSucceeded"] == ("False", "FailedToExecutePreBackupHook")
     assert found["PostBackupHookExecutionSucceeded"] == ("True", "SuccessfullyExecutedPostBackupHook")

@@ -18,7 +18,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.agent.backup.test_sidecar import PASSWORD, Setup, events_for, get, wait_phase, write_tree
+from tests.agent.backup.test_sidecar import (
+    PASSWORD,
+    Setup,
+    condition_once,
+    events_for,
+    repository_once,
+    wait_phase,
+    write_tree,
+)
 from tests.polling import wait_until
 
 pytestmark = [pytest.mark.cluster, pytest.mark.restic]
@@ -160,9 +168,11 @@ def test_a_rollout_mid_backup_leaves_nothing_for_a_person(
     found = conditions(done)
     assert done["status"]["phase"] == "Succeeded", json.dumps(done["status"])
     assert found["RetentionPolicyApplied"]["status"] == "True"
-    assert found["RepositoryIntegrityVerified"]["status"] == "True"
     assert "BackendReachable" not in found  # restic never had to retry the backend
-    assert get(kubectl, "repository", "local-repo", "-n", namespace)["status"]["integrity"] is True
+    # the Repository's first check is due: it runs once the session has reported
+    check = condition_once(kubectl, namespace, name, "RepositoryIntegrityVerified")
+    assert (check["status"], check["reason"]) == ("True", "SuccessfullyVerifiedRepositoryIntegrity")
+    assert repository_once(kubectl, namespace, lambda r: "integrity" in r)["integrity"] is True
     assert holders.locks() == []
     log = agent.logs()
     assert "removed the locks of holders that are gone" in log
@@ -180,12 +190,16 @@ def test_a_live_holder_is_waited_for_and_a_check_that_cannot_run_is_not_run(
     holders_for: Callable[[Setup, str], Holders],
 ) -> None:
     """A restic of a host that is no pod of ours holds a lock through the whole session (timeOut 45s):
-    the backup runs (its lock is shared), retention waits for the holder, then both retention and check
-    are reported not run with reason RepositoryLocked, naming the holder; the Repository's integrity
-    stays what the last real check found."""
-    setup = Setup(kubectl, namespace, tmp_path)
+    the backup runs (its lock is shared), retention (keepLast 1: a second snapshot is one to remove) waits
+    for the holder, then both retention and check (due after every backup: check-interval 0s) are
+    reported not run with reason RepositoryLocked, naming the holder; the Repository's integrity and last
+    check time stay what the last real check left."""
+    setup = Setup(
+        kubectl, namespace, tmp_path, retention={"name": "keep-last-1", "keepLast": 1, "prune": False}
+    )
     write_tree(setup.data)
     setup.apply()
+    kubectl("annotate", "repository", "local-repo", "-n", namespace, "stash.appscode.com/check-interval=0s")
     agent = start_agent(
         namespace=namespace,
         invoker="app-backup",
@@ -197,7 +211,8 @@ def test_a_live_holder_is_waited_for_and_a_check_that_cannot_run_is_not_run(
     )
     first = wait_phase(kubectl, namespace, setup.session("first"), {"Failed", "Succeeded"}, timeout=120)
     assert first["status"]["phase"] == "Succeeded"
-    assert get(kubectl, "repository", "local-repo", "-n", namespace)["status"]["integrity"] is True
+    checked = repository_once(kubectl, namespace, lambda r: "lastCheckTime" in r)
+    assert checked["integrity"] is True
 
     holders = holders_for(setup, restic_binary)
     live = holders.hold("laptop-of-someone")
@@ -220,15 +235,16 @@ def test_a_live_holder_is_waited_for_and_a_check_that_cannot_run_is_not_run(
     assert status["phase"] == "Failed"
     host = status["targets"][0]["stats"][0]
     assert host["phase"] == "Succeeded" and host["snapshots"][0]["name"]  # the backup itself was made
-    found = conditions(done)
-    retention, check = found["RetentionPolicyApplied"], found["RepositoryIntegrityVerified"]
+    retention = conditions(done)["RetentionPolicyApplied"]
     assert (retention["status"], retention["reason"]) == ("False", "RepositoryLocked")
     assert f"PID {live.pid} on laptop-of-someone" in retention["message"]
+    check = condition_once(kubectl, namespace, name, "RepositoryIntegrityVerified")
     assert (check["status"], check["reason"]) == ("False", "RepositoryLocked")
     assert check["message"].startswith("restic check did not run, the repository's integrity is unchanged")
     assert "found errors" not in check["message"]
     assert 20 < elapsed < 45, f"took {elapsed:.0f}s"  # waited for the holder, ended before the timeOut
-    assert get(kubectl, "repository", "local-repo", "-n", namespace)["status"]["integrity"] is True
+    after = repository_once(kubectl, namespace, lambda r: r.get("snapshotCount") == 2)
+    assert (after["integrity"], after["lastCheckTime"]) == (True, checked["lastCheckTime"])
     assert len(holders.locks()) == 1  # the live holder's lock was not touched
     assert "waiting for the repository's lock" in agent.logs()
     holders.release(live)

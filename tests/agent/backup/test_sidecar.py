@@ -196,14 +196,14 @@ class Setup:
         )
         return name
 
-    def restic(self, *args: str, restic_binary: str) -> subprocess.CompletedProcess[str]:
+    def restic(self, *args: str, restic_binary: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         env = {**os.environ, "RESTIC_REPOSITORY": str(self.repo_dir), "RESTIC_PASSWORD": PASSWORD}
         return subprocess.run(
             [restic_binary, "--no-cache", *args],
             capture_output=True,
             text=True,
             env=env,
-            check=True,
+            check=check,
             timeout=120,
         )
 
@@ -220,6 +220,47 @@ def write_tree(root: Path) -> None:
 def events_for(kubectl: Callable[..., Any], namespace: str, name: str) -> list[dict[str, Any]]:
     items = get(kubectl, "events", "-n", namespace)["items"]
     return [e for e in items if e["involvedObject"]["name"] == name]
+
+
+def condition_once(
+    kubectl: Callable[..., Any], namespace: str, session: str, type_: str, timeout: float = 60
+) -> dict[str, Any]:
+    """The session's condition ``type_`` once it is set (some are set after the session has ended)."""
+
+    def probe() -> dict[str, Any] | None:
+        status = get(kubectl, "backupsession", session, "-n", namespace).get("status", {})
+        return next((c for c in status.get("conditions") or [] if c["type"] == type_), None)
+
+    found = wait_until(probe, timeout=timeout, what=f"condition {type_} on {session}")
+    assert found is not None
+    return found
+
+
+def repository_once(
+    kubectl: Callable[..., Any], namespace: str, ready: Callable[[dict[str, Any]], bool], timeout: float = 60
+) -> dict[str, Any]:
+    """The Repository's status once ``ready`` holds (it is written after the session has reported)."""
+
+    def probe() -> dict[str, Any] | None:
+        status: dict[str, Any] = get(kubectl, "repository", "local-repo", "-n", namespace).get("status", {})
+        return status if ready(status) else None
+
+    found = wait_until(probe, timeout=timeout, what="the Repository's status")
+    assert found is not None
+    return found
+
+
+def finished_lines(logs: str) -> list[dict[str, Any]]:
+    """The agent's ``backup session host finished`` log lines, parsed."""
+    lines = []
+    for line in logs.splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and entry.get("msg") == "backup session host finished":
+            lines.append(entry)
+    return lines
 
 
 def metrics_from(url: str) -> dict[str, list[Any]]:
@@ -267,31 +308,60 @@ def test_deployment_backup_succeeds_and_matches_restic(
     conditions = {c["type"]: c["status"] for c in first["status"]["conditions"]}
     assert conditions["BackendRepositoryInitialized"] == "True"
     assert conditions["RetentionPolicyApplied"] == "True"
-    assert conditions["RepositoryIntegrityVerified"] == "True"
     assert conditions["MetricsPushed"] == "True"
+    # The first check of the Repository is due: it runs once the session has reported.
+    checked = condition_once(kubectl, namespace, "first", "RepositoryIntegrityVerified")
+    assert (checked["status"], checked["reason"]) == ("True", "SuccessfullyVerifiedRepositoryIntegrity")
 
     second = wait_phase(kubectl, namespace, setup.session("second"), {"Succeeded", "Failed"})
     assert second["status"]["phase"] == "Succeeded"
     stats2 = second["status"]["targets"][0]["stats"][0]["snapshots"][0]["fileStats"]
     assert (stats2["newFiles"], stats2["unmodifiedFiles"]) == (0, 3)
+    # Not due again within a day: the session says when it last ran and what it found, in its final write;
+    # keepLast 5 over two snapshots removes nothing: no forget either. One restic process: the backup.
+    found = {c["type"]: c for c in second["status"]["conditions"]}
+    not_due = found["RepositoryIntegrityVerified"]
+    assert (not_due["status"], not_due["reason"]) == ("True", "CheckNotDue")
+    assert "stash.appscode.com/check-interval" in not_due["message"]
+    assert "restic forget not run" in found["RetentionPolicyApplied"]["message"]
+    finished = {line["session"]: line for line in finished_lines(agent.logs())}
+    assert finished[f"{namespace}/second"]["restic_processes"] == 1
+    assert finished[f"{namespace}/first"]["restic_processes"] == 4  # backup (exit 10), init, backup, forget
+    for line in finished.values():
+        assert line["own_seconds"] == pytest.approx(
+            line["session_seconds"] - line["restic_seconds"], abs=1e-3
+        )
+        assert line["restic_max_rss_kib"] > 0
 
     snapshots = json.loads(setup.restic("snapshots", "--json", restic_binary=restic_binary).stdout)
     assert len(snapshots) == 2
     assert {s["hostname"] for s in snapshots} == {"host-0"}
-    repo = get(kubectl, "repository", "local-repo", "-n", namespace)["status"]
+    repo = repository_once(kubectl, namespace, lambda r: r.get("snapshotCount") == 2)
     raw = json.loads(setup.restic("stats", "--mode=raw-data", "--json", restic_binary=restic_binary).stdout)
-    assert repo["snapshotCount"] == 2
     assert repo["integrity"] is True
+    assert repo["lastCheckTime"]
     assert repo["snapshotsRemovedOnLastCleanup"] == 0
+    times = sorted(s["time"] for s in snapshots)
+    assert repo["firstBackupTime"] == times[0][:19] + "Z"
+    assert repo["lastBackupTime"] == times[-1][:19] + "Z"
     from stashlet.agent.sizes import format_size, parse_size
 
     assert repo["totalSize"] == format_size(raw["total_size"])
     assert abs(parse_size(repo["totalSize"]) - raw["total_size"]) <= raw["total_size"] * 0.001
 
-    pushed = metrics_from(pushgateway)
     job = f"backupconfiguration-{namespace}-app-backup"
+
+    def pushed_count() -> dict[str, list[Any]] | None:
+        found = metrics_from(pushgateway)
+        counts = [s.value for s in found["stash_repository_snapshot_count"] if s.labels.get("job") == job]
+        return found if counts == [2.0] else None
+
+    pushed = wait_until(pushed_count, timeout=30, what="the Repository's metrics after the second session")
+    assert pushed is not None
     counts = [s for s in pushed["stash_repository_snapshot_count"] if s.labels.get("job") == job]
-    assert [s.value for s in counts] == [2.0]
+    last_check = [s for s in pushed["stash_repository_last_check_time_seconds"] if s.labels.get("job") == job]
+    assert len(last_check) == 1
+    assert last_check[0].value > 0
     assert "hostname" not in counts[0].labels  # session-wide: one copy per job, whichever host sent it
     host_ok = [s for s in pushed["stash_backup_host_backup_success"] if s.labels.get("job") == job]
     assert [(s.labels["hostname"], s.value) for s in host_ok] == [("host-0", 1.0)]
@@ -344,8 +414,20 @@ def test_retention_keeps_exactly_what_the_policy_says(
         ids.append(done["status"]["targets"][0]["stats"][0]["snapshots"][0]["name"])
     snapshots = json.loads(setup.restic("snapshots", "--json", restic_binary=restic_binary).stdout)
     assert sorted(s["short_id"] for s in snapshots) == sorted(ids[-2:])
-    repo = get(kubectl, "repository", "local-repo", "-n", namespace)["status"]
+    repo = repository_once(
+        kubectl, namespace, lambda r: r.get("lastBackupTime", "") >= snapshots[-1]["time"][:19]
+    )
     assert (repo["snapshotCount"], repo["snapshotsRemovedOnLastCleanup"]) == (2, 1)
+    # forget ran where the policy removes one (s0: nothing known yet; s2, s3: a third snapshot), not in s1
+    retention = {
+        name: {
+            c["type"]: c for c in get(kubectl, "backupsession", name, "-n", namespace)["status"]["conditions"]
+        }["RetentionPolicyApplied"]["message"]
+        for name in ("s0", "s1", "s2", "s3")
+    }
+    assert "restic forget not run" in retention["s1"]
+    assert all("removed 1" in retention[name] for name in ("s2", "s3"))
+    assert "removed 0" in retention["s0"] and "restic forget not run" not in retention["s0"]
 
 
 def test_paused_configuration_skips_with_the_seed_event(
@@ -547,6 +629,7 @@ def test_only_the_lease_holder_of_a_deployment_backs_up(
         with urllib.request.urlopen(f"{agent.url}/status", timeout=5) as response:  # noqa: S310
             leaders.append(json.loads(response.read())["leader"])
     assert sorted(leaders) == [False, True]
+    repository_once(kubectl, namespace, lambda r: "lastCheckTime" in r)  # the check's lock is gone
     assert len(json.loads(setup.restic("snapshots", "--json", restic_binary=restic_binary).stdout)) == 1
 
 
@@ -580,8 +663,15 @@ def test_status_api_and_instant_backup(
     assert session["status"]["phase"] == "Succeeded"
     assert session["metadata"]["labels"]["stash.appscode.com/backup-configuration"] == "app-backup"
     assert session["metadata"]["ownerReferences"][0]["kind"] == "BackupConfiguration"
-    with urllib.request.urlopen(f"{agent.url}/status", timeout=5) as response:  # noqa: S310
-        status = json.loads(response.read())
+
+    def agent_status() -> dict[str, Any] | None:
+        """GET /status once the Repository's status is in it (written after the session has reported)."""
+        with urllib.request.urlopen(f"{agent.url}/status", timeout=5) as response:  # noqa: S310
+            found: dict[str, Any] = json.loads(response.read())
+        return found if found.get("repository") else None
+
+    status = wait_until(agent_status, timeout=30, what="the Repository in GET /status")
+    assert status is not None
     assert status["invoker"]["name"] == "app-backup"
     assert status["host"] == "host-0"
     assert status["lastResults"][name]["phase"] == "Succeeded"

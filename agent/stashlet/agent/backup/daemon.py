@@ -10,6 +10,9 @@
   every node. The host name follows the configuration's ``spec.target.alias`` as it is when a session
   is handled (see :mod:`stashlet.agent.hosts`).
 - ``spec.timeOut`` is enforced: past the deadline restic is interrupted and the host is Failed.
+- The session's independent reads (the session, the configuration, the workload) go out at once; after a
+  session has reported, the Repository's upkeep (``restic check`` when due, its size and count: see
+  :mod:`stashlet.agent.backup.upkeep`) runs outside the session's timeOut and before the next session.
 - SIGTERM: a running restic is interrupted (so it removes its lock), the host recorded ``Failed``
   with reason ``Interrupted``, and the process exits.
 - Liveness (``/healthz``): the BackupSession watch stamps a heartbeat each time it goes round (event,
@@ -279,23 +282,23 @@ class Sidecar:
         deadline = session_deadline(session, config)
         try:
             async with self._turn():
+                work = self.runner.run(session, config, plan, picked_up=picked_up, upkeep=False)
                 try:
-                    work = self.runner.run(session, config, plan, picked_up=picked_up, upkeep=False)
                     if deadline is None:
                         await work
                     else:
                         await asyncio.wait_for(work, max(0.0, deadline - time.time()))
-                finally:
-                    # The Repository's work after the session: outside its deadline, before the next.
-                    await self.runner.upkeep()
-        except TimeoutError:
-            await self._fail(
-                session,
-                ref,
-                REASON_DEADLINE,
-                f"the session did not finish within its timeOut ({config.spec.time_out})",
-                end_session=True,
-            )
+                except TimeoutError:
+                    await self._fail(
+                        session,
+                        ref,
+                        REASON_DEADLINE,
+                        f"the session did not finish within its timeOut ({config.spec.time_out})",
+                        end_session=True,
+                    )
+                    return
+                # The Repository's work after the session: outside its deadline, before the next session.
+                await self.runner.upkeep()
         except asyncio.CancelledError:
             await asyncio.shield(
                 self._fail(

@@ -3,8 +3,8 @@
 The executor pod is this agent's own pod (an ``exec`` hook runs in its ``containerName``, an HTTP or TCP
 hook without a host reaches the pod's IP), on every host, as Stash's sidecar does:
 
-- ``preBackup`` runs once the repository is ready and right before restic; if it fails, restic does not
-  run and the host is Failed with reason ``FailedToExecutePreBackupHook`` (a hook that quiesces a
+- ``preBackup`` runs right before restic (whose first backup creates the repository); if it fails, restic
+  does not run and the host is Failed with reason ``FailedToExecutePreBackupHook`` (a hook that quiesces a
   database must not be followed by a backup that looks consistent);
 - ``postBackup`` runs after the backup (also after a failed one), when its ``executionPolicy`` admits the
   outcome (``.Status.Phase`` is the host's); if it fails, a host that had succeeded becomes Failed with
