@@ -83,6 +83,15 @@ def test_a_dry_run_keeps_the_snapshots_it_would_remove() -> None:
     assert book.why_forget(KEY, policy, max_age=3600, repository_last_backup=None) is not None
 
 
+def test_a_repository_just_created_needs_no_forget_for_its_first_snapshot() -> None:
+    """The session that created the repository knows the scope: its own snapshot and nothing else."""
+    book = SnapshotBook(Clock())
+    book.learn_empty(KEY)
+    book.learn_backup(KEY, snap(1, 0))
+    assert book.why_forget(KEY, Retention(keep_last=1), max_age=3600, repository_last_backup=None) is None
+    assert [s.id for s in book.snapshots(KEY)] == [snap(1, 0).id]
+
+
 def test_knowledge_older_than_its_bound_runs_forget() -> None:
     clock = Clock()
     book = SnapshotBook(clock)

@@ -395,6 +395,7 @@ class BackupRunner:
             return await self._backup(work, session, plan)
         except RepositoryNotFound:
             await self._initialize(work, repo, session)
+        self.book.learn_empty(self._own_scope(work, plan))
         return await self._backup(work, session, plan)
 
     async def _initialize(self, work: SessionRestic, repo: Repository, session: str) -> None:
@@ -488,9 +489,13 @@ class BackupRunner:
         snapshot = None
         if summary.snapshot_id and summary.backup_start is not None and describes_snapshot(plan.args):
             snapshot = KnownSnapshot(summary.snapshot_id, summary.backup_start, self.ctx.host.name, paths)
-        url = work.restic.repository.url if work.restic.repository else ""
-        self.book.learn_backup(scope_key(url, [self.ctx.host.name], retention_paths(plan.paths)), snapshot)
+        self.book.learn_backup(self._own_scope(work, plan), snapshot)
         return snapshot
+
+    def _own_scope(self, work: SessionRestic, plan: BackupPlan) -> ScopeKey:
+        """The book's key of this host's own snapshots of the target."""
+        url = work.restic.repository.url if work.restic.repository else ""
+        return scope_key(url, [self.ctx.host.name], retention_paths(plan.paths))
 
     def _scope(self, work: SessionRestic, outcome: HostOutcome, plan: BackupPlan) -> ScopeKey:
         """The book's key of the target's retention scope: the repository, the hosts, the paths."""

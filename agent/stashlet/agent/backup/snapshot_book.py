@@ -4,7 +4,8 @@ remove nothing.
 A scope is a target's retention: a repository, the hosts whose snapshots it may forget and the target's
 paths (exactly the filter ``restic forget`` gets). The book is filled from each ``forget --json`` (what it
 kept, and with ``--dry-run`` what it would have removed) and from each backup's summary (the snapshot it
-wrote); it starts empty, so the first session of a process always runs ``forget``.
+wrote), and a repository the agent has just created holds no snapshot; it starts empty, so the first
+session of a process runs ``forget`` unless that session created the repository.
 
 :meth:`SnapshotBook.why_forget` says why ``forget`` must run, or None when the policy, evaluated over the
 known snapshots (:mod:`stashlet.agent.restic.forget_policy`), would remove nothing and the knowledge can be
@@ -76,6 +77,10 @@ class SnapshotBook:
             self._scopes.pop(key, None)
             return
         self._scopes[key] = _Scope({s.id: s for s in entries}, self._clock())
+
+    def learn_empty(self, key: ScopeKey) -> None:
+        """The scope has no snapshot (its repository was just created)."""
+        self._scopes[key] = _Scope({}, self._clock())
 
     def learn_backup(self, key: ScopeKey, snapshot: KnownSnapshot | None) -> None:
         """A backup wrote ``snapshot`` in the scope; None (it could not be described) forgets the scope."""
