@@ -2,7 +2,6 @@
 
 from stashlet.api import names
 from stashlet.api.backupconfiguration import BackupConfigurationStatus
-from stashlet.api.common import Condition, ConditionStatus
 from stashlet.api.conditions import ConditionType
 from stashlet.operator.core.conditions import reported
 from stashlet.operator.core.labelled import LabelIndex
@@ -50,11 +49,17 @@ def test_a_label_followed_through_changes_moves_and_deletions() -> None:
 
 def test_reported_means_the_condition_held_once() -> None:
     """A condition reported True says what it stands for was made; False, missing or no status do not."""
-    status = BackupConfigurationStatus(
-        conditions=[
-            Condition(type=ConditionType.CRON_JOB_CREATED, status=ConditionStatus.TRUE),
-            Condition(type=ConditionType.STASH_SIDECAR_INJECTED, status=ConditionStatus.FALSE),
-        ]
+    status = BackupConfigurationStatus.model_validate(  # as the server sends it
+        {
+            "conditions": [
+                {"type": "CronJobCreated", "status": "True", "lastTransitionTime": "2024-01-01T00:00:00Z"},
+                {
+                    "type": "StashSidecarInjected",
+                    "status": "False",
+                    "lastTransitionTime": "2024-01-01T00:00:00Z",
+                },
+            ]
+        }
     )
     assert reported(status, ConditionType.CRON_JOB_CREATED)
     assert not reported(status, ConditionType.STASH_SIDECAR_INJECTED)
