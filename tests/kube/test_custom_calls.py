@@ -6,7 +6,11 @@ from typing import Any
 import pytest
 
 from stashlet.api.backupblueprint import BackupBlueprint
+from stashlet.api.backupconfiguration import BackupConfiguration
 from stashlet.api.backupsession import BackupSession
+from stashlet.api.common import KubeObject
+from stashlet.api.repository import Repository
+from stashlet.api.restoresession import RestoreSession
 from stashlet.kube.custom import StashClient
 from stashlet.kube.rest import KubeApi, Query
 
@@ -128,3 +132,20 @@ async def test_lists_are_namespaced_only_for_a_namespaced_kind_in_a_namespace(
     collection = stash.list_fn(model, namespace)
     assert (collection.path, dict(collection.query)) == (path, {})
     assert collection.api is api
+
+
+@pytest.mark.parametrize(
+    ("model", "path"),
+    [
+        (Repository, "/apis/stash.appscode.com/v1alpha1/namespaces/ns/repositories"),
+        (BackupConfiguration, f"{G}/namespaces/ns/backupconfigurations"),
+        (BackupSession, f"{G}/namespaces/ns/backupsessions"),
+        (RestoreSession, f"{G}/namespaces/ns/restoresessions"),
+        (BackupBlueprint, f"{G}/backupblueprints"),
+    ],
+)
+def test_every_stash_kind_has_its_collection(model: type[KubeObject], path: str) -> None:
+    """The table of served kinds (keyed by the model's name, so a process loads only its models) knows
+    every stash kind, with its API version and scope."""
+    stash, _ = stash_with({})
+    assert stash.list_fn(model, "ns").path == path

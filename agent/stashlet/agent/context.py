@@ -9,7 +9,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from stashlet.agent.errors import RefuseInput
 from stashlet.agent.hosts import HostIdentity, identify, job_identity
@@ -21,17 +21,19 @@ from stashlet.agent.restic.runner import ResticSettings, inherited_env
 from stashlet.agent.settings import AgentSettings
 from stashlet.api import agent_contract as contract
 from stashlet.api import names
-from stashlet.api.backupconfiguration import BackupConfiguration
 from stashlet.api.common import Condition, ConditionStatus, EmptyDirSettings, RuntimeSettings
 from stashlet.api.durations import parse_duration
 from stashlet.api.repository import Repository
-from stashlet.api.restoresession import RestoreSession
 from stashlet.kube import paths
 from stashlet.kube.custom import StashClient
 from stashlet.kube.errors import NotFound
 from stashlet.kube.events import EventRecorder
 from stashlet.kube.leases import LeaseLock
 from stashlet.kube.rest import KubeApi, RestClient
+
+if TYPE_CHECKING:  # the kinds read_invoker is given; their modules are loaded by the mode that uses one
+    from stashlet.api.backupconfiguration import BackupConfiguration
+    from stashlet.api.restoresession import RestoreSession
 
 _WORKLOADS = {
     "Deployment": "deployments",
@@ -331,13 +333,14 @@ def identity_fields(settings: AgentSettings, host: HostIdentity) -> dict[str, st
     }
 
 
-async def read_invoker(api: KubeApi, settings: AgentSettings) -> InvokerSpec | None:
-    """The spec of this agent's invoker (BackupConfiguration or RestoreSession); None if it does not exist."""
-    stash = StashClient(api)
+async def read_invoker(
+    api: KubeApi, settings: AgentSettings, kind: type[BackupConfiguration] | type[RestoreSession]
+) -> InvokerSpec | None:
+    """The spec of this agent's invoker, of the ``kind`` its mode serves (the sidecar a
+    BackupConfiguration, a restore a RestoreSession: each process loads only its own model); None if it
+    does not exist."""
     try:
-        if settings.invoker_kind == names.KIND_RESTORE_SESSION:
-            return (await stash.get(RestoreSession, settings.namespace, settings.invoker_name)).spec
-        return (await stash.get(BackupConfiguration, settings.namespace, settings.invoker_name)).spec
+        return (await StashClient(api).get(kind, settings.namespace, settings.invoker_name)).spec
     except NotFound:
         log.warning(
             "invoker not found at start", extra={"invoker": f"{settings.namespace}/{settings.invoker_name}"}

@@ -27,6 +27,7 @@ from stashlet.agent.settings import AgentSettings
 from stashlet.api import agent_contract as contract
 from stashlet.api import restore_jobs
 from stashlet.api.names import COMPONENT_RESTORE_SESSION
+from stashlet.api.restoresession import RestoreSession
 from stashlet.kube.client import new_api_client
 from stashlet.kube.errors import KubeError
 
@@ -62,7 +63,7 @@ async def run_restore(settings: AgentSettings, ordinal: str | None = None) -> in
         startup_error = PreparationError(exc.message, reason=exc.reason)
     api = await new_api_client()
     try:
-        spec = await read_invoker(api, settings)
+        spec = await read_invoker(api, settings, RestoreSession)
     except KubeError as exc:
         log.error("restore cannot read its RestoreSession", extra={"error": exc.message})
         await api.close()

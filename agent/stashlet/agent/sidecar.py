@@ -27,6 +27,7 @@ from stashlet.agent.http_api.server import make_app, run_server
 from stashlet.agent.metrics.report import LatestMetrics, MetricsReporter
 from stashlet.agent.restic.runner import restic_version
 from stashlet.agent.settings import AgentSettings
+from stashlet.api.backupconfiguration import BackupConfiguration
 from stashlet.api.names import COMPONENT_BACKUP_SESSION
 from stashlet.kube.client import new_api_client
 from stashlet.kube.errors import KubeError
@@ -41,7 +42,7 @@ async def run_sidecar(settings: AgentSettings) -> int:
     await restic_version(restic)
     api = await new_api_client()
     try:
-        spec = await read_invoker(api, settings)
+        spec = await read_invoker(api, settings, BackupConfiguration)
     except KubeError as exc:
         log.error("agent cannot read its invoker", extra={"error": exc.message})
         await api.close()

@@ -15,12 +15,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from stashlet.api import names
-from stashlet.api.backupblueprint import BackupBlueprint
-from stashlet.api.backupconfiguration import BackupConfiguration
-from stashlet.api.backupsession import BackupSession
 from stashlet.api.common import KubeObject
-from stashlet.api.repository import Repository
-from stashlet.api.restoresession import RestoreSession
 from stashlet.kube.errors import Conflict
 from stashlet.kube.paths import collection_path, object_path
 from stashlet.kube.rest import MERGE_PATCH, KubeApi
@@ -41,13 +36,15 @@ class Resource:
     namespaced: bool = True
 
 
-RESOURCES: dict[type[KubeObject], Resource] = {
-    Repository: Resource(names.GROUP, names.V1ALPHA1, names.REPOSITORIES),
-    BackupConfiguration: Resource(names.GROUP, names.V1BETA1, names.BACKUP_CONFIGURATIONS),
-    BackupSession: Resource(names.GROUP, names.V1BETA1, names.BACKUP_SESSIONS),
-    RestoreSession: Resource(names.GROUP, names.V1BETA1, names.RESTORE_SESSIONS),
-    BackupBlueprint: Resource(names.GROUP, names.V1BETA1, names.BACKUP_BLUEPRINTS, namespaced=False),
+RESOURCES: dict[str, Resource] = {
+    "Repository": Resource(names.GROUP, names.V1ALPHA1, names.REPOSITORIES),
+    "BackupConfiguration": Resource(names.GROUP, names.V1BETA1, names.BACKUP_CONFIGURATIONS),
+    "BackupSession": Resource(names.GROUP, names.V1BETA1, names.BACKUP_SESSIONS),
+    "RestoreSession": Resource(names.GROUP, names.V1BETA1, names.RESTORE_SESSIONS),
+    "BackupBlueprint": Resource(names.GROUP, names.V1BETA1, names.BACKUP_BLUEPRINTS, namespaced=False),
 }
+"""Where each stash kind is served, by its model's name (the kind): a process loads only the models it
+uses (a sidecar no RestoreSession or BackupBlueprint)."""
 
 CONFLICT_RETRIES = 10
 
@@ -61,7 +58,7 @@ class StashClient:
 
     @staticmethod
     def _path(model: type[KubeObject], namespace: str | None, name: str, subresource: str = "") -> str:
-        res = RESOURCES[model]
+        res = RESOURCES[model.__name__]
         return object_path(
             res.group, res.version, res.plural, namespace if res.namespaced else None, name, subresource
         )
@@ -71,7 +68,7 @@ class StashClient:
 
         It is ``namespace`` when the kind is namespaced and one is given, else every namespace.
         """
-        res = RESOURCES[model]
+        res = RESOURCES[model.__name__]
         scope = namespace if res.namespaced and namespace else None
         return Collection(self.api, collection_path(res.group, res.version, res.plural, scope))
 
