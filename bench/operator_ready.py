@@ -7,7 +7,7 @@ then ``stashlet-operator run`` starts as a process and the clock runs until ever
 deletion of all configurations (the finalizer takes each sidecar out again). It also counts the requests
 the API server answered from the operator's start to the last Ready (its ``apiserver_request_total``).
 
-    .venv/bin/python bench/operator_ready.py [--count 500] [--workers 8] [--kubeconfig PATH]
+    .venv/bin/python bench/operator_ready.py [--count 500] [--workers N] [--kubeconfig PATH]
 
 Without ``--kubeconfig`` a control plane is started in a temporary folder and stopped afterwards.
 """
@@ -32,6 +32,7 @@ import yaml
 
 from stashlet.localcluster import tools
 from stashlet.localcluster.controlplane import ControlPlane
+from stashlet.operator.settings import DEFAULT_WORKERS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CRDS = REPO_ROOT / "charts" / "stashlet" / "crds"
@@ -174,7 +175,7 @@ def cluster(kubeconfig: str | None) -> Iterator[str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--count", type=int, default=500)
-    parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=None, help="the operator's (default: its own)")
     parser.add_argument("--kubeconfig", default=None)
     parser.add_argument("--timeout", type=float, default=900)
     parser.add_argument("--log-level", default="warning", help="the operator's (its log goes to a file)")
@@ -191,7 +192,8 @@ def main() -> int:
         requests_before = requests_answered(kubeconfig)
         operator_bin = Path(sys.executable).parent / "stashlet-operator"
         command = [str(operator_bin), "run", f"--namespaces={namespace}", f"--kubeconfig={kubeconfig}"]
-        command += [f"--workers={args.workers}", "--log-level=" + args.log_level]
+        command += [f"--workers={args.workers}"] if args.workers else []
+        command += ["--log-level=" + args.log_level]
         log = Path(tempfile.gettempdir()) / f"{namespace}-operator.log"
         with log.open("w") as log_file:
             process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT)
@@ -231,7 +233,8 @@ def main() -> int:
                     process.kill()
         kubectl(kubeconfig, "delete", "namespace", namespace, "--wait=false")
 
-    print(f"configurations            {args.count} (workers {args.workers})")
+    workers = args.workers or f"{DEFAULT_WORKERS}, the operator's default"
+    print(f"configurations            {args.count} (workers {workers})")
     print(f"objects created           {created:8.1f} s (kubectl, before the operator starts)")
     print(f"first Ready               {first if first is not None else float('nan'):8.1f} s")
     print(

@@ -62,7 +62,7 @@ def parser() -> argparse.ArgumentParser:
         "--trigger-service-account",
         default=_env("TRIGGER_SERVICE_ACCOUNT", settings_mod.DEFAULT_TRIGGER_SERVICE_ACCOUNT),
     )
-    run.add_argument("--workers", type=int, default=int(_env("WORKERS") or 8))
+    run.add_argument("--workers", type=int, default=int(_env("WORKERS") or settings_mod.DEFAULT_WORKERS))
     run.add_argument("--resync-seconds", type=float, default=float(_env("RESYNC_SECONDS") or 600))
     run.add_argument(
         "--kubedump-cluster-role",

@@ -14,6 +14,10 @@ DEFAULT_TRIGGER_SERVICE_ACCOUNT = "stashlet-trigger"
 DEFAULT_KUBEDUMP_CLUSTER_ROLE = "stashlet-kubedump"
 DEFAULT_JOB_TTL_SECONDS = 600
 DEFAULT_PICKUP_DEADLINE_SECONDS = 300.0
+DEFAULT_WORKERS = 16
+"""Objects reconciled at once. A reconcile is mostly waiting on some twenty sequential API requests, so
+more workers than cores keep the API server busy; with 1,000 new configurations 16 brought them to Ready
+sooner than 8 for 4 MiB more (bench/operator_ready.py)."""
 
 
 @dataclass(frozen=True)
@@ -40,7 +44,7 @@ class OperatorSettings:
     agent_log_level: str = "info"
     trigger_service_account: str = DEFAULT_TRIGGER_SERVICE_ACCOUNT
     image_pull_policy: str = "IfNotPresent"
-    workers: int = 8
+    workers: int = DEFAULT_WORKERS
     retry_base_delay: float = 0.5
     retry_max_delay: float = 60.0
     watch_timeout_seconds: int = 300
