@@ -121,7 +121,7 @@ class ResticChildren(threading.Thread):
         self.children = Path(f"/proc/{parent}/task/{parent}/children")
         self.peak_kib = 0
         self.last_seen = 0.0
-        self._first_seen: dict[int, float] = {}
+        self._first_seen: dict[int, tuple[float, str]] = {}
         self._lock = threading.Lock()
         self.stopping = threading.Event()
         self.start()
@@ -141,14 +141,23 @@ class ResticChildren(threading.Thread):
                 if not status.startswith("Name:\trestic"):
                     continue
                 with self._lock:
-                    self._first_seen.setdefault(int(pid), now)
+                    if int(pid) not in self._first_seen:
+                        self._first_seen[int(pid)] = (now, self._command(pid))
                     self.last_seen = now
                 self.peak_kib = max(self.peak_kib, figures.proc_status_kib(status, "VmHWM") or 0)
 
-    def started_between(self, start: float, end: float) -> int:
-        """How many restic processes were first seen in ``(start, end]``."""
+    @staticmethod
+    def _command(pid: str) -> str:
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            return "?"
+        return figures.restic_subcommand(argv) or "?"
+
+    def started_between(self, start: float, end: float) -> list[str]:
+        """The subcommands of the restic processes first seen in ``(start, end]``, in order."""
         with self._lock:
-            return sum(start < seen <= end for seen in self._first_seen.values())
+            return [command for seen, command in sorted(self._first_seen.values()) if start < seen <= end]
 
     def stop(self) -> int:
         self.stopping.set()
@@ -186,12 +195,20 @@ class SessionResult:
     start_latency_s: float | None
     """Client clock before the create -> the agent's first "running" line (None at log level info)."""
     first_command: str
-    processes: int
-    """restic processes seen (sampled) from the create to phase Succeeded."""
+    commands: list[str]
+    """The restic processes seen (sampled) from the create to phase Succeeded, by subcommand."""
     after_s: float
     """How long the agent still ran restic after the session showed Succeeded (0: it was done)."""
-    processes_after: int
-    """restic processes it started after the session showed Succeeded."""
+    commands_after: list[str]
+    """The restic processes it started after the session showed Succeeded."""
+
+    @property
+    def processes(self) -> int:
+        return len(self.commands)
+
+    @property
+    def processes_after(self) -> int:
+        return len(self.commands_after)
 
 
 @dataclass
@@ -222,6 +239,8 @@ class SetFigures:
             "sampled_processes": statistics.median(r.processes for r in self.sessions),
             "after_s": statistics.median(r.after_s for r in self.sessions),
             "processes_after": statistics.median(r.processes_after for r in self.sessions),
+            "commands": [r.commands for r in self.sessions],
+            "commands_after": [r.commands_after for r in self.sessions],
         }
 
 
@@ -411,9 +430,9 @@ class Bench:
             cost=figures.session_cost(entries, name),
             start_latency_s=figures.entry_time(start) - created if start else None,
             first_command=figures.restic_command(start) if start else "",
-            processes=agent.restic.started_between(created, ended),
+            commands=agent.restic.started_between(created, ended),
             after_s=max(0.0, after),
-            processes_after=agent.restic.started_between(ended, time.time()),
+            commands_after=agent.restic.started_between(ended, time.time()),
         )
 
     def wait_idle(self, agent: Agent, session: str, offset: int) -> list[dict[str, Any]]:
@@ -470,8 +489,9 @@ def run_sets(bench: Bench, data: dict[str, Path], rounds: int) -> dict[str, Any]
                     print(
                         f"  round {round_} {label:<16} bare {bare:6.2f} s   "
                         f"agent session {result.wall_s:6.2f} s   ratio {result.wall_s / bare:5.2f}   "
-                        f"agent's own {own}, restic processes {procs} (sampled {result.processes}); "
-                        f"after Succeeded {result.processes_after} more for {result.after_s:.2f} s"
+                        f"agent's own {own}, restic processes {procs} ({' '.join(result.commands)}); "
+                        f"after Succeeded {result.processes_after} more for {result.after_s:.2f} s "
+                        f"({' '.join(result.commands_after)})"
                         f"   ({'bare' if bare_first else 'agent'} first)",
                         flush=True,
                     )

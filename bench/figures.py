@@ -82,10 +82,29 @@ def first_restic_start(entries: Iterable[dict[str, Any]], after: float) -> dict[
     return None
 
 
+_VALUE_OPTIONS = frozenset(
+    {"-o", "--option", "-r", "--repo", "--repository-file", "--cache-dir", "-p", "--password-file",
+     "--password-command", "--key-hint", "--cacert", "--tls-client-cert", "--limit-upload",
+     "--limit-download", "--pack-size", "--compression", "--retry-lock", "--stuck-request-timeout"}
+)  # fmt: skip
+"""restic's global options that take their value as the next argument (when not written with ``=``)."""
+
+
+def restic_subcommand(argv: Sequence[str]) -> str:
+    """The subcommand of a restic command line (``argv[0]`` is restic): the first argument that is
+    neither a global option nor an option's value; "" without one."""
+    words = iter(argv[1:])
+    for word in words:
+        if word in _VALUE_OPTIONS:
+            next(words, None)
+        elif not word.startswith("-"):
+            return word
+    return ""
+
+
 def restic_command(entry: dict[str, Any]) -> str:
-    """The restic subcommand of a "running" line: the first argument after restic's global options."""
-    words = str(entry.get("msg", ""))[len(RESTIC_START_PREFIX) :].split()
-    return next((w for w in words[1:] if not w.startswith("-")), "")
+    """The restic subcommand of a "running <argv>" line."""
+    return restic_subcommand(str(entry.get("msg", ""))[len(RESTIC_START_PREFIX) :].split())
 
 
 @dataclass(frozen=True)

@@ -135,7 +135,9 @@ def test_a_missing_agent_cost_line_stays_na() -> None:
 
 
 def session(wall_s: float, cost: SessionCost | None, processes: int, after_s: float) -> SessionResult:
-    return SessionResult(wall_s, cost, None, "", processes, after_s, 1 if after_s else 0)
+    return SessionResult(
+        wall_s, cost, None, "", ["backup"] * processes, after_s, ["stats"] if after_s else []
+    )
 
 
 def test_set_medians_over_rounds() -> None:
@@ -153,3 +155,4 @@ def test_set_medians_over_rounds() -> None:
     assert summary["sampled_processes"] == 2
     assert summary["after_s"] == 0.7
     assert summary["processes_after"] == 1
+    assert summary["commands_after"] == [[], ["stats"], ["stats"]]

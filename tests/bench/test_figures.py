@@ -78,6 +78,19 @@ def test_restic_start_is_the_first_running_line_at_or_after_the_creation() -> No
     assert figures.first_restic_start(entries, created + 5) is None
 
 
+@pytest.mark.parametrize(
+    ("argv", "command"),
+    [
+        (["/r/restic", "--json", "--cache-dir=/c", "backup", "--host=h", "--", "/d"], "backup"),
+        (["restic", "--cache-dir", "/c", "-o", "s3.region=x", "--json", "stats", "--mode=raw-data"], "stats"),
+        (["restic", "--no-cache", "cat", "config"], "cat"),
+        (["restic", "--json"], ""),
+    ],
+)
+def test_restic_subcommand_skips_global_options_and_their_values(argv: list[str], command: str) -> None:
+    assert figures.restic_subcommand(argv) == command
+
+
 def test_entry_time_reads_the_offset() -> None:
     utc = figures.entry_time({"time": "2026-12-05T12:00:00.250+00:00"})
     assert figures.entry_time({"time": "2026-12-05T13:00:00.250+01:00"}) == utc
