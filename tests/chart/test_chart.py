@@ -315,7 +315,7 @@ def test_default_render_is_the_operator_pushgateway_and_least_privilege_rbac(hel
         "--status-port=56789",
         "--agent-log-level=info",
         f"--trigger-service-account={settings.DEFAULT_TRIGGER_SERVICE_ACCOUNT}",
-        "--workers=8",
+        "--workers=16",
         "--resync-seconds=600",
         "--pickup-deadline-seconds=300",
         "--log-level=info",

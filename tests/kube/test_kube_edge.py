@@ -2,6 +2,7 @@
 
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any
 
 import pytest
 from tests.polling import eventually
@@ -101,6 +102,51 @@ async def test_watch_relists_after_gone_and_reports_what_changed(api: KubeApi, n
         assert sorted(kinds[2:]) == [(DELETED, "removed"), (MODIFIED, "kept")]
         assert seen[3].type == MODIFIED or seen[2].object["metadata"]["labels"] == {"v": "2"}
         assert queue.qsize() <= 1  # at most the trailing SYNCED
+    finally:
+        task.cancel()
+
+
+async def test_watch_holds_and_hands_out_only_what_keep_keeps(api: KubeApi, namespace: str) -> None:
+    """With ``keep``, every object is trimmed before it is remembered and handed out: listed, watched, and
+    one a re-list finds gone (handed out as it was remembered)."""
+    stash = StashClient(api)
+    await stash.create(session(namespace, "listed"))
+    real = stash.list_fn(BackupSession, namespace)
+    calls = {"watch": 0}
+
+    class GoneOnce:
+        """The real client, but its first watch meets a deletion and then a 410."""
+
+        send = api.send
+        close = api.close
+
+        async def stream(
+            self, path: str, query: Query | None = None, *, accept: str | None = None
+        ) -> AsyncGenerator[bytes, None]:
+            calls["watch"] += 1
+            if calls["watch"] == 1:
+                await stash.delete(BackupSession, namespace, "listed")
+                raise errors.Gone("too old resource version")
+            async for line in api.stream(path, query, accept=accept):
+                yield line
+
+    def keep(obj: dict[str, Any]) -> dict[str, Any]:
+        meta = obj["metadata"]
+        return {"metadata": {k: meta[k] for k in ("name", "namespace", "resourceVersion")}}
+
+    events = watch(Collection(GoneOnce(), real.path), settings=WatchSettings(backoff_initial=0.01), keep=keep)
+    queue: asyncio.Queue[WatchEvent] = asyncio.Queue()
+    task = asyncio.create_task(collect(events, queue))
+    try:
+        listed = await next_event(queue)
+        gone = await next_event(queue)
+        await stash.create(session(namespace, "watched"))
+        watched = await next_event(queue)
+        seen = [(e.type, e.key.split("/")[1]) for e in (listed, gone, watched)]
+        assert seen == [(ADDED, "listed"), (DELETED, "listed"), (ADDED, "watched")]
+        for event in (listed, gone, watched):
+            assert set(event.object) == {"metadata"}
+            assert set(event.object["metadata"]) == {"name", "namespace", "resourceVersion"}
     finally:
         task.cancel()
 

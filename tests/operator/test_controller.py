@@ -9,6 +9,7 @@ from kubernetes_asyncio import client
 from stashlet.kube.watch import ADDED, DELETED, MODIFIED, WatchEvent
 from stashlet.operator.controller import CONFIG_PREFIX, HISTORY_PREFIX, Controller, fingerprint
 from stashlet.operator.core.apiclient import ApiClient
+from stashlet.operator.core.loop import LAST_APPLIED, lean
 from stashlet.operator.settings import OperatorSettings
 
 
@@ -96,3 +97,29 @@ async def test_a_finished_session_asks_for_pruning_once(controller: Controller) 
     controller.queue._waiting.clear()
     controller._on_session(WatchEvent(MODIFIED, session))
     assert queued(controller) == set()
+
+
+def test_watches_keep_no_managed_fields_nor_last_applied_copies() -> None:
+    """What the operator's watches hold of an object: all but ``managedFields`` and kubectl's
+    last-applied copy, which no handler reads and would be held for every object watched."""
+    obj = {
+        "metadata": {
+            "name": "app",
+            "namespace": "demo",
+            "generation": 2,
+            "labels": {"app": "web"},
+            "annotations": {LAST_APPLIED: "{...}", "stash.appscode.com/backup-blueprint": "bp"},
+            "managedFields": [{"manager": "kubectl", "fieldsV1": {"f:spec": {}}}],
+        },
+        "spec": {"replicas": 1},
+    }
+    assert lean(obj) == {
+        "metadata": {
+            "name": "app",
+            "namespace": "demo",
+            "generation": 2,
+            "labels": {"app": "web"},
+            "annotations": {"stash.appscode.com/backup-blueprint": "bp"},
+        },
+        "spec": {"replicas": 1},
+    }

@@ -13,7 +13,7 @@ import logging
 from typing import Any, Literal
 
 from stashlet.kube import paths
-from stashlet.kube.errors import KubeError, NotFound
+from stashlet.kube.errors import Conflict, KubeError
 from stashlet.kube.rest import MERGE_PATCH, KubeApi
 
 log = logging.getLogger(__name__)
@@ -43,15 +43,14 @@ class EventRecorder:
         ).hexdigest()[:12]
         name = f"{meta.get('name')}.{digest}"
         try:
-            try:
-                existing = await self.api.send("GET", paths.core("events", namespace, name))
-            except NotFound:
+            try:  # most events are new: made straight away, one request
                 await self.api.send(
                     "POST",
                     paths.core("events", namespace),
                     body=self._body(obj, name, namespace, type_=type_, reason=reason, message=message),
                 )
-            else:
+            except Conflict:  # recorded before: counted once more
+                existing = await self.api.send("GET", paths.core("events", namespace, name))
                 await self.api.send(
                     "PATCH",
                     paths.core("events", namespace, name),

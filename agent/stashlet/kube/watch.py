@@ -10,6 +10,9 @@
 - ``on_progress``, when given, is called each time the watch goes round: every line the server sends
   (bookmarks too), every (re)list and every reconnect or retry. A caller uses it as a heartbeat; a quiet
   collection still calls it (bookmarks, the server's watch timeout, the inactivity timeout).
+- ``keep``, when given, trims every object to what the caller reads before it is remembered (to tell
+  what changed or went on a re-list) and yielded: a watch of thousands of objects then holds only that
+  (``managedFields`` alone is most of an object's metadata).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -95,6 +99,10 @@ def _nothing() -> None:
     pass
 
 
+def _whole(obj: dict[str, Any]) -> dict[str, Any]:
+    return obj
+
+
 def _version(obj: dict[str, Any]) -> str:
     return str(obj.get("metadata", {}).get("resourceVersion", ""))
 
@@ -111,6 +119,27 @@ async def _list(collection: Collection, page_size: int) -> tuple[list[dict[str, 
         token = body.get("metadata", {}).get("continue")
         if not token:
             return items, str(body.get("metadata", {}).get("resourceVersion", ""))
+
+
+async def _relist(
+    collection: Collection,
+    page_size: int,
+    known: dict[str, dict[str, Any]],
+    trim: Callable[[dict[str, Any]], dict[str, Any]],
+) -> tuple[deque[WatchEvent], str]:
+    """List again: what went since ``known`` (DELETED), came (ADDED) or changed (MODIFIED), and the list's
+    resourceVersion; ``known`` becomes the list, each object trimmed."""
+    items, version = await _list(collection, page_size)
+    current = {object_key(item): trim(item) for item in items}
+    changes = deque(WatchEvent(DELETED, known.pop(key)) for key in list(known) if key not in current)
+    for key, item in current.items():
+        previous = known.get(key)
+        known[key] = item
+        if previous is None:
+            changes.append(WatchEvent(ADDED, item))
+        elif _version(previous) != _version(item):
+            changes.append(WatchEvent(MODIFIED, item))
+    return changes, version
 
 
 async def _stream(
@@ -148,12 +177,14 @@ async def watch(
     settings: WatchSettings | None = None,
     on_progress: Callable[[], None] | None = None,
     label_selector: str | None = None,
+    keep: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> AsyncIterator[WatchEvent]:
     """Yield every change of ``collection`` (narrowed to ``label_selector`` when one is given)."""
     settings = settings or WatchSettings()
     if label_selector:
         collection = collection.where(labelSelector=label_selector)
     progress = on_progress or _nothing
+    trim = keep or _whole
     known: dict[str, dict[str, Any]] = {}
     version = ""
     backoff = settings.backoff_initial
@@ -161,20 +192,10 @@ async def watch(
         progress()
         try:
             if not version:
-                items, version = await _list(collection, settings.page_size)
+                changes, version = await _relist(collection, settings.page_size, known, trim)
                 progress()
-                current = {object_key(item): item for item in items}
-                for key, old in list(known.items()):
-                    if key not in current:
-                        del known[key]
-                        yield WatchEvent(DELETED, old)
-                for key, item in current.items():
-                    previous = known.get(key)
-                    known[key] = item
-                    if previous is None:
-                        yield WatchEvent(ADDED, item)
-                    elif _version(previous) != _version(item):
-                        yield WatchEvent(MODIFIED, item)
+                while changes:  # handed out one by one: none is held after its turn
+                    yield changes.popleft()
                 yield WatchEvent(SYNCED, {})
             async for raw in _stream(collection, version, settings):
                 progress()
@@ -184,6 +205,7 @@ async def watch(
                 version = _version(obj) or version
                 if kind == "BOOKMARK":
                     continue
+                obj = trim(obj)
                 key = object_key(obj)
                 if kind == DELETED:
                     known.pop(key, None)

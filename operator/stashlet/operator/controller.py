@@ -56,7 +56,7 @@ from stashlet.operator.core import access
 from stashlet.operator.core.events import Events
 from stashlet.operator.core.job_outcome import ended_job_verdict
 from stashlet.operator.core.labelled import LabelIndex
-from stashlet.operator.core.loop import ControlLoop, Follow
+from stashlet.operator.core.loop import ControlLoop, Follow, lean
 from stashlet.operator.core.observe import Dependency, ReconcileResult
 from stashlet.operator.core.workloads import WORKLOAD_KINDS
 from stashlet.operator.repository.wipeout import WipeOut
@@ -198,7 +198,7 @@ class Controller(ControlLoop):
         """The operator's own Jobs in ``ns`` (None: every namespace), in full (their status says how they
         ended)."""
         jobs = Collection(self.api, collection_path("batch", "v1", "jobs", ns))
-        return watch(jobs, settings=self.watch_settings, label_selector=JOB_SELECTOR)
+        return watch(jobs, settings=self.watch_settings, label_selector=JOB_SELECTOR, keep=lean)
 
     def resync_items(self) -> list[str]:
         """Every configuration and RestoreSession."""

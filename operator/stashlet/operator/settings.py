@@ -14,7 +14,7 @@ DEFAULT_TRIGGER_SERVICE_ACCOUNT = "stashlet-trigger"
 DEFAULT_KUBEDUMP_CLUSTER_ROLE = "stashlet-kubedump"
 DEFAULT_JOB_TTL_SECONDS = 600
 DEFAULT_PICKUP_DEADLINE_SECONDS = 300.0
-DEFAULT_WORKERS = 8
+DEFAULT_WORKERS = 16
 """Objects reconciled at once (the chart's ``operator.workers`` says the same). A reconcile mostly waits on
 its API requests, so more workers than cores keep the API server busy."""
 

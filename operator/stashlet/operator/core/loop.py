@@ -22,6 +22,21 @@ from stashlet.operator.core.watchset import WatchSet
 from stashlet.operator.core.workqueue import WorkQueue
 from stashlet.operator.settings import OperatorSettings
 
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+
+
+def lean(obj: dict[str, Any]) -> dict[str, Any]:
+    """``obj`` as the watches keep it: without what no handler reads and would be held for every object
+    watched, its ``metadata.managedFields`` and kubectl's last-applied copy of the whole object."""
+    meta = obj.get("metadata")
+    if isinstance(meta, dict):
+        meta.pop("managedFields", None)
+        annotations = meta.get("annotations")
+        if isinstance(annotations, dict):
+            annotations.pop(LAST_APPLIED, None)
+    return obj
+
+
 Follow = tuple[str, AsyncIterator[WatchEvent], Callable[[WatchEvent], None]]
 """A stream to follow: its name (``Kind/namespace``, ``*`` for all), its events, their handler."""
 
@@ -75,7 +90,7 @@ class ControlLoop(ABC):
 
     def stash_stream(self, model: type[Any], ns: str | None, **kwargs: Any) -> AsyncIterator[WatchEvent]:
         """Events of a stash kind in ``ns`` (None: every namespace)."""
-        return watch(self.stash.list_fn(model, ns), settings=self.watch_settings, **kwargs)
+        return watch(self.stash.list_fn(model, ns), settings=self.watch_settings, keep=lean, **kwargs)
 
     def metadata_stream(
         self, group: str, version: str, plural: str, ns: str | None
@@ -85,7 +100,7 @@ class ControlLoop(ABC):
         configuration depends on changed, and metadata keeps Secret values and every ReplicaSet's pod
         template out of its memory."""
         collection = Collection(self.api, collection_path(group, version, plural, ns), metadata_only=True)
-        return watch(collection, settings=self.watch_settings)
+        return watch(collection, settings=self.watch_settings, keep=lean)
 
     async def _resync(self) -> None:
         while True:
