@@ -56,7 +56,8 @@ async def run_sidecar(settings: AgentSettings) -> int:
     latest = LatestMetrics()
     registry = CollectorRegistry(auto_describe=True)
     registry.register(latest)
-    sidecar = Sidecar(ctx, BackupRunner(ctx, MetricsReporter(ctx, latest)))
+    backups = BackupRunner(ctx, MetricsReporter(ctx, latest))
+    sidecar = Sidecar(ctx, backups, warm_up=backups.retention.warm_up)
     runner = await run_server(
         make_app(
             sidecar,

@@ -64,6 +64,7 @@ class Setup:
         replicas: int = 1,
         retention: dict[str, Any] | None = None,
         paused: bool = False,
+        backend: dict[str, Any] | None = None,
     ) -> None:
         self.kubectl = kubectl
         self.namespace = namespace
@@ -73,6 +74,8 @@ class Setup:
         self.replicas = replicas
         self.retention = retention or {"name": "keep-last-5", "keepLast": 5, "prune": True}
         self.paused = paused
+        self.backend = backend
+        """The Repository's backend (without its Secret's name); None: a local folder (:attr:`repo_dir`)."""
         self.data = tmp_path / "data"
         self.data.mkdir()
         self.secrets_dir = tmp_path / "secrets"
@@ -102,7 +105,15 @@ class Setup:
                 "metadata": {"name": "local-repo", "namespace": ns},
                 "spec": {
                     "backend": {
-                        "local": {"mountPath": str(self.repo_dir), "hostPath": {"path": str(self.repo_dir)}},
+                        **(
+                            self.backend
+                            or {
+                                "local": {
+                                    "mountPath": str(self.repo_dir),
+                                    "hostPath": {"path": str(self.repo_dir)},
+                                }
+                            }
+                        ),
                         "storageSecretName": "local-secret",
                     }
                 },
@@ -250,17 +261,22 @@ def repository_once(
     return found
 
 
-def finished_lines(logs: str) -> list[dict[str, Any]]:
-    """The agent's ``backup session host finished`` log lines, parsed."""
+def log_lines(logs: str, msg: str) -> list[dict[str, Any]]:
+    """The agent's log lines whose message is ``msg``, parsed."""
     lines = []
     for line in logs.splitlines():
         try:
             entry = json.loads(line)
         except ValueError:
             continue
-        if isinstance(entry, dict) and entry.get("msg") == "backup session host finished":
+        if isinstance(entry, dict) and entry.get("msg") == msg:
             lines.append(entry)
     return lines
+
+
+def finished_lines(logs: str) -> list[dict[str, Any]]:
+    """The agent's ``backup session host finished`` log lines, parsed."""
+    return log_lines(logs, "backup session host finished")
 
 
 def metrics_from(url: str) -> dict[str, list[Any]]:

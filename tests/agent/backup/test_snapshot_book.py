@@ -4,6 +4,7 @@ tests/agent/restic/test_forget_policy_restic.py)."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Sequence
 
@@ -152,3 +153,32 @@ def test_restic_rules_in_brief() -> None:
     other = snap(5, 0, host="host-1")
     assert would_remove(Retention(keep_last=1), [a, other]) == []
     assert [s.id for s in would_remove(Retention(keep_last=-1), [a, b, c])] == []
+
+
+def test_a_listing_teaches_the_scope_like_a_forget() -> None:
+    """The sidecar's warm-up (``snapshots`` with forget's filter): the scope holds what was listed, dated
+    now; one more backup under the count needs no forget, one beyond it does."""
+    clock = Clock()
+    book = SnapshotBook(clock)
+    policy = Retention(keep_last=3)
+    assert book.learn_listing(KEY, [as_restic(snap(1, 0)), as_restic(snap(2, 10))])
+    book.learn_backup(KEY, snap(3, 20))
+    assert book.why_forget(KEY, policy, max_age=3600, repository_last_backup=None) is None
+    book.learn_backup(KEY, snap(4, 30))
+    assert book.why_forget(KEY, policy, max_age=3600, repository_last_backup=None) == (
+        "the policy removes 1 snapshot(s)"
+    )
+    clock.now += 3600
+    assert book.why_forget(KEY, Retention(keep_last=9), max_age=3600, repository_last_backup=None) == (
+        "the scope's snapshots were listed too long ago"
+    )
+
+
+def test_an_empty_listing_is_an_empty_scope_and_a_listing_without_times_none() -> None:
+    """Nothing listed: the scope is known empty. A snapshot without a time: the scope is not known."""
+    book = SnapshotBook()
+    assert book.learn_listing(KEY, [])
+    assert book.why_forget(KEY, Retention(keep_last=1), max_age=3600, repository_last_backup=None) is None
+    timeless = dataclasses.replace(as_restic(snap(1, 0)), time=None)
+    assert not book.learn_listing(KEY, [as_restic(snap(2, 0)), timeless])
+    assert book.snapshots(KEY) == []

@@ -10,6 +10,12 @@
   every node. The host name follows the configuration's ``spec.target.alias`` as it is when a session
   is handled (see :mod:`stashlet.agent.hosts`).
 - ``spec.timeOut`` is enforced: past the deadline restic is interrupted and the host is Failed.
+- Once the watch has listed, the retention scope this host forgets in is listed in the background
+  (the ``warm_up`` given: :meth:`~stashlet.agent.backup.retention_step.RetentionStep.warm_up`), so the
+  first session need not
+  run ``restic forget`` to learn it; readiness never waits for it, and a session about to run cancels
+  it (the session then runs ``forget`` as it would have): no session waits for the warm-up, and the
+  warm-up never overlaps a session's restic.
 - The session's independent reads (the session, the configuration, the workload) go out at once; after a
   session has reported, the Repository's upkeep (``restic check`` when due, its size and count: see
   :mod:`stashlet.agent.backup.upkeep`) runs outside the session's timeOut and before the next session.
@@ -26,7 +32,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any, TypeVar
 
 from stashlet.agent.backup import status as ss
@@ -96,8 +102,10 @@ class Sidecar:
         watch_settings: WatchSettings | None = None,
         *,
         clock: Clock = time.monotonic,
+        warm_up: Callable[[], Coroutine[Any, Any, None]] | None = None,
     ) -> None:
-        """Serve ``ctx``'s invoker with ``runner``; ``clock`` (monotonic seconds) times the heartbeats."""
+        """Serve ``ctx``'s invoker with ``runner``; ``clock`` (monotonic seconds) times the heartbeats;
+        ``warm_up`` runs once the watch has listed, unless a session began (module docstring)."""
         self.ctx = ctx
         self.runner = runner
         self.watch_settings = watch_settings or WatchSettings()
@@ -105,6 +113,11 @@ class Sidecar:
         self.queued: set[str] = set()
         self.arrived: dict[str, float] = {}
         """When each queued session's event arrived (``time.monotonic()``): its session time starts then."""
+        self._warm_up = warm_up
+        self.warm_up: asyncio.Task[None] | None = None
+        """The warm-up's task, started once the watch has listed; None before and once stopped."""
+        self.sessions_began = False
+        """A session got as far as its restic work: a warm-up is no use any more."""
         self.watch_heartbeat = Heartbeat("backupSessionWatch", watch_bound(self.watch_settings), clock)
         self.loop_heartbeat = Heartbeat("eventLoop", LOOP_BOUND, clock)
 
@@ -175,6 +188,7 @@ class Sidecar:
             ended = f"failed ({type(exc).__name__}; see the agent's log)"
             raise
         finally:
+            await self._stop_warm_up("the agent stops")
             self.watch_heartbeat.stop(ended)
             ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -217,6 +231,8 @@ class Sidecar:
         async for event in watch(list_fn, settings=self.watch_settings, on_progress=beat):
             if event.type == SYNCED:
                 self.ctx.live.watching = True
+                if self._warm_up is not None and self.warm_up is None and not self.sessions_began:
+                    self.warm_up = asyncio.create_task(self._warm_up(), name="warm-up")
                 continue
             if event.type == DELETED or not is_mine(
                 event.object, self.ctx.settings.invoker_kind, self.ctx.settings.invoker_name
@@ -280,6 +296,7 @@ class Sidecar:
             await self._fail(session, ref, exc.reason, exc.message)
             return
         deadline = session_deadline(session, config)
+        await self._stop_warm_up(f"session {name} begins")
         try:
             async with self._turn():
                 work = self.runner.run(session, config, plan, picked_up=picked_up, upkeep=False)
@@ -309,6 +326,20 @@ class Sidecar:
                 )
             )
             raise
+
+    async def _stop_warm_up(self, why: str) -> None:
+        """No warm-up from now on (``why``: for the log); one still running is cancelled, and over when
+        this returns (its restic interrupted: a ``--no-lock`` read leaves nothing behind)."""
+        self.sessions_began = True
+        task, self.warm_up = self.warm_up, None
+        if task is None:
+            return
+        if not task.done():
+            task.cancel()
+            await asyncio.wait({task})  # not `await task`: our own cancellation must propagate
+            log.info("warm-up cancelled", extra={"invoker": self.ctx.object_ref(), "why": why})
+        if not task.cancelled() and task.exception() is not None:
+            log.error("retention scope warm-up crashed", exc_info=task.exception())
 
     @contextlib.asynccontextmanager
     async def _turn(self) -> AsyncIterator[None]:

@@ -5,7 +5,7 @@ backs up (``restic backup`` straight away: a missing repository makes restic exi
 it initialised, when the Repository allows it, and the backup run again), and records its entry; the
 host that completes the target applies retention (``restic forget`` only when the policy, evaluated
 over the snapshots this agent knows, would remove something, or what it knows cannot be trusted: see
-:mod:`stashlet.agent.backup.snapshot_book`) and ends the session.
+:mod:`stashlet.agent.backup.retention_step`) and ends the session.
 
 After the session has reported (its final phase written), the same host keeps the Repository up to
 date (:meth:`BackupRunner.upkeep`, outside the session's time, still before the next session's
@@ -38,8 +38,10 @@ from typing import Any, TypeVar
 from stashlet.agent.backup import status as ss
 from stashlet.agent.backup.check_cadence import CheckSettings, CheckSettingsRefused, check_due, check_settings
 from stashlet.agent.backup.hook_runs import HookRuns, PreBackupHookFailed
-from stashlet.agent.backup.plan import BackupPlan, retention_args, retention_paths
+from stashlet.agent.backup.plan import BackupPlan
+from stashlet.agent.backup.retention_step import RetentionStep
 from stashlet.agent.backup.session_ops import (
+    Condition,
     SessionRestic,
     check_lease,
     guarded,
@@ -47,7 +49,6 @@ from stashlet.agent.backup.session_ops import (
     report_pushes,
     set_condition,
 )
-from stashlet.agent.backup.snapshot_book import ScopeKey, SnapshotBook, describes_snapshot, scope_key
 from stashlet.agent.backup.upkeep import RepositoryUpkeep, Upkeep
 from stashlet.agent.context import AgentContext, PreparationError, missing_paths
 from stashlet.agent.hooks import HookSet, HookSpecError, backup_hooks
@@ -57,14 +58,11 @@ from stashlet.agent.restic import output as rj
 from stashlet.agent.restic.backend import ResticRepository
 from stashlet.agent.restic.backend_watch import DEADLINE_MARGIN, BackendState, BackendWatch
 from stashlet.agent.restic.errors import (
-    BackendUnavailable,
     PartialBackup,
-    RepositoryLocked,
     RepositoryNotFound,
     ResticError,
 )
 from stashlet.agent.restic.forget_policy import KnownSnapshot
-from stashlet.agent.restic.retention import RetentionError
 from stashlet.agent.restic.runner import Restic
 from stashlet.api.backupconfiguration import BackupConfiguration
 from stashlet.api.backupsession import (
@@ -89,9 +87,6 @@ T = TypeVar("T")
 STATUS_PROGRESS_INTERVAL = 5.0
 """Seconds between progress writes into the BackupSession status (the API server is no log)."""
 
-BOOK_MAX_AGE = 24 * 3600.0
-"""Seconds after which what the agent knows of a scope's snapshots is listed again by ``forget``."""
-
 REASON_CHECK_NOT_DUE = "CheckNotDue"
 REASON_INVALID_CHECK_SETTINGS = CheckSettingsRefused.reason
 REASON_CHECK_FAILED = "RepositoryIntegrityCheckFailed"
@@ -103,16 +98,6 @@ def session_deadline(session: BackupSession, config: BackupConfiguration) -> flo
     if not config.spec.time_out or session.metadata.creation_timestamp is None:
         return None
     return session.metadata.creation_timestamp.timestamp() + parse_duration(config.spec.time_out)
-
-
-@dataclass(frozen=True)
-class Condition:
-    """A session condition to set."""
-
-    type: str
-    ok: bool
-    reason: str
-    message: str
 
 
 @dataclass
@@ -147,7 +132,7 @@ class BackupRunner:
         self.ctx = ctx
         self.metrics = metrics
         self.hooks = HookRuns(ctx)
-        self.book = SnapshotBook()
+        self.retention = RetentionStep(ctx)
         self.repository_upkeep = RepositoryUpkeep(ctx, metrics)
         self._upkeep: Upkeep | None = None
         self._background: set[asyncio.Task[Any]] = set()
@@ -211,12 +196,13 @@ class BackupRunner:
             and restic is not None
             and (stats.phase == HostBackupPhase.SUCCEEDED)
         ):
-            removed, retained = await self._apply_retention(outcome, config, repo, restic, plan)
+            removed, applied = await self.retention.apply(outcome.session, config, repo, restic, plan)
+            outcome.conditions.append(applied)
             due = check is not None and check_due(check, _last_check(repo), now_utc())
             if check is not None and not due:
                 outcome.conditions.append(_not_due(check, repo))
-            await self._finalize(name, config, outcome, failed=not retained)
-            scope = self.book.snapshots(self._scope(restic, outcome, plan))
+            await self._finalize(name, config, outcome, failed=removed is None)
+            scope = self.retention.known(restic, outcome.session, plan)
             self._upkeep = Upkeep(
                 name, config, repo, restic, check if due else None, removed, work.snapshot, scope
             )
@@ -252,13 +238,13 @@ class BackupRunner:
                 await running
                 await self.hooks.pre(session, plan.ref, plan.total_hosts, work.hooks.pre)
             summary = await self._backup_or_init(work.restic, work.repo, name, plan)
-            work.snapshot = self._learn(work.restic, plan, summary)
+            work.snapshot = self.retention.learn_backup(work.restic, plan, summary)
             return ss.host_stats_from_summary(host, paths, summary, time.monotonic() - started)
         except PartialBackup as exc:
             if exc.summary is None:
                 return self._failed(host, exc.reason, exc.message, started)
             if work.restic is not None:
-                self._learn(work.restic, plan, exc.summary)
+                self.retention.learn_backup(work.restic, plan, exc.summary)
             return ss.host_stats_from_summary(
                 host,
                 paths,
@@ -395,7 +381,7 @@ class BackupRunner:
             return await self._backup(work, session, plan)
         except RepositoryNotFound:
             await self._initialize(work, repo, session)
-        self.book.learn_empty(self._own_scope(work, plan))
+        self.retention.learn_empty(work, plan)
         return await self._backup(work, session, plan)
 
     async def _initialize(self, work: SessionRestic, repo: Repository, session: str) -> None:
@@ -481,28 +467,6 @@ class BackupRunner:
             if pending:
                 await asyncio.gather(*pending, return_exceptions=True)
 
-    def _learn(
-        self, work: SessionRestic, plan: BackupPlan, summary: rj.BackupSummary
-    ) -> KnownSnapshot | None:
-        """Tell the book of the snapshot the backup wrote (in the scope of this host alone)."""
-        paths = tuple(sorted(retention_paths(plan.paths)))
-        snapshot = None
-        if summary.snapshot_id and summary.backup_start is not None and describes_snapshot(plan.args):
-            snapshot = KnownSnapshot(summary.snapshot_id, summary.backup_start, self.ctx.host.name, paths)
-        self.book.learn_backup(self._own_scope(work, plan), snapshot)
-        return snapshot
-
-    def _own_scope(self, work: SessionRestic, plan: BackupPlan) -> ScopeKey:
-        """The book's key of this host's own snapshots of the target."""
-        url = work.restic.repository.url if work.restic.repository else ""
-        return scope_key(url, [self.ctx.host.name], retention_paths(plan.paths))
-
-    def _scope(self, work: SessionRestic, outcome: HostOutcome, plan: BackupPlan) -> ScopeKey:
-        """The book's key of the target's retention scope: the repository, the hosts, the paths."""
-        url = work.restic.repository.url if work.restic.repository else ""
-        hosts = ss.retention_hosts(outcome.session, plan.ref, self.ctx.host.name)
-        return scope_key(url, hosts, retention_paths(plan.paths))
-
     def _check_lease(self) -> None:
         check_lease(self.ctx)
 
@@ -537,78 +501,6 @@ class BackupRunner:
             },
         )
         return outcome
-
-    async def _apply_retention(
-        self,
-        outcome: HostOutcome,
-        config: BackupConfiguration,
-        repo: Repository,
-        work: SessionRestic,
-        plan: BackupPlan,
-    ) -> tuple[int | None, bool]:
-        """Forget by the policy, among this target's snapshots only: (snapshots removed, applied).
-
-        ``restic forget`` runs only when the book cannot tell that it would remove nothing; its
-        condition goes with the session's final write."""
-        policy = config.spec.retention_policy
-        hosts = ss.retention_hosts(outcome.session, plan.ref, self.ctx.host.name)
-        scope = f"hosts {', '.join(hosts) or '(none)'}, paths {', '.join(plan.paths) or '(none)'}"
-        key = self._scope(work, outcome, plan)
-        try:
-            self._check_lease()
-            args = retention_args(policy, plan, hosts)
-            why = self.book.why_forget(
-                key,
-                policy,
-                max_age=BOOK_MAX_AGE,
-                repository_last_backup=repo.status.last_backup_time if repo.status else None,
-            )
-            if why is None:
-                known = len(self.book.snapshots(key))
-                log.info(
-                    "retention policy removes nothing; restic forget not run",
-                    extra={"invoker": self.ctx.object_ref(), "scope": scope, "known_snapshots": known},
-                )
-                outcome.conditions.append(
-                    Condition(
-                        ConditionType.RETENTION_POLICY_APPLIED,
-                        True,
-                        ConditionReason.SUCCESSFULLY_APPLIED_RETENTION_POLICY,
-                        f"policy {policy.name} on the snapshots of {scope}: kept {known}, removed 0 "
-                        "(restic forget not run: the policy removes none of the snapshots this agent knows)",
-                    )
-                )
-                return 0, True
-            log.info("running restic forget", extra={"invoker": self.ctx.object_ref(), "why": why})
-            result = await self._op(work, lambda: work.restic.forget(args))
-        except (ResticError, RetentionError, LeaseLost) as exc:
-            self.book.drop(key)
-            log.error(
-                "retention policy not applied",
-                extra={"invoker": self.ctx.object_ref(), "scope": scope, "error": str(exc)},
-            )
-            outcome.conditions.append(
-                Condition(
-                    ConditionType.RETENTION_POLICY_APPLIED,
-                    False,
-                    exc.reason
-                    if isinstance(exc, (RepositoryLocked, BackendUnavailable))
-                    else ConditionReason.FAILED_TO_APPLY_RETENTION_POLICY,
-                    f"policy {policy.name}: {exc}",
-                )
-            )
-            return None, False
-        self.book.learn_forget(key, result, dry_run=bool(policy.dry_run))
-        outcome.conditions.append(
-            Condition(
-                ConditionType.RETENTION_POLICY_APPLIED,
-                True,
-                ConditionReason.SUCCESSFULLY_APPLIED_RETENTION_POLICY,
-                f"policy {policy.name} on the snapshots of {scope}: kept {len(result.kept)}, "
-                f"removed {result.removed_count}" + (" (dry run)" if policy.dry_run else ""),
-            )
-        )
-        return (0 if policy.dry_run else result.removed_count), True
 
     async def _finalize(
         self, session: str, config: BackupConfiguration, outcome: HostOutcome, *, failed: bool = False

@@ -25,6 +25,16 @@ from stashlet.api.timestamps import now_utc
 T = TypeVar("T")
 
 
+@dataclass(frozen=True)
+class Condition:
+    """A session condition to set (with the session's final write)."""
+
+    type: str
+    ok: bool
+    reason: str
+    message: str
+
+
 @dataclass
 class SessionRestic:
     """restic for one session: the runner, the watch on its backend, and the session's time."""

@@ -3,9 +3,11 @@ remove nothing.
 
 A scope is a target's retention: a repository, the hosts whose snapshots it may forget and the target's
 paths (exactly the filter ``restic forget`` gets). The book is filled from each ``forget --json`` (what it
-kept, and with ``--dry-run`` what it would have removed) and from each backup's summary (the snapshot it
-wrote), and a repository the agent has just created holds no snapshot; it starts empty, so the first
-session of a process runs ``forget`` unless that session created the repository.
+kept, and with ``--dry-run`` what it would have removed), from a ``snapshots --json`` with the same filter
+(the sidecar's warm-up: :mod:`stashlet.agent.backup.retention_step`) and from each backup's summary (the
+snapshot it wrote), and a repository the agent has just created holds no snapshot; it starts empty, so
+the first session of a process runs ``forget`` unless the warm-up listed the scope or that session
+created the repository.
 
 :meth:`SnapshotBook.why_forget` says why ``forget`` must run, or None when the policy, evaluated over the
 known snapshots (:mod:`stashlet.agent.restic.forget_policy`), would remove nothing and the knowledge can be
@@ -71,12 +73,18 @@ class SnapshotBook:
 
     def learn_forget(self, key: ScopeKey, result: rj.ForgetResult, *, dry_run: bool) -> None:
         """After ``forget``: the scope holds what it kept (and, on a dry run, what it would remove)."""
-        listed = [*result.kept, *(result.removed if dry_run else ())]
+        self.learn_listing(key, [*result.kept, *(result.removed if dry_run else ())])
+
+    def learn_listing(self, key: ScopeKey, listed: Sequence[rj.Snapshot]) -> bool:
+        """The scope holds exactly ``listed`` (restic's own list of it, by ``forget`` or ``snapshots``
+        with the same filter). A snapshot the book cannot describe (no ID or time) forgets the scope:
+        False then."""
         entries = [k for s in listed if (k := known(s)) is not None]
         if len(entries) != len(listed):
             self._scopes.pop(key, None)
-            return
+            return False
         self._scopes[key] = _Scope({s.id: s for s in entries}, self._clock())
+        return True
 
     def learn_empty(self, key: ScopeKey) -> None:
         """The scope has no snapshot (its repository was just created)."""

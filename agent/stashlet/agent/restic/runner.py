@@ -486,11 +486,15 @@ class Restic:
         paths: Sequence[str] = (),
         tags: Sequence[str] = (),
         latest: int | None = None,
+        no_lock: bool = False,
     ) -> list[rj.Snapshot]:
-        """The snapshots matching the filters, oldest first."""
+        """The snapshots matching the filters, oldest first. With ``no_lock`` restic writes no lock (it
+        takes a shared one otherwise, which an exclusive ``forget``, ``check`` or ``prune`` waits for)."""
         args = ["snapshots", *_filters(host, paths), *(f"--tag={t}" for t in tags)]
         if latest is not None:
             args.append(f"--latest={latest}")
+        if no_lock:
+            args.append("--no-lock")
         return rj.parse_snapshots((await self._checked(args, collect=True)).stdout)
 
     async def forget(self, args: Sequence[str]) -> rj.ForgetResult:

@@ -1,0 +1,256 @@
+"""The target's retention: ``restic forget`` by the configuration's policy, only when it removes something,
+and what this agent knows of its retention scope's snapshots (:mod:`stashlet.agent.backup.snapshot_book`).
+
+The host that completes a session's target applies its retention (:meth:`RetentionStep.apply`): the book
+says whether the policy, evaluated over the snapshots this agent knows, would remove one; only then (or
+when the book cannot be trusted) does ``restic forget`` run, and its output is learned. Each backup's
+snapshot is learned too (:meth:`RetentionStep.learn_backup`), and the session that created the repository
+knows its scope held nothing before (:meth:`RetentionStep.learn_empty`).
+
+A sidecar lives for many sessions and usually starts long before its first: once its watch has listed, it
+learns its own scope in the background (:meth:`RetentionStep.warm_up`): one ``restic snapshots --no-lock``
+with the filter ``forget`` uses (this host, the target's paths). ``--no-lock`` writes no lock, so the
+listing neither blocks nor waits for any backup, forget, check or prune of any agent sharing the
+repository; a listing that misses a concurrent change can only make the next ``forget`` run (a snapshot
+another process removed still counts as present) or be caught by the book's own rules (a backup another
+process made is newer than the Repository's ``lastBackupTime`` allows). The first session then runs one
+restic process (its backup) when the policy removes nothing. The warm-up lists nothing, and logs why, when
+the target has several hosts (the book never trusts a scope of several hosts), the configuration is paused,
+or the restic repository does not exist yet (its first backup creates it and knows the scope is empty);
+any failure is logged naming the configuration and the Repository and leaves the book empty, so the first
+session runs ``forget`` as before. A replica that must hold the workload's Lease lists only once it holds
+it (the others never back up). The sidecar cancels the warm-up as soon as a session is about to run
+(:class:`~stashlet.agent.backup.daemon.Sidecar`): a session never waits for it.
+
+A changed configuration needs no new listing: the book's key is the repository URL, the hosts (the
+alias) and the paths, so a new Repository, alias or path is a scope the book does not know (its next
+session runs ``forget``, which lists it), and a new policy is evaluated over the snapshots known.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from stashlet.agent.backup import status as ss
+from stashlet.agent.backup.plan import BackupPlan, plan_from_config, retention_args, retention_paths
+from stashlet.agent.backup.session_ops import Condition, SessionRestic, check_lease, guarded
+from stashlet.agent.backup.snapshot_book import ScopeKey, SnapshotBook, describes_snapshot, scope_key
+from stashlet.agent.context import AgentContext, PreparationError
+from stashlet.agent.restic import output as rj
+from stashlet.agent.restic.backend_watch import BackendState, BackendWatch
+from stashlet.agent.restic.errors import (
+    BackendUnavailable,
+    RepositoryLocked,
+    RepositoryNotFound,
+    ResticError,
+)
+from stashlet.agent.restic.forget_policy import KnownSnapshot
+from stashlet.agent.restic.retention import RetentionError
+from stashlet.agent.restic.runner import Restic
+from stashlet.api.backupconfiguration import BackupConfiguration
+from stashlet.api.backupsession import BackupSession
+from stashlet.api.conditions import ConditionReason, ConditionType
+from stashlet.api.repository import Repository
+from stashlet.kube.errors import KubeError
+from stashlet.kube.leases import LeaseLost
+
+log = logging.getLogger(__name__)
+
+BackendReport = Callable[[BackendState], Awaitable[None]]
+
+BOOK_MAX_AGE = 24 * 3600.0
+"""Seconds after which what the agent knows of a scope's snapshots is listed again by ``forget``."""
+
+
+class RetentionStep:
+    """The target's retention and the agent's book of its scope (module docstring)."""
+
+    def __init__(self, ctx: AgentContext) -> None:
+        """Share the agent's context; the book starts empty."""
+        self.ctx = ctx
+        self.book = SnapshotBook()
+
+    # --- the scope's keys ----------------------------------------------------------------------
+
+    def own_scope(self, work: SessionRestic, plan: BackupPlan) -> ScopeKey:
+        """The book's key of this host's own snapshots of the target."""
+        return scope_key(_url(work.restic), [self.ctx.host.name], retention_paths(plan.paths))
+
+    def scope(self, work: SessionRestic, session: BackupSession | None, plan: BackupPlan) -> ScopeKey:
+        """The book's key of the target's retention scope: the repository, the hosts, the paths."""
+        hosts = ss.retention_hosts(session, plan.ref, self.ctx.host.name)
+        return scope_key(_url(work.restic), hosts, retention_paths(plan.paths))
+
+    # --- what sessions teach the book ----------------------------------------------------------
+
+    def learn_empty(self, work: SessionRestic, plan: BackupPlan) -> None:
+        """The session created the repository: this host's scope holds nothing yet."""
+        self.book.learn_empty(self.own_scope(work, plan))
+
+    def learn_backup(
+        self, work: SessionRestic, plan: BackupPlan, summary: rj.BackupSummary
+    ) -> KnownSnapshot | None:
+        """Tell the book of the snapshot the backup wrote (in the scope of this host alone)."""
+        paths = tuple(sorted(retention_paths(plan.paths)))
+        snapshot = None
+        if summary.snapshot_id and summary.backup_start is not None and describes_snapshot(plan.args):
+            snapshot = KnownSnapshot(summary.snapshot_id, summary.backup_start, self.ctx.host.name, paths)
+        self.book.learn_backup(self.own_scope(work, plan), snapshot)
+        return snapshot
+
+    def known(
+        self, work: SessionRestic, session: BackupSession | None, plan: BackupPlan
+    ) -> list[KnownSnapshot]:
+        """The snapshots known in the target's retention scope."""
+        return self.book.snapshots(self.scope(work, session, plan))
+
+    # --- the session's retention ---------------------------------------------------------------
+
+    async def apply(
+        self,
+        session: BackupSession | None,
+        config: BackupConfiguration,
+        repo: Repository,
+        work: SessionRestic,
+        plan: BackupPlan,
+    ) -> tuple[int | None, Condition]:
+        """Forget by the policy, among this target's snapshots only: (snapshots removed, None when the
+        policy could not be applied; the session's ``RetentionPolicyApplied`` condition).
+
+        ``restic forget`` runs only when the book cannot tell that it would remove nothing."""
+        ctx = self.ctx
+        policy = config.spec.retention_policy
+        hosts = ss.retention_hosts(session, plan.ref, ctx.host.name)
+        scope = f"hosts {', '.join(hosts) or '(none)'}, paths {', '.join(plan.paths) or '(none)'}"
+        key = self.scope(work, session, plan)
+        try:
+            check_lease(ctx)
+            args = retention_args(policy, plan, hosts)
+            why = self.book.why_forget(
+                key,
+                policy,
+                max_age=BOOK_MAX_AGE,
+                repository_last_backup=repo.status.last_backup_time if repo.status else None,
+            )
+            if why is None:
+                known = len(self.book.snapshots(key))
+                log.info(
+                    "retention policy removes nothing; restic forget not run",
+                    extra={"invoker": ctx.object_ref(), "scope": scope, "known_snapshots": known},
+                )
+                return 0, Condition(
+                    ConditionType.RETENTION_POLICY_APPLIED,
+                    True,
+                    ConditionReason.SUCCESSFULLY_APPLIED_RETENTION_POLICY,
+                    f"policy {policy.name} on the snapshots of {scope}: kept {known}, removed 0 "
+                    "(restic forget not run: the policy removes none of the snapshots this agent knows)",
+                )
+            log.info("running restic forget", extra={"invoker": ctx.object_ref(), "why": why})
+            result = await guarded(ctx, work, lambda: work.restic.forget(args))
+        except (ResticError, RetentionError, LeaseLost) as exc:
+            self.book.drop(key)
+            log.error(
+                "retention policy not applied",
+                extra={"invoker": ctx.object_ref(), "scope": scope, "error": str(exc)},
+            )
+            return None, Condition(
+                ConditionType.RETENTION_POLICY_APPLIED,
+                False,
+                exc.reason
+                if isinstance(exc, (RepositoryLocked, BackendUnavailable))
+                else ConditionReason.FAILED_TO_APPLY_RETENTION_POLICY,
+                f"policy {policy.name}: {exc}",
+            )
+        self.book.learn_forget(key, result, dry_run=bool(policy.dry_run))
+        return (0 if policy.dry_run else result.removed_count), Condition(
+            ConditionType.RETENTION_POLICY_APPLIED,
+            True,
+            ConditionReason.SUCCESSFULLY_APPLIED_RETENTION_POLICY,
+            f"policy {policy.name} on the snapshots of {scope}: kept {len(result.kept)}, "
+            f"removed {result.removed_count}" + (" (dry run)" if policy.dry_run else ""),
+        )
+
+    # --- the sidecar's warm-up -----------------------------------------------------------------
+
+    async def warm_up(self) -> None:
+        """Learn this host's retention scope before the first session (module docstring); never raises
+        but for its cancellation."""
+        ctx = self.ctx
+        invoker = f"BackupConfiguration {ctx.object_ref()}"
+        try:
+            config = await ctx.stash.get(BackupConfiguration, ctx.namespace, ctx.settings.invoker_name)
+            plan = plan_from_config(config, await ctx.read_workload())
+        except (KubeError, PreparationError) as exc:
+            _not_listed(invoker, "", f"cannot read what to list: {exc}")
+            return
+        repo_ref = config.spec.repository
+        repository = f"Repository {repo_ref.namespace or ctx.namespace}/{repo_ref.name}" if repo_ref else ""
+        if config.spec.paused:
+            _not_listed(invoker, repository, "the configuration is paused")
+            return
+        if plan.total_hosts != 1 or repo_ref is None:
+            why = "spec.repository is not set" if repo_ref is None else "the target has several hosts"
+            _not_listed(invoker, repository, why)
+            return
+        if ctx.host.needs_lease and ctx.lease is not None and not ctx.lease.held:
+            await ctx.lease.wait_held()  # only the holder backs up (cancelled with the process)
+        began = time.monotonic()
+        try:
+            repo, restic_repo = await ctx.repository(repo_ref.name, repo_ref.namespace)
+            settings = ctx.restic_for(config.spec)
+            watch = BackendWatch(restic_repo.display_url, settings.backend_give_up, _log_backend(invoker))
+            restic = Restic(settings, restic_repo, on_backend=watch.notice)
+            listed = await watch.guard(
+                lambda: restic.snapshots(host=ctx.host.name, paths=retention_paths(plan.paths), no_lock=True),
+                hurry=restic.hurry,
+            )
+        except RepositoryNotFound:
+            _not_listed(
+                invoker, repository, "the restic repository does not exist yet (its first backup creates it)"
+            )
+            return
+        except (KubeError, PreparationError, ResticError) as exc:
+            _not_listed(invoker, repository, str(exc), failed=True)
+            return
+        key = scope_key(restic_repo.url, [ctx.host.name], retention_paths(plan.paths))
+        if not self.book.learn_listing(key, listed):
+            _not_listed(invoker, repository, "a snapshot in the listing has no ID or time", failed=True)
+            return
+        log.info(
+            "retention scope listed",
+            extra={
+                "invoker": invoker,
+                "repository": f"{repo.metadata.namespace}/{repo.metadata.name}",
+                "host": ctx.host.name,
+                "paths": plan.paths,
+                "snapshots": len(listed),
+                "seconds": round(time.monotonic() - began, 4),
+                "restic_seconds": round(restic.seconds, 4),
+            },
+        )
+
+
+def _url(restic: Restic) -> str:
+    return restic.repository.url if restic.repository else ""
+
+
+def _not_listed(invoker: str, repository: str, why: str, *, failed: bool = False) -> None:
+    """The warm-up's line when it learned nothing: the first session runs ``forget``."""
+    (log.warning if failed else log.info)(
+        "retention scope not listed",
+        extra={"invoker": invoker, "repository": repository, "why": why},
+    )
+
+
+def _log_backend(invoker: str) -> BackendReport:
+    async def report(state: BackendState) -> None:
+        log.warning(
+            "backend unreachable while listing the retention scope, restic retries"
+            if not state.reachable
+            else "backend answers again while listing the retention scope",
+            extra={"invoker": invoker, "backend": state.location, "error": state.error},
+        )
+
+    return report
