@@ -55,6 +55,12 @@ ANNOTATION_BACKUP_WHILE_PAUSED: Final = f"{GROUP}/backup-while-paused"
 # Set to "false" on a Repository to forbid the agent from initialising a missing restic repository.
 ANNOTATION_INIT_REPOSITORY: Final = f"{GROUP}/init-repository"
 
+# On a Repository: how often ``restic check`` runs on it (a Go duration, default ``24h``; ``0s``: after
+# every backup; due-ness counts from ``status.lastCheckTime``), and what part of the data it also reads
+# (restic's ``--read-data-subset``: ``n/t``, ``x%`` or a size such as ``500M``; unset: the structure only).
+ANNOTATION_CHECK_INTERVAL: Final = f"{GROUP}/check-interval"
+ANNOTATION_CHECK_READ_DATA_SUBSET: Final = f"{GROUP}/check-read-data-subset"
+
 # Who asked for a BackupSession (the trigger CronJob, the agent's POST /backup, a person).
 ANNOTATION_REQUESTED_BY: Final = f"{GROUP}/requested-by"
 

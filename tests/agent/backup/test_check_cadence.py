@@ -13,7 +13,8 @@ from stashlet.agent.backup.check_cadence import (
     check_due,
     check_settings,
 )
-from stashlet.api.repository import ANNOTATION_CHECK_INTERVAL, ANNOTATION_CHECK_READ_DATA_SUBSET, Repository
+from stashlet.api.names import ANNOTATION_CHECK_INTERVAL, ANNOTATION_CHECK_READ_DATA_SUBSET
+from stashlet.api.repository import Repository
 
 NOW = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
 

@@ -19,11 +19,8 @@ from dataclasses import dataclass
 
 from stashlet.agent.errors import RefuseInput
 from stashlet.api.durations import parse_duration
-from stashlet.api.repository import (
-    ANNOTATION_CHECK_INTERVAL,
-    ANNOTATION_CHECK_READ_DATA_SUBSET,
-    Repository,
-)
+from stashlet.api.names import ANNOTATION_CHECK_INTERVAL, ANNOTATION_CHECK_READ_DATA_SUBSET
+from stashlet.api.repository import Repository
 
 DEFAULT_CHECK_INTERVAL = 24 * 3600.0
 """Seconds between two checks of a Repository when it does not say (once a day)."""

@@ -75,7 +75,8 @@ from stashlet.api.backupsession import (
 from stashlet.api.common import TargetRef
 from stashlet.api.conditions import ConditionReason, ConditionType
 from stashlet.api.durations import format_duration, parse_duration
-from stashlet.api.repository import ANNOTATION_CHECK_INTERVAL, Repository
+from stashlet.api.names import ANNOTATION_CHECK_INTERVAL
+from stashlet.api.repository import Repository
 from stashlet.api.timestamps import now_utc
 from stashlet.kube.errors import KubeError
 from stashlet.kube.leases import LeaseLost
@@ -88,8 +89,6 @@ STATUS_PROGRESS_INTERVAL = 5.0
 """Seconds between progress writes into the BackupSession status (the API server is no log)."""
 
 REASON_CHECK_NOT_DUE = "CheckNotDue"
-REASON_INVALID_CHECK_SETTINGS = CheckSettingsRefused.reason
-REASON_CHECK_FAILED = "RepositoryIntegrityCheckFailed"
 
 
 def session_deadline(session: BackupSession, config: BackupConfiguration) -> float | None:
