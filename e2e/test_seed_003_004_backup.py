@@ -270,8 +270,14 @@ async def test_seed_003_backup_pause_and_resume(
     assert rows[0] == ["NAME", "INVOKER-TYPE", "INVOKER-NAME", "PHASE", "DURATION", "AGE"]
     assert rows[1][:4] == [name, "BackupConfiguration", "pause-backup", "Succeeded"]
     assert re.fullmatch(r"\d+(ms|s)|\d+m\d+s", rows[1][4])
-    repo_rows = columns(kubectl("get", "repository", "-n", namespace).stdout)
-    assert repo_rows[1][:2] == ["gcs-repo", "true"]
+
+    # The Repository's integrity, size and count are written a moment after the session has ended (the
+    # first check and `restic stats` run once it has reported).
+    def checked_repository() -> list[list[str]] | None:
+        rows = columns(kubectl("get", "repository", "-n", namespace).stdout)
+        return rows if rows[1][:2] == ["gcs-repo", "true"] else None
+
+    repo_rows = await helpers.until(checked_repository, timeout=60, what="Repository gcs-repo checked")
     assert repo_rows[1][3] == "1"
 
     # The data in the backend is the PVC's, as plain restic reads it.
