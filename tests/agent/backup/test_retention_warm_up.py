@@ -36,7 +36,7 @@ def retention_message(kubectl: Callable[..., Any], namespace: str, session: str)
 
 
 def snapshot_count(run: Callable[..., subprocess.CompletedProcess[str]]) -> int:
-    return len(json.loads(run("snapshots", "--json").stdout))
+    return len(json.loads(run("snapshots", "--no-lock", "--json").stdout))
 
 
 def test_a_fresh_sidecar_lists_its_scope_so_its_first_session_runs_only_the_backup(
