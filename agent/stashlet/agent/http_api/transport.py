@@ -16,6 +16,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -161,6 +162,8 @@ class Server:
             await self._serve(task, reader, writer)
         except (ConnectionError, asyncio.CancelledError):
             pass
+        except Exception:
+            log.exception("HTTP API connection failed", extra={"peer": writer.get_extra_info("peername")})
         finally:
             self.connections.pop(task, None)
             writer.close()
@@ -190,7 +193,7 @@ class Server:
                 response = await self.app.handle(request)
             finally:
                 self.connections[task] = False
-            await _write(writer, conn, response)
+            await _write(writer, conn, response, head=request.method == "HEAD")
             if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
                 return
             conn.start_next_cycle()
@@ -239,7 +242,9 @@ async def _read_request(
     return Request(event.method.decode("ascii"), target.path, target.query, headers, bytes(body), remote)
 
 
-async def _write(writer: asyncio.StreamWriter, conn: h11.Connection, response: Response) -> None:
+async def _write(
+    writer: asyncio.StreamWriter, conn: h11.Connection, response: Response, *, head: bool = False
+) -> None:
     headers = [
         ("Content-Type", response.content_type),
         ("Content-Length", str(len(response.body))),
@@ -247,8 +252,9 @@ async def _write(writer: asyncio.StreamWriter, conn: h11.Connection, response: R
     ]
     if response.status >= 400 and response.status in (400, 413):
         headers.append(("Connection", "close"))
-    data = conn.send(h11.Response(status_code=response.status, headers=headers))
-    if response.body:
+    reason = HTTPStatus(response.status).phrase.encode()
+    data = conn.send(h11.Response(status_code=response.status, headers=headers, reason=reason))
+    if response.body and not head:
         data += conn.send(h11.Data(data=response.body))
     data += conn.send(h11.EndOfMessage())
     writer.write(data)
