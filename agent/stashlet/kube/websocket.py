@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
+from collections import deque
 from collections.abc import AsyncIterator, Sequence
 
 from wsproto import ConnectionType, WSConnection
@@ -51,6 +52,7 @@ class WebSocket:
     ) -> None:
         """Wrap an upgraded connection (see :meth:`connect`)."""
         self.reader, self.writer, self.ws, self.protocol = reader, writer, ws, protocol
+        self.pending: deque[Event] = deque()
 
     @classmethod
     async def connect(
@@ -85,13 +87,17 @@ class WebSocket:
         raise TransportError("the server closed the connection during the WebSocket upgrade")
 
     async def _events(self) -> AsyncIterator[Event]:
+        """The connection's events one at a time; one not taken yet (the frames that came with the
+        upgrade's answer) waits in ``pending`` for the next caller."""
         while True:
+            while self.pending:
+                yield self.pending.popleft()
             try:
-                events = list(self.ws.events())
+                self.pending.extend(self.ws.events())
             except RemoteProtocolError as exc:
                 raise TransportError(f"the server broke the WebSocket protocol: {exc}") from None
-            for event in events:
-                yield event
+            if self.pending:
+                continue
             data = await self.reader.read(READ_SIZE)
             if not data:
                 return
