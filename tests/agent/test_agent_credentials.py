@@ -169,7 +169,7 @@ async def test_the_api_client_talks_with_the_given_token_and_reads_it_again(
     monkeypatch.setattr(kube_config, "TOKEN_REREAD_SECONDS", 0.0)
     api = await kube_client.new_api_client()
     try:
-        assert api.url("/api") == "https://10.96.0.1:443/api"
+        assert (api.origin.scheme, api.origin.authority) == ("https", "10.96.0.1:443")
         assert api.config.ca_file == token_dir / "ca.crt"
         assert isinstance(api.ssl, ssl.SSLContext)
         assert api.ssl.verify_mode == ssl.CERT_REQUIRED

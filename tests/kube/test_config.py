@@ -13,7 +13,6 @@ import ssl
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 from tests.kubeconfigs import token_kubeconfig
 
@@ -247,7 +246,7 @@ async def test_tls_is_verified_against_the_clusters_ca_unless_told_not_to(
         tmp_path / "wrong", user, {"server": cluster["server"], "certificate-authority": str(other_ca)}
     )
     async with await new_api_client(str(wrong)) as api:
-        with pytest.raises(aiohttp.ClientConnectorCertificateError):
+        with pytest.raises(ssl.SSLCertVerificationError):
             await who_am_i(api)
     insecure = write(
         tmp_path / "insecure", user, {"server": cluster["server"], "insecure-skip-tls-verify": True}

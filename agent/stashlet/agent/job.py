@@ -41,8 +41,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import aiohttp
-
 from stashlet.agent.backup import status as ss
 from stashlet.agent.backup.daemon import (
     REASON_DEADLINE,
@@ -274,7 +272,7 @@ class BackupJob:
         """Dump the resources into :attr:`dump_dir` and record the report on session ``name``."""
         try:
             report = await dump(self.ctx.api, scope, options, self.dump_dir)
-        except (KubeError, OSError, aiohttp.ClientError, ValueError) as exc:
+        except (KubeError, OSError, ValueError) as exc:
             raise DumpFailed(f"dumping the resources failed: {exc}", reason=REASON_DUMP_FAILED) from exc
         await self._record_report(name, report)
 
@@ -367,7 +365,7 @@ async def run(settings: AgentSettings, restic: ResticSettings) -> int:
                 raise
             log.warning("backup job stopped by a signal", extra={"session": f"{settings.namespace}/{name}"})
             return EXIT_INTERRUPTED
-        except (KubeError, aiohttp.ClientError, OSError) as exc:
+        except (KubeError, OSError) as exc:
             # The API server could not record the session's end: the Job fails, and says why.
             log.error(
                 "backup job could not complete its session",

@@ -73,6 +73,12 @@ class ServerError(KubeError, status=500):
     """5xx: the server could not answer now."""
 
 
+class TransportError(ConnectionError):
+    """The connection to the API server failed or its answer broke HTTP (a client's own failure, not the
+    server's word): transient, as a lost connection is. Each client raises its own transport failures as
+    this, so the shared layer names no HTTP library."""
+
+
 _BY_STATUS: dict[int, type[KubeError]] = {
     cls.status: cls
     for cls in (BadRequest, Unauthorized, Forbidden, NotFound, Conflict, Gone, Invalid, TooManyRequests)

@@ -1,9 +1,10 @@
-"""The small interface the shared Kubernetes layer talks through, and its aiohttp implementation.
+"""The small interface the shared Kubernetes layer talks through, and the agent's implementation of it.
 
 :class:`KubeApi` is all :mod:`stashlet.kube` needs of a client: send one request and get the server's
 JSON back, or open a watch and read its lines. Two things implement it: :class:`RestClient`, the agent's
-own client (one aiohttp session, an SSL context holding only the cluster's CA, a bearer token read again
-every minute or a client certificate), and the operator's kubernetes-asyncio ApiClient
+own client (HTTP/1.1 with h11 on asyncio streams, :mod:`stashlet.kube.http`: a few keep-alive
+connections, an SSL context holding only the cluster's CA, a bearer token read again every minute or a
+client certificate), and the operator's kubernetes-asyncio ApiClient
 (:mod:`stashlet.operator.core.apiclient`), so both sides share one layer without the agent importing the
 generated client.
 
@@ -16,13 +17,14 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from typing import Any, Protocol
-
-import aiohttp
+from urllib.parse import urlencode
 
 from stashlet.kube.config import ClusterConfig
 from stashlet.kube.errors import from_response
+from stashlet.kube.http import Answer, Origin, Pool, open_stream
+from stashlet.kube.websocket import WebSocket
 
 Query = Mapping[str, str | int | bool | None]
 """Query parameters by their API names (``labelSelector``, ``resourceVersion``); None is left out."""
@@ -37,8 +39,8 @@ THROTTLE_RETRIES = 10
 request was not carried out; it is sent again after the server's ``Retry-After``, up to ten times."""
 MAX_RETRY_AFTER = 10.0
 
-READ_BUFFER = 2**21
-"""A watch event carries a whole object; etcd's default request limit is 1.5 MiB."""
+REQUEST_TIMEOUT = 300.0
+"""A request's overall limit unless the caller gives one (a watch: until its head arrives)."""
 
 
 class KubeApi(Protocol):
@@ -89,85 +91,57 @@ def retry_after(headers: Mapping[str, str] | None) -> float:
         return 1.0
 
 
-async def answered(send: Callable[[], Awaitable[aiohttp.ClientResponse]]) -> aiohttp.ClientResponse:
-    """The first answer of ``send`` that is not a 429 (after :data:`THROTTLE_RETRIES` more, the 429 too),
-    raised as a KubeError unless it is a success. The caller releases a successful response."""
-    for attempt in range(THROTTLE_RETRIES + 1):
-        response = await send()
-        if response.status == 429 and attempt < THROTTLE_RETRIES:
-            response.release()
-            await asyncio.sleep(retry_after(response.headers))
-            continue
-        if 200 <= response.status < 300:
-            return response
-        try:
-            raw = await response.read()
-        finally:
-            response.release()
-        raise from_response(raw, response.status, response.reason)
-    raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
-
-
-async def read_json(response: aiohttp.ClientResponse) -> dict[str, Any]:
-    """The JSON body of a successful response (empty: ``{}``), the response released."""
-    try:
-        raw = await response.read()
-    finally:
-        response.release()
-    if not raw.strip():
-        return {}
-    body: dict[str, Any] = json.loads(raw)
-    return body
-
-
-async def lines(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
-    """The non-empty lines of a streamed response as they arrive (a line the connection cut short is
-    dropped: the server ends every watch event with a newline); the response released at the end."""
-    buffer = b""
-    try:
-        while chunk := await response.content.readany():
-            buffer += chunk
-            *complete, buffer = buffer.split(b"\n")
-            for line in complete:
-                if line.strip():
-                    yield line
-    finally:
-        response.release()
-
-
 class RestClient:
-    """:class:`KubeApi` over one aiohttp session (keep-alive) to one API server, as one identity."""
+    """:class:`KubeApi` over a few keep-alive HTTP/1.1 connections (h11 on asyncio streams) to one API
+    server, as one identity; TLS trusts the cluster's CA only."""
 
-    def __init__(self, config: ClusterConfig) -> None:
+    def __init__(self, config: ClusterConfig, *, request_timeout: float = REQUEST_TIMEOUT) -> None:
         """Talk to ``config.server`` as ``config`` says; :meth:`close` when done (or ``async with``)."""
         self.config = config
-        self.ssl: ssl.SSLContext | bool = config.ssl_context() if config.server.startswith("https") else False
-        self._session: aiohttp.ClientSession | None = None
+        self.origin = Origin.parse(config.server)
+        self.ssl: ssl.SSLContext | None = config.ssl_context() if self.origin.scheme == "https" else None
+        self.request_timeout = request_timeout
+        self.pool = Pool(self.origin, self.ssl)
 
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        """The one session (made on first use, inside the running loop)."""
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(ssl=self.ssl),
-                read_bufsize=READ_BUFFER,
-                json_serialize=json.dumps,
-            )
-        return self._session
-
-    def url(self, path: str) -> str:
-        """The full URL of an API path."""
-        return self.config.server.rstrip("/") + path
+    def target(self, path: str, query: Query | list[tuple[str, str]] | None = None) -> str:
+        """The request target of an API path with its query."""
+        pairs = query if isinstance(query, list) else encode_query(query)
+        return self.origin.prefix + path + ("?" + urlencode(pairs) if pairs else "")
 
     def headers(self, *, accept: str | None = None, content_type: str | None = None) -> dict[str, str]:
-        """Authorization and content negotiation for one request."""
-        headers = {"Accept": accept or JSON, "User-Agent": USER_AGENT}
+        """Host, authorization and content negotiation for one request."""
+        headers = {"Host": self.origin.authority, "Accept": accept or JSON, "User-Agent": USER_AGENT}
         if content_type:
             headers["Content-Type"] = content_type
         token = self.config.bearer_token()
         if token:
             headers["Authorization"] = f"Bearer {token}"
         return headers
+
+    async def _answered(
+        self,
+        method: str,
+        target: str,
+        *,
+        body: bytes | None = None,
+        accept: str | None = None,
+        content_type: str | None = None,
+    ) -> Answer:
+        """The first answer that is not a 429 (after :data:`THROTTLE_RETRIES` more, the 429 too), raised
+        as a KubeError unless it is a success. The caller reads and releases a successful answer."""
+        for attempt in range(THROTTLE_RETRIES + 1):
+            answer = await self.pool.request(
+                method, target, self.headers(accept=accept, content_type=content_type).items(), body
+            )
+            if answer.status == 429 and attempt < THROTTLE_RETRIES:
+                await _drain(answer)
+                await asyncio.sleep(retry_after({"Retry-After": answer.headers.get("retry-after", "")}))
+                continue
+            if 200 <= answer.status < 300:
+                return answer
+            raw = await _drain(answer)
+            raise from_response(raw, answer.status, answer.reason)
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
     async def send(
         self,
@@ -182,49 +156,56 @@ class RestClient:
     ) -> dict[str, Any]:
         """Send one request; the answer's JSON (a 429 sent again; any other failure a KubeError)."""
         data = None if body is None else json.dumps(body).encode()
-        limit = aiohttp.ClientTimeout(total=within) if within else self.session.timeout
-
-        def attempt() -> Awaitable[aiohttp.ClientResponse]:
-            return self.session.request(
+        async with asyncio.timeout(within or self.request_timeout):
+            answer = await self._answered(
                 method,
-                self.url(path),
-                params=encode_query(query),
-                data=data,
-                headers=self.headers(accept=accept, content_type=(content_type or JSON) if data else None),
-                timeout=limit,
+                self.target(path, query),
+                body=data,
+                accept=accept,
+                content_type=(content_type or JSON) if data is not None else None,
             )
-
-        return await read_json(await answered(attempt))
+            raw = await _drain(answer)
+        if not raw.strip():
+            return {}
+        parsed: dict[str, Any] = json.loads(raw)
+        return parsed
 
     async def stream(
         self, path: str, query: Query | None = None, *, accept: str | None = None
     ) -> AsyncGenerator[bytes, None]:
-        """GET ``path`` with no overall timeout and yield its lines (a watch)."""
-
-        def attempt() -> Awaitable[aiohttp.ClientResponse]:
-            return self.session.get(
-                self.url(path),
-                params=encode_query(query),
-                headers=self.headers(accept=accept),
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=30),
-            )
-
-        async for line in lines(await answered(attempt)):
-            yield line
+        """GET ``path`` with no overall timeout and yield the non-empty lines of its body as they arrive
+        (a line the connection cut short is dropped: the server ends every watch event with a newline)."""
+        async with asyncio.timeout(self.request_timeout):
+            answer = await self._answered("GET", self.target(path, query), accept=accept)
+        buffer = b""
+        try:
+            async for chunk in answer.chunks():
+                buffer += chunk
+                *complete, buffer = buffer.split(b"\n")
+                for line in complete:
+                    if line.strip():
+                        yield line
+        finally:
+            answer.release()
 
     async def websocket(
         self, path: str, query: list[tuple[str, str]], protocols: tuple[str, ...]
-    ) -> aiohttp.ClientWebSocketResponse:
-        """Open a WebSocket to ``path`` (``pods/exec``) offering ``protocols``; aiohttp's
-        WSServerHandshakeError (with the HTTP status) when the server refuses the upgrade."""
-        return await self.session.ws_connect(
-            self.url(path), params=query, protocols=protocols, headers=self.headers(), max_msg_size=0
-        )
+    ) -> WebSocket:
+        """Open a WebSocket to ``path`` (``pods/exec``) offering ``protocols``, on a connection of its own;
+        :class:`~stashlet.kube.websocket.UpgradeRefused` (with the HTTP status) when the server refuses."""
+        reader, writer = await open_stream(self.origin.host, self.origin.port, self.ssl)
+        headers = [(name, value) for name, value in self.headers().items() if name != "Host"]
+        try:
+            return await WebSocket.connect(
+                reader, writer, self.origin.authority, self.target(path, query), protocols, headers
+            )
+        except BaseException:
+            writer.close()
+            raise
 
     async def close(self) -> None:
-        """Close the session and its connections."""
-        if self._session is not None:
-            await self._session.close()
+        """Close the idle connections."""
+        await self.pool.close()
 
     async def __aenter__(self) -> RestClient:
         """Use as ``async with``."""
@@ -233,3 +214,11 @@ class RestClient:
     async def __aexit__(self, *_: object) -> None:
         """Close on exit."""
         await self.close()
+
+
+async def _drain(answer: Answer) -> bytes:
+    """The whole body of ``answer``, the answer released."""
+    try:
+        return await answer.read()
+    finally:
+        answer.release()

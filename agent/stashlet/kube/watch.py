@@ -25,8 +25,6 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import aiohttp
-
 from stashlet.kube.errors import Gone, KubeError, from_status_object, is_transient
 from stashlet.kube.rest import KubeApi, Query
 
@@ -216,8 +214,8 @@ async def watch(
         except Gone:
             log.info("watch version expired; listing again")
             version = ""
-        except (KubeError, aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
-            if not is_transient(exc) and not isinstance(exc, (aiohttp.ClientError, ValueError)):
+        except (KubeError, OSError, TimeoutError, ValueError) as exc:
+            if not is_transient(exc) and not isinstance(exc, ValueError):
                 raise
             log.warning("watch interrupted; resuming", extra={"error": str(exc), "backoff": backoff})
             await asyncio.sleep(backoff)

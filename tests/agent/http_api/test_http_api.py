@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,20 +15,19 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient
 from prometheus_client import CollectorRegistry, Gauge
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.parser import text_string_to_metric_families
-from pytest_aiohttp import AiohttpClient
 
 from stashlet.agent.http_api import server
 from stashlet.agent.http_api.server import BackupRefused, make_app, openapi_document, run_server
+from stashlet.agent.http_api.transport import App, Handler, Request, Response
 from stashlet.agent.live import LiveState
 from stashlet.agent.liveness import Heartbeat, wedged
 
 TOKEN = "tok-3f1c2a-correct"
-Client = TestClient[web.Request, web.Application]
+Client = aiohttp.ClientSession
+"""A client session whose base URL is the API served on a real port."""
 
 STATUS: dict[str, Any] = {
     "mode": "sidecar",
@@ -132,11 +133,28 @@ def token_file(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
+async def served() -> AsyncIterator[Callable[[App, str], Awaitable[Client]]]:
+    """Serve an app on a free port of a host, with a client session to it; both closed at the end."""
+    async with AsyncExitStack() as stack:
+
+        async def serve(app: App, host: str) -> Client:
+            running = await run_server(app, host, 0)
+            stack.push_async_callback(running.cleanup)
+            port = running.addresses[0][1]
+            return await stack.enter_async_context(aiohttp.ClientSession(f"http://{host}:{port}"))
+
+        yield serve
+
+
+@pytest.fixture
 async def client(
-    aiohttp_client: AiohttpClient, source: FakeSource, registry: CollectorRegistry, token_file: Path
+    served: Callable[[App, str], Awaitable[Client]],
+    source: FakeSource,
+    registry: CollectorRegistry,
+    token_file: Path,
 ) -> Client:
     """The API on 127.0.0.1, so every request comes from loopback."""
-    return await aiohttp_client(make_app(source, metrics_registry=registry, api_token_file=token_file))
+    return await served(make_app(source, metrics_registry=registry, api_token_file=token_file), "127.0.0.1")
 
 
 def non_loopback_address() -> str | None:
@@ -157,13 +175,10 @@ def non_loopback_address() -> str | None:
     return address
 
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
 @pytest.fixture(params=["tcp-peer", "rewritten-peer"])
 def remote_client(
     request: pytest.FixtureRequest,
-    aiohttp_client: AiohttpClient,
+    served: Callable[[App, str], Awaitable[Client]],
     source: FakeSource,
     registry: CollectorRegistry,
 ) -> Callable[[Path | None], Awaitable[Client]]:
@@ -179,14 +194,13 @@ def remote_client(
     async def make(token_file: Path | None) -> Client:
         app = make_app(source, metrics_registry=registry, api_token_file=token_file)
         if address is not None:
-            return await aiohttp_client(app, server_kwargs={"host": address})
+            return await served(app, address)
 
-        @web.middleware
-        async def from_elsewhere(request: web.Request, handler: Handler) -> web.StreamResponse:
-            return await handler(request.clone(remote="192.0.2.7"))
+        async def from_elsewhere(request: Request, handler: Handler) -> Response:
+            return await handler(dataclasses.replace(request, remote="192.0.2.7"))
 
         app.middlewares.insert(0, from_elsewhere)
-        return await aiohttp_client(app)
+        return await served(app, "127.0.0.1")
 
     return make
 
@@ -463,9 +477,7 @@ async def test_openapi_is_served_and_matches_the_router(client: Client) -> None:
     assert document == openapi_document()
 
     app = make_app(FakeSource(), metrics_registry=CollectorRegistry(), api_token_file=None)
-    routes = {
-        (route.method.lower(), route.resource.canonical) for route in app.router.routes() if route.resource
-    }
+    routes = {(method.lower(), path) for method, path in app.routes}
     documented_routes = {(method, path) for path, item in document["paths"].items() for method in item}
     assert routes == documented_routes
 

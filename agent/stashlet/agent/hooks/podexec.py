@@ -2,10 +2,10 @@
 
 The request is a WebSocket upgrade of ``GET .../pods/<pod>/exec`` (``v4.channel.k8s.io``: one byte of
 channel, then the data; 1 is stdout, 2 stderr, 3 the final ``Status``; ``v5.channel.k8s.io`` is offered
-first and reads the same here), made with aiohttp's WebSocket client over the agent's own client
-(:class:`~stashlet.kube.rest.RestClient`: its session, CA and identity). The caller needs ``get`` and (since
-Kubernetes 1.35) ``create`` on ``pods/exec`` in the pod's namespace. The last 10 KiB of stdout and of
-stderr are kept.
+first and reads the same here), made with the agent's own client (:class:`~stashlet.kube.rest.RestClient`:
+its server, CA and identity; the WebSocket is wsproto's, :mod:`stashlet.kube.websocket`). The caller
+needs ``get`` and (since Kubernetes 1.35) ``create`` on ``pods/exec`` in the pod's namespace. The last
+10 KiB of stdout and of stderr are kept.
 
 The exit status comes from the final ``Status``: ``Success`` is 0; a ``NonZeroExitCode`` failure carries
 the code; any other failure (the command was not found, the container stopped) is :class:`ExecFailed`
@@ -20,11 +20,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
-
 from stashlet.agent.hooks.outcome import HookFailed
 from stashlet.kube import paths
 from stashlet.kube.rest import RestClient
+from stashlet.kube.websocket import UpgradeRefused, WebSocket
 
 STDOUT, STDERR, ERROR = 1, 2, 3
 KEEP = 10 * 1024
@@ -52,7 +51,7 @@ async def exec_in_container(
     query += [("container", container), ("stdout", "true"), ("stderr", "true")]
     try:
         ws = await api.websocket(paths.core("pods", namespace, pod, "exec"), query, PROTOCOLS)
-    except aiohttp.WSServerHandshakeError as exc:
+    except UpgradeRefused as exc:
         raise ExecFailed(
             f"the API server refused the exec: HTTP {exc.status} {_refusal(exc.status)}"
         ) from None
@@ -69,13 +68,10 @@ def _refusal(status: int) -> str:
     }.get(status, "")
 
 
-async def _collect(ws: aiohttp.ClientWebSocketResponse) -> ExecOutput:
+async def _collect(ws: WebSocket) -> ExecOutput:
     out, err = bytearray(), bytearray()
     status: dict[str, Any] | None = None
-    async for message in ws:
-        if message.type not in (aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.TEXT):
-            continue
-        data = message.data if isinstance(message.data, bytes) else message.data.encode()
+    async for data in ws.messages():
         if len(data) < 2:
             continue
         channel, payload = data[0], data[1:]

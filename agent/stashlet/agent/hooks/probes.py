@@ -18,13 +18,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import ssl
 from urllib.parse import urlencode
-
-import aiohttp
-from multidict import CIMultiDict
 
 from stashlet.agent.hooks.outcome import HookFailed, Scrubber
 from stashlet.api.hooks import HTTPAction
+from stashlet.kube.errors import TransportError
+from stashlet.kube.http import Connection, Origin
 
 USER_AGENT = "stashlet-hook"
 MAX_RESPONSE = 10 * 1024
@@ -47,39 +47,51 @@ def where(scheme: str, host: str, port: int) -> str:
 async def http_request(action: HTTPAction, host: str, port: int, body: str, scrub: Scrubber) -> str:
     """Send the hook's request; its status and the start of the response on success."""
     base = where(action.scheme, host, port)
-    headers = _headers(action, body)
     data = _payload(action, body)
-    connector = aiohttp.TCPConnector(ssl=False, force_close=True)
+    headers = _headers(action, body, address(host, port))
+    if not action.path.startswith("/") or any(c.isspace() for c in action.path):
+        raise ProbeFailed(f"{action.method} {base}: not a valid URL (check host and path)")
     try:
-        async with (
-            aiohttp.ClientSession(connector=connector, trust_env=False) as session,
-            session.request(
-                action.method,
-                base + action.path,
-                headers=headers,
-                data=data,
-                allow_redirects=False,
-                skip_auto_headers=("User-Agent",),
-            ) as response,
-        ):
-            text = await response.content.read(MAX_RESPONSE)
-            status = response.status
-    except aiohttp.InvalidURL:
+        connection = await Connection.open(Origin(action.scheme.lower(), host, port), _unverified())
+    except OSError as exc:
+        raise ProbeFailed(
+            f"{action.method} {base}: cannot connect: {scrub(exc.strerror or str(exc))}"
+        ) from None
+    try:
+        answer = await connection.request(action.method, action.path, headers, data)
+        text = await answer.read(MAX_RESPONSE)
+        status = answer.status
+    except ValueError:
         raise ProbeFailed(f"{action.method} {base}: not a valid URL (check host and path)") from None
-    except (aiohttp.ClientError, OSError) as exc:
-        raise ProbeFailed(f"{action.method} {base}: {scrub(_client_error(exc))}") from None
+    except (TransportError, OSError) as exc:
+        raise ProbeFailed(f"{action.method} {base}: {scrub(str(exc) or type(exc).__name__)}") from None
+    finally:
+        await connection.aclose()
     if not 200 <= status < 400:
         raise ProbeFailed(f"{action.method} {base}: HTTP status {status}: {scrub.quote(text)}".rstrip(": "))
     return f"{action.method} {base}: HTTP status {status}"
 
 
-def _headers(action: HTTPAction, body: str) -> CIMultiDict[str]:
-    headers: CIMultiDict[str] = CIMultiDict((h.name, h.value) for h in action.headers)
-    headers.setdefault("User-Agent", USER_AGENT)
+def _unverified() -> ssl.SSLContext:
+    """TLS without verifying the server, as Stash's prober does."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _headers(action: HTTPAction, body: str, authority: str) -> list[tuple[str, str]]:
+    headers = [(h.name, h.value) for h in action.headers]
+    names = {name.lower() for name, _ in headers}
+    if "host" not in names:
+        headers.insert(0, ("Host", authority))
+    if "user-agent" not in names:
+        headers.append(("User-Agent", USER_AGENT))
     if action.method == "POST" and action.form:
-        headers["Content-Type"] = "application/x-www-form-urlencoded"
-    elif action.method == "POST" and body and "Content-Type" not in headers:
-        headers["Content-Type"] = _content_type(body)
+        headers = [(n, v) for n, v in headers if n.lower() != "content-type"]
+        headers.append(("Content-Type", "application/x-www-form-urlencoded"))
+    elif action.method == "POST" and body and "content-type" not in names:
+        headers.append(("Content-Type", _content_type(body)))
     return headers
 
 
@@ -97,12 +109,6 @@ def _content_type(body: str) -> str:
     except ValueError:
         return "text/plain; charset=utf-8"
     return "application/json"
-
-
-def _client_error(exc: BaseException) -> str:
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return f"cannot connect: {exc.os_error.strerror or exc.os_error}"
-    return str(exc) or type(exc).__name__
 
 
 async def tcp_connect(host: str, port: int) -> str:

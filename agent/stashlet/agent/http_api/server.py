@@ -1,7 +1,9 @@
-"""The agent's HTTP API (aiohttp): probes, status, Prometheus metrics, instant backups, its OpenAPI document.
+"""The agent's HTTP API: probes, status, Prometheus metrics, instant backups, its OpenAPI document.
+
+It is served by :mod:`stashlet.agent.http_api.transport` (h11 on asyncio streams, no web framework).
 
 ``make_app`` builds the application around a ``StatusSource`` (the sidecar's live state) and a metrics
-registry; ``run_server`` serves it on a TCP port, ``await runner.cleanup()`` stops it. The handlers
+registry; ``run_server`` serves it on a TCP port, ``await server.cleanup()`` stops it. The handlers
 serve what the source gives them and add nothing secret: error bodies never echo request headers, and
 logs name the caller's address, never its credentials.
 
@@ -18,19 +20,19 @@ import hmac
 import ipaddress
 import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Final, Protocol
 
-from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
 from stashlet.agent.errors import RefuseInput
 from stashlet.agent.http_api import openapi as doc
+from stashlet.agent.http_api.transport import App, Handler, Refusal, Request, Response, Server
 from stashlet.api.common import format_time
 
 log = logging.getLogger(__name__)
@@ -65,9 +67,6 @@ class _Settings:
     registry: CollectorRegistry
     token_file: Path | None
     document: dict[str, Any]
-
-
-_SETTINGS: Final = web.AppKey("stashlet_http_api", _Settings)
 
 
 # ---------------------------------------------------------------- pure helpers
@@ -117,8 +116,8 @@ def _json_default(value: object) -> str:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
-def _error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
+def _error(status: int, message: str) -> Response:
+    return Response.json({"error": message}, status)
 
 
 def _version() -> str:
@@ -131,103 +130,87 @@ def _version() -> str:
 # ---------------------------------------------------------------- handlers
 
 
-def _settings(request: web.Request) -> _Settings:
-    return request.app[_SETTINGS]
+@dataclass(frozen=True)
+class _Handlers:
+    settings: _Settings
+
+    async def healthz(self, _: Request) -> Response:
+        wedged = dict(self.settings.source.wedged())
+        if not wedged:
+            return Response.text("ok")
+        log.warning("liveness probe failed", extra={"wedged": wedged})
+        body = {"error": f"not alive: {', '.join(sorted(wedged))}", "wedged": wedged}
+        return Response.json(body, 503)
+
+    async def readyz(self, _: Request) -> Response:
+        ready, reason = self.settings.source.ready()
+        if ready:
+            return Response.text("ok")
+        return Response.text(reason or "not ready", 503)
+
+    async def status(self, _: Request) -> Response:
+        body = json.dumps(self.settings.source.status(), default=_json_default)
+        return Response(200, body.encode(), "application/json; charset=utf-8")
+
+    async def metrics(self, request: Request) -> Response:
+        encoder, content_type = choose_encoder(request.headers.get("accept", ""))
+        return Response(200, encoder(self.settings.registry), content_type)
+
+    async def openapi(self, _: Request) -> Response:
+        return Response.json(self.settings.document)
+
+    async def backup(self, request: Request) -> Response:
+        via = await _authorize_backup(request, self.settings)
+        requested_by = f"HTTP API from {request.remote} ({via})"
+        try:
+            name = await self.settings.source.request_backup(requested_by)
+        except BackupRefused as exc:
+            log.info("instant backup refused", extra={"remote": request.remote, "reason": exc.message})
+            return _error(409, exc.message)
+        log.info(
+            "instant backup requested", extra={"remote": request.remote, "via": via, "backupSession": name}
+        )
+        return Response.json({"backupSession": name}, 202)
 
 
-async def _healthz(request: web.Request) -> web.Response:
-    wedged = dict(_settings(request).source.wedged())
-    if not wedged:
-        return web.Response(text="ok")
-    log.warning("liveness probe failed", extra={"wedged": wedged})
-    body = {"error": f"not alive: {', '.join(sorted(wedged))}", "wedged": wedged}
-    return web.json_response(body, status=503)
+def _refusal(status: int, message: str, headers: tuple[tuple[str, str], ...] = ()) -> Refusal:
+    return Refusal(Response.json({"error": message}, status, headers))
 
 
-async def _readyz(request: web.Request) -> web.Response:
-    ready, reason = _settings(request).source.ready()
-    if ready:
-        return web.Response(text="ok")
-    return web.Response(status=503, text=reason or "not ready")
-
-
-async def _status(request: web.Request) -> web.Response:
-    body = json.dumps(_settings(request).source.status(), default=_json_default)
-    return web.Response(text=body, content_type="application/json")
-
-
-async def _metrics(request: web.Request) -> web.Response:
-    encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
-    body = encoder(_settings(request).registry)
-    return web.Response(body=body, headers={"Content-Type": content_type})
-
-
-async def _openapi(request: web.Request) -> web.Response:
-    return web.json_response(_settings(request).document)
-
-
-def _refusal(
-    kind: type[web.HTTPException], message: str, headers: dict[str, str] | None = None
-) -> web.HTTPException:
-    return kind(text=json.dumps({"error": message}), content_type="application/json", headers=headers)
-
-
-async def _authorize_backup(request: web.Request, settings: _Settings) -> str:
+async def _authorize_backup(request: Request, settings: _Settings) -> str:
     """How the caller may ask for a backup ("loopback" or "bearer token"); raises the refusal if not."""
     remote = request.remote
     if is_loopback(remote):
         return "loopback"
     if settings.token_file is None:
         log.warning("instant backup refused: off loopback, no API token configured", extra={"remote": remote})
-        raise _refusal(
-            web.HTTPForbidden, "instant backups are accepted from loopback only: no API token is configured"
-        )
+        raise _refusal(403, "instant backups are accepted from loopback only: no API token is configured")
     expected = await asyncio.to_thread(read_token, settings.token_file)
     if expected is None:
         log.warning(
             "instant backup refused: the API token file is missing or empty", extra={"remote": remote}
         )
-        raise _refusal(
-            web.HTTPForbidden, "instant backups are accepted from loopback only: no API token is available"
-        )
-    presented = bearer_token(request.headers.get("Authorization"))
+        raise _refusal(403, "instant backups are accepted from loopback only: no API token is available")
+    presented = bearer_token(request.headers.get("authorization"))
     if presented is None:
         raise _refusal(
-            web.HTTPUnauthorized,
-            "a bearer token is required",
-            {"WWW-Authenticate": f'Bearer realm="{BEARER_REALM}"'},
+            401, "a bearer token is required", (("WWW-Authenticate", f'Bearer realm="{BEARER_REALM}"'),)
         )
     if not tokens_match(presented, expected):
         log.warning("instant backup refused: wrong bearer token", extra={"remote": remote})
         raise _refusal(
-            web.HTTPUnauthorized,
+            401,
             "the bearer token is not valid",
-            {"WWW-Authenticate": f'Bearer realm="{BEARER_REALM}", error="invalid_token"'},
+            (("WWW-Authenticate", f'Bearer realm="{BEARER_REALM}", error="invalid_token"'),),
         )
     return "bearer token"
 
 
-async def _backup(request: web.Request) -> web.Response:
-    settings = _settings(request)
-    via = await _authorize_backup(request, settings)
-    requested_by = f"HTTP API from {request.remote} ({via})"
-    try:
-        name = await settings.source.request_backup(requested_by)
-    except BackupRefused as exc:
-        log.info("instant backup refused", extra={"remote": request.remote, "reason": exc.message})
-        return _error(409, exc.message)
-    log.info("instant backup requested", extra={"remote": request.remote, "via": via, "backupSession": name})
-    return web.json_response({"backupSession": name}, status=202)
-
-
-@web.middleware
-async def _internal_errors(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
+async def _internal_errors(request: Request, handler: Handler) -> Response:
     """Unexpected failures answer 500 with a fixed message; the details go to the log only."""
     try:
         return await handler(request)
-    except web.HTTPException:
+    except Refusal:
         raise
     except Exception:
         log.exception("HTTP API handler failed", extra={"path": request.path, "method": request.method})
@@ -239,21 +222,23 @@ async def _internal_errors(
 
 def make_app(
     source: StatusSource, *, metrics_registry: CollectorRegistry, api_token_file: Path | None
-) -> web.Application:
+) -> App:
     """The agent's HTTP API around ``source``; ``/metrics`` serves ``metrics_registry``."""
-    app = web.Application(middlewares=[_internal_errors])
-    app[_SETTINGS] = _Settings(
-        source=source,
-        registry=metrics_registry,
-        token_file=api_token_file,
-        document=openapi_document(),
+    handlers = _Handlers(
+        _Settings(
+            source=source,
+            registry=metrics_registry,
+            token_file=api_token_file,
+            document=openapi_document(),
+        )
     )
-    app.router.add_get(doc.PATH_HEALTHZ, _healthz, allow_head=False)
-    app.router.add_get(doc.PATH_READYZ, _readyz, allow_head=False)
-    app.router.add_get(doc.PATH_STATUS, _status, allow_head=False)
-    app.router.add_get(doc.PATH_METRICS, _metrics, allow_head=False)
-    app.router.add_post(doc.PATH_BACKUP, _backup)
-    app.router.add_get(doc.PATH_OPENAPI, _openapi, allow_head=False)
+    app = App(middlewares=[_internal_errors])
+    app.add("GET", doc.PATH_HEALTHZ, handlers.healthz)
+    app.add("GET", doc.PATH_READYZ, handlers.readyz)
+    app.add("GET", doc.PATH_STATUS, handlers.status)
+    app.add("GET", doc.PATH_METRICS, handlers.metrics)
+    app.add("POST", doc.PATH_BACKUP, handlers.backup)
+    app.add("GET", doc.PATH_OPENAPI, handlers.openapi)
     return app
 
 
@@ -262,19 +247,12 @@ def openapi_document() -> dict[str, Any]:
     return doc.openapi_document(_version())
 
 
-async def run_server(
-    app: web.Application, host: str, port: int, *, shutdown_timeout: float = 5.0
-) -> web.AppRunner:
-    """Serve ``app`` on ``host:port`` (port 0: any free one, see ``runner.addresses``).
+async def run_server(app: App, host: str, port: int, *, shutdown_timeout: float = 5.0) -> Server:
+    """Serve ``app`` on ``host:port`` (port 0: any free one, see ``server.addresses``).
 
-    No access log (probes would flood it). Stop with ``await runner.cleanup()``: it stops listening,
-    lets requests in flight finish for up to ``shutdown_timeout`` seconds, and runs the app's cleanup.
+    No access log (probes would flood it). Stop with ``await server.cleanup()``: it stops listening,
+    lets requests in flight finish for up to ``shutdown_timeout`` seconds, and closes the connections.
     """
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_timeout)
-    await runner.setup()
-    try:
-        await web.TCPSite(runner, host, port).start()
-    except BaseException:
-        await runner.cleanup()
-        raise
-    return runner
+    server = Server(app, shutdown_timeout=shutdown_timeout)
+    await server.start(host, port)
+    return server

@@ -6,7 +6,8 @@ over the generated API functions (errors as the :mod:`stashlet.kube.errors` taxo
 after its ``Retry-After``), and :class:`ApiClient`, which also answers the shared layer's
 :class:`~stashlet.kube.rest.KubeApi` (``send``/``stream``), so ``StashClient(api)``,
 ``EventRecorder(api, ...)`` and :func:`stashlet.kube.watch.watch` use the operator's one connection pool
-and one config. The agent never imports this module (its own client is
+and one config; aiohttp's own failures reach the shared layer as
+:class:`~stashlet.kube.errors.TransportError`. The agent never imports this module (its own client is
 :class:`stashlet.kube.rest.RestClient`).
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -27,21 +29,58 @@ from kubernetes_asyncio.config.incluster_config import InClusterConfigLoader
 from yarl import URL
 
 from stashlet.kube.config import in_cluster, own_token_dir, wait_for_token
-from stashlet.kube.errors import KubeError, from_response
-from stashlet.kube.rest import (
-    JSON,
-    THROTTLE_RETRIES,
-    Query,
-    answered,
-    encode_query,
-    lines,
-    read_json,
-    retry_after,
-)
+from stashlet.kube.errors import KubeError, TransportError, from_response
+from stashlet.kube.rest import JSON, THROTTLE_RETRIES, Query, encode_query, retry_after
 
 T = TypeVar("T")
 
 WATCH_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=30)
+
+
+async def answered(send: Callable[[], Awaitable[aiohttp.ClientResponse]]) -> aiohttp.ClientResponse:
+    """The first answer of ``send`` that is not a 429 (after :data:`THROTTLE_RETRIES` more, the 429 too),
+    raised as a KubeError unless it is a success. The caller releases a successful response."""
+    for attempt in range(THROTTLE_RETRIES + 1):
+        response = await send()
+        if response.status == 429 and attempt < THROTTLE_RETRIES:
+            response.release()
+            await asyncio.sleep(retry_after(response.headers))
+            continue
+        if 200 <= response.status < 300:
+            return response
+        try:
+            raw = await response.read()
+        finally:
+            response.release()
+        raise from_response(raw, response.status, response.reason)
+    raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+
+async def read_json(response: aiohttp.ClientResponse) -> dict[str, Any]:
+    """The JSON body of a successful response (empty: ``{}``), the response released."""
+    try:
+        raw = await response.read()
+    finally:
+        response.release()
+    if not raw.strip():
+        return {}
+    body: dict[str, Any] = json.loads(raw)
+    return body
+
+
+async def lines(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+    """The non-empty lines of a streamed response as they arrive (a line the connection cut short is
+    dropped: the server ends every watch event with a newline); the response released at the end."""
+    buffer = b""
+    try:
+        while chunk := await response.content.readany():
+            buffer += chunk
+            *complete, buffer = buffer.split(b"\n")
+            for line in complete:
+                if line.strip():
+                    yield line
+    finally:
+        response.release()
 
 
 def translate(exc: ApiException) -> KubeError:
@@ -100,15 +139,21 @@ class ApiClient(client.ApiClient):
         """:meth:`stashlet.kube.rest.KubeApi.send` through this client's pool and identity."""
         headers = {"Accept": accept or JSON, "Content-Type": content_type or JSON}
         limit = aiohttp.ClientTimeout(total=within) if within else None
-        return await read_json(await answered(self._raw(method, path, query, headers, body, limit)))
+        try:
+            return await read_json(await answered(self._raw(method, path, query, headers, body, limit)))
+        except aiohttp.ClientError as exc:
+            raise TransportError(str(exc) or type(exc).__name__) from exc
 
     async def stream(
         self, path: str, query: Query | None = None, *, accept: str | None = None
     ) -> AsyncGenerator[bytes, None]:
         """:meth:`stashlet.kube.rest.KubeApi.stream` through this client's pool and identity."""
         sender = self._raw("GET", path, query, {"Accept": accept or JSON}, timeout=WATCH_TIMEOUT)
-        async for line in lines(await answered(sender)):
-            yield line
+        try:
+            async for line in lines(await answered(sender)):
+                yield line
+        except aiohttp.ClientError as exc:
+            raise TransportError(str(exc) or type(exc).__name__) from exc
 
 
 async def token_configuration(configuration: client.Configuration, directory: Path) -> None:
