@@ -82,7 +82,7 @@ async def test_pre_backup_runs_before_restic_and_post_backup_after_it(
 
     def observe(request: Any) -> None:
         if request.path == "/pre" and (setup.repo_dir / "config").exists():
-            listed = setup.restic("snapshots", "--json", restic_binary=restic_binary).stdout
+            listed = setup.restic("snapshots", "--no-lock", "--json", restic_binary=restic_binary).stdout
             snapshots_at_pre.append(len(json.loads(listed)))
         elif request.path == "/pre":
             snapshots_at_pre.append(0)
@@ -144,7 +144,7 @@ async def test_a_failing_pre_backup_takes_no_snapshot_and_an_on_failure_post_bac
     assert (host["phase"], host["reason"]) == ("Failed", "FailedToExecutePreBackupHook"), host
     assert why in host["error"]
     # restic never ran: not even the repository was created (the backup creates it, its first time)
-    listed = setup.restic("snapshots", "--json", restic_binary=restic_binary, check=False)
+    listed = setup.restic("snapshots", "--no-lock", "--json", restic_binary=restic_binary, check=False)
     assert listed.returncode == 10, listed.stderr
     found = conditions(done["status"])
     assert found["PreBackupHookExecutionSucceeded"] == ("False", "FailedToExecutePreBackupHook")

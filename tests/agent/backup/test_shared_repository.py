@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.polling import wait_until
 
 from stashlet.api import agent_identity
 from stashlet.api.backupconfiguration import BackupConfiguration
@@ -126,7 +127,7 @@ def snapshots(repo_dir: Path, restic_binary: str) -> list[dict[str, Any]]:
     """The repository's snapshots, as restic itself lists them."""
     env = {**os.environ, "RESTIC_REPOSITORY": str(repo_dir), "RESTIC_PASSWORD": PASSWORD}
     out = subprocess.run(
-        [restic_binary, "--no-cache", "snapshots", "--json"],
+        [restic_binary, "--no-cache", "snapshots", "--no-lock", "--json"],
         capture_output=True,
         text=True,
         env=env,
@@ -189,5 +190,11 @@ def test_two_configurations_sharing_a_repository_keep_each_others_snapshots(
     assert retention["status"] == "True"
     assert "hosts host-0," in retention["message"]
     assert "removed 1" in retention["message"]
-    repo = get(kubectl, "repository", REPOSITORY, "-n", namespace)["status"]
-    assert (repo["snapshotCount"], repo["snapshotsRemovedOnLastCleanup"]) == (3, 1)
+
+    # The Repository's status is written by app-2's upkeep, a moment after the session has ended.
+    def counted() -> tuple[int, int] | None:
+        repo = get(kubectl, "repository", REPOSITORY, "-n", namespace).get("status", {})
+        found = (repo.get("snapshotCount"), repo.get("snapshotsRemovedOnLastCleanup"))
+        return found if found == (3, 1) else None
+
+    assert wait_until(counted, timeout=30, what="the Repository's status after app-2") == (3, 1)

@@ -351,7 +351,9 @@ def test_deployment_backup_succeeds_and_matches_restic(
         )
         assert line["restic_max_rss_kib"] > 0
 
-    snapshots = json.loads(setup.restic("snapshots", "--json", restic_binary=restic_binary).stdout)
+    snapshots = json.loads(
+        setup.restic("snapshots", "--no-lock", "--json", restic_binary=restic_binary).stdout
+    )
     assert len(snapshots) == 2
     assert {s["hostname"] for s in snapshots} == {"host-0"}
     repo = repository_once(kubectl, namespace, lambda r: r.get("snapshotCount") == 2)
@@ -430,7 +432,9 @@ def test_retention_keeps_exactly_what_the_policy_says(
         done = wait_phase(kubectl, namespace, setup.session(f"s{i}"), {"Succeeded", "Failed"})
         assert done["status"]["phase"] == "Succeeded"
         ids.append(done["status"]["targets"][0]["stats"][0]["snapshots"][0]["name"])
-    snapshots = json.loads(setup.restic("snapshots", "--json", restic_binary=restic_binary).stdout)
+    snapshots = json.loads(
+        setup.restic("snapshots", "--no-lock", "--json", restic_binary=restic_binary).stdout
+    )
     assert sorted(s["short_id"] for s in snapshots) == sorted(ids[-2:])
     repo = repository_once(
         kubectl, namespace, lambda r: r.get("lastBackupTime", "") >= snapshots[-1]["time"][:19]
@@ -608,7 +612,9 @@ def test_statefulset_hosts_each_back_up_once(
         ("host-1", "Succeeded"),
         ("host-2", "Succeeded"),
     ]
-    snapshots = json.loads(setup.restic("snapshots", "--json", restic_binary=restic_binary).stdout)
+    snapshots = json.loads(
+        setup.restic("snapshots", "--no-lock", "--json", restic_binary=restic_binary).stdout
+    )
     assert sorted(s["hostname"] for s in snapshots) == ["host-0", "host-1", "host-2"]
 
 
@@ -649,7 +655,10 @@ def test_only_the_lease_holder_of_a_deployment_backs_up(
             leaders.append(json.loads(response.read())["leader"])
     assert sorted(leaders) == [False, True]
     repository_once(kubectl, namespace, lambda r: "lastCheckTime" in r)  # the check's lock is gone
-    assert len(json.loads(setup.restic("snapshots", "--json", restic_binary=restic_binary).stdout)) == 1
+    assert (
+        len(json.loads(setup.restic("snapshots", "--no-lock", "--json", restic_binary=restic_binary).stdout))
+        == 1
+    )
 
 
 def test_status_api_and_instant_backup(
