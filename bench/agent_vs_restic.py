@@ -395,13 +395,25 @@ class Bench:
         while True:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2):
-                    return agent
+                    return self.wait_warm_up(agent)
             except (urllib.error.URLError, OSError):
                 pass
             if popen.poll() is not None or time.monotonic() > deadline:
                 agent.stop()
                 raise RuntimeError(f"agent {name} not ready:\n{log.read_text()[-3000:]}")
             time.sleep(0.05)
+
+    def wait_warm_up(self, agent: Agent) -> Agent:
+        """Wait for the sidecar's retention-scope listing at start to end (it runs once the watch has listed,
+        and a session arriving meanwhile cancels it), as a sidecar's first session in a cluster comes long
+        after its start."""
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            found = {e.get("msg") for e in figures.log_entries(agent.log.read_text(errors="replace"))}
+            if found & {"retention scope listed", "retention scope not listed"}:
+                return agent
+            time.sleep(0.05)
+        raise RuntimeError(f"agent {agent.config.metadata.name}: no warm-up line within 60 s")
 
     def session(self, agent: Agent) -> SessionResult:
         """One BackupSession for ``agent``'s configuration, created as the trigger does, until it ends."""

@@ -58,14 +58,6 @@ class UsagePolicy(KubeModel):
     )
 
 
-ANNOTATION_CHECK_INTERVAL: Final = f"{names.GROUP}/check-interval"
-"""How often ``restic check`` runs on the repository (a Go duration, default ``24h``; ``0s``: after every
-backup). Due-ness counts from ``status.lastCheckTime``."""
-
-ANNOTATION_CHECK_READ_DATA_SUBSET: Final = f"{names.GROUP}/check-read-data-subset"
-"""Also read this part of the data when checking (restic's ``--read-data-subset``: ``n/t``, ``x%`` or a
-size such as ``500M``); unset, the check reads the structure only."""
-
 KEEP_COUNTS: Final = ("keepLast", "keepHourly", "keepDaily", "keepWeekly", "keepMonthly", "keepYearly")
 """The counting rules of a retention policy, as the wire spells them (restic's ``--keep-*`` counts)."""
 
