@@ -149,9 +149,17 @@ def kubectl_json(kubectl: Callable[..., Any], *args: str) -> Any:
     return json.loads(kubectl("get", *args, "-o", "json").stdout)
 
 
-async def until(check: Callable[[], Any], *, timeout: float, what: str, interval: float = 0.5) -> Any:  # noqa: ASYNC109
-    """:func:`tests.polling.eventually` for a blocking ``check`` (kubectl), run in a thread."""
-    return await eventually(in_thread(check), what=what, timeout=timeout, interval=interval)
+async def until(
+    check: Callable[[], Any],
+    *,
+    timeout: float,  # noqa: ASYNC109
+    what: str,
+    interval: float = 0.5,
+    log: Callable[[], str] | None = None,
+) -> Any:
+    """:func:`tests.polling.eventually` for a blocking ``check`` (kubectl), run in a thread; ``log`` tells
+    what was there when it timed out."""
+    return await eventually(in_thread(check), what=what, timeout=timeout, interval=interval, log=log)
 
 
 async def rolled_out(

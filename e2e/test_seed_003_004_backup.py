@@ -221,7 +221,14 @@ async def test_seed_003_backup_pause_and_resume(
             return None
 
         what = "the CronJob firing" if scheduled else "the trigger Job"
-        pod: dict[str, Any] = await helpers.until(finished, timeout=150, what=f"{what}'s pod finished")
+
+        def seen() -> str:
+            found = kubectl("get", "cronjobs,jobs,pods,events", "-n", namespace, "-o", "wide", check=False)
+            return f"{found.stdout}{found.stderr}"
+
+        pod: dict[str, Any] = await helpers.until(
+            finished, timeout=150, what=f"{what}'s pod finished", log=seen
+        )
         logs = kubectl("logs", "-n", namespace, pod["metadata"]["name"], "-c", "trigger").stdout
         assert pod["status"]["phase"] == "Succeeded", logs
         assert pod["spec"]["serviceAccountName"] == "stashlet-trigger"
