@@ -11,7 +11,7 @@ from types import ModuleType
 
 import stashlet.agent
 from stashlet.agent.errors import AgentError, RefuseInput, ReportFailure, RetryLater
-from stashlet.agent.restic.backend import BackendError
+from stashlet.agent.restic.backend_spec import BackendError
 from stashlet.agent.restic.errors import RepositoryLocked, ResticError
 from stashlet.agent.restore.plan import PlanError
 

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from stashlet.agent.errors import RefuseInput
 from stashlet.agent.hosts import HostIdentity, identify, job_identity
 from stashlet.agent.live import LiveState
-from stashlet.agent.restic.backend import BackendError, ResticRepository, build_repository, decode_secret_data
+from stashlet.agent.restic.backend import ResticRepository, build_repository, decode_secret_data
+from stashlet.agent.restic.backend_spec import BackendError
 from stashlet.agent.restic.mounted_secret import follow_changes, read_mounted_secret
 from stashlet.agent.restic.priority import priority_from_container
 from stashlet.agent.restic.runner import ResticSettings, inherited_env

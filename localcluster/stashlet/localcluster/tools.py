@@ -146,6 +146,20 @@ HELM = Tool(
     module="helm.sh/helm/v3",
     packages=("helm.sh/helm/v3/cmd/helm",),
 )
+VERSITYGW = Tool(
+    name="versitygw",
+    version=versions.VERSITYGW,
+    binaries=("versitygw",),
+    module="github.com/versity/versitygw",
+    packages=("github.com/versity/versitygw/cmd/versitygw",),
+)
+FAKE_GCS_SERVER = Tool(
+    name="fake-gcs-server",
+    version=versions.FAKE_GCS_SERVER,
+    binaries=("fake-gcs-server",),
+    module="github.com/fsouza/fake-gcs-server",
+    packages=("github.com/fsouza/fake-gcs-server",),
+)
 
 CSI_SNAPSHOTTER_VERSION = "v8.5.0"
 """external-snapshotter (csi-snapshotter sidecar, snapshot-controller): v8.5.0 builds against k8s.io 0.35,
@@ -198,9 +212,13 @@ ALL_TOOLS: tuple[Tool, ...] = (KUBERNETES, ETCD, RESTIC, REST_SERVER, PUSHGATEWA
 ADDON_TOOLS: tuple[Tool, ...] = (CSI_SNAPSHOTTER, CSI_PROVISIONER, CSI_SANITY)
 """Built only when an add-on of the local cluster asks for them (the CSI snapshot add-on, ``csi.py``, and
 the conformance suite its driver is tested with)."""
+STORE_TOOLS: tuple[Tool, ...] = (VERSITYGW, FAKE_GCS_SERVER)
+"""Object-store servers, built when the backend tests first start them (Azurite comes from npm)."""
 ENVTEST_BINARIES = frozenset({"etcd", "kube-apiserver", "kubectl"})
 """What an envtest ``KUBEBUILDER_ASSETS`` folder holds; the rest of Kubernetes is built when it lacks them."""
-BY_BINARY: dict[str, Tool] = {binary: tool for tool in (*ALL_TOOLS, *ADDON_TOOLS) for binary in tool.binaries}
+BY_BINARY: dict[str, Tool] = {
+    binary: tool for tool in (*ALL_TOOLS, *ADDON_TOOLS, *STORE_TOOLS) for binary in tool.binaries
+}
 
 
 def cache_dir() -> Path:

@@ -7,13 +7,8 @@ from typing import Any
 
 import pytest
 
-from stashlet.agent.restic.backend import (
-    BackendError,
-    MissingSecretKey,
-    ResticRepository,
-    build_repository,
-    decode_secret_data,
-)
+from stashlet.agent.restic.backend import ResticRepository, build_repository, decode_secret_data
+from stashlet.agent.restic.backend_spec import BackendError, MissingSecretKey
 
 PASSWORD = b"s3cr3t-restic-pw"
 FILES = "/stash-tmp/restic-files"
