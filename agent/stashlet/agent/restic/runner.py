@@ -49,8 +49,10 @@ INHERITED_ENV = (
     "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
     "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_STS_REGIONAL_ENDPOINTS", "AWS_REGION",
     "AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_FEDERATED_TOKEN_FILE", "AZURE_AUTHORITY_HOST",
+    "AZURE_ENDPOINT_SUFFIX", "STORAGE_EMULATOR_HOST",
 )  # fmt: skip
-"""Names worth passing from the agent's environment to restic (proxies, workload identity)."""
+"""Names worth passing from the agent's environment to restic (proxies, workload identity, and the
+endpoint of a store outside the public cloud: another Azure cloud's suffix, a GCS-compatible server)."""
 
 _CHUNK = 64 * 1024
 _MAX_LINE_KEPT = 4096
