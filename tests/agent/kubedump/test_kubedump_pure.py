@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from stashlet.agent.kubedump.apiserver import ApiResource, preferred_resources, resources_of
+from stashlet.agent.kubedump.apiserver import ApiResource, list_pages, preferred_resources, resources_of
 from stashlet.agent.kubedump.dump import (
     KUBEDUMP_TASKS,
     DumpError,
@@ -24,6 +24,7 @@ from stashlet.agent.kubedump.dump import (
 from stashlet.agent.kubedump.sanitize import is_server_generated, sanitize
 from stashlet.api.backupconfiguration import BackupConfiguration
 from stashlet.api.common import Param
+from stashlet.kube.errors import Gone
 
 VERBS = frozenset({"create", "get", "list"})
 
@@ -221,6 +222,75 @@ def test_yaml_round_trips_and_keeps_multiline_text_readable() -> None:
     assert text.startswith("apiVersion: v1\nkind: ConfigMap\n")
 
 
+class _ReferenceDumper(yaml.CSafeDumper if yaml.__with_libyaml__ else yaml.SafeDumper):  # type: ignore[misc]
+    """PyYAML's own safe representer (the same emitter as to_yaml's), multi-line strings as literal
+    blocks: what to_yaml must equal."""
+
+
+_ReferenceDumper.add_representer(
+    str,
+    lambda dumper, value: dumper.represent_scalar(
+        "tag:yaml.org,2002:str", value, style="|" if "\n" in value else None
+    ),
+)
+
+
+def test_yaml_is_what_the_safe_representer_writes() -> None:
+    """to_yaml builds its nodes itself (for speed): the text is the same as PyYAML's safe representer
+    writes, for every kind of JSON value and the strings that need quoting or a block."""
+    tricky = [
+        "true",
+        "False",
+        "null",
+        "~",
+        "007",
+        "0x1F",
+        "1e3",
+        "",
+        " lead",
+        "trail ",
+        "a: b",
+        "- x",
+        "#c",
+        "@x",
+        "yes",
+        "on",
+        "2026-12-05",
+        "é ü 漢",
+        "tab\there",
+        "line\n",
+        "a\nb\n",
+        "a \nb",
+        "\nlead",
+        "'q'",
+        '"dq"',
+        "*ref",
+        "&anchor",
+        "!tag",
+        "%x",
+        "{x}",
+        "[y]",
+        ">fold",
+        "|lit",
+    ]
+    obj = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "c", "labels": {"a": "1"}, "annotations": {}, "finalizers": []},
+        "data": {f"k{i}": value for i, value in enumerate(tricky)},
+        "numbers": [0, -1, 2**63, 1.5, -0.25, 1e20, 3.0],
+        "flags": [True, False, None],
+        "nested": [{"a": [{"b": []}, {}]}, [], [[1, "x"]]],
+        "true": "key that looks like a boolean",
+        "": "empty key",
+    }
+    expected = yaml.dump(
+        obj, Dumper=_ReferenceDumper, sort_keys=False, default_flow_style=False, allow_unicode=True
+    )
+    assert to_yaml(obj) == expected
+    assert yaml.safe_load(to_yaml(obj)) == obj
+
+
 def test_params_parse_with_defaults_and_reject_non_booleans() -> None:
     """Defaults: sanitize on, dependants off, no selector; excludeResources is a comma list."""
     assert options_from_params(None) == DumpOptions()
@@ -314,3 +384,49 @@ def test_each_resource_comes_from_the_first_version_that_serves_it() -> None:
         ("repositories", "v1alpha1"),
         ("backupconfigurations", "v1alpha1"),
     }
+
+
+class _ScriptedLists:
+    """A stand-in for the API server's list answers (KubeApi.send only), scripted page by page: the
+    paging logic alone, including a continue token the server has let expire (410), which a real
+    server gives only after its etcd compacts (every five minutes)."""
+
+    def __init__(self, answers: list[dict[str, Any] | Exception]) -> None:
+        self.answers = answers
+        self.asked: list[str | None] = []
+
+    async def send(self, method: str, path: str, *, query: Any = None, **_: Any) -> dict[str, Any]:
+        self.asked.append(query.get("continue"))
+        answer = self.answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+def _page(names: list[str], token: str = "") -> dict[str, Any]:
+    return {"items": [{"metadata": {"name": n}} for n in names], "metadata": {"continue": token}}
+
+
+async def test_pages_follow_continue_tokens_and_start_over_once_a_token_expired() -> None:
+    """Pages come in order with apiVersion/kind set; the next page is asked for before the current one
+    is handed out; a 410 on a continue token lists again from the top."""
+    cm = resource("", "v1", "configmaps", "ConfigMap")
+    api = _ScriptedLists([_page(["a"], "t1"), Gone("too old"), _page(["a"], "t2"), _page(["b"])])
+    seen = []
+    async for page in list_pages(api, cm, namespace="ns", page_size=1):  # type: ignore[arg-type]
+        seen.append([(o["kind"], o["apiVersion"], o["metadata"]["name"]) for o in page])
+        if len(seen) == 1:
+            assert api.asked == [None, "t1"]  # asked ahead, before the first page was written
+    assert seen == [[("ConfigMap", "v1", "a")], [("ConfigMap", "v1", "a")], [("ConfigMap", "v1", "b")]]
+    assert api.asked == [None, "t1", None, "t2"]
+
+
+async def test_a_caller_that_stops_early_leaves_no_request_behind() -> None:
+    """Closing the pages early cancels the page asked for ahead (no stray task, no lost error)."""
+    cm = resource("", "v1", "configmaps", "ConfigMap")
+    api = _ScriptedLists([_page(["a"], "t1"), Gone("expired")])
+    pages = list_pages(api, cm, namespace="ns")  # type: ignore[arg-type]
+    async for _ in pages:
+        break
+    await pages.aclose()
+    assert api.asked == [None, "t1"]

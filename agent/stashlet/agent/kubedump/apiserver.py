@@ -7,7 +7,8 @@ group prefers v1beta1). A group version whose list cannot be read (an aggregated
 down answers 503) is recorded as a failure and left out; only ``/api`` and ``/apis`` themselves are
 essential.
 
-Lists are read page by page (``limit``/``continue``), so memory holds one page, never a whole kind.
+Lists are read page by page (``limit``/``continue``), so memory holds two pages (the one
+being written, the next one asked for ahead), never a whole kind.
 List items come without ``apiVersion``/``kind`` for built-in types: :func:`list_pages` sets both.
 """
 
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -209,29 +210,48 @@ async def list_pages(
     label_selector: str = "",
     page_size: int = 250,
     restarts: int = 2,
-) -> AsyncIterator[list[dict[str, Any]]]:
+) -> AsyncGenerator[list[dict[str, Any]], None]:
     """The objects of ``resource`` one page at a time, each with its ``apiVersion`` and ``kind``.
 
     An expired ``continue`` token (410 Gone, the list took longer than the server keeps it) starts
     the list again from the top, up to ``restarts`` times: callers write objects by name, so seeing
-    some twice is harmless.
+    some twice is harmless. The next page is asked for before the current one is handed out, so the
+    server prepares it while the caller writes (at most two pages in memory).
     """
-    token: str | None = None
-    while True:
+    path = resource.list_path(namespace)
+
+    def fetch(token: str | None) -> asyncio.Task[dict[str, Any]]:
         query: Query = {"limit": page_size, "continue": token, "labelSelector": label_selector or None}
-        try:
-            body = await get_json(api, resource.list_path(namespace), query)
-        except Gone:
-            if token is None or restarts <= 0:
-                raise
-            restarts -= 1
-            token = None
-            log.info("list continue token expired; listing again", extra={"resource": resource.qualified})
-            continue
-        yield [
-            {"apiVersion": resource.group_version, "kind": resource.kind, **item}
-            for item in body.get("items") or []
-        ]
-        token = (body.get("metadata") or {}).get("continue") or None
-        if not token:
-            return
+        return asyncio.ensure_future(get_json(api, path, query))
+
+    token: str | None = None
+    pending = fetch(None)
+    try:
+        while True:
+            try:
+                body = await pending
+            except Gone:
+                if token is None or restarts <= 0:
+                    raise
+                restarts -= 1
+                token = None
+                pending = fetch(None)
+                log.info("list continue token expired; listing again", extra={"resource": resource.qualified})
+                continue
+            token = (body.get("metadata") or {}).get("continue") or None
+            if token:
+                # The next page is asked for now and read while the caller writes this one: the request
+                # goes out at this await, then the server works on it in parallel with the caller.
+                pending = fetch(token)
+                await asyncio.sleep(0)
+            yield [
+                {"apiVersion": resource.group_version, "kind": resource.kind, **item}
+                for item in body.get("items") or []
+            ]
+            if not token:
+                return
+    finally:  # the caller stopped early: the page asked for ahead is not wanted
+        if not pending.done():
+            pending.cancel()
+        elif not pending.cancelled():
+            pending.exception()  # retrieved, so asyncio does not log it as lost
