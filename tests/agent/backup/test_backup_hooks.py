@@ -54,14 +54,8 @@ async def back_up(
     """Give the configuration ``hooks``, start the sidecar, run ``session`` to its end: the session and
     the agent process."""
     with_hooks(setup, hooks)
-    agent = start_agent(
-        namespace=setup.namespace,
-        invoker="app-backup",
-        target_kind="Deployment",
-        target_name="app",
-        pod_name="app-7d4b9-x1",
-        kubeconfig=service_account_kubeconfig(setup.namespace, setup.account),
-        extra_env=setup.agent_env(),
+    agent = setup.start_agent(
+        start_agent, service_account_kubeconfig(setup.namespace, setup.account), pod_name="app-7d4b9-x1"
     )
     name = setup.session(session)
     done = await asyncio.to_thread(wait_phase, setup.kubectl, setup.namespace, name, {"Succeeded", "Failed"})

@@ -41,15 +41,7 @@ def test_checks_follow_the_repository_annotations_and_a_damaged_repository_is_lo
     write_tree(setup.data)
     setup.apply()
     kubectl("annotate", "repository", "local-repo", "-n", namespace, f"{INTERVAL}=daily")
-    agent = start_agent(
-        namespace=namespace,
-        invoker="app-backup",
-        target_kind="Deployment",
-        target_name="app",
-        pod_name="app-x",
-        kubeconfig=service_account_kubeconfig(namespace, setup.account),
-        extra_env=setup.agent_env(),
-    )
+    agent = setup.start_agent(start_agent, service_account_kubeconfig(namespace, setup.account))
 
     # A value that is no duration: refused by name; the backup runs, the check does not.
     refused = wait_phase(kubectl, namespace, setup.session("refused"), {"Succeeded", "Failed"})

@@ -151,14 +151,8 @@ def test_a_rollout_mid_backup_leaves_nothing_for_a_person(
     setup.restic("unlock", restic_binary=restic_binary)
     assert holders.locks() == stale  # restic's own rule keeps it: "removed: 0"
 
-    agent = start_agent(
-        namespace=namespace,
-        invoker="app-backup",
-        target_kind="Deployment",
-        target_name="app",
-        pod_name="app-new",
-        kubeconfig=service_account_kubeconfig(namespace, setup.account),
-        extra_env=setup.agent_env(),
+    agent = setup.start_agent(
+        start_agent, service_account_kubeconfig(namespace, setup.account), pod_name="app-new"
     )
     swept = wait_phase(kubectl, namespace, lost, {"Failed", "Succeeded"}, timeout=60)
     assert swept["status"]["targets"][0]["stats"][0]["reason"] == "AgentRestarted"
@@ -200,15 +194,7 @@ def test_a_live_holder_is_waited_for_and_a_check_that_cannot_run_is_not_run(
     write_tree(setup.data)
     setup.apply()
     kubectl("annotate", "repository", "local-repo", "-n", namespace, "stash.appscode.com/check-interval=0s")
-    agent = start_agent(
-        namespace=namespace,
-        invoker="app-backup",
-        target_kind="Deployment",
-        target_name="app",
-        pod_name="app-x",
-        kubeconfig=service_account_kubeconfig(namespace, setup.account),
-        extra_env=setup.agent_env(),
-    )
+    agent = setup.start_agent(start_agent, service_account_kubeconfig(namespace, setup.account))
     first = wait_phase(kubectl, namespace, setup.session("first"), {"Failed", "Succeeded"}, timeout=120)
     assert first["status"]["phase"] == "Succeeded"
     checked = repository_once(kubectl, namespace, lambda r: "lastCheckTime" in r)
@@ -216,16 +202,7 @@ def test_a_live_holder_is_waited_for_and_a_check_that_cannot_run_is_not_run(
 
     holders = holders_for(setup, restic_binary)
     live = holders.hold("laptop-of-someone")
-    kubectl(
-        "patch",
-        "backupconfiguration",
-        "app-backup",
-        "-n",
-        namespace,
-        "--type=merge",
-        "-p",
-        json.dumps({"spec": {"timeOut": "45s"}}),
-    )
+    setup.patch_configuration({"timeOut": "45s"})
     (setup.data / "new.txt").write_text(os.urandom(8).hex())
     started = time.monotonic()
     name = setup.session("held")

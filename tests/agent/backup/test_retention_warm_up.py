@@ -63,15 +63,7 @@ def test_a_fresh_sidecar_lists_its_scope_so_its_first_session_runs_only_the_back
     for _ in range(2):
         restic("backup", "--host=host-0", str(setup.data))
     restic("backup", "--host=host-1", str(setup.data))  # another host's: outside this scope
-    agent = start_agent(
-        namespace=namespace,
-        invoker="app-backup",
-        target_kind="Deployment",
-        target_name="app",
-        pod_name="app-x",
-        kubeconfig=service_account_kubeconfig(namespace, setup.account),
-        extra_env=setup.agent_env(),
-    )
+    agent = setup.start_agent(start_agent, service_account_kubeconfig(namespace, setup.account))
     listed = wait_until(
         lambda: log_lines(agent.logs(), "retention scope listed"),
         what="the retention scope listed",
@@ -91,16 +83,7 @@ def test_a_fresh_sidecar_lists_its_scope_so_its_first_session_runs_only_the_back
     assert finished[f"{namespace}/first"]["restic_processes"] == 1  # the backup alone
     assert snapshot_count(restic) == 4
 
-    kubectl(
-        "patch",
-        "backupconfiguration",
-        "app-backup",
-        "-n",
-        namespace,
-        "--type=merge",
-        "-p",
-        json.dumps({"spec": {"retentionPolicy": {"name": "keep-last-3", "keepLast": 3, "prune": False}}}),
-    )
+    setup.patch_configuration({"retentionPolicy": {"name": "keep-last-3", "keepLast": 3, "prune": False}})
     second = wait_phase(kubectl, namespace, setup.session("second"), {"Succeeded", "Failed"})
     assert second["status"]["phase"] == "Succeeded", (second["status"], agent.logs()[-3000:])
     message = retention_message(kubectl, namespace, "second")
@@ -215,15 +198,7 @@ def test_a_session_does_not_wait_for_the_warm_up(
     is back, and nothing is listed afterwards."""
     setup, server = rest_setup.setup, rest_setup.server
     server.stop()
-    agent = start_agent(
-        namespace=namespace,
-        invoker="app-backup",
-        target_kind="Deployment",
-        target_name="app",
-        pod_name="app-x",
-        kubeconfig=service_account_kubeconfig(namespace, setup.account),
-        extra_env=setup.agent_env(),
-    )
+    agent = setup.start_agent(start_agent, service_account_kubeconfig(namespace, setup.account))
     wait_until(
         lambda: log_lines(
             agent.logs(), "backend unreachable while listing the retention scope, restic retries"

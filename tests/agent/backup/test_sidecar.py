@@ -12,7 +12,7 @@ import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -22,6 +22,9 @@ from stashlet.api import agent_identity
 from stashlet.api.backupconfiguration import BackupConfiguration
 from stashlet.operator.core.workloads import WORKLOAD_KINDS
 from stashlet.operator.injection.rbac import RepositoryAccess, agent_account, sidecar_rbac
+
+if TYPE_CHECKING:
+    from tests.agent.conftest import AgentProcess
 
 pytestmark = [pytest.mark.cluster, pytest.mark.restic]
 
@@ -150,6 +153,40 @@ class Setup:
     def agent_env(self) -> dict[str, str]:
         """Where the agent finds the mounted storage Secret."""
         return {agent_identity.ENV_STORAGE_SECRETS_DIR: str(self.secrets_dir)}
+
+    def start_agent(
+        self,
+        start_agent: Callable[..., AgentProcess],
+        kubeconfig: Path,
+        *,
+        pod_name: str = "app-x",
+        pushgateway_url: str | None = None,
+    ) -> AgentProcess:
+        """The sidecar of one of the workload's pods, as that pod runs it: ``kubeconfig`` (the
+        configuration's account, :attr:`account`), the storage Secret as mounted (:meth:`agent_env`)."""
+        return start_agent(
+            namespace=self.namespace,
+            invoker="app-backup",
+            target_kind=self.kind,
+            target_name="app",
+            pod_name=pod_name,
+            kubeconfig=kubeconfig,
+            pushgateway_url=pushgateway_url,
+            extra_env=self.agent_env(),
+        )
+
+    def patch_configuration(self, spec: dict[str, Any]) -> None:
+        """Merge ``spec`` into the BackupConfiguration's spec."""
+        self.kubectl(
+            "patch",
+            "backupconfiguration",
+            "app-backup",
+            "-n",
+            self.namespace,
+            "--type=merge",
+            "-p",
+            json.dumps({"spec": spec}),
+        )
 
     def workload(self) -> dict[str, Any]:
         labels = {"app": "app"}
@@ -302,14 +339,10 @@ def test_deployment_backup_succeeds_and_matches_restic(
     setup = Setup(kubectl, namespace, tmp_path)
     write_tree(setup.data)
     setup.apply()
-    agent = start_agent(
-        namespace=namespace,
-        invoker="app-backup",
-        target_kind="Deployment",
-        target_name="app",
+    agent = setup.start_agent(
+        start_agent,
+        service_account_kubeconfig(namespace, setup.account),
         pod_name="app-7d4b9-x1",
-        kubeconfig=service_account_kubeconfig(namespace, setup.account),
-        extra_env=setup.agent_env(),
         pushgateway_url=pushgateway,
     )
     first = wait_phase(kubectl, namespace, setup.session("first"), {"Succeeded", "Failed"})
@@ -417,15 +450,7 @@ def test_retention_keeps_exactly_what_the_policy_says(
     )
     write_tree(setup.data)
     setup.apply()
-    start_agent(
-        namespace=namespace,
-        invoker="app-backup",
-        target_kind="Deployment",
-        target_name="app",
-        pod_name="app-x",
-        kubeconfig=service_account_kubeconfig(namespace, setup.account),
-        extra_env=setup.agent_env(),
-    )
+    setup.start_agent(start_agent, service_account_kubeconfig(namespace, setup.account))
     ids = []
     for i in range(4):
         (setup.data / f"file-{i}.txt").write_text(f"version {i}\n")
@@ -465,15 +490,7 @@ def test_paused_configuration_skips_with_the_seed_event(
     setup = Setup(kubectl, namespace, tmp_path, paused=True)
     write_tree(setup.data)
     setup.apply()
-    start_agent(
-        namespace=namespace,
-        invoker="app-backup",
-        target_kind="Deployment",
-        target_name="app",
-        pod_name="app-x",
-        kubeconfig=service_account_kubeconfig(namespace, setup.account),
-        extra_env=setup.agent_env(),
-    )
+    setup.start_agent(start_agent, service_account_kubeconfig(namespace, setup.account))
     skipped = wait_phase(kubectl, namespace, setup.session("instant-backupsession"), {"Skipped", "Succeeded"})
     assert skipped["status"]["phase"] == "Skipped"
     events = events_for(kubectl, namespace, "instant-backupsession")
@@ -559,15 +576,7 @@ def test_faults_fail_the_session_with_a_named_reason(
     elif mutate == "wrong-password":
         env = {**os.environ, "RESTIC_REPOSITORY": str(setup.repo_dir), "RESTIC_PASSWORD": "another-password"}
         subprocess.run([restic_binary, "init"], env=env, check=True, capture_output=True, timeout=60)
-    start_agent(
-        namespace=namespace,
-        invoker="app-backup",
-        target_kind="Deployment",
-        target_name="app",
-        pod_name="app-x",
-        kubeconfig=service_account_kubeconfig(namespace, setup.account),
-        extra_env=setup.agent_env(),
-    )
+    setup.start_agent(start_agent, service_account_kubeconfig(namespace, setup.account))
     done = wait_phase(kubectl, namespace, setup.session("faulty"), {"Succeeded", "Failed"})
     assert done["status"]["phase"] == "Failed"
     host = done["status"]["targets"][0]["stats"][0]
@@ -594,15 +603,7 @@ def test_statefulset_hosts_each_back_up_once(
     setup.apply()
     kubeconfig = service_account_kubeconfig(namespace, setup.account)
     for ordinal in range(3):
-        start_agent(
-            namespace=namespace,
-            invoker="app-backup",
-            target_kind="StatefulSet",
-            target_name="app",
-            pod_name=f"app-{ordinal}",
-            kubeconfig=kubeconfig,
-            extra_env=setup.agent_env(),
-        )
+        setup.start_agent(start_agent, kubeconfig, pod_name=f"app-{ordinal}")
     done = wait_phase(kubectl, namespace, setup.session("sts"), {"Succeeded", "Failed"}, timeout=150)
     assert done["status"]["phase"] == "Succeeded", done["status"]
     target = done["status"]["targets"][0]
@@ -632,18 +633,7 @@ def test_only_the_lease_holder_of_a_deployment_backs_up(
     write_tree(setup.data)
     setup.apply()
     kubeconfig = service_account_kubeconfig(namespace, setup.account)
-    agents = [
-        start_agent(
-            namespace=namespace,
-            invoker="app-backup",
-            target_kind="Deployment",
-            target_name="app",
-            pod_name=f"app-abc-{i}",
-            kubeconfig=kubeconfig,
-            extra_env=setup.agent_env(),
-        )
-        for i in range(2)
-    ]
+    agents = [setup.start_agent(start_agent, kubeconfig, pod_name=f"app-abc-{i}") for i in range(2)]
     done = wait_phase(kubectl, namespace, setup.session("leader"), {"Succeeded", "Failed"})
     assert done["status"]["phase"] == "Succeeded"
     assert [s["hostname"] for s in done["status"]["targets"][0]["stats"]] == ["host-0"]
@@ -673,15 +663,7 @@ def test_status_api_and_instant_backup(
     setup = Setup(kubectl, namespace, tmp_path)
     write_tree(setup.data)
     setup.apply()
-    agent = start_agent(
-        namespace=namespace,
-        invoker="app-backup",
-        target_kind="Deployment",
-        target_name="app",
-        pod_name="app-x",
-        kubeconfig=service_account_kubeconfig(namespace, setup.account),
-        extra_env=setup.agent_env(),
-    )
+    agent = setup.start_agent(start_agent, service_account_kubeconfig(namespace, setup.account))
     request = urllib.request.Request(f"{agent.url}/backup", method="POST")  # noqa: S310
     with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
         assert response.status == 202
@@ -719,14 +701,9 @@ def test_pushgateway_down_does_not_fail_the_backup(
     setup = Setup(kubectl, namespace, tmp_path)
     write_tree(setup.data)
     setup.apply()
-    start_agent(
-        namespace=namespace,
-        invoker="app-backup",
-        target_kind="Deployment",
-        target_name="app",
-        pod_name="app-x",
-        kubeconfig=service_account_kubeconfig(namespace, setup.account),
-        extra_env=setup.agent_env(),
+    setup.start_agent(
+        start_agent,
+        service_account_kubeconfig(namespace, setup.account),
         pushgateway_url=f"http://127.0.0.1:{free_port()}",
     )
     done = wait_phase(kubectl, namespace, setup.session("nogw"), {"Succeeded", "Failed"})
@@ -753,25 +730,8 @@ def test_sigterm_mid_backup_interrupts_restic_cleanly(
     setup = Setup(kubectl, namespace, tmp_path)
     (setup.data / "big.bin").write_bytes(os.urandom(64 * 1024 * 1024))
     setup.apply()
-    kubectl(
-        "patch",
-        "backupconfiguration",
-        "app-backup",
-        "-n",
-        namespace,
-        "--type=merge",
-        "-p",
-        json.dumps({"spec": {"target": {"args": ["--limit-upload=2048"]}}}),
-    )
-    agent = start_agent(
-        namespace=namespace,
-        invoker="app-backup",
-        target_kind="Deployment",
-        target_name="app",
-        pod_name="app-x",
-        kubeconfig=service_account_kubeconfig(namespace, setup.account),
-        extra_env=setup.agent_env(),
-    )
+    setup.patch_configuration({"target": {"args": ["--limit-upload=2048"]}})
+    agent = setup.start_agent(start_agent, service_account_kubeconfig(namespace, setup.account))
     name = setup.session("long")
 
     def progress() -> bool:
@@ -804,26 +764,9 @@ def test_agent_restart_fails_the_session_it_left_running(
     setup = Setup(kubectl, namespace, tmp_path)
     (setup.data / "big.bin").write_bytes(os.urandom(32 * 1024 * 1024))
     setup.apply()
-    kubectl(
-        "patch",
-        "backupconfiguration",
-        "app-backup",
-        "-n",
-        namespace,
-        "--type=merge",
-        "-p",
-        json.dumps({"spec": {"target": {"args": ["--limit-upload=1024"]}}}),
-    )
+    setup.patch_configuration({"target": {"args": ["--limit-upload=1024"]}})
     kubeconfig = service_account_kubeconfig(namespace, setup.account)
-    first = start_agent(
-        namespace=namespace,
-        invoker="app-backup",
-        target_kind="Deployment",
-        target_name="app",
-        pod_name="app-x",
-        kubeconfig=kubeconfig,
-        extra_env=setup.agent_env(),
-    )
+    first = setup.start_agent(start_agent, kubeconfig)
     name = setup.session("orphan")
     wait_until(
         lambda: get(kubectl, "backupsession", name, "-n", namespace).get("status", {}).get("targets"),
@@ -836,15 +779,7 @@ def test_agent_restart_fails_the_session_it_left_running(
 
     first.stop(signal.SIGKILL)
     subprocess.run(["pkill", "-KILL", "-f", f"restic.*{setup.repo_dir}"], check=False)
-    start_agent(
-        namespace=namespace,
-        invoker="app-backup",
-        target_kind="Deployment",
-        target_name="app",
-        pod_name="app-x",
-        kubeconfig=kubeconfig,
-        extra_env=setup.agent_env(),
-    )
+    setup.start_agent(start_agent, kubeconfig)
     done = wait_phase(kubectl, namespace, name, {"Failed", "Succeeded"}, timeout=60)
     host = done["status"]["targets"][0]["stats"][0]
     assert (done["status"]["phase"], host["reason"]) == ("Failed", "AgentRestarted")
