@@ -36,7 +36,7 @@ want=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [[ ! -f $stamp || $(cat "$stamp") != "$want" ]]; then
   echo "stashlet: installing Python packages into .venv ..." >&2
   .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -e . --group test --group lint
+  .venv/bin/python -m pip install --quiet -e ".[operator]" --group test --group lint
   echo "$want" > "$stamp"
 fi
 .venv/bin/python -m stashlet.localcluster.cli install-tools >/dev/null

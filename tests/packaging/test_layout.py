@@ -72,6 +72,19 @@ def test_each_image_copies_only_its_own_code_and_pins_python(
     assert minimum == "3.11"
 
 
+def test_only_the_operator_image_installs_the_operators_http_stack() -> None:
+    """aiohttp and kubernetes-asyncio are the ``operator`` extra: the operator image asks for it, the agent
+    image (which never imports them: import-linter) installs the bare project and so does not carry them."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    required = " ".join(project["dependencies"])
+    extra = " ".join(project["optional-dependencies"]["operator"])
+    for package in ("aiohttp", "kubernetes-asyncio"):
+        assert package not in required
+        assert package in extra
+    assert '/venv/bin/pip install --no-cache-dir ".[operator]"' in dockerfile("Dockerfile.operator")
+    assert "/venv/bin/pip install --no-cache-dir . " in dockerfile("Dockerfile.agent")
+
+
 def test_the_shared_vocabulary_lives_under_the_agents_root() -> None:
     """stashlet.api and stashlet.kube sit under agent/stashlet, so the agent image needs nothing else."""
     import stashlet.api
