@@ -1,0 +1,306 @@
+"""Seeds 003/004 on GCS, end to end: the seed's Repository ``gcs-repo`` and Secret ``gcs-secret`` as the
+seed writes them, against a real GCS JSON API server.
+
+fake-gcs-server (the pinned build, :mod:`tests.stores.fake_gcs`) runs on this host, listening on the
+node's bridge address, which pods reach. The BackupConfiguration and the RestoreSession point restic at
+it the way Stash documents for any agent setting, ``runtimeSettings.container.env``
+(``STORAGE_EMULATOR_HOST``); nothing else departs from the seed's objects but the Deployment's one
+replica and a schedule that never fires (sessions are made by hand). The Secret's
+``GOOGLE_SERVICE_ACCOUNT_JSON_KEY`` is a real service-account key whose ``token_uri`` is a FAKE token
+endpoint (:class:`tests.stores.fake_gcs.FakeTokenEndpoint`; Google's cannot be reached here) that checks
+the JWT restic signs with the key.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import stat
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from e2e.manifests import NEVER, backup_session
+from tests.stores.fake_gcs import FakeTokenEndpoint, GcsServer, ServiceAccount, fake_gcs_server
+
+from stashlet.localcluster import tools
+from stashlet.localcluster.cluster import LocalCluster
+from stashlet.localcluster.node import NODE_IP
+
+pytestmark = [pytest.mark.cluster, pytest.mark.restic]
+
+PASSWORD = "changeit"
+PROJECT = "stashlet-demo"
+BUCKET = "appscode-qa"
+APP = "stash-demo"
+RESTORE = "deployment-restore"
+
+
+@dataclass(frozen=True)
+class Gcs:
+    """fake-gcs-server and the fake token endpoint on the node's bridge, and the account it trusts."""
+
+    server: GcsServer
+    tokens: FakeTokenEndpoint
+    account: ServiceAccount
+
+
+@pytest.fixture(scope="module")
+def gcs(node: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gcs]:
+    """The seed's bucket on fake-gcs-server at ``NODE_IP`` (pods and this host reach it there)."""
+    account = ServiceAccount.generate(PROJECT)
+    with (
+        fake_gcs_server(tmp_path_factory.mktemp("fake-gcs"), host=NODE_IP) as server,
+        FakeTokenEndpoint(host=NODE_IP).running() as tokens,
+    ):
+        tokens.trust(account)
+        server.create_bucket(BUCKET, PROJECT)
+        yield Gcs(server, tokens, account)
+
+
+def b64(value: bytes | str) -> str:
+    return base64.b64encode(value.encode() if isinstance(value, str) else value).decode()
+
+
+def emulator_env(gcs: Gcs) -> dict[str, Any]:
+    """``runtimeSettings`` pointing the agent's restic at the server."""
+    return {"container": {"env": [{"name": "STORAGE_EMULATOR_HOST", "value": gcs.server.url}]}}
+
+
+def objects(namespace: str, gcs: Gcs) -> list[dict[str, Any]]:
+    """Seed 003's PVC, Deployment (one replica), ``gcs-secret``, ``gcs-repo`` and ``pause-backup``."""
+    labels = {"app": APP}
+    key = gcs.account.key_json(PROJECT, gcs.tokens.token_uri)
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": "source-pvc", "namespace": namespace},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "storageClassName": "standard",
+                "resources": {"requests": {"storage": "1Gi"}},
+            },
+        },
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"labels": labels, "name": APP, "namespace": namespace},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels, "name": "busybox"},
+                    "spec": {
+                        "containers": [
+                            {
+                                "args": ["sleep 3000"],
+                                "command": ["/bin/sh", "-c"],
+                                "image": "busybox",
+                                "imagePullPolicy": "IfNotPresent",
+                                "name": "busybox",
+                                "volumeMounts": [{"mountPath": "/source/data", "name": "source-data"}],
+                            }
+                        ],
+                        "restartPolicy": "Always",
+                        "volumes": [
+                            {"name": "source-data", "persistentVolumeClaim": {"claimName": "source-pvc"}}
+                        ],
+                    },
+                },
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "gcs-secret", "namespace": namespace},
+            "data": {
+                "RESTIC_PASSWORD": b64(PASSWORD),
+                "GOOGLE_PROJECT_ID": b64(PROJECT),
+                "GOOGLE_SERVICE_ACCOUNT_JSON_KEY": b64(key),
+            },
+        },
+        {
+            "apiVersion": "stash.appscode.com/v1alpha1",
+            "kind": "Repository",
+            "metadata": {"name": "gcs-repo", "namespace": namespace},
+            "spec": {
+                "backend": {
+                    "gcs": {"bucket": BUCKET, "prefix": "/sample/data"},
+                    "storageSecretName": "gcs-secret",
+                }
+            },
+        },
+        {
+            "apiVersion": "stash.appscode.com/v1beta1",
+            "kind": "BackupConfiguration",
+            "metadata": {"name": "pause-backup", "namespace": namespace},
+            "spec": {
+                "repository": {"name": "gcs-repo"},
+                "schedule": NEVER,
+                "target": {
+                    "ref": {"apiVersion": "apps/v1", "kind": "Deployment", "name": APP},
+                    "volumeMounts": [{"name": "source-data", "mountPath": "/source/data"}],
+                    "paths": ["/source/data"],
+                },
+                "retentionPolicy": {"name": "keep-last-5", "keepLast": 5, "prune": True},
+                "runtimeSettings": emulator_env(gcs),
+            },
+        },
+    ]
+
+
+def restore_session(namespace: str, gcs: Gcs) -> dict[str, Any]:
+    """Seed 004's RestoreSession of the Deployment's volume, with the same ``runtimeSettings``."""
+    return {
+        "apiVersion": "stash.appscode.com/v1beta1",
+        "kind": "RestoreSession",
+        "metadata": {"name": RESTORE, "namespace": namespace},
+        "spec": {
+            "repository": {"name": "gcs-repo"},
+            "target": {
+                "ref": {"apiVersion": "apps/v1", "kind": "Deployment", "name": APP},
+                "volumeMounts": [{"name": "source-data", "mountPath": "/source/data"}],
+                "rules": [{"paths": ["/source/data"]}],
+            },
+            "runtimeSettings": emulator_env(gcs),
+        },
+    }
+
+
+def write_data(root: Path) -> None:
+    """Text, random bytes, an empty file, a private file in a nested folder, a symlink."""
+    (root / "data.txt").write_text("sample_data\n")
+    (root / "blob.bin").write_bytes(os.urandom(300_000))
+    (root / "empty").write_bytes(b"")
+    (root / "deep").mkdir()
+    private = root / "deep" / "private.key"
+    private.write_bytes(os.urandom(64))
+    private.chmod(0o600)
+    (root / "link").symlink_to("deep/private.key")
+
+
+def manifest(root: Path) -> dict[str, tuple[str, int, bytes]]:
+    """Every entry below ``root``: its type, permission bits and content (a symlink's target)."""
+    found: dict[str, tuple[str, int, bytes]] = {}
+    for path in sorted(root.rglob("*")):
+        info = path.lstat()
+        rel = str(path.relative_to(root))
+        if stat.S_ISLNK(info.st_mode):
+            found[rel] = ("link", 0, os.readlink(path).encode())
+        elif stat.S_ISDIR(info.st_mode):
+            found[rel] = ("dir", stat.S_IMODE(info.st_mode), b"")
+        else:
+            found[rel] = ("file", stat.S_IMODE(info.st_mode), path.read_bytes())
+    return found
+
+
+def wipe(root: Path) -> None:
+    for path in root.iterdir():
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+
+
+def plain_restic(gcs: Gcs, key: bytes, tmp_path: Path, *args: str) -> str:
+    """restic on this host with only the Secret's values (the key saved to a file) and the server's
+    address; what it prints (the test fails with restic's words when it exits non-zero)."""
+    key_file = tmp_path / "downloaded-sa-json.key"
+    key_file.write_bytes(key)
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "RESTIC_REPOSITORY": f"gs:{BUCKET}:/sample/data",
+        "RESTIC_PASSWORD": PASSWORD,
+        "GOOGLE_PROJECT_ID": PROJECT,
+        "GOOGLE_APPLICATION_CREDENTIALS": str(key_file),
+        "STORAGE_EMULATOR_HOST": gcs.server.url,
+    }
+    argv = [str(tools.ensure("restic")), "--no-cache", "--retry-lock=2m", *args]
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False, timeout=180)
+    assert done.returncode == 0, f"restic {' '.join(args)} exited {done.returncode}: {done.stderr}"
+    return done.stdout
+
+
+def conditions(obj: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    return {c["type"]: (c["status"], c["reason"]) for c in (obj.get("status") or {}).get("conditions") or []}
+
+
+async def test_seed_003_004_on_gcs(
+    kubectl: Any, namespace: str, operator_for: Any, gcs: Gcs, helpers: Any, tmp_path: Path
+) -> None:
+    """The sidecar backs the PVC up into ``gs:appscode-qa:/sample/data`` (its restic asks the token
+    endpoint with the Secret's key), applies the retention policy, checks the repository once
+    (RepositoryIntegrityVerified, the Repository's integrity, size and count); the bucket holds restic's
+    objects under ``sample/data/``; plain restic reads the snapshot. The volume is wiped and ``stash-init``
+    puts every file back byte for byte with its mode; the RestoreSession Succeeds. No log holds the key."""
+    get = helpers.get
+    operator_for(namespace)
+    kubectl("apply", "-f", "-", input_obj=objects(namespace, gcs))
+    volume = await helpers.pvc_path(kubectl, namespace, "source-pvc")
+    write_data(volume)
+    before = manifest(volume)
+
+    def phase(kind: str, name: str) -> str | None:
+        return (get(kubectl, kind, name, "-n", namespace).get("status") or {}).get("phase")
+
+    await helpers.until(
+        lambda: phase("backupconfiguration", "pause-backup") == "Ready", timeout=60, what="Ready"
+    )
+    [pod] = await helpers.rolled_out(kubectl, namespace, APP)
+    granted = len(gcs.tokens.grants)
+    kubectl("apply", "-f", "-", input_obj=backup_session(namespace, "to-gcs", "pause-backup"))
+    await helpers.until(
+        lambda: phase("backupsession", "to-gcs") in ("Succeeded", "Failed"), timeout=120, what="backup"
+    )
+    session = get(kubectl, "backupsession", "to-gcs", "-n", namespace)
+    assert session["status"]["phase"] == "Succeeded", json.dumps(session["status"])
+    assert conditions(session)["RetentionPolicyApplied"][0] == "True"
+    verified = await helpers.until(
+        lambda: conditions(get(kubectl, "backupsession", "to-gcs", "-n", namespace)).get(
+            "RepositoryIntegrityVerified"
+        ),
+        timeout=120,
+        what="the integrity check",
+    )
+    assert verified[0] == "True", verified
+
+    def checked() -> dict[str, Any] | None:
+        status = get(kubectl, "repository", "gcs-repo", "-n", namespace).get("status") or {}
+        return status if status.get("integrity") is True and status.get("snapshotCount") else None
+
+    repo = await helpers.until(checked, timeout=60, what="gcs-repo's status")
+    assert repo["snapshotCount"] == 1
+    grants = gcs.tokens.grants[granted:]
+    assert grants, f"the sidecar's restic never asked for a token (refusals: {gcs.tokens.refusals})"
+    assert {g["iss"] for g in grants} == {gcs.account.email}
+
+    names = gcs.server.object_names(BUCKET)
+    assert {n.split("/")[2] for n in names} == {"config", "keys", "data", "index", "snapshots"}, names
+    assert all(n.startswith("sample/data/") for n in names)
+    key = gcs.account.key_json(PROJECT, gcs.tokens.token_uri)
+    [snapshot] = json.loads(plain_restic(gcs, key, tmp_path, "snapshots", "--json"))
+    assert (snapshot["hostname"], snapshot["paths"]) == ("host-0", ["/source/data"])
+    assert plain_restic(gcs, key, tmp_path, "dump", "latest", "/source/data/data.txt") == "sample_data\n"
+
+    wipe(volume)
+    granted = len(gcs.tokens.grants)
+    kubectl("apply", "-f", "-", input_obj=restore_session(namespace, gcs))
+    [new_pod] = await helpers.rolled_out(kubectl, namespace, APP, container="stash-init")
+    init_log = kubectl("logs", "-n", namespace, new_pod, "-c", "stash-init").stdout
+    assert manifest(volume) == before, init_log[-3000:]
+    await helpers.until(lambda: phase("restoresession", RESTORE) == "Succeeded", timeout=60, what="restored")
+    rs = get(kubectl, "restoresession", RESTORE, "-n", namespace)
+    assert [(s["hostname"], s["phase"]) for s in rs["status"]["stats"]] == [("host-0", "Succeeded")]
+    assert gcs.tokens.grants[granted:], "stash-init's restic never asked for a token"
+
+    sidecar_log = kubectl("logs", "-n", namespace, pod, "-c", "stash").stdout
+    private = json.loads(key)["private_key"].splitlines()[1]
+    for log in (sidecar_log, init_log):
+        assert private not in log
+        assert PASSWORD not in log
