@@ -14,11 +14,16 @@ sits under one root of :mod:`stashlet.agent.errors`: a locked repository is :cla
 missing repository, a wrong password, a missing snapshot, an unusable binary or a refused process
 priority is :class:`RefuseInput`, and anything else is :class:`ReportFailure`.
 
-Exit 1 covers many causes; two are told apart by restic's words: a backend that refuses the access
-(HTTP 401/403, a cloud's "access denied") is :class:`WrongCredentials`, and one that cannot be reached
-(connection refused, no such host, a timeout, restic's retries given up) is
-:class:`BackendUnavailable`. Their messages lose restic's hint "Is there a repository at the following
-location?" (and the location after it): the repository is there, the access is not.
+Exit 1 covers many causes; three are told apart by restic's words: a backend whose TLS certificate
+restic does not trust (signed by a CA it was not given, for another name, expired; or a ``--cacert`` that
+is no certificate) is :class:`UntrustedCertificate`, a backend that refuses the access (HTTP 401/403, a
+cloud's "access denied", an S3 signature or access key it does not know) is :class:`WrongCredentials`,
+and one that cannot be reached (connection refused, no such host, a timeout, restic's retries given up)
+is :class:`BackendUnavailable`. Their messages lose restic's hint "Is there a repository at the
+following location?" (and the location after it): the repository is there, the access is not.
+
+restic retries the first two for up to 15 minutes before it exits (only some stores answer them as
+permanent): :func:`refusal` tells, from one retry's error, that retrying cannot cure it.
 """
 
 from __future__ import annotations
@@ -126,6 +131,10 @@ class WrongCredentials(ResticError, RefuseInput):
     """The backend refuses the storage Secret's access key, token or REST user/password (401/403)."""
 
 
+class UntrustedCertificate(ResticError, RefuseInput):
+    """restic does not trust the backend's TLS certificate, or cannot read the CA it was given."""
+
+
 class BackendUnavailable(ResticError, ReportFailure):
     """The backend cannot be reached (refused, unresolvable, timing out), or not for long enough."""
 
@@ -159,8 +168,15 @@ _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 _WRONG_CREDENTIALS = re.compile(
     r"HTTP response \((401|403)\)|\b(401|403) (Unauthorized|Forbidden)\b|Access Denied|AccessDenied"
     r"|InvalidAccessKeyId|SignatureDoesNotMatch|AuthenticationFailed|AuthorizationFailure"
-    r"|invalid_grant|Unauthorized: bad credentials",
+    r"|invalid_grant|Unauthorized: bad credentials"
+    r"|The request signature we calculated does not match|access key Id you provided does not exist",
     re.IGNORECASE,
+)
+_UNTRUSTED_CERTIFICATE = re.compile(
+    r"tls: failed to verify certificate|\bx509: |cannot parse root certificate", re.IGNORECASE
+)
+_CA_HINT = (
+    "the storage Secret's CA_CERT_DATA must hold the PEM of the CA that signed the backend's certificate"
 )
 _UNREACHABLE = re.compile(
     r"connection refused|no such host|i/o timeout|network is unreachable|no route to host"
@@ -215,14 +231,34 @@ def error_for_exit(
         return Interrupted(message, exit_code=exit_code)
     if exit_code == ExitCode.FATAL and _SNAPSHOT_NOT_FOUND.search(text):
         return SnapshotNotFound(message, exit_code=exit_code)
-    backend = f"backend {bare_location(location)}" if location else "the backend"
-    if exit_code == ExitCode.FATAL and _WRONG_CREDENTIALS.search(text):
-        return WrongCredentials(
-            f"{backend} refused the storage Secret's credentials: {message}", exit_code=exit_code
-        )
+    if exit_code == ExitCode.FATAL and (refused := refusal(text, location, message)) is not None:
+        return refused
+    backend = _backend(location)
     if exit_code == ExitCode.FATAL and _UNREACHABLE.search(text):
         return BackendUnavailable(f"{backend} is unreachable: {message}", exit_code=exit_code)
     return ResticFailed(message, exit_code=exit_code)
+
+
+def refusal(error: str, location: str | None = None, message: str | None = None) -> ResticError | None:
+    """The error a backend refusal in restic's words ``error`` (a retry's, or a failed run's) is, when
+    no retry can cure it: :class:`UntrustedCertificate` or :class:`WrongCredentials`, naming the backend
+    at ``location`` and saying ``message`` (``error`` cleaned when not given); else ``None``."""
+    said = message if message is not None else clean_message(without_location_hint(error))
+    backend = _backend(location)
+    if _UNTRUSTED_CERTIFICATE.search(error):
+        return UntrustedCertificate(
+            f"{backend} is reached over TLS with a certificate restic does not trust: {said} ({_CA_HINT})",
+            exit_code=ExitCode.FATAL,
+        )
+    if _WRONG_CREDENTIALS.search(error):
+        return WrongCredentials(
+            f"{backend} refused the storage Secret's credentials: {said}", exit_code=ExitCode.FATAL
+        )
+    return None
+
+
+def _backend(location: str | None) -> str:
+    return f"backend {bare_location(location)}" if location else "the backend"
 
 
 def bare_location(url: str) -> str:
