@@ -21,6 +21,7 @@ from stashlet.agent.restic.backend import ResticRepository, build_repository
 from stashlet.agent.restic.backend_watch import BackendState, BackendWatch
 from stashlet.agent.restic.errors import (
     BackendUnavailable,
+    RepositoryNotFound,
     ResticError,
     UntrustedCertificate,
     WrongCredentials,
@@ -116,6 +117,32 @@ async def test_restic_init_creates_the_missing_bucket(
     names = s3.objects("created-by-init")
     assert "backup/demo/deployment/stash-demo/config" in names
     assert all(name.startswith("backup/demo/deployment/stash-demo/") for name in names)
+
+
+@pytest.mark.parametrize("region", [REGION, None])
+async def test_a_missing_bucket_is_no_repository(
+    settings: ResticSettings, s3: S3Server, tmp_path: Path, region: str | None
+) -> None:
+    """Opening a repository in a bucket that does not exist. With ``s3.region`` restic's HeadObject gets
+    404 NoSuchKey: exit 10 at once, RepositoryNotFound. Without it restic asks the bucket's location, gets
+    NoSuchBucket and retries it; that retry's error is RepositoryNotFound too (so the first backup
+    initialises). Either way ``restic init`` then creates the bucket and the repository opens."""
+    bucket = f"missing-{'with' if region else 'no'}-region"
+    repo = repository(s3, stash_secret(s3), tmp_path, bucket, region=region)
+    if region:
+        with pytest.raises(RepositoryNotFound):
+            await asyncio.wait_for(Restic(settings, repo).snapshots(), 60)
+    else:
+        given_up, retried = await given_up_on(settings, repo)
+        assert "The specified bucket does not exist" in given_up.message
+        error = refusal(retried, repo.display_url)
+        assert isinstance(error, RepositoryNotFound)
+        assert error.message.startswith(f"backend {repo.display_url} has no such bucket, so no repository: ")
+    assert not s3.bucket_exists(bucket)
+    restic = Restic(settings, repo)
+    await restic.init()
+    assert s3.bucket_exists(bucket)
+    assert await restic.snapshots() == []
 
 
 async def test_backup_into_a_users_bucket_and_plain_restic_reads_it(

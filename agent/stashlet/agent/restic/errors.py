@@ -22,8 +22,9 @@ and one that cannot be reached (connection refused, no such host, a timeout, res
 is :class:`BackendUnavailable`. Their messages lose restic's hint "Is there a repository at the
 following location?" (and the location after it): the repository is there, the access is not.
 
-restic retries the first two for up to 15 minutes before it exits (only some stores answer them as
-permanent): :func:`refusal` tells, from one retry's error, that retrying cannot cure it.
+restic retries the first two, and an S3 bucket that does not exist, for up to 15 minutes before it
+exits (only some answers are permanent to it): :func:`refusal` tells, from one retry's error, that
+retrying cannot cure it.
 """
 
 from __future__ import annotations
@@ -175,6 +176,7 @@ _WRONG_CREDENTIALS = re.compile(
 _UNTRUSTED_CERTIFICATE = re.compile(
     r"tls: failed to verify certificate|\bx509: |cannot parse root certificate", re.IGNORECASE
 )
+_NO_BUCKET = re.compile(r"The specified bucket does not exist|\bNoSuchBucket\b")
 _CA_HINT = (
     "the storage Secret's CA_CERT_DATA must hold the PEM of the CA that signed the backend's certificate"
 )
@@ -241,8 +243,10 @@ def error_for_exit(
 
 def refusal(error: str, location: str | None = None, message: str | None = None) -> ResticError | None:
     """The error a backend refusal in restic's words ``error`` (a retry's, or a failed run's) is, when
-    no retry can cure it: :class:`UntrustedCertificate` or :class:`WrongCredentials`, naming the backend
-    at ``location`` and saying ``message`` (``error`` cleaned when not given); else ``None``."""
+    no retry can cure it: :class:`UntrustedCertificate`, :class:`WrongCredentials`, or
+    :class:`RepositoryNotFound` for a missing S3 bucket (restic's S3 backend retries NoSuchBucket when it
+    asks the bucket's location, i.e. without ``s3.region``; ``restic init`` creates the bucket), naming
+    the backend at ``location`` and saying ``message`` (``error`` cleaned when not given); else ``None``."""
     said = message if message is not None else clean_message(without_location_hint(error))
     backend = _backend(location)
     if _UNTRUSTED_CERTIFICATE.search(error):
@@ -253,6 +257,11 @@ def refusal(error: str, location: str | None = None, message: str | None = None)
     if _WRONG_CREDENTIALS.search(error):
         return WrongCredentials(
             f"{backend} refused the storage Secret's credentials: {said}", exit_code=ExitCode.FATAL
+        )
+    if _NO_BUCKET.search(error):
+        return RepositoryNotFound(
+            f"{backend} has no such bucket, so no repository: {said} (restic init creates the bucket)",
+            exit_code=ExitCode.FATAL,
         )
     return None
 
