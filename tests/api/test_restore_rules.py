@@ -17,18 +17,23 @@ def test_validation_names_each_broken_rule_by_index() -> None:
     and a host claimed twice are each reported with the rule's index."""
     rules = [
         rule(targetHosts=["host-0"], snapshots=["latest"], paths=["/data"]),
-        rule(targetHosts=["host-1"], include=["a"], exclude=["b"]),
+        rule(targetHosts=["host-1"], paths=["/data"], include=["a"], exclude=["b"]),
         rule(targetHosts=["host-2"], snapshots=["--target=/"]),
         rule(paths=["data"]),
-        rule(),
-        rule(targetHosts=["host-0"]),
+        rule(sourceHost="host-1"),
+        rule(targetHosts=["host-0"], snapshots=["latest"]),
     ]
     problems = rule_problems(rules, "spec.target.rules")
+    nothing = (
+        "neither paths nor snapshots, so this rule restores nothing (as in Stash); name the paths to "
+        "restore (each from its latest snapshot of the host) or snapshots"
+    )
     assert problems == [
         "spec.target.rules[0]: snapshots and paths are mutually exclusive",
         "spec.target.rules[1]: include and exclude are mutually exclusive (restic refuses both)",
         "spec.target.rules[2]: snapshot '--target=/' is neither 'latest' nor a snapshot ID",
         "spec.target.rules[3]: path 'data' must be absolute, without '..'",
+        f"spec.target.rules[4]: {nothing}",
         "spec.target.rules[5]: host 'host-0' is also a target of spec.target.rules[0]",
         "spec.target.rules[4]: only one rule may omit targetHosts (spec.target.rules[3] already does)",
     ]
@@ -49,6 +54,14 @@ def test_validation_names_each_broken_rule_by_index() -> None:
         (
             [{"targetHosts": ["host-0"], "paths": ["/a"]}, {"targetHosts": ["host-0"], "paths": ["/b"]}],
             "spec.target.rules[1]: host 'host-0' is also a target of spec.target.rules[0]",
+        ),
+        (
+            [],
+            "spec.target.rules: no rule, so nothing would be restored (Stash restores nothing without rules)",
+        ),
+        (
+            [{"targetHosts": ["host-1"], "sourceHost": "host-0", "include": ["*.txt"]}],
+            "spec.target.rules[0]: neither paths nor snapshots, so this rule restores nothing (as in Stash)",
         ),
         (
             [{"include": ["*.txt"], "exclude": ["*.log"]}],

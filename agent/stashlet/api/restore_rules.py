@@ -4,9 +4,15 @@ The operator validates the rules before it injects ``stash-init`` and the agent 
 before it restores (a session may change in between), with this one function, so a session the operator
 passes is one the agent accepts, and both name a problem in the same words.
 
-What is checked: at most one rule without ``targetHosts``, a host named by one rule only, ``snapshots``
-and ``paths`` never both; and what restic itself would refuse later: ``include`` with ``exclude``, a
-snapshot that is neither ``latest`` nor an ID, a path that is relative or climbs with ``..``.
+What is checked: the conditions Stash's documentation gives (at most one rule without ``targetHosts``,
+a host named by one rule only, ``snapshots`` and ``paths`` never both; Stash's webhook checks them only
+on the deprecated ``spec.rules``, which its mutating webhook has by then moved under ``spec.target``, so
+it lets a broken set through and picks silently); what restic itself would refuse later (``include``
+with ``exclude``, a snapshot that is neither ``latest`` nor an ID, a path that is relative or climbs with
+``..``); and a session that would restore nothing. Stash restores, per host, the matching rule's
+``snapshots`` or else the latest snapshot of each of its ``paths`` (stashed/apimachinery
+``pkg/restic/restore.go`` ``runRestore``): no rules, or a rule with neither, restores nothing there and
+the session still Succeeds. Here such a session is refused, naming the field, before anything runs.
 """
 
 from __future__ import annotations
@@ -33,6 +39,11 @@ def rules_of(session: RestoreSession) -> tuple[str, list[Rule]]:
 
 def rule_problems(rules: Sequence[Rule], where: str = "spec.target.rules") -> list[str]:
     """Every problem with ``rules``, each naming the rule by index; empty when they are usable."""
+    if not rules:
+        return [
+            "spec.target.rules: no rule, so nothing would be restored (Stash restores nothing without "
+            "rules); add a rule with paths (each path's latest snapshot of the host) or snapshots"
+        ]
     problems: list[str] = []
     catch_all: list[int] = []
     claimed: dict[str, int] = {}
@@ -40,6 +51,11 @@ def rule_problems(rules: Sequence[Rule], where: str = "spec.target.rules") -> li
         at = f"{where}[{i}]"
         if rule.snapshots and rule.paths:
             problems.append(f"{at}: snapshots and paths are mutually exclusive")
+        if not rule.snapshots and not rule.paths:
+            problems.append(
+                f"{at}: neither paths nor snapshots, so this rule restores nothing (as in Stash); "
+                "name the paths to restore (each from its latest snapshot of the host) or snapshots"
+            )
         if rule.include and rule.exclude:
             problems.append(f"{at}: include and exclude are mutually exclusive (restic refuses both)")
         for snapshot in rule.snapshots or []:

@@ -206,8 +206,8 @@ class RestoreEnv:
                 {"name": f"vol-{i}", "mountPath": str(path)} for i, path in enumerate(mounts or [self.data])
             ],
         }
-        if rules is not None:
-            target["rules"] = rules
+        # Stash restores nothing without a rule: the default restores the backed-up path of the tests.
+        target["rules"] = [{"paths": [str(self.data)]}] if rules is None else rules
         if replicas is not None:
             target["replicas"] = replicas
         if args is not None:
@@ -605,7 +605,9 @@ def test_restore_into_another_workload_takes_the_source_hosts_data(env: RestoreE
     recovered.mkdir()
     env.apply(
         env.workload("Deployment", "recovered"),
-        env.restore_session("rs", "Deployment", "recovered", rules=[{"sourceHost": "host-1"}]),
+        env.restore_session(
+            "rs", "Deployment", "recovered", rules=[{"sourceHost": "host-1", "paths": [str(env.data)]}]
+        ),
     )
     kubeconfig = env.grant("recovered-init", ["rs"], "Deployment", "recovered")
 
@@ -635,8 +637,8 @@ def test_rule_paths_include_and_exclude_select_what_comes_back(env: RestoreEnv) 
     wipe(other)
     sessions = {
         "only-other": [{"paths": [str(other)]}],
-        "include-dir": [{"include": [f"{env.data}/dir"]}],
-        "exclude-bin": [{"exclude": ["*.bin"]}],
+        "include-dir": [{"paths": [str(env.data), str(other)], "include": [f"{env.data}/dir"]}],
+        "exclude-bin": [{"snapshots": ["latest"], "exclude": ["*.bin"]}],
     }
     env.apply(
         env.workload("Deployment", "app"),
@@ -670,6 +672,8 @@ FAULTS = {
     "repository-object-missing": ("RepositoryNotFound", f"Repository {{ns}}/{REPOSITORY} not found"),
     "repository-missing-in-backend": ("RepositoryNotFound", "repository does not exist"),
     "snapshots-and-paths": ("InvalidRestoreRule", "spec.target.rules[0]: snapshots and paths"),
+    "no-rules": ("InvalidRestoreRule", "spec.target.rules: no rule, so nothing would be restored"),
+    "rule-naming-nothing": ("InvalidRestoreRule", "spec.target.rules[0]: neither paths nor snapshots"),
     "path-not-mounted": ("TargetPathNotMounted", "volumeMounts"),
     "session-for-another-workload": ("RestoreTargetMismatch", "Deployment/other"),
 }
@@ -703,6 +707,10 @@ def test_a_failed_restore_exits_non_zero_and_says_why(env: RestoreEnv, fault: st
         env.repo_dir.mkdir()
     elif fault == "snapshots-and-paths":
         rules = [{"snapshots": [snapshot[:8]], "paths": [str(env.data)]}]
+    elif fault == "no-rules":
+        rules = []
+    elif fault == "rule-naming-nothing":
+        rules = [{"sourceHost": "host-0", "include": ["*.txt"]}]
     elif fault == "path-not-mounted":
         mounts = [env.tmp_path / "elsewhere"]
         mounts[0].mkdir()

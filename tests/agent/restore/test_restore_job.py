@@ -176,6 +176,7 @@ def test_a_job_for_another_target_fails_its_host_and_says_why(env: RestoreEnv) -
     target = {
         "ref": {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "name": "nfs-pvc"},
         "volumeMounts": [{"name": "data", "mountPath": str(env.data)}],
+        "rules": [{"snapshots": ["latest"]}],
     }
     session = restore_session(env, target, task={"name": "pvc-restore"})
     env.apply(session)

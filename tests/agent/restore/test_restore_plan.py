@@ -42,17 +42,32 @@ def rule(**fields: Any) -> Rule:
 # --- rules --------------------------------------------------------------------------------------------
 
 
-def test_no_rules_mean_the_latest_snapshot_of_the_host_itself() -> None:
-    """Without rules a host restores its own latest snapshot, all paths."""
-    assert match_rule([], "host-2") == HostRule(
-        host="host-2", source_host="host-2", snapshots=(LATEST,), paths=()
-    )
+def test_no_rules_or_a_rule_naming_nothing_restore_nothing() -> None:
+    """As Stash's runRestore: no rules, or a matching rule with neither paths nor snapshots, give this
+    host nothing to restore (never the whole latest snapshot); validation refuses both before this."""
+    assert match_rule([], "host-2") is None
+    assert match_rule([rule(sourceHost="host-0")], "host-2") is None
+    assert match_rule([rule(paths=["/a"]), rule(targetHosts=["host-2"])], "host-2") is None
+
+
+def test_a_catch_all_after_another_is_the_one_taken_as_in_stash() -> None:
+    """Stash's RestoreOptionsForHost keeps going past a rule without targetHosts, so the last such rule
+    applies (validation refuses two of them; the choice is Stash's all the same)."""
+    rules = [rule(paths=["/first"]), rule(targetHosts=["host-9"], paths=["/nine"]), rule(paths=["/last"])]
+    matched = match_rule(rules, "host-0")
+    assert matched is not None and (matched.index, matched.paths) == (2, ("/last",))
+    named = match_rule(rules, "host-9")
+    assert named is not None and (named.index, named.paths) == (1, ("/nine",))
 
 
 def test_a_rule_naming_the_host_wins_over_the_catch_all_in_any_order() -> None:
-    """The rule whose targetHosts names the host is taken even after a rule without targetHosts; others
-    take the catch-all; sourceHost defaults to the host itself."""
-    rules = [rule(paths=["/data"]), rule(targetHosts=["host-1"], sourceHost="host-0", snapshots=["abcd1234"])]
+    """The first rule whose targetHosts names the host is taken even after a rule without targetHosts;
+    others take the catch-all; sourceHost defaults to the host itself."""
+    rules = [
+        rule(paths=["/data"]),
+        rule(targetHosts=["host-1"], sourceHost="host-0", snapshots=["abcd1234"]),
+        rule(targetHosts=["host-1"], paths=["/other"]),
+    ]
     named = match_rule(rules, "host-1")
     assert named is not None
     assert (named.index, named.source_host, named.snapshots, named.paths) == (1, "host-0", ("abcd1234",), ())
@@ -68,7 +83,7 @@ def test_a_rule_naming_the_host_wins_over_the_catch_all_in_any_order() -> None:
 
 def test_no_applicable_rule_means_nothing_for_this_host() -> None:
     """Rules that all name other hosts leave this host with nothing to restore."""
-    assert match_rule([rule(targetHosts=["host-0"])], "host-1") is None
+    assert match_rule([rule(targetHosts=["host-0"], paths=["/a"])], "host-1") is None
 
 
 def test_latest_in_snapshots_is_the_latest_and_paths_are_normalised() -> None:

@@ -60,6 +60,50 @@ def init_names(workload: dict[str, Any] | None) -> list[str]:
     return [c["name"] for c in workload["spec"]["template"]["spec"].get("initContainers") or []]
 
 
+@pytest.mark.parametrize(
+    ("rules", "field", "why"),
+    [
+        ([], "spec.target.rules", "no rule, so nothing would be restored"),
+        (
+            [{"sourceHost": "host-1", "include": ["*.txt"]}],
+            "spec.target.rules[0]",
+            "neither paths nor snapshots, so this rule restores nothing",
+        ),
+    ],
+)
+async def test_a_session_that_would_restore_nothing_is_refused(
+    operator: Any, akubectl: Any, make: Any, namespace: str, rules: list[Any], field: str, why: str
+) -> None:
+    """Stash restores nothing for a session without rules, or whose rule has neither paths nor snapshots,
+    and calls it Succeeded; here it is Invalid, ValidationPassed False naming the field and saying why,
+    and no init-container goes in (the Repository and Secret exist: only the rules are wrong)."""
+    await akubectl(
+        "apply",
+        "-f",
+        "-",
+        input_obj=[
+            make.deployment(namespace=namespace),
+            make.seed_storage_secret(namespace),
+            make.repository(namespace=namespace),
+        ],
+    )
+    await operator.start(namespace)
+    session = restore_session(namespace)
+    session["spec"]["target"]["rules"] = rules
+    await akubectl("apply", "-f", "-", input_obj=session)
+
+    async def invalid() -> dict[str, Any] | None:
+        status = await restore_status(akubectl, namespace)
+        return status if status.get("phase") == "Invalid" else None
+
+    status = await eventually(invalid, timeout=30, what="Invalid")
+    validation = condition_map(status)["ValidationPassed"]
+    assert (validation["status"], validation["reason"]) == ("False", "ResourceValidationFailed")
+    assert f"{field}: {why}" in validation["message"], validation["message"]
+    assert "StashInitContainerInjected" not in condition_map(status)
+    assert init_names(await akubectl.get("deployment", namespace, "stash-demo")) == []
+
+
 async def test_bad_rules_then_a_missing_repository_then_injection_then_removal(
     operator: Any, akubectl: Any, make: Any, namespace: str
 ) -> None:

@@ -1,13 +1,17 @@
 """What one host of a RestoreSession restores, and how to tell that it all came back: pure.
 
-**Rules, as Stash matches them.** The rules are ``spec.target.rules`` (or the deprecated ``spec.rules``).
-A host takes the rule whose ``targetHosts`` names it, else the rule without ``targetHosts``; no rules at
-all means "the latest snapshot of this host". ``sourceHost`` defaults to the host itself (a restore into
-another workload names the host whose data it wants). ``snapshots`` and ``paths`` exclude each other;
-``snapshots: [latest]`` or no snapshots means the latest snapshot of the source host (restricted to
-``paths`` when given). restic refuses ``include`` together with ``exclude``, so a rule may not have both.
-Every rule is validated (:func:`stashlet.api.restore_rules.rule_problems`), not only the one that
-matches, and an error names the rule's index.
+**Rules, as Stash matches them** (stashed/stash ``pkg/util/options.go`` ``RestoreOptionsForHost``). The
+rules are ``spec.target.rules`` (or the deprecated ``spec.rules``). A host takes the first rule whose
+``targetHosts`` names it, else the last rule without ``targetHosts``, else none: it restores nothing.
+``sourceHost`` defaults to the host itself (a restore into another workload names the host whose data it
+wants). ``snapshots`` and ``paths`` exclude each other. ``paths`` restores each path from the latest
+snapshot of the source host holding it (``restic restore latest --host <source> --path <path>``, as
+Stash does: a repository Stash wrote holds one snapshot per path). ``snapshots`` restores each snapshot
+named, ``latest`` being the latest snapshot of the source host. A session with no rules, or a rule with
+neither, would restore nothing and is refused before anything runs. restic refuses ``include`` together
+with ``exclude``, so a rule may not have both. Every rule is validated
+(:func:`stashlet.api.restore_rules.rule_problems`), not only the one that matches, and an error names
+the rule's index.
 
 **Where data goes.** A snapshot holds absolute paths (``/source/data``) and, in the Stash model, the pod
 mounts the volume at that same path. Each backed-up path is restored on its own, from the snapshot's
@@ -70,23 +74,24 @@ class HostRule:
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     index: int | None = None
-    """The rule's index in ``rules`` (None: no rules, the default)."""
+    """The rule's index in ``rules``."""
 
 
 def match_rule(rules: Sequence[Rule], host: str) -> HostRule | None:
-    """The rule for ``host``: the one naming it, else the one without targetHosts; None if none applies."""
-    if not rules:
-        return HostRule(host=host, source_host=host, snapshots=(LATEST,), paths=())
+    """The rule for ``host``, as Stash picks it: the first naming it, else the last without targetHosts;
+    None if none applies or the rule names neither paths nor snapshots (nothing to restore)."""
     chosen: tuple[int, Rule] | None = None
     for i, rule in enumerate(rules):
         if host in (rule.target_hosts or []):
             chosen = (i, rule)
             break
-        if not rule.target_hosts and chosen is None:
+        if not rule.target_hosts:
             chosen = (i, rule)
     if chosen is None:
         return None
     index, rule = chosen
+    if not rule.snapshots and not rule.paths:
+        return None
     snapshots = tuple(dict.fromkeys(rule.snapshots or [LATEST]))
     return HostRule(
         host=host,

@@ -324,7 +324,7 @@ class RestoreRunner:
         rule = match_rule(rules, ctx.host.name)
         if rule is None:
             log.info(
-                "no rule of the RestoreSession names this host; nothing to restore",
+                "no rule of the RestoreSession applies to this host; nothing to restore here (as in Stash)",
                 extra={"session": self.ref, "host": ctx.host.name},
             )
             return HostRestore(), ""
