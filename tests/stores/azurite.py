@@ -1,0 +1,237 @@
+"""Azurite, Microsoft's Azure Storage emulator (npm ``azurite``, pinned in versions.AZURITE), for the
+``azure`` backend: installed once into the cache with npm, started over HTTPS with its own account
+and key, and stopped.
+
+restic always reaches ``https://<account>.blob.<AZURE_ENDPOINT_SUFFIX>/<container>``; Azurite takes
+the account from the Host header's first label when the host is a name with a dot (its
+"production-style" URLs; an IP or a name without a dot makes it read the account from the path).
+So the server is ``<ACCOUNT>.blob.<SUFFIX_HOST>:<port>`` (the suffix carries the port), with a
+certificate for that name from a private CA made by :mod:`stashlet.localcluster.pki`.
+
+That name resolves nowhere: pods get it through ``hostAliases``; restic on this host runs in a mount
+namespace of its own where ``/etc/hosts`` is a file naming it (:meth:`Azurite.restic_wrapper`), the
+host's ``/etc/hosts`` is never touched. Go's resolver (restic is a static Go binary) gives no special
+meaning to ``*.localhost`` here (only with an nsswitch ``myhostname`` source), and ``.test`` is the
+name space RFC 6761 keeps for tests.
+"""
+
+from __future__ import annotations
+
+import base64
+import email.utils
+import hmac
+import http.client
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from xml.etree import ElementTree
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID
+from tests import polling
+
+from stashlet.api import versions
+from stashlet.localcluster import pki, tools
+from stashlet.localcluster.processes import ManagedProcess, free_port
+
+ACCOUNT = "stashletbackups"
+"""The storage account Azurite serves (AZURITE_ACCOUNTS), not its built-in devstoreaccount1."""
+SUFFIX_HOST = "azurite.test"
+API_VERSION = "2025-11-05"
+"""The Blob API version of the listing :meth:`Azurite.blob_names` makes (restic 0.18.1's SDK speaks it)."""
+ACCESS_TIER = "Hot"
+"""The tier the Secret names (AZURE_ACCESS_TIER): Azurite refuses restic's empty tier header."""
+
+
+def install() -> Path:
+    """The pinned Azurite's blob server script, installed with npm into the cache once (under a lock)."""
+    final = tools.cache_dir() / "tools" / f"azurite-{versions.AZURITE}"
+    script = final / "node_modules" / "azurite" / "dist" / "src" / "blob" / "main.js"
+    with tools.locked(final.parent / f".{final.name}.lock"):
+        if script.is_file():
+            return script
+        npm = shutil.which("npm")
+        if npm is None or shutil.which("node") is None:
+            raise tools.ToolError(f"Azurite {versions.AZURITE} needs node and npm on PATH to install")
+        workdir = Path(tempfile.mkdtemp(prefix=f"install-{final.name}-", dir=final.parent))
+        try:
+            done = subprocess.run(
+                [npm, "install", "--prefix", str(workdir), "--no-audit", "--no-fund", "--ignore-scripts",
+                 f"azurite@{versions.AZURITE}"],
+                capture_output=True, text=True, check=False, timeout=600,
+            )  # fmt: skip
+            if done.returncode != 0:
+                raise tools.ToolError(
+                    f"npm install azurite@{versions.AZURITE} failed:\n{done.stderr[-2000:]}"
+                )
+            if final.exists():
+                shutil.rmtree(final)
+            workdir.rename(final)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return script
+
+
+def _serving_certificate(authority: pki.Pki, host: str, directory: Path) -> tuple[Path, Path]:
+    """A server certificate for ``host`` signed by ``authority``'s CA: (certificate, key) PEM files."""
+    ca_key = serialization.load_pem_private_key(authority.ca_key.read_bytes(), password=None)
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+    ca = x509.load_pem_x509_certificate(authority.ca_cert.read_bytes())
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = pki._sign(
+        pki._name(host),
+        key,
+        ca.subject,
+        ca_key,
+        usage=[ExtendedKeyUsageOID.SERVER_AUTH],
+        sans=[x509.DNSName(host)],
+    )
+    cert_path, key_path = directory / "azurite.crt", directory / "azurite.key"
+    pki._write_key(key, key_path)
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return cert_path, key_path
+
+
+@dataclass(frozen=True)
+class Azurite:
+    """A running Azurite blob service: where it listens, its account and key, the CA that signed it."""
+
+    address: str
+    port: int
+    account_key: str
+    ca_pem: bytes
+    directory: Path
+    process: ManagedProcess
+
+    @property
+    def host(self) -> str:
+        """The name restic connects to: ``<account>.blob.<suffix host>``."""
+        return f"{ACCOUNT}.blob.{SUFFIX_HOST}"
+
+    @property
+    def endpoint_suffix(self) -> str:
+        """``AZURE_ENDPOINT_SUFFIX`` for restic: the suffix host and the port."""
+        return f"{SUFFIX_HOST}:{self.port}"
+
+    @property
+    def ca_file(self) -> Path:
+        """The private CA's certificate (PEM), for plain restic's ``--cacert``."""
+        return self.directory / "pki" / "ca.crt"
+
+    def secret(self, password: str, *, ca: bool = True) -> dict[str, bytes]:
+        """A storage Secret's data as Stash documents it for Azure, plus the CA and the access tier."""
+        data = {
+            "RESTIC_PASSWORD": password.encode(),
+            "AZURE_ACCOUNT_NAME": ACCOUNT.encode(),
+            "AZURE_ACCOUNT_KEY": self.account_key.encode(),
+            "AZURE_ACCESS_TIER": ACCESS_TIER.encode(),
+        }
+        if ca:
+            data["CA_CERT_DATA"] = self.ca_pem
+        return data
+
+    def restic_wrapper(self, restic: Path) -> Path:
+        """An executable that runs ``restic`` (same arguments, same process: ``exec`` all the way) in a
+        mount namespace where ``/etc/hosts`` names :attr:`host` at :attr:`address`, as a pod's
+        ``hostAliases`` would."""
+        hosts = self.directory / "hosts"
+        hosts.write_text(f"127.0.0.1 localhost\n{self.address} {self.host}\n")
+        unshare, sh = shutil.which("unshare"), shutil.which("sh")
+        mount = shutil.which("mount")
+        if unshare is None or sh is None or mount is None:
+            raise tools.ToolError("host-level restic against Azurite needs unshare, sh and mount")
+        wrapper = self.directory / "restic-azurite"
+        wrapper.write_text(
+            f"#!{sh}\n"
+            f"exec {unshare} --mount -- {sh} -c "
+            f'\'{mount} --bind "$0" /etc/hosts && exec "$@"\' {hosts} {restic} "$@"\n'
+        )
+        wrapper.chmod(0o755)
+        return wrapper
+
+    def blob_names(self, container: str) -> list[str]:
+        """The names of the blobs in ``container``, listed with the account's key (Shared Key)."""
+        date = email.utils.formatdate(usegmt=True)
+        headers = f"x-ms-date:{date}\nx-ms-version:{API_VERSION}\n"
+        canonical = f"{headers}/{ACCOUNT}/{container}\ncomp:list\nrestype:container"
+        signature = hmac.new(
+            base64.b64decode(self.account_key), f"GET{chr(10) * 12}{canonical}".encode(), "sha256"
+        )
+        request_headers = {
+            "x-ms-date": date,
+            "x-ms-version": API_VERSION,
+            "Authorization": f"SharedKey {ACCOUNT}:{base64.b64encode(signature.digest()).decode()}",
+        }
+        context = ssl.create_default_context(cadata=self.ca_pem.decode())
+        connection = http.client.HTTPSConnection(self.host, self.port, context=context, timeout=10)
+        connection.sock = context.wrap_socket(
+            socket.create_connection((self.address, self.port), timeout=10), server_hostname=self.host
+        )
+        try:
+            connection.request("GET", f"/{container}?restype=container&comp=list", headers=request_headers)
+            response = connection.getresponse()
+            body = response.read()
+        finally:
+            connection.close()
+        if response.status != 200:
+            raise AssertionError(f"listing {container} answered {response.status}: {body[:500]!r}")
+        return [name.text or "" for name in ElementTree.fromstring(body).iter("Name")]  # noqa: S314 - our own server's answer
+
+    def answers(self) -> bool:
+        """Whether Azurite completes a TLS handshake as :attr:`host` (trusting only the CA) and answers
+        an HTTP request."""
+        context = ssl.create_default_context(cadata=self.ca_pem.decode())
+        try:
+            with (
+                socket.create_connection((self.address, self.port), timeout=2) as raw,
+                context.wrap_socket(raw, server_hostname=self.host) as tls,
+            ):
+                tls.sendall(
+                    f"GET /?comp=list HTTP/1.1\r\nHost: {self.host}\r\nConnection: close\r\n\r\n".encode()
+                )
+                return tls.recv(16).startswith(b"HTTP/1.1 ")
+        except OSError:
+            return False
+
+
+@contextmanager
+def running(directory: Path, address: str = "127.0.0.1") -> Iterator[Azurite]:
+    """Azurite's blob service over HTTPS on ``address`` (a free port), one account with a fresh random
+    key, data under ``directory``; stopped (its process group) on exit."""
+    script = install()
+    directory.mkdir(parents=True, exist_ok=True)
+    authority = pki.create(directory / "pki", {})
+    cert, key = _serving_certificate(authority, f"{ACCOUNT}.blob.{SUFFIX_HOST}", directory / "pki")
+    account_key = base64.b64encode(os.urandom(64)).decode()
+    port = free_port()
+    node = shutil.which("node")
+    assert node is not None
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(directory),
+           "AZURITE_ACCOUNTS": f"{ACCOUNT}:{account_key}"}  # fmt: skip
+    process = ManagedProcess.start(
+        "azurite",
+        [node, str(script), "--blobHost", address, "--blobPort", str(port), "--location",
+         str(directory / "data"), "--cert", str(cert), "--key", str(key), "--disableTelemetry"],
+        directory / "azurite.log",
+        env=env,
+    )  # fmt: skip
+    server = Azurite(address, port, account_key, authority.ca_cert.read_bytes(), directory, process)
+    try:
+
+        def ready() -> bool:
+            assert process.alive(), f"Azurite exited; its log:\n{process.log_tail()}"
+            return server.answers()
+
+        polling.wait_until(ready, what="Azurite over HTTPS", timeout=60, log=process.log_tail)
+        yield server
+    finally:
+        process.stop()
