@@ -19,13 +19,13 @@ import tomllib
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from tests import kubeconfigs
+from tests.chart.helm import CHART, Helm, Obj, find
 from tests.polling import eventually
 
 from stashlet.api import agent_identity, versions
@@ -41,78 +41,14 @@ from stashlet.operator.injection.rbac import RepositoryAccess
 from stashlet.operator.repository import wipe_job
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-CHART = REPO_ROOT / "charts" / "stashlet"
 VENV_BIN = Path(sys.executable).parent
 
-Obj = dict[str, Any]
 CLUSTER_SCOPED = (
     "ClusterRole",
     "ClusterRoleBinding",
     "ValidatingAdmissionPolicy",
     "ValidatingAdmissionPolicyBinding",
 )
-
-
-@dataclass(frozen=True)
-class Helm:
-    """The pinned helm with private home folders."""
-
-    binary: Path
-    env: dict[str, str]
-
-    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        """Run helm; with ``check`` a failure fails the test with helm's own words."""
-        result = subprocess.run(
-            [str(self.binary), *args], capture_output=True, text=True, env=self.env, check=False, timeout=120
-        )
-        if check and result.returncode != 0:
-            pytest.fail(f"helm {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
-        return result
-
-    def template(
-        self,
-        *extra: str,
-        release: str = "stashlet",
-        namespace: str = "stashlet-system",
-        values: Obj | None = None,
-        tmp: Path | None = None,
-        check: bool = True,
-    ) -> subprocess.CompletedProcess[str]:
-        """``helm template RELEASE charts/stashlet -n NAMESPACE`` with an optional values file."""
-        args = ["template", release, str(CHART), "--namespace", namespace, *extra]
-        if values is not None:
-            if tmp is None:
-                raise ValueError("a values file needs a folder")
-            path = tmp / f"values-{len(list(tmp.glob('values-*.yaml')))}.yaml"
-            path.write_text(yaml.safe_dump(values, sort_keys=False))
-            args += ["--values", str(path)]
-        return self.run(*args, check=check)
-
-    def render(self, *extra: str, **kwargs: Any) -> list[Obj]:
-        """The rendered objects (comments and empty documents dropped)."""
-        out = self.template(*extra, **kwargs).stdout
-        return [doc for doc in yaml.safe_load_all(out) if doc]
-
-
-@pytest.fixture(scope="session")
-def helm(tmp_path_factory: pytest.TempPathFactory) -> Helm:
-    """The pinned helm (``tools.ensure("helm")``), its state in a temporary folder."""
-    home = tmp_path_factory.mktemp("helm-home")
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "HOME": str(home),
-        "HELM_CACHE_HOME": str(home / "cache"),
-        "HELM_CONFIG_HOME": str(home / "config"),
-        "HELM_DATA_HOME": str(home / "data"),
-    }
-    return Helm(tools.ensure("helm"), env)
-
-
-def find(objects: list[Obj], kind: str, name: str) -> Obj:
-    """The one rendered object of ``kind`` called ``name``."""
-    found = [o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name]
-    assert len(found) == 1, f"{kind} {name}: {len(found)} rendered ({[o['kind'] for o in objects]})"
-    return found[0]
 
 
 class AsyncKubectl:
@@ -216,6 +152,12 @@ EVERY_VALUE: Obj = {
     },
     "trigger": {"serviceAccountName": "backup-trigger"},
     "kubedump": {"enabled": False},
+    "grafanaDashboard": {
+        "enabled": True,
+        "namespace": "monitoring",
+        "labels": {"grafana_dashboard": "yes"},
+        "annotations": {"grafana_folder": "Backups"},
+    },
     "pushgateway": {
         "enabled": True,
         "url": "http://metrics.example:9091",
@@ -399,6 +341,7 @@ def test_values_file_with_every_value_reaches_the_manifests(helm: Helm, tmp_path
         ("ClusterRole", "acme-backup-operator-grants"),
         ("ClusterRoleBinding", "acme-backup-operator"),
         ("ClusterRoleBinding", "acme-backup-operator-grants"),
+        ("ConfigMap", "acme-backup-dashboard"),
         ("Deployment", "acme-backup-operator"),
         ("Deployment", "acme-backup-pushgateway"),
         ("Service", "acme-backup-pushgateway"),
