@@ -10,6 +10,7 @@ work; plain restic, given only the Secret's values, reads what they wrote.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +30,7 @@ from stashlet.agent.restic.errors import (
     refusal,
 )
 from stashlet.agent.restic.runner import Restic, ResticSettings
+from stashlet.localcluster.processes import free_port
 
 pytestmark = pytest.mark.restic
 
@@ -276,3 +278,23 @@ async def test_wrong_secret_key_is_wrong_credentials(
     assert error.message.startswith(f"backend {repo.display_url} refused the storage Secret's credentials: ")
     assert "Is there a repository" not in error.message
     assert wrong.secret_access_key not in error.message
+
+
+async def test_an_endpoint_that_refuses_connections_is_unavailable(
+    settings: ResticSettings, s3: S3Server, tmp_path: Path
+) -> None:
+    """``s3.endpoint`` on a port nothing listens on: restic retries "connection refused", the watch gives
+    up with BackendUnavailable naming the backend; with the endpoint fixed the same Secret works."""
+    s3.create_bucket("fixed-endpoint")
+    secret = stash_secret(s3)
+    closed = dataclasses.replace(s3, endpoint=f"http://127.0.0.1:{free_port()}")
+    repo = repository(closed, secret, tmp_path, "fixed-endpoint")
+    given_up, retried = await given_up_on(settings, repo)
+    assert "connection refused" in retried
+    assert refusal(retried, repo.display_url) is None  # it may come back: no refusal
+    assert given_up.reason == "BackendUnavailable"
+    assert given_up.message.startswith(f"backend {repo.display_url} unreachable since ")
+    assert s3.keys.secret_access_key not in given_up.message
+    restic = Restic(settings, repository(s3, secret, tmp_path, "fixed-endpoint"))
+    await restic.init()
+    assert await restic.snapshots() == []
