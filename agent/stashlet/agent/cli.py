@@ -16,7 +16,7 @@ from typing import Any
 
 from stashlet.agent.hosts import HostError
 from stashlet.agent.restic.errors import ResticUnavailable
-from stashlet.agent.settings import AgentSettings, SettingsError, load
+from stashlet.agent.settings import MODE_REPO, AgentSettings, SettingsError, load
 from stashlet.api import agent_contract as contract
 from stashlet.kube import logs
 
@@ -49,6 +49,11 @@ def entry_point(mode: str) -> ModeMain | None:
         from stashlet.agent.wipe import run as run_wipe
 
         return lambda settings: run_wipe(settings, restic_settings(settings))
+    if mode == MODE_REPO:
+        from stashlet.agent.context import restic_settings
+        from stashlet.agent.repo_command import run as run_repo_command
+
+        return lambda settings: run_repo_command(settings, restic_settings(settings))
     return None
 
 

@@ -12,6 +12,9 @@ from stashlet.agent.errors import RefuseInput
 from stashlet.api import agent_contract as contract
 from stashlet.api import agent_identity, names
 
+MODE_REPO = "repo"
+"""One restic command on one Repository for ``kubectl stash`` (:mod:`stashlet.agent.repo_command`)."""
+
 
 class SettingsError(RefuseInput):
     """The agent was started without something it needs; the message names the flag or variable."""
@@ -57,6 +60,7 @@ def parser() -> argparse.ArgumentParser:
         (contract.MODE_JOB, "run one BackupSession as a Job"),
         (contract.MODE_WIPE, "wipe a deleted Repository's backend data (spec.wipeOut), as a Job"),
         (contract.MODE_RESTORE_JOB, "restore one host of a RestoreSession into claims, as a Job"),
+        (MODE_REPO, "run one restic command on a Repository for kubectl stash, as a Pod"),
     ):
         sub = modes.add_parser(mode, help=text)
         sub.add_argument(contract.FLAG_INVOKER_KIND, default=names.KIND_BACKUP_CONFIGURATION)
@@ -85,9 +89,12 @@ def load(argv: Sequence[str], environ: Mapping[str, str]) -> AgentSettings:
             "metadata.namespace) or run it with a service account"
         )
     pod_name = environ.get(contract.ENV_POD_NAME) or environ.get("HOSTNAME") or socket.gethostname()
-    if args.mode not in (contract.MODE_JOB, contract.MODE_WIPE, contract.MODE_RESTORE_JOB) and not (
-        args.target_kind and args.target_name
-    ):
+    if args.mode not in (
+        contract.MODE_JOB,
+        contract.MODE_WIPE,
+        contract.MODE_RESTORE_JOB,
+        MODE_REPO,
+    ) and not (args.target_kind and args.target_name):
         raise SettingsError(f"{args.mode} needs {contract.FLAG_TARGET_KIND} and {contract.FLAG_TARGET_NAME}")
     return AgentSettings(
         mode=args.mode,

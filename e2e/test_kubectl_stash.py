@@ -1,0 +1,134 @@
+"""``kubectl stash`` on the real node, restic in the cluster (the default): each command runs a
+short-lived Pod from stashlet's own agent image (``stashlet-agent repo``) with the Repository's storage
+Secret mounted, against the restic REST server pod, and reads the results from the pod's log. The
+password rotation's every step runs in such pods (``key add`` with the new password from a temporary
+Secret); no pod or temporary Secret is left, and no password is printed."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stashlet.kubectl_stash import cli, keys
+from stashlet.localcluster import tools
+from stashlet.localcluster.cluster import LocalCluster
+
+pytestmark = [pytest.mark.cluster, pytest.mark.restic]
+
+PASSWORD = "e2e-old-password-7731"
+NEW = "e2e-new-password-0198"
+
+
+def plugin(node: LocalCluster, *argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = cli.run([*argv, f"--kubeconfig={node.kubeconfig}"], out, err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def host_restic(url: str, password: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {"RESTIC_REPOSITORY": f"rest:{url}", "RESTIC_PASSWORD": password, "PATH": "/usr/bin:/bin"}
+    return subprocess.run(
+        [str(tools.ensure("restic")), "--no-cache", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=check,
+        timeout=180,
+    )
+
+
+def test_kubectl_stash_runs_restic_in_pods_and_rotates_the_password(
+    node: LocalCluster, kubectl: Any, namespace: str, rest_backend: Any, tmp_path: Path
+) -> None:
+    kubectl(
+        "create",
+        "secret",
+        "generic",
+        "repo-secret",
+        "-n",
+        namespace,
+        f"--from-literal=RESTIC_PASSWORD={PASSWORD}",
+    )
+    repository = {
+        "apiVersion": "stash.appscode.com/v1alpha1",
+        "kind": "Repository",
+        "metadata": {"name": "repo", "namespace": namespace},
+        "spec": {
+            "backend": {
+                "rest": {"url": f"{rest_backend.pod_url}/{namespace}-plugin"},
+                "storageSecretName": "repo-secret",
+            }
+        },
+    }
+    kubectl("apply", "-f", "-", input_obj=repository)
+    host_url = f"{rest_backend.host_url}/{namespace}-plugin"
+    host_restic(host_url, PASSWORD, "init")
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "file.bin").write_bytes(os.urandom(256 * 1024))
+    host_restic(host_url, PASSWORD, "backup", "--host=app-0", str(data))
+    [snapshot] = json.loads(host_restic(host_url, PASSWORD, "snapshots", "--json", "--no-lock").stdout)
+
+    code, out, err = plugin(node, "snapshots", "repo", "-n", namespace)
+    assert code == 0, err
+    header, row = out.splitlines()
+    assert header.split() == ["ID", "HOST", "PATHS", "TIME", "AGE", "SIZE"]
+    assert row.split()[:3] == [snapshot["short_id"], "app-0", str(data)]
+    assert row.split()[-2:] == ["256.000", "KiB"]
+
+    code, out, err = plugin(node, "check", "repo", "-n", namespace, "--read-data")
+    assert (code, out) == (0, "repositories.stash.appscode.com/repo: no errors were found\n"), err
+
+    new_file = tmp_path / "new-password"
+    new_file.write_text(NEW)
+    code, out, err = plugin(
+        node,
+        "key",
+        "update",
+        "repo",
+        "-n",
+        namespace,
+        f"--new-password-file={new_file}",
+        "--propagation-wait=0",
+    )
+    assert code == 0, err
+    assert [line.split()[1] for line in out.splitlines()[:-1]] == list(keys.STEPS)
+    secret = json.loads(kubectl("get", "secret", "repo-secret", "-n", namespace, "-o", "json").stdout)
+    assert base64.b64decode(secret["data"]["RESTIC_PASSWORD"]).decode() == NEW
+    assert keys.ROTATED_OUT not in (secret["metadata"].get("annotations") or {})
+    assert host_restic(host_url, NEW, "cat", "config", "--no-lock", check=False).returncode == 0
+    assert host_restic(host_url, PASSWORD, "cat", "config", "--no-lock", check=False).returncode != 0
+    assert PASSWORD not in out + err and NEW not in out + err
+
+    code, out, err = plugin(node, "key", "list", "repo", "-n", namespace)
+    assert code == 0, err
+    assert len(out.splitlines()) == 2 and out.splitlines()[1].startswith("*")
+
+    # Nothing is left behind: the pods and the new password's temporary Secret are deleted.
+    pods = json.loads(kubectl("get", "pods", "-n", namespace, "-o", "json").stdout)["items"]
+    assert [p["metadata"]["name"] for p in pods if p["metadata"]["name"].startswith("stash-repo-")] == []
+    secrets = json.loads(kubectl("get", "secrets", "-n", namespace, "-o", "json").stdout)["items"]
+    assert [s["metadata"]["name"] for s in secrets if s["metadata"]["name"].endswith("-new-password")] == []
+
+
+def test_a_missing_image_is_named(node: LocalCluster, kubectl: Any, namespace: str) -> None:
+    kubectl(
+        "create", "secret", "generic", "repo-secret", "-n", namespace, "--from-literal=RESTIC_PASSWORD=x-y-z"
+    )
+    repository = {
+        "apiVersion": "stash.appscode.com/v1alpha1",
+        "kind": "Repository",
+        "metadata": {"name": "repo", "namespace": namespace},
+        "spec": {"backend": {"rest": {"url": "http://127.0.0.1:1/none"}, "storageSecretName": "repo-secret"}},
+    }
+    kubectl("apply", "-f", "-", input_obj=repository)
+    code, _, err = plugin(node, "snapshots", "repo", "-n", namespace, "--image=stashlet/absent:0.0.0")
+    assert code == 1
+    assert "cannot pull image 'stashlet/absent:0.0.0' (--image)" in err
