@@ -13,6 +13,8 @@ Secret's values scrubbed) and exit status 1. :func:`perform` is the one place th
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -24,9 +26,9 @@ from typing import Any
 
 from stashlet.agent.errors import RefuseInput
 from stashlet.agent.restic import output as rj
-from stashlet.agent.restic.backend import build_repository
+from stashlet.agent.restic.backend import PASSWORD_KEY, build_repository
 from stashlet.agent.restic.backend_spec import BackendError
-from stashlet.agent.restic.errors import ResticError, error_for_exit
+from stashlet.agent.restic.errors import ResticError, WrongPassword, error_for_exit
 from stashlet.agent.restic.mounted_secret import read_mounted_secret
 from stashlet.agent.restic.runner import Restic, ResticSettings
 from stashlet.agent.settings import AgentSettings
@@ -166,14 +168,43 @@ async def perform(restic: Restic, request: Request, emit: Emit) -> None:
         await _restore(restic, params, emit)
 
 
+async def _opens_with(restic: Restic, password_file: str) -> str | None:
+    """The ID of the key ``password_file``'s password opens, or None when it opens none (restic reads the
+    file's first line)."""
+    repo = restic.repository
+    if repo is None:
+        return None
+    raw = await asyncio.to_thread(Path(password_file).read_bytes)
+    lines = raw.decode(errors="replace").splitlines()
+    password = lines[0] if lines else ""
+    probe_repo = dataclasses.replace(
+        repo,
+        env={**repo.env, PASSWORD_KEY: password},
+        secrets=repo.secrets | ({password} if password else set()),
+    )
+    try:
+        keys = await _keys(Restic(restic.settings, probe_repo))
+    except WrongPassword:
+        return None
+    return next((str(k.get("id")) for k in keys if k.get("current")), None)
+
+
 async def _key_add(restic: Restic, params: Mapping[str, Any], emit: Emit) -> None:
+    """Add the key; with ``reuse_existing``, a password that already opens the repository is not added
+    again (a rotation run a second time after its key was added)."""
+    password_file = str(params["new_password_file"])
+    if params.get("reuse_existing"):
+        existing = await _opens_with(restic, password_file)
+        if existing is not None:
+            emit(result("key-added", id=existing, existed=True))
+            return
     before = {str(k.get("id")) for k in await _keys(restic)}
-    args = ["key", "add", f"--new-password-file={params['new_password_file']}"]
+    args = ["key", "add", f"--new-password-file={password_file}"]
     args += [f"--host={params['host']}"] if params.get("host") else []
     args += [f"--user={params['user']}"] if params.get("user") else []
     await _checked(restic, args)
     added = [str(k.get("id")) for k in await _keys(restic) if str(k.get("id")) not in before]
-    emit(result("key-added", id=added[0] if len(added) == 1 else None))
+    emit(result("key-added", id=added[0] if len(added) == 1 else None, existed=False))
 
 
 async def _restore(restic: Restic, params: Mapping[str, Any], emit: Emit) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TextIO
 
 from stashlet.kube.custom import StashClient
+from stashlet.kube.errors import KubeError, TransportError
 from stashlet.kube.rest import RestClient
 from stashlet.kubectl_stash import backups, copying, keys, repository_commands, status
 from stashlet.kubectl_stash.cluster import Target, connect, resolve
@@ -520,6 +521,9 @@ def run(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
         target = resolve(args.kubeconfig, args.context, args.namespace)
         asyncio.run(args.run(args, target, out))
     except PluginError as exc:
+        err.write(f"error: {exc}\n")
+        return 1
+    except (KubeError, TransportError, OSError) as exc:  # the API server unreachable or refusing
         err.write(f"error: {exc}\n")
         return 1
     return 0

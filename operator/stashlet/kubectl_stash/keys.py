@@ -76,13 +76,21 @@ async def _current_key(access: Access, repo: Repository) -> str:
 
 
 async def add_key(
-    access: Access, repo: Repository, password: bytes, *, host: str | None = None, user: str | None = None
+    access: Access,
+    repo: Repository,
+    password: bytes,
+    *,
+    host: str | None = None,
+    user: str | None = None,
+    reuse_existing: bool = False,
 ) -> str:
-    """Add ``password`` as a key; its ID."""
+    """Add ``password`` as a key; its ID. With ``reuse_existing`` a password that already opens the
+    repository is not added twice (the ID of its key comes back)."""
     if not password:
         raise PluginError("--new-password-file: the file is empty")
     lines: list[dict[str, Any]] = []
-    await access.perform(repo, request_for(repo, "key-add", host=host, user=user), lines.append, password)
+    request = request_for(repo, "key-add", host=host, user=user, reuse_existing=reuse_existing)
+    await access.perform(repo, request, lines.append, password)
     added = [line for line in lines if line.get(MARK) == "key-added"]
     return str(added[-1].get("id") or "") if added else ""
 
@@ -169,7 +177,7 @@ async def update_key(
             raise PluginError(f"Secret {rotation.secret}: {PASSWORD_KEY} already holds the new password")
         else:
             rotation.old_key = await _current_key(access, repo)
-            await add_key(access, repo, new_password)
+            await add_key(access, repo, new_password, reuse_existing=True)
             step("added")
             patch = {
                 "metadata": {

@@ -19,19 +19,24 @@ def write_table(out: TextIO, headers: Sequence[str], rows: Sequence[Sequence[str
 
 
 def short_duration(seconds: float) -> str:
-    """A duration as kubectl shows an age."""
+    """A duration as kubectl shows an age (``duration.HumanDuration``)."""
     seconds = int(max(seconds, 0))
+    minutes, hours = seconds // 60, seconds // 3600
     if seconds < 120:
         return f"{seconds}s"
-    minutes = seconds // 60
     if minutes < 10:
         return f"{minutes}m{seconds % 60}s" if seconds % 60 else f"{minutes}m"
     if minutes < 180:
-        return f"{minutes}m" if minutes < 60 else f"{minutes // 60}h{minutes % 60}m"
-    hours = minutes // 60
+        return f"{minutes}m"
+    if hours < 8:
+        return f"{hours}h{minutes % 60}m" if minutes % 60 else f"{hours}h"
     if hours < 48:
         return f"{hours}h"
-    return f"{hours // 24}d" if hours // 24 >= 8 else f"{hours // 24}d{hours % 24}h"
+    if hours < 24 * 8:
+        return f"{hours // 24}d{hours % 24}h" if hours % 24 else f"{hours // 24}d"
+    if hours < 24 * 365 * 2:
+        return f"{hours // 24}d"
+    return f"{hours // (24 * 365)}y"
 
 
 def age(when: dt.datetime | None, now: dt.datetime) -> str:
