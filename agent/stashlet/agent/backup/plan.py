@@ -1,5 +1,9 @@
 """What one host backs up for a BackupSession (the target, its number of hosts, paths and restic options),
-and which snapshots the target's retention may forget."""
+and which snapshots the target's retention may forget.
+
+As in Stash, each of the target's paths is backed up by its own ``restic backup`` and is its own
+snapshot (host, one path): its own restic group, for the incremental chain (restic's parent is the
+latest snapshot of the same host and path) and for retention (``forget`` groups by host and paths)."""
 
 from __future__ import annotations
 
@@ -50,7 +54,19 @@ def retention_paths(paths: Sequence[str]) -> list[str]:
     return [posixpath.normpath(p) for p in paths]
 
 
-def retention_args(policy: RetentionPolicyLike, plan: BackupPlan, hosts: Sequence[str]) -> list[str]:
-    """``restic forget`` arguments applying ``policy`` to this target's own snapshots only: those of its
-    ``hosts`` (never empty: refused) holding its paths, grouped by host and paths."""
-    return forget_args(policy, hosts=hosts, paths=retention_paths(plan.paths))
+def target_paths(plan: BackupPlan) -> list[str]:
+    """The paths the host backs up, one ``restic backup`` (one snapshot) each, in the target's order: as
+    restic records them (cleaned), each once."""
+    return list(dict.fromkeys(retention_paths(plan.paths)))
+
+
+def retention_args(
+    policy: RetentionPolicyLike, path: str, hosts: Sequence[str], *, prune: bool | None = None
+) -> list[str]:
+    """``restic forget`` arguments applying ``policy`` to the snapshots of one of the target's paths:
+    those of its ``hosts`` (never empty: refused) holding ``path``, grouped by host and paths.
+
+    Each path is its own snapshot (one ``restic backup`` per path, as Stash runs it), and restic's
+    ``--path`` filters are all required of a snapshot, so a target's retention is one ``forget`` per
+    path; ``prune`` (None: the policy's) lets the caller prune once, with the last."""
+    return forget_args(policy, hosts=hosts, paths=retention_paths([path]), prune=prune)

@@ -1,11 +1,16 @@
 """One host's part of one BackupSession.
 
-The session path costs what its restic work costs: one restic process in the common case. The host
-backs up (``restic backup`` straight away: a missing repository makes restic exit 10, and only then is
-it initialised, when the Repository allows it, and the backup run again), and records its entry; the
-host that completes the target applies retention (``restic forget`` only when the policy, evaluated
-over the snapshots this agent knows, would remove something, or what it knows cannot be trusted: see
-:mod:`stashlet.agent.backup.retention_step`) and ends the session.
+The session path costs what its restic work costs: one restic process per target path in the common
+case. The host backs up each of the target's paths with its own ``restic backup``, in order, as Stash
+does (one snapshot per path, of this host: each path is its own restic group, so its parent is the last
+snapshot of that host and path, Stash's included; the host's entry lists one snapshot per path). The
+first starts straight away: a missing repository makes restic exit 10, and only then is it initialised,
+when the Repository allows it, and the backup run again. A path restic could not read in full (exit 3)
+still gets its snapshot and the next paths are backed up, the host ending Failed (``PartialBackup``);
+any other failure ends the host's backup there, its entry keeping the snapshots already written. The
+host records its entry; the host that completes the target applies retention (``restic forget``, per
+path, only when the policy, evaluated over the snapshots this agent knows, would remove something, or
+what it knows cannot be trusted: see :mod:`stashlet.agent.backup.retention_step`) and ends the session.
 
 After the session has reported (its final phase written), the same host keeps the Repository up to
 date (:meth:`BackupRunner.upkeep`, outside the session's time, still before the next session's
@@ -38,7 +43,7 @@ from typing import Any, TypeVar
 from stashlet.agent.backup import status as ss
 from stashlet.agent.backup.check_cadence import CheckSettings, CheckSettingsRefused, check_due, check_settings
 from stashlet.agent.backup.hook_runs import HookRuns, PreBackupHookFailed
-from stashlet.agent.backup.plan import BackupPlan
+from stashlet.agent.backup.plan import BackupPlan, target_paths
 from stashlet.agent.backup.retention_step import RetentionStep
 from stashlet.agent.backup.session_ops import (
     Condition,
@@ -227,38 +232,43 @@ class BackupRunner:
         started: float,
     ) -> HostBackupStats:
         """Prepare and back up; the host's final entry (Failed with the reason when something failed)."""
-        host, name, paths = self.ctx.host.name, session.metadata.name or "", plan.paths
+        host, name = self.ctx.host.name, session.metadata.name or ""
+        done: list[tuple[str, rj.BackupSummary]] = []
         try:
             work.hooks = backup_hooks(config.spec.hooks)
-            work.repo, restic_repo = await self._prepare(config, paths)
+            work.repo, restic_repo = await self._prepare(config, plan.paths)
             work.check = self._check_settings(work.repo, work.conditions)
             work.restic = self._session_restic(session, config, restic_repo)
             if work.hooks.pre is not None:
                 await running
                 await self.hooks.pre(session, plan.ref, plan.total_hosts, work.hooks.pre)
-            summary = await self._backup_or_init(work.restic, work.repo, name, plan)
-            work.snapshot = self.retention.learn_backup(work.restic, plan, summary)
-            return ss.host_stats_from_summary(host, paths, summary, time.monotonic() - started)
-        except PartialBackup as exc:
-            if exc.summary is None:
-                return self._failed(host, exc.reason, exc.message, started)
-            if work.restic is not None:
-                self.retention.learn_backup(work.restic, plan, exc.summary)
-            return ss.host_stats_from_summary(
+            partial: PartialBackup | None = None
+            for path in target_paths(plan):
+                try:
+                    summary = await self._backup_or_init(work.restic, work.repo, name, plan, path)
+                except PartialBackup as exc:
+                    if exc.summary is None:
+                        raise
+                    partial, summary = partial or exc, exc.summary
+                done.append((path, summary))
+                wrote = self.retention.learn_backup(work.restic, plan, path, summary)
+                work.snapshot = _newest(work.snapshot, wrote)
+            if partial is None:
+                return ss.host_stats_from_summaries(host, done, time.monotonic() - started)
+            return ss.host_stats_from_summaries(
                 host,
-                paths,
-                exc.summary,
+                done,
                 time.monotonic() - started,
                 phase=HostBackupPhase.FAILED,
-                error=exc.message,
-                reason=exc.reason,
+                error=partial.message,
+                reason=partial.reason,
             )
         except ResticError as exc:
-            return self._failed(host, exc.reason, exc.message, started)
+            return self._failed(host, exc.reason, exc.message, started, done)
         except (PreparationError, PreBackupHookFailed, HookSpecError) as exc:
-            return self._failed(host, exc.reason, exc.message, started)
+            return self._failed(host, exc.reason, exc.message, started, done)
         except LeaseLost as exc:
-            return self._failed(host, "LeaseLost", str(exc), started)
+            return self._failed(host, "LeaseLost", str(exc), started, done)
 
     async def _prepare(
         self, config: BackupConfiguration, paths: list[str]
@@ -354,17 +364,26 @@ class BackupRunner:
             updated.to_dict(), "Normal" if state.reachable else "Warning", reason, state.message
         )
 
-    def _failed(self, host: str, reason: str, message: str, started: float) -> HostBackupStats:
+    def _failed(
+        self,
+        host: str,
+        reason: str,
+        message: str,
+        started: float,
+        done: list[tuple[str, rj.BackupSummary]] | None = None,
+    ) -> HostBackupStats:
+        """The host's Failed entry; the snapshots of the paths ``done`` before the failure are in it."""
         log.error(
             "host backup failed",
             extra={"invoker": self.ctx.object_ref(), "host": host, "reason": reason, "error": message},
         )
-        return HostBackupStats(
-            hostname=host,
+        return ss.host_stats_from_summaries(
+            host,
+            done or [],
+            time.monotonic() - started,
             phase=HostBackupPhase.FAILED,
-            reason=reason,
             error=message,
-            duration=format_duration(time.monotonic() - started),
+            reason=reason,
         )
 
     async def _backup_or_init(
@@ -373,15 +392,17 @@ class BackupRunner:
         repo: Repository,
         session: str,
         plan: BackupPlan,
+        path: str,
     ) -> rj.BackupSummary:
-        """``restic backup``; when restic finds no repository (exit 10), initialise it (if the
-        Repository allows) and back up again: the first session pays for the repository, no other."""
+        """``restic backup`` of ``path``; when restic finds no repository (exit 10: only the first path
+        can), initialise it (if the Repository allows) and back up again: the first session pays for the
+        repository, no other."""
         try:
-            return await self._backup(work, session, plan)
+            return await self._backup(work, session, plan, path)
         except RepositoryNotFound:
             await self._initialize(work, repo, session)
         self.retention.learn_empty(work, plan)
-        return await self._backup(work, session, plan)
+        return await self._backup(work, session, plan, path)
 
     async def _initialize(self, work: SessionRestic, repo: Repository, session: str) -> None:
         self._check_lease()
@@ -411,7 +432,10 @@ class BackupRunner:
             f"initialised restic repository for {repo_name}",
         )
 
-    async def _backup(self, work: SessionRestic, session: str, plan: BackupPlan) -> rj.BackupSummary:
+    async def _backup(
+        self, work: SessionRestic, session: str, plan: BackupPlan, path: str
+    ) -> rj.BackupSummary:
+        """One ``restic backup`` of one of the target's paths: one snapshot (host, path), as Stash's."""
         ctx = self.ctx
         ref, hosts = plan.ref, plan.total_hosts
         last_write = 0.0
@@ -428,6 +452,7 @@ class BackupRunner:
                 extra={
                     "session": f"{ctx.namespace}/{session}",
                     "host": ctx.host.name,
+                    "path": path,
                     "percent": round(status.percent_done * 100, 1),
                     "files_done": status.files_done,
                     "bytes_done": status.bytes_done,
@@ -455,7 +480,7 @@ class BackupRunner:
             return await self._op(
                 work,
                 lambda: work.restic.backup(
-                    plan.paths,
+                    [path],
                     host=ctx.host.name,
                     excludes=plan.excludes,
                     extra_args=plan.args,
@@ -576,6 +601,13 @@ class BackupRunner:
                 "restic_max_rss_kib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
             },
         )
+
+
+def _newest(known: KnownSnapshot | None, new: KnownSnapshot | None) -> KnownSnapshot | None:
+    """The newer of two snapshots a session wrote (either may be unknown)."""
+    if known is None or (new is not None and new.time >= known.time):
+        return new
+    return known
 
 
 def _last_check(repo: Repository) -> dt.datetime | None:

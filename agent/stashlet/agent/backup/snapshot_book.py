@@ -1,13 +1,13 @@
 """What this agent process knows of a retention scope's snapshots, to skip a ``restic forget`` that would
 remove nothing.
 
-A scope is a target's retention: a repository, the hosts whose snapshots it may forget and the target's
-paths (exactly the filter ``restic forget`` gets). The book is filled from each ``forget --json`` (what it
-kept, and with ``--dry-run`` what it would have removed), from a ``snapshots --json`` with the same filter
-(the sidecar's warm-up: :mod:`stashlet.agent.backup.retention_step`) and from each backup's summary (the
-snapshot it wrote), and a repository the agent has just created holds no snapshot; it starts empty, so
-the first session of a process runs ``forget`` unless the warm-up listed the scope or that session
-created the repository.
+A scope is a target's retention for one of its paths: a repository, the hosts whose snapshots it may forget
+and the path (exactly the filter that path's ``restic forget`` gets). The book is filled from each
+``forget --json`` (what it kept, and with ``--dry-run`` what it would have removed), from a host's
+``snapshots --json`` split as that filter selects (the sidecar's warm-up:
+:mod:`stashlet.agent.backup.retention_step`) and from each backup's summary (the snapshot it wrote), and a
+repository the agent has just created holds no snapshot; it starts empty, so the first session of a
+process runs ``forget`` unless the warm-up listed the scope or that session created the repository.
 
 :meth:`SnapshotBook.why_forget` says why ``forget`` must run, or None when the policy, evaluated over the
 known snapshots (:mod:`stashlet.agent.restic.forget_policy`), would remove nothing and the knowledge can be

@@ -2,7 +2,7 @@
 
 Every function given a session mutates it and is safe to re-apply (the status writer re-runs it
 after a 409 Conflict on a freshly read object), so concurrent hosts never lose each other's entries.
-:func:`host_stats_from_summary` builds a host's entry from restic's backup summary,
+:func:`host_stats_from_summaries` builds a host's entry from restic's backup summaries (one per path),
 :func:`updated_repository_status` a Repository's status from what a session learned of the repository.
 """
 
@@ -203,20 +203,11 @@ def apply_push_condition(session: BackupSession, outcome: PushOutcome | None) ->
     set_condition(session, ConditionType.METRICS_PUSHED, outcome.ok, reason, outcome.message, now_utc())
 
 
-def host_stats_from_summary(
-    host: str,
-    paths: list[str],
-    summary: rj.BackupSummary,
-    seconds: float,
-    *,
-    phase: HostBackupPhase = HostBackupPhase.SUCCEEDED,
-    error: str | None = None,
-    reason: str | None = None,
-) -> HostBackupStats:
-    """The status entry for a host from restic's backup summary."""
-    snapshot = SnapshotStats(
+def snapshot_stats(path: str, summary: rj.BackupSummary) -> SnapshotStats:
+    """The entry of one snapshot (one path's ``restic backup``), as Stash's ``extractBackupInfo`` fills it."""
+    return SnapshotStats(
         name=(summary.snapshot_id or "")[:8] or None,
-        path=",".join(paths),
+        path=path,
         total_size=format_size(summary.total_bytes_processed),
         uploaded=format_size(summary.data_added),
         processing_time=format_duration(summary.total_duration),
@@ -227,8 +218,24 @@ def host_stats_from_summary(
             unmodified_files=summary.files_unmodified,
         ),
     )
+
+
+def host_stats_from_summaries(
+    host: str,
+    done: Sequence[tuple[str, rj.BackupSummary]],
+    seconds: float,
+    *,
+    phase: HostBackupPhase = HostBackupPhase.SUCCEEDED,
+    error: str | None = None,
+    reason: str | None = None,
+) -> HostBackupStats:
+    """The status entry for a host from restic's backup summary of each path it backed up (one snapshot
+    each, in order; none when it failed before the first)."""
     stats = HostBackupStats(
-        hostname=host, phase=phase, snapshots=[snapshot], duration=format_duration(seconds)
+        hostname=host,
+        phase=phase,
+        snapshots=[snapshot_stats(path, summary) for path, summary in done] or None,
+        duration=format_duration(seconds),
     )
     if error:
         stats.error = error

@@ -104,14 +104,17 @@ def forget_args(
     hosts: Sequence[str],
     paths: Sequence[str] = (),
     group_by: str = DEFAULT_GROUP_BY,
+    prune: bool | None = None,
 ) -> list[str]:
     """The arguments that follow ``restic forget`` to apply ``policy`` to the snapshots of ``hosts``.
 
     ``hosts`` (at least one) and ``paths`` restrict which snapshots are considered (``--host``,
     ``--path``); snapshots are grouped by ``group_by`` (restic's default, ``host,paths``, made
-    explicit). String values are joined to their flag with ``=`` so a value can never be read as
-    another flag. Raises :class:`UnscopedRetention` without a host, :class:`EmptyRetentionPolicy` if
-    nothing would be kept, :class:`RetentionError` for values restic would misread.
+    explicit). ``prune`` (None: the policy's own ``prune``) adds ``--prune``: a caller running several
+    ``forget`` in a row prunes once, with the last. String values are joined to their flag with ``=``
+    so a value can never be read as another flag. Raises :class:`UnscopedRetention` without a host,
+    :class:`EmptyRetentionPolicy` if nothing would be kept, :class:`RetentionError` for values restic
+    would misread.
     """
     if not hosts:
         raise UnscopedRetention(
@@ -138,7 +141,7 @@ def forget_args(
     args.append(f"--group-by={_checked(group_by, 'group_by')}")
     args += [f"--host={_checked(host, 'host')}" for host in dict.fromkeys(hosts)]
     args += [f"--path={_checked(path, 'path')}" for path in paths]
-    if policy.prune:
+    if policy.prune if prune is None else prune:
         args.append("--prune")
     if policy.dry_run:
         args.append("--dry-run")
