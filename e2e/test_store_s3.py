@@ -1,0 +1,294 @@
+"""Seeds 003/004 on S3 over HTTPS, end to end: a Repository and Secret written as Stash's S3 guide writes
+them for a TLS-secured S3-compatible server, against a real S3 server.
+
+versitygw (the pinned build, :mod:`tests.stores.versitygw`) runs on this host, listening on the node's
+bridge address, which pods reach, over HTTPS with a certificate from a private CA made by the test. The
+Secret holds ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``RESTIC_PASSWORD`` and the CA as
+``CA_CERT_DATA``; the Repository names ``s3.endpoint`` (``https://...``), ``s3.bucket``, ``s3.region``
+and ``s3.prefix`` (leading slash and all). The bucket does not exist beforehand: as the guide says, the
+first backup creates it. The seed's objects otherwise, but one replica, a schedule that never fires
+(sessions are made by hand) and ``keep-last-1``, so two sessions show retention removing a snapshot.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import stat
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from e2e.manifests import NEVER, backup_session
+from tests.stores.versitygw import REGION, S3Server, versitygw
+
+from stashlet.localcluster import tools
+from stashlet.localcluster.cluster import LocalCluster
+from stashlet.localcluster.node import NODE_IP
+
+pytestmark = [pytest.mark.cluster, pytest.mark.restic]
+
+PASSWORD = "changeit"
+BUCKET = "stash-demo"
+PREFIX = "/backup/demo/deployment/stash-demo"
+APP = "stash-demo"
+RESTORE = "deployment-restore"
+
+
+@pytest.fixture(scope="module")
+def s3(node: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """versitygw over HTTPS at ``NODE_IP`` (pods and this host reach it there), certificate valid there."""
+    with versitygw(tmp_path_factory.mktemp("versitygw"), host=NODE_IP, tls=True) as server:
+        yield server
+
+
+def b64(value: bytes | str) -> str:
+    return base64.b64encode(value.encode() if isinstance(value, str) else value).decode()
+
+
+def objects(namespace: str, s3: S3Server) -> list[dict[str, Any]]:
+    """Seed 003's PVC and Deployment (one replica), the guide's ``minio-secret`` and ``s3-repo`` (on the
+    TLS server), and ``pause-backup``."""
+    assert s3.ca_cert is not None
+    labels = {"app": APP}
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": "source-pvc", "namespace": namespace},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "storageClassName": "standard",
+                "resources": {"requests": {"storage": "1Gi"}},
+            },
+        },
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"labels": labels, "name": APP, "namespace": namespace},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "containers": [
+                            {
+                                "args": ["sleep 3000"],
+                                "command": ["/bin/sh", "-c"],
+                                "image": "busybox",
+                                "imagePullPolicy": "IfNotPresent",
+                                "name": "busybox",
+                                "volumeMounts": [{"mountPath": "/source/data", "name": "source-data"}],
+                            }
+                        ],
+                        "volumes": [
+                            {"name": "source-data", "persistentVolumeClaim": {"claimName": "source-pvc"}}
+                        ],
+                    },
+                },
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "minio-secret", "namespace": namespace},
+            "data": {
+                "RESTIC_PASSWORD": b64(PASSWORD),
+                "AWS_ACCESS_KEY_ID": b64(s3.keys.access_key_id),
+                "AWS_SECRET_ACCESS_KEY": b64(s3.keys.secret_access_key),
+                "CA_CERT_DATA": b64(s3.ca_cert),
+            },
+        },
+        {
+            "apiVersion": "stash.appscode.com/v1alpha1",
+            "kind": "Repository",
+            "metadata": {"name": "s3-repo", "namespace": namespace},
+            "spec": {
+                "backend": {
+                    "s3": {"endpoint": s3.endpoint, "bucket": BUCKET, "region": REGION, "prefix": PREFIX},
+                    "storageSecretName": "minio-secret",
+                }
+            },
+        },
+        {
+            "apiVersion": "stash.appscode.com/v1beta1",
+            "kind": "BackupConfiguration",
+            "metadata": {"name": "pause-backup", "namespace": namespace},
+            "spec": {
+                "repository": {"name": "s3-repo"},
+                "schedule": NEVER,
+                "target": {
+                    "ref": {"apiVersion": "apps/v1", "kind": "Deployment", "name": APP},
+                    "volumeMounts": [{"name": "source-data", "mountPath": "/source/data"}],
+                    "paths": ["/source/data"],
+                },
+                "retentionPolicy": {"name": "keep-last-1", "keepLast": 1, "prune": True},
+            },
+        },
+    ]
+
+
+def restore_session(namespace: str) -> dict[str, Any]:
+    """Seed 004's RestoreSession of the Deployment's volume."""
+    return {
+        "apiVersion": "stash.appscode.com/v1beta1",
+        "kind": "RestoreSession",
+        "metadata": {"name": RESTORE, "namespace": namespace},
+        "spec": {
+            "repository": {"name": "s3-repo"},
+            "target": {
+                "ref": {"apiVersion": "apps/v1", "kind": "Deployment", "name": APP},
+                "volumeMounts": [{"name": "source-data", "mountPath": "/source/data"}],
+                "rules": [{"paths": ["/source/data"]}],
+            },
+        },
+    }
+
+
+def write_data(root: Path) -> None:
+    """Text, random bytes, an empty file, a private file in a nested folder, a symlink."""
+    (root / "data.txt").write_text("sample_data\n")
+    (root / "blob.bin").write_bytes(os.urandom(300_000))
+    (root / "empty").write_bytes(b"")
+    (root / "deep").mkdir()
+    private = root / "deep" / "private.key"
+    private.write_bytes(os.urandom(64))
+    private.chmod(0o600)
+    (root / "link").symlink_to("deep/private.key")
+
+
+def manifest(root: Path) -> dict[str, tuple[str, int, bytes]]:
+    """Every entry below ``root``: its type, permission bits and content (a symlink's target)."""
+    found: dict[str, tuple[str, int, bytes]] = {}
+    for path in sorted(root.rglob("*")):
+        info = path.lstat()
+        rel = str(path.relative_to(root))
+        if stat.S_ISLNK(info.st_mode):
+            found[rel] = ("link", 0, os.readlink(path).encode())
+        elif stat.S_ISDIR(info.st_mode):
+            found[rel] = ("dir", stat.S_IMODE(info.st_mode), b"")
+        else:
+            found[rel] = ("file", stat.S_IMODE(info.st_mode), path.read_bytes())
+    return found
+
+
+def wipe(root: Path) -> None:
+    for path in root.iterdir():
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+
+
+def plain_restic(s3: S3Server, tmp_path: Path, *args: str) -> str:
+    """restic on this host with only the Secret's values (the CA saved to a file, as ``--cacert``);
+    what it prints (the test fails with restic's words when it exits non-zero)."""
+    assert s3.ca_cert is not None
+    ca_file = tmp_path / "ca.crt"
+    ca_file.write_bytes(s3.ca_cert)
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "RESTIC_REPOSITORY": f"s3:{s3.endpoint}/{BUCKET}{PREFIX}",
+        "RESTIC_PASSWORD": PASSWORD,
+        "AWS_ACCESS_KEY_ID": s3.keys.access_key_id,
+        "AWS_SECRET_ACCESS_KEY": s3.keys.secret_access_key,
+    }
+    argv = [str(tools.ensure("restic")), "--no-cache", f"--cacert={ca_file}", "--retry-lock=2m", *args]
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False, timeout=180)
+    assert done.returncode == 0, f"restic {' '.join(args)} exited {done.returncode}: {done.stderr}"
+    return done.stdout
+
+
+def conditions(obj: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    return {c["type"]: (c["status"], c["reason"]) for c in (obj.get("status") or {}).get("conditions") or []}
+
+
+async def test_seed_003_004_on_s3_over_https(
+    kubectl: Any, namespace: str, operator_for: Any, s3: S3Server, helpers: Any, tmp_path: Path
+) -> None:
+    """The sidecar's first backup creates the bucket and the repository under the prefix over HTTPS
+    (restic trusts the server through CA_CERT_DATA), checks the repository once
+    (RepositoryIntegrityVerified, the Repository's integrity and count); a second backup and keep-last-1
+    leave one snapshot, the second, as plain restic reads it with the Secret's values alone. The volume
+    is wiped and ``stash-init`` puts every file back byte for byte with its mode; the RestoreSession
+    Succeeds. No log holds the secret key or the password."""
+    get = helpers.get
+    operator_for(namespace)
+    assert not s3.bucket_exists(BUCKET)
+    kubectl("apply", "-f", "-", input_obj=objects(namespace, s3))
+    volume = await helpers.pvc_path(kubectl, namespace, "source-pvc")
+    write_data(volume)
+    before = manifest(volume)
+
+    def phase(kind: str, name: str) -> str | None:
+        return (get(kubectl, kind, name, "-n", namespace).get("status") or {}).get("phase")
+
+    await helpers.until(
+        lambda: phase("backupconfiguration", "pause-backup") == "Ready", timeout=60, what="Ready"
+    )
+    [pod] = await helpers.rolled_out(kubectl, namespace, APP)
+
+    async def backed_up(name: str) -> dict[str, Any]:
+        kubectl("apply", "-f", "-", input_obj=backup_session(namespace, name, "pause-backup"))
+        await helpers.until(
+            lambda: phase("backupsession", name) in ("Succeeded", "Failed"), timeout=120, what=name
+        )
+        session: dict[str, Any] = get(kubectl, "backupsession", name, "-n", namespace)
+        assert session["status"]["phase"] == "Succeeded", json.dumps(session["status"])
+        assert conditions(session)["RetentionPolicyApplied"][0] == "True"
+        return session
+
+    first = await backed_up("first")
+    assert conditions(first)["BackendRepositoryInitialized"][0] == "True"
+    assert s3.bucket_exists(BUCKET)
+    verified = await helpers.until(
+        lambda: conditions(get(kubectl, "backupsession", "first", "-n", namespace)).get(
+            "RepositoryIntegrityVerified"
+        ),
+        timeout=120,
+        what="the integrity check",
+    )
+    assert verified[0] == "True", verified
+    (volume / "data.txt").write_text("second_data\n")
+    before["data.txt"] = ("file", before["data.txt"][1], b"second_data\n")
+    await backed_up("second")
+
+    def counted() -> dict[str, Any] | None:
+        status = get(kubectl, "repository", "s3-repo", "-n", namespace).get("status") or {}
+        return status if status.get("integrity") is True and status.get("snapshotCount") == 1 else None
+
+    await helpers.until(counted, timeout=90, what="s3-repo's status: integrity, one snapshot")
+
+    names = s3.objects(BUCKET)
+    top = PREFIX.strip("/")
+    assert {n.removeprefix(f"{top}/").split("/")[0] for n in names} == {
+        "config",
+        "keys",
+        "data",
+        "index",
+        "snapshots",
+    }, names
+    assert all(n.startswith(f"{top}/") for n in names)
+    [snapshot] = json.loads(plain_restic(s3, tmp_path, "snapshots", "--json"))
+    assert (snapshot["hostname"], snapshot["paths"]) == ("host-0", ["/source/data"])
+    assert plain_restic(s3, tmp_path, "dump", "latest", "/source/data/data.txt") == "second_data\n"
+
+    sidecar_log = kubectl("logs", "-n", namespace, pod, "-c", "stash").stdout  # before the restore rolls it
+
+    wipe(volume)
+    kubectl("apply", "-f", "-", input_obj=restore_session(namespace))
+    [new_pod] = await helpers.rolled_out(kubectl, namespace, APP, container="stash-init")
+    init_log = kubectl("logs", "-n", namespace, new_pod, "-c", "stash-init").stdout
+    assert manifest(volume) == before, init_log[-3000:]
+    await helpers.until(lambda: phase("restoresession", RESTORE) == "Succeeded", timeout=60, what="restored")
+    rs = get(kubectl, "restoresession", RESTORE, "-n", namespace)
+    assert [(s["hostname"], s["phase"]) for s in rs["status"]["stats"]] == [("host-0", "Succeeded")]
+
+    for log in (sidecar_log, init_log):
+        assert s3.keys.secret_access_key not in log
+        assert PASSWORD not in log
