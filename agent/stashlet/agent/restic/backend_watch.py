@@ -12,6 +12,14 @@ operation and, about once a second:
   the session's deadline is :data:`DEADLINE_MARGIN` seconds away while it is unreachable: restic is
   interrupted (it removes its lock) and :class:`BackendUnavailable` names the backend, since when it
   failed and restic's last error. The session's own ``timeOut`` thus fails with the backend's reason.
+
+restic is silent about a GCS endpoint that refuses connections (Google's client retries inside one call
+until its context ends), so a watch may also be given a ``probe``
+(:func:`stashlet.agent.restic.endpoint.probe_for`): while an operation runs it connects to the endpoint
+every :data:`PROBE_EVERY` seconds, never twice at once, and a connection that is refused, finds no host
+or times out counts as a failed try, into the same unreachable-since / give-up / report logic. An
+endpoint that accepts ends an outage only the probe had seen (restic's own retries end with restic's
+word), so a long silent operation against a live endpoint is never flagged.
 """
 
 from __future__ import annotations
@@ -22,9 +30,10 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from stashlet.agent.restic import output as rj
+from stashlet.agent.restic.endpoint import PROBE_PREFIX, Probe
 from stashlet.agent.restic.errors import BackendUnavailable, bare_location
 from stashlet.api.durations import format_duration
 from stashlet.api.timestamps import now_utc
@@ -37,6 +46,8 @@ POLL = 1.0
 """Seconds between looks at the watch while an operation runs."""
 GIVE_UP_GRACE = 3.0
 """Seconds an interrupted restic gets once the backend is given up (it could not remove its lock there)."""
+PROBE_EVERY = 5.0
+"""Seconds between the starts of two probes of the endpoint while an operation runs."""
 DEADLINE_MARGIN = 15.0
 """Seconds before the session's deadline at which an unreachable backend ends the work, so the session
 fails with the backend's reason and has time to record it."""
@@ -59,7 +70,11 @@ class BackendState:
         since = self.since.isoformat().replace("+00:00", "Z")
         if self.reachable:
             return f"backend {self.location} answers again since {since}"
-        return f"backend {self.location} unreachable since {since}; restic retries: {self.error}"
+        unreachable = f"backend {self.location} unreachable since {since}"
+        if self.error.startswith(PROBE_PREFIX):  # restic says nothing: what the endpoint's probe found
+            found = self.error.removeprefix(PROBE_PREFIX)
+            return f"{unreachable}; restic retries silently, its endpoint: {found}"
+        return f"{unreachable}; restic retries: {self.error}"
 
 
 class BackendWatch:
@@ -72,13 +87,20 @@ class BackendWatch:
         report: Callable[[BackendState], Awaitable[None]],
         *,
         clock: Callable[[], float] = time.monotonic,
+        probe: Probe | None = None,
+        probe_every: float = PROBE_EVERY,
     ) -> None:
-        """Watch the repository at ``location`` (its URL: the user part is dropped)."""
+        """Watch the repository at ``location`` (its URL: the user part is dropped); ``probe`` looks at
+        its endpoint while an operation runs (None: restic's retry lines only)."""
         self.location = bare_location(location)
         self.give_up_after = give_up_after
         self._report = report
         self._clock = clock
+        self._probe = probe
+        self._probe_every = probe_every
         self._failing_since: float | None = None
+        self._probe_only = False
+        """Whether the current outage was seen by the probe alone (restic printed no retry in it)."""
         self._state: BackendState | None = None
         self._reported: BackendState | None = None
 
@@ -90,15 +112,32 @@ class BackendWatch:
     def notice(self, notice: rj.BackendNotice) -> None:
         """What restic printed of the backend (the runner's ``on_backend``); never blocks."""
         if isinstance(notice, rj.BackendRetry):
-            error = bare_location(notice.error)
-            if self._failing_since is None:
-                self._failing_since = self._clock()
-                self._state = BackendState(self.location, False, now_utc().replace(microsecond=0), error)
-            elif self._state is not None:
-                self._state = BackendState(self.location, False, self._state.since, error)
+            self._failed_try(bare_location(notice.error))
+            self._probe_only = False
         elif self._failing_since is not None:
-            self._failing_since = None
-            self._state = BackendState(self.location, True, now_utc().replace(microsecond=0))
+            self._recovered()
+
+    def probed(self, error: str | None) -> None:
+        """What a probe of the endpoint found: None when it accepted a connection, else why not."""
+        if error is not None:
+            if self._failing_since is None:
+                self._probe_only = True
+            # in an outage restic retries, restic's own error says more: it is kept
+            self._failed_try(error if self._probe_only or self._state is None else self._state.error)
+        elif self._failing_since is not None and self._probe_only:
+            self._recovered()
+
+    def _failed_try(self, error: str) -> None:
+        if self._failing_since is None:
+            self._failing_since = self._clock()
+            self._state = BackendState(self.location, False, now_utc().replace(microsecond=0), error)
+        elif self._state is not None:
+            self._state = BackendState(self.location, False, self._state.since, error)
+
+    def _recovered(self) -> None:
+        self._failing_since = None
+        self._probe_only = False
+        self._state = BackendState(self.location, True, now_utc().replace(microsecond=0))
 
     def unreachable_for(self) -> float:
         """Seconds the backend has failed without a break (0 while it answers)."""
@@ -115,9 +154,23 @@ class BackendWatch:
         (``deadline`` is a ``time.time()``, the session's end, or None). ``hurry`` (``Restic.hurry``)
         shortens restic's interrupt grace to :data:`GIVE_UP_GRACE` before ``op`` is cancelled."""
         task = asyncio.ensure_future(op())
+        probing: asyncio.Future[str | None] | None = None
+        probed_at = -self._probe_every
         try:
             while True:
-                await asyncio.wait({task}, timeout=POLL)
+                if (
+                    self._probe is not None
+                    and probing is None
+                    and self._clock() - probed_at >= self._probe_every
+                ):
+                    probing, probed_at = asyncio.ensure_future(self._probe()), self._clock()
+                running: set[asyncio.Future[Any]] = {task} if probing is None else {task, probing}
+                await asyncio.wait(running, timeout=POLL, return_when=asyncio.FIRST_COMPLETED)
+                if probing is not None and probing.done():
+                    self.probed(probing.result())
+                    probing = None
+                if self._probe_only and task.done() and not task.cancelled() and task.exception() is None:
+                    self._recovered()  # the operation went through: the endpoint answered after all
                 await self.publish()
                 if task.done():
                     return task.result()
@@ -126,9 +179,10 @@ class BackendWatch:
                         hurry(GIVE_UP_GRACE)
                     break
         finally:
-            if not task.done():
-                task.cancel()
-                await asyncio.wait({task})
+            for pending in (task, probing):
+                if pending is not None and not pending.done():
+                    pending.cancel()
+                    await asyncio.wait({pending})
         await self.publish()
         raise self._given_up(deadline)
 
