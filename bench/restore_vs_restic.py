@@ -278,6 +278,9 @@ def restore_session(namespace: str, name: str, data: Path) -> dict[str, Any]:
             "target": {
                 "ref": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "app"},
                 "volumeMounts": [{"name": "data", "mountPath": str(data)}],
+                # The path's latest snapshot of the host, as a seed-004 rule asks for it (without a rule
+                # Stash, and so stashlet, restores nothing).
+                "rules": [{"paths": [str(data)]}],
             },
         },
     }
