@@ -99,7 +99,7 @@ def test_kubectl_stash_runs_restic_in_pods_and_rotates_the_password(
         "--propagation-wait=0",
     )
     assert code == 0, err
-    assert [line.split()[1] for line in out.splitlines()[:-1]] == list(keys.STEPS)
+    assert [line.split()[1].rstrip(":") for line in out.splitlines()[:-1]] == list(keys.STEPS)
     secret = json.loads(kubectl("get", "secret", "repo-secret", "-n", namespace, "-o", "json").stdout)
     assert base64.b64decode(secret["data"]["RESTIC_PASSWORD"]).decode() == NEW
     assert keys.ROTATED_OUT not in (secret["metadata"].get("annotations") or {})

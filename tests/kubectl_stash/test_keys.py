@@ -102,7 +102,7 @@ def test_key_update_rotates_without_a_moment_unreadable(
         "--propagation-wait=0",
     )
     assert ran.code == 0, ran.err
-    assert [line.split()[1] for line in ran.out.splitlines()[:-1]] == list(keys.STEPS)
+    assert [line.split()[1].rstrip(":") for line in ran.out.splitlines()[:-1]] == list(keys.STEPS)
     assert ran.out.endswith("password updated; the Secret and the repository hold only the new one\n")
     assert secret_password(kubectl, repo) == NEW
     assert repo.opens_with(NEW) and not repo.opens_with(PASSWORD)

@@ -511,8 +511,9 @@ def run(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
     """Run ``kubectl stash <argv>``, writing to ``out`` and ``err``; the exit status."""
     top = parser()
     try:
-        args = top.parse_args(list(argv))
-    except SystemExit as exc:  # --help (0) or bad usage (2), already printed by argparse
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            args = top.parse_args(list(argv))
+    except SystemExit as exc:  # --help (0) or bad usage (2), printed by argparse
         return int(exc.code or 0)
     if getattr(args, "run", None) is None:
         top.print_help(out)
