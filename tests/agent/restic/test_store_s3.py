@@ -298,3 +298,20 @@ async def test_an_endpoint_that_refuses_connections_is_unavailable(
     restic = Restic(settings, repository(s3, secret, tmp_path, "fixed-endpoint"))
     await restic.init()
     assert await restic.snapshots() == []
+
+
+async def test_insecure_tls_skips_verification(
+    settings: ResticSettings, s3_tls: S3Server, tmp_path: Path
+) -> None:
+    """The guide's ``s3.insecureTLS: true``: no CA_CERT_DATA, restic runs with --insecure-tls and opens the
+    repository of the untrusted server."""
+    backend = {
+        "s3": {"endpoint": s3_tls.endpoint, "bucket": "insecure", "prefix": PREFIX, "insecureTLS": True},
+        "storageSecretName": "s3-secret",
+    }
+    repo = build_repository(backend, stash_secret(s3_tls), files_dir=str(tmp_path / "files"))
+    assert "--insecure-tls" in repo.options
+    assert not [option for option in repo.options if option.startswith("--cacert")]
+    restic = Restic(settings, repo)
+    await restic.init()
+    assert await restic.snapshots() == []
