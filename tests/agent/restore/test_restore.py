@@ -315,8 +315,10 @@ class RestoreEnv:
         argv = [sys.executable, "-m", "stashlet.agent.cli", *invocation.args()]
         return in_mounts(argv, binds or {}, read_only)
 
-    def env(self, pod: str, kubeconfig: Path) -> dict[str, str]:
+    def env(self, pod: str, kubeconfig: Path, node: str | None = None) -> dict[str, str]:
+        """The init-container's environment; ``node`` is its NODE_NAME (the downward API's, a DaemonSet's)."""
         return {
+            **({"NODE_NAME": node} if node else {}),
             "PATH": os.environ["PATH"],
             "NAMESPACE": self.namespace,
             "POD_NAME": pod,
@@ -327,7 +329,14 @@ class RestoreEnv:
         }
 
     def start(
-        self, session: str, kind: str, workload: str, pod: str, kubeconfig: Path, **kwargs: Any
+        self,
+        session: str,
+        kind: str,
+        workload: str,
+        pod: str,
+        kubeconfig: Path,
+        node: str | None = None,
+        **kwargs: Any,
     ) -> tuple[subprocess.Popen[bytes], Path]:
         self.runs += 1
         log = self.tmp_path / f"restore-{pod}-{self.runs}.log"
@@ -336,7 +345,7 @@ class RestoreEnv:
                 self.command(session, kind, workload, pod, **kwargs),
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                env=self.env(pod, kubeconfig),
+                env=self.env(pod, kubeconfig, node),
             )
         return process, log
 

@@ -149,6 +149,37 @@ def test_an_aliased_statefulset_restores_every_ordinal_from_its_own_host(env: Re
     )
 
 
+def test_an_aliased_daemonset_pod_restores_its_own_nodes_data(env: RestoreEnv) -> None:
+    """Stash backed up a DaemonSet with ``target.alias: logs`` on two nodes (hosts logs-node-a and
+    logs-node-b, the same path); the pod on node-a (NODE_NAME from the downward API) restores
+    logs-node-a's latest snapshot, not the other node's, and the session names that host."""
+    writer = stash(env, 2)
+    sources = {node: env.tmp_path / node for node in ("node-a", "node-b")}
+    for node, source in sources.items():
+        source.mkdir()
+        write_tree(source, node)
+        writer.backup(
+            stash_host("DaemonSet", node=node, alias="logs"), [str(env.data)], volumes={str(env.data): source}
+        )
+    expected = manifest(sources["node-a"])
+    workload = env.workload("DaemonSet", "logs")
+    del workload["spec"]["replicas"]
+    session = env.restore_session("rs", "DaemonSet", "logs", rules=[{"paths": [str(env.data)]}])
+    session["spec"]["target"]["alias"] = "logs"
+    env.apply(workload, session)
+    kubeconfig = env.grant("logs-init", ["rs"], "DaemonSet", "logs")
+
+    run = env.run("rs", "DaemonSet", "logs", "logs-x1", kubeconfig, node="node-a")
+
+    assert run.code == 0, run.log[-4000:]
+    assert manifest(env.data) == expected
+    status = env.session("rs")["status"]
+    assert (status["phase"], [(s["hostname"], s["phase"]) for s in status["stats"]]) == (
+        "Succeeded",
+        [("logs-node-a", "Succeeded")],
+    )
+
+
 def test_plain_restic_reads_back_what_the_maker_wrote(env: RestoreEnv) -> None:
     """The maker's own check: a format-1 repository holds untagged per-path snapshots of Stash's hosts,
     readable by plain restic with only the password (``restic restore latest --host --path``, Stash's own
