@@ -11,7 +11,6 @@ instead of GCS, and the schedule is ``*/1`` so the test does not wait five minut
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 import subprocess
@@ -19,91 +18,24 @@ import urllib.request
 from typing import Any
 
 import pytest
+from e2e.seed import PASSWORD, columns, seed_objects
 
 from stashlet.api import agent_contract
 from stashlet.localcluster import tools
 
 pytestmark = [pytest.mark.cluster, pytest.mark.restic]
 
-PASSWORD = "changeit"
 
-
-def seed_objects(namespace: str, rest_url: str) -> list[dict[str, Any]]:
-    """Seed 003's objects in ``namespace`` (the Repository's backend: the REST server)."""
-    labels = {"app": "stash-demo"}
-    return [
-        {
-            "kind": "PersistentVolumeClaim",
-            "apiVersion": "v1",
-            "metadata": {"name": "source-pvc", "namespace": namespace},
-            "spec": {
-                "accessModes": ["ReadWriteOnce"],
-                "storageClassName": "standard",
-                "resources": {"requests": {"storage": "1Gi"}},
-            },
-        },
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"labels": labels, "name": "stash-demo", "namespace": namespace},
-            "spec": {
-                "replicas": 3,
-                "selector": {"matchLabels": labels},
-                "template": {
-                    "metadata": {"labels": labels, "name": "busybox"},
-                    "spec": {
-                        "containers": [
-                            {
-                                "args": ["echo sample_data > /source/data/data.txt && sleep 3000"],
-                                "command": ["/bin/sh", "-c"],
-                                "image": "busybox",
-                                "imagePullPolicy": "IfNotPresent",
-                                "name": "busybox",
-                                "volumeMounts": [{"mountPath": "/source/data", "name": "source-data"}],
-                            }
-                        ],
-                        "restartPolicy": "Always",
-                        "volumes": [
-                            {"name": "source-data", "persistentVolumeClaim": {"claimName": "source-pvc"}}
-                        ],
-                    },
-                },
-            },
-        },
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": "gcs-secret", "namespace": namespace},
-            "data": {"RESTIC_PASSWORD": base64.b64encode(PASSWORD.encode()).decode()},
-        },
-        {
-            "apiVersion": "stash.appscode.com/v1alpha1",
-            "kind": "Repository",
-            "metadata": {"name": "gcs-repo", "namespace": namespace},
-            "spec": {
-                "backend": {"rest": {"url": f"{rest_url}/{namespace}"}, "storageSecretName": "gcs-secret"}
-            },
-        },
-        {
-            "apiVersion": "stash.appscode.com/v1beta1",
-            "kind": "BackupConfiguration",
-            "metadata": {"name": "pause-backup", "namespace": namespace},
-            "spec": {
-                "repository": {"name": "gcs-repo"},
-                "schedule": "*/1 * * * *",
-                "target": {
-                    "ref": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "stash-demo"},
-                    "volumeMounts": [{"name": "source-data", "mountPath": "/source/data"}],
-                    "paths": ["/source/data"],
-                },
-                "retentionPolicy": {"name": "keep-last-5", "keepLast": 5, "prune": True},
-            },
-        },
-    ]
-
-
-def columns(text: str) -> list[list[str]]:
-    return [re.split(r"\s{2,}", line.strip()) for line in text.strip().splitlines()]
+def objects(namespace: str, rest_url: str) -> list[dict[str, Any]]:
+    """Seed 003's objects in ``namespace`` as the seed writes them (three replicas writing ``sample_data``,
+    every minute), the Repository's backend the REST server."""
+    return seed_objects(
+        namespace,
+        {"rest": {"url": f"{rest_url}/{namespace}"}},
+        replicas=3,
+        command="echo sample_data > /source/data/data.txt && sleep 3000",
+        schedule="*/1 * * * *",
+    )
 
 
 async def test_seed_003_backup_pause_and_resume(
@@ -126,9 +58,9 @@ async def test_seed_003_backup_pause_and_resume(
     the schedule would start, at a moment the test chooses.
     """
     install = operator_for(namespace)
-    objects = seed_objects(namespace, rest_server)
-    config = objects.pop()
-    kubectl("apply", "-f", "-", input_obj=objects)
+    seed = objects(namespace, rest_server)
+    config = seed.pop()
+    kubectl("apply", "-f", "-", input_obj=seed)
     get = helpers.get
     before = get(kubectl, "deployment", "stash-demo", "-n", namespace)
     kubectl("apply", "-f", "-", input_obj=config)

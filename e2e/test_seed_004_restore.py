@@ -12,162 +12,23 @@ provisioner put them.
 
 from __future__ import annotations
 
-import base64
 import json
-import os
-import re
-import shutil
-import stat
-from pathlib import Path
 from typing import Any
 
 import pytest
+from e2e.seed import (
+    APP,
+    RESTORE,
+    columns,
+    init_exit_codes,
+    manifest,
+    restore_session,
+    seed_objects,
+    wipe,
+    write_data,
+)
 
 pytestmark = [pytest.mark.cluster, pytest.mark.restic]
-
-PASSWORD = "changeit"
-APP = "stash-demo"
-RESTORE = "deployment-restore"
-
-
-def objects(namespace: str, rest_url: str) -> list[dict[str, Any]]:
-    """Seed 003's PVC, Deployment (one replica), Secret, Repository (REST) and BackupConfiguration."""
-    labels = {"app": APP}
-    return [
-        {
-            "apiVersion": "v1",
-            "kind": "PersistentVolumeClaim",
-            "metadata": {"name": "source-pvc", "namespace": namespace},
-            "spec": {
-                "accessModes": ["ReadWriteOnce"],
-                "storageClassName": "standard",
-                "resources": {"requests": {"storage": "1Gi"}},
-            },
-        },
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"labels": labels, "name": APP, "namespace": namespace},
-            "spec": {
-                "replicas": 1,
-                "selector": {"matchLabels": labels},
-                "template": {
-                    "metadata": {"labels": labels},
-                    "spec": {
-                        "containers": [
-                            {
-                                "name": "busybox",
-                                "image": "busybox",
-                                "imagePullPolicy": "IfNotPresent",
-                                "command": ["/bin/sh", "-c"],
-                                "args": ["sleep 3000"],
-                                "volumeMounts": [{"mountPath": "/source/data", "name": "source-data"}],
-                            }
-                        ],
-                        "volumes": [
-                            {"name": "source-data", "persistentVolumeClaim": {"claimName": "source-pvc"}}
-                        ],
-                    },
-                },
-            },
-        },
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": "gcs-secret", "namespace": namespace},
-            "data": {"RESTIC_PASSWORD": base64.b64encode(PASSWORD.encode()).decode()},
-        },
-        {
-            "apiVersion": "stash.appscode.com/v1alpha1",
-            "kind": "Repository",
-            "metadata": {"name": "gcs-repo", "namespace": namespace},
-            "spec": {
-                "backend": {"rest": {"url": f"{rest_url}/{namespace}"}, "storageSecretName": "gcs-secret"}
-            },
-        },
-        {
-            "apiVersion": "stash.appscode.com/v1beta1",
-            "kind": "BackupConfiguration",
-            "metadata": {"name": "pause-backup", "namespace": namespace},
-            "spec": {
-                "repository": {"name": "gcs-repo"},
-                # Once a year: no scheduled backup of the wiped volume may come between.
-                "schedule": "0 0 1 1 *",
-                "target": {
-                    "ref": {"apiVersion": "apps/v1", "kind": "Deployment", "name": APP},
-                    "volumeMounts": [{"name": "source-data", "mountPath": "/source/data"}],
-                    "paths": ["/source/data"],
-                },
-                "retentionPolicy": {"name": "keep-last-5", "keepLast": 5, "prune": True},
-            },
-        },
-    ]
-
-
-def restore_session(namespace: str) -> dict[str, Any]:
-    """The RestoreSession of seed 004 for the Deployment's volume."""
-    return {
-        "apiVersion": "stash.appscode.com/v1beta1",
-        "kind": "RestoreSession",
-        "metadata": {"name": RESTORE, "namespace": namespace},
-        "spec": {
-            "repository": {"name": "gcs-repo"},
-            "target": {
-                "ref": {"apiVersion": "apps/v1", "kind": "Deployment", "name": APP},
-                "volumeMounts": [{"name": "source-data", "mountPath": "/source/data"}],
-                "rules": [{"paths": ["/source/data"]}],
-            },
-        },
-    }
-
-
-def write_data(root: Path) -> None:
-    """Files of several kinds: text, random bytes, empty, private, nested, a symlink."""
-    (root / "data.txt").write_text("sample_data\n")
-    (root / "blob.bin").write_bytes(os.urandom(300_000))
-    (root / "empty").write_bytes(b"")
-    (root / "deep" / "er").mkdir(parents=True)
-    (root / "deep" / "er" / "notes.md").write_text("# notes\n" * 50)
-    secret = root / "deep" / "private.key"
-    secret.write_bytes(os.urandom(64))
-    secret.chmod(0o600)
-    (root / "link").symlink_to("deep/er/notes.md")
-
-
-def manifest(root: Path) -> dict[str, tuple[str, int, bytes]]:
-    """Every entry below ``root``: its type, permission bits and content (a symlink's target)."""
-    found: dict[str, tuple[str, int, bytes]] = {}
-    for path in sorted(root.rglob("*")):
-        info = path.lstat()
-        rel = str(path.relative_to(root))
-        if stat.S_ISLNK(info.st_mode):
-            found[rel] = ("link", 0, os.readlink(path).encode())
-        elif stat.S_ISDIR(info.st_mode):
-            found[rel] = ("dir", stat.S_IMODE(info.st_mode), b"")
-        else:
-            found[rel] = ("file", stat.S_IMODE(info.st_mode), path.read_bytes())
-    return found
-
-
-def wipe(root: Path) -> None:
-    for path in root.iterdir():
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        else:
-            path.unlink()
-
-
-def init_exit_codes(pod: dict[str, Any]) -> dict[str, int]:
-    """The exit codes of a pod's finished init-containers, by name."""
-    return {
-        s["name"]: s["state"]["terminated"]["exitCode"]
-        for s in (pod.get("status") or {}).get("initContainerStatuses") or []
-        if "terminated" in (s.get("state") or {})
-    }
-
-
-def columns(text: str) -> list[list[str]]:
-    return [re.split(r"\s{2,}", line.strip()) for line in text.strip().splitlines()]
 
 
 async def test_seed_004_restore_through_the_injected_init_container(
@@ -185,7 +46,9 @@ async def test_seed_004_restore_through_the_injected_init_container(
     sidecar."""
     get = helpers.get
     operator_for(namespace)
-    kubectl("apply", "-f", "-", input_obj=objects(namespace, rest_server))
+    kubectl(
+        "apply", "-f", "-", input_obj=seed_objects(namespace, {"rest": {"url": f"{rest_server}/{namespace}"}})
+    )
     volume = await helpers.pvc_path(kubectl, namespace, "source-pvc")
     write_data(volume)
     before = manifest(volume)

@@ -1,0 +1,192 @@
+"""Seeds 003 and 004's objects, built in one place for every backend the end-to-end tests use.
+
+The seed's PVC ``source-pvc``, the busybox Deployment ``stash-demo`` mounting it at ``/source/data``, the
+Secret ``gcs-secret``, the Repository ``gcs-repo``, the BackupConfiguration ``pause-backup`` (keep-last-5)
+and seed 004's RestoreSession ``deployment-restore``: as the seeds write them, with the Repository's
+backend, the Secret's keys, replicas, schedule and ``runtimeSettings`` as each test needs; and the data
+helpers the tests share (a tree of every kind of file, its manifest, a wipe).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import shutil
+import stat
+from pathlib import Path
+from typing import Any
+
+from e2e.manifests import KEEP_LAST_5, NEVER
+
+PASSWORD = "changeit"
+APP = "stash-demo"
+SECRET = "gcs-secret"
+REPOSITORY = "gcs-repo"
+CONFIGURATION = "pause-backup"
+RESTORE = "deployment-restore"
+MOUNT = "/source/data"
+
+
+def b64(value: bytes | str) -> str:
+    """A Secret's ``data`` value."""
+    return base64.b64encode(value.encode() if isinstance(value, str) else value).decode()
+
+
+def seed_objects(
+    namespace: str,
+    backend: dict[str, Any],
+    *,
+    secret: dict[str, bytes | str] | None = None,
+    replicas: int = 1,
+    command: str = "sleep 3000",
+    schedule: str = NEVER,
+    runtime_settings: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """Seed 003's objects in ``namespace``, the BackupConfiguration last: the Repository's ``backend``
+    (e.g. ``{"gcs": {...}}``), the Secret's keys besides ``RESTIC_PASSWORD``, the Deployment's replicas
+    and shell ``command``, the schedule (by default one that never fires) and ``runtime_settings``."""
+    labels = {"app": APP}
+    configuration: dict[str, Any] = {
+        "repository": {"name": REPOSITORY},
+        "schedule": schedule,
+        "target": {
+            "ref": {"apiVersion": "apps/v1", "kind": "Deployment", "name": APP},
+            "volumeMounts": [{"name": "source-data", "mountPath": MOUNT}],
+            "paths": [MOUNT],
+        },
+        "retentionPolicy": KEEP_LAST_5,
+    }
+    if runtime_settings:
+        configuration["runtimeSettings"] = runtime_settings
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": "source-pvc", "namespace": namespace},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "storageClassName": "standard",
+                "resources": {"requests": {"storage": "1Gi"}},
+            },
+        },
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"labels": labels, "name": APP, "namespace": namespace},
+            "spec": {
+                "replicas": replicas,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels, "name": "busybox"},
+                    "spec": {
+                        "containers": [
+                            {
+                                "args": [command],
+                                "command": ["/bin/sh", "-c"],
+                                "image": "busybox",
+                                "imagePullPolicy": "IfNotPresent",
+                                "name": "busybox",
+                                "volumeMounts": [{"mountPath": MOUNT, "name": "source-data"}],
+                            }
+                        ],
+                        "restartPolicy": "Always",
+                        "volumes": [
+                            {"name": "source-data", "persistentVolumeClaim": {"claimName": "source-pvc"}}
+                        ],
+                    },
+                },
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": SECRET, "namespace": namespace},
+            "data": {
+                key: b64(value) for key, value in {"RESTIC_PASSWORD": PASSWORD, **(secret or {})}.items()
+            },
+        },
+        {
+            "apiVersion": "stash.appscode.com/v1alpha1",
+            "kind": "Repository",
+            "metadata": {"name": REPOSITORY, "namespace": namespace},
+            "spec": {"backend": {**backend, "storageSecretName": SECRET}},
+        },
+        {
+            "apiVersion": "stash.appscode.com/v1beta1",
+            "kind": "BackupConfiguration",
+            "metadata": {"name": CONFIGURATION, "namespace": namespace},
+            "spec": configuration,
+        },
+    ]
+
+
+def restore_session(namespace: str, *, runtime_settings: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Seed 004's RestoreSession of the Deployment's volume (``runtime_settings`` as the backup's)."""
+    spec: dict[str, Any] = {
+        "repository": {"name": REPOSITORY},
+        "target": {
+            "ref": {"apiVersion": "apps/v1", "kind": "Deployment", "name": APP},
+            "volumeMounts": [{"name": "source-data", "mountPath": MOUNT}],
+            "rules": [{"paths": [MOUNT]}],
+        },
+    }
+    if runtime_settings:
+        spec["runtimeSettings"] = runtime_settings
+    return {
+        "apiVersion": "stash.appscode.com/v1beta1",
+        "kind": "RestoreSession",
+        "metadata": {"name": RESTORE, "namespace": namespace},
+        "spec": spec,
+    }
+
+
+def write_data(root: Path) -> None:
+    """Files of several kinds: text, random bytes, empty, private, nested, a symlink."""
+    (root / "data.txt").write_text("sample_data\n")
+    (root / "blob.bin").write_bytes(os.urandom(300_000))
+    (root / "empty").write_bytes(b"")
+    (root / "deep" / "er").mkdir(parents=True)
+    (root / "deep" / "er" / "notes.md").write_text("# notes\n" * 50)
+    private = root / "deep" / "private.key"
+    private.write_bytes(os.urandom(64))
+    private.chmod(0o600)
+    (root / "link").symlink_to("deep/er/notes.md")
+
+
+def manifest(root: Path) -> dict[str, tuple[str, int, bytes]]:
+    """Every entry below ``root``: its type, permission bits and content (a symlink's target)."""
+    found: dict[str, tuple[str, int, bytes]] = {}
+    for path in sorted(root.rglob("*")):
+        info = path.lstat()
+        rel = str(path.relative_to(root))
+        if stat.S_ISLNK(info.st_mode):
+            found[rel] = ("link", 0, os.readlink(path).encode())
+        elif stat.S_ISDIR(info.st_mode):
+            found[rel] = ("dir", stat.S_IMODE(info.st_mode), b"")
+        else:
+            found[rel] = ("file", stat.S_IMODE(info.st_mode), path.read_bytes())
+    return found
+
+
+def wipe(root: Path) -> None:
+    """Empty ``root`` (the folder itself stays)."""
+    for path in root.iterdir():
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+
+
+def init_exit_codes(pod: dict[str, Any]) -> dict[str, int]:
+    """The exit codes of a pod's finished init-containers, by name."""
+    return {
+        s["name"]: s["state"]["terminated"]["exitCode"]
+        for s in (pod.get("status") or {}).get("initContainerStatuses") or []
+        if "terminated" in (s.get("state") or {})
+    }
+
+
+def columns(text: str) -> list[list[str]]:
+    """``kubectl get``'s table as rows of cells."""
+    return [re.split(r"\s{2,}", line.strip()) for line in text.strip().splitlines()]
