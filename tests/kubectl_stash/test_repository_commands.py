@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,8 @@ def _stale_lock(repo: LocalRepo) -> None:
     finally:
         proc.kill()
         proc.wait()
+        assert proc.stdin is not None
+        proc.stdin.close()
 
 
 def test_unlock_removes_stale_locks(plugin: Plugin, repo: LocalRepo) -> None:
@@ -114,7 +117,9 @@ def test_download_restores_a_snapshot_and_its_paths_with_progress(
     assert got == _digest(source)
     assert (into / first / str(source).lstrip("/") / "data" / "a.txt").read_text() == "alpha\n"
     progress = capsys.readouterr().err
-    assert f"snapshot {first}: 100.0% (2 files" in progress
+    # the last report of each snapshot: files and folders restored, and the bytes
+    assert re.search(rf"\rsnapshot {first}: 100\.0% \(\d+ files, 3\.000 MiB\)\n", progress)
+    assert re.search(rf"\rsnapshot {second}: 100\.0% \(\d+ files, 3\.000 MiB\)\n", progress)
     only = plugin(
         "download",
         "repo",

@@ -165,16 +165,16 @@ async def update_key(
 
     if not new_password:
         raise PluginError("--new-password-file: the file is empty")
+    secret = await read_secret(api, repo)
+    data = secret.get("data") or {}
+    annotations = (secret.get("metadata") or {}).get("annotations") or {}
+    current = base64.b64decode(data.get(PASSWORD_KEY, ""))
+    if current == new_password and not annotations.get(ROTATED_OUT):
+        raise PluginError(f"Secret {rotation.secret}: {PASSWORD_KEY} already holds the new password")
     try:
-        secret = await read_secret(api, repo)
-        data = secret.get("data") or {}
-        annotations = (secret.get("metadata") or {}).get("annotations") or {}
-        current = base64.b64decode(data.get(PASSWORD_KEY, ""))
-        if current == new_password and annotations.get(ROTATED_OUT):
+        if current == new_password:
             rotation.done += ["added", "secret-updated"]  # a run interrupted after step 2: finish it
             rotation.old_key = str(annotations[ROTATED_OUT])
-        elif current == new_password:
-            raise PluginError(f"Secret {rotation.secret}: {PASSWORD_KEY} already holds the new password")
         else:
             rotation.old_key = await _current_key(access, repo)
             await add_key(access, repo, new_password, reuse_existing=True)
