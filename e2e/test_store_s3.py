@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e.manifests import NEVER, backup_session
+from e2e.manifests import NEVER, backup_configuration, backup_session, busybox_deployment
+from tests.polling import eventually
 from tests.stores.versitygw import REGION, S3Server, versitygw
 
 from stashlet.localcluster import tools
@@ -204,6 +205,38 @@ def plain_restic(s3: S3Server, tmp_path: Path, *args: str) -> str:
     return done.stdout
 
 
+def refused_storage(namespace: str, s3: S3Server, secret_key: str) -> list[dict[str, Any]]:
+    """Secret ``keys-secret`` (the given secret access key, the right CA) and Repository ``keys-repo``
+    (bucket ``rotated``, with its region), a busybox Deployment ``keys`` and its BackupConfiguration."""
+    assert s3.ca_cert is not None
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "keys-secret", "namespace": namespace},
+            "data": {
+                "RESTIC_PASSWORD": b64(PASSWORD),
+                "AWS_ACCESS_KEY_ID": b64(s3.keys.access_key_id),
+                "AWS_SECRET_ACCESS_KEY": b64(secret_key),
+                "CA_CERT_DATA": b64(s3.ca_cert),
+            },
+        },
+        {
+            "apiVersion": "stash.appscode.com/v1alpha1",
+            "kind": "Repository",
+            "metadata": {"name": "keys-repo", "namespace": namespace},
+            "spec": {
+                "backend": {
+                    "s3": {"endpoint": s3.endpoint, "bucket": "rotated", "region": REGION, "prefix": "/keys"},
+                    "storageSecretName": "keys-secret",
+                }
+            },
+        },
+        busybox_deployment(namespace, ["/bin/sh", "-c", "echo keys > /data/f && sleep 3000"], name="keys"),
+        backup_configuration(namespace, "keys", repository="keys-repo", workload="keys"),
+    ]
+
+
 def conditions(obj: dict[str, Any]) -> dict[str, tuple[str, str]]:
     return {c["type"]: (c["status"], c["reason"]) for c in (obj.get("status") or {}).get("conditions") or []}
 
@@ -292,3 +325,59 @@ async def test_seed_003_004_on_s3_over_https(
     for log in (sidecar_log, init_log):
         assert s3.keys.secret_access_key not in log
         assert PASSWORD not in log
+
+
+async def test_wrong_s3_keys_fail_the_session_and_the_fixed_secret_backs_up(
+    kubectl: Any, namespace: str, operator_for: Any, s3: S3Server, helpers: Any
+) -> None:
+    """A storage Secret with a wrong secret access key: the session Fails with WrongCredentials naming the
+    S3 location (S3 answers 403 AccessDenied, which restic does not retry), the key nowhere in its status.
+    The Secret fixed, the running sidecar's next session backs up (the kubelet refreshes the mounted
+    Secret within its sync period: a session made before that still meets the old key)."""
+    get = helpers.get
+    operator_for(namespace)
+    wrong = "not-the-secret-access-key-0123456789"
+    kubectl("apply", "-f", "-", input_obj=refused_storage(namespace, s3, wrong))
+    await helpers.until(
+        lambda: (
+            get(kubectl, "backupconfiguration", "keys", "-n", namespace).get("status", {}).get("phase")
+            == "Ready"
+        ),
+        timeout=90,
+        what="keys Ready",
+    )
+    await helpers.rolled_out(kubectl, namespace, "keys")
+    sessions = iter(range(1, 100))
+
+    async def session_ended() -> dict[str, Any]:
+        name = f"keys-{next(sessions)}"
+        kubectl("apply", "-f", "-", input_obj=backup_session(namespace, name, "keys"))
+
+        def ended() -> dict[str, Any] | None:
+            obj = get(kubectl, "backupsession", name, "-n", namespace)
+            return dict(obj) if obj.get("status", {}).get("phase") in ("Succeeded", "Failed") else None
+
+        ended_session: dict[str, Any] = await helpers.until(ended, timeout=120, what=f"{name} ended")
+        return ended_session
+
+    refused = await session_ended()
+    host = refused["status"]["targets"][0]["stats"][0]
+    assert (refused["status"]["phase"], host["reason"]) == ("Failed", "WrongCredentials"), host
+    location = f"s3:{s3.endpoint}/rotated/keys"
+    assert host["error"].startswith(f"backend {location} refused the storage Secret's credentials: "), host
+    assert "Access Denied" in host["error"]
+    assert "Is there a repository" not in host["error"]
+    assert wrong not in json.dumps(refused) and s3.keys.secret_access_key not in json.dumps(refused)
+
+    kubectl("apply", "-f", "-", input_obj=refused_storage(namespace, s3, s3.keys.secret_access_key)[0])
+
+    async def backed_up() -> dict[str, Any] | None:
+        session = await session_ended()
+        if session["status"]["phase"] == "Succeeded":
+            return session
+        assert session["status"]["targets"][0]["stats"][0]["reason"] == "WrongCredentials", session
+        return None
+
+    fixed = await eventually(backed_up, timeout=240, interval=5, what="a session with the fixed Secret")
+    assert fixed["status"]["targets"][0]["stats"][0]["phase"] == "Succeeded"
+    assert s3.bucket_exists("rotated")
