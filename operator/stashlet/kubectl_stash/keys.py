@@ -32,7 +32,7 @@ from stashlet.kube.errors import KubeError
 from stashlet.kube.rest import MERGE_PATCH, KubeApi
 from stashlet.kubectl_stash.errors import PluginError, object_name
 from stashlet.kubectl_stash.repositories import read_secret, secret_path, storage_secret_name
-from stashlet.kubectl_stash.restic_access import Access, request_for
+from stashlet.kubectl_stash.restic_access import Access, collect, request_for
 from stashlet.kubectl_stash.tables import NONE
 
 KEY_HEADERS = ("ID", "USER", "HOST", "CREATED")
@@ -46,16 +46,10 @@ STEPS = ("added", "secret-updated", "read-proven", "waited", "old-key-removed")
 Step = Callable[[str], None]
 
 
-async def _collect(access: Access, repo: Repository, operation: str, **params: Any) -> list[dict[str, Any]]:
-    lines: list[dict[str, Any]] = []
-    await access.perform(repo, request_for(repo, operation, **params), lines.append)
-    return lines
-
-
 async def key_rows(access: Access, repo: Repository) -> list[tuple[str, ...]]:
     """One row per key, the current one (the Secret's password) starred, as ``restic key list`` shows."""
     rows: list[tuple[str, ...]] = []
-    for key in await _collect(access, repo, "key-list"):
+    for key in await collect(access, repo, "key-list"):
         star = "*" if key.get("current") else " "
         rows.append(
             (
@@ -69,7 +63,7 @@ async def key_rows(access: Access, repo: Repository) -> list[tuple[str, ...]]:
 
 
 async def _current_key(access: Access, repo: Repository) -> str:
-    for key in await _collect(access, repo, "key-list"):
+    for key in await collect(access, repo, "key-list"):
         if key.get("current"):
             return str(key["id"])
     raise PluginError(f"{_where(repo)}: restic named no current key")
@@ -99,7 +93,7 @@ async def remove_key(access: Access, repo: Repository, key_id: str) -> None:
     """Remove key ``key_id`` (restic refuses the key in use: the Secret's)."""
     if not key_id:
         raise PluginError("--id is required: the key to remove (see 'kubectl stash key list')")
-    await _collect(access, repo, "key-remove", id=key_id)
+    await collect(access, repo, "key-remove", id=key_id)
 
 
 def _where(repo: Repository) -> str:
@@ -189,7 +183,7 @@ async def update_key(
             await _patch_secret(api, namespace, secret_name, patch)
             step("secret-updated")
         try:
-            await _collect(access, repo, "read")
+            await collect(access, repo, "read")
         except PluginError as exc:
             await _patch_secret(
                 api,

@@ -13,22 +13,16 @@ from typing import Any, TextIO
 
 from stashlet.api.repository import Repository
 from stashlet.kubectl_stash.errors import PluginError
-from stashlet.kubectl_stash.restic_access import Access, request_for
+from stashlet.kubectl_stash.restic_access import Access, collect, request_for
 from stashlet.kubectl_stash.tables import NONE, age, human_bytes
 
 SNAPSHOT_HEADERS = ("ID", "HOST", "PATHS", "TIME", "AGE", "SIZE")
 
 
-async def _collect(access: Access, repo: Repository, operation: str, **params: Any) -> list[dict[str, Any]]:
-    lines: list[dict[str, Any]] = []
-    await access.perform(repo, request_for(repo, operation, **params), lines.append)
-    return lines
-
-
 async def snapshot_rows(access: Access, repo: Repository, now: dt.datetime) -> list[tuple[str, ...]]:
     """One row per snapshot, oldest first: short ID, host, paths, time (UTC), age and size."""
     rows: list[tuple[str, ...]] = []
-    for line in await _collect(access, repo, "snapshots"):
+    for line in await collect(access, repo, "snapshots"):
         when = dt.datetime.fromisoformat(line["time"]) if line.get("time") else None
         rows.append(
             (
@@ -45,7 +39,7 @@ async def snapshot_rows(access: Access, repo: Repository, now: dt.datetime) -> l
 
 async def unlock(access: Access, repo: Repository, *, remove_all: bool) -> None:
     """Remove stale locks (all locks with ``remove_all``)."""
-    await _collect(access, repo, "unlock", remove_all=remove_all)
+    await collect(access, repo, "unlock", remove_all=remove_all)
 
 
 @dataclass(frozen=True)
@@ -58,7 +52,7 @@ class CheckOutcome:
 
 async def check(access: Access, repo: Repository, *, read_data: bool, subset: str | None) -> CheckOutcome:
     """Check the repository (all data with ``read_data``, a part with ``subset``)."""
-    lines = await _collect(access, repo, "check", read_data=read_data, read_data_subset=subset)
+    lines = await collect(access, repo, "check", read_data=read_data, read_data_subset=subset)
     line = lines[-1]
     return CheckOutcome(bool(line.get("ok")), [str(e) for e in line.get("errors") or []])
 
@@ -76,7 +70,7 @@ def split_snapshot_name(name: str) -> tuple[str, str]:
 
 async def delete_snapshot(access: Access, repo: Repository, snapshot: str) -> None:
     """Forget one snapshot and prune the data only it held (``restic forget <id> --prune``)."""
-    await _collect(access, repo, "forget", ids=[snapshot], prune=True)
+    await collect(access, repo, "forget", ids=[snapshot], prune=True)
 
 
 def _progress(out: TextIO, snapshot: str) -> Any:

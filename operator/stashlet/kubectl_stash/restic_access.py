@@ -70,6 +70,13 @@ def request_for(repo: Repository, operation: str, **params: Any) -> Request:
     return Request(operation, where, repo.spec.backend.to_dict(), params)
 
 
+async def collect(access: Access, repo: Repository, operation: str, **params: Any) -> list[dict[str, Any]]:
+    """Run ``operation`` on ``repo`` through ``access``; its result lines."""
+    lines: list[dict[str, Any]] = []
+    await access.perform(repo, request_for(repo, operation, **params), lines.append)
+    return lines
+
+
 @dataclass
 class LocalAccess:
     """The user's restic (``--local``), with the Secret read through the user's API access."""
