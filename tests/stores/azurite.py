@@ -27,6 +27,7 @@ import socket
 import ssl
 import subprocess
 import tempfile
+import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -158,18 +159,32 @@ class Azurite:
         wrapper.chmod(0o755)
         return wrapper
 
+    def create_container(self, container: str) -> None:
+        """Create ``container`` as a user does before pointing a Repository at it (Shared Key)."""
+        status, body = self._request("PUT", container, {"restype": "container"})
+        if status != 201:
+            raise AssertionError(f"creating container {container} answered {status}: {body[:500]!r}")
+
     def blob_names(self, container: str) -> list[str]:
         """The names of the blobs in ``container``, listed with the account's key (Shared Key)."""
+        status, body = self._request("GET", container, {"restype": "container", "comp": "list"})
+        if status != 200:
+            raise AssertionError(f"listing {container} answered {status}: {body[:500]!r}")
+        return [name.text or "" for name in ElementTree.fromstring(body).iter("Name")]  # noqa: S314 - our own server's answer
+
+    def _request(self, method: str, container: str, query: dict[str, str]) -> tuple[int, bytes]:
+        """One Blob API request on ``container`` without a body, signed with the account's key as the
+        Azure SDKs sign it (Shared Key: the verb, twelve standard headers, the x-ms-* headers, the
+        resource with its sorted query)."""
         date = email.utils.formatdate(usegmt=True)
-        headers = f"x-ms-date:{date}\nx-ms-version:{API_VERSION}\n"
-        canonical = f"{headers}/{ACCOUNT}/{container}\ncomp:list\nrestype:container"
-        signature = hmac.new(
-            base64.b64decode(self.account_key), f"GET{chr(10) * 12}{canonical}".encode(), "sha256"
-        )
-        request_headers = {
+        params = "".join(f"\n{key}:{query[key]}" for key in sorted(query))
+        ms_headers = f"x-ms-date:{date}\nx-ms-version:{API_VERSION}\n"
+        signed = f"{method}{chr(10) * 12}{ms_headers}/{ACCOUNT}/{container}{params}"
+        signature = hmac.new(base64.b64decode(self.account_key), signed.encode(), "sha256").digest()
+        headers = {
             "x-ms-date": date,
             "x-ms-version": API_VERSION,
-            "Authorization": f"SharedKey {ACCOUNT}:{base64.b64encode(signature.digest()).decode()}",
+            "Authorization": f"SharedKey {ACCOUNT}:{base64.b64encode(signature).decode()}",
         }
         context = ssl.create_default_context(cadata=self.ca_pem.decode())
         connection = http.client.HTTPSConnection(self.host, self.port, context=context, timeout=10)
@@ -177,14 +192,11 @@ class Azurite:
             socket.create_connection((self.address, self.port), timeout=10), server_hostname=self.host
         )
         try:
-            connection.request("GET", f"/{container}?restype=container&comp=list", headers=request_headers)
+            connection.request(method, f"/{container}?{urllib.parse.urlencode(query)}", headers=headers)
             response = connection.getresponse()
-            body = response.read()
+            return response.status, response.read()
         finally:
             connection.close()
-        if response.status != 200:
-            raise AssertionError(f"listing {container} answered {response.status}: {body[:500]!r}")
-        return [name.text or "" for name in ElementTree.fromstring(body).iter("Name")]  # noqa: S314 - our own server's answer
 
     def answers(self) -> bool:
         """Whether Azurite completes a TLS handshake as :attr:`host` (trusting only the CA) and answers
