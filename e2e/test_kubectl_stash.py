@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.polling import wait_until
 
 from stashlet.kubectl_stash import cli, keys
 from stashlet.localcluster import tools
@@ -34,14 +35,31 @@ def plugin(node: LocalCluster, *argv: str) -> tuple[int, str, str]:
 
 def host_restic(url: str, password: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     env = {"RESTIC_REPOSITORY": f"rest:{url}", "RESTIC_PASSWORD": password, "PATH": "/usr/bin:/bin"}
-    return subprocess.run(
+    done = subprocess.run(
         [str(tools.ensure("restic")), "--no-cache", *args],
         env=env,
         capture_output=True,
         text=True,
-        check=check,
+        check=False,
         timeout=180,
     )
+    assert not check or done.returncode == 0, (
+        f"restic {' '.join(args)}: exit {done.returncode}: {done.stderr}"
+    )
+    return done
+
+
+def init_when_reachable(url: str) -> None:
+    """``restic init`` once the REST server's Service answers this host (kube-proxy's rules for a new
+    Service can lag its pod's readiness by a moment); the last failure is shown if it never does."""
+    last: list[str] = []
+
+    def initialised() -> bool:
+        done = host_restic(url, PASSWORD, "init", check=False)
+        last[:] = [f"exit {done.returncode}: {done.stderr}"]
+        return done.returncode == 0
+
+    wait_until(initialised, what=f"restic init at {url}", timeout=60, log=lambda: "".join(last))
 
 
 def test_kubectl_stash_runs_restic_in_pods_and_rotates_the_password(
@@ -69,7 +87,7 @@ def test_kubectl_stash_runs_restic_in_pods_and_rotates_the_password(
     }
     kubectl("apply", "-f", "-", input_obj=repository)
     host_url = f"{rest_backend.host_url}/{namespace}-plugin"
-    host_restic(host_url, PASSWORD, "init")
+    init_when_reachable(host_url)
     data = tmp_path / "data"
     data.mkdir()
     (data / "file.bin").write_bytes(os.urandom(256 * 1024))
