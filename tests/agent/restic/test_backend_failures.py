@@ -4,6 +4,8 @@ A wrong REST password is WrongCredentials, named with the backend's location and
 "Is there a repository at the following location?"; a server stopped mid-backup is reported unreachable
 (since the first failed try) while restic retries, and given up after the watch's bound with
 BackendUnavailable; a server back within the bound is reported answering again and the backup ends well.
+With the endpoint probe the agent gives the watch (:func:`probe_for`), a server killed mid-backup is
+given up the same way, and a server that was never there while restic opens the repository too.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from tests.polling import eventually
 
 from stashlet.agent.restic.backend import ResticRepository, build_repository
 from stashlet.agent.restic.backend_watch import DEADLINE_MARGIN, BackendState, BackendWatch
+from stashlet.agent.restic.endpoint import probe_for
 from stashlet.agent.restic.errors import BackendUnavailable, WrongCredentials
 from stashlet.agent.restic.runner import Restic, ResticSettings
 from stashlet.localcluster import tools
@@ -238,4 +241,70 @@ async def test_a_dead_backend_is_given_up_before_the_sessions_deadline(
     with pytest.raises(BackendUnavailable, match="before the session's timeOut"):
         await asyncio.wait_for(backup, 60)
     assert deadline - DEADLINE_MARGIN - 1 <= time.time() < deadline  # given up in time to record it
+    assert [r.reachable for r in reports] == [False]
+
+
+async def test_a_backend_killed_mid_backup_is_given_up_with_the_probe(
+    rest_restic: Restic, rest_server: RestServer, tmp_path: Path
+) -> None:
+    """The watch as the agent builds it, with the repository's endpoint probe: the server is killed while
+    restic uploads; reported unreachable within a probe's cadence of the kill, given up after the bound
+    with BackendUnavailable naming the backend and the refused connection, without a credential."""
+    data = big_tree(tmp_path / "data", 48)
+    reports: list[BackendState] = []
+
+    async def report(state: BackendState) -> None:
+        reports.append(state)
+
+    repository = rest_restic.repository
+    assert repository is not None
+    watch = BackendWatch(
+        repository.display_url, 8.0, report, probe=probe_for(repository, rest_restic.settings.base_env)
+    )
+    rest_restic.on_backend = watch.notice
+    progressed = asyncio.Event()
+    backup = asyncio.ensure_future(
+        watch.guard(
+            lambda: rest_restic.backup(
+                [str(data)],
+                host=HOST,
+                extra_args=["--limit-upload=2048"],
+                progress_cb=lambda status: progressed.set() if status.bytes_done else None,
+            ),
+            hurry=rest_restic.hurry,
+        )
+    )
+    await asyncio.wait_for(progressed.wait(), 60)
+    assert reports == []  # the live server was probed and not flagged
+    rest_server.stop()
+    stopped = time.time()
+    with pytest.raises(BackendUnavailable) as caught:
+        await asyncio.wait_for(backup, 90)
+    assert [r.reachable for r in reports] == [False]
+    assert stopped - 1 <= reports[0].since.timestamp() <= stopped + 6  # a probe every 5s at most
+    assert 8 <= time.time() - reports[0].since.timestamp() < 8 + 3 + 5
+    message = caught.value.message
+    assert message.startswith(f"backend rest:http://127.0.0.1:{rest_server.port}/repo unreachable since ")
+    assert "connection refused" in message and "the bound is 8s" in message
+    assert REST_PASSWORD not in message and f"{USER}:" not in message
+
+
+async def test_a_rest_server_never_there_is_given_up_with_the_probe(
+    settings: ResticSettings, tmp_path: Path
+) -> None:
+    """No server on the repository's port while restic opens it: restic's retries and the probe both
+    see the refusal; given up after the bound, before restic's own 15 minutes."""
+    absent = RestServer(tmp_path / "absent")  # never started: its port refuses
+    repository = absent.repository()
+    reports: list[BackendState] = []
+
+    async def report(state: BackendState) -> None:
+        reports.append(state)
+
+    watch = BackendWatch(repository.display_url, 5.0, report, probe=probe_for(repository, {}))
+    restic = Restic(settings, repository, on_backend=watch.notice)
+    began = time.monotonic()
+    with pytest.raises(BackendUnavailable, match="connection refused"):
+        await watch.guard(restic.snapshots, hurry=restic.hurry)
+    assert 5 <= time.monotonic() - began < 5 + 3 + 5
     assert [r.reachable for r in reports] == [False]

@@ -19,7 +19,7 @@ import pytest
 
 from stashlet.agent.restic.backend import build_repository
 from stashlet.agent.restic.backend_watch import BackendState, BackendWatch
-from stashlet.agent.restic.endpoint import Endpoint, connect_error, endpoint_for, probe_for
+from stashlet.agent.restic.endpoint import Endpoint, Probe, connect_error, endpoint_for, probe_for
 from stashlet.agent.restic.errors import BackendUnavailable
 
 SECRET = "s3cr3t-value-4711"
@@ -247,7 +247,7 @@ async def test_the_probe_on_real_sockets(listening: int, closed_port: int, unans
     assert unknown == "probe: dial tcp: lookup no-such-host.invalid: no such host"
 
 
-def rest_probe(port: int) -> tuple[str, Any]:
+def rest_probe(port: int) -> tuple[str, Probe]:
     """A REST repository on loopback ``port`` (a password in its URL) and the probe the agent gives it."""
     url = f"http://stash:{SECRET}@127.0.0.1:{port}/repo"
     repository = build_repository(
@@ -304,7 +304,14 @@ async def test_a_listening_endpoint_is_never_flagged(listening: int) -> None:
     async def report(state: BackendState) -> None:
         reports.append(state)
 
-    watch = BackendWatch(location, 0.3, report, probe=probe, probe_every=0.1)
+    probes = 0
+
+    async def counted() -> str | None:
+        nonlocal probes
+        probes += 1
+        return await probe()
+
+    watch = BackendWatch(location, 0.3, report, probe=counted, probe_every=0.1)
 
     async def silent() -> str:
         await asyncio.sleep(1.2)
@@ -312,6 +319,7 @@ async def test_a_listening_endpoint_is_never_flagged(listening: int) -> None:
 
     assert await watch.guard(silent) == "done"
     assert reports == [] and watch.state is None
+    assert 8 <= probes <= 13  # at the probe's cadence, not the watch's 1s poll
 
 
 async def test_an_unanswering_endpoint_is_probed_once_at_a_time(unanswering: int) -> None:

@@ -165,7 +165,10 @@ class BackendWatch:
                 ):
                     probing, probed_at = asyncio.ensure_future(self._probe()), self._clock()
                 running: set[asyncio.Future[Any]] = {task} if probing is None else {task, probing}
-                await asyncio.wait(running, timeout=POLL, return_when=asyncio.FIRST_COMPLETED)
+                wait = POLL
+                if self._probe is not None and probing is None:  # wake up when the next probe is due
+                    wait = min(POLL, max(0.0, probed_at + self._probe_every - self._clock()))
+                await asyncio.wait(running, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
                 if probing is not None and probing.done():
                     self.probed(probing.result())
                     probing = None
