@@ -29,6 +29,18 @@ def conditions(session: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {c["type"]: c for c in session["status"]["conditions"]}
 
 
+def stash_would_remove(restic: Path, repository: Path, saved: Path, union: Path) -> set[str]:
+    """What Stash's ``forget`` (its flags, ``--dry-run``) removes from the snapshots ``repository`` holds
+    and those ``saved`` (its snapshot files before stashlet's session): a copy with both, since ``forget``
+    reads nothing but the config, the keys and the snapshot files."""
+    shutil.copytree(repository, union)
+    for file in saved.iterdir():
+        if not (union / "snapshots" / file.name).exists():
+            shutil.copy2(file, union / "snapshots" / file.name)
+    groups = StashRestic(restic, str(union), PASSWORD).forget({**POLICY, "dryRun": True})
+    return {s["id"] for g in groups for s in g.get("remove") or []}
+
+
 @pytest.mark.parametrize(
     ("version", "alias"),
     [pytest.param(1, "", id="format-1-no-alias"), pytest.param(2, "app-data", id="format-2-alias")],
@@ -90,15 +102,7 @@ def test_stashlet_continues_a_stash_written_repository(
     ]
     assert sum(s["fileStats"]["totalFiles"] for s in entry["snapshots"]) == 4
 
-    # What Stash's forget would remove from the same snapshots: this repository with the snapshot files
-    # stashlet removed put back (forget reads nothing else), Stash's flags, --dry-run.
-    union = tmp_path / "union"
-    shutil.copytree(setup.repo_dir, union)
-    for file in saved.iterdir():
-        if not (union / "snapshots" / file.name).exists():
-            shutil.copy2(file, union / "snapshots" / file.name)
-    groups = StashRestic(Path(restic_binary), str(union), PASSWORD).forget({**POLICY, "dryRun": True})
-    stash_removes = {s["id"] for g in groups for s in g.get("remove") or []}
+    stash_removes = stash_would_remove(Path(restic_binary), setup.repo_dir, saved, tmp_path / "union")
     stashlet_removed = (set(before) | {s["id"] for s in new}) - set(after)
     assert len(stashlet_removed) == 2  # the oldest of each path's group
     assert stashlet_removed == stash_removes
@@ -113,3 +117,55 @@ def test_stashlet_continues_a_stash_written_repository(
     assert stash.config_version() == version
     stash.run("check", "--no-cache")
     assert PASSWORD not in agent.logs()
+
+
+def test_an_aliased_statefulset_continues_every_hosts_chain(
+    kubectl: Callable[..., Any],
+    namespace: str,
+    tmp_path: Path,
+    start_agent: Callable[..., Any],
+    service_account_kubeconfig: Callable[[str, str], Path],
+    restic_binary: Path,
+) -> None:
+    """A StatefulSet of two with alias ``db``: Stash wrote three sessions of hosts db-0 and db-1 (keepLast
+    2). Under stashlet each pod continues its own host's chain (parent: Stash's last snapshot of that host),
+    and the retention of the several hosts (one ``forget`` per path, both hosts) removes what Stash's
+    ``forget`` removes from the same snapshots: the oldest of each host's group."""
+    setup = Setup(kubectl, namespace, tmp_path, kind="StatefulSet", replicas=2, retention=POLICY)
+    write_tree(setup.data)
+    hosts = [stash_host("StatefulSet", pod=f"app-{i}", alias="db") for i in range(2)]
+    assert hosts == ["db-0", "db-1"]
+    stash = StashRestic(Path(restic_binary), str(setup.repo_dir), PASSWORD)
+    stash.init()
+    for _ in range(3):
+        for host in hosts:
+            stash.backup(host, [str(setup.data)])
+        stash.forget(POLICY)
+    before = {s["id"]: s for s in stash.snapshots()}
+    saved = tmp_path / "stash-snapshot-files"
+    shutil.copytree(setup.repo_dir / "snapshots", saved)
+
+    setup.apply()
+    setup.patch_configuration({"target": {"alias": "db"}})
+    kubeconfig = service_account_kubeconfig(namespace, setup.account)
+    for i in range(2):
+        setup.start_agent(start_agent, kubeconfig, pod_name=f"app-{i}")
+    done = wait_phase(
+        kubectl, namespace, setup.session("sts-continued"), {"Succeeded", "Failed"}, timeout=150
+    )
+    assert done["status"]["phase"] == "Succeeded", done["status"]
+    assert sorted(s["hostname"] for s in done["status"]["targets"][0]["stats"]) == hosts
+
+    after = {s["id"]: s for s in stash.snapshots()}
+    new = [s for s in after.values() if s["id"] not in before]
+    assert sorted(s["hostname"] for s in new) == hosts
+    for snapshot in new:
+        stash_last = max(
+            (s for s in before.values() if s["hostname"] == snapshot["hostname"]),
+            key=lambda s: str(s["time"]),
+        )
+        assert snapshot["parent"] == stash_last["id"]
+    stash_removes = stash_would_remove(Path(restic_binary), setup.repo_dir, saved, tmp_path / "union")
+    stashlet_removed = (set(before) | {s["id"] for s in new}) - set(after)
+    assert len(stashlet_removed) == 2
+    assert stashlet_removed == stash_removes
