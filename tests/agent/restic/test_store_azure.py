@@ -106,28 +106,50 @@ def plain_restic(server: azurite.Azurite, binary: str, *args: str) -> str:
     return done.stdout
 
 
+async def given_up(restic: Restic, bound: float = 4.0) -> tuple[BackendState, BackendUnavailable]:
+    """``restic snapshots`` under a backend watch of ``bound`` seconds: the first report (restic's retried
+    error) and the BackendUnavailable that ends it."""
+    assert restic.repository is not None
+    reports: list[BackendState] = []
+
+    async def report(state: BackendState) -> None:
+        reports.append(state)
+
+    watch = BackendWatch(restic.repository.display_url, bound, report)
+    restic.on_backend = watch.notice
+    with pytest.raises(BackendUnavailable) as caught:
+        await asyncio.wait_for(watch.guard(restic.snapshots, hurry=restic.hurry), 60)
+    assert reports[0].reachable is False
+    assert reports[0].message.startswith(f"backend {restic.repository.url} unreachable since ")
+    assert "gave up after" in caught.value.message
+    return reports[0], caught.value
+
+
 @pytest.mark.restic
 async def test_without_the_secrets_ca_tls_is_refused(
     server: azurite.Azurite, azure_settings: ResticSettings, tmp_path: Path
 ) -> None:
     """A Secret without CA_CERT_DATA: restic does not trust Azurite's certificate and retries; the
     backend watch reports why (the unknown authority) and gives up after its bound."""
-    repo = repository(server, tmp_path, CA_CERT_DATA=None)
-    restic = Restic(azure_settings, repo)
-    reports: list[BackendState] = []
+    state, error = await given_up(Restic(azure_settings, repository(server, tmp_path, CA_CERT_DATA=None)))
+    assert "x509: certificate signed by unknown authority" in state.error
+    assert server.account_key not in error.message + state.message
 
-    async def report(state: BackendState) -> None:
-        reports.append(state)
 
-    watch = BackendWatch(repo.display_url, 4.0, report)
-    restic.on_backend = watch.notice
-    with pytest.raises(BackendUnavailable) as caught:
-        await asyncio.wait_for(watch.guard(restic.snapshots, hurry=restic.hurry), 60)
-    assert reports[0].reachable is False
-    assert "x509: certificate signed by unknown authority" in reports[0].error
-    assert reports[0].message.startswith(f"backend {LOCATION} unreachable since ")
-    assert "gave up after" in caught.value.message
-    assert server.account_key not in caught.value.message + reports[0].message
+@pytest.mark.restic
+async def test_a_missing_container_is_retried_until_init_creates_it(
+    server: azurite.Azurite, azure_settings: ResticSettings, tmp_path: Path
+) -> None:
+    """A container that does not exist: restic 0.18.1 knows only BlobNotFound as "no such file", so it
+    retries the 404 ContainerNotFound on the repository's config as it would an outage (for 15 minutes)
+    instead of saying there is no repository (exit 10); ``restic init`` creates the container."""
+    backend = {**BACKEND, "azure": {"container": "not-made-yet", "prefix": "/demo"}}
+    repo = build_repository(backend, server.secret(PASSWORD), files_dir=str(tmp_path / "files"))
+    state, _ = await given_up(Restic(azure_settings, repo))
+    assert state.error.startswith("blob.GetProperties: HEAD https://")  # a 404 with ContainerNotFound
+    assert state.error.endswith(f".blob.{server.endpoint_suffix}/not-made-yet/demo/config")
+    await Restic(azure_settings, repo).init()
+    assert await Restic(azure_settings, repo).snapshots() == []
 
 
 def test_access_tier_from_the_secret() -> None:
