@@ -34,10 +34,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from xml.etree import ElementTree
 
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID
 from tests import polling
 
 from stashlet.api import versions
@@ -80,26 +76,6 @@ def install() -> Path:
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
     return script
-
-
-def _serving_certificate(authority: pki.Pki, host: str, directory: Path) -> tuple[Path, Path]:
-    """A server certificate for ``host`` signed by ``authority``'s CA: (certificate, key) PEM files."""
-    ca_key = serialization.load_pem_private_key(authority.ca_key.read_bytes(), password=None)
-    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
-    ca = x509.load_pem_x509_certificate(authority.ca_cert.read_bytes())
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = pki._sign(
-        pki._name(host),
-        key,
-        ca.subject,
-        ca_key,
-        usage=[ExtendedKeyUsageOID.SERVER_AUTH],
-        sans=[x509.DNSName(host)],
-    )
-    cert_path, key_path = directory / "azurite.crt", directory / "azurite.key"
-    pki._write_key(key, key_path)
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    return cert_path, key_path
 
 
 @dataclass(frozen=True)
@@ -222,7 +198,9 @@ def running(directory: Path, address: str = "127.0.0.1") -> Iterator[Azurite]:
     script = install()
     directory.mkdir(parents=True, exist_ok=True)
     authority = pki.create(directory / "pki", {})
-    cert, key = _serving_certificate(authority, f"{ACCOUNT}.blob.{SUFFIX_HOST}", directory / "pki")
+    cert, key = pki.serving_certificate(
+        authority, "azurite", [f"{ACCOUNT}.blob.{SUFFIX_HOST}"], directory / "pki"
+    )
     account_key = base64.b64encode(os.urandom(64)).decode()
     port = free_port()
     node = shutil.which("node")

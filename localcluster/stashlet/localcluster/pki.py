@@ -176,3 +176,22 @@ def create(
         )
     )
     return pki
+
+
+def serving_certificate(
+    authority: Pki, name: str, dns_names: list[str], directory: Path
+) -> tuple[Path, Path]:
+    """A server certificate for ``dns_names`` signed by ``authority``'s CA, written as ``<name>.crt`` and
+    ``<name>.key`` in ``directory``: (certificate, key) PEM files. For servers the tests start (an object
+    store over HTTPS), beside the control plane's own."""
+    ca_key = serialization.load_pem_private_key(authority.ca_key.read_bytes(), password=None)
+    if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
+        raise TypeError(f"{authority.ca_key} is not an EC key")
+    issuer = x509.load_pem_x509_certificate(authority.ca_cert.read_bytes()).subject
+    key = ec.generate_private_key(ec.SECP256R1())
+    sans: list[x509.GeneralName] = [x509.DNSName(dns) for dns in dns_names]
+    cert = _sign(_name(name), key, issuer, ca_key, usage=[ExtendedKeyUsageOID.SERVER_AUTH], sans=sans)
+    cert_path, key_path = directory / f"{name}.crt", directory / f"{name}.key"
+    _write_key(key, key_path)
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return cert_path, key_path

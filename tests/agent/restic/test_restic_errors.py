@@ -202,3 +202,19 @@ def test_clean_message_handles_blank_and_multiline_text() -> None:
     """Blank lines disappear and carriage returns split lines."""
     assert clean_message("\n\nFatal: a\r\n\nb\n") == "a; b"
     assert clean_message("") == ""
+
+
+@pytest.mark.parametrize(
+    "said",
+    [
+        "blob.GetProperties: HEAD https://acct.blob.core.windows.net/backups/config\n"
+        "RESPONSE 404: 404 The specified container does not exist.\nERROR CODE: ContainerNotFound",
+        "Stat: The specified bucket does not exist.",
+    ],
+)
+def test_a_missing_bucket_or_container_is_no_repository(said: str) -> None:
+    """restic's last words on a missing S3 bucket or Azure container (the code comes on a later line of
+    the Azure SDK's error) make RepositoryNotFound naming the backend, not a generic failure."""
+    error = error_for_exit(1, said, location="azure:backups:/demo")
+    assert isinstance(error, RepositoryNotFound)
+    assert "backend azure:backups:/demo has no such bucket or container" in error.message

@@ -176,7 +176,10 @@ _WRONG_CREDENTIALS = re.compile(
 _UNTRUSTED_CERTIFICATE = re.compile(
     r"tls: failed to verify certificate|\bx509: |cannot parse root certificate", re.IGNORECASE
 )
-_NO_BUCKET = re.compile(r"The specified bucket does not exist|\bNoSuchBucket\b")
+_NO_BUCKET = re.compile(
+    r"The specified bucket does not exist|\bNoSuchBucket\b"  # S3
+    r"|The specified container does not exist|\bContainerNotFound\b"  # Azure Blob
+)
 _CA_HINT = (
     "the storage Secret's CA_CERT_DATA must hold the PEM of the CA that signed the backend's certificate"
 )
@@ -260,7 +263,7 @@ def refusal(error: str, location: str | None = None, message: str | None = None)
         )
     if _NO_BUCKET.search(error):
         return RepositoryNotFound(
-            f"{backend} has no such bucket, so no repository: {said} (restic init creates the bucket)",
+            f"{backend} has no such bucket or container, so no repository: {said} (restic init creates it)",
             exit_code=ExitCode.FATAL,
         )
     return None
