@@ -139,7 +139,9 @@ async def test_a_missing_bucket_is_no_repository(
         assert "The specified bucket does not exist" in given_up.message
         error = refusal(retried, repo.display_url)
         assert isinstance(error, RepositoryNotFound)
-        assert error.message.startswith(f"backend {repo.display_url} has no such bucket or container, so no repository: ")
+        assert error.message.startswith(
+            f"backend {repo.display_url} has no such bucket or container, so no repository: "
+        )
     assert not s3.bucket_exists(bucket)
     restic = Restic(settings, repo)
     await restic.init()
