@@ -22,7 +22,7 @@ from tests.stores import azurite
 from stashlet.agent.restic.backend import ResticRepository, build_repository
 from stashlet.agent.restic.backend_spec import BackendError
 from stashlet.agent.restic.backend_watch import BackendState, BackendWatch
-from stashlet.agent.restic.errors import BackendUnavailable
+from stashlet.agent.restic.errors import BackendUnavailable, UntrustedCertificate
 from stashlet.agent.restic.runner import Restic, ResticSettings
 
 PASSWORD = "azure-repository-password"
@@ -130,10 +130,23 @@ async def test_without_the_secrets_ca_tls_is_refused(
     server: azurite.Azurite, azure_settings: ResticSettings, tmp_path: Path
 ) -> None:
     """A Secret without CA_CERT_DATA: restic does not trust Azurite's certificate and retries; the
-    backend watch reports why (the unknown authority) and gives up after its bound."""
-    state, error = await given_up(Restic(azure_settings, repository(server, tmp_path, CA_CERT_DATA=None)))
-    assert "x509: certificate signed by unknown authority" in state.error
-    assert server.account_key not in error.message + state.message
+    backend watch ends it at the first retry with UntrustedCertificate (no retry can cure it), naming the
+    backend and the Secret's key to fix, reporting no outage."""
+    restic = Restic(azure_settings, repository(server, tmp_path, CA_CERT_DATA=None))
+    assert restic.repository is not None
+    reports: list[BackendState] = []
+
+    async def report(state: BackendState) -> None:
+        reports.append(state)
+
+    watch = BackendWatch(restic.repository.display_url, 300.0, report)
+    restic.on_backend = watch.notice
+    with pytest.raises(UntrustedCertificate) as caught:
+        await asyncio.wait_for(watch.guard(restic.snapshots, hurry=restic.hurry), 60)
+    assert reports == []
+    assert "x509: certificate signed by unknown authority" in caught.value.message
+    assert "CA_CERT_DATA" in caught.value.message
+    assert server.account_key not in caught.value.message
 
 
 @pytest.mark.restic

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +22,6 @@ from tests.stores.versitygw import REGION, S3Keys, S3Server, private_ca, versity
 from stashlet.agent.restic.backend import ResticRepository, build_repository
 from stashlet.agent.restic.backend_watch import BackendState, BackendWatch
 from stashlet.agent.restic.errors import (
-    BackendUnavailable,
     RepositoryNotFound,
     ResticError,
     UntrustedCertificate,
@@ -127,17 +127,18 @@ async def test_a_missing_bucket_is_no_repository(
 ) -> None:
     """Opening a repository in a bucket that does not exist. With ``s3.region`` restic's HeadObject gets
     404 NoSuchKey: exit 10 at once, RepositoryNotFound. Without it restic asks the bucket's location, gets
-    NoSuchBucket and retries it; that retry's error is RepositoryNotFound too (so the first backup
-    initialises). Either way ``restic init`` then creates the bucket and the repository opens."""
+    NoSuchBucket and retries it; the watch ends it at the first retry with RepositoryNotFound too (so
+    the first backup initialises). Either way ``restic init`` then creates the bucket and the repository
+    opens."""
     bucket = f"missing-{'with' if region else 'no'}-region"
     repo = repository(s3, stash_secret(s3), tmp_path, bucket, region=region)
     if region:
         with pytest.raises(RepositoryNotFound):
             await asyncio.wait_for(Restic(settings, repo).snapshots(), 60)
     else:
-        given_up, retried = await given_up_on(settings, repo)
-        assert "The specified bucket does not exist" in given_up.message
-        error = refusal(retried, repo.display_url)
+        error, reports = await watched(settings, repo)
+        assert reports == []  # no outage: the watch ends it at the first retry
+        assert "The specified bucket does not exist" in error.message
         assert isinstance(error, RepositoryNotFound)
         assert error.message.startswith(
             f"backend {repo.display_url} has no such bucket or container, so no repository: "
@@ -199,10 +200,10 @@ async def test_https_with_the_secrets_ca_cert_data(
     assert summary.snapshot_id and summary.snapshot_id in listed.stdout
 
 
-async def given_up_on(settings: ResticSettings, repo: ResticRepository) -> tuple[BackendUnavailable, str]:
-    """``restic snapshots`` against a server that refuses it, watched with a short bound: restic retries
-    (restic's S3 backend calls only AccessDenied permanent), the watch gives up. The error, and the
-    error of restic's first retry."""
+async def watched(settings: ResticSettings, repo: ResticRepository) -> tuple[ResticError, list[BackendState]]:
+    """``restic snapshots`` against a server that refuses it, watched as a session watches it (a short
+    bound): restic retries (its S3 backend calls only AccessDenied permanent); the watch ends it at the
+    first retry no retry can cure, else gives up at the bound. The error, and what the watch reported."""
     reports: list[BackendState] = []
 
     async def report(state: BackendState) -> None:
@@ -211,27 +212,26 @@ async def given_up_on(settings: ResticSettings, repo: ResticRepository) -> tuple
     restic = Restic(settings, repo)
     watch = BackendWatch(repo.display_url, 2.0, report)
     restic.on_backend = watch.notice
-    with pytest.raises(BackendUnavailable) as caught:
+    with pytest.raises(ResticError) as caught:
         await asyncio.wait_for(watch.guard(restic.snapshots, hurry=restic.hurry), 60)
-    assert reports and reports[0].reachable is False
-    return caught.value, reports[0].error
+    return caught.value, reports
 
 
 @pytest.mark.parametrize("ca", ["missing", "another CA"])
 async def test_a_missing_or_wrong_ca_is_an_untrusted_certificate(
     settings: ResticSettings, s3_tls: S3Server, tmp_path: Path, ca: str
 ) -> None:
-    """Without CA_CERT_DATA, or with another CA's: restic says x509 on every retry; that retry's error is
-    an UntrustedCertificate (reason and message say it is the certificate, name the backend and the
-    Secret's key to fix), no secret value in it."""
+    """Without CA_CERT_DATA, or with another CA's: restic says x509 on every retry; the watch ends it at
+    the first with an UntrustedCertificate (reason and message say it is the certificate, name the
+    backend and the Secret's key to fix), reporting no outage, no secret value in it."""
     other = private_ca(tmp_path / "other-ca").ca_cert.read_bytes() if ca == "another CA" else None
     secret = stash_secret(s3_tls, ca=other)
     repo = repository(s3_tls, secret, tmp_path, "tls-bucket")
-    given_up, retried = await given_up_on(settings, repo)
-    assert "x509: certificate signed by unknown authority" in retried
-    assert "x509: certificate signed by unknown authority" in given_up.message
-
-    error = refusal(retried, repo.display_url)
+    began = time.monotonic()
+    error, reports = await watched(settings, repo)
+    assert time.monotonic() - began < 15  # not restic's 15 minutes, nor the watch's bound
+    assert reports == []
+    assert "x509: certificate signed by unknown authority" in error.message
     assert isinstance(error, UntrustedCertificate)
     assert error.reason == "UntrustedCertificate"
     assert error.message.startswith(
@@ -241,6 +241,7 @@ async def test_a_missing_or_wrong_ca_is_an_untrusted_certificate(
     for value in secret.values():
         assert value.decode() not in error.message
     # restic's own exit after its retries (15 minutes later) is classified the same way.
+    retried = "Stat: tls: failed to verify certificate: x509: certificate signed by unknown authority"
     final = error_for_exit(1, f"Fatal: unable to open config file: {retried}", location=repo.display_url)
     assert isinstance(final, UntrustedCertificate)
 
@@ -272,9 +273,9 @@ async def test_wrong_secret_key_is_wrong_credentials(
         error: ResticError | None = caught.value
         assert "Access Denied" in caught.value.message
     else:
-        given_up, retried = await given_up_on(settings, repo)
-        assert "signature we calculated does not match" in given_up.message
-        error = refusal(retried, repo.display_url)
+        error, reports = await watched(settings, repo)
+        assert reports == []  # no outage: the watch ends it at the first retry
+        assert "signature we calculated does not match" in error.message
     assert isinstance(error, WrongCredentials)
     assert error.reason == "WrongCredentials"
     assert error.message.startswith(f"backend {repo.display_url} refused the storage Secret's credentials: ")
@@ -291,7 +292,9 @@ async def test_an_endpoint_that_refuses_connections_is_unavailable(
     secret = stash_secret(s3)
     closed = dataclasses.replace(s3, endpoint=f"http://127.0.0.1:{free_port()}")
     repo = repository(closed, secret, tmp_path, "fixed-endpoint")
-    given_up, retried = await given_up_on(settings, repo)
+    given_up, reports = await watched(settings, repo)
+    retried = reports[0].error
+    assert reports[0].reachable is False
     assert "connection refused" in retried
     assert refusal(retried, repo.display_url) is None  # it may come back: no refusal
     assert given_up.reason == "BackendUnavailable"

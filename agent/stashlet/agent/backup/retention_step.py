@@ -52,6 +52,7 @@ from stashlet.agent.backup.snapshot_book import ScopeKey, SnapshotBook, describe
 from stashlet.agent.context import AgentContext, PreparationError
 from stashlet.agent.restic import output as rj
 from stashlet.agent.restic.backend_watch import BackendState, BackendWatch
+from stashlet.agent.restic.endpoint import probe_for
 from stashlet.agent.restic.errors import (
     BackendUnavailable,
     RepositoryLocked,
@@ -238,7 +239,12 @@ class RetentionStep:
         try:
             repo, restic_repo = await ctx.repository(repo_ref.name, repo_ref.namespace)
             settings = ctx.restic_for(config.spec)
-            watch = BackendWatch(restic_repo.display_url, settings.backend_give_up, _log_backend(invoker))
+            watch = BackendWatch(
+                restic_repo.display_url,
+                settings.backend_give_up,
+                _log_backend(invoker),
+                probe=probe_for(restic_repo, settings.base_env),
+            )
             restic = Restic(settings, restic_repo, on_backend=watch.notice)
             listed = await watch.guard(
                 lambda: restic.snapshots(host=ctx.host.name, no_lock=True),

@@ -62,6 +62,7 @@ from stashlet.agent.metrics.report import MetricsReporter, PushOutcome, merge_ou
 from stashlet.agent.restic import output as rj
 from stashlet.agent.restic.backend import ResticRepository
 from stashlet.agent.restic.backend_watch import DEADLINE_MARGIN, BackendState, BackendWatch
+from stashlet.agent.restic.endpoint import probe_for
 from stashlet.agent.restic.errors import (
     PartialBackup,
     RepositoryNotFound,
@@ -329,7 +330,8 @@ class BackupRunner:
         async def report(state: BackendState) -> None:
             await self._report_backend(name, state)
 
-        watch = BackendWatch(repository.display_url, settings.backend_give_up, report)
+        probe = probe_for(repository, settings.base_env)
+        watch = BackendWatch(repository.display_url, settings.backend_give_up, report, probe=probe)
         deadline = session_deadline(session, config)
         return SessionRestic(
             restic=Restic(settings, repository, on_backend=watch.notice),

@@ -11,7 +11,10 @@ operation and, about once a second:
 - gives up when the backend has been unreachable without a break for ``give_up_after`` seconds, or when
   the session's deadline is :data:`DEADLINE_MARGIN` seconds away while it is unreachable: restic is
   interrupted (it removes its lock) and :class:`BackendUnavailable` names the backend, since when it
-  failed and restic's last error. The session's own ``timeOut`` thus fails with the backend's reason.
+  failed and restic's last error. The session's own ``timeOut`` thus fails with the backend's reason;
+- gives up at the first retry whose error no retry can cure (:func:`~stashlet.agent.restic.errors.refusal`:
+  an untrusted certificate, refused credentials, a missing bucket or container), with that error,
+  reporting nothing: restic would retry them for 15 minutes.
 
 restic is silent about a GCS endpoint that refuses connections (Google's client retries inside one call
 until its context ends), so a watch may also be given a ``probe``
@@ -34,7 +37,7 @@ from typing import Any, TypeVar
 
 from stashlet.agent.restic import output as rj
 from stashlet.agent.restic.endpoint import PROBE_PREFIX, Probe
-from stashlet.agent.restic.errors import BackendUnavailable, bare_location
+from stashlet.agent.restic.errors import BackendUnavailable, ResticError, bare_location, refusal
 from stashlet.api.durations import format_duration
 from stashlet.api.timestamps import now_utc
 
@@ -103,6 +106,7 @@ class BackendWatch:
         """Whether the current outage was seen by the probe alone (restic printed no retry in it)."""
         self._state: BackendState | None = None
         self._reported: BackendState | None = None
+        self._refusal: ResticError | None = None
 
     @property
     def state(self) -> BackendState | None:
@@ -112,7 +116,9 @@ class BackendWatch:
     def notice(self, notice: rj.BackendNotice) -> None:
         """What restic printed of the backend (the runner's ``on_backend``); never blocks."""
         if isinstance(notice, rj.BackendRetry):
-            self._failed_try(bare_location(notice.error))
+            error = bare_location(notice.error)
+            self._refusal = self._refusal or refusal(error, self.location)
+            self._failed_try(error)
             self._probe_only = False
         elif self._failing_since is not None:
             self._recovered()
@@ -186,13 +192,17 @@ class BackendWatch:
                 if pending is not None and not pending.done():
                     pending.cancel()
                     await asyncio.wait({pending})
+        if (refused := self._refusal) is not None:
+            # The next operation starts afresh (a missing bucket: restic init comes next).
+            self._refusal, self._failing_since, self._state, self._probe_only = None, None, None, False
+            raise refused
         await self.publish()
         raise self._given_up(deadline)
 
     async def publish(self) -> None:
         """Report the state if it changed since the last report (a failing report is logged only)."""
         state = self._state
-        if state is None or _same_episode(state, self._reported):
+        if state is None or self._refusal is not None or _same_episode(state, self._reported):
             return
         self._reported = state
         try:
@@ -201,6 +211,8 @@ class BackendWatch:
             log.exception("could not report the backend's state", extra={"backend": self.location})
 
     def _should_give_up(self, deadline: float | None) -> bool:
+        if self._refusal is not None:
+            return True
         if self._failing_since is None:
             return False
         if self.unreachable_for() >= self.give_up_after:
