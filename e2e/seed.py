@@ -38,27 +38,34 @@ def seed_objects(
     backend: dict[str, Any],
     *,
     secret: dict[str, bytes | str] | None = None,
+    secret_name: str = SECRET,
+    repository: str = REPOSITORY,
     replicas: int = 1,
     command: str = "sleep 3000",
     schedule: str = NEVER,
+    retention: dict[str, Any] | None = None,
     runtime_settings: dict[str, Any] | None = None,
+    host_aliases: list[dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """Seed 003's objects in ``namespace``, the BackupConfiguration last: the Repository's ``backend``
-    (e.g. ``{"gcs": {...}}``), the Secret's keys besides ``RESTIC_PASSWORD``, the Deployment's replicas
-    and shell ``command``, the schedule (by default one that never fires) and ``runtime_settings``."""
+    (e.g. ``{"gcs": {...}}``), the Secret's keys besides ``RESTIC_PASSWORD``, the Secret's and the
+    Repository's names (a backend's guide names them otherwise), the Deployment's replicas and shell
+    ``command``, the schedule (by default one that never fires), the retention policy (keep-last-5),
+    ``runtime_settings`` and the pods' ``hostAliases``."""
     labels = {"app": APP}
     configuration: dict[str, Any] = {
-        "repository": {"name": REPOSITORY},
+        "repository": {"name": repository},
         "schedule": schedule,
         "target": {
             "ref": {"apiVersion": "apps/v1", "kind": "Deployment", "name": APP},
             "volumeMounts": [{"name": "source-data", "mountPath": MOUNT}],
             "paths": [MOUNT],
         },
-        "retentionPolicy": KEEP_LAST_5,
+        "retentionPolicy": retention or KEEP_LAST_5,
     }
     if runtime_settings:
         configuration["runtimeSettings"] = runtime_settings
+    pod: dict[str, Any] = {"hostAliases": host_aliases} if host_aliases else {}
     return [
         {
             "apiVersion": "v1",
@@ -80,6 +87,7 @@ def seed_objects(
                 "template": {
                     "metadata": {"labels": labels, "name": "busybox"},
                     "spec": {
+                        **pod,
                         "containers": [
                             {
                                 "args": [command],
@@ -101,7 +109,7 @@ def seed_objects(
         {
             "apiVersion": "v1",
             "kind": "Secret",
-            "metadata": {"name": SECRET, "namespace": namespace},
+            "metadata": {"name": secret_name, "namespace": namespace},
             "data": {
                 key: b64(value) for key, value in {"RESTIC_PASSWORD": PASSWORD, **(secret or {})}.items()
             },
@@ -109,8 +117,8 @@ def seed_objects(
         {
             "apiVersion": "stash.appscode.com/v1alpha1",
             "kind": "Repository",
-            "metadata": {"name": REPOSITORY, "namespace": namespace},
-            "spec": {"backend": {**backend, "storageSecretName": SECRET}},
+            "metadata": {"name": repository, "namespace": namespace},
+            "spec": {"backend": {**backend, "storageSecretName": secret_name}},
         },
         {
             "apiVersion": "stash.appscode.com/v1beta1",
@@ -121,10 +129,12 @@ def seed_objects(
     ]
 
 
-def restore_session(namespace: str, *, runtime_settings: dict[str, Any] | None = None) -> dict[str, Any]:
+def restore_session(
+    namespace: str, *, repository: str = REPOSITORY, runtime_settings: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Seed 004's RestoreSession of the Deployment's volume (``runtime_settings`` as the backup's)."""
     spec: dict[str, Any] = {
-        "repository": {"name": REPOSITORY},
+        "repository": {"name": repository},
         "target": {
             "ref": {"apiVersion": "apps/v1", "kind": "Deployment", "name": APP},
             "volumeMounts": [{"name": "source-data", "mountPath": MOUNT}],
@@ -167,6 +177,11 @@ def manifest(root: Path) -> dict[str, tuple[str, int, bytes]]:
         else:
             found[rel] = ("file", stat.S_IMODE(info.st_mode), path.read_bytes())
     return found
+
+
+def conditions(obj: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """An object's conditions: status and reason by type."""
+    return {c["type"]: (c["status"], c["reason"]) for c in (obj.get("status") or {}).get("conditions") or []}
 
 
 def wipe(root: Path) -> None:

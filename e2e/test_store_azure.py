@@ -16,15 +16,24 @@ no repository, would not create it.
 
 from __future__ import annotations
 
-import base64
 import json
 import subprocess
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from e2e.manifests import NEVER, backup_session
-from e2e.test_store_gcs import manifest, wipe, write_data
+from e2e.manifests import backup_session
+from e2e.seed import (
+    APP,
+    PASSWORD,
+    RESTORE,
+    conditions,
+    manifest,
+    restore_session,
+    seed_objects,
+    wipe,
+    write_data,
+)
 from tests.stores import azurite
 
 from stashlet.localcluster import tools
@@ -33,12 +42,9 @@ from stashlet.localcluster.node import NODE_IP
 
 pytestmark = [pytest.mark.cluster, pytest.mark.restic]
 
-PASSWORD = "changeit"
 CONTAINER = "stash-backup"
 PREFIX = "demo/deployment/stash-demo"
 LOCATION = f"azure:{CONTAINER}:/{PREFIX}"
-APP = "stash-demo"
-RESTORE = "deployment-restore"
 
 
 @pytest.fixture(scope="module")
@@ -48,111 +54,23 @@ def server(node: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Iter
         yield running
 
 
-def b64(value: bytes | str) -> str:
-    return base64.b64encode(value.encode() if isinstance(value, str) else value).decode()
-
-
 def suffix_env(server: azurite.Azurite) -> dict[str, Any]:
     """``runtimeSettings`` giving the agent's restic Azurite's endpoint suffix."""
     return {"container": {"env": [{"name": "AZURE_ENDPOINT_SUFFIX", "value": server.endpoint_suffix}]}}
 
 
 def objects(namespace: str, server: azurite.Azurite) -> list[dict[str, Any]]:
-    """Seed 003's PVC and Deployment (one replica, resolving Azurite's name), ``azure-secret``,
-    ``azure-repo`` and ``pause-backup``."""
-    labels = {"app": APP}
-    return [
-        {
-            "apiVersion": "v1",
-            "kind": "PersistentVolumeClaim",
-            "metadata": {"name": "source-pvc", "namespace": namespace},
-            "spec": {
-                "accessModes": ["ReadWriteOnce"],
-                "storageClassName": "standard",
-                "resources": {"requests": {"storage": "1Gi"}},
-            },
-        },
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"labels": labels, "name": APP, "namespace": namespace},
-            "spec": {
-                "replicas": 1,
-                "selector": {"matchLabels": labels},
-                "template": {
-                    "metadata": {"labels": labels, "name": "busybox"},
-                    "spec": {
-                        "hostAliases": [{"ip": server.address, "hostnames": [server.host]}],
-                        "containers": [
-                            {
-                                "args": ["sleep 3000"],
-                                "command": ["/bin/sh", "-c"],
-                                "image": "busybox",
-                                "imagePullPolicy": "IfNotPresent",
-                                "name": "busybox",
-                                "volumeMounts": [{"mountPath": "/source/data", "name": "source-data"}],
-                            }
-                        ],
-                        "restartPolicy": "Always",
-                        "volumes": [
-                            {"name": "source-data", "persistentVolumeClaim": {"claimName": "source-pvc"}}
-                        ],
-                    },
-                },
-            },
-        },
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": "azure-secret", "namespace": namespace},
-            "data": {key: b64(value) for key, value in server.secret(PASSWORD).items()},
-        },
-        {
-            "apiVersion": "stash.appscode.com/v1alpha1",
-            "kind": "Repository",
-            "metadata": {"name": "azure-repo", "namespace": namespace},
-            "spec": {
-                "backend": {
-                    "azure": {"container": CONTAINER, "prefix": f"/{PREFIX}"},
-                    "storageSecretName": "azure-secret",
-                }
-            },
-        },
-        {
-            "apiVersion": "stash.appscode.com/v1beta1",
-            "kind": "BackupConfiguration",
-            "metadata": {"name": "pause-backup", "namespace": namespace},
-            "spec": {
-                "repository": {"name": "azure-repo"},
-                "schedule": NEVER,
-                "target": {
-                    "ref": {"apiVersion": "apps/v1", "kind": "Deployment", "name": APP},
-                    "volumeMounts": [{"name": "source-data", "mountPath": "/source/data"}],
-                    "paths": ["/source/data"],
-                },
-                "retentionPolicy": {"name": "keep-last-5", "keepLast": 5, "prune": True},
-                "runtimeSettings": suffix_env(server),
-            },
-        },
-    ]
-
-
-def restore_session(namespace: str, server: azurite.Azurite) -> dict[str, Any]:
-    """Seed 004's RestoreSession of the Deployment's volume, with the same ``runtimeSettings``."""
-    return {
-        "apiVersion": "stash.appscode.com/v1beta1",
-        "kind": "RestoreSession",
-        "metadata": {"name": RESTORE, "namespace": namespace},
-        "spec": {
-            "repository": {"name": "azure-repo"},
-            "target": {
-                "ref": {"apiVersion": "apps/v1", "kind": "Deployment", "name": APP},
-                "volumeMounts": [{"name": "source-data", "mountPath": "/source/data"}],
-                "rules": [{"paths": ["/source/data"]}],
-            },
-            "runtimeSettings": suffix_env(server),
-        },
-    }
+    """Seed 003's objects (one replica, its pods resolving Azurite's name) with ``azure-secret`` (the
+    account, its key, the CA, the access tier) and ``azure-repo``, the suffix through ``runtimeSettings``."""
+    return seed_objects(
+        namespace,
+        {"azure": {"container": CONTAINER, "prefix": f"/{PREFIX}"}},
+        secret=dict(server.secret(PASSWORD)),
+        secret_name="azure-secret",
+        repository="azure-repo",
+        runtime_settings=suffix_env(server),
+        host_aliases=[{"ip": server.address, "hostnames": [server.host]}],
+    )
 
 
 def plain_restic(server: azurite.Azurite, *args: str) -> str:
@@ -168,10 +86,6 @@ def plain_restic(server: azurite.Azurite, *args: str) -> str:
     done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False, timeout=180)
     assert done.returncode == 0, f"restic {' '.join(args)} exited {done.returncode}: {done.stderr}"
     return done.stdout
-
-
-def conditions(obj: dict[str, Any]) -> dict[str, tuple[str, str]]:
-    return {c["type"]: (c["status"], c["reason"]) for c in (obj.get("status") or {}).get("conditions") or []}
 
 
 def env_of(pod: dict[str, Any], container: str) -> dict[str, str]:
@@ -238,7 +152,12 @@ async def test_seed_003_004_on_azure(
     assert plain_restic(server, "dump", "latest", "/source/data/data.txt") == "sample_data\n"
 
     wipe(volume)
-    kubectl("apply", "-f", "-", input_obj=restore_session(namespace, server))
+    kubectl(
+        "apply",
+        "-f",
+        "-",
+        input_obj=restore_session(namespace, repository="azure-repo", runtime_settings=suffix_env(server)),
+    )
     [new_pod] = await helpers.rolled_out(kubectl, namespace, APP, container="stash-init")
     assert env_of(get(kubectl, "pod", new_pod, "-n", namespace), "stash-init").items() >= suffix.items()
     init_log = kubectl("logs", "-n", namespace, new_pod, "-c", "stash-init").stdout

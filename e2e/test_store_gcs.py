@@ -13,11 +13,7 @@ the JWT restic signs with the key.
 
 from __future__ import annotations
 
-import base64
 import json
-import os
-import shutil
-import stat
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,7 +21,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e.manifests import NEVER, backup_session
+from e2e.manifests import backup_session
+from e2e.seed import (
+    APP,
+    PASSWORD,
+    RESTORE,
+    conditions,
+    manifest,
+    restore_session,
+    seed_objects,
+    wipe,
+    write_data,
+)
 from tests.stores.fake_gcs import FakeTokenEndpoint, GcsServer, ServiceAccount, fake_gcs_server
 
 from stashlet.localcluster import tools
@@ -34,11 +41,8 @@ from stashlet.localcluster.node import NODE_IP
 
 pytestmark = [pytest.mark.cluster, pytest.mark.restic]
 
-PASSWORD = "changeit"
 PROJECT = "stashlet-demo"
 BUCKET = "appscode-qa"
-APP = "stash-demo"
-RESTORE = "deployment-restore"
 
 
 @dataclass(frozen=True)
@@ -63,149 +67,21 @@ def gcs(node: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         yield Gcs(server, tokens, account)
 
 
-def b64(value: bytes | str) -> str:
-    return base64.b64encode(value.encode() if isinstance(value, str) else value).decode()
-
-
 def emulator_env(gcs: Gcs) -> dict[str, Any]:
     """``runtimeSettings`` pointing the agent's restic at the server."""
     return {"container": {"env": [{"name": "STORAGE_EMULATOR_HOST", "value": gcs.server.url}]}}
 
 
 def objects(namespace: str, gcs: Gcs) -> list[dict[str, Any]]:
-    """Seed 003's PVC, Deployment (one replica), ``gcs-secret``, ``gcs-repo`` and ``pause-backup``."""
-    labels = {"app": APP}
+    """Seed 003's objects (one replica) with the seed's ``gcs-secret`` (the project, the service-account
+    key) and ``gcs-repo``, the agent pointed at the server through ``runtimeSettings``."""
     key = gcs.account.key_json(PROJECT, gcs.tokens.token_uri)
-    return [
-        {
-            "apiVersion": "v1",
-            "kind": "PersistentVolumeClaim",
-            "metadata": {"name": "source-pvc", "namespace": namespace},
-            "spec": {
-                "accessModes": ["ReadWriteOnce"],
-                "storageClassName": "standard",
-                "resources": {"requests": {"storage": "1Gi"}},
-            },
-        },
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"labels": labels, "name": APP, "namespace": namespace},
-            "spec": {
-                "replicas": 1,
-                "selector": {"matchLabels": labels},
-                "template": {
-                    "metadata": {"labels": labels, "name": "busybox"},
-                    "spec": {
-                        "containers": [
-                            {
-                                "args": ["sleep 3000"],
-                                "command": ["/bin/sh", "-c"],
-                                "image": "busybox",
-                                "imagePullPolicy": "IfNotPresent",
-                                "name": "busybox",
-                                "volumeMounts": [{"mountPath": "/source/data", "name": "source-data"}],
-                            }
-                        ],
-                        "restartPolicy": "Always",
-                        "volumes": [
-                            {"name": "source-data", "persistentVolumeClaim": {"claimName": "source-pvc"}}
-                        ],
-                    },
-                },
-            },
-        },
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": "gcs-secret", "namespace": namespace},
-            "data": {
-                "RESTIC_PASSWORD": b64(PASSWORD),
-                "GOOGLE_PROJECT_ID": b64(PROJECT),
-                "GOOGLE_SERVICE_ACCOUNT_JSON_KEY": b64(key),
-            },
-        },
-        {
-            "apiVersion": "stash.appscode.com/v1alpha1",
-            "kind": "Repository",
-            "metadata": {"name": "gcs-repo", "namespace": namespace},
-            "spec": {
-                "backend": {
-                    "gcs": {"bucket": BUCKET, "prefix": "/sample/data"},
-                    "storageSecretName": "gcs-secret",
-                }
-            },
-        },
-        {
-            "apiVersion": "stash.appscode.com/v1beta1",
-            "kind": "BackupConfiguration",
-            "metadata": {"name": "pause-backup", "namespace": namespace},
-            "spec": {
-                "repository": {"name": "gcs-repo"},
-                "schedule": NEVER,
-                "target": {
-                    "ref": {"apiVersion": "apps/v1", "kind": "Deployment", "name": APP},
-                    "volumeMounts": [{"name": "source-data", "mountPath": "/source/data"}],
-                    "paths": ["/source/data"],
-                },
-                "retentionPolicy": {"name": "keep-last-5", "keepLast": 5, "prune": True},
-                "runtimeSettings": emulator_env(gcs),
-            },
-        },
-    ]
-
-
-def restore_session(namespace: str, gcs: Gcs) -> dict[str, Any]:
-    """Seed 004's RestoreSession of the Deployment's volume, with the same ``runtimeSettings``."""
-    return {
-        "apiVersion": "stash.appscode.com/v1beta1",
-        "kind": "RestoreSession",
-        "metadata": {"name": RESTORE, "namespace": namespace},
-        "spec": {
-            "repository": {"name": "gcs-repo"},
-            "target": {
-                "ref": {"apiVersion": "apps/v1", "kind": "Deployment", "name": APP},
-                "volumeMounts": [{"name": "source-data", "mountPath": "/source/data"}],
-                "rules": [{"paths": ["/source/data"]}],
-            },
-            "runtimeSettings": emulator_env(gcs),
-        },
-    }
-
-
-def write_data(root: Path) -> None:
-    """Text, random bytes, an empty file, a private file in a nested folder, a symlink."""
-    (root / "data.txt").write_text("sample_data\n")
-    (root / "blob.bin").write_bytes(os.urandom(300_000))
-    (root / "empty").write_bytes(b"")
-    (root / "deep").mkdir()
-    private = root / "deep" / "private.key"
-    private.write_bytes(os.urandom(64))
-    private.chmod(0o600)
-    (root / "link").symlink_to("deep/private.key")
-
-
-def manifest(root: Path) -> dict[str, tuple[str, int, bytes]]:
-    """Every entry below ``root``: its type, permission bits and content (a symlink's target)."""
-    found: dict[str, tuple[str, int, bytes]] = {}
-    for path in sorted(root.rglob("*")):
-        info = path.lstat()
-        rel = str(path.relative_to(root))
-        if stat.S_ISLNK(info.st_mode):
-            found[rel] = ("link", 0, os.readlink(path).encode())
-        elif stat.S_ISDIR(info.st_mode):
-            found[rel] = ("dir", stat.S_IMODE(info.st_mode), b"")
-        else:
-            found[rel] = ("file", stat.S_IMODE(info.st_mode), path.read_bytes())
-    return found
-
-
-def wipe(root: Path) -> None:
-    for path in root.iterdir():
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        else:
-            path.unlink()
+    return seed_objects(
+        namespace,
+        {"gcs": {"bucket": BUCKET, "prefix": "/sample/data"}},
+        secret={"GOOGLE_PROJECT_ID": PROJECT, "GOOGLE_SERVICE_ACCOUNT_JSON_KEY": key},
+        runtime_settings=emulator_env(gcs),
+    )
 
 
 def plain_restic(gcs: Gcs, key: bytes, tmp_path: Path, *args: str) -> str:
@@ -225,10 +101,6 @@ def plain_restic(gcs: Gcs, key: bytes, tmp_path: Path, *args: str) -> str:
     done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False, timeout=180)
     assert done.returncode == 0, f"restic {' '.join(args)} exited {done.returncode}: {done.stderr}"
     return done.stdout
-
-
-def conditions(obj: dict[str, Any]) -> dict[str, tuple[str, str]]:
-    return {c["type"]: (c["status"], c["reason"]) for c in (obj.get("status") or {}).get("conditions") or []}
 
 
 async def test_seed_003_004_on_gcs(
@@ -290,7 +162,7 @@ async def test_seed_003_004_on_gcs(
 
     wipe(volume)
     granted = len(gcs.tokens.grants)
-    kubectl("apply", "-f", "-", input_obj=restore_session(namespace, gcs))
+    kubectl("apply", "-f", "-", input_obj=restore_session(namespace, runtime_settings=emulator_env(gcs)))
     [new_pod] = await helpers.rolled_out(kubectl, namespace, APP, container="stash-init")
     init_log = kubectl("logs", "-n", namespace, new_pod, "-c", "stash-init").stdout
     assert manifest(volume) == before, init_log[-3000:]

@@ -12,18 +12,26 @@ first backup creates it. The seed's objects otherwise, but one replica, a schedu
 
 from __future__ import annotations
 
-import base64
 import json
-import os
-import shutil
-import stat
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e.manifests import NEVER, backup_configuration, backup_session, busybox_deployment
+from e2e.manifests import backup_configuration, backup_session, busybox_deployment
+from e2e.seed import (
+    APP,
+    PASSWORD,
+    RESTORE,
+    b64,
+    conditions,
+    manifest,
+    restore_session,
+    seed_objects,
+    wipe,
+    write_data,
+)
 from tests.polling import eventually
 from tests.stores.versitygw import REGION, S3Server, versitygw
 
@@ -33,11 +41,8 @@ from stashlet.localcluster.node import NODE_IP
 
 pytestmark = [pytest.mark.cluster, pytest.mark.restic]
 
-PASSWORD = "changeit"
 BUCKET = "stash-demo"
 PREFIX = "/backup/demo/deployment/stash-demo"
-APP = "stash-demo"
-RESTORE = "deployment-restore"
 
 
 @pytest.fixture(scope="module")
@@ -47,143 +52,22 @@ def s3(node: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         yield server
 
 
-def b64(value: bytes | str) -> str:
-    return base64.b64encode(value.encode() if isinstance(value, str) else value).decode()
-
-
 def objects(namespace: str, s3: S3Server) -> list[dict[str, Any]]:
-    """Seed 003's PVC and Deployment (one replica), the guide's ``minio-secret`` and ``s3-repo`` (on the
-    TLS server), and ``pause-backup``."""
+    """Seed 003's objects (one replica, keep-last-1) with the guide's ``minio-secret`` (the keys, the CA)
+    and ``s3-repo`` on the TLS server."""
     assert s3.ca_cert is not None
-    labels = {"app": APP}
-    return [
-        {
-            "apiVersion": "v1",
-            "kind": "PersistentVolumeClaim",
-            "metadata": {"name": "source-pvc", "namespace": namespace},
-            "spec": {
-                "accessModes": ["ReadWriteOnce"],
-                "storageClassName": "standard",
-                "resources": {"requests": {"storage": "1Gi"}},
-            },
+    return seed_objects(
+        namespace,
+        {"s3": {"endpoint": s3.endpoint, "bucket": BUCKET, "region": REGION, "prefix": PREFIX}},
+        secret={
+            "AWS_ACCESS_KEY_ID": s3.keys.access_key_id,
+            "AWS_SECRET_ACCESS_KEY": s3.keys.secret_access_key,
+            "CA_CERT_DATA": s3.ca_cert,
         },
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"labels": labels, "name": APP, "namespace": namespace},
-            "spec": {
-                "replicas": 1,
-                "selector": {"matchLabels": labels},
-                "template": {
-                    "metadata": {"labels": labels},
-                    "spec": {
-                        "containers": [
-                            {
-                                "args": ["sleep 3000"],
-                                "command": ["/bin/sh", "-c"],
-                                "image": "busybox",
-                                "imagePullPolicy": "IfNotPresent",
-                                "name": "busybox",
-                                "volumeMounts": [{"mountPath": "/source/data", "name": "source-data"}],
-                            }
-                        ],
-                        "volumes": [
-                            {"name": "source-data", "persistentVolumeClaim": {"claimName": "source-pvc"}}
-                        ],
-                    },
-                },
-            },
-        },
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": "minio-secret", "namespace": namespace},
-            "data": {
-                "RESTIC_PASSWORD": b64(PASSWORD),
-                "AWS_ACCESS_KEY_ID": b64(s3.keys.access_key_id),
-                "AWS_SECRET_ACCESS_KEY": b64(s3.keys.secret_access_key),
-                "CA_CERT_DATA": b64(s3.ca_cert),
-            },
-        },
-        {
-            "apiVersion": "stash.appscode.com/v1alpha1",
-            "kind": "Repository",
-            "metadata": {"name": "s3-repo", "namespace": namespace},
-            "spec": {
-                "backend": {
-                    "s3": {"endpoint": s3.endpoint, "bucket": BUCKET, "region": REGION, "prefix": PREFIX},
-                    "storageSecretName": "minio-secret",
-                }
-            },
-        },
-        {
-            "apiVersion": "stash.appscode.com/v1beta1",
-            "kind": "BackupConfiguration",
-            "metadata": {"name": "pause-backup", "namespace": namespace},
-            "spec": {
-                "repository": {"name": "s3-repo"},
-                "schedule": NEVER,
-                "target": {
-                    "ref": {"apiVersion": "apps/v1", "kind": "Deployment", "name": APP},
-                    "volumeMounts": [{"name": "source-data", "mountPath": "/source/data"}],
-                    "paths": ["/source/data"],
-                },
-                "retentionPolicy": {"name": "keep-last-1", "keepLast": 1, "prune": True},
-            },
-        },
-    ]
-
-
-def restore_session(namespace: str) -> dict[str, Any]:
-    """Seed 004's RestoreSession of the Deployment's volume."""
-    return {
-        "apiVersion": "stash.appscode.com/v1beta1",
-        "kind": "RestoreSession",
-        "metadata": {"name": RESTORE, "namespace": namespace},
-        "spec": {
-            "repository": {"name": "s3-repo"},
-            "target": {
-                "ref": {"apiVersion": "apps/v1", "kind": "Deployment", "name": APP},
-                "volumeMounts": [{"name": "source-data", "mountPath": "/source/data"}],
-                "rules": [{"paths": ["/source/data"]}],
-            },
-        },
-    }
-
-
-def write_data(root: Path) -> None:
-    """Text, random bytes, an empty file, a private file in a nested folder, a symlink."""
-    (root / "data.txt").write_text("sample_data\n")
-    (root / "blob.bin").write_bytes(os.urandom(300_000))
-    (root / "empty").write_bytes(b"")
-    (root / "deep").mkdir()
-    private = root / "deep" / "private.key"
-    private.write_bytes(os.urandom(64))
-    private.chmod(0o600)
-    (root / "link").symlink_to("deep/private.key")
-
-
-def manifest(root: Path) -> dict[str, tuple[str, int, bytes]]:
-    """Every entry below ``root``: its type, permission bits and content (a symlink's target)."""
-    found: dict[str, tuple[str, int, bytes]] = {}
-    for path in sorted(root.rglob("*")):
-        info = path.lstat()
-        rel = str(path.relative_to(root))
-        if stat.S_ISLNK(info.st_mode):
-            found[rel] = ("link", 0, os.readlink(path).encode())
-        elif stat.S_ISDIR(info.st_mode):
-            found[rel] = ("dir", stat.S_IMODE(info.st_mode), b"")
-        else:
-            found[rel] = ("file", stat.S_IMODE(info.st_mode), path.read_bytes())
-    return found
-
-
-def wipe(root: Path) -> None:
-    for path in root.iterdir():
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        else:
-            path.unlink()
+        secret_name="minio-secret",
+        repository="s3-repo",
+        retention={"name": "keep-last-1", "keepLast": 1, "prune": True},
+    )
 
 
 def plain_restic(s3: S3Server, tmp_path: Path, *args: str) -> str:
@@ -235,10 +119,6 @@ def refused_storage(namespace: str, s3: S3Server, secret_key: str) -> list[dict[
         busybox_deployment(namespace, ["/bin/sh", "-c", "echo keys > /data/f && sleep 3000"], name="keys"),
         backup_configuration(namespace, "keys", repository="keys-repo", workload="keys"),
     ]
-
-
-def conditions(obj: dict[str, Any]) -> dict[str, tuple[str, str]]:
-    return {c["type"]: (c["status"], c["reason"]) for c in (obj.get("status") or {}).get("conditions") or []}
 
 
 async def test_seed_003_004_on_s3_over_https(
@@ -314,7 +194,7 @@ async def test_seed_003_004_on_s3_over_https(
     sidecar_log = kubectl("logs", "-n", namespace, pod, "-c", "stash").stdout  # before the restore rolls it
 
     wipe(volume)
-    kubectl("apply", "-f", "-", input_obj=restore_session(namespace))
+    kubectl("apply", "-f", "-", input_obj=restore_session(namespace, repository="s3-repo"))
     [new_pod] = await helpers.rolled_out(kubectl, namespace, APP, container="stash-init")
     init_log = kubectl("logs", "-n", namespace, new_pod, "-c", "stash-init").stdout
     assert manifest(volume) == before, init_log[-3000:]
