@@ -10,6 +10,7 @@ helpers the tests share (a tree of every kind of file, its manifest, a wipe).
 from __future__ import annotations
 
 import base64
+import json
 import os
 import re
 import shutil
@@ -17,7 +18,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from e2e.manifests import KEEP_LAST_5, NEVER
+from e2e.manifests import KEEP_LAST_5, NEVER, backup_session
 
 PASSWORD = "changeit"
 APP = "stash-demo"
@@ -149,6 +150,39 @@ def restore_session(
         "metadata": {"name": RESTORE, "namespace": namespace},
         "spec": spec,
     }
+
+
+async def backed_up_and_checked(
+    kubectl: Any, helpers: Any, namespace: str, session: str, *, repository: str = REPOSITORY
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A hand-made BackupSession ``session`` of ``pause-backup``, waited for: it Succeeds with the
+    retention policy applied, the repository's check that follows verifies it, and the Repository's
+    status shows integrity and a snapshot count. The session and the Repository's status."""
+    get = helpers.get
+
+    def phase() -> str | None:
+        return (get(kubectl, "backupsession", session, "-n", namespace).get("status") or {}).get("phase")
+
+    kubectl("apply", "-f", "-", input_obj=backup_session(namespace, session, CONFIGURATION))
+    await helpers.until(lambda: phase() in ("Succeeded", "Failed"), timeout=120, what=f"backup {session}")
+    done: dict[str, Any] = get(kubectl, "backupsession", session, "-n", namespace)
+    assert done["status"]["phase"] == "Succeeded", json.dumps(done["status"])
+    assert conditions(done)["RetentionPolicyApplied"][0] == "True"
+    verified = await helpers.until(
+        lambda: conditions(get(kubectl, "backupsession", session, "-n", namespace)).get(
+            "RepositoryIntegrityVerified"
+        ),
+        timeout=120,
+        what="the integrity check",
+    )
+    assert verified[0] == "True", verified
+
+    def checked() -> dict[str, Any] | None:
+        status = get(kubectl, "repository", repository, "-n", namespace).get("status") or {}
+        return status if status.get("integrity") is True and status.get("snapshotCount") else None
+
+    status: dict[str, Any] = await helpers.until(checked, timeout=60, what=f"{repository}'s status")
+    return done, status
 
 
 def write_data(root: Path) -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import stat
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 
 import pytest
 from e2e.rest_repository import rest_storage, restic_output
+from e2e.seed import manifest
 from tests.stash_written import StashRestic, stash_host
 
 from stashlet.localcluster import tools
@@ -139,21 +139,6 @@ def write_data(root: Path, seed: str) -> None:
     link = root / "link"
     if not link.is_symlink():
         link.symlink_to("deep/er/notes.md")
-
-
-def manifest(root: Path) -> dict[str, tuple[str, int, bytes]]:
-    """Every entry below ``root``: its type, permission bits and content (a symlink's target)."""
-    found: dict[str, tuple[str, int, bytes]] = {}
-    for path in sorted(root.rglob("*")):
-        info = path.lstat()
-        rel = str(path.relative_to(root))
-        if stat.S_ISLNK(info.st_mode):
-            found[rel] = ("link", 0, os.readlink(path).encode())
-        elif stat.S_ISDIR(info.st_mode):
-            found[rel] = ("dir", stat.S_IMODE(info.st_mode), b"")
-        else:
-            found[rel] = ("file", stat.S_IMODE(info.st_mode), path.read_bytes())
-    return found
 
 
 def answers(url: str) -> bool:

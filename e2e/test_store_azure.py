@@ -22,12 +22,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from e2e.manifests import backup_session
 from e2e.seed import (
     APP,
     PASSWORD,
     RESTORE,
-    conditions,
+    backed_up_and_checked,
     manifest,
     restore_session,
     seed_objects,
@@ -121,27 +120,7 @@ async def test_seed_003_004_on_azure(
     [pod] = await helpers.rolled_out(kubectl, namespace, APP)
     suffix = {"AZURE_ENDPOINT_SUFFIX": server.endpoint_suffix}
     assert env_of(get(kubectl, "pod", pod, "-n", namespace), "stash").items() >= suffix.items()
-    kubectl("apply", "-f", "-", input_obj=backup_session(namespace, "to-azure", "pause-backup"))
-    await helpers.until(
-        lambda: phase("backupsession", "to-azure") in ("Succeeded", "Failed"), timeout=120, what="backup"
-    )
-    session = get(kubectl, "backupsession", "to-azure", "-n", namespace)
-    assert session["status"]["phase"] == "Succeeded", json.dumps(session["status"])
-    assert conditions(session)["RetentionPolicyApplied"][0] == "True"
-    verified = await helpers.until(
-        lambda: conditions(get(kubectl, "backupsession", "to-azure", "-n", namespace)).get(
-            "RepositoryIntegrityVerified"
-        ),
-        timeout=120,
-        what="the integrity check",
-    )
-    assert verified[0] == "True", verified
-
-    def checked() -> dict[str, Any] | None:
-        status = get(kubectl, "repository", "azure-repo", "-n", namespace).get("status") or {}
-        return status if status.get("integrity") is True and status.get("snapshotCount") else None
-
-    repo = await helpers.until(checked, timeout=60, what="azure-repo's status")
+    _, repo = await backed_up_and_checked(kubectl, helpers, namespace, "to-azure", repository="azure-repo")
     assert repo["snapshotCount"] == 1
 
     names = server.blob_names(CONTAINER)

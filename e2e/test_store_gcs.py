@@ -21,12 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e.manifests import backup_session
 from e2e.seed import (
     APP,
     PASSWORD,
     RESTORE,
-    conditions,
+    backed_up_and_checked,
     manifest,
     restore_session,
     seed_objects,
@@ -126,27 +125,7 @@ async def test_seed_003_004_on_gcs(
     )
     [pod] = await helpers.rolled_out(kubectl, namespace, APP)
     granted = len(gcs.tokens.grants)
-    kubectl("apply", "-f", "-", input_obj=backup_session(namespace, "to-gcs", "pause-backup"))
-    await helpers.until(
-        lambda: phase("backupsession", "to-gcs") in ("Succeeded", "Failed"), timeout=120, what="backup"
-    )
-    session = get(kubectl, "backupsession", "to-gcs", "-n", namespace)
-    assert session["status"]["phase"] == "Succeeded", json.dumps(session["status"])
-    assert conditions(session)["RetentionPolicyApplied"][0] == "True"
-    verified = await helpers.until(
-        lambda: conditions(get(kubectl, "backupsession", "to-gcs", "-n", namespace)).get(
-            "RepositoryIntegrityVerified"
-        ),
-        timeout=120,
-        what="the integrity check",
-    )
-    assert verified[0] == "True", verified
-
-    def checked() -> dict[str, Any] | None:
-        status = get(kubectl, "repository", "gcs-repo", "-n", namespace).get("status") or {}
-        return status if status.get("integrity") is True and status.get("snapshotCount") else None
-
-    repo = await helpers.until(checked, timeout=60, what="gcs-repo's status")
+    _, repo = await backed_up_and_checked(kubectl, helpers, namespace, "to-gcs", repository="gcs-repo")
     assert repo["snapshotCount"] == 1
     grants = gcs.tokens.grants[granted:]
     assert grants, f"the sidecar's restic never asked for a token (refusals: {gcs.tokens.refusals})"

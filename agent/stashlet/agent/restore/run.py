@@ -66,6 +66,8 @@ from stashlet.agent.hooks import (
     run_hook,
 )
 from stashlet.agent.restic import output as rj
+from stashlet.agent.restic.backend_watch import BackendState, BackendWatch
+from stashlet.agent.restic.endpoint import probe_for
 from stashlet.agent.restic.errors import ResticError
 from stashlet.agent.restic.runner import Restic
 from stashlet.agent.restore import status as rs
@@ -75,7 +77,7 @@ from stashlet.agent.restore.plan import PlanError, check_extra_args, match_rule
 from stashlet.agent.restore.report import RestoreReport
 from stashlet.agent.restore.scope import RestoreScope, WorkloadScope
 from stashlet.api import names
-from stashlet.api.conditions import ConditionReason
+from stashlet.api.conditions import ConditionReason, ConditionType
 from stashlet.api.durations import format_duration, parse_duration
 from stashlet.api.restore_rules import rule_problems, rules_of
 from stashlet.api.restoresession import HostRestorePhase, HostRestoreStats, RestorePhase, RestoreSession
@@ -269,7 +271,7 @@ class RestoreRunner:
                 ),
             )
             log.info("host restore started", extra={"session": self.ref, "host": host, "total_hosts": total})
-            work = self._work(session, hooks.pre)
+            work = self._work(session, hooks.pre, deadline)
             if deadline is None:
                 done, repository = await work
             else:
@@ -307,8 +309,12 @@ class RestoreRunner:
         ctx.live.finish(self.name, str(stats.phase), stats.error or "", stats.duration or "")
         return EXIT_OK if stats.phase == HostRestorePhase.SUCCEEDED else EXIT_FAILED
 
-    async def _work(self, session: RestoreSession, pre_restore: Hook | None) -> tuple[HostRestore, str]:
-        """Plan, check, restore and verify; returns what was restored and the Repository's name."""
+    async def _work(
+        self, session: RestoreSession, pre_restore: Hook | None, deadline: float | None
+    ) -> tuple[HostRestore, str]:
+        """Plan, check, restore and verify, the backend watched as a backup's is (an outage reported, and
+        given up after the agent's bound or before ``deadline``); returns what was restored and the
+        Repository's name."""
         ctx = self.ctx
         if self.startup_error is not None:
             raise self.startup_error
@@ -335,9 +341,40 @@ class RestoreRunner:
             )
         repo, restic_repo = await ctx.repository(repo_ref.name, repo_ref.namespace)
         repository = f"{repo.metadata.namespace or ctx.namespace}/{repo.metadata.name}"
-        runner = ResticRestore(ctx, Restic(ctx.restic, restic_repo), repository, self._progress)
-        done = await runner.run(rule, self.scope.mounts(session), extra_args, before_each=self._check_lease)
+        probe = probe_for(restic_repo, ctx.restic.base_env)
+        watch = BackendWatch(
+            restic_repo.display_url, ctx.restic.backend_give_up, self._report_backend, probe=probe
+        )
+        restic = Restic(ctx.restic, restic_repo, on_backend=watch.notice)
+        runner = ResticRestore(ctx, restic, repository, self._progress)
+        mounts = self.scope.mounts(session)
+        done = await watch.guard(
+            lambda: runner.run(rule, mounts, extra_args, before_each=self._check_lease),
+            deadline=deadline,
+            hurry=restic.hurry,
+        )
         return done, repo.metadata.name or ""
+
+    async def _report_backend(self, state: BackendState) -> None:
+        """The RestoreSession's ``BackendReachable`` condition (its transition time is when restic's
+        retries began, or ended), an event and a log line."""
+        reason = ConditionReason.BACKEND_ANSWERS if state.reachable else ConditionReason.BACKEND_UNREACHABLE
+        extra = {"session": self.ref, "host": self.ctx.host.name, "backend": state.location}
+        if state.reachable:
+            log.info("backend answers again", extra=extra)
+        else:
+            log.warning("backend unreachable, restic retries", extra={**extra, "error": state.error})
+        updated = await self.ctx.stash.update_status(
+            RestoreSession,
+            self.ctx.namespace,
+            self.name,
+            lambda s: rs.set_condition(
+                s, ConditionType.BACKEND_REACHABLE, state.reachable, reason, state.message, state.since
+            ),
+        )
+        await self.ctx.events.record(
+            updated.to_dict(), "Normal" if state.reachable else "Warning", reason, state.message
+        )
 
     # --- hooks ------------------------------------------------------------------------------------------
 
