@@ -225,19 +225,22 @@ async def test_seed_000_three_namespaces_back_up_through_one_blueprint(
     rows = await helpers.until(counted, timeout=120, what="the Repositories' status")
     assert [r[0] for r in rows] == [f"{u}-deploy-stash-demo" for u in USERS]
 
-    # One backend, three prefixes, each holding its own namespace's ConfigMap data.
+    # One backend, three prefixes, each holding its own namespace's ConfigMap data: one snapshot group
+    # per target path, as Stash lays them out, the latest of each holding that volume's file.
     for user in USERS:
         url = f"{rest_backend.host_url}/stash-auto-backup-{user}-deployment-stash-demo"
-        listing = restic(url, "ls", "--json", "latest")
-        nodes = [json.loads(line) for line in listing.splitlines() if line.startswith("{")]
-        files = {n["name"]: n["path"] for n in nodes if n.get("type") == "file"}
+        latest: dict[tuple[str, ...], str] = {}
+        for snapshot in sorted(json.loads(restic(url, "snapshots", "--json")), key=lambda s: s["time"]):
+            latest[tuple(snapshot["paths"])] = snapshot["id"]
+        assert len(latest) == 2, latest
+        files: dict[str, tuple[str, str]] = {}
+        for snapshot_id in latest.values():
+            listing = restic(url, "ls", "--json", snapshot_id)
+            nodes = [json.loads(line) for line in listing.splitlines() if line.startswith("{")]
+            files |= {n["name"]: (snapshot_id, n["path"]) for n in nodes if n.get("type") == "file"}
         assert set(files) == {"file1.txt", "file2.txt"}
-        assert (
-            restic(url, "dump", "latest", files["file1.txt"]) == "Data from ConfigMap 'stash-sample-data-1'"
-        )
-        assert (
-            restic(url, "dump", "latest", files["file2.txt"]) == "Data from ConfigMap 'stash-sample-data-2'"
-        )
+        for name, config_map in (("file1.txt", "stash-sample-data-1"), ("file2.txt", "stash-sample-data-2")):
+            assert restic(url, "dump", *files[name]) == f"Data from ConfigMap '{config_map}'"
 
     # The seed's cleanup: the Deployments go and their configurations (and sidecars, RBAC) with them.
     for user in USERS:

@@ -321,9 +321,10 @@ except OSError as e:
 
 def test_distroless_python_has_what_the_standard_library_loads(containerd: Containerd) -> None:
     """Every lib-dynload module imports, TLS finds the CA bundle, tz and service names resolve, and the
-    project's compiled dependencies load: the distroless base lacks no library."""
+    agent's compiled dependencies load: the distroless base lacks no library; the operator's HTTP stack
+    (the ``operator`` extra) is not in the agent image."""
     probe = r"""
-import importlib, pathlib, socket, ssl, sys, sysconfig, zoneinfo
+import importlib, importlib.util, pathlib, socket, ssl, sys, sysconfig, zoneinfo
 dynload = pathlib.Path(sysconfig.get_path("platstdlib")) / "lib-dynload"
 failed = []
 for so in sorted(dynload.glob("*.so")):
@@ -332,8 +333,10 @@ for so in sorted(dynload.glob("*.so")):
         importlib.import_module(name)
     except Exception as exc:
         failed.append(f"{name}: {exc}")
-for name in ("aiohttp", "pydantic", "pydantic_core", "kubernetes_asyncio", "yaml", "multidict"):
+for name in ("pydantic", "pydantic_core", "yaml", "h11", "wsproto", "prometheus_client"):
     importlib.import_module(name)
+for name in ("aiohttp", "kubernetes_asyncio"):  # the operator's extra: not in the agent image
+    assert importlib.util.find_spec(name) is None, name
 assert not failed, failed
 assert ssl.create_default_context().cert_store_stats()["x509_ca"] > 100
 assert zoneinfo.ZoneInfo("Europe/Berlin").key == "Europe/Berlin"
