@@ -34,6 +34,8 @@ def stash_would_remove(restic: Path, repository: Path, saved: Path, union: Path)
     and those ``saved`` (its snapshot files before stashlet's session): a copy with both, since ``forget``
     reads nothing but the config, the keys and the snapshot files."""
     shutil.copytree(repository, union)
+    for lock in (union / "locks").iterdir():  # the live repository's (its check may hold one): not the copy's
+        lock.unlink()
     for file in saved.iterdir():
         if not (union / "snapshots" / file.name).exists():
             shutil.copy2(file, union / "snapshots" / file.name)
