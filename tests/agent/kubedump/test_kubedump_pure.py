@@ -17,11 +17,11 @@ from stashlet.agent.kubedump.dump import (
     DumpScope,
     is_kubedump_task,
     options_from_params,
-    relative_path,
     scope_of,
     to_yaml,
 )
 from stashlet.agent.kubedump.sanitize import is_server_generated, sanitize
+from stashlet.agent.kubedump.tree import DumpReport, TreeWriter
 from stashlet.api.backupconfiguration import BackupConfiguration
 from stashlet.api.common import Param
 from stashlet.kube.errors import Gone
@@ -189,23 +189,24 @@ def test_control_plane_generated_objects_are_recognised() -> None:
     )
 
 
-def test_layout_puts_cluster_and_namespaced_objects_apart() -> None:
+def test_layout_puts_cluster_and_namespaced_objects_apart(tmp_path: Path) -> None:
     """cluster/<group|core>/<version>/<Kind>/<name>.yaml for cluster-scoped objects,
-    namespaces/<ns>/<group|core>/<version>/<Kind>/<name>.yaml for namespaced ones."""
+    namespaces/<ns>/<group|core>/<version>/<Kind>/<name>.yaml for namespaced ones, as the writer writes
+    them; a name that is no file name is refused."""
     cm = resource("", "v1", "configmaps", "ConfigMap")
     deploy = resource("apps", "v1", "deployments", "Deployment")
     role = resource("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", namespaced=False)
-    assert relative_path(cm, {"metadata": {"name": "c", "namespace": "a"}}) == Path(
-        "namespaces/a/core/v1/ConfigMap/c.yaml"
-    )
-    assert relative_path(deploy, {"metadata": {"name": "d", "namespace": "a"}}) == Path(
-        "namespaces/a/apps/v1/Deployment/d.yaml"
-    )
-    assert relative_path(role, {"metadata": {"name": "system:x"}}) == Path(
-        "cluster/rbac.authorization.k8s.io/v1/ClusterRole/system:x.yaml"
-    )
+    writer = TreeWriter(DumpReport(tmp_path, DumpScope("namespace", namespace="a")), sanitize=False)
+    writer.write(cm, {"metadata": {"name": "c", "namespace": "a"}})
+    writer.write(deploy, {"metadata": {"name": "d", "namespace": "a"}})
+    writer.write(role, {"metadata": {"name": "system:x"}})
+    assert {str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*.yaml")} == {
+        "namespaces/a/core/v1/ConfigMap/c.yaml",
+        "namespaces/a/apps/v1/Deployment/d.yaml",
+        "cluster/rbac.authorization.k8s.io/v1/ClusterRole/system:x.yaml",
+    }
     with pytest.raises(ValueError, match="no usable name"):
-        relative_path(cm, {"metadata": {"name": "../x", "namespace": "a"}})
+        writer.write(cm, {"metadata": {"name": "../x", "namespace": "a"}})
 
 
 def test_yaml_round_trips_and_keeps_multiline_text_readable() -> None:

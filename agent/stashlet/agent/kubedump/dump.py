@@ -58,7 +58,6 @@ from stashlet.agent.kubedump.tree import (
     SkippedResource,
     TreeWriter,
     prepare_folder,
-    relative_path,
     to_yaml,
 )
 from stashlet.api.backupconfiguration import BackupConfiguration
@@ -77,7 +76,6 @@ __all__ = [
     "dump",
     "is_kubedump_task",
     "options_from_params",
-    "relative_path",
     "scope_of",
     "to_yaml",
 ]

@@ -137,12 +137,6 @@ def file_name(resource: ApiResource, obj: dict[str, Any]) -> str:
     return f"{name}.yaml"
 
 
-def relative_path(resource: ApiResource, obj: dict[str, Any]) -> Path:
-    """Where ``obj`` goes under the dump folder (module docstring)."""
-    namespace = (obj.get("metadata") or {}).get("namespace")
-    return folder_of(resource, namespace) / file_name(resource, obj)
-
-
 class TreeWriter:
     """Writes objects into the dump folder, cleaned when asked, and counts them into the report."""
 
