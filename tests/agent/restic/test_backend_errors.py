@@ -86,3 +86,27 @@ def test_hint_and_user_part_are_dropped() -> None:
     )
     assert bare_location("rest:http://user:***@host:8000/r") == "rest:http://host:8000/r"
     assert bare_location("s3:https://s3.amazonaws.com/bucket") == "s3:https://s3.amazonaws.com/bucket"
+
+
+GCS_INIT_NO_BUCKET = (
+    "Fatal: create repository at gs:no-such-bucket:/sample/data failed: Fatal: unable to open repository "
+    "at gs:no-such-bucket:/sample/data: storage: bucket doesn't exist: googleapi: Error 404: Not Found, "
+    "notFound\n\n"
+)
+"""restic 0.18.1's stderr for ``restic init`` on a bucket fake-gcs-server does not have (exit 1)."""
+
+
+def test_a_missing_gcs_bucket_is_no_repository_naming_the_bucket() -> None:
+    """``restic init`` on a missing GCS bucket (restic never creates one): RepositoryNotFound naming the
+    backend and the bucket, saying to create it, with restic's words kept."""
+    error = error_for_exit(1, GCS_INIT_NO_BUCKET, location="gs:no-such-bucket:/sample/data")
+    assert isinstance(error, RepositoryNotFound)
+    assert error.message.startswith(
+        "backend gs:no-such-bucket:/sample/data has no such bucket, so no repository: GCS bucket "
+        "no-such-bucket does not exist, and restic does not create a GCS bucket: create it first "
+        "(restic said: create repository at gs:no-such-bucket:/sample/data failed: "
+    ), error.message
+    assert error.message.endswith("storage: bucket doesn't exist: googleapi: Error 404: Not Found, notFound)")
+    without_location = error_for_exit(1, GCS_INIT_NO_BUCKET)
+    assert isinstance(without_location, RepositoryNotFound)
+    assert "GCS bucket no-such-bucket does not exist" in without_location.message

@@ -23,7 +23,7 @@ from tests.stores.fake_gcs import FakeTokenEndpoint, GcsServer, ServiceAccount, 
 
 from stashlet.agent.restic.backend import ResticRepository, build_repository
 from stashlet.agent.restic.backend_spec import BackendError
-from stashlet.agent.restic.errors import ResticFailed, WrongCredentials
+from stashlet.agent.restic.errors import RepositoryNotFound, WrongCredentials
 from stashlet.agent.restic.retention import Retention, forget_args
 from stashlet.agent.restic.runner import Restic, ResticSettings, inherited_env
 
@@ -167,12 +167,22 @@ async def test_a_missing_bucket_is_not_created_by_restic_init(
 ) -> None:
     """restic 0.18.1 does not create a missing bucket, whatever Stash's guide says of the permission to
     create it: its gs backend compares the client's error with ``==``, and cloud.google.com/go/storage
-    v1.56.1 wraps ErrBucketNotExist, so ``init`` fails saying the bucket does not exist (and the agent's
-    error says so). The bucket has to exist beforehand."""
+    v1.56.1 wraps ErrBucketNotExist. So, as the agent meets it: ``snapshots`` finds no repository (exit
+    10), and ``init`` fails (exit 1) with RepositoryNotFound naming the backend and the bucket and saying
+    to create it, not a generic ResticFailed. The bucket has to exist beforehand."""
     restic = runner(settings, gcs, repository(stash_secret(gcs), tmp_path, "no-such-bucket", "/sample/data"))
-    with pytest.raises(ResticFailed) as caught:
+    with pytest.raises(RepositoryNotFound) as no_repository:
+        await restic.snapshots()
+    assert no_repository.value.exit_code == 10
+    with pytest.raises(RepositoryNotFound) as caught:
         await restic.init()
-    assert "bucket doesn't exist" in str(caught.value)
+    assert caught.value.exit_code == 1
+    message = str(caught.value)
+    assert message.startswith(
+        "backend gs:no-such-bucket:/sample/data has no such bucket, so no repository: GCS bucket "
+        "no-such-bucket does not exist, and restic does not create a GCS bucket: create it first"
+    ), message
+    assert "storage: bucket doesn't exist" in message
     assert "no-such-bucket" not in gcs.server.buckets()
 
 

@@ -24,7 +24,9 @@ following location?" (and the location after it): the repository is there, the a
 
 restic retries the first two, and an S3 bucket that does not exist, for up to 15 minutes before it
 exits (only some answers are permanent to it): :func:`refusal` tells, from one retry's error, that
-retrying cannot cure it.
+retrying cannot cure it. A missing GCS bucket is not retried, but ``restic init`` (which the agent runs
+when restic finds no repository) fails on it with exit 1: it is :class:`RepositoryNotFound` too, naming
+the bucket, since restic 0.18.1 never creates a GCS bucket.
 """
 
 from __future__ import annotations
@@ -180,6 +182,9 @@ _NO_BUCKET = re.compile(
     r"The specified bucket does not exist|\bNoSuchBucket\b"  # S3
     r"|The specified container does not exist|\bContainerNotFound\b"  # Azure Blob
 )
+_NO_GCS_BUCKET = re.compile(r"storage: bucket doesn't exist")
+"""cloud.google.com/go/storage's ErrBucketNotExist, as ``restic init`` on a ``gs:`` location says it."""
+_GCS_BUCKET = re.compile(r"\bgs:([^:\s/]+):")
 _CA_HINT = (
     "the storage Secret's CA_CERT_DATA must hold the PEM of the CA that signed the backend's certificate"
 )
@@ -248,8 +253,10 @@ def refusal(error: str, location: str | None = None, message: str | None = None)
     """The error a backend refusal in restic's words ``error`` (a retry's, or a failed run's) is, when
     no retry can cure it: :class:`UntrustedCertificate`, :class:`WrongCredentials`, or
     :class:`RepositoryNotFound` for a missing S3 bucket (restic's S3 backend retries NoSuchBucket when it
-    asks the bucket's location, i.e. without ``s3.region``; ``restic init`` creates the bucket), naming
-    the backend at ``location`` and saying ``message`` (``error`` cleaned when not given); else ``None``."""
+    asks the bucket's location, i.e. without ``s3.region``; ``restic init`` creates the bucket) or Azure
+    container, or a missing GCS bucket (which ``restic init`` does not create: the message names the
+    bucket and says to create it), naming the backend at ``location`` and saying ``message`` (``error``
+    cleaned when not given); else ``None``."""
     said = message if message is not None else clean_message(without_location_hint(error))
     backend = _backend(location)
     if _UNTRUSTED_CERTIFICATE.search(error):
@@ -260,6 +267,14 @@ def refusal(error: str, location: str | None = None, message: str | None = None)
     if _WRONG_CREDENTIALS.search(error):
         return WrongCredentials(
             f"{backend} refused the storage Secret's credentials: {said}", exit_code=ExitCode.FATAL
+        )
+    if _NO_GCS_BUCKET.search(error):
+        found = _GCS_BUCKET.search(location or "") or _GCS_BUCKET.search(error)
+        bucket = f"GCS bucket {found.group(1)}" if found else "the GCS bucket"
+        return RepositoryNotFound(
+            f"{backend} has no such bucket, so no repository: {bucket} does not exist, and restic does not "
+            f"create a GCS bucket: create it first (restic said: {said})",
+            exit_code=ExitCode.FATAL,
         )
     if _NO_BUCKET.search(error):
         return RepositoryNotFound(
