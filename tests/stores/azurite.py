@@ -78,16 +78,48 @@ def install() -> Path:
     return script
 
 
-@dataclass(frozen=True)
+@dataclass
 class Azurite:
-    """A running Azurite blob service: where it listens, its account and key, the CA that signed it."""
+    """A running Azurite blob service: where it listens, its account and key, the CA that signed it.
+
+    :meth:`stop` and :meth:`start` make an outage (the same server again: address, certificate, blobs);
+    :meth:`start` with other keys rotates the account's keys as Azure's key1/key2 do: Azurite accepts
+    every key it was started with, so a restart with the old and a new key adds one, a restart with the
+    new key alone revokes the old."""
 
     address: str
     port: int
     account_key: str
+    """The key :meth:`secret` hands out and this helper signs its own requests with."""
     ca_pem: bytes
     directory: Path
     process: ManagedProcess
+    argv: tuple[str, ...]
+    keys: tuple[str, ...]
+    """Every key Azurite accepts now."""
+
+    def stop(self) -> None:
+        """Stop the server: its port refuses connections until :meth:`start`."""
+        self.process.stop()
+
+    def start(self, keys: tuple[str, ...] | None = None) -> None:
+        """Start the stopped server again, accepting ``keys`` (by default the same as before), and wait
+        until it answers; :attr:`account_key` becomes the last of them (the newest)."""
+        assert not self.process.alive(), "Azurite is running"
+        self.keys = keys or self.keys
+        self.account_key = self.keys[-1]
+        self.process = _start(self.argv, self.directory, self.keys)
+        self.wait_ready()
+
+    def wait_ready(self) -> None:
+        """Wait until Azurite answers over HTTPS (its log when it exits or times out)."""
+        process = self.process
+
+        def ready() -> bool:
+            assert process.alive(), f"Azurite exited; its log:\n{process.log_tail()}"
+            return self.answers()
+
+        polling.wait_until(ready, what="Azurite over HTTPS", timeout=60, log=process.log_tail)
 
     @property
     def host(self) -> str:
@@ -191,6 +223,17 @@ class Azurite:
             return False
 
 
+def new_key() -> str:
+    """A fresh random account key, as Azure makes them (64 bytes, base64)."""
+    return base64.b64encode(os.urandom(64)).decode()
+
+
+def _start(argv: tuple[str, ...], directory: Path, keys: tuple[str, ...]) -> ManagedProcess:
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(directory),
+           "AZURITE_ACCOUNTS": ":".join((ACCOUNT, *keys))}  # fmt: skip
+    return ManagedProcess.start("azurite", argv, directory / "azurite.log", env=env)
+
+
 @contextmanager
 def running(directory: Path, address: str = "127.0.0.1") -> Iterator[Azurite]:
     """Azurite's blob service over HTTPS on ``address`` (a free port), one account with a fresh random
@@ -201,27 +244,18 @@ def running(directory: Path, address: str = "127.0.0.1") -> Iterator[Azurite]:
     cert, key = pki.serving_certificate(
         authority, "azurite", [f"{ACCOUNT}.blob.{SUFFIX_HOST}"], directory / "pki"
     )
-    account_key = base64.b64encode(os.urandom(64)).decode()
+    account_key = new_key()
     port = free_port()
     node = shutil.which("node")
     assert node is not None
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(directory),
-           "AZURITE_ACCOUNTS": f"{ACCOUNT}:{account_key}"}  # fmt: skip
-    process = ManagedProcess.start(
-        "azurite",
-        [node, str(script), "--blobHost", address, "--blobPort", str(port), "--location",
-         str(directory / "data"), "--cert", str(cert), "--key", str(key), "--disableTelemetry"],
-        directory / "azurite.log",
-        env=env,
-    )  # fmt: skip
-    server = Azurite(address, port, account_key, authority.ca_cert.read_bytes(), directory, process)
+    argv = (node, str(script), "--blobHost", address, "--blobPort", str(port), "--disableTelemetry",
+            "--location", str(directory / "data"), "--cert", str(cert), "--key", str(key))  # fmt: skip
+    process = _start(argv, directory, (account_key,))
+    server = Azurite(
+        address, port, account_key, authority.ca_cert.read_bytes(), directory, process, argv, (account_key,)
+    )
     try:
-
-        def ready() -> bool:
-            assert process.alive(), f"Azurite exited; its log:\n{process.log_tail()}"
-            return server.answers()
-
-        polling.wait_until(ready, what="Azurite over HTTPS", timeout=60, log=process.log_tail)
+        server.wait_ready()
         yield server
     finally:
-        process.stop()
+        server.process.stop()

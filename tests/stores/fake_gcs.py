@@ -56,13 +56,37 @@ STORAGE_SCOPES = frozenset(
 """Scopes that let a token read and write objects; restic asks for ``devstorage.read_write``."""
 
 
-@dataclass(frozen=True)
+@dataclass
 class GcsServer:
-    """A running fake-gcs-server: ``url`` is what ``STORAGE_EMULATOR_HOST`` takes."""
+    """A running fake-gcs-server: ``url`` is what ``STORAGE_EMULATOR_HOST`` takes. :meth:`stop` and
+    :meth:`start` make an outage: the same server again afterwards (same address, same objects)."""
 
     url: str
     root: Path
     process: ManagedProcess
+    argv: tuple[str, ...]
+
+    def stop(self) -> None:
+        """Stop the server: its port refuses connections until :meth:`start`."""
+        self.process.stop()
+
+    def start(self) -> None:
+        """Start the stopped server again on the same address with the same objects, and wait until it
+        answers."""
+        assert not self.process.alive(), "fake-gcs-server is running"
+        self.process = ManagedProcess.start("fake-gcs-server", self.argv, self.process.log)
+        self.wait_ready()
+
+    def wait_ready(self) -> None:
+        """Wait until the server answers its bucket listing (its log when it exits or times out)."""
+        process = self.process
+
+        def ready() -> bool:
+            if not process.alive():
+                raise RuntimeError(f"fake-gcs-server exited; its log:\n{process.log_tail()}")
+            return _ready(self.url)
+
+        wait_until(ready, what="fake-gcs-server answering /storage/v1/b", timeout=30, log=process.log_tail)
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         data = json.dumps(body).encode() if body is not None else None
@@ -123,18 +147,12 @@ def fake_gcs_server(directory: Path, host: str = "127.0.0.1") -> Iterator[GcsSer
         "-log-level=warn",
     ]
     process = ManagedProcess.start("fake-gcs-server", argv, directory / "fake-gcs-server.log")
-    server = GcsServer(url=f"http://{host}:{port}", root=root, process=process)
+    server = GcsServer(url=f"http://{host}:{port}", root=root, process=process, argv=tuple(argv))
     try:
-
-        def ready() -> bool:
-            if not process.alive():
-                raise RuntimeError(f"fake-gcs-server exited; its log:\n{process.log_tail()}")
-            return _ready(server.url)
-
-        wait_until(ready, what="fake-gcs-server answering /storage/v1/b", timeout=30, log=process.log_tail)
+        server.wait_ready()
         yield server
     finally:
-        process.stop()
+        server.process.stop()
 
 
 def _b64url(data: bytes) -> str:
