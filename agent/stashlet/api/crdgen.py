@@ -73,6 +73,8 @@ class CrdInfo:
     """The columns before ``AGE``."""
     in_category_all: bool = True
     scope: Literal["Namespaced", "Cluster"] = "Namespaced"
+    selectable_fields: tuple[str, ...] = ()
+    """JSON paths the API server may select by (``fieldSelector=spec.invoker.name=x``; GA in 1.32)."""
 
     @property
     def kind(self) -> str:
@@ -140,6 +142,9 @@ CRDS: tuple[CrdInfo, ...] = (
             PHASE,
             DURATION,
         ),
+        # A sidecar watches only its own configuration's sessions, hand-made ones without labels too
+        # (docs/scale.md).
+        selectable_fields=(".spec.invoker.kind", ".spec.invoker.name"),
     ),
     CrdInfo(
         model=RestoreSession,
@@ -185,6 +190,8 @@ def build_crd(info: CrdInfo) -> dict[str, Any]:
     }
     if info.status_subresource:
         version_entry["subresources"] = {"status": {}}
+    if info.selectable_fields:
+        version_entry["selectableFields"] = [{"jsonPath": path} for path in info.selectable_fields]
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",

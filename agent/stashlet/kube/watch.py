@@ -10,6 +10,10 @@
 - ``on_progress``, when given, is called each time the watch goes round: every line the server sends
   (bookmarks too), every (re)list and every reconnect or retry. A caller uses it as a heartbeat; a quiet
   collection still calls it (bookmarks, the server's watch timeout, the inactivity timeout).
+- A collection narrowed with :meth:`Collection.selecting` (a field selector the API server serves only
+  where the CRD declares it ``selectableFields``) falls back to the collection it narrowed when the
+  server refuses the selector (400, "field label not supported": an older cluster or CRD): a warning
+  names the collection and the selector, and the caller's own filter does the selecting from then on.
 - ``keep``, when given, trims every object to what the caller reads before it is remembered (to tell
   what changed or went on a re-list) and yielded: a watch of thousands of objects then holds only that
   (``managedFields`` alone is most of an object's metadata).
@@ -25,7 +29,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from stashlet.kube.errors import Gone, KubeError, from_status_object, is_transient
+from stashlet.kube.errors import BadRequest, Gone, KubeError, from_status_object, is_transient
 from stashlet.kube.rest import KubeApi, Query
 
 log = logging.getLogger(__name__)
@@ -48,10 +52,36 @@ class Collection:
     metadata_only: bool = False
     """Ask for ``PartialObjectMetadata`` only (the operator's dependency watches: no Secret values, no
     pod templates in memory)."""
+    wider: Collection | None = None
+    """What to list and watch instead when the API server refuses this collection's selector (400); set
+    by :meth:`selecting`."""
 
     def where(self, **query: str) -> Collection:
-        """The same collection narrowed further (``labelSelector=...``)."""
-        return replace(self, query={**self.query, **query})
+        """The same collection narrowed further (``labelSelector=...``); its wider one likewise."""
+        wider = self.wider.where(**query) if self.wider is not None else None
+        return replace(self, query={**self.query, **query}, wider=wider)
+
+    def selecting(self, **fields: str) -> Collection:
+        """The same collection narrowed by the server to objects whose ``fields`` (dotted paths, e.g.
+        ``spec.invoker.name``) have these values; this collection when the server cannot select by them."""
+        wanted = ",".join(f"{path}={value}" for path, value in sorted(fields.items()))
+        field_selector = ",".join(filter(None, (self.query.get("fieldSelector"), wanted)))
+        return replace(self, query={**self.query, "fieldSelector": field_selector}, wider=self)
+
+    def widened(self, refusal: BadRequest) -> Collection:
+        """The collection to use once the server refused this one with ``refusal``; raises it again when
+        there is none wider."""
+        if self.wider is None:
+            raise refusal
+        log.warning(
+            "the API server cannot select by these fields; listing the wider collection and selecting here",
+            extra={
+                "path": self.path,
+                "fieldSelector": self.query.get("fieldSelector"),
+                "error": refusal.message,
+            },
+        )
+        return self.wider
 
     def accept(self, *, watching: bool) -> str | None:
         """The Accept header: metadata only when asked, else JSON."""
@@ -103,6 +133,18 @@ def _whole(obj: dict[str, Any]) -> dict[str, Any]:
 
 def _version(obj: dict[str, Any]) -> str:
     return str(obj.get("metadata", {}).get("resourceVersion", ""))
+
+
+async def list_objects(collection: Collection, page_size: int = 500) -> list[dict[str, Any]]:
+    """Every object of ``collection`` (paged), from its wider collection when the server refuses its
+    selector (module docstring)."""
+    while True:
+        try:
+            items, _ = await _list(collection, page_size)
+        except BadRequest as refusal:
+            collection = collection.widened(refusal)
+            continue
+        return items
 
 
 async def _list(collection: Collection, page_size: int) -> tuple[list[dict[str, Any]], str]:
@@ -213,6 +255,9 @@ async def watch(
                 backoff = settings.backoff_initial
         except Gone:
             log.info("watch version expired; listing again")
+            version = ""
+        except BadRequest as refusal:
+            collection = collection.widened(refusal)
             version = ""
         except (KubeError, OSError, TimeoutError, ValueError) as exc:
             if not is_transient(exc) and not isinstance(exc, ValueError):

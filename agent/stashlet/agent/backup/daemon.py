@@ -1,8 +1,10 @@
 """``stashlet-agent sidecar``: lives in the workload's pod and backs it up when a BackupSession asks.
 
 - On start it ends sessions this host left ``Running`` (a dead agent's) as ``Failed``.
-- It lists, then watches, the BackupSessions of its namespace and handles those of its invoker one at
-  a time, in the order they appeared, each once per host.
+- It lists, then watches, the BackupSessions of its invoker (the API server selects them by
+  ``spec.invoker``, the CRD's ``selectableFields``, so hand-made sessions without labels are seen too;
+  where the server cannot, it watches the namespace's and selects here: see :mod:`stashlet.kube.watch`)
+  and handles them one at a time, in the order they appeared, each once per host.
 - Paused configuration: the session ends ``Skipped`` with a Warning event ``BackupSessionSkipped``
   ("Backup Configuration is paused"), unless the session carries the opt-in annotation
   ``stash.appscode.com/backup-while-paused: "true"``.
@@ -50,7 +52,7 @@ from stashlet.api.sessions import build_session
 from stashlet.api.timestamps import now_utc
 from stashlet.kube.custom import StashClient
 from stashlet.kube.errors import Conflict, KubeError, NotFound
-from stashlet.kube.watch import DELETED, SYNCED, WatchSettings, watch
+from stashlet.kube.watch import DELETED, SYNCED, Collection, WatchSettings, list_objects, watch
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +92,12 @@ def is_mine(obj: dict[str, Any], invoker_kind: str, invoker_name: str) -> bool:
     """True when the session's invoker is this agent's."""
     invoker = obj.get("spec", {}).get("invoker", {})
     return bool(invoker.get("kind") == invoker_kind and invoker.get("name") == invoker_name)
+
+
+def own_sessions(stash: StashClient, namespace: str, invoker_kind: str, invoker_name: str) -> Collection:
+    """The BackupSessions of one invoker, selected by the API server (the namespace's where it cannot)."""
+    sessions = stash.list_fn(BackupSession, namespace)
+    return sessions.selecting(**{"spec.invoker.kind": invoker_kind, "spec.invoker.name": invoker_name})
 
 
 class Sidecar:
@@ -201,11 +209,11 @@ class Sidecar:
         restarted) or no longer exists; a replica that merely plays the same host (Deployment) and
         still runs is left alone.
         """
-        sessions = await self.ctx.stash.list(BackupSession, self.ctx.namespace)
         ref = await self._target_ref()
-        for session in sessions:
-            if not is_mine(session.to_dict(), self.ctx.settings.invoker_kind, self.ctx.settings.invoker_name):
+        for obj in await list_objects(self._sessions()):
+            if not is_mine(obj, self.ctx.settings.invoker_kind, self.ctx.settings.invoker_name):
                 continue
+            session = BackupSession.from_dict(obj)
             entry = ss.host_entry(session, ref, self.ctx.host.name)
             if entry is None or entry.phase not in (None, "Running") or ss.is_final(session):
                 continue
@@ -224,16 +232,19 @@ class Sidecar:
     async def _target_ref(self) -> TargetRef:
         return TargetRef(kind=self.ctx.settings.target_kind, name=self.ctx.settings.target_name)
 
+    def _sessions(self) -> Collection:
+        settings = self.ctx.settings
+        return own_sessions(self.ctx.stash, self.ctx.namespace, settings.invoker_kind, settings.invoker_name)
+
     async def _watch(self) -> None:
-        stash: StashClient = self.ctx.stash
-        list_fn = stash.list_fn(BackupSession, self.ctx.namespace)
         beat = self.watch_heartbeat.beat
-        async for event in watch(list_fn, settings=self.watch_settings, on_progress=beat):
+        async for event in watch(self._sessions(), settings=self.watch_settings, on_progress=beat):
             if event.type == SYNCED:
                 self.ctx.live.watching = True
                 if self._warm_up is not None and self.warm_up is None and not self.sessions_began:
                     self.warm_up = asyncio.create_task(self._warm_up(), name="warm-up")
                 continue
+            log.debug("backup session event", extra={"session": event.key, "type": event.type})
             if event.type == DELETED or not is_mine(
                 event.object, self.ctx.settings.invoker_kind, self.ctx.settings.invoker_name
             ):
