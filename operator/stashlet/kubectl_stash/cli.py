@@ -135,7 +135,7 @@ def _access(args: argparse.Namespace, api: RestClient) -> Access:
     """Where restic runs: this machine's restic with ``--local``, else a Pod from the agent image."""
     if getattr(args, "local", False):
         return LocalAccess(api, args.restic)
-    return PodAccess(api, image=args.image)
+    return PodAccess(api, image=args.image, backupconfig=getattr(args, "backupconfig", None))
 
 
 def _line(out: TextIO, line: str) -> None:
@@ -266,6 +266,11 @@ def _restic_flags(parser: argparse.ArgumentParser, *, local_only: bool = False) 
             "--image",
             default=DEFAULT_AGENT_IMAGE,
             help=f"The agent image the restic Pod runs (default {DEFAULT_AGENT_IMAGE})",
+        )
+        group.add_argument(
+            "--backupconfig",
+            help="The BackupConfiguration whose runtimeSettings.container env/envFrom the restic Pod takes "
+            "(default: the one using the Repository)",
         )
     group.add_argument(
         "--restic", default="restic", help="The restic binary to run locally (default: restic)"

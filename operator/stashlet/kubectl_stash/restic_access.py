@@ -15,7 +15,7 @@ import secrets
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -33,6 +33,7 @@ from stashlet.kube.paths import collection_path, object_path
 from stashlet.kube.rest import KubeApi
 from stashlet.kubectl_stash.errors import PluginError, object_name
 from stashlet.kubectl_stash.repositories import read_secret, secret_path, storage_secret_name
+from stashlet.kubectl_stash.runtime_env import runtime_for
 from stashlet.operator.injection.agent_container import (
     agent_container,
     agent_credentials,
@@ -126,10 +127,16 @@ def _name(repo: Repository) -> str:
 
 
 def repo_pod(
-    repo: Repository, request: Request, image: str, name: str, password_secret: str | None
+    repo: Repository,
+    request: Request,
+    image: str,
+    name: str,
+    password_secret: str | None,
+    runtime: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The Pod that runs ``request`` with the agent image (module docstring): no service account token,
-    the storage Secret (and the new password's Secret) mounted read-only, never restarted."""
+    the storage Secret (and the new password's Secret) mounted read-only, never restarted; ``runtime`` is
+    the ``env``/``envFrom`` of the configuration using the Repository (:mod:`.runtime_env`)."""
     namespace = repo.metadata.namespace or ""
     settings = OperatorSettings(agent_image=image)
     volumes, mounts = agent_storage(None, repo, names.TMP_VOLUME, _LOCAL_VOLUME)
@@ -155,7 +162,9 @@ def repo_pod(
         status_port=names.DEFAULT_STATUS_PORT,
         tmp_dir=names.TMP_MOUNT_PATH,
     ).args()
-    container = agent_container(CONTAINER, args, mounts, {}, (), settings)
+    container = agent_container(CONTAINER, args, mounts, runtime or {}, ("envFrom",), settings)
+    own = {ENV_REQUEST, *(e["name"] for e in env)}
+    container["env"] = [e for e in container["env"] if e.get("name") not in own]
     container["env"] += [*env, {"name": ENV_REQUEST, "value": carried.to_json()}]
     if repo.spec.backend.local is not None:  # the sidecar wrote the files as root
         default_security_context(container)
@@ -203,6 +212,8 @@ class PodAccess:
     poll: float = 1.0
     on_pod: Callable[[str], None] | None = None
     """Told each pod's name as it is created (tests watch it)."""
+    backupconfig: str | None = None
+    """The BackupConfiguration whose runtime env the pod takes (``--backupconfig``, :mod:`.runtime_env`)."""
 
     async def perform(
         self, repo: Repository, request: Request, emit: Emit, new_password: bytes | None = None
@@ -210,6 +221,7 @@ class PodAccess:
         """See :class:`Access`."""
         namespace, name = repo.metadata.namespace or "", _name(repo)
         storage_secret_name(repo)
+        runtime = await runtime_for(self.api, repo, self.backupconfig)
         password_secret = f"{name}-new-password" if new_password is not None else None
         pods = collection_path("", "v1", "pods", namespace)
         try:
@@ -222,7 +234,9 @@ class PodAccess:
                     "data": {NEW_PASSWORD_KEY: base64.b64encode(new_password).decode()},
                 }
                 await self.api.send("POST", secret_path(namespace), body=body)
-            await self.api.send("POST", pods, body=repo_pod(repo, request, self.image, name, password_secret))
+            await self.api.send(
+                "POST", pods, body=repo_pod(repo, request, self.image, name, password_secret, runtime)
+            )
             if self.on_pod is not None:
                 self.on_pod(name)
             phase = await self._finished(namespace, name)
