@@ -110,3 +110,28 @@ def test_a_missing_gcs_bucket_is_no_repository_naming_the_bucket() -> None:
     without_location = error_for_exit(1, GCS_INIT_NO_BUCKET)
     assert isinstance(without_location, RepositoryNotFound)
     assert "GCS bucket no-such-bucket does not exist" in without_location.message
+
+
+AZURE_RULE = "-" * 80
+AZURE_REFUSED = (
+    "unable to open config file: blob.GetProperties: HEAD https://stashletbackups.blob.azurite.test:36201"
+    f"/missing/demo/config\n{AZURE_RULE}\nRESPONSE 403: 403 Server failed to authenticate the request. Make"
+    " sure the value of the Authorization header is formed correctly including the signature.\nERROR CODE:"
+    f" AuthorizationFailure\n{AZURE_RULE}\nResponse contained no body\n{AZURE_RULE}\n\n"
+    f"{HINT}\nazure:missing:/demo"
+)
+"""restic 0.18.1's exit error for ``snapshots`` with a wrong AZURE_ACCOUNT_KEY on Azurite (not retried)."""
+
+
+def test_a_refused_azure_key_reads_without_the_sdks_rules() -> None:
+    """The Azure SDK's error: WrongCredentials naming the backend, the status and error code kept, the
+    rules of dashes and restic's hint gone."""
+    error = error_for_exit(1, "", AZURE_REFUSED, location="azure:missing:/demo")
+    assert isinstance(error, WrongCredentials)
+    assert error.message == (
+        "backend azure:missing:/demo refused the storage Secret's credentials: unable to open config file: "
+        "blob.GetProperties: HEAD https://stashletbackups.blob.azurite.test:36201/missing/demo/config; "
+        "RESPONSE 403: 403 Server failed to authenticate the request. Make sure the value of the "
+        "Authorization header is formed correctly including the signature.; ERROR CODE: "
+        "AuthorizationFailure; Response contained no body"
+    )

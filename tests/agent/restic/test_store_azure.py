@@ -22,7 +22,7 @@ from tests.stores import azurite
 from stashlet.agent.restic.backend import ResticRepository, build_repository
 from stashlet.agent.restic.backend_spec import BackendError
 from stashlet.agent.restic.backend_watch import BackendState, BackendWatch
-from stashlet.agent.restic.errors import BackendUnavailable, UntrustedCertificate
+from stashlet.agent.restic.errors import BackendUnavailable, UntrustedCertificate, WrongCredentials
 from stashlet.agent.restic.runner import Restic, ResticSettings
 
 PASSWORD = "azure-repository-password"
@@ -147,6 +147,34 @@ async def test_without_the_secrets_ca_tls_is_refused(
     assert "x509: certificate signed by unknown authority" in caught.value.message
     assert "CA_CERT_DATA" in caught.value.message
     assert server.account_key not in caught.value.message
+
+
+@pytest.mark.restic
+async def test_a_wrong_account_key_is_wrong_credentials_at_once(
+    server: azurite.Azurite, azure_settings: ResticSettings, tmp_path: Path
+) -> None:
+    """Another key for the account: Azurite answers 403 AuthorizationFailure, which restic does not retry,
+    so the agent's error is WrongCredentials naming the backend with the status and code (no rules of
+    dashes, no hint, no key) and the watch reports no outage."""
+    wrong = azurite.new_key()
+    restic = Restic(azure_settings, repository(server, tmp_path, AZURE_ACCOUNT_KEY=wrong.encode()))
+    assert restic.repository is not None
+    reports: list[BackendState] = []
+
+    async def report(state: BackendState) -> None:
+        reports.append(state)
+
+    watch = BackendWatch(restic.repository.display_url, 300.0, report)
+    restic.on_backend = watch.notice
+    with pytest.raises(WrongCredentials) as caught:
+        await asyncio.wait_for(watch.guard(restic.snapshots, hurry=restic.hurry), 60)
+    message = caught.value.message
+    assert reports == []
+    assert message.startswith(f"backend {LOCATION} refused the storage Secret's credentials: "), message
+    assert "RESPONSE 403: 403 Server failed to authenticate the request" in message
+    assert "ERROR CODE: AuthorizationFailure" in message
+    assert "----" not in message and "Is there a repository" not in message
+    assert wrong not in message and server.account_key not in message
 
 
 @pytest.mark.restic

@@ -312,10 +312,11 @@ def without_location_hint(text: str) -> str:
 
 
 def clean_message(text: str) -> str:
-    """The text of a restic message without terminal escapes, the ``Fatal:`` prefix, or line breaks."""
+    """The text of a restic message without terminal escapes, the ``Fatal:`` prefix, line breaks, or the
+    rules of dashes the Azure SDK draws around an HTTP error."""
     text = _ANSI.sub("", text).replace("\r", "\n")
     lines = [line.strip().removeprefix("Fatal: ") for line in text.splitlines()]
-    return "; ".join(line for line in lines if line)
+    return "; ".join(line for line in lines if line.strip("-"))
 
 
 def _last_lines(stderr_tail: str, count: int = 5) -> str:
