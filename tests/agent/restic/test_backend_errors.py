@@ -10,6 +10,7 @@ from stashlet.agent.restic.errors import (
     WrongCredentials,
     bare_location,
     error_for_exit,
+    refusal,
     without_location_hint,
 )
 from stashlet.agent.restic.output import BackendRecovered, BackendRetry, parse_backend_notice
@@ -135,3 +136,31 @@ def test_a_refused_azure_key_reads_without_the_sdks_rules() -> None:
         "Authorization header is formed correctly including the signature.; ERROR CODE: "
         "AuthorizationFailure; Response contained no body"
     )
+
+
+GCS_TOKEN_REFUSED = (
+    'Stat(<config/>) returned error, retrying after 1.336116655s: Get "http://127.0.0.1:54729/storage/v1/b/'
+    'no-such-bucket/o/sample%2Fdata%2Fconfig?alt=json&prettyPrint=false&projection=full": oauth2: cannot '
+    "fetch token: 400 Bad Request"
+)
+"""restic 0.18.1's retry line when the token endpoint refuses the key (the endpoint's answer, with
+``invalid_grant``, follows on a line of its own, which the retry line does not carry)."""
+
+
+def test_a_token_endpoint_refusing_the_key_is_a_refusal() -> None:
+    """restic retries a GCS token request the token endpoint refused (400, 401, 403): no retry can cure
+    it, so it is WrongCredentials naming the backend; a token endpoint that is down or failing is not."""
+    notice = parse_backend_notice(GCS_TOKEN_REFUSED)
+    assert isinstance(notice, BackendRetry)
+    refused = refusal(notice.error, "gs:no-such-bucket:/sample/data")
+    assert isinstance(refused, WrongCredentials)
+    assert refused.message.startswith(
+        "backend gs:no-such-bucket:/sample/data refused the storage Secret's credentials: Get "
+    )
+    assert refused.message.endswith("oauth2: cannot fetch token: 400 Bad Request")
+    for passing in (
+        "oauth2: cannot fetch token: 503 Service Unavailable",
+        'oauth2: cannot fetch token: Post "http://10.0.0.1:8080/token": dial tcp 10.0.0.1:8080: connect: '
+        "connection refused",
+    ):
+        assert refusal(passing) is None, passing

@@ -23,6 +23,7 @@ from tests.stores.fake_gcs import FakeTokenEndpoint, GcsServer, ServiceAccount, 
 
 from stashlet.agent.restic.backend import ResticRepository, build_repository
 from stashlet.agent.restic.backend_spec import BackendError
+from stashlet.agent.restic.backend_watch import BackendState, BackendWatch
 from stashlet.agent.restic.errors import RepositoryNotFound, WrongCredentials
 from stashlet.agent.restic.retention import Retention, forget_args
 from stashlet.agent.restic.runner import Restic, ResticSettings, inherited_env
@@ -160,6 +161,31 @@ async def test_a_key_the_token_endpoint_does_not_trust_fails_as_wrong_credential
     assert gcs.tokens.refusals[refused:], "the token endpoint was never asked"
     assert all(r.startswith(f"no trusted key {stranger.key_id!r}") for r in gcs.tokens.refusals[refused:])
     assert gcs.server.object_names(BUCKET, "stranger/") == []
+
+
+async def test_a_session_with_a_key_the_token_endpoint_refuses_ends_at_once(
+    gcs: Gcs, settings: ResticSettings, tmp_path: Path
+) -> None:
+    """What a session runs first (``restic snapshots``/``backup`` open the config) retries a refused token
+    request for 15 minutes; under the agent's backend watch it ends at the first retry with
+    WrongCredentials naming the location, reporting no outage."""
+    stranger = ServiceAccount.generate(PROJECT, name="not-granted")
+    restic = runner(settings, gcs, repository(stash_secret(gcs, stranger), tmp_path, BUCKET, "/stranger"))
+    assert restic.repository is not None
+    reports: list[BackendState] = []
+
+    async def report(state: BackendState) -> None:
+        reports.append(state)
+
+    watch = BackendWatch(restic.repository.display_url, 300.0, report)
+    restic.on_backend = watch.notice
+    with pytest.raises(WrongCredentials) as caught:
+        await asyncio.wait_for(watch.guard(restic.snapshots, hurry=restic.hurry), 60)
+    assert reports == []
+    message = caught.value.message
+    assert message.startswith("backend gs:appscode-qa:/stranger refused the storage Secret's credentials: ")
+    assert message.endswith("oauth2: cannot fetch token: 400 Bad Request"), message
+    assert "PRIVATE KEY" not in message
 
 
 async def test_a_missing_bucket_is_not_created_by_restic_init(

@@ -17,7 +17,8 @@ priority is :class:`RefuseInput`, and anything else is :class:`ReportFailure`.
 Exit 1 covers many causes; three are told apart by restic's words: a backend whose TLS certificate
 restic does not trust (signed by a CA it was not given, for another name, expired; or a ``--cacert`` that
 is no certificate) is :class:`UntrustedCertificate`, a backend that refuses the access (HTTP 401/403, a
-cloud's "access denied", an S3 signature or access key it does not know) is :class:`WrongCredentials`,
+cloud's "access denied", an S3 signature or access key it does not know, an OAuth token endpoint that
+answers a key's token request with 400/401/403) is :class:`WrongCredentials`,
 and one that cannot be reached (connection refused, no such host, a timeout, restic's retries given up)
 is :class:`BackendUnavailable`. Their messages lose restic's hint "Is there a repository at the
 following location?" (and the location after it): the repository is there, the access is not.
@@ -172,6 +173,7 @@ _WRONG_CREDENTIALS = re.compile(
     r"HTTP response \((401|403)\)|\b(401|403) (Unauthorized|Forbidden)\b|Access Denied|AccessDenied"
     r"|InvalidAccessKeyId|SignatureDoesNotMatch|AuthenticationFailed|AuthorizationFailure"
     r"|invalid_grant|Unauthorized: bad credentials"
+    r"|oauth2: cannot fetch token: (400|401|403) "  # a token endpoint refusing the key (GCS)
     r"|The request signature we calculated does not match|access key Id you provided does not exist",
     re.IGNORECASE,
 )
