@@ -7,6 +7,7 @@ Secret); no pod or temporary Secret is left, and no password is printed."""
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import io
 import json
 import os
@@ -15,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from e2e.seed import APP, CONFIGURATION, REPOSITORY, SECRET, backed_up_and_checked, seed_objects
+from e2e.seed import PASSWORD as SEED_PASSWORD
 from tests.polling import wait_until
 
 from stashlet.kubectl_stash import cli, keys
@@ -117,7 +120,9 @@ def test_kubectl_stash_runs_restic_in_pods_and_rotates_the_password(
         "--propagation-wait=0",
     )
     assert code == 0, err
-    assert [line.split()[1].rstrip(":") for line in out.splitlines()[:-1]] == list(keys.STEPS)
+    assert [line.split()[1].rstrip(":") for line in out.splitlines() if line.startswith("step ")] == list(
+        keys.STEPS
+    )
     secret = json.loads(kubectl("get", "secret", "repo-secret", "-n", namespace, "-o", "json").stdout)
     assert base64.b64decode(secret["data"]["RESTIC_PASSWORD"]).decode() == NEW
     assert keys.ROTATED_OUT not in (secret["metadata"].get("annotations") or {})
@@ -150,3 +155,72 @@ def test_a_missing_image_is_named(node: LocalCluster, kubectl: Any, namespace: s
     code, _, err = plugin(node, "snapshots", "repo", "-n", namespace, "--image=stashlet/absent:0.0.0")
     assert code == 1
     assert "cannot pull image 'stashlet/absent:0.0.0' (--image)" in err
+
+
+async def test_key_update_proves_a_session_of_the_running_sidecar_with_the_new_password(
+    node: LocalCluster,
+    kubectl: Any,
+    namespace: str,
+    operator_for: Any,
+    rest_backend: Any,
+    helpers: Any,
+    tmp_path: Path,
+) -> None:
+    """Seed 003 on the REST server; ``key update`` with the default propagation wait: the kubelet puts the
+    new Secret into the running pod's volume, the proving BackupSession runs in the same sidecar after that
+    and Succeeds, and only then is the old key removed. A host restic opens the repository with the new
+    password only, and the new session's snapshot is there."""
+    operator_for(namespace)
+    url = f"{rest_backend.pod_url}/{namespace}-rotation"
+    kubectl("apply", "-f", "-", input_obj=seed_objects(namespace, {"rest": {"url": url}}))
+    get = helpers.get
+    await helpers.until(
+        lambda: (
+            (get(kubectl, "backupconfiguration", CONFIGURATION, "-n", namespace).get("status") or {}).get(
+                "phase"
+            )
+            == "Ready"
+        ),
+        timeout=60,
+        what="Ready",
+    )
+    [pod_name] = await helpers.rolled_out(kubectl, namespace, APP)
+    await backed_up_and_checked(kubectl, helpers, namespace, "before-rotation")
+    pod = get(kubectl, "pod", pod_name, "-n", namespace)
+    new_file = tmp_path / "new-password"
+    new_file.write_text(NEW)
+
+    code, out, err = plugin(
+        node, "key", "update", REPOSITORY, "-n", namespace, f"--new-password-file={new_file}"
+    )
+    assert code == 0, err
+    assert [line.split()[1].rstrip(":") for line in out.splitlines() if line.startswith("step ")] == list(
+        keys.STEPS
+    )
+    sessions = get(kubectl, "backupsessions", "-n", namespace)["items"]
+    [proving] = [s for s in sessions if s["metadata"]["name"] != "before-rotation"]
+    assert proving["status"]["phase"] == "Succeeded", json.dumps(proving["status"])
+    assert f"waiting for BackupSession {namespace}/{proving['metadata']['name']}" in out
+
+    # the session ran in the same pod, after the kubelet had written the new password into its volume
+    after = get(kubectl, "pod", pod_name, "-n", namespace)
+    assert after["metadata"]["uid"] == pod["metadata"]["uid"]
+    assert node.node is not None
+    volumes = (
+        node.node.paths.kubelet_root / "pods" / pod["metadata"]["uid"] / "volumes" / "kubernetes.io~secret"
+    )
+    [volume] = [v for v in volumes.iterdir() if (v / "RESTIC_PASSWORD").is_file()]
+    assert (volume / "RESTIC_PASSWORD").read_text() == NEW
+    written = dt.datetime.strptime((volume / "..data").readlink().name[:22], "..%Y_%m_%d_%H_%M_%S.").replace(
+        tzinfo=dt.UTC
+    )
+    created = dt.datetime.fromisoformat(proving["metadata"]["creationTimestamp"].replace("Z", "+00:00"))
+    assert written <= created, (written, created)
+
+    host_url = f"{rest_backend.host_url}/{namespace}-rotation"
+    assert host_restic(host_url, SEED_PASSWORD, "cat", "config", "--no-lock", check=False).returncode != 0
+    listed = json.loads(host_restic(host_url, NEW, "snapshots", "--json", "--no-lock").stdout)
+    assert len(listed) == 2
+    assert SEED_PASSWORD not in out + err and NEW not in out + err
+    secret = get(kubectl, "secret", SECRET, "-n", namespace)
+    assert base64.b64decode(secret["data"]["RESTIC_PASSWORD"]).decode() == NEW

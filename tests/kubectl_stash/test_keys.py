@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.kubectl_stash.conftest import PASSWORD, LocalRepo, Plugin, local_repository
+from tests.kubectl_stash.conftest import PASSWORD, LocalRepo, Plugin, configuration, local_repository
 
 from stashlet.kube.client import api_client
 from stashlet.kubectl_stash import keys
@@ -49,6 +49,11 @@ def secret_annotations(kubectl: Any, repo: LocalRepo) -> str:
         "get", "secret", repo.secret, "-n", repo.namespace, "-o", "jsonpath={.metadata.annotations}"
     )
     return str(got.stdout)
+
+
+def steps(out: str) -> list[str]:
+    """The steps ``key update`` reported done (its ``step <name>: done`` lines), in order."""
+    return [line.split()[1].rstrip(":") for line in out.splitlines() if line.startswith("step ")]
 
 
 def test_key_list_add_and_remove(plugin: Plugin, repo: LocalRepo, new_password_file: Path) -> None:
@@ -102,7 +107,8 @@ def test_key_update_rotates_without_a_moment_unreadable(
         "--propagation-wait=0",
     )
     assert ran.code == 0, ran.err
-    assert [line.split()[1].rstrip(":") for line in ran.out.splitlines()[:-1]] == list(keys.STEPS)
+    assert steps(ran.out) == list(keys.STEPS)
+    assert "no BackupConfiguration in namespace" in ran.out  # nothing uses the repository: no session
     assert ran.out.endswith("password updated; the Secret and the repository hold only the new one\n")
     assert secret_password(kubectl, repo) == NEW
     assert repo.opens_with(NEW) and not repo.opens_with(PASSWORD)
@@ -130,6 +136,7 @@ EXPECTED = {
     "secret-updated": ("opens with both passwords", "holds the new one", NEW),
     "read-proven": ("opens with both passwords", "holds the new one", NEW),
     "waited": ("opens with both passwords", "holds the new one", NEW),
+    "session-proven": ("opens with both passwords", "holds the new one", NEW),
 }
 
 
@@ -218,3 +225,51 @@ def test_key_update_refused_a_secret_write_keeps_the_old_password_working(
     )
     assert secret_password(kubectl, repo) == PASSWORD
     assert repo.opens_with(PASSWORD)
+
+
+def test_a_proving_session_that_does_not_end_stops_the_rotation_with_both_keys(
+    plugin: Plugin, kubectl: Any, repo: LocalRepo, new_password_file: Path
+) -> None:
+    """A configuration uses the repository, and no agent runs its session here (no workload): the session
+    never ends, so the old key is not removed and the command says both passwords open the repository."""
+    kubectl("apply", "-f", "-", input_obj=configuration("uses-repo", repo.namespace))
+    paused = configuration("paused", repo.namespace, paused=True)
+    kubectl("apply", "-f", "-", input_obj=paused)
+    ran = plugin(
+        "key",
+        "update",
+        "repo",
+        "-n",
+        repo.namespace,
+        "--local",
+        f"--restic={repo.restic}",
+        f"--new-password-file={new_password_file}",
+        "--propagation-wait=0",
+        "--session-timeout=3",
+    )
+    assert ran.code == 1
+    assert steps(ran.out) == ["added", "secret-updated", "read-proven", "waited"]
+    assert f"BackupConfiguration {repo.namespace}/paused is paused: no session with it" in ran.out
+    assert f"BackupSession {repo.namespace}/uses-repo-" in ran.err and "did not end within 3s" in ran.err
+    assert "opens with both passwords" in ran.err and "run the same command again" in ran.err
+    assert secret_password(kubectl, repo) == NEW
+    assert repo.opens_with(PASSWORD) and repo.opens_with(NEW)
+    sessions = json.loads(kubectl("get", "backupsessions", "-n", repo.namespace, "-o", "json").stdout)[
+        "items"
+    ]
+    assert [s["spec"]["invoker"]["name"] for s in sessions] == ["uses-repo"]
+    skipped = plugin(
+        "key",
+        "update",
+        "repo",
+        "-n",
+        repo.namespace,
+        "--local",
+        f"--restic={repo.restic}",
+        f"--new-password-file={new_password_file}",
+        "--propagation-wait=0",
+        "--prove-session=false",
+    )
+    assert skipped.code == 0, skipped.err
+    assert "no session proven (--prove-session=false)" in skipped.out
+    assert repo.opens_with(NEW) and not repo.opens_with(PASSWORD)

@@ -8,6 +8,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -103,3 +105,61 @@ def test_the_mode_names_what_is_missing(tmp_path: Path, restic_binary: Path) -> 
             "message": "Repository demo/repo: storage Secret demo/repo-secret has no key RESTIC_PASSWORD",
         }
     ]
+
+
+def test_an_exclusive_command_waits_for_anothers_lock(tmp_path: Path, restic_binary: Path) -> None:
+    """``key remove`` needs an exclusive lock; a backup holding its lock (``backup --stdin``, its input
+    still open) makes it wait, not fail as locked, and it ends once the backup has."""
+    repo = tmp_path / "repo"
+    backend = {"local": {"mountPath": str(tmp_path), "subPath": "repo"}, "storageSecretName": "repo-secret"}
+    env = {"RESTIC_REPOSITORY": str(repo), "RESTIC_PASSWORD": PASSWORD, "PATH": "/usr/bin:/bin"}
+    restic = [str(restic_binary), "--no-cache"]
+    subprocess.run([*restic, "init"], env=env, check=True, capture_output=True)
+    (tmp_path / "second").write_text("second-password-2718")
+    subprocess.run(
+        [*restic, "key", "add", f"--new-password-file={tmp_path / 'second'}"],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    keys = json.loads(
+        subprocess.run([*restic, "key", "list", "--json"], env=env, check=True, capture_output=True).stdout
+    )
+    [other] = [k["id"] for k in keys if not k["current"]]
+    backup = subprocess.Popen(
+        [*restic, "backup", "--stdin", "--stdin-filename=held"],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+    )
+    assert backup.stdin is not None
+    backup.stdin.write(b"held while the input is open\n")
+    backup.stdin.flush()
+    try:
+        for _ in range(100):
+            if any((repo / "locks").iterdir()):
+                break
+            time.sleep(0.1)
+        assert any((repo / "locks").iterdir()), "the backup took no lock"
+        closer = threading.Timer(3.0, lambda: backup.stdin.close() if backup.stdin else None)
+        closer.start()
+        code, lines, stderr = run_mode(
+            tmp_path,
+            restic_binary,
+            Request("key-remove", "demo/repo", backend, {"id": other}),
+            {"RESTIC_PASSWORD": PASSWORD},
+        )
+        closed_first = closer.finished.is_set()  # the backup's input was closed before key remove ended
+        closer.join()
+    finally:
+        if backup.stdin and not backup.stdin.closed:
+            backup.stdin.close()
+        backup.wait(timeout=60)
+    assert backup.returncode == 0
+    assert code == 0, stderr
+    assert lines == [{MARK: "key-removed", "id": other}]
+    assert closed_first  # it waited for the backup's lock to go instead of failing as locked
+    keys = json.loads(
+        subprocess.run([*restic, "key", "list", "--json"], env=env, check=True, capture_output=True).stdout
+    )
+    assert [k["id"] for k in keys] != [] and other not in [k["id"] for k in keys]

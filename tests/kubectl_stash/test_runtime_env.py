@@ -79,7 +79,7 @@ def test_the_pod_takes_the_env_of_the_configuration_using_the_repository(
         repo: Repository = await read_repository(api, namespace, "repo")
         access = PodAccess(api, image="stashlet/agent:test", timeout=30.0, poll=0.2, on_pod=read_back)
         # an image no registry has: the pod never runs, the plugin says so (or times out without a node)
-        with pytest.raises(PluginError, match="cannot pull image|did not finish"):
+        with pytest.raises(PluginError, match=r"cannot pull image|did not finish"):
             await access.perform(repo, request_for(repo, "snapshots"), lambda line: None)
 
     asyncio.run(_with_api(control_plane, work))

@@ -8,7 +8,9 @@ a file of another mounted Secret. No Kubernetes API is used: the pod needs no ac
 Each result is one JSON line on stdout carrying :data:`MARK` (``{"stashlet-repo": "snapshot", ...}``),
 which the plugin reads back from the pod's log; a failure is one ``error`` line (restic's message, the
 Secret's values scrubbed) and exit status 1. :func:`perform` is the one place the operations are written:
-``kubectl stash --local`` calls it too, with the user's restic.
+``kubectl stash --local`` calls it too, with the user's restic. Both let restic wait up to
+:data:`RETRY_LOCK` seconds for a lock (:func:`waiting_for_locks`): a sidecar's retention or integrity check
+may hold one when a command comes, and ``key remove`` or ``forget`` need the repository to themselves.
 """
 
 from __future__ import annotations
@@ -234,6 +236,15 @@ def _print(line: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
+RETRY_LOCK = 300.0
+"""Seconds restic waits for another process's lock before a command fails as locked."""
+
+
+def waiting_for_locks(settings: ResticSettings) -> ResticSettings:
+    """``settings`` with restic's lock wait (:data:`RETRY_LOCK`) unless a wait is already set."""
+    return settings if settings.retry_lock else dataclasses.replace(settings, retry_lock=RETRY_LOCK)
+
+
 async def run(settings: AgentSettings, restic_settings: ResticSettings) -> int:
     """Run the request of ``$STASHLET_REPO_REQUEST`` (module docstring)."""
     try:
@@ -260,7 +271,7 @@ async def run(settings: AgentSettings, restic_settings: ResticSettings) -> int:
             files_dir=os.path.join(settings.tmp_dir, "repo-files"),
             secret_namespace=settings.namespace,
         )
-        restic = Restic(restic_settings, repo)
+        restic = Restic(waiting_for_locks(restic_settings), repo)
         await perform(restic, request, _print)
     except (BackendError, ResticError) as exc:
         text = restic.scrub(str(exc)) if restic is not None else str(exc)

@@ -17,7 +17,7 @@ from typing import TextIO
 from stashlet.kube.custom import StashClient
 from stashlet.kube.errors import KubeError, TransportError
 from stashlet.kube.rest import RestClient
-from stashlet.kubectl_stash import backups, copying, keys, repository_commands, status
+from stashlet.kubectl_stash import backups, copying, keys, repository_commands, session_proof, status
 from stashlet.kubectl_stash.cluster import Target, connect, resolve
 from stashlet.kubectl_stash.errors import PluginError
 from stashlet.kubectl_stash.repositories import read_repository
@@ -138,6 +138,16 @@ def _access(args: argparse.Namespace, api: RestClient) -> Access:
     return PodAccess(api, image=args.image, backupconfig=getattr(args, "backupconfig", None))
 
 
+def _flag_bool(value: str) -> bool:
+    """A kubectl-style boolean flag value (``--flag=false``)."""
+    lowered = value.strip().lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"invalid boolean {value!r} (true or false)")
+
+
 def _line(out: TextIO, line: str) -> None:
     out.write(line + "\n")
 
@@ -246,6 +256,8 @@ async def _key(args: argparse.Namespace, target: Target, out: TextIO) -> None:
                 repo,
                 password,
                 propagation_wait=args.propagation_wait,
+                prove_session=args.prove_session,
+                session_timeout=args.session_timeout,
                 report=lambda line: _line(out, line),
             )
             out.write(
@@ -403,7 +415,7 @@ def _object_parsers(
         (
             "update",
             "Change the Repository's password without downtime: add the new key, update the Secret, prove "
-            "a read, remove the old key.",
+            "a read and a backup session, remove the old key.",
             "my-repo --namespace=demo --new-password-file password.txt",
         ),
         ("remove", "Remove a key (password) of a Repository.", "my-repo --namespace=demo --id cdc89a7d"),
@@ -433,6 +445,20 @@ def _object_parsers(
                 default=keys.DEFAULT_PROPAGATION_WAIT,
                 help="Seconds to wait, after the Secret is updated, before removing the old key (the "
                 "kubelets update mounted Secrets within about a minute)",
+            )
+            sub.add_argument(
+                "--prove-session",
+                type=_flag_bool,
+                default=True,
+                metavar="true|false",
+                help="Run a backup session of each configuration using the Repository with the new password "
+                "before removing the old key (default true)",
+            )
+            sub.add_argument(
+                "--session-timeout",
+                type=float,
+                default=session_proof.DEFAULT_SESSION_TIMEOUT,
+                help="Seconds each proving session may take",
             )
 
 

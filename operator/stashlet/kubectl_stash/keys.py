@@ -8,10 +8,13 @@
 3. ``read-proven``: a read (``cat config`` and ``snapshots``) with the password the Secret now holds;
 4. ``waited``: ``--propagation-wait`` for the kubelets to put the new Secret into every mounted volume
    (sidecars read it for each session; until then they use the old key, still valid);
-5. ``old-key-removed``: the old key goes (restic ``key remove``, opened with the new one), then the
+5. ``session-proven``: a BackupSession of each active configuration using the Repository, waited for
+   (:mod:`stashlet.kubectl_stash.session_proof`): what backs up into the repository works with the new
+   password (``--prove-session=false`` skips it);
+6. ``old-key-removed``: the old key goes (restic ``key remove``, opened with the new one), then the
    annotation.
 
-Interrupted anywhere, the repository opens with the password the Secret holds (and, between 1 and 5, with
+Interrupted anywhere, the repository opens with the password the Secret holds (and, between 1 and 6, with
 both) and the command says which; run again with the same file, it finishes what is left. If the new
 password cannot read the repository at step 3, the Secret is set back to the old one.
 """
@@ -33,6 +36,7 @@ from stashlet.kube.rest import MERGE_PATCH, KubeApi
 from stashlet.kubectl_stash.errors import PluginError, object_name
 from stashlet.kubectl_stash.repositories import read_secret, secret_path, storage_secret_name
 from stashlet.kubectl_stash.restic_access import Access, collect, request_for
+from stashlet.kubectl_stash.session_proof import DEFAULT_SESSION_TIMEOUT, prove_sessions
 from stashlet.kubectl_stash.tables import NONE
 
 KEY_HEADERS = ("ID", "USER", "HOST", "CREATED")
@@ -41,7 +45,7 @@ ROTATED_OUT = "kubectl-stash.stashlet.io/rotated-out-key"
 DEFAULT_PROPAGATION_WAIT = 90.0
 """Seconds between the Secret's update and the old key's removal: the kubelet's sync of a mounted Secret
 (about a minute) and a margin, so no sidecar is left holding a removed password."""
-STEPS = ("added", "secret-updated", "read-proven", "waited", "old-key-removed")
+STEPS = ("added", "secret-updated", "read-proven", "waited", "session-proven", "old-key-removed")
 
 Step = Callable[[str], None]
 
@@ -142,6 +146,8 @@ async def update_key(
     new_password: bytes,
     *,
     propagation_wait: float,
+    prove_session: bool = True,
+    session_timeout: float = DEFAULT_SESSION_TIMEOUT,
     on_step: Step | None = None,
     report: Callable[[str], None] | None = None,
 ) -> Rotation:
@@ -200,6 +206,11 @@ async def update_key(
             tell(f"waiting {propagation_wait:g}s for the kubelets to update every mounted copy of the Secret")
             await asyncio.sleep(propagation_wait)
         step("waited")
+        if prove_session:
+            await prove_sessions(api, repo, within=session_timeout, tell=tell)
+        else:
+            tell("no session proven (--prove-session=false)")
+        step("session-proven")
         await remove_key(access, repo, rotation.old_key or "")
         await _patch_secret(api, namespace, secret_name, {"metadata": {"annotations": {ROTATED_OUT: None}}})
         step("old-key-removed")

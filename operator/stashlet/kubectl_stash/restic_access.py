@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from stashlet.agent.repo_command import ENV_REQUEST, MARK, Emit, Request, perform
+from stashlet.agent.repo_command import ENV_REQUEST, MARK, Emit, Request, perform, waiting_for_locks
 from stashlet.agent.restic.backend import build_repository, decode_secret_data
 from stashlet.agent.restic.backend_spec import BackendError
 from stashlet.agent.restic.errors import ResticError
@@ -110,7 +110,7 @@ class LocalAccess:
                 tmp_dir=folder,
                 base_env=inherited_env(os.environ),
             )
-            restic = Restic(settings, built)
+            restic = Restic(waiting_for_locks(settings), built)
             await perform(
                 restic, Request(request.operation, request.repository, request.backend, params), emit
             )

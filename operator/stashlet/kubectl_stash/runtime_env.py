@@ -29,7 +29,8 @@ def _runtime(bc: BackupConfiguration) -> dict[str, Any]:
     return {key: container[key] for key in CARRIED if container.get(key)}
 
 
-def _uses(bc: BackupConfiguration, repo: Repository) -> bool:
+def uses(bc: BackupConfiguration, repo: Repository) -> bool:
+    """Whether ``bc``'s ``spec.repository`` is ``repo``."""
     ref = bc.spec.repository
     if ref is None:
         return False
@@ -51,12 +52,12 @@ async def runtime_for(api: KubeApi, repo: Repository, backupconfig: str | None =
             raise PluginError(f"{what} not found (--backupconfig)") from exc
         except KubeError as exc:
             raise PluginError(f"{what}: {exc}") from exc
-        if not _uses(bc, repo):
+        if not uses(bc, repo):
             used = object_name(names.KIND_REPOSITORY, namespace, repo.metadata.name or "")
             raise PluginError(f"{what} does not use {used} (spec.repository)")
         return _runtime(bc)
     try:
-        configs = [bc for bc in await client.list(BackupConfiguration, namespace) if _uses(bc, repo)]
+        configs = [bc for bc in await client.list(BackupConfiguration, namespace) if uses(bc, repo)]
     except KubeError as exc:
         raise PluginError(f"cannot list the BackupConfigurations of namespace {namespace}: {exc}") from exc
     runtimes = {bc.metadata.name or "": _runtime(bc) for bc in configs}
