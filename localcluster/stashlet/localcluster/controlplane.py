@@ -1,7 +1,10 @@
 """A real local Kubernetes control plane: etcd, kube-apiserver and kube-controller-manager on loopback.
 
 The API server runs with RBAC authorization and service-account tokens, like a real cluster, so the
-agent and the operator can be run with their own, least-privileged identities. Everything lives in
+agent and the operator can be run with their own, least-privileged identities. It runs the aggregation
+layer as a real cluster does: a front-proxy CA and client certificate (``--requestheader-*``,
+``--proxy-client-*``), and, as no kube-proxy runs beside it, ``--enable-aggregator-routing`` (it dials an
+APIService's Service endpoints directly, not its cluster IP). Everything lives in
 one folder: certificates, kubeconfigs, data, logs and a ``state.json`` that ``down`` reads.
 """
 
@@ -229,6 +232,7 @@ class ControlPlane:
                     "--allow-privileged=true",
                     "--enable-priority-and-fairness=false",
                     "--event-ttl=1h",
+                    *_aggregation_flags(pki),
                     *self._node_apiserver_flags(pki),
                 ],
                 logs,
@@ -358,6 +362,22 @@ class ControlPlane:
         for process in reversed(self.processes):
             process.stop()
         self.processes.clear()
+
+
+def _aggregation_flags(pki: pki_mod.Pki) -> list[str]:
+    """What the aggregation layer needs: extension API servers trust the front proxy's CA and name
+    (published in ConfigMap kube-system/extension-apiserver-authentication) and read the user from its
+    headers; the API server dials an APIService's endpoints itself (no kube-proxy here)."""
+    return [
+        f"--requestheader-client-ca-file={pki.front_proxy_ca_cert}",
+        f"--requestheader-allowed-names={pki_mod.FRONT_PROXY_CLIENT}",
+        "--requestheader-username-headers=X-Remote-User",
+        "--requestheader-group-headers=X-Remote-Group",
+        "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+        f"--proxy-client-cert-file={pki.front_proxy_client_cert}",
+        f"--proxy-client-key-file={pki.front_proxy_client_key}",
+        "--enable-aggregator-routing=true",
+    ]
 
 
 def _ssl_context(pki: pki_mod.Pki) -> ssl.SSLContext:

@@ -1,7 +1,10 @@
 """Certificates and keys for the local control plane.
 
 A CA, the API server's serving certificate, client certificates for the admin and the controller
-manager, and the service-account signing key.
+manager, the service-account signing key, and what the aggregation layer needs: a front-proxy CA of its
+own and the client certificate the API server presents to extension API servers (which trust that CA, as
+``requestheader-client-ca-file`` of ConfigMap kube-system/extension-apiserver-authentication, and the
+certificate's name, ``requestheader-allowed-names``).
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 _VALIDITY = dt.timedelta(days=365)
+FRONT_PROXY_CLIENT = "front-proxy-client"
+"""The common name of the API server's front-proxy client certificate (its only allowed name)."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,27 @@ class Pki:
     def sa_pub(self) -> Path:
         """Public key that verifies service-account tokens."""
         return self.directory / "sa.pub"
+
+    @property
+    def front_proxy_ca_cert(self) -> Path:
+        """The CA of the front-proxy client certificate (a CA of its own: a certificate it signs is no
+        user of the API server)."""
+        return self.directory / "front-proxy-ca.crt"
+
+    @property
+    def front_proxy_ca_key(self) -> Path:
+        """The front-proxy CA's private key."""
+        return self.directory / "front-proxy-ca.key"
+
+    @property
+    def front_proxy_client_cert(self) -> Path:
+        """The client certificate the API server proxies to extension API servers with."""
+        return self.directory / f"{FRONT_PROXY_CLIENT}.crt"
+
+    @property
+    def front_proxy_client_key(self) -> Path:
+        """The front-proxy client certificate's private key."""
+        return self.directory / f"{FRONT_PROXY_CLIENT}.key"
 
     def client_cert(self, user: str) -> Path:
         """A client certificate for ``user``."""
@@ -167,6 +193,18 @@ def create(
         cert = _sign(_name(user, group), key, ca_name, ca_key, usage=[ExtendedKeyUsageOID.CLIENT_AUTH])
         _write_key(key, pki.client_key(user))
         pki.client_cert(user).write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+    front_key = ec.generate_private_key(ec.SECP256R1())
+    front_name = _name("stashlet-local-front-proxy-ca")
+    front_ca = _sign(front_name, front_key, front_name, front_key, ca=True)
+    _write_key(front_key, pki.front_proxy_ca_key)
+    pki.front_proxy_ca_cert.write_bytes(front_ca.public_bytes(serialization.Encoding.PEM))
+    proxy_key = ec.generate_private_key(ec.SECP256R1())
+    proxy = _sign(
+        _name(FRONT_PROXY_CLIENT), proxy_key, front_name, front_key, usage=[ExtendedKeyUsageOID.CLIENT_AUTH]
+    )
+    _write_key(proxy_key, pki.front_proxy_client_key)
+    pki.front_proxy_client_cert.write_bytes(proxy.public_bytes(serialization.Encoding.PEM))
 
     sa_key = ec.generate_private_key(ec.SECP256R1())
     _write_key(sa_key, pki.sa_key)
