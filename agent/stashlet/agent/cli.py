@@ -49,6 +49,10 @@ def entry_point(mode: str) -> ModeMain | None:
         from stashlet.agent.wipe import run as run_wipe
 
         return lambda settings: run_wipe(settings, restic_settings(settings))
+    if mode == contract.MODE_DRILL:
+        from stashlet.agent.drill.run import run_drill
+
+        return run_drill
     if mode == MODE_REPO:
         from stashlet.agent.context import restic_settings
         from stashlet.agent.repo_command import run as run_repo_command

@@ -40,6 +40,8 @@ class AgentSettings:
     backup_session: str | None
     api_token_file: str | None
     restic_binary: str
+    drill_step: str = contract.DRILL_STEP_ALL
+    """Which steps of a restore drill this process runs (mode ``drill``): all, verify or report."""
     storage_secrets_dir: str | None = None
     """Where the operator mounted the storage Secret of a Repository in the agent's own namespace (one
     folder per Secret, ``$STASHLET_STORAGE_SECRETS_DIR``); None: read it through the API."""
@@ -61,6 +63,7 @@ def parser() -> argparse.ArgumentParser:
         (contract.MODE_WIPE, "wipe a deleted Repository's backend data (spec.wipeOut), as a Job"),
         (contract.MODE_RESTORE_JOB, "restore one host of a RestoreSession into claims, as a Job"),
         (MODE_REPO, "run one restic command on a Repository for kubectl stash, as a Pod"),
+        (contract.MODE_DRILL, "restore the latest snapshots into scratch space and verify them"),
     ):
         sub = modes.add_parser(mode, help=text)
         sub.add_argument(contract.FLAG_INVOKER_KIND, default=names.KIND_BACKUP_CONFIGURATION)
@@ -75,6 +78,9 @@ def parser() -> argparse.ArgumentParser:
         )
         sub.add_argument(contract.FLAG_BACKUP_SESSION, default=None)
         sub.add_argument(contract.FLAG_API_TOKEN_FILE, default=None)
+        sub.add_argument(
+            contract.FLAG_DRILL_STEP, default=contract.DRILL_STEP_ALL, choices=contract.DRILL_STEPS
+        )
         sub.add_argument("--listen-host", default="0.0.0.0", help="address of the status API")
     return top
 
@@ -93,6 +99,7 @@ def load(argv: Sequence[str], environ: Mapping[str, str]) -> AgentSettings:
         contract.MODE_JOB,
         contract.MODE_WIPE,
         contract.MODE_RESTORE_JOB,
+        contract.MODE_DRILL,
         MODE_REPO,
     ) and not (args.target_kind and args.target_name):
         raise SettingsError(f"{args.mode} needs {contract.FLAG_TARGET_KIND} and {contract.FLAG_TARGET_NAME}")
@@ -112,6 +119,7 @@ def load(argv: Sequence[str], environ: Mapping[str, str]) -> AgentSettings:
         log_level=args.log_level,
         backup_session=args.backup_session,
         api_token_file=args.api_token_file,
+        drill_step=args.drill_step,
         restic_binary=environ.get("STASHLET_RESTIC", "restic"),
         storage_secrets_dir=environ.get(agent_identity.ENV_STORAGE_SECRETS_DIR) or None,
     )

@@ -18,6 +18,7 @@ MODE_RESTORE: Final = "restore"
 MODE_JOB: Final = "job"
 MODE_WIPE: Final = "wipe"
 MODE_RESTORE_JOB: Final = "restore-job"
+MODE_DRILL: Final = "drill"
 
 # Operator modes.
 MODE_RUN: Final = "run"
@@ -34,6 +35,18 @@ FLAG_TMP_DIR: Final = "--tmp-dir"
 FLAG_LOG_LEVEL: Final = "--log-level"
 FLAG_BACKUP_SESSION: Final = "--backup-session"
 FLAG_API_TOKEN_FILE: Final = "--api-token-file"  # noqa: S105 - a flag name, not a secret
+FLAG_DRILL_STEP: Final = "--drill-step"
+
+# A restore drill's Job (mode ``drill``): without a user command one agent container does every step
+# (``all``); with one, an init-container restores and verifies (``verify``), then the user's command runs
+# in container DRILL_COMMAND_CONTAINER beside an agent container that waits for it and records (``report``).
+DRILL_STEP_ALL: Final = "all"
+DRILL_STEP_VERIFY: Final = "verify"
+DRILL_STEP_REPORT: Final = "report"
+DRILL_STEPS: Final = (DRILL_STEP_ALL, DRILL_STEP_VERIFY, DRILL_STEP_REPORT)
+DRILL_COMMAND_CONTAINER: Final = "drill-command"
+DRILL_SCRATCH_PATH: Final = "/restore-drill"
+"""Where a drill restores (an emptyDir), one folder per host: ``/restore-drill/<host>/<backed-up path>``."""
 
 # Environment, filled by the downward API.
 ENV_POD_NAME: Final = "POD_NAME"
@@ -59,6 +72,7 @@ class AgentInvocation:
     log_level: str = "info"
     backup_session: str | None = None
     api_token_file: str | None = None
+    drill_step: str | None = None
 
     def args(self) -> list[str]:
         """The container ``args`` for this invocation (the command is AGENT_COMMAND)."""
@@ -78,6 +92,8 @@ class AgentInvocation:
             argv.append(f"{FLAG_BACKUP_SESSION}={self.backup_session}")
         if self.api_token_file:
             argv.append(f"{FLAG_API_TOKEN_FILE}={self.api_token_file}")
+        if self.drill_step:
+            argv.append(f"{FLAG_DRILL_STEP}={self.drill_step}")
         return argv
 
 

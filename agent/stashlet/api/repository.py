@@ -11,6 +11,7 @@ from stashlet.api.backend import Backend
 from stashlet.api.common import (
     Bool,
     CelRule,
+    Condition,
     Int64,
     KubeModel,
     KubeObject,
@@ -180,6 +181,19 @@ class RepositoryStatus(KubeModel):
     )
     references: list[TypedObjectReference] | None = Field(
         default=None, description="Objects that use this Repository."
+    )
+    conditions: list[Condition] | None = Field(
+        default=None,
+        description="Observations of the repository; RestoreDrillSucceeded: the last restore drill's "
+        "verdict, naming the snapshots it restored and the first file that did not come back as backed up.",
+    )
+    last_verified_snapshot: str | None = Field(
+        default=None,
+        description="The newest snapshot the last passed restore drill restored and found complete "
+        "(short ID).",
+    )
+    last_drill_time: Time | None = Field(
+        default=None, description="When the last restore drill ended, passed or failed."
     )
 
 

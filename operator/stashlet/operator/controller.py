@@ -59,6 +59,8 @@ from stashlet.operator.core.labelled import LabelIndex
 from stashlet.operator.core.loop import ControlLoop, Follow, lean
 from stashlet.operator.core.observe import Dependency, ReconcileResult
 from stashlet.operator.core.workloads import WORKLOAD_KINDS
+from stashlet.operator.drills.reconciler import CONDITION_SCHEDULED, DrillReconciler
+from stashlet.operator.drills.spec import drill_annotations
 from stashlet.operator.repository.wipeout import WipeOut
 from stashlet.operator.restore.job_failures import RestoreJobFailures
 from stashlet.operator.restore.reconciler import RestoreReconciler
@@ -83,6 +85,8 @@ BACKUP_JOB_PREFIX = "bjob:"
 """A backup Job that ended (``namespace/job``)."""
 RESTORE_JOB_PREFIX = "rjob:"
 """A restore Job that ended (``namespace/job``)."""
+DRILL_PREFIX = "drill:"
+"""A configuration whose restore drill annotations (or spec) changed (:mod:`stashlet.operator.drills`)."""
 JOB_SELECTOR = f"{names.LABEL_MANAGED_BY}={names.MANAGED_BY}"
 
 _DEPENDENCY_KINDS: dict[str, tuple[str, str, str, bool]] = {
@@ -147,6 +151,9 @@ class Controller(ControlLoop):
         """False when the operator may not list and watch Jobs (:meth:`run` asks)."""
         self._snapshot_configs: set[str] = set()
         """Keys of the VolumeSnapshotter configurations, whose sessions the operator carries out."""
+        self.drills = DrillReconciler(self.api, self.settings, self.events)
+        self._drills: dict[str, tuple[object, dict[str, str]]] = {}
+        """Configurations with a restore drill (or its condition): their generation and drill annotations."""
 
     async def run(self) -> None:
         """Learn whether Jobs may be watched, then run everything until cancelled."""
@@ -201,10 +208,12 @@ class Controller(ControlLoop):
         return watch(jobs, settings=self.watch_settings, label_selector=JOB_SELECTOR, keep=lean)
 
     def resync_items(self) -> list[str]:
-        """Every configuration and RestoreSession."""
-        return [CONFIG_PREFIX + key for key in self._configs] + [
-            RESTORE_PREFIX + key for key in self._restores
-        ]
+        """Every configuration and RestoreSession, and every restore drill."""
+        return (
+            [CONFIG_PREFIX + key for key in self._configs]
+            + [RESTORE_PREFIX + key for key in self._restores]
+            + [DRILL_PREFIX + key for key, (_, wanted) in self._drills.items() if wanted]
+        )
 
     # ------------------------------------------------------------ events
 
@@ -233,7 +242,9 @@ class Controller(ControlLoop):
         key = event.key
         if event.type == DELETED:
             self._forget(key)
+            self._drills.pop(key, None)
             return
+        self._on_drill(key, event.object)
         spec = event.object.get("spec") or {}
         self._configs[key] = spec.get("backupHistoryLimit")
         if ((spec.get("task") or {}).get("name") or "") in JOB_TASKS:
@@ -256,6 +267,21 @@ class Controller(ControlLoop):
         if self._changed(names.KIND_BACKUP_CONFIGURATION, event):
             ident = (names.KIND_BACKUP_CONFIGURATION, key)
             self._enqueue(CONFIG_PREFIX + key, ident, f"{event.type} BackupConfiguration")
+
+    def _on_drill(self, key: str, obj: dict[str, Any]) -> None:
+        """Enqueue a configuration's drill when its drill annotations or spec changed; one without a drill
+        (and without the condition a drill leaves) costs nothing."""
+        meta = obj.get("metadata") or {}
+        wanted = drill_annotations(meta.get("annotations"))
+        conditions = (obj.get("status") or {}).get("conditions") or []
+        had = any(c.get("type") == CONDITION_SCHEDULED for c in conditions)
+        seen = (meta.get("generation"), wanted)
+        if not wanted and not had:
+            self._drills.pop(key, None)
+            return
+        if self._drills.get(key) != seen:
+            self._drills[key] = seen
+            self.queue.add(DRILL_PREFIX + key)
 
     def _on_restore(self, event: WatchEvent) -> None:
         key = event.key
@@ -386,6 +412,10 @@ class Controller(ControlLoop):
             return
         if item.startswith((PICKUP_PREFIX, BACKUP_JOB_PREFIX, RESTORE_JOB_PREFIX)):
             await self._silent(item)
+            return
+        if item.startswith(DRILL_PREFIX):
+            namespace, _, name = item.removeprefix(DRILL_PREFIX).partition("/")
+            await self.drills.reconcile(namespace, name)
             return
         if item.startswith(JOB_PREFIX):
             namespace, _, name = item.removeprefix(JOB_PREFIX).partition("/")

@@ -160,6 +160,34 @@ HOST_RESTORE_DURATION = MetricSpec(
     "host_restore_duration_seconds",
     "Indicates the total time taken to complete the restore process for a host",
 )
+# Not in Stash: restore drills (``stashlet.dev/restore-drill-schedule``), pushed under the configuration's
+# job.
+RESTORE_DRILL_SUCCESS = MetricSpec(
+    "restore_drill",
+    "success",
+    "Indicates whether the last restore drill restored the latest snapshots completely (and its command "
+    "passed)",
+)
+RESTORE_DRILL_LAST_VERIFIED = MetricSpec(
+    "restore_drill",
+    "last_verified_time_seconds",
+    "Indicates the time (in unix epoch) when a restore drill last passed",
+)
+RESTORE_DRILL_FILES_CHECKED = MetricSpec(
+    "restore_drill",
+    "files_checked",
+    "Indicates the number of files the last restore drill restored and checked",
+)
+RESTORE_DRILL_DURATION = MetricSpec(
+    "restore_drill", "duration_seconds", "Indicates the total time taken by the last restore drill"
+)
+DRILL_METRICS: Final = (
+    RESTORE_DRILL_SUCCESS,
+    RESTORE_DRILL_LAST_VERIFIED,
+    RESTORE_DRILL_FILES_CHECKED,
+    RESTORE_DRILL_DURATION,
+)
+"""The restore drill's gauges (stashlet's own: not in :data:`ALL_METRICS`, which is Stash's catalogue)."""
 
 ALL_METRICS: Final = (
     BACKUP_SESSION_SUCCESS,
