@@ -1,0 +1,150 @@
+"""The operator's restore drills on the real control plane: the annotations in, the CronJob, account and
+Roles out, the condition and events on the configuration; a change updates the CronJob, a bad annotation
+is named and leaves no CronJob behind, removing the annotations removes everything."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from tests.polling import eventually
+
+from stashlet.operator.controller import DRILL_PREFIX
+
+pytestmark = pytest.mark.cluster
+
+SCHEDULE = "stashlet.dev/restore-drill-schedule"
+IMAGE = "stashlet.dev/restore-drill-image"
+COMMAND = "stashlet.dev/restore-drill-command"
+CRONJOB = "stash-drill-pause-backup"
+ACCOUNT = "stashlet-drill-pause-backup"
+
+
+async def annotate(akubectl: Any, namespace: str, annotations: dict[str, str | None]) -> None:
+    patch = json.dumps({"metadata": {"annotations": annotations}})
+    await akubectl(
+        "patch", "backupconfiguration", "pause-backup", "-n", namespace, "--type=merge", "-p", patch
+    )
+
+
+async def drill_condition(akubectl: Any, namespace: str, status: str, reason: str) -> dict[str, Any]:
+    seen: list[Any] = []
+
+    async def probe() -> dict[str, Any] | None:
+        bc = await akubectl.get("backupconfiguration", namespace, "pause-backup") or {}
+        seen[:] = (bc.get("status") or {}).get("conditions") or []
+        found = next((c for c in seen if c["type"] == "RestoreDrillScheduled"), None)
+        return found if found and (found["status"], found["reason"]) == (status, reason) else None
+
+    condition: dict[str, Any] = await eventually(
+        probe, timeout=30, what=f"RestoreDrillScheduled {status} {reason}", log=lambda: repr(seen)
+    )
+    return condition
+
+
+def pod_of(cronjob: dict[str, Any]) -> dict[str, Any]:
+    spec: dict[str, Any] = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    return spec
+
+
+async def test_the_drill_follows_its_annotations(
+    operator: Any, akubectl: Any, make: Any, namespace: str
+) -> None:
+    """A schedule makes the CronJob (owned by the configuration, one agent container, the drill's own
+    account and Role) and RestoreDrillScheduled True with a Normal event; an image and command add the
+    verify init-container, the command's container and the report container; a schedule the CronJob
+    controller refuses removes the CronJob and says so by annotation (condition False, Warning event);
+    removing the annotations removes the CronJob, the account, the Role and the condition."""
+    await akubectl("apply", "-f", "-", input_obj=make.seed_storage_secret(namespace))
+    await akubectl("apply", "-f", "-", input_obj=make.repository(namespace=namespace))
+    await akubectl("apply", "-f", "-", input_obj=make.deployment(namespace=namespace))
+    bc = make.backup_configuration(namespace=namespace)
+    bc["metadata"]["annotations"] = {SCHEDULE: "0 3 * * 0"}
+    controller = await operator.start(namespace)
+    await akubectl("apply", "-f", "-", input_obj=bc)
+
+    condition = await drill_condition(akubectl, namespace, "True", "RestoreDrillCronJobCreated")
+    assert f"{namespace}/{CRONJOB}" in condition["message"] and "'0 3 * * 0'" in condition["message"]
+    cronjob = await akubectl.get("cronjob", namespace, CRONJOB)
+    assert cronjob is not None
+    owner = (await akubectl.get("backupconfiguration", namespace, "pause-backup"))["metadata"]["uid"]
+    assert [o["uid"] for o in cronjob["metadata"]["ownerReferences"]] == [owner]
+    assert cronjob["spec"]["schedule"] == "0 3 * * 0"
+    pod = pod_of(cronjob)
+    assert (pod["serviceAccountName"], pod["automountServiceAccountToken"]) == (ACCOUNT, False)
+    assert [c["name"] for c in pod["containers"]] == ["drill"]
+    assert "--drill-step=all" in pod["containers"][0]["args"]
+    assert await akubectl.get("serviceaccount", namespace, ACCOUNT) is not None
+    role = await akubectl.get("role", namespace, ACCOUNT)
+    assert role is not None and await akubectl.get("rolebinding", namespace, ACCOUNT) is not None
+    assert {"backupconfigurations", "events", "pods", "repositories", "repositories/status", "secrets"} >= {
+        resource for rule in role["rules"] for resource in rule["resources"]
+    }
+    await akubectl.event(
+        namespace,
+        "pause-backup",
+        lambda e: e["reason"] == "RestoreDrillCronJobCreated" and e["type"] == "Normal",
+        what="the Normal event of the scheduled drill",
+    )
+
+    await annotate(akubectl, namespace, {IMAGE: "busybox:1.36", COMMAND: '["sh", "-c", "ls -R $DRILL_DATA"]'})
+
+    async def with_command() -> dict[str, Any] | None:
+        found = await akubectl.get("cronjob", namespace, CRONJOB)
+        return found if found and len(pod_of(found).get("containers") or []) == 2 else None
+
+    pod = pod_of(await eventually(with_command, timeout=30, what="the CronJob to run the command"))
+    assert [c["name"] for c in pod["initContainers"]] == ["drill"]
+    assert [c["name"] for c in pod["containers"]] == ["drill-command", "drill-report"]
+    assert pod["containers"][0]["command"] == ["sh", "-c", "ls -R $DRILL_DATA"]
+    assert [m["mountPath"] for m in pod["containers"][0]["volumeMounts"]] == ["/restore-drill"]
+
+    await annotate(akubectl, namespace, {SCHEDULE: "61 * * * *"})
+    condition = await drill_condition(akubectl, namespace, "False", "InvalidRestoreDrill")
+    assert f"annotation {SCHEDULE}: '61 * * * *' is not a schedule" in condition["message"]
+    await akubectl.wait_gone("cronjob", namespace, CRONJOB)
+    await akubectl.event(
+        namespace,
+        "pause-backup",
+        lambda e: (
+            e["reason"] == "InvalidRestoreDrill" and e["type"] == "Warning" and SCHEDULE in e["message"]
+        ),
+        what="the Warning event naming the annotation",
+    )
+
+    await annotate(akubectl, namespace, {SCHEDULE: None, IMAGE: None, COMMAND: None})
+
+    async def no_condition() -> bool:
+        bc = await akubectl.get("backupconfiguration", namespace, "pause-backup") or {}
+        conditions = (bc.get("status") or {}).get("conditions") or []
+        return not any(c["type"] == "RestoreDrillScheduled" for c in conditions)
+
+    await eventually(no_condition, timeout=30, what="the drill's condition to go")
+    await akubectl.wait_gone("role", namespace, ACCOUNT)
+    await akubectl.wait_gone("serviceaccount", namespace, ACCOUNT)
+    assert await akubectl.get("cronjob", namespace, CRONJOB) is None
+    assert (await akubectl.get("backupconfiguration", namespace, "pause-backup"))["status"][
+        "phase"
+    ] == "Ready"
+    await operator.rested(controller, namespace, "BackupConfiguration/pause-backup")
+    handled = controller.handled[f"{DRILL_PREFIX}{namespace}/pause-backup"]
+    assert handled <= 5, handled  # once per annotation change, not once per status write
+
+
+async def test_a_command_without_an_image_is_refused_by_name(
+    operator: Any, akubectl: Any, make: Any, namespace: str
+) -> None:
+    """A command without an image never makes a CronJob: condition False naming both annotations."""
+    await akubectl("apply", "-f", "-", input_obj=make.seed_storage_secret(namespace))
+    await akubectl("apply", "-f", "-", input_obj=make.repository(namespace=namespace))
+    await akubectl("apply", "-f", "-", input_obj=make.deployment(namespace=namespace))
+    bc = make.backup_configuration(namespace=namespace)
+    bc["metadata"]["annotations"] = {SCHEDULE: "@daily", COMMAND: "pg_verifybackup /restore-drill"}
+    await operator.start(namespace)
+    await akubectl("apply", "-f", "-", input_obj=bc)
+
+    condition = await drill_condition(akubectl, namespace, "False", "InvalidRestoreDrill")
+    assert f"annotation {COMMAND} needs annotation {IMAGE}" in condition["message"]
+    assert f"BackupConfiguration {namespace}/pause-backup" in condition["message"]
+    assert await akubectl.get("cronjob", namespace, CRONJOB) is None
