@@ -6,6 +6,7 @@ Secret); no pod or temporary Secret is left, and no password is printed."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime as dt
 import io
@@ -190,8 +191,8 @@ async def test_key_update_proves_a_session_of_the_running_sidecar_with_the_new_p
     new_file = tmp_path / "new-password"
     new_file.write_text(NEW)
 
-    code, out, err = plugin(
-        node, "key", "update", REPOSITORY, "-n", namespace, f"--new-password-file={new_file}"
+    code, out, err = await asyncio.to_thread(  # the plugin runs its own event loop
+        plugin, node, "key", "update", REPOSITORY, "-n", namespace, f"--new-password-file={new_file}"
     )
     assert code == 0, err
     assert [line.split()[1].rstrip(":") for line in out.splitlines() if line.startswith("step ")] == list(
