@@ -70,6 +70,9 @@ def test_kubectl_lists_and_gets_snapshots_as_stash_shows_them(
         ]
     )
     assert all(not r[0].startswith("other-repo") for r in rows)
+    taken = datetime.fromisoformat(re.sub(r"\.\d+", "", first["time"])).astimezone(UTC)
+    created = {r[0]: r[4] for r in rows}
+    assert created[f"rest-repo-{first['short_id']}"] == taken.strftime("%Y-%m-%dT%H:%M:%SZ")
 
     by_host = _rows(
         kubectl("get", "snapshots", "-n", namespace, "-l", "repository=rest-repo,hostname=db").stdout
@@ -89,7 +92,6 @@ def test_kubectl_lists_and_gets_snapshots_as_stash_shows_them(
     assert got["metadata"]["namespace"] == namespace
     assert got["metadata"]["uid"] == first["id"]
     assert got["metadata"]["labels"] == {"repository": "rest-repo", "hostname": "host-0"}
-    taken = datetime.fromisoformat(re.sub(r"\.\d+", "", first["time"])).astimezone(UTC)
     assert got["metadata"]["creationTimestamp"] == taken.strftime("%Y-%m-%dT%H:%M:%SZ")
     assert got["status"] == {
         "tree": first["tree"],
@@ -196,7 +198,7 @@ def test_a_broken_repository_is_named_and_no_secret_is_shown(
     missing = kubectl("get", "snapshots", "-n", namespace, "-l", "repository=no-secret", check=False)
     assert missing.returncode != 0
     assert (
-        f"Error from server (NotFound): Repository {namespace}/no-secret: "
+        f"Error from server (InternalError): Repository {namespace}/no-secret: "
         f'spec.backend.storageSecretName: Secret "{namespace}/nope" not found'
     ) in missing.stderr
 

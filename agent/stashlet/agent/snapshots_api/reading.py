@@ -126,8 +126,9 @@ class SnapshotReader:
         try:
             secret = await self.api.send("GET", core("secrets", namespace, secret_name))
         except NotFound as exc:
+            # not a 404: kubectl reads a list's 404 as "no such resource" and rewords it
             message = f'{where(repository)}: {field_name}: Secret "{namespace}/{secret_name}" not found'
-            raise ReadFailure(404, "NotFound", message) from exc
+            raise ReadFailure(500, "InternalError", message) from exc
         except Forbidden as exc:
             named = f'Secret "{namespace}/{secret_name}"'
             message = f"{where(repository)}: {field_name}: this server may not read {named}"
