@@ -8,7 +8,8 @@ it the way Stash documents for any agent setting, ``runtimeSettings.container.en
 replica and a schedule that never fires (sessions are made by hand). The Secret's
 ``GOOGLE_SERVICE_ACCOUNT_JSON_KEY`` is a real service-account key whose ``token_uri`` is a FAKE token
 endpoint (:class:`tests.stores.fake_gcs.FakeTokenEndpoint`; Google's cannot be reached here) that checks
-the JWT restic signs with the key.
+the JWT restic signs with the key. A second test rotates the service account's key under a running
+sidecar (a new key made, the Secret applied, the old key deleted at the token endpoint).
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from e2e.manifests import backup_session
 from e2e.seed import (
     APP,
     PASSWORD,
     RESTORE,
+    b64,
     backed_up_and_checked,
     manifest,
     restore_session,
@@ -51,6 +54,10 @@ class Gcs:
     server: GcsServer
     tokens: FakeTokenEndpoint
     account: ServiceAccount
+
+    def key(self, account: ServiceAccount) -> bytes:
+        """``account``'s JSON key file, its ``token_uri`` the fake token endpoint."""
+        return account.key_json(PROJECT, self.tokens.token_uri)
 
 
 @pytest.fixture(scope="module")
@@ -155,3 +162,73 @@ async def test_seed_003_004_on_gcs(
     for log in (sidecar_log, init_log):
         assert private not in log
         assert PASSWORD not in log
+
+
+async def test_a_rotated_service_account_key_reaches_the_running_sidecar(
+    kubectl: Any, namespace: str, operator_for: Any, gcs: Gcs, node: LocalCluster, helpers: Any
+) -> None:
+    """A service account's key rotated as its owner does it on GCS: key A backs up; a second key B is made
+    for the same account, the Secret applied with B's key file, A deleted (the FAKE token endpoint refuses
+    it from then on). Once the kubelet has put the new Secret into the pod's volume, the same sidecar (same
+    pod, no container restarted) backs up with B: its token came from B's key. fake-gcs-server checks no
+    token, so what this shows is the agent's part: each session reads the key file anew."""
+    get = helpers.get
+    key_a, key_b = gcs.account, gcs.account.new_key()
+    operator_for(namespace)
+    objects = seed_objects(
+        namespace,
+        {"gcs": {"bucket": BUCKET, "prefix": "/rotation"}},
+        secret={"GOOGLE_PROJECT_ID": PROJECT, "GOOGLE_SERVICE_ACCOUNT_JSON_KEY": gcs.key(key_a)},
+        runtime_settings=emulator_env(gcs),
+    )
+    kubectl("apply", "-f", "-", input_obj=objects)
+    await helpers.pvc_path(kubectl, namespace, "source-pvc")
+
+    def phase(kind: str, name: str) -> str | None:
+        return (get(kubectl, kind, name, "-n", namespace).get("status") or {}).get("phase")
+
+    await helpers.until(
+        lambda: phase("backupconfiguration", "pause-backup") == "Ready", timeout=60, what="Ready"
+    )
+    [pod_name] = await helpers.rolled_out(kubectl, namespace, APP)
+    pod = get(kubectl, "pod", pod_name, "-n", namespace)
+
+    async def backed_up(name: str) -> list[str]:
+        """The session Succeeded; the key ids the token endpoint granted tokens for meanwhile."""
+        granted = len(gcs.tokens.grants)
+        kubectl("apply", "-f", "-", input_obj=backup_session(namespace, name, "pause-backup"))
+        await helpers.until(
+            lambda: phase("backupsession", name) in ("Succeeded", "Failed"), timeout=120, what=name
+        )
+        status = get(kubectl, "backupsession", name, "-n", namespace)["status"]
+        assert status["phase"] == "Succeeded", json.dumps(status)
+        return sorted({g["kid"] for g in gcs.tokens.grants[granted:]})
+
+    assert await backed_up("with-a") == [key_a.key_id]
+    gcs.tokens.trust(key_b)
+    [secret] = [o for o in objects if o["kind"] == "Secret"]
+    secret["data"]["GOOGLE_SERVICE_ACCOUNT_JSON_KEY"] = b64(gcs.key(key_b))
+    assert node.node is not None
+    volumes = (
+        node.node.paths.kubelet_root / "pods" / pod["metadata"]["uid"] / "volumes" / "kubernetes.io~secret"
+    )
+    [volume] = [v for v in volumes.iterdir() if (v / "GOOGLE_SERVICE_ACCOUNT_JSON_KEY").is_file()]
+    kubectl("apply", "-f", "-", input_obj=[secret])
+    gcs.tokens.revoke(key_a)
+    await helpers.until(
+        lambda: (
+            json.loads((volume / "GOOGLE_SERVICE_ACCOUNT_JSON_KEY").read_text())["private_key_id"]
+            == key_b.key_id
+        ),
+        timeout=150,
+        interval=1,
+        what="the kubelet writing the new Secret into the pod's volume",
+    )
+    assert await backed_up("with-b") == [key_b.key_id]
+    after = get(kubectl, "pod", pod_name, "-n", namespace)
+    assert after["metadata"]["uid"] == pod["metadata"]["uid"]
+    assert [c["restartCount"] for c in after["status"]["containerStatuses"]] == [0, 0]
+    assert len(gcs.server.object_names(BUCKET, "rotation/snapshots/")) == 2
+    log = kubectl("logs", "-n", namespace, pod_name, "-c", "stash").stdout
+    for key in (key_a, key_b):
+        assert json.loads(gcs.key(key))["private_key"].splitlines()[1] not in log

@@ -177,6 +177,11 @@ class ServiceAccount:
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         return cls(f"{name}@{project}.iam.gserviceaccount.com", secrets.token_hex(20), key)
 
+    def new_key(self) -> ServiceAccount:
+        """The same account with a new key pair (an account may hold several keys, each with its id)."""
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        return ServiceAccount(self.email, secrets.token_hex(20), key)
+
     def key_json(self, project: str, token_uri: str) -> bytes:
         """The JSON key file (``type: service_account``) whose token endpoint is ``token_uri``."""
         pem = self.private_key.private_bytes(
@@ -230,8 +235,13 @@ class FakeTokenEndpoint:
         """Accept assertions signed by ``account``'s key."""
         self.accounts[account.key_id] = account
 
+    def revoke(self, account: ServiceAccount) -> None:
+        """Refuse assertions signed by ``account``'s key from now on (the key deleted)."""
+        del self.accounts[account.key_id]
+
     def check(self, form: dict[str, list[str]]) -> dict[str, Any]:
-        """The claims of a grant request's valid assertion; :class:`GrantRefused` says what is wrong."""
+        """The claims of a grant request's valid assertion, with the ``kid`` of the key that signed it;
+        :class:`GrantRefused` says what is wrong."""
         if form.get("grant_type") != [JWT_BEARER]:
             raise GrantRefused(f"grant_type must be {JWT_BEARER}")
         try:
@@ -259,7 +269,7 @@ class FakeTokenEndpoint:
             raise GrantRefused("the assertion is expired or not yet valid")
         if not STORAGE_SCOPES & set(str(claims.get("scope", "")).split()):
             raise GrantRefused(f"scope {claims.get('scope')!r} grants no storage access")
-        return claims
+        return {**claims, "kid": account.key_id}
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         endpoint = self
