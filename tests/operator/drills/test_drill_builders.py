@@ -9,7 +9,14 @@ import pytest
 from stashlet.api import agent_contract, agent_identity
 from stashlet.api.backupconfiguration import BackupConfiguration
 from stashlet.api.repository import Repository
-from stashlet.operator.drills.cronjob import build_cronjob, cronjob_name, cronjob_up_to_date, drill_rbac
+from stashlet.operator.drills.cronjob import (
+    build_cronjob,
+    cronjob_name,
+    cronjob_patch,
+    cronjob_up_to_date,
+    drill_rbac,
+    merge_patch,
+)
 from stashlet.operator.drills.spec import (
     ANNOTATION_COMMAND,
     ANNOTATION_IMAGE,
@@ -226,3 +233,22 @@ def test_a_repository_elsewhere_gets_its_own_role_with_the_secret_by_name() -> N
         "resourceNames": ["s3-secret"],
     } in elsewhere
     assert not any("secrets" in r["resources"] for r in rules(objects, "demo"))
+
+
+def test_the_patch_nulls_what_the_drill_no_longer_has_and_replaces_lists() -> None:
+    """The operator may patch a CronJob, not update it: a drill that drops its command patches the
+    init-container away (null) and replaces the containers; fields the server defaulted are nulled and
+    come back defaulted."""
+    bc = configuration()
+    with_command = build_cronjob(
+        bc, DrillSpec(SCHEDULE, "busybox", ("true",)), repository(), OperatorSettings()
+    )
+    pod_of(with_command)["dnsPolicy"] = "ClusterFirst"  # as the API server defaults it
+    without = build_cronjob(bc, DrillSpec(SCHEDULE), repository(), OperatorSettings())
+    patch = cronjob_patch(with_command, without)
+    pod_patch = patch["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert pod_patch["initContainers"] is None and pod_patch["dnsPolicy"] is None
+    assert pod_patch["containers"] == pod_of(without)["containers"]
+    assert "schedule" not in patch["spec"]
+    assert patch["metadata"]["annotations"] == without["metadata"]["annotations"]
+    assert merge_patch({"a": 1, "b": {"c": 2}}, {"a": 1, "b": {"d": 3}}) == {"b": {"c": None, "d": 3}}

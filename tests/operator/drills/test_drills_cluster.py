@@ -100,6 +100,14 @@ async def test_the_drill_follows_its_annotations(
     assert pod["containers"][0]["command"] == ["sh", "-c", "ls -R $DRILL_DATA"]
     assert [m["mountPath"] for m in pod["containers"][0]["volumeMounts"]] == ["/restore-drill"]
 
+    await annotate(akubectl, namespace, {COMMAND: "exit 3"})
+
+    async def new_command() -> dict[str, Any] | None:
+        found = await akubectl.get("cronjob", namespace, CRONJOB)
+        return found if found and pod_of(found)["containers"][0].get("command") == ["exit", "3"] else None
+
+    await eventually(new_command, timeout=30, what="the CronJob to carry the new command")
+
     await annotate(akubectl, namespace, {SCHEDULE: "61 * * * *"})
     condition = await drill_condition(akubectl, namespace, "False", "InvalidRestoreDrill")
     assert f"annotation {SCHEDULE}: '61 * * * *' is not a schedule" in condition["message"]

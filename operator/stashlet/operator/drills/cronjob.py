@@ -239,6 +239,33 @@ def build_cronjob(
     }
 
 
+def merge_patch(existing: Any, desired: Any) -> Any:
+    """The JSON merge patch (RFC 7386) that turns ``existing`` into ``desired``: every key ``existing`` has
+    and ``desired`` lacks is nulled (a field the API server defaults comes back defaulted), lists and
+    values are replaced whole."""
+    if not isinstance(existing, dict) or not isinstance(desired, dict):
+        return copy.deepcopy(desired)
+    patch = {key: None for key in existing if key not in desired}
+    for key, value in desired.items():
+        if key not in existing or existing[key] != value:
+            patch[key] = merge_patch(existing.get(key), value)
+    return patch
+
+
+def cronjob_patch(existing: dict[str, Any], desired: dict[str, Any]) -> dict[str, Any]:
+    """The merge patch that brings ``existing`` to ``desired`` (the operator may patch CronJobs, not
+    update them): the whole spec, our labels, hash annotation and owner."""
+    meta = desired["metadata"]
+    return {
+        "metadata": {
+            "labels": meta["labels"],
+            "annotations": meta["annotations"],
+            "ownerReferences": meta["ownerReferences"],
+        },
+        "spec": merge_patch(existing.get("spec") or {}, desired["spec"]),
+    }
+
+
 def cronjob_up_to_date(existing: dict[str, Any], desired: dict[str, Any]) -> bool:
     """True when ``existing`` was made from the same desired spec (its hash annotation) for the same
     configuration."""

@@ -13,7 +13,9 @@ others cost no request.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from typing import Any
 
 from stashlet.api import names
 from stashlet.api.backupconfiguration import BackupConfiguration, BackupConfigurationStatus
@@ -21,7 +23,7 @@ from stashlet.api.common import Condition, ConditionStatus
 from stashlet.api.repository import Repository
 from stashlet.api.timestamps import now_utc
 from stashlet.kube.custom import StashClient
-from stashlet.kube.errors import Invalid, NotFound
+from stashlet.kube.errors import Conflict, Invalid, NotFound
 from stashlet.operator.core.apiclient import ApiClient
 from stashlet.operator.core.conditions import EventSpec
 from stashlet.operator.core.events import Events
@@ -88,14 +90,14 @@ class DrillReconciler:
         desired = drill_job.build_cronjob(bc, request.spec, repository, self.settings)
         where = f"{namespace}/{desired['metadata']['name']}"
         try:
-            done = await self.resources.ensure(desired, drill_job.cronjob_up_to_date, likely_new=not had)
+            done = await self._write_cronjob(desired, likely_new=not had)
         except Invalid as exc:
             message = f"Failed to create restore drill CronJob {where}. Reason: {exc.message}"
             await self._set_condition(bc, (False, REASON_CRONJOB_FAILED, message))
             return
-        if done != "unchanged":
+        if done is not None:
             log.info(
-                "restore drill cronjob " + done, extra={"object": f"{namespace}/{name}", "cronjob": where}
+                f"restore drill cronjob {done}", extra={"object": f"{namespace}/{name}", "cronjob": where}
             )
         what = f" then runs {request.spec.image}" if request.spec.runs_command else ""
         message = (
@@ -103,6 +105,25 @@ class DrillReconciler:
             f"{repo_namespace}/{repo_name} on schedule {request.spec.schedule!r}{what}."
         )
         await self._set_condition(bc, (True, REASON_CREATED, message))
+
+    async def _write_cronjob(self, desired: dict[str, Any], *, likely_new: bool) -> str | None:
+        """Create the CronJob, or patch the one there when it was made from another spec (the operator may
+        patch CronJobs, not update them); what was done (None: nothing)."""
+        meta = desired["metadata"]
+        if likely_new:
+            with contextlib.suppress(Conflict):  # it exists after all: compared below
+                await self.resources.create(desired)
+                return "created"
+        try:
+            existing = await self.resources.get("CronJob", meta["namespace"], meta["name"])
+        except NotFound:
+            await self.resources.create(desired)
+            return "created"
+        if drill_job.cronjob_up_to_date(existing, desired):
+            return None
+        patch = drill_job.cronjob_patch(existing, desired)
+        await self.resources.patch_cronjob(meta["namespace"], meta["name"], patch)
+        return "updated"
 
     async def _remove(self, bc: BackupConfiguration) -> None:
         """Delete the drill's CronJob, Roles, RoleBindings and account, where they exist."""
