@@ -7,6 +7,7 @@ import json
 import re
 import socket
 import ssl
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -59,7 +60,9 @@ def test_kubectl_lists_and_gets_snapshots_as_stash_shows_them(
     second = repo.backup(_data(tmp_path, "two"), "db")
     elsewhere = other.backup(_data(tmp_path, "three"), "host-0")
 
+    began = time.monotonic()
     listed = kubectl("get", "snapshots", "-n", namespace, "-l", "repository=rest-repo")
+    print(f"kubectl get snapshots -l repository=rest-repo: {time.monotonic() - began:.2f}s")
     header = listed.stdout.splitlines()[0].split()
     assert header == ["NAME", "ID", "REPOSITORY", "HOSTNAME", "CREATED", "AT"]
     rows = _rows(listed.stdout)
