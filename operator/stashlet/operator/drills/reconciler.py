@@ -75,8 +75,17 @@ class DrillReconciler:
         ref = bc.spec.repository
         repo_namespace = (ref.namespace if ref is not None else None) or namespace
         repo_name = ref.name if ref is not None else ""
+        if not repo_name:
+            await self._remove(bc)
+            message = (
+                f"BackupConfiguration {namespace}/{name}: a restore drill restores from spec.repository, "
+                "which this configuration does not name (a VolumeSnapshotter configuration has no snapshots "
+                "to restore)"
+            )
+            await self._set_condition(bc, (False, REASON_INVALID, message))
+            return
         try:
-            repository = await self.stash.get(Repository, repo_namespace, repo_name or "")
+            repository = await self.stash.get(Repository, repo_namespace, repo_name)
         except NotFound:
             await self._remove(bc)
             message = (
