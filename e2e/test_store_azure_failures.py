@@ -5,8 +5,9 @@ Azurite (the pinned npm package, :mod:`tests.stores.azurite`) runs on this host 
 bridge address with a certificate from a private CA the Secret carries; the Repository and Secret as
 Stash's Azure page writes them (plus CA_CERT_DATA and AZURE_ACCESS_TIER), the endpoint suffix through
 ``runtimeSettings.container.env`` and the account's blob host through the pods' ``hostAliases`` (as in
-``e2e/test_store_azure.py``), a ``timeOut`` of 60 s. The container is made beforehand (restic 0.18.1
-retries a missing container as an outage). One sidecar meets, in turn:
+``e2e/test_store_azure.py``), a ``timeOut`` of 60 s and restic's ``--limit-upload`` (so a large backup
+runs long enough to be cut off). The container is made beforehand (restic 0.18.1 retries a missing
+container as an outage). One sidecar meets, in turn:
 
 - an account key Azurite does not hold: Failed, WrongCredentials naming the backend, with Azure's status
   and error code (403 AuthorizationFailure, which restic does not retry);
@@ -14,12 +15,16 @@ retries a missing container as an outage). One sidecar meets, in turn:
   Succeeds;
 - Azurite stopped (its port refuses): restic retries, the session says so (BackendReachable False) and
   Fails with BackendUnavailable naming the backend and restic's error before the timeOut, no session left
-  Running; Azurite back: the next session Succeeds and plain restic reads both snapshots.
+  Running; Azurite back: the next session Succeeds;
+- Azurite stopped while a 48 MiB backup uploads: BackendReachable False while the session runs, then
+  Failed with BackendUnavailable before the timeOut; Azurite back: the next session Succeeds and plain
+  restic reads the three snapshots, the last holding the large file.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -53,6 +58,9 @@ SECRET = "azure-secret"
 REPOSITORY = "azure-repo"
 TIME_OUT = 60
 """The configuration's ``timeOut`` in seconds: an unreachable backend is given up 15 s before it."""
+UPLOAD_KIB_PER_S = 2048
+BIG_MIB = 48
+"""The large backup: about 24 s of upload at the limit."""
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +86,7 @@ def objects(namespace: str, server: azurite.Azurite, key: str) -> list[dict[str,
     )
     [configuration] = [o for o in found if o["kind"] == "BackupConfiguration"]
     configuration["spec"]["timeOut"] = f"{TIME_OUT}s"
+    configuration["spec"]["target"]["args"] = [f"--limit-upload={UPLOAD_KIB_PER_S}"]
     return found
 
 
@@ -95,12 +104,12 @@ def plain_restic(server: azurite.Azurite, *args: str) -> str:
     return done.stdout
 
 
-async def test_an_azure_backend_refusing_the_key_then_connections_then_fixed(
+async def test_an_azure_backend_refusing_the_key_then_connections_then_vanishing_then_fixed(
     kubectl: Any, namespace: str, operator_for: Any, server: azurite.Azurite, helpers: Any
 ) -> None:
-    """One sidecar through a wrong account key and a stopped Azurite: each session Fails with its reason
-    naming the backend (no key, no password in any status or event), none stays Running, and the session
-    after each fix Succeeds."""
+    """One sidecar through a wrong account key, a stopped Azurite and one stopped mid-backup: each session
+    Fails with its reason naming the backend (no key, no password in any status or event), none stays
+    Running, and the session after each fix Succeeds."""
     get = helpers.get
     operator_for(namespace)
     server.create_container(CONTAINER)
@@ -185,11 +194,13 @@ async def test_an_azure_backend_refusing_the_key_then_connections_then_fixed(
     created = time.monotonic()
     name = start()
 
-    def unreachable() -> dict[str, Any] | None:
-        status = status_of(name)
+    def unreachable(session: str) -> dict[str, Any] | None:
+        status = status_of(session)
         return status if conditions({"status": status}).get("BackendReachable", ("",))[0] == "False" else None
 
-    running = await helpers.until(unreachable, timeout=TIME_OUT, what="BackendReachable False while it runs")
+    running = await helpers.until(
+        lambda: unreachable(name), timeout=TIME_OUT, what="BackendReachable False while it runs"
+    )
     assert running["phase"] == "Running", running
     condition = {c["type"]: c for c in running["conditions"]}["BackendReachable"]
     assert condition["reason"] == "BackendUnreachable"
@@ -209,13 +220,42 @@ async def test_an_azure_backend_refusing_the_key_then_connections_then_fixed(
     server.start()
     back = await ended(start())
     assert back["phase"] == "Succeeded", back
+
+    # 5. Azurite vanishes while a large backup uploads.
+    (volume / "big.bin").write_bytes(os.urandom(BIG_MIB * 1024 * 1024))
+    cut = start()
+    created = time.monotonic()
+
+    def uploading() -> bool:
+        stats = [s for t in status_of(cut).get("targets", []) for s in t.get("stats", [])]
+        return any(s.get("progress", {}).get("bytesDone", 0) > 0 for s in stats)
+
+    await helpers.until(uploading, timeout=40, what="the large backup uploading")
+    server.stop()
+    stopped = time.monotonic()
+    running = await helpers.until(
+        lambda: unreachable(cut), timeout=40, what="BackendReachable False while it uploads"
+    )
+    assert running["phase"] == "Running", running
+    noticed = time.monotonic() - stopped
+    cut_off = await ended(cut)
+    cut_for = time.monotonic() - created
+    assert (cut_off["phase"], host(cut_off)["reason"]) == ("Failed", "BackendUnavailable"), cut_off
+    assert host(cut_off)["error"].startswith(f"backend {LOCATION} unreachable since "), host(cut_off)
+    assert "before the session's timeOut" in host(cut_off)["error"]
+    assert cut_for < TIME_OUT + 10, cut_for
+    server.start()
+    again = await ended(start())
+    assert again["phase"] == "Succeeded", again
     snapshots = json.loads(plain_restic(server, "snapshots", "--json"))
-    assert [(s["hostname"], s["paths"]) for s in snapshots] == [("host-0", [MOUNT])] * 2, snapshots
+    assert [(s["hostname"], s["paths"]) for s in snapshots] == [("host-0", [MOUNT])] * 3, snapshots
+    assert f"{MOUNT}/big.bin" in plain_restic(server, "ls", "latest", f"{MOUNT}/big.bin")
 
     clean(get(kubectl, "events", "-n", namespace)["items"])
     sidecar_log = kubectl("logs", "-n", namespace, pod, "-c", "stash").stdout
     assert wrong not in sidecar_log and server.account_key not in sidecar_log and PASSWORD not in sidecar_log
     print(  # the figures the report quotes (pytest -s)
         f"fixed Secret used after {secret_seen:.0f} s; refusing endpoint: session Failed after "
-        f"{refused_for:.0f} s (timeOut {TIME_OUT} s)"
+        f"{refused_for:.0f} s; cut off mid-backup: BackendReachable False {noticed:.0f} s after the stop, "
+        f"Failed {cut_for:.0f} s after the session's creation (timeOut {TIME_OUT} s)"
     )
