@@ -71,6 +71,26 @@ def test_status_shows_last_session_next_run_size_and_integrity(
         "-p",
         json.dumps({"status": {"phase": "Succeeded"}}),
     )
+    by_hand = {  # as seed 003's instant-backupsession: no labels
+        "apiVersion": "stash.appscode.com/v1beta1",
+        "kind": "BackupSession",
+        "metadata": {"name": "by-hand", "namespace": namespace},
+        "spec": {
+            "invoker": {"apiGroup": "stash.appscode.com", "kind": "BackupConfiguration", "name": "paused"}
+        },
+    }
+    kubectl("apply", "-f", "-", input_obj=by_hand)
+    kubectl(
+        "patch",
+        "backupsession",
+        "by-hand",
+        "-n",
+        namespace,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps({"status": {"phase": "Skipped"}}),
+    )
     status = {"integrity": True, "totalSize": "2.345 MiB", "snapshotCount": 3}
     kubectl(
         "patch",
@@ -111,19 +131,9 @@ def test_status_shows_last_session_next_run_size_and_integrity(
     assert re.fullmatch(r"\d+s", first[6])
     assert re.fullmatch(r"in (\d+s|[1-5]m(\d+s)?)", first[7])
     assert first[8:] == [f"{namespace}/repo", "2.345 MiB", "ok"]
-    assert second == [
-        namespace,
-        "paused",
-        "0 0 1 1 *",
-        "true",
-        "<none>",
-        "<none>",
-        "<none>",
-        "<none>",
-        f"{namespace}/gone",
-        "<none>",
-        "<missing>",
-    ]
+    assert second[:6] == [namespace, "paused", "0 0 1 1 *", "true", "by-hand", "Skipped"]
+    assert re.fullmatch(r"\d+s", second[6])
+    assert second[7:] == ["<none>", f"{namespace}/gone", "<none>", "<missing>"]
     everywhere = plugin("status", "--all-namespaces")
     assert any(row[:2] == [namespace, "every-five"] for row in _rows(everywhere.out))
     empty = plugin("status", "-n", "default")

@@ -282,6 +282,25 @@ class Walkthrough:
         )
         kubectl("get", "backupconfiguration", "-n", NAMESPACE)
 
+        step("kubectl stash: every configuration at a glance, and the snapshots (restic in a Pod)")
+        self._plugin("status", "-n", NAMESPACE)
+        self._plugin("snapshots", "gcs-repo", "-n", NAMESPACE)
+
+    def _plugin(self, *args: str) -> None:
+        """``kubectl stash <args>`` (the installed plugin's code, run with this Python), echoed."""
+        print(f"\n$ kubectl stash {' '.join(args)}", flush=True)
+        argv = [
+            sys.executable,
+            "-m",
+            "stashlet.kubectl_stash.cli",
+            *args,
+            f"--kubeconfig={self.cluster.kubeconfig}",
+        ]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=STEP_TIMEOUT, check=False)
+        print((done.stdout + done.stderr).rstrip(), flush=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"kubectl stash {args[0]} exited {done.returncode}")
+
     async def _restore_steps(self, kubectl: Kubectl) -> None:
         step("seed 004: wipe the volume, then restore it through a RestoreSession")
         pod = self._pods(kubectl, injected=True)[0]

@@ -8,7 +8,6 @@ import datetime as dt
 
 from stashlet.api.backupconfiguration import BackupConfiguration
 from stashlet.api.backupsession import BackupSession
-from stashlet.api.names import LABEL_INVOKER_NAME
 from stashlet.api.repository import Repository
 from stashlet.kube.custom import StashClient
 from stashlet.kube.errors import KubeError
@@ -79,7 +78,8 @@ async def status_rows(stash: StashClient, namespace: str | None, now: dt.datetim
     where = f"namespace {namespace}" if namespace else "all namespaces"
     try:
         configs = await stash.list(BackupConfiguration, namespace)
-        sessions = await stash.list(BackupSession, namespace, label_selector=LABEL_INVOKER_NAME)
+        # every session: one made by hand (seed 003's instant-backupsession) carries no invoker label
+        sessions = await stash.list(BackupSession, namespace)
     except KubeError as exc:
         raise PluginError(f"cannot list BackupConfigurations and BackupSessions in {where}: {exc}") from exc
     wanted = {
