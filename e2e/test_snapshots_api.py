@@ -6,6 +6,7 @@ with restic, its Secret through its own account."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 import uuid
@@ -32,6 +33,20 @@ def _available(kubectl: Any) -> bool:
         return False
     conditions = json.loads(shown.stdout).get("status", {}).get("conditions", [])
     return any(c["type"] == "Available" and c["status"] == "True" for c in conditions)
+
+
+def _server_rss_kib() -> list[int]:
+    """The resident memory of each snapshots API server process on this host (the node's pods run here)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0") if proc.name.isdigit() else []
+            if b"stashlet.agent.snapshots_api" in argv and b"--secure-port=8443" in argv:
+                rss = re.search(r"VmRSS:\s+(\d+) kB", (proc / "status").read_text())
+                found += [int(rss.group(1))] if rss else []
+        except OSError:
+            continue
+    return found
 
 
 def test_kubectl_get_snapshots_through_the_charts_server(
@@ -119,6 +134,9 @@ def test_kubectl_get_snapshots_through_the_charts_server(
         logs = kubectl("logs", "-n", namespace, f"deployment/{server}").stdout
         assert "snapshots read" in logs
         assert PASSWORD not in logs
+        [rss] = _server_rss_kib()
+        print(f"snapshots API server after the requests: {rss / 1024:.1f} MiB resident")
+        assert rss < 128 * 1024
     finally:
         subprocess.run(
             [helm, f"--kubeconfig={node.kubeconfig}", "uninstall", release, "-n", namespace, "--wait"],
