@@ -14,6 +14,9 @@ MODES = (
     "stashlet.agent.job",
     "stashlet.agent.restore_once",
     "stashlet.agent.wipe",
+    "stashlet.agent.repo_command",
+    "stashlet.agent.drill.run",
+    "stashlet.agent.snapshots_api.__main__",
 )
 
 

@@ -158,6 +158,15 @@ EVERY_VALUE: Obj = {
         "labels": {"grafana_dashboard": "yes"},
         "annotations": {"grafana_folder": "Backups"},
     },
+    # the Snapshot API's values reaching its manifests: tests/chart/test_snapshots_api.py
+    "snapshotsApi": {
+        "enabled": False,
+        "replicas": 2,
+        "port": 9443,
+        "resticTimeoutSeconds": 30,
+        "logLevel": "debug",
+        "resources": {"requests": {"cpu": "5m", "memory": "32Mi"}, "limits": {"memory": "128Mi"}},
+    },
     "pushgateway": {
         "enabled": True,
         "url": "http://metrics.example:9091",

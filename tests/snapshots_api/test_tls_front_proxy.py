@@ -15,12 +15,11 @@ from typing import Any
 
 import pytest
 
-from stashlet.agent.http_api.transport import App, Handler, Request, Response
+from stashlet.agent.http_api.transport import App, Handler, Request, Response, Server
 from stashlet.agent.restic.runner import ResticSettings
-from stashlet.agent.snapshots_api.frontproxy import RequestHeaderConfig, tls_context
+from stashlet.agent.snapshots_api.frontproxy import RequestHeaderConfig, common_name, tls_context
 from stashlet.agent.snapshots_api.reading import SnapshotReader
 from stashlet.agent.snapshots_api.server import FrontProxyState, SnapshotsApi
-from stashlet.agent.snapshots_api.tls import TlsRequest, TlsServer
 from stashlet.kube.config import ClusterConfig
 from stashlet.kube.rest import RestClient
 from stashlet.localcluster import pki as pki_mod
@@ -49,9 +48,9 @@ def _get(port: int, path: str, context: ssl.SSLContext, headers: str = "") -> tu
 
 
 @pytest.fixture
-async def served(tmp_path: Path) -> AsyncIterator[tuple[pki_mod.Pki, int, list[TlsRequest]]]:
+async def served(tmp_path: Path) -> AsyncIterator[tuple[pki_mod.Pki, int, list[Request]]]:
     """The Snapshot API's app over TLS with the PKI's front-proxy CA; a middleware records what reached
-    the app as a TlsRequest. Its API client points at a closed port: no test here reaches it."""
+    the app as a Request. Its API client points at a closed port: no test here reaches it."""
     pki = pki_mod.create(tmp_path / "pki", {"stashlet-admin": "system:masters"})
     cert, key = pki_mod.serving_certificate(pki, "snapshots", ["localhost"], tmp_path)
     config = RequestHeaderConfig(
@@ -60,15 +59,14 @@ async def served(tmp_path: Path) -> AsyncIterator[tuple[pki_mod.Pki, int, list[T
     api = RestClient(ClusterConfig(server="https://127.0.0.1:9", source="test", ca_file=pki.ca_cert))
     reader = SnapshotReader(api, ResticSettings(), str(tmp_path))
     snapshots = SnapshotsApi(reader, FrontProxyState(config))
-    seen: list[TlsRequest] = []
+    seen: list[Request] = []
 
     async def record(request: Request, inner: Handler) -> Response:
-        if isinstance(request, TlsRequest):
-            seen.append(request)
+        seen.append(request)
         return await inner(request)
 
-    server = TlsServer(
-        App(middlewares=[record, snapshots.dispatch]), tls_context(str(cert), str(key), config)
+    server = Server(
+        App(middlewares=[record, snapshots.dispatch]), ssl_context=tls_context(str(cert), str(key), config)
     )
     await server.start("127.0.0.1", 0)
     try:
@@ -79,7 +77,7 @@ async def served(tmp_path: Path) -> AsyncIterator[tuple[pki_mod.Pki, int, list[T
 
 
 async def test_the_front_proxy_gets_discovery_and_its_header_lines_arrive(
-    served: tuple[pki_mod.Pki, int, list[TlsRequest]],
+    served: tuple[pki_mod.Pki, int, list[Request]],
 ) -> None:
     pki, port, seen = served
     proxy = _client(pki, pki.front_proxy_client_cert, pki.front_proxy_client_key)
@@ -92,7 +90,7 @@ async def test_the_front_proxy_gets_discovery_and_its_header_lines_arrive(
         _get, port, "/apis/repositories.stash.appscode.com/v1alpha1", proxy
     )
     assert (status, [r["name"] for r in body["resources"]]) == (200, ["snapshots"])
-    assert seen[0].peer_name == pki_mod.FRONT_PROXY_CLIENT
+    assert common_name(seen[0].peer_cert) == pki_mod.FRONT_PROXY_CLIENT
     assert [v for k, v in seen[0].header_lines if k.lower() == "x-remote-group"] == ["a", "b"]
     status, body = await asyncio.to_thread(_get, port, "/apis/other", proxy)
     assert (status, body["reason"]) == (404, "NotFound")
@@ -101,7 +99,7 @@ async def test_the_front_proxy_gets_discovery_and_its_header_lines_arrive(
     assert (status, body["kind"], body["reason"]) == (401, "Status", "Unauthorized")
 
 
-async def test_anyone_else_gets_only_the_probes(served: tuple[pki_mod.Pki, int, list[TlsRequest]]) -> None:
+async def test_anyone_else_gets_only_the_probes(served: tuple[pki_mod.Pki, int, list[Request]]) -> None:
     pki, port, seen = served
     anonymous = _client(pki)
     assert await asyncio.to_thread(_get, port, "/readyz", anonymous) == (200, "ok")
@@ -109,7 +107,7 @@ async def test_anyone_else_gets_only_the_probes(served: tuple[pki_mod.Pki, int, 
         _get, port, "/apis", anonymous, "X-Remote-User: stashlet-admin\r\n"
     )
     assert (status, body["reason"]) == (401, "Unauthorized")
-    assert seen[-1].peer_name is None
+    assert seen[-1].peer_cert is None
     admin = _client(pki, pki.client_cert("stashlet-admin"), pki.client_key("stashlet-admin"))
     try:
         refused = await asyncio.to_thread(_get, port, "/apis", admin)

@@ -22,7 +22,7 @@ from tests.stores import azurite
 from stashlet.agent.restic.backend import ResticRepository, build_repository
 from stashlet.agent.restic.backend_spec import BackendError
 from stashlet.agent.restic.backend_watch import BackendState, BackendWatch
-from stashlet.agent.restic.errors import BackendUnavailable, UntrustedCertificate, WrongCredentials
+from stashlet.agent.restic.errors import RepositoryNotFound, UntrustedCertificate, WrongCredentials
 from stashlet.agent.restic.runner import Restic, ResticSettings
 
 PASSWORD = "azure-repository-password"
@@ -106,25 +106,6 @@ def plain_restic(server: azurite.Azurite, binary: str, *args: str) -> str:
     return done.stdout
 
 
-async def given_up(restic: Restic, bound: float = 4.0) -> tuple[BackendState, BackendUnavailable]:
-    """``restic snapshots`` under a backend watch of ``bound`` seconds: the first report (restic's retried
-    error) and the BackendUnavailable that ends it."""
-    assert restic.repository is not None
-    reports: list[BackendState] = []
-
-    async def report(state: BackendState) -> None:
-        reports.append(state)
-
-    watch = BackendWatch(restic.repository.display_url, bound, report)
-    restic.on_backend = watch.notice
-    with pytest.raises(BackendUnavailable) as caught:
-        await asyncio.wait_for(watch.guard(restic.snapshots, hurry=restic.hurry), 60)
-    assert reports[0].reachable is False
-    assert reports[0].message.startswith(f"backend {restic.repository.url} unreachable since ")
-    assert "gave up after" in caught.value.message
-    return reports[0], caught.value
-
-
 @pytest.mark.restic
 async def test_without_the_secrets_ca_tls_is_refused(
     server: azurite.Azurite, azure_settings: ResticSettings, tmp_path: Path
@@ -178,17 +159,31 @@ async def test_a_wrong_account_key_is_wrong_credentials_at_once(
 
 
 @pytest.mark.restic
-async def test_a_missing_container_is_retried_until_init_creates_it(
+async def test_a_missing_container_is_no_repository_and_init_creates_it(
     server: azurite.Azurite, azure_settings: ResticSettings, tmp_path: Path
 ) -> None:
-    """A container that does not exist: restic 0.18.1 knows only BlobNotFound as "no such file", so it
-    retries the 404 ContainerNotFound on the repository's config as it would an outage (for 15 minutes)
-    instead of saying there is no repository (exit 10); ``restic init`` creates the container."""
+    """A container that does not exist: restic 0.18.1 retries the 404 on the repository's config (its
+    IsNotExist knows only BlobNotFound) and prints the SDK's status on lines after its retry line; the
+    backend watch reads them and ends the operation at the first retry with RepositoryNotFound naming the
+    backend, reporting no outage, so the agent runs ``restic init``, which creates the container."""
     backend = {**BACKEND, "azure": {"container": "not-made-yet", "prefix": "/demo"}}
     repo = build_repository(backend, server.secret(PASSWORD), files_dir=str(tmp_path / "files"))
-    state, _ = await given_up(Restic(azure_settings, repo))
-    assert state.error.startswith("blob.GetProperties: HEAD https://")  # a 404 with ContainerNotFound
-    assert state.error.endswith(f".blob.{server.endpoint_suffix}/not-made-yet/demo/config")
+    reports: list[BackendState] = []
+
+    async def report(state: BackendState) -> None:
+        reports.append(state)
+
+    restic = Restic(azure_settings, repo)
+    watch = BackendWatch(repo.display_url, 300.0, report)
+    restic.on_backend = watch.notice
+    with pytest.raises(RepositoryNotFound) as caught:
+        await asyncio.wait_for(watch.guard(restic.snapshots, hurry=restic.hurry), 60)
+    assert reports == []
+    message = caught.value.message
+    assert message.startswith(
+        "backend azure:not-made-yet:/demo has no such bucket or container, so no repository: "
+    ), message
+    assert "RESPONSE 404: 404 The specified container does not exist." in message
     await Restic(azure_settings, repo).init()
     assert await Restic(azure_settings, repo).snapshots() == []
 

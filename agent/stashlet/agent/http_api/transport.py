@@ -2,7 +2,8 @@
 
 :class:`App` turns a :class:`Request` into a :class:`Response` (404 for an unknown path, 405 with
 ``Allow`` for a known path and another method, a :class:`Refusal` raised by a handler answered as is);
-:class:`Server` serves an App on a TCP port, one request at a time per connection, and on
+:class:`Server` serves an App on a TCP port (over TLS when given an SSL context, the client's verified
+certificate then handed to the handlers), one request at a time per connection, and on
 :meth:`Server.cleanup` stops listening, closes idle connections and lets requests in flight finish for
 up to its shutdown timeout. A request body over :data:`MAX_BODY` answers 413; a request that breaks HTTP
 answers 400 and the connection is closed.
@@ -14,15 +15,18 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import h11
 
 from stashlet.agent.errors import RefuseInput
+
+if TYPE_CHECKING:  # the sidecar serves plain HTTP: ssl is not loaded for it
+    import ssl
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +49,10 @@ class Request:
     body: bytes = b""
     remote: str | None = None
     """The TCP peer's address."""
+    header_lines: tuple[tuple[str, str], ...] = ()
+    """Every header line in order, as sent (a header sent twice is in ``headers`` once)."""
+    peer_cert: Mapping[str, Any] | None = None
+    """Over TLS, the client certificate the TLS layer verified (``SSLObject.getpeercert()``); else None."""
 
 
 @dataclass(frozen=True)
@@ -121,9 +129,13 @@ def _wrap(middleware: Middleware, inner: Handler) -> Handler:
 class Server:
     """An :class:`App` served on one listening socket; see :meth:`start` and :meth:`cleanup`."""
 
-    def __init__(self, app: App, *, shutdown_timeout: float = 5.0) -> None:
-        """Serve ``app``; requests in flight get ``shutdown_timeout`` seconds at cleanup."""
+    def __init__(
+        self, app: App, *, shutdown_timeout: float = 5.0, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
+        """Serve ``app`` (over TLS with ``ssl_context``); requests in flight get ``shutdown_timeout``
+        seconds at cleanup."""
         self.app = app
+        self.ssl_context = ssl_context
         self.shutdown_timeout = shutdown_timeout
         self.server: asyncio.Server | None = None
         self.connections: dict[asyncio.Task[None], bool] = {}
@@ -131,7 +143,12 @@ class Server:
 
     async def start(self, host: str, port: int) -> None:
         """Listen on ``host:port`` (port 0: any free one)."""
-        self.server = await asyncio.start_server(self._accept, host, port, limit=READ_SIZE)
+        if self.ssl_context is None:
+            self.server = await asyncio.start_server(self._accept, host, port, limit=READ_SIZE)
+        else:
+            self.server = await asyncio.start_server(
+                self._accept, host, port, limit=READ_SIZE, ssl=self.ssl_context, ssl_handshake_timeout=10
+            )
 
     @property
     def addresses(self) -> list[Any]:
@@ -175,10 +192,11 @@ class Server:
     ) -> None:
         peer = writer.get_extra_info("peername")
         remote = str(peer[0]) if peer else None
+        peer_cert = writer.get_extra_info("peercert") if self.ssl_context is not None else None
         conn = h11.Connection(h11.SERVER)
         while True:
             try:
-                request = await _read_request(conn, reader, remote)
+                request = await _read_request(conn, reader, remote, peer_cert)
             except h11.RemoteProtocolError:
                 if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
                     await _write(writer, conn, Response(400, b"400: Bad Request"))
@@ -217,7 +235,10 @@ async def _next(conn: h11.Connection, reader: asyncio.StreamReader, *, idle: boo
 
 
 async def _read_request(
-    conn: h11.Connection, reader: asyncio.StreamReader, remote: str | None
+    conn: h11.Connection,
+    reader: asyncio.StreamReader,
+    remote: str | None,
+    peer_cert: Mapping[str, Any] | None = None,
 ) -> Request | None:
     """The next request on the connection; None when the client closed it or stayed idle too long."""
     try:
@@ -238,8 +259,17 @@ async def _read_request(
         else:
             return None
     target = urlsplit(event.target.decode("latin-1"))
-    headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in event.headers}
-    return Request(event.method.decode("ascii"), target.path, target.query, headers, bytes(body), remote)
+    lines = tuple((name.decode("latin-1"), value.decode("latin-1")) for name, value in event.headers)
+    return Request(
+        event.method.decode("ascii"),
+        target.path,
+        target.query,
+        dict(lines),
+        bytes(body),
+        remote,
+        lines,
+        peer_cert,
+    )
 
 
 async def _write(

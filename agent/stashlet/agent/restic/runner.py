@@ -135,6 +135,10 @@ class _Throttle(Generic[S]):
             log.exception("restic progress callback failed")
 
 
+_RETRY_DETAIL_LINES = 8
+"""Lines after a retry line taken as its error's detail, at most."""
+
+
 class _Stderr:
     """A bounded view of restic's stderr: the last lines, the first item errors, the exit error."""
 
@@ -150,9 +154,11 @@ class _Stderr:
         self.exit_error: rj.ExitError | None = None
         self._max_errors = max_errors
         self._on_backend = on_backend
+        self._retry: rj.BackendRetry | None = None
+        self._retry_lines = 0
 
     def feed(self, line: str) -> None:
-        if self._on_backend is not None and (notice := rj.parse_backend_notice(line)) is not None:
+        if self._on_backend is not None and (notice := self._backend_notice(line)) is not None:
             try:
                 self._on_backend(notice)
             except Exception:  # a broken watcher must not break a backup
@@ -168,6 +174,23 @@ class _Stderr:
             line = f"{message.item}: {message.message}" if message.item else message.message
         if line.strip():
             self.tail.append(line[:_MAX_LINE_KEPT])
+
+    def _backend_notice(self, line: str) -> rj.BackendNotice | None:
+        """The notice ``line`` makes: a retry or a recovery line, or a line of detail under the last retry
+        line (an SDK writes an HTTP error's status and code on lines of their own: the retry again, its
+        error with that line added, so that what no retry cures is told at once)."""
+        notice = rj.parse_backend_notice(line)
+        text = line.strip()
+        if isinstance(notice, rj.BackendRetry):
+            self._retry, self._retry_lines = notice, 0
+        elif notice is None and self._retry is not None and text and not text.startswith("{"):
+            if self._retry_lines >= _RETRY_DETAIL_LINES or not text.strip("-"):
+                return None  # the Azure SDK's rules of dashes carry nothing
+            self._retry_lines += 1
+            self._retry = notice = rj.BackendRetry(self._retry.operation, f"{self._retry.error}; {text}")
+        else:
+            self._retry = None  # a blank line, a recovery or JSON ends a retry's detail
+        return notice
 
 
 async def _pump(stream: asyncio.StreamReader | None, on_line: Callable[[str], None]) -> None:

@@ -19,12 +19,12 @@ import sys
 import tempfile
 from collections.abc import Sequence
 
+from stashlet.agent.http_api.transport import Server
 from stashlet.agent.restic.errors import ResticUnavailable
 from stashlet.agent.restic.runner import ResticSettings, inherited_env, restic_version
 from stashlet.agent.snapshots_api.frontproxy import FrontProxyUnconfigured, read_config, tls_context
 from stashlet.agent.snapshots_api.reading import RESTIC_TIMEOUT, SnapshotReader
 from stashlet.agent.snapshots_api.server import FrontProxyState, SnapshotsApi, make_app
-from stashlet.agent.snapshots_api.tls import TlsServer
 from stashlet.kube import logs
 from stashlet.kube.client import new_api_client
 from stashlet.kube.errors import KubeError
@@ -102,7 +102,7 @@ async def serve(args: argparse.Namespace) -> int:
         context = tls_context(args.tls_cert_file, args.tls_private_key_file, config)
         state = FrontProxyState(config)
         reader = SnapshotReader(api, settings, args.tmp_dir, timeout=args.restic_timeout)
-        server = TlsServer(make_app(SnapshotsApi(reader, state)), context)
+        server = Server(make_app(SnapshotsApi(reader, state)), ssl_context=context)
         await server.start(args.bind_address, args.secure_port)
         log.info(
             "serving the Snapshot API",

@@ -27,11 +27,11 @@ from stashlet.agent.snapshots_api.frontproxy import (
     Unauthenticated,
     User,
     authenticate,
+    common_name,
     verify_proxy,
 )
 from stashlet.agent.snapshots_api.reading import ReadFailure, SnapshotReader
 from stashlet.agent.snapshots_api.selectors import Selector, SelectorError, parse
-from stashlet.agent.snapshots_api.tls import TlsRequest
 from stashlet.kube.errors import KubeError
 
 log = logging.getLogger(__name__)
@@ -78,11 +78,11 @@ def _warning(text: str) -> tuple[str, str]:
 
 
 def _header_lines(request: Request) -> Sequence[tuple[str, str]]:
-    return request.header_lines if isinstance(request, TlsRequest) else tuple(request.headers.items())
+    return request.header_lines or tuple(request.headers.items())
 
 
 def _peer_name(request: Request) -> str | None:
-    return request.peer_name if isinstance(request, TlsRequest) else None
+    return common_name(request.peer_cert)
 
 
 @dataclass(frozen=True)
