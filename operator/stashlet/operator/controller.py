@@ -152,8 +152,9 @@ class Controller(ControlLoop):
         self._snapshot_configs: set[str] = set()
         """Keys of the VolumeSnapshotter configurations, whose sessions the operator carries out."""
         self.drills = DrillReconciler(self.api, self.settings, self.events)
-        self._drills: dict[str, tuple[object, dict[str, str]]] = {}
-        """Configurations with a restore drill (or its condition): their generation and drill annotations."""
+        self._drills: dict[str, tuple[object, bool, dict[str, str]]] = {}
+        """Configurations with a restore drill (or its condition): their generation, whether they are being
+        deleted, and their drill annotations."""
 
     async def run(self) -> None:
         """Learn whether Jobs may be watched, then run everything until cancelled."""
@@ -212,7 +213,7 @@ class Controller(ControlLoop):
         return (
             [CONFIG_PREFIX + key for key in self._configs]
             + [RESTORE_PREFIX + key for key in self._restores]
-            + [DRILL_PREFIX + key for key, (_, wanted) in self._drills.items() if wanted]
+            + [DRILL_PREFIX + key for key, (_, _, wanted) in self._drills.items() if wanted]
         )
 
     # ------------------------------------------------------------ events
@@ -275,7 +276,7 @@ class Controller(ControlLoop):
         wanted = drill_annotations(meta.get("annotations"))
         conditions = (obj.get("status") or {}).get("conditions") or []
         had = any(c.get("type") == CONDITION_SCHEDULED for c in conditions)
-        seen = (meta.get("generation"), wanted)
+        seen = (meta.get("generation"), bool(meta.get("deletionTimestamp")), wanted)
         if not wanted and not had:
             self._drills.pop(key, None)
             return

@@ -156,3 +156,43 @@ async def test_a_command_without_an_image_is_refused_by_name(
     assert f"annotation {COMMAND} needs annotation {IMAGE}" in condition["message"]
     assert f"BackupConfiguration {namespace}/pause-backup" in condition["message"]
     assert await akubectl.get("cronjob", namespace, CRONJOB) is None
+
+
+async def test_a_repository_elsewhere_needs_its_usage_policy_and_its_role_goes_with_the_configuration(
+    operator: Any, akubectl: Any, make: Any, namespace: str, second_namespace: str
+) -> None:
+    """A Repository in another namespace that does not admit the configuration's gets no Role there
+    (RepositoryUsageDenied, naming spec.usagePolicy); once it admits every namespace the drill's second
+    Role (the storage Secret by name) is made there, and deleting the configuration deletes it (it has no
+    owner to go with)."""
+    await akubectl("apply", "-f", "-", input_obj=make.seed_storage_secret(second_namespace))
+    await akubectl("apply", "-f", "-", input_obj=make.repository(namespace=second_namespace))
+    bc = make.backup_configuration(
+        namespace=namespace, repository={"name": "gcs-repo", "namespace": second_namespace}
+    )
+    bc["metadata"]["annotations"] = {SCHEDULE: "@daily"}
+    await operator.start(namespace, second_namespace)
+    await akubectl("apply", "-f", "-", input_obj=bc)
+
+    condition = await drill_condition(akubectl, namespace, "False", "RepositoryUsageDenied")
+    assert "spec.usagePolicy.allowedNamespaces" in condition["message"]
+    elsewhere = f"stashlet-drill-{namespace}-pause-backup"
+    assert await akubectl.get("role", second_namespace, elsewhere) is None
+    assert await akubectl.get("cronjob", namespace, CRONJOB) is None
+
+    policy = {"usagePolicy": {"allowedNamespaces": {"from": "All"}}}
+    await akubectl("apply", "-f", "-", input_obj=make.repository(namespace=second_namespace, **policy))
+    await annotate(akubectl, namespace, {SCHEDULE: "@weekly"})  # a Repository's change is seen at resync
+    await drill_condition(akubectl, namespace, "True", "RestoreDrillCronJobCreated")
+    role = await akubectl.get("role", second_namespace, elsewhere)
+    assert role is not None
+    assert {
+        "apiGroups": [""],
+        "resources": ["secrets"],
+        "verbs": ["get"],
+        "resourceNames": ["gcs-secret"],
+    } in (role["rules"])
+
+    await akubectl("delete", "backupconfiguration", "pause-backup", "-n", namespace, "--wait=false")
+    await akubectl.wait_gone("role", second_namespace, elsewhere, within=30)
+    await akubectl.wait_gone("rolebinding", second_namespace, elsewhere, within=30)

@@ -2,13 +2,16 @@
 
 The condition ``RestoreDrillScheduled`` on the configuration says how the drill stands: True (reason
 ``RestoreDrillCronJobCreated``) naming the CronJob and schedule; False with ``InvalidRestoreDrill`` (a
-message naming each annotation at fault), ``RepositoryNotFound`` or ``RestoreDrillCronJobFailed`` (the API
-server refused the CronJob). Each transition is an event on the configuration (Normal when scheduled,
-Warning otherwise). While the drill cannot run as asked, nothing of it is left: an old CronJob would go on
-drilling as it was once asked to. Removing the annotations removes the CronJob, the RBAC and the condition.
+message naming each annotation at fault), ``RepositoryNotFound``, ``RepositoryUsageDenied`` (the
+Repository's ``spec.usagePolicy`` does not admit the configuration's namespace: no Role is made there) or
+``RestoreDrillCronJobFailed`` (the API server refused the CronJob). Each transition is an event on the
+configuration (Normal when scheduled, Warning otherwise). While the drill cannot run as asked, nothing of
+it is left: an old CronJob would go on drilling as it was once asked to. Removing the annotations removes
+the CronJob, the RBAC and the condition.
 
 Only configurations that carry a drill annotation, or the condition (they had one), are looked at: the
-others cost no request.
+others cost no request. A configuration being deleted has its drill's objects deleted at once: those in its
+namespace would go with it anyway, but the Role a Repository in another namespace needed has no owner.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from stashlet.operator.core.apiclient import ApiClient
 from stashlet.operator.core.conditions import EventSpec
 from stashlet.operator.core.events import Events
 from stashlet.operator.core.resources import Resources
+from stashlet.operator.core.usage_policy import usage_allowed
+from stashlet.operator.core.validation import needs_namespace_labels
 from stashlet.operator.drills import cronjob as drill_job
 from stashlet.operator.drills.spec import drill_request
 from stashlet.operator.injection import rbac
@@ -40,6 +45,7 @@ REASON_CREATED = "RestoreDrillCronJobCreated"
 REASON_INVALID = "InvalidRestoreDrill"
 REASON_REPOSITORY_NOT_FOUND = "RepositoryNotFound"
 REASON_CRONJOB_FAILED = "RestoreDrillCronJobFailed"
+REASON_USAGE_DENIED = "RepositoryUsageDenied"
 
 
 class DrillReconciler:
@@ -59,6 +65,7 @@ class DrillReconciler:
         except NotFound:
             return  # its CronJob, account and Roles go with it (owner references)
         if bc.metadata.deletion_timestamp is not None:
+            await self._remove(bc)  # a Role by a Repository elsewhere has no owner to go with
             return
         request = drill_request(bc.metadata.annotations)
         had = _condition(bc) is not None
@@ -93,6 +100,14 @@ class DrillReconciler:
                 f"{repo_namespace}/{repo_name} (spec.repository), which does not exist"
             )
             await self._set_condition(bc, (False, REASON_REPOSITORY_NOT_FOUND, message))
+            return
+        labels = None
+        if repo_namespace != namespace and needs_namespace_labels(repository):
+            labels = await self.resources.namespace_labels(namespace)
+        usage = usage_allowed(repository, namespace, labels)
+        if not usage.allowed:  # no Role in the Repository's namespace for a drill it does not admit
+            await self._remove(bc)
+            await self._set_condition(bc, (False, REASON_USAGE_DENIED, usage.message))
             return
         for obj in drill_job.drill_rbac(bc, repository):
             await self.resources.ensure(obj, rbac.up_to_date, likely_new=not had)
