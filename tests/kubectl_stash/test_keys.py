@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.kubectl_stash.conftest import PASSWORD, LocalRepo, Plugin, configuration, local_repository
+from tests.kubectl_stash.conftest import PASSWORD, LocalRepo, Plugin, Ran, configuration, local_repository
 
 from stashlet.kube.client import api_client
 from stashlet.kubectl_stash import keys
@@ -49,6 +49,12 @@ def secret_annotations(kubectl: Any, repo: LocalRepo) -> str:
         "get", "secret", repo.secret, "-n", repo.namespace, "-o", "jsonpath={.metadata.annotations}"
     )
     return str(got.stdout)
+
+
+def key_update(run: Plugin, repo: LocalRepo, password_file: Path, *flags: str) -> Ran:
+    """``kubectl stash key update repo --local`` of ``repo`` to the password in ``password_file``."""
+    local = ("-n", repo.namespace, "--local", f"--restic={repo.restic}")
+    return run("key", "update", "repo", *local, f"--new-password-file={password_file}", *flags)
 
 
 def steps(out: str) -> list[str]:
@@ -95,17 +101,7 @@ def test_key_update_rotates_without_a_moment_unreadable(
     plugin: Plugin, kubectl: Any, repo: LocalRepo, new_password_file: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    ran = plugin(
-        "key",
-        "update",
-        "repo",
-        "-n",
-        repo.namespace,
-        "--local",
-        f"--restic={repo.restic}",
-        f"--new-password-file={new_password_file}",
-        "--propagation-wait=0",
-    )
+    ran = key_update(plugin, repo, new_password_file, "--propagation-wait=0")
     assert ran.code == 0, ran.err
     assert steps(ran.out) == list(keys.STEPS)
     assert "no BackupConfiguration in namespace" in ran.out  # nothing uses the repository: no session
@@ -115,16 +111,7 @@ def test_key_update_rotates_without_a_moment_unreadable(
     assert keys.ROTATED_OUT not in secret_annotations(kubectl, repo)
     everything = ran.out + ran.err + caplog.text
     assert PASSWORD not in everything and NEW not in everything
-    again = plugin(
-        "key",
-        "update",
-        "repo",
-        "-n",
-        repo.namespace,
-        "--local",
-        f"--restic={repo.restic}",
-        f"--new-password-file={new_password_file}",
-    )
+    again = key_update(plugin, repo, new_password_file)
     assert (
         again.err
         == f"error: Secret {repo.namespace}/{repo.secret}: RESTIC_PASSWORD already holds the new password\n"
@@ -167,17 +154,7 @@ def test_key_update_interrupted_says_which_password_opens_and_finishes_when_run_
     assert both in message and holds in message and f"Secret {repo.namespace}/{repo.secret}" in message
     assert secret_password(kubectl, repo) == in_secret
     assert repo.opens_with(PASSWORD) and repo.opens_with(NEW)
-    finished = plugin(
-        "key",
-        "update",
-        "repo",
-        "-n",
-        repo.namespace,
-        "--local",
-        f"--restic={repo.restic}",
-        f"--new-password-file={new_password_file}",
-        "--propagation-wait=0",
-    )
+    finished = key_update(plugin, repo, new_password_file, "--propagation-wait=0")
     assert finished.code == 0, finished.err
     assert secret_password(kubectl, repo) == NEW
     assert repo.opens_with(NEW) and not repo.opens_with(PASSWORD)
@@ -206,17 +183,7 @@ def test_key_update_refused_a_secret_write_keeps_the_old_password_working(
         f"--serviceaccount={repo.namespace}:reader",
     )
     reader = plugin_as(repo.namespace, "reader")
-    ran = reader(
-        "key",
-        "update",
-        "repo",
-        "-n",
-        repo.namespace,
-        "--local",
-        f"--restic={repo.restic}",
-        f"--new-password-file={new_password_file}",
-        "--propagation-wait=0",
-    )
+    ran = key_update(reader, repo, new_password_file, "--propagation-wait=0")
     assert ran.code == 1
     assert "forbidden" in ran.err
     assert ran.err.rstrip().endswith(
@@ -235,18 +202,7 @@ def test_a_proving_session_that_does_not_end_stops_the_rotation_with_both_keys(
     kubectl("apply", "-f", "-", input_obj=configuration("uses-repo", repo.namespace))
     paused = configuration("paused", repo.namespace, paused=True)
     kubectl("apply", "-f", "-", input_obj=paused)
-    ran = plugin(
-        "key",
-        "update",
-        "repo",
-        "-n",
-        repo.namespace,
-        "--local",
-        f"--restic={repo.restic}",
-        f"--new-password-file={new_password_file}",
-        "--propagation-wait=0",
-        "--session-timeout=3",
-    )
+    ran = key_update(plugin, repo, new_password_file, "--propagation-wait=0", "--session-timeout=3")
     assert ran.code == 1
     assert steps(ran.out) == ["added", "secret-updated", "read-proven", "waited"]
     assert f"BackupConfiguration {repo.namespace}/paused is paused: no session with it" in ran.out
@@ -258,18 +214,7 @@ def test_a_proving_session_that_does_not_end_stops_the_rotation_with_both_keys(
         "items"
     ]
     assert [s["spec"]["invoker"]["name"] for s in sessions] == ["uses-repo"]
-    skipped = plugin(
-        "key",
-        "update",
-        "repo",
-        "-n",
-        repo.namespace,
-        "--local",
-        f"--restic={repo.restic}",
-        f"--new-password-file={new_password_file}",
-        "--propagation-wait=0",
-        "--prove-session=false",
-    )
+    skipped = key_update(plugin, repo, new_password_file, "--propagation-wait=0", "--prove-session=false")
     assert skipped.code == 0, skipped.err
     assert "no session proven (--prove-session=false)" in skipped.out
     assert repo.opens_with(NEW) and not repo.opens_with(PASSWORD)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -130,7 +131,9 @@ async def test_a_stopped_gcs_server_is_given_up_though_restic_is_silent(gcs_repo
     assert (
         f"restic retries silently, its endpoint: dial tcp {address}: connect: connection refused" in message
     )
-    assert "gave up after 6s of retries (the bound is 6s)" in message
+    gave_up = re.search(r"gave up after (\d+)s of retries \(the bound is 6s\)", message)
+    assert gave_up is not None, message
+    assert 6 <= int(gave_up.group(1)) <= took + 1, (gave_up.group(0), took)  # a loaded machine gives up later
     assert PASSWORD not in message and gcs_repo.private_key not in message
 
 
