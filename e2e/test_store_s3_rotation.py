@@ -86,7 +86,15 @@ def restic_dump(s3: S3Server, keys: S3Keys, tmp_path: Path, path: str) -> str:
         "AWS_ACCESS_KEY_ID": keys.access_key_id,
         "AWS_SECRET_ACCESS_KEY": keys.secret_access_key,
     }
-    argv = [str(tools.ensure("restic")), "--no-cache", f"--cacert={ca_file}", "dump", "latest", path]
+    argv = [
+        str(tools.ensure("restic")),
+        "--no-cache",
+        "--retry-lock=2m",
+        f"--cacert={ca_file}",
+        "dump",
+        "latest",
+        path,
+    ]
     done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False, timeout=120)
     assert done.returncode == 0, f"restic dump exited {done.returncode}: {done.stderr}"
     return done.stdout
