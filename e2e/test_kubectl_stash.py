@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from e2e.rest_repository import rest_storage
 from e2e.seed import APP, CONFIGURATION, REPOSITORY, SECRET, backed_up_and_checked, seed_objects
 from e2e.seed import PASSWORD as SEED_PASSWORD
 from tests.polling import wait_until
@@ -69,27 +70,10 @@ def init_when_reachable(url: str) -> None:
 def test_kubectl_stash_runs_restic_in_pods_and_rotates_the_password(
     node: LocalCluster, kubectl: Any, namespace: str, rest_backend: Any, tmp_path: Path
 ) -> None:
-    kubectl(
-        "create",
-        "secret",
-        "generic",
-        "repo-secret",
-        "-n",
-        namespace,
-        f"--from-literal=RESTIC_PASSWORD={PASSWORD}",
+    storage = rest_storage(
+        namespace, f"{rest_backend.pod_url}/{namespace}-plugin", PASSWORD, name="repo", secret="repo-secret"
     )
-    repository = {
-        "apiVersion": "stash.appscode.com/v1alpha1",
-        "kind": "Repository",
-        "metadata": {"name": "repo", "namespace": namespace},
-        "spec": {
-            "backend": {
-                "rest": {"url": f"{rest_backend.pod_url}/{namespace}-plugin"},
-                "storageSecretName": "repo-secret",
-            }
-        },
-    }
-    kubectl("apply", "-f", "-", input_obj=repository)
+    kubectl("apply", "-f", "-", input_obj=storage)
     host_url = f"{rest_backend.host_url}/{namespace}-plugin"
     init_when_reachable(host_url)
     data = tmp_path / "data"

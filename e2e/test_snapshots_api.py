@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import yaml
 from e2e.conftest import CHART
+from e2e.rest_repository import rest_storage
 from e2e.test_kubectl_stash import PASSWORD, host_restic, init_when_reachable
 from tests.polling import wait_until
 
@@ -92,27 +93,14 @@ def test_kubectl_get_snapshots_through_the_charts_server(
             ),
         )
         print(f"installed and Available in {time.monotonic() - began:.1f}s")
-        kubectl(
-            "create",
-            "secret",
-            "generic",
-            "repo-secret",
-            "-n",
+        storage = rest_storage(
             namespace,
-            f"--from-literal=RESTIC_PASSWORD={PASSWORD}",
+            f"{rest_backend.pod_url}/{namespace}-snapshots",
+            PASSWORD,
+            name="repo",
+            secret="repo-secret",
         )
-        repository = {
-            "apiVersion": "stash.appscode.com/v1alpha1",
-            "kind": "Repository",
-            "metadata": {"name": "repo", "namespace": namespace},
-            "spec": {
-                "backend": {
-                    "rest": {"url": f"{rest_backend.pod_url}/{namespace}-snapshots"},
-                    "storageSecretName": "repo-secret",
-                }
-            },
-        }
-        kubectl("apply", "-f", "-", input_obj=repository)
+        kubectl("apply", "-f", "-", input_obj=storage)
         host_url = f"{rest_backend.host_url}/{namespace}-snapshots"
         init_when_reachable(host_url)
         data = tmp_path / "data"
