@@ -273,10 +273,12 @@ def test_the_users_command_failing_fails_the_drill(env: RestoreEnv, kubectl: Any
             "kind": "Pod",
             "metadata": {"name": pod, "namespace": env.namespace},
             "spec": {
+                # no scheduler takes it, so no kubelet (the session's node) rewrites the status set below
+                "schedulerName": "stashlet-test-unscheduled",
                 "containers": [
                     {"name": agent_contract.DRILL_COMMAND_CONTAINER, "image": "busybox:1.36"},
                     {"name": "drill-report", "image": "stashlet-agent:dev"},
-                ]
+                ],
             },
         }
     )
