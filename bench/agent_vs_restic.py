@@ -356,11 +356,19 @@ class Bench:
             "apply", "-f", "-", input_text=json.dumps({"kind": "List", "apiVersion": "v1", "items": rbac})
         )
         token = service_account_token(self.api, NAMESPACE, agent_account(config))
-        kubeconfig = token_kubeconfig(
-            self.plane.kubeconfig, token, self.work / f"kubeconfig-{name}", NAMESPACE
-        )
+        token_kubeconfig(self.plane.kubeconfig, token, self.work / f"kubeconfig-{name}", NAMESPACE)
+        return self._spawn(config, f"{name}-pod", log_level)
+
+    def start_replica(self, agent: Agent, pod: str) -> Agent:
+        """Another replica's sidecar (pod ``pod``) of ``agent``'s Deployment, ready."""
+        return self._spawn(agent.config, pod, "info")
+
+    def _spawn(self, config: BackupConfiguration, pod: str, log_level: str) -> Agent:
+        """The sidecar of pod ``pod`` of ``config``'s Deployment, on its account's kubeconfig, ready."""
+        name = config.metadata.name or ""
+        kubeconfig = self.work / f"kubeconfig-{name}"
         port = free_port()
-        tmp = self.work / f"tmp-{name}"
+        tmp = self.work / f"tmp-{pod}"
         tmp.mkdir()
         invocation = AgentInvocation(
             mode="sidecar",
@@ -377,12 +385,12 @@ class Bench:
             **({"PYTHONPATH": os.environ["PYTHONPATH"]} if "PYTHONPATH" in os.environ else {}),
             "HOME": str(tmp),
             "NAMESPACE": NAMESPACE,
-            "POD_NAME": f"{name}-pod",
+            "POD_NAME": pod,
             "KUBECONFIG": str(kubeconfig),
             "STASHLET_RESTIC": self.restic,
             agent_identity.ENV_STORAGE_SECRETS_DIR: str(self.secrets),
         }
-        log = self.work / f"agent-{name}.log"
+        log = self.work / f"agent-{pod}.log"
         with log.open("wb") as out:
             popen = subprocess.Popen(
                 [sys.executable, "-m", "stashlet.agent.cli", *invocation.args(), "--listen-host=127.0.0.1"],

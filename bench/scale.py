@@ -59,7 +59,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from bench.agent_vs_restic import Bench, make_small
+from bench.agent_vs_restic import NAMESPACE, Agent, Bench, make_small
 from bench.figures import fmt, log_entries, markdown_table
 from bench.kubeapi import Api, service_account_token, token_kubeconfig
 from bench.operator_ready import objects as operator_objects
@@ -167,7 +167,8 @@ class Rates:
 def real_agent(cluster: Cluster, work: Path, sessions: int, idle_seconds: float) -> dict[str, Any]:
     """A real sidecar (restic and all): its idle requests per second (the quiet cluster's before it started
     subtracted), and per session its requests (beyond its idle ones), the watch events it received and
-    the session's final status."""
+    the session's final status; then with a second replica of its Deployment beside it, the requests of
+    both per session (one backs up, the other waits for the Lease and finds the host done)."""
     bench = Bench(work / "real", cluster.plane, str(tools.ensure("restic")))
     (work / "real" / "repos").mkdir(parents=True)
     bench.setup()
@@ -186,6 +187,19 @@ def real_agent(cluster: Cluster, work: Path, sessions: int, idle_seconds: float)
             requests.append(cluster.metrics().requests - before.requests - 2 - idle.requests_per_s * took)
             seconds.append(took)
         final = cluster.api.request("GET", f"{GROUP_PATH}/namespaces/bench/backupsessions/real-{sessions}")
+        replica = bench.start_replica(agent, "real-pod-2")
+        try:
+            paired, backed_up_by = [], []
+            for _ in range(sessions):
+                before, started = cluster.metrics(), time.monotonic()
+                own, pod = two_replica_session(cluster, agent)
+                took = time.monotonic() - started
+                paired.append(
+                    cluster.metrics().requests - before.requests - own - 2 * idle.requests_per_s * took
+                )
+                backed_up_by.append(pod)
+        finally:
+            replica.stop()
     finally:
         agent.stop()
     events: dict[str, int] = {}
@@ -200,7 +214,41 @@ def real_agent(cluster: Cluster, work: Path, sessions: int, idle_seconds: float)
         "events_per_session": statistics.median(per_session),
         "events_by_session": per_session,
         "final_status": final["status"],
+        "requests_per_session_two_replicas": statistics.median(paired),
+        "requests_per_session_per_extra_replica": statistics.median(paired) - statistics.median(requests),
+        "two_replica_sessions_by_pod": backed_up_by,
     }
+
+
+SETTLE_S = 4.0
+"""Seconds a session's waiting replica may still send after the Lease is given back (its last look at the
+session, every 2 s, and its last try of the Lease, every 3 s)."""
+
+
+def two_replica_session(cluster: Cluster, agent: Agent) -> tuple[int, str]:
+    """One session of ``agent``'s configuration with two replicas running, until it has ended, the Lease
+    is given back and the waiting replica is quiet: the requests the bench itself sent, and the pod that
+    backed up."""
+    agent.sessions += 1
+    session = build_session(agent.config, int(time.time()))
+    name = f"{agent.config.metadata.name}-{agent.sessions}"
+    session.metadata.name = name
+    sessions = f"{GROUP_PATH}/namespaces/{NAMESPACE}/backupsessions"
+    cluster.api.create(sessions, session.to_dict())
+    final, _ = cluster.api.wait(
+        sessions, name, lambda o: (o.get("status") or {}).get("phase") in ("Succeeded", "Failed"), 300
+    )
+    if final["status"]["phase"] != "Succeeded":
+        raise RuntimeError(f"BackupSession {name} {final['status']['phase']}: {json.dumps(final['status'])}")
+    lease = f"/apis/coordination.k8s.io/v1/namespaces/{NAMESPACE}/leases/" + names.lease_name(
+        "Deployment", agent.config.metadata.name or "", "backup"
+    )
+    own = 2  # the POST, the watch
+    while cluster.api.request("GET", lease)["spec"].get("holderIdentity"):  # the winner's upkeep runs
+        own += 1
+        time.sleep(0.2)
+    time.sleep(SETTLE_S)
+    return own + 1, final["status"]["targets"][0]["stats"][0].get("pod") or ""
 
 
 # --- 3. session fan-out ------------------------------------------------------------------------------------
@@ -283,10 +331,7 @@ def agents_of(
                         "id": f"{namespace}/{name}/{r}",
                         "namespace": namespace,
                         "invoker": name,
-                        "target": name,
-                        "pod": f"{name}-pod-{r}",
                         "kubeconfig": str(kubeconfig),
-                        "lease": True,
                     }
                 )
     return configs, agents
@@ -754,7 +799,10 @@ def report(found: dict[str, Any]) -> str:
         lines += [
             f"one real sidecar: {real['requests_per_session']:.0f} API requests and "
             f"{real['events_per_session']:.0f} watch events per session ({real['events_by_session']}), "
-            f"{real['session_seconds']:.1f} s a session; idle {real['idle_requests_per_s']:.3f} req/s",
+            f"{real['session_seconds']:.1f} s a session; idle {real['idle_requests_per_s']:.3f} req/s; "
+            f"with a second replica {real['requests_per_session_two_replicas']:.0f} requests per session "
+            f"(+{real['requests_per_session_per_extra_replica']:.0f}; backed up by "
+            f"{', '.join(real['two_replica_sessions_by_pod'])})",
         ]
     gw = found.get("pushgateway")
     if gw:

@@ -1,22 +1,22 @@
 """Many sidecars' API work in one process, for ``bench.scale``: each simulated agent runs the sidecar's own
-BackupSession watch and, for a Deployment's replicas, its own Lease loop, with a client of its own.
+BackupSession watch, with a client of its own.
 
     .venv/bin/python -m bench.scale_agents < spec.json
 
 A real sidecar process costs about 44 MiB; 200 of them do not fit beside a control plane on a 2-core
-machine, and what the API server sees of a sidecar at rest is exactly these two loops (the watch of its
-sessions and, for a Deployment, the Lease every replica polls; the rest of an idle agent reads files, not
-the API). So each agent here is the agent's real code (:func:`stashlet.agent.backup.daemon.own_sessions`
-or, for the mode ``namespace``, the namespace-wide collection the sidecar watched before;
-:func:`stashlet.kube.watch.watch`; :class:`stashlet.kube.leases.LeaseLock` with the sidecar's duration
-and cadence) on the agent's own HTTP client (:class:`stashlet.kube.rest.RestClient`, one connection pool
-per agent, as one per pod), presenting its configuration's ServiceAccount token.
+machine, and what the API server sees of a sidecar at rest is exactly its watch of its sessions (the
+Lease of a Deployment's replicas is taken only while a session runs; the rest of an idle agent reads
+files, not the API). So each agent here is the agent's real code
+(:func:`stashlet.agent.backup.daemon.own_sessions` or, for the mode ``namespace``, the namespace-wide
+collection the sidecar watched before; :func:`stashlet.kube.watch.watch`) on the agent's own HTTP client
+(:class:`stashlet.kube.rest.RestClient`, one connection pool per agent, as one per pod), presenting its
+configuration's ServiceAccount token.
 
 The first line of stdin is the spec (JSON: ``mode``, ``agents``: ``id``, ``namespace``, ``invoker``,
-``target``, ``pod``, ``kubeconfig``, ``lease``). The process prints ``{"ready": N}`` once every watch
-has listed; then on each line ``count`` the requests its agents have sent so far (``{"requests": N}``:
-every list, watch and Lease call, counted as the client sends them); on the line ``stop`` (or stdin's
-end) ``{"events": {id: count}, "requests": N}``: the watch events each agent received (ADDED, MODIFIED,
+``kubeconfig``). The process prints ``{"ready": N}`` once every watch has listed;
+then on each line ``count`` the requests its agents have sent so far (``{"requests": N}``: every list
+and watch, counted as the client sends them); on the line ``stop`` (or stdin's end)
+``{"events": {id: count}, "requests": N}``: the watch events each agent received (ADDED, MODIFIED,
 DELETED; not the SYNCED marker), and it exits.
 """
 
@@ -35,16 +35,12 @@ from stashlet.api import names
 from stashlet.api.backupsession import BackupSession
 from stashlet.kube.client import new_api_client
 from stashlet.kube.custom import StashClient
-from stashlet.kube.leases import LeaseLock
 from stashlet.kube.rest import KubeApi, Query
 from stashlet.kube.watch import SYNCED, Collection, watch
 
 MODES = ("namespace", "selected")
 """``namespace``: every session of the namespace, selected by the agent (the sidecar before issue 19);
 ``selected``: only its configuration's, selected by the API server."""
-LEASE_DURATION = 15
-LEASE_RENEW_EVERY = 5.0
-"""The sidecar's leader Lease (``stashlet.agent.context.target_lease``'s defaults)."""
 
 
 class CountingApi:
@@ -75,10 +71,7 @@ class SimulatedAgent:
     id: str
     namespace: str
     invoker: str
-    target: str
-    pod: str
     kubeconfig: str
-    lease: bool
     events: int = 0
 
     def sessions(self, api: KubeApi, mode: str) -> Collection:
@@ -89,27 +82,13 @@ class SimulatedAgent:
 
     async def run(self, mode: str, synced: asyncio.Event, counter: list[int]) -> None:
         api = CountingApi(await new_api_client(self.kubeconfig), counter)
-        loops: list[asyncio.Task[None]] = []
         try:
-            if self.lease:
-                lease = LeaseLock(
-                    api,
-                    self.namespace,
-                    names.lease_name("Deployment", self.target, "backup"),
-                    self.pod,
-                    duration=LEASE_DURATION,
-                    renew_every=LEASE_RENEW_EVERY,
-                )
-                loops.append(asyncio.create_task(lease.run()))
             async for event in watch(self.sessions(api, mode)):
                 if event.type == SYNCED:
                     synced.set()
                 else:
                     self.events += 1
         finally:
-            for loop in loops:
-                loop.cancel()
-            await asyncio.gather(*loops, return_exceptions=True)
             await api.close()
 
 

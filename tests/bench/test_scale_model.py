@@ -45,7 +45,7 @@ def figures() -> dict[str, Any]:
             "series": 62_000,
             "rss_per_config_kib": 62.0,
         },
-        "real_agent": {"requests_per_session": 17.0},
+        "real_agent": {"requests_per_session": 17.0, "requests_per_session_per_extra_replica": 6.0},
     }
 
 
@@ -68,7 +68,8 @@ def test_projection_scales_each_cost_with_its_unit() -> None:
     assert small.session_events_day == pytest.approx(100_000 * 5.0 * REPLICAS)
     assert small.session_events_day_before == pytest.approx(small.session_events_day * CONFIGS_PER_NAMESPACE)
     assert small.session_events_day == large.session_events_day  # the same sessions a day
-    assert small.session_requests_s == pytest.approx(100_000 * 17.0 / 86_400)
+    # each session: the replica that backs up, and each further replica waiting for the Lease
+    assert small.session_requests_s == pytest.approx(100_000 * (17.0 + (REPLICAS - 1) * 6.0) / 86_400)
     assert large.gateway_series == pytest.approx(10_000 * (20.0 + 21.0))
     assert large.operator_mib == pytest.approx(80.0 + 10_000 * 0.05)
     assert large.etcd_objects == pytest.approx(10_000 * (7.0 + 5))

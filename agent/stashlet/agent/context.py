@@ -157,6 +157,7 @@ class AgentContext:
     live: LiveState
     restic: ResticSettings
     lease: LeaseLock | None = None
+    """The Lease this host holds while it works, where hosts take turns (None otherwise)."""
     secret_watch: asyncio.Task[None] | None = None
     """Follows the mounted storage Secrets (:func:`follow_changes`), when there are any."""
 
@@ -169,7 +170,6 @@ class AgentContext:
         component: str,
         host: HostIdentity,
         restic: ResticSettings,
-        lease: LeaseLock | None = None,
     ) -> AgentContext:
         """The context of this process: clients on ``api``, events as ``component`` from this pod, an
         empty live state, and (when the operator mounted storage Secrets) their changes followed."""
@@ -181,7 +181,6 @@ class AgentContext:
             host=host,
             live=live_state(settings, host),
             restic=restic,
-            lease=lease,
             secret_watch=follow_mounted_secrets(settings),
         )
 

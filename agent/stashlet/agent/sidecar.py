@@ -20,7 +20,6 @@ from stashlet.agent.context import (
     read_invoker,
     restic_settings,
     target_alias,
-    target_lease,
 )
 from stashlet.agent.hosts import identify
 from stashlet.agent.http_api.server import make_app, run_server
@@ -49,10 +48,7 @@ async def run_sidecar(settings: AgentSettings) -> int:
         return 1
     if spec is not None:  # the alias names the host; each session follows it anew
         host = agent_host(settings, target_alias(spec))
-    lease = target_lease(api, settings, "backup") if host.needs_lease else None
-    ctx = AgentContext.of_process(
-        settings, api, component=COMPONENT_BACKUP_SESSION, host=host, restic=restic, lease=lease
-    )
+    ctx = AgentContext.of_process(settings, api, component=COMPONENT_BACKUP_SESSION, host=host, restic=restic)
     latest = LatestMetrics()
     registry = CollectorRegistry(auto_describe=True)
     registry.register(latest)
@@ -70,8 +66,6 @@ async def run_sidecar(settings: AgentSettings) -> int:
     ctx.live.settings_loaded = True
     log.info("agent started", extra={**identity_fields(settings, host), "status_port": settings.status_port})
     tasks = [asyncio.create_task(sidecar.run(), name="sidecar")]
-    if lease is not None:
-        tasks.append(asyncio.create_task(lease.run(), name="lease"))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -89,8 +83,6 @@ async def run_sidecar(settings: AgentSettings) -> int:
     for task in tasks:
         with contextlib.suppress(asyncio.CancelledError):
             await task
-    if lease is not None:
-        await lease.release()
     await runner.cleanup()
     await api.close()
     return code

@@ -18,6 +18,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from tests.polling import wait_until
 
+from stashlet.agent.backup.daemon import TURN_RENEW_EVERY
 from stashlet.api import agent_identity
 from stashlet.api.backupconfiguration import BackupConfiguration
 from stashlet.operator.core.workloads import WORKLOAD_KINDS
@@ -619,7 +620,7 @@ def test_statefulset_hosts_each_back_up_once(
     assert sorted(s["hostname"] for s in snapshots) == ["host-0", "host-1", "host-2"]
 
 
-def test_only_the_lease_holder_of_a_deployment_backs_up(
+def test_one_replica_of_a_deployment_backs_up_holding_the_lease_only_meanwhile(
     kubectl: Callable[..., Any],
     namespace: str,
     tmp_path: Path,
@@ -627,24 +628,48 @@ def test_only_the_lease_holder_of_a_deployment_backs_up(
     service_account_kubeconfig: Callable[[str, str], Path],
     restic_binary: str,
 ) -> None:
-    """Two replicas of a Deployment: one holds Lease lock-deployment-app-backup and backs up as host-0;
-    the session has one host entry and the repository one snapshot."""
+    """Two replicas of a Deployment: at rest neither takes Lease lock-deployment-app-backup (none exists);
+    a session is backed up once, as host-0, by one of them (the host entry names its pod), the other
+    finding the host done; afterwards the Lease is given back (no holder), stays unrenewed, and neither
+    replica says it leads; the repository has one snapshot."""
     setup = Setup(kubectl, namespace, tmp_path, replicas=2)
     write_tree(setup.data)
     setup.apply()
     kubeconfig = service_account_kubeconfig(namespace, setup.account)
     agents = [setup.start_agent(start_agent, kubeconfig, pod_name=f"app-abc-{i}") for i in range(2)]
+
+    def leases() -> list[str]:
+        listed = get(kubectl, "leases", "-n", namespace)["items"]
+        return [lease["metadata"]["name"] for lease in listed]
+
+    def leaders() -> list[bool]:
+        found = []
+        for agent in agents:
+            with urllib.request.urlopen(f"{agent.url}/status", timeout=5) as response:  # noqa: S310
+                found.append(json.loads(response.read())["leader"])
+        return found
+
+    assert leases() == []  # an agent polling a Lease at rest would have made it on its first try
+    assert leaders() == [False, False]
+
     done = wait_phase(kubectl, namespace, setup.session("leader"), {"Succeeded", "Failed"})
+
     assert done["status"]["phase"] == "Succeeded"
-    assert [s["hostname"] for s in done["status"]["targets"][0]["stats"]] == ["host-0"]
-    holder = get(kubectl, "lease", "lock-deployment-app-backup", "-n", namespace)["spec"]["holderIdentity"]
-    assert holder in {"app-abc-0", "app-abc-1"}
-    leaders = []
-    for agent in agents:
-        with urllib.request.urlopen(f"{agent.url}/status", timeout=5) as response:  # noqa: S310
-            leaders.append(json.loads(response.read())["leader"])
-    assert sorted(leaders) == [False, True]
+    [entry] = done["status"]["targets"][0]["stats"]
+    assert entry["hostname"] == "host-0"
+    assert entry["pod"] in {"app-abc-0", "app-abc-1"}
     repository_once(kubectl, namespace, lambda r: "lastCheckTime" in r)  # the check's lock is gone
+
+    def given_back() -> dict[str, Any] | None:
+        lease: dict[str, Any] = get(kubectl, "lease", "lock-deployment-app-backup", "-n", namespace)
+        return None if lease["spec"].get("holderIdentity") else lease
+
+    released = wait_until(given_back, timeout=30, what="the Lease given back")
+    assert released is not None
+    time.sleep(TURN_RENEW_EVERY * 2)
+    lease = get(kubectl, "lease", "lock-deployment-app-backup", "-n", namespace)
+    assert lease["metadata"]["resourceVersion"] == released["metadata"]["resourceVersion"]
+    assert leaders() == [False, False]
     assert (
         len(json.loads(setup.restic("snapshots", "--no-lock", "--json", restic_binary=restic_binary).stdout))
         == 1

@@ -8,9 +8,11 @@
 - Paused configuration: the session ends ``Skipped`` with a Warning event ``BackupSessionSkipped``
   ("Backup Configuration is paused"), unless the session carries the opt-in annotation
   ``stash.appscode.com/backup-while-paused: "true"``.
-- Deployment/ReplicaSet: only the holder of the Lease backs up; StatefulSet: every pod; DaemonSet:
-  every node. The host name follows the configuration's ``spec.target.alias`` as it is when a session
-  is handled (see :mod:`stashlet.agent.hosts`).
+- Deployment/ReplicaSet: each session is backed up by the replica that takes the workload's backup
+  Lease first (the others find the host done); StatefulSet: every pod, one at a time, each holding the
+  Lease for its turn; DaemonSet: every node. The Lease is held only while a session is worked on, so an
+  idle agent sends the API server nothing but its watch. The host name follows the configuration's
+  ``spec.target.alias`` as it is when a session is handled (see :mod:`stashlet.agent.hosts`).
 - ``spec.timeOut`` is enforced: past the deadline restic is interrupted and the host is Failed.
 - Once the watch has listed, the retention scope this host forgets in is listed in the background
   (the ``warm_up`` given: :meth:`~stashlet.agent.backup.retention_step.RetentionStep.warm_up`), so the
@@ -52,13 +54,19 @@ from stashlet.api.sessions import build_session
 from stashlet.api.timestamps import now_utc
 from stashlet.kube.custom import StashClient
 from stashlet.kube.errors import Conflict, KubeError, NotFound
+from stashlet.kube.leases import LeaseLock
 from stashlet.kube.watch import DELETED, SYNCED, Collection, WatchSettings, list_objects, watch
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-LEADER_POLL = 2.0
+TURN_LEASE_SECONDS = 15
+"""The backup Lease's duration: a holder that stops renewing (a lost pod) is replaced after it."""
+TURN_RENEW_EVERY = 3.0
+"""Seconds between renewals by the holder, and between tries by a host waiting for its turn."""
+SESSION_POLL = 2.0
+"""Seconds between looks at the session by a host waiting for its turn (has it ended?)."""
 PAUSED_MESSAGE = "Backup Configuration is paused"
 REASON_SKIPPED = "BackupSessionSkipped"
 REASON_INTERRUPTED = "Interrupted"
@@ -144,8 +152,8 @@ class Sidecar:
 
     def status(self) -> dict[str, Any]:
         """The JSON of GET /status."""
-        if self.ctx.lease is not None:
-            self.ctx.live.leader = self.ctx.lease.held
+        if self.ctx.host.needs_lease:
+            self.ctx.live.leader = self.ctx.lease is not None and self.ctx.lease.held
         return self.ctx.live.snapshot()
 
     async def request_backup(self, requested_by: str, while_paused: bool = False) -> str:
@@ -299,17 +307,24 @@ class Sidecar:
         if config.spec.paused and not wants_backup_while_paused(session):
             await self._skip(session)
             return
-        if ctx.host.needs_lease and not await self._lead_or_done(name):
-            return
+        working = False
         try:
-            plan = plan_from_config(config, _taken(workload))
-        except PreparationError as exc:
-            await self._fail(session, ref, exc.reason, exc.message)
-            return
-        deadline = session_deadline(session, config)
-        await self._stop_warm_up(f"session {name} begins")
-        try:
-            async with self._turn():
+            async with self._turn(name) as mine:
+                if not mine:
+                    return
+                if ctx.host.needs_lease:  # a replica that had the Lease before may have backed this host up
+                    still = await self._still_to_do(name, ref)
+                    if still is None:
+                        return
+                    session = still
+                working = True
+                try:
+                    plan = plan_from_config(config, _taken(workload))
+                except PreparationError as exc:
+                    await self._fail(session, ref, exc.reason, exc.message)
+                    return
+                deadline = session_deadline(session, config)
+                await self._stop_warm_up(f"session {name} begins")
                 work = self.runner.run(session, config, plan, picked_up=picked_up, upkeep=False)
                 try:
                     if deadline is None:
@@ -328,6 +343,8 @@ class Sidecar:
                 # The Repository's work after the session: outside its deadline, before the next session.
                 await self.runner.upkeep()
         except asyncio.CancelledError:
+            if not working:  # stopped while waiting for its turn: another host's work, not this one's
+                raise
             await asyncio.shield(
                 self._fail(
                     session,
@@ -353,32 +370,52 @@ class Sidecar:
             log.error("retention scope warm-up crashed", exc_info=task.exception())
 
     @contextlib.asynccontextmanager
-    async def _turn(self) -> AsyncIterator[None]:
-        """For hosts that take turns (StatefulSet pods): hold the workload's Lease while working."""
-        if not self.ctx.host.takes_turns:
-            yield
+    async def _turn(self, name: str) -> AsyncIterator[bool]:
+        """Hold the workload's backup Lease while working on session ``name``, where hosts share it.
+
+        A Deployment's replicas play one host: each session is backed up by the replica that takes the
+        Lease first; the others wait, and find the host done when their turn comes (or the session ended
+        meanwhile: False, without the Lease). StatefulSet pods each back up, one at a time. No replica
+        holds or polls the Lease between sessions. Other hosts need no Lease (True at once).
+        """
+        host = self.ctx.host
+        if not (host.needs_lease or host.takes_turns):
+            yield True
             return
-        lease = target_lease(self.ctx.api, self.ctx.settings, "backup", duration=15, renew_every=3)
+        settings = self.ctx.settings
+        lease = target_lease(
+            self.ctx.api, settings, "backup", duration=TURN_LEASE_SECONDS, renew_every=TURN_RENEW_EVERY
+        )
         renewer = asyncio.create_task(lease.run(), name="turn-lease")
         try:
-            await lease.wait_held()
-            log.info("took the backup turn", extra={"host": self.ctx.host.name, "lease": lease.name})
-            yield
+            if not await self._held_or_ended(lease, name):
+                yield False
+                return
+            log.info("took the backup turn", extra={"host": host.name, "lease": lease.name, "session": name})
+            self.ctx.lease = lease
+            yield True
         finally:
+            self.ctx.lease = None
             renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await renewer
             await lease.release()
 
-    async def _lead_or_done(self, name: str) -> bool:
-        """Wait until this replica holds the Lease (True) or another host ended the session (False)."""
-        lease = self.ctx.lease
-        if lease is None:
-            return True
+    async def _still_to_do(self, name: str, ref: TargetRef) -> BackupSession | None:
+        """Session ``name`` as it is now, unless it is gone, final, or this host's part of it is done."""
+        try:
+            session = await self.ctx.stash.get(BackupSession, self.ctx.namespace, name)
+        except NotFound:
+            return None
+        if ss.is_final(session) or ss.host_is_done(session, ref, self.ctx.host.name):
+            return None
+        return session
+
+    async def _held_or_ended(self, lease: LeaseLock, name: str) -> bool:
+        """Wait until ``lease`` is held (True) or session ``name`` is gone or final (False)."""
         while not lease.held:
-            self.ctx.live.leader = False
             try:
-                async with asyncio.timeout(LEADER_POLL):  # not wait_for: it may lose a cancellation
+                async with asyncio.timeout(SESSION_POLL):  # not wait_for: it may lose a cancellation
                     await lease.wait_held()
             except TimeoutError:
                 try:
@@ -387,7 +424,6 @@ class Sidecar:
                     return False
                 if ss.is_final(session):
                     return False
-        self.ctx.live.leader = True
         return True
 
     async def _skip(self, session: BackupSession) -> None:

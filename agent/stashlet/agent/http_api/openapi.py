@@ -132,7 +132,10 @@ _STATUS: Schema = {
         },
         "leader": {
             "type": ["boolean", "null"],
-            "description": "Whether this replica holds the backup Lease; null where no Lease is used.",
+            "description": (
+                "Whether this replica holds the backup Lease: a Deployment's replica holds it while it backs "
+                "up a session, and at no other time; null where no Lease is used."
+            ),
         },
         "paused": {"type": ["boolean", "null"], "description": "spec.paused of the BackupConfiguration."},
         "watching": {"type": "boolean", "description": "Whether the BackupSession watch is established."},
