@@ -14,6 +14,7 @@ sidecar (a new key made, the Secret applied, the old key deleted at the token en
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import subprocess
 from collections.abc import Iterator
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e.manifests import backup_session
+from e2e.rotation import Sidecar, rewritten
 from e2e.seed import (
     APP,
     PASSWORD,
@@ -172,7 +173,6 @@ async def test_a_rotated_service_account_key_reaches_the_running_sidecar(
     it from then on). Once the kubelet has put the new Secret into the pod's volume, the same sidecar (same
     pod, no container restarted) backs up with B: its token came from B's key. fake-gcs-server checks no
     token, so what this shows is the agent's part: each session reads the key file anew."""
-    get = helpers.get
     key_a, key_b = gcs.account, gcs.account.new_key()
     operator_for(namespace)
     objects = seed_objects(
@@ -183,52 +183,26 @@ async def test_a_rotated_service_account_key_reaches_the_running_sidecar(
     )
     kubectl("apply", "-f", "-", input_obj=objects)
     await helpers.pvc_path(kubectl, namespace, "source-pvc")
-
-    def phase(kind: str, name: str) -> str | None:
-        return (get(kubectl, kind, name, "-n", namespace).get("status") or {}).get("phase")
-
-    await helpers.until(
-        lambda: phase("backupconfiguration", "pause-backup") == "Ready", timeout=60, what="Ready"
-    )
-    [pod_name] = await helpers.rolled_out(kubectl, namespace, APP)
-    pod = get(kubectl, "pod", pod_name, "-n", namespace)
+    sidecar = await Sidecar.ready(kubectl, helpers, namespace)
 
     async def backed_up(name: str) -> list[str]:
         """The session Succeeded; the key ids the token endpoint granted tokens for meanwhile."""
         granted = len(gcs.tokens.grants)
-        kubectl("apply", "-f", "-", input_obj=backup_session(namespace, name, "pause-backup"))
-        await helpers.until(
-            lambda: phase("backupsession", name) in ("Succeeded", "Failed"), timeout=120, what=name
-        )
-        status = get(kubectl, "backupsession", name, "-n", namespace)["status"]
-        assert status["phase"] == "Succeeded", json.dumps(status)
+        await sidecar.backed_up(name)
         return sorted({g["kid"] for g in gcs.tokens.grants[granted:]})
 
     assert await backed_up("with-a") == [key_a.key_id]
     gcs.tokens.trust(key_b)
     [secret] = [o for o in objects if o["kind"] == "Secret"]
     secret["data"]["GOOGLE_SERVICE_ACCOUNT_JSON_KEY"] = b64(gcs.key(key_b))
-    assert node.node is not None
-    volumes = (
-        node.node.paths.kubelet_root / "pods" / pod["metadata"]["uid"] / "volumes" / "kubernetes.io~secret"
-    )
-    [volume] = [v for v in volumes.iterdir() if (v / "GOOGLE_SERVICE_ACCOUNT_JSON_KEY").is_file()]
+    volume = sidecar.secret_volume(node, "GOOGLE_SERVICE_ACCOUNT_JSON_KEY")
+    applied = dt.datetime.now(dt.UTC)
     kubectl("apply", "-f", "-", input_obj=[secret])
     gcs.tokens.revoke(key_a)
-    await helpers.until(
-        lambda: (
-            json.loads((volume / "GOOGLE_SERVICE_ACCOUNT_JSON_KEY").read_text())["private_key_id"]
-            == key_b.key_id
-        ),
-        timeout=150,
-        interval=1,
-        what="the kubelet writing the new Secret into the pod's volume",
-    )
+    await rewritten(helpers, volume, "GOOGLE_SERVICE_ACCOUNT_JSON_KEY", gcs.key(key_b).decode(), applied)
     assert await backed_up("with-b") == [key_b.key_id]
-    after = get(kubectl, "pod", pod_name, "-n", namespace)
-    assert after["metadata"]["uid"] == pod["metadata"]["uid"]
-    assert [c["restartCount"] for c in after["status"]["containerStatuses"]] == [0, 0]
+    assert sidecar.unrestarted()
     assert len(gcs.server.object_names(BUCKET, "rotation/snapshots/")) == 2
-    log = kubectl("logs", "-n", namespace, pod_name, "-c", "stash").stdout
+    log = sidecar.log()
     for key in (key_a, key_b):
         assert json.loads(gcs.key(key))["private_key"].splitlines()[1] not in log

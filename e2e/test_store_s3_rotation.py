@@ -12,17 +12,15 @@ sidecar's next session backs up with B's keys, without a restart.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import secrets
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e.manifests import backup_session
-from e2e.seed import APP, CONFIGURATION, MOUNT, PASSWORD, SECRET, b64, seed_objects
+from e2e.rotation import Sidecar, rewritten
+from e2e.seed import MOUNT, PASSWORD, SECRET, b64, seed_objects
 from tests.stores.versitygw import REGION, S3Keys, S3Server, versitygw
 
 from stashlet.localcluster import tools
@@ -33,9 +31,6 @@ pytestmark = [pytest.mark.cluster, pytest.mark.restic]
 
 BUCKET = "rotation"
 PREFIX = "/stash-demo"
-KUBELET_STAMP = "..%Y_%m_%d_%H_%M_%S."
-"""How the kubelet names each write of a Secret volume, the folder ``..data`` links to: the UTC second
-of the write, then random digits."""
 
 
 @pytest.fixture(scope="module")
@@ -56,22 +51,6 @@ def secret_data(s3: S3Server, keys: S3Keys) -> dict[str, bytes | str]:
         "AWS_SECRET_ACCESS_KEY": keys.secret_access_key,
         "CA_CERT_DATA": s3.ca_cert,
     }
-
-
-def containers(pod: dict[str, Any]) -> dict[str, tuple[str, int]]:
-    """Each container of ``pod``: its container id and restart count."""
-    return {
-        c["name"]: (c.get("containerID", ""), c["restartCount"]) for c in pod["status"]["containerStatuses"]
-    }
-
-
-def kubelet_write(volume: Path) -> dt.datetime | None:
-    """When the kubelet wrote the Secret volume's current version (from the name ``..data`` links to)."""
-    try:
-        target = (volume / "..data").readlink().name
-    except OSError:
-        return None
-    return dt.datetime.strptime(target[: len("..2006_01_02_15_04_05.")], KUBELET_STAMP).replace(tzinfo=dt.UTC)
 
 
 def restic_dump(s3: S3Server, keys: S3Keys, tmp_path: Path, path: str) -> str:
@@ -114,7 +93,6 @@ async def test_rotated_keys_reach_the_running_sidecar_and_the_revoked_ones_do_no
     same sidecar (same pod, same containers, no restart) backs up with B's keys: two snapshots in the
     bucket, the second holding the data written after the rotation, read back with B's keys. The agent
     logs the Secret's change (its key names, no value)."""
-    get = helpers.get
     a, b = new_keys("A"), new_keys("B")
     s3.create_user(a)
     operator_for(namespace)
@@ -123,83 +101,34 @@ async def test_rotated_keys_reach_the_running_sidecar_and_the_revoked_ones_do_no
     kubectl("apply", "-f", "-", input_obj=objects)
     data = await helpers.pvc_path(kubectl, namespace, "source-pvc")
     (data / "data.txt").write_text("written with A's keys\n")
-
-    def phase(kind: str, name: str) -> str | None:
-        return (get(kubectl, kind, name, "-n", namespace).get("status") or {}).get("phase")
-
-    await helpers.until(
-        lambda: phase("backupconfiguration", CONFIGURATION) == "Ready", timeout=60, what="Ready"
-    )
-    [pod_name] = await helpers.rolled_out(kubectl, namespace, APP)
-    pod = get(kubectl, "pod", pod_name, "-n", namespace)
-    before = containers(pod)
-
-    async def backed_up(name: str) -> None:
-        kubectl("apply", "-f", "-", input_obj=backup_session(namespace, name, CONFIGURATION))
-        await helpers.until(
-            lambda: phase("backupsession", name) in ("Succeeded", "Failed"), timeout=120, what=name
-        )
-        status = get(kubectl, "backupsession", name, "-n", namespace)["status"]
-        assert status["phase"] == "Succeeded", json.dumps(status)
-
-    await backed_up("with-a")
+    sidecar = await Sidecar.ready(kubectl, helpers, namespace)
+    await sidecar.backed_up("with-a")
     assert s3.bucket_exists(BUCKET)
 
     s3.create_user(b)
     s3.change_bucket_owner(BUCKET, b.access_key_id)
     [secret] = [o for o in objects if o["kind"] == "Secret"]
     secret["data"] = {k: b64(v) for k, v in {"RESTIC_PASSWORD": PASSWORD, **secret_data(s3, b)}.items()}
-    assert node.node is not None
-    volumes = (
-        node.node.paths.kubelet_root / "pods" / pod["metadata"]["uid"] / "volumes" / "kubernetes.io~secret"
-    )
-    [volume] = [v for v in volumes.iterdir() if (v / "AWS_ACCESS_KEY_ID").is_file()]
+    volume = sidecar.secret_volume(node, "AWS_ACCESS_KEY_ID")
     assert (volume / "AWS_ACCESS_KEY_ID").read_text() == a.access_key_id
     applied = dt.datetime.now(dt.UTC)
-    started = time.monotonic()
     kubectl("apply", "-f", "-", input_obj=[secret])
     s3.delete_user(a.access_key_id)
     status, answer = s3.request("GET", f"/{BUCKET}", keys=a)
     assert (status, b"<Code>InvalidAccessKeyId</Code>" in answer) == (403, True), answer
     assert s3.call("GET", f"/{BUCKET}", keys=b) == 200
 
-    await helpers.until(
-        lambda: (volume / "AWS_ACCESS_KEY_ID").read_text() == b.access_key_id,
-        timeout=150,
-        interval=1,
-        what="the kubelet writing the new Secret into the pod's volume",
-    )
-    seen = time.monotonic() - started
-    written = kubelet_write(volume)
-    assert written is not None
+    write = await rewritten(helpers, volume, "AWS_ACCESS_KEY_ID", b.access_key_id, applied)
     (data / "data.txt").write_text("written with B's keys\n")
-    await backed_up("with-b")
+    await sidecar.backed_up("with-b")
 
-    after = get(kubectl, "pod", pod_name, "-n", namespace)
-    assert after["metadata"]["uid"] == pod["metadata"]["uid"]
-    assert containers(after) == before
+    assert sidecar.unrestarted()
     snapshots = [n for n in s3.objects(BUCKET) if n.startswith(f"{PREFIX.strip('/')}/snapshots/")]
     assert len(snapshots) == 2, snapshots
     assert restic_dump(s3, b, tmp_path, f"{MOUNT}/data.txt") == "written with B's keys\n"
-
-    def changes() -> list[dict[str, Any]]:
-        log = kubectl("logs", "-n", namespace, pod_name, "-c", "stash").stdout
-        lines = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
-        return [
-            line
-            for line in lines
-            if line.get("msg", "").startswith("mounted storage Secret changed")
-            and line.get("secret") == SECRET
-        ]
-
-    [change] = await helpers.until(changes, timeout=30, what="the agent's log of the Secret's change")
-    log = kubectl("logs", "-n", namespace, pod_name, "-c", "stash").stdout
-    noticed = dt.datetime.fromisoformat(change["time"])
+    change = await sidecar.secret_change(SECRET)
     assert change["keys"] == sorted(["RESTIC_PASSWORD", *secret_data(s3, b)])
+    log = sidecar.log()
     for secret_value in (a.secret_access_key, b.secret_access_key, PASSWORD):
         assert secret_value not in log
-    print(  # the figure the report quotes (pytest -s)
-        f"Secret applied {applied:%H:%M:%S.%f}; kubelet wrote it {written:%H:%M:%S} "
-        f"({(written - applied).total_seconds():+.1f} s; seen on the host after {seen:.1f} s); "
-        f"the agent logged the change at {noticed:%H:%M:%S.%f} ({(noticed - applied).total_seconds():+.1f} s)"
-    )
+    print(write.report(dt.datetime.fromisoformat(change["time"])))  # the figure the report quotes (pytest -s)
