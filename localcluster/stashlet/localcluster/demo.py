@@ -238,13 +238,14 @@ class Walkthrough:
                 },
             },
         )
-        leader = await until(lambda: self._lease_holder(kubectl), "a sidecar to hold the Lease")
-        ip = kubectl.json("pod", leader, "-n", NAMESPACE)["status"]["podIP"]
-        status_url = f"http://{ip}:{names.DEFAULT_STATUS_PORT}"
         await until(lambda: self._phase(kubectl, session) in ("Succeeded", "Failed"), f"{session} to finish")
-        if self._phase(kubectl, session) == "Failed":
-            status = kubectl.json("backupsession", session, "-n", NAMESPACE)["status"]
+        status = kubectl.json("backupsession", session, "-n", NAMESPACE)["status"]
+        if status["phase"] == "Failed":
             raise RuntimeError(f"the backup failed: {json.dumps(status, indent=2)}")
+        # the replica that took the Lease for this session and backed up: its pod is in the host's entry
+        backed_up_by = status["targets"][0]["stats"][0]["pod"]
+        ip = kubectl.json("pod", backed_up_by, "-n", NAMESPACE)["status"]["podIP"]
+        status_url = f"http://{ip}:{names.DEFAULT_STATUS_PORT}"
         kubectl("get", "backupsession", "-n", NAMESPACE)
         kubectl("get", "repository", "-n", NAMESPACE)
         curl(f"{status_url}/status")
@@ -343,14 +344,6 @@ class Walkthrough:
 
     def _running(self, kubectl: Kubectl, *, injected: bool = False) -> int:
         return len(self._pods(kubectl, injected=injected))
-
-    def _lease_holder(self, kubectl: Kubectl) -> str | None:
-        try:
-            lease = kubectl.json("lease", "lock-deployment-stash-demo-backup", "-n", NAMESPACE)
-        except RuntimeError:
-            return None
-        holder = lease["spec"].get("holderIdentity")
-        return str(holder) if holder else None
 
     def _phase(self, kubectl: Kubectl, session: str) -> str | None:
         phase = kubectl.json("backupsession", session, "-n", NAMESPACE).get("status", {}).get("phase")
