@@ -45,6 +45,10 @@ DRILL_STEP_VERIFY: Final = "verify"
 DRILL_STEP_REPORT: Final = "report"
 DRILL_STEPS: Final = (DRILL_STEP_ALL, DRILL_STEP_VERIFY, DRILL_STEP_REPORT)
 DRILL_COMMAND_CONTAINER: Final = "drill-command"
+DRILL_EVENT_PASSED: Final = "RestoreDrillSucceeded"
+DRILL_EVENT_FAILED: Final = "RestoreDrillFailed"
+"""The reasons of the events a drill's verdict puts on its BackupConfiguration (the agent's; the operator's
+when the drill's Job ended without one)."""
 DRILL_SCRATCH_PATH: Final = "/restore-drill"
 """Where a drill restores (an emptyDir), one folder per host: ``/restore-drill/<host>/<backed-up path>``."""
 

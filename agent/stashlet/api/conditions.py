@@ -34,6 +34,8 @@ class ConditionType(StrEnum):
     METRICS_PUSHED = "MetricsPushed"
     # stashlet's own: whether restic reaches the backend (written once restic had to retry it).
     BACKEND_REACHABLE = "BackendReachable"
+    # stashlet's own, on a Repository: how the last restore drill of a configuration backing up into it went.
+    RESTORE_DRILL_SUCCEEDED = "RestoreDrillSucceeded"
     # RestoreSession.
     RESTORE_TARGET_FOUND = "RestoreTargetFound"
     STASH_INIT_CONTAINER_INJECTED = "StashInitContainerInjected"
@@ -97,6 +99,7 @@ class ConditionReason(StrEnum):
     SUCCESSFULLY_PUSHED_METRICS = "SuccessfullyPushedMetrics"
     FAILED_TO_PUSH_METRICS = "FailedToPushMetrics"
     # stashlet's own reasons.
+    RESTORE_DRILL_JOB_FAILED = "RestoreDrillJobFailed"
     BACKEND_UNREACHABLE = "BackendUnreachable"
     BACKEND_ANSWERS = "BackendAnswers"
     REPOSITORY_LOCKED = "RepositoryLocked"

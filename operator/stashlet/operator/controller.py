@@ -17,10 +17,11 @@ Watches (list-then-watch, :func:`stashlet.kube.watch.watch`), in every watched n
   on start every such session is looked at, so those past their deadline end at once.
 - Jobs the operator made (label ``app.kubernetes.io/managed-by=stashlet``), in full: a backup Job that
   ended while its session had not fails the session (:meth:`~stashlet.operator.backup.silent.
-  SilentSessions.job_ended`), a restore Job its host (:mod:`stashlet.operator.restore.job_failures`), and a
-  wipe Job's end has its Repository looked at again. Where the operator may not list and watch Jobs (a
-  chart older than the operator), it says so in an error log line naming the right, and a Job's end is
-  seen only at its session's pickup deadline.
+  SilentSessions.job_ended`), a restore Job its host (:mod:`stashlet.operator.restore.job_failures`), a
+  restore drill's Job that ended without its verdict fails the drill on its Repository
+  (:mod:`stashlet.operator.drills.unreported`), and a wipe Job's end has its Repository looked at again.
+  Where the operator may not list and watch Jobs (a chart older than the operator), it says so in an
+  error log line naming the right, and a Job's end is seen only at its session's pickup deadline.
 - Repositories: besides being a dependency, one with ``spec.wipeOut`` (or its finalizer) is handed to
   :class:`~stashlet.operator.repository.wipeout.WipeOut`.
 - RestoreSessions: like configurations (new, spec change, deletion request, lost finalizer), reconciled by
@@ -59,8 +60,10 @@ from stashlet.operator.core.labelled import LabelIndex
 from stashlet.operator.core.loop import ControlLoop, Follow, lean
 from stashlet.operator.core.observe import Dependency, ReconcileResult
 from stashlet.operator.core.workloads import WORKLOAD_KINDS
+from stashlet.operator.drills.cronjob import LABEL_DRILL_OF
 from stashlet.operator.drills.reconciler import CONDITION_SCHEDULED, DrillReconciler
 from stashlet.operator.drills.spec import drill_annotations
+from stashlet.operator.drills.unreported import UnreportedDrills
 from stashlet.operator.repository.wipeout import WipeOut
 from stashlet.operator.restore.job_failures import RestoreJobFailures
 from stashlet.operator.restore.reconciler import RestoreReconciler
@@ -87,6 +90,8 @@ RESTORE_JOB_PREFIX = "rjob:"
 """A restore Job that ended (``namespace/job``)."""
 DRILL_PREFIX = "drill:"
 """A configuration whose restore drill annotations (or spec) changed (:mod:`stashlet.operator.drills`)."""
+DRILL_JOB_PREFIX = "djob:"
+"""A restore drill's Job that ended (``namespace/job``: :mod:`stashlet.operator.drills.unreported`)."""
 JOB_SELECTOR = f"{names.LABEL_MANAGED_BY}={names.MANAGED_BY}"
 
 _DEPENDENCY_KINDS: dict[str, tuple[str, str, str, bool]] = {
@@ -152,6 +157,7 @@ class Controller(ControlLoop):
         self._snapshot_configs: set[str] = set()
         """Keys of the VolumeSnapshotter configurations, whose sessions the operator carries out."""
         self.drills = DrillReconciler(self.api, self.settings, self.events)
+        self.unreported_drills = UnreportedDrills(self.api, self.events)
         self._drills: dict[str, tuple[object, bool, dict[str, str]]] = {}
         """Configurations with a restore drill (or its condition): their generation, whether they are being
         deleted, and their drill annotations."""
@@ -335,6 +341,8 @@ class Controller(ControlLoop):
             self.queue.add(BACKUP_JOB_PREFIX + key)
         elif labels.get(names.LABEL_RESTORE_SESSION):
             self.queue.add(RESTORE_JOB_PREFIX + key)
+        elif labels.get(LABEL_DRILL_OF):
+            self.queue.add(DRILL_JOB_PREFIX + key)
         elif labels.get(names.LABEL_WIPE_OF):
             self.queue.add(f"{REPOSITORY_PREFIX}{meta.get('namespace')}/{labels[names.LABEL_WIPE_OF]}")
 
@@ -417,6 +425,10 @@ class Controller(ControlLoop):
         if item.startswith(DRILL_PREFIX):
             namespace, _, name = item.removeprefix(DRILL_PREFIX).partition("/")
             await self.drills.reconcile(namespace, name)
+            return
+        if item.startswith(DRILL_JOB_PREFIX):
+            namespace, _, name = item.removeprefix(DRILL_JOB_PREFIX).partition("/")
+            await self.unreported_drills.job_ended(namespace, name)
             return
         if item.startswith(JOB_PREFIX):
             namespace, _, name = item.removeprefix(JOB_PREFIX).partition("/")

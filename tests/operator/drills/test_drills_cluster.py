@@ -4,6 +4,7 @@ is named and leaves no CronJob behind, removing the annotations removes everythi
 
 from __future__ import annotations
 
+import copy
 import json
 from typing import Any
 
@@ -196,3 +197,65 @@ async def test_a_repository_elsewhere_needs_its_usage_policy_and_its_role_goes_w
     await akubectl("delete", "backupconfiguration", "pause-backup", "-n", namespace, "--wait=false")
     await akubectl.wait_gone("role", second_namespace, elsewhere, within=30)
     await akubectl.wait_gone("rolebinding", second_namespace, elsewhere, within=30)
+
+
+async def test_a_drill_job_ending_without_a_verdict_fails_the_drill_on_the_repository(
+    operator: Any, akubectl: Any, make: Any, namespace: str
+) -> None:
+    """A drill Job whose pod never runs (its image is never pulled) ends at its deadline without the
+    agent's verdict: the operator turns the Repository's RestoreDrillSucceeded (True from an earlier drill)
+    False with reason RestoreDrillJobFailed, naming the configuration, the Job and DeadlineExceeded, sets
+    lastDrillTime, and puts a Warning RestoreDrillFailed event on the configuration."""
+    await akubectl("apply", "-f", "-", input_obj=make.seed_storage_secret(namespace))
+    await akubectl("apply", "-f", "-", input_obj=make.repository(namespace=namespace))
+    await akubectl("apply", "-f", "-", input_obj=make.deployment(namespace=namespace))
+    bc = make.backup_configuration(namespace=namespace)
+    bc["metadata"]["annotations"] = {SCHEDULE: "@weekly"}
+    await operator.start(namespace)
+    await akubectl("apply", "-f", "-", input_obj=bc)
+    await drill_condition(akubectl, namespace, "True", "RestoreDrillCronJobCreated")
+    earlier = "2026-11-28T03:00:00Z"
+    passed = {
+        "type": "RestoreDrillSucceeded",
+        "status": "True",
+        "reason": "RestoreDrillPassed",
+        "message": "an earlier drill passed",
+        "lastTransitionTime": earlier,
+    }
+    patch = json.dumps({"status": {"conditions": [passed], "lastDrillTime": earlier}})
+    status = ["--subresource=status", "--type=merge", "-p", patch]
+    await akubectl("patch", "repository", "gcs-repo", "-n", namespace, *status)
+    template = (await akubectl.get("cronjob", namespace, CRONJOB))["spec"]["jobTemplate"]
+    job: dict[str, Any] = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "stash-drill-now", "namespace": namespace, **template["metadata"]},
+        "spec": {**copy.deepcopy(template["spec"]), "activeDeadlineSeconds": 5},
+    }
+    for container in job["spec"]["template"]["spec"]["containers"]:
+        container.update(image="stashlet-agent:never-pulled", imagePullPolicy="Never")
+    await akubectl("apply", "-f", "-", input_obj=job)
+
+    async def failed() -> dict[str, Any] | None:
+        repo = await akubectl.get("repository", namespace, "gcs-repo") or {}
+        conditions = (repo.get("status") or {}).get("conditions") or []
+        found = next((c for c in conditions if c["type"] == "RestoreDrillSucceeded"), None)
+        return repo if found is not None and found["status"] == "False" else None
+
+    repo = await eventually(failed, timeout=90, what="the drill recorded Failed on the Repository")
+    [condition] = [c for c in repo["status"]["conditions"] if c["type"] == "RestoreDrillSucceeded"]
+    assert condition["reason"] == "RestoreDrillJobFailed"
+    assert condition["message"].startswith(
+        f"restore drill of BackupConfiguration {namespace}/pause-backup ended without a verdict: "
+        f"Job {namespace}/stash-drill-now failed: DeadlineExceeded"
+    ), condition
+    assert repo["status"]["lastDrillTime"] > earlier
+    await akubectl.event(
+        namespace,
+        "pause-backup",
+        lambda e: (
+            (e["type"], e["reason"], "stash-drill-now" in e["message"])
+            == ("Warning", "RestoreDrillFailed", True)
+        ),
+        what="the Warning event of the failed drill",
+    )

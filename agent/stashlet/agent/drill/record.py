@@ -31,7 +31,6 @@ from stashlet.kube.events import EventRecorder, EventType
 
 log = logging.getLogger(__name__)
 
-COMPONENT_RESTORE_DRILL = "Restore Drill"
 EVENT_METRICS_PUSH_FAILED = "MetricsPushFailed"
 
 

@@ -30,7 +30,7 @@ from stashlet.agent.context import AgentContext, restic_settings
 from stashlet.agent.drill import verdict as v
 from stashlet.agent.drill.command import await_command
 from stashlet.agent.drill.manifest import DIFFERS, MISSING, NOT_RESTORED, UNEXPECTED, Mismatch
-from stashlet.agent.drill.record import COMPONENT_RESTORE_DRILL, record
+from stashlet.agent.drill.record import record
 from stashlet.agent.drill.restore import DrillRestore, by_host
 from stashlet.agent.errors import AgentError
 from stashlet.agent.hosts import job_identity
@@ -38,6 +38,7 @@ from stashlet.agent.metrics.build import InvokerLabels
 from stashlet.agent.restic.runner import Restic
 from stashlet.agent.settings import AgentSettings
 from stashlet.api import agent_contract as contract
+from stashlet.api import names
 from stashlet.api.backupconfiguration import BackupConfiguration
 from stashlet.kube.client import new_api_client
 from stashlet.kube.errors import KubeError, NotFound
@@ -206,7 +207,7 @@ async def run_drill(settings: AgentSettings) -> int:
     restic = dataclasses.replace(restic_settings(settings), retry_lock=DRILL_RETRY_LOCK)
     api = await new_api_client()
     ctx = AgentContext.of_process(
-        settings, api, component=COMPONENT_RESTORE_DRILL, host=job_identity(), restic=restic
+        settings, api, component=names.COMPONENT_RESTORE_DRILL, host=job_identity(), restic=restic
     )
     drill = Drill(ctx)
     task = asyncio.create_task(_steps(drill, settings), name="drill")

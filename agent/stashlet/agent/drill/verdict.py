@@ -12,7 +12,10 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-CONDITION_TYPE = "RestoreDrillSucceeded"
+from stashlet.api import agent_contract
+from stashlet.api.conditions import ConditionType
+
+CONDITION_TYPE = ConditionType.RESTORE_DRILL_SUCCEEDED.value
 REASON_PASSED = "RestoreDrillPassed"
 REASON_FILE_MISSING = "FileMissing"
 REASON_UNEXPECTED_FILE = "UnexpectedFile"
@@ -24,8 +27,8 @@ REASON_COMMAND_FAILED = "CommandFailed"
 REASON_COMMAND_NOT_STARTED = "CommandNotStarted"
 REASON_COMMAND_TIMED_OUT = "CommandTimedOut"
 REASON_NO_VERDICT = "VerdictMissing"
-EVENT_PASSED = "RestoreDrillSucceeded"
-EVENT_FAILED = "RestoreDrillFailed"
+EVENT_PASSED = agent_contract.DRILL_EVENT_PASSED
+EVENT_FAILED = agent_contract.DRILL_EVENT_FAILED
 
 PROBLEMS_KEPT = 5
 """How many problems a verdict names (the log has them all)."""
