@@ -131,6 +131,7 @@ async def test_a_pod_lost_mid_backup_leaves_no_lock_for_a_person(
         ),
         timeout=120,
         what="after-rollout's integrity check",
+        log=lambda: kubectl("logs", "-n", namespace, new, "-c", "stash", check=False).stdout,
     )
     assert checked["status"] == "True", checked
     await helpers.until(

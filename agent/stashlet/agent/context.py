@@ -158,6 +158,10 @@ class AgentContext:
     restic: ResticSettings
     lease: LeaseLock | None = None
     """The Lease this host holds while it works, where hosts take turns (None otherwise)."""
+    agent_pods: dict[str, str] = dataclasses.field(default_factory=dict)
+    """The pods that ran an agent of this namespace, as the sessions this agent has seen named them (host
+    name -> pod): the judge of a repository's locks (:mod:`stashlet.agent.stale_locks`) still knows them
+    once the operator has pruned those sessions."""
     secret_watch: asyncio.Task[None] | None = None
     """Follows the mounted storage Secrets (:func:`follow_changes`), when there are any."""
 

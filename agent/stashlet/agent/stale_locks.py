@@ -7,8 +7,9 @@ for half an hour. Instead every lock is read and judged (:func:`agent_pod_judge`
 
 - a lock past restic's staleness (no refresh for 30 minutes) is gone;
 - a lock of this pod (its host name) whose process no longer runs is gone;
-- a lock of a pod that ran a stashlet agent here (named in a BackupSession's host entry) and no longer
-  exists in the namespace is gone;
+- a lock of a pod that ran a stashlet agent here (named in a BackupSession's host entry, of the sessions
+  listed now or of those this agent has seen: :func:`remember_agent_pods`) and no longer exists in the
+  namespace is gone;
 - any other lock is live: a running pod, a pod we cannot check, or a host that is no pod of ours
   (a person's restic, another namespace): it is never removed before restic's own staleness.
 
@@ -28,7 +29,7 @@ import socket
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from stashlet.agent.restic import output as rj
 from stashlet.agent.restic.errors import ExitCode, RepositoryLocked, ResticError
@@ -53,6 +54,8 @@ READINGS = 3
 """How often the locks are judged anew when they change between two readings."""
 HOSTNAME_MAX = 63
 """A pod's host name is its name cut to 63 characters."""
+REMEMBERED_PODS = 256
+"""How many pods named by the sessions it has seen an agent remembers (the newest)."""
 
 Judge = Callable[[rj.Lock], Awaitable[str | None]]
 """Why a lock's holder is gone (a phrase for logs and messages), or None while it may be alive."""
@@ -209,15 +212,30 @@ def agent_pods(sessions: Iterable[BackupSession]) -> dict[str, str]:
     return pods
 
 
+def remember_agent_pods(known: dict[str, str], session: dict[str, Any]) -> None:
+    """Add the pods a BackupSession (as the API server sent it) names in its host entries to ``known``
+    (an agent's ``ctx.agent_pods``: host name -> pod), keeping the newest :data:`REMEMBERED_PODS`: a lost
+    pod's lock is judged by them after its session is gone (the configuration's ``backupHistoryLimit``
+    prunes it as the next one ends)."""
+    for target in (session.get("status") or {}).get("targets") or []:
+        for entry in target.get("stats") or []:
+            pod = entry.get("pod")
+            if isinstance(pod, str) and pod:
+                known.pop(pod[:HOSTNAME_MAX], None)
+                known[pod[:HOSTNAME_MAX]] = pod
+    while len(known) > REMEMBERED_PODS:
+        del known[next(iter(known))]
+
+
 async def agent_pod_judge(ctx: AgentContext) -> Judge:
     """The judge of this agent (module docstring): staleness, this pod's dead processes, and the pods
     that ran an agent in this namespace and no longer exist."""
     hostname = socket.gethostname()
+    known = dict(ctx.agent_pods)
     try:
-        known = agent_pods(await ctx.stash.list(BackupSession, ctx.namespace))
+        known.update(agent_pods(await ctx.stash.list(BackupSession, ctx.namespace)))
     except KubeError as exc:
         log.warning("cannot list BackupSessions to tell the agents' pods", extra={"error": exc.message})
-        known = {}
 
     async def judge(lock: rj.Lock) -> str | None:
         if reason := stale(lock, dt.datetime.now(dt.UTC)):

@@ -14,6 +14,7 @@ import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tests.polling import eventually
@@ -24,12 +25,14 @@ from stashlet.agent.restic.errors import RepositoryLocked
 from stashlet.agent.restic.retention import Retention, forget_args
 from stashlet.agent.restic.runner import Restic
 from stashlet.agent.stale_locks import (
+    REMEMBERED_PODS,
     STALE_AFTER,
     Holder,
     Judge,
     agent_pods,
     clear_if_all_gone,
     own_dead_process,
+    remember_agent_pods,
     run_unlocked,
     stale,
 )
@@ -283,3 +286,24 @@ def test_agent_pods_are_the_pods_named_in_host_entries() -> None:
         )
     ]
     assert agent_pods(sessions) == {"app-old": "app-old", long_name[:63]: long_name}
+
+
+def test_an_agent_remembers_the_pods_its_sessions_named_the_newest_kept() -> None:
+    """The pods in the host entries of the sessions an agent has seen stay known after those sessions are
+    pruned (the judge adds them to the ones listed now); the newest REMEMBERED_PODS are kept."""
+    known: dict[str, str] = {}
+    long_name = "app-" + "y" * 70
+
+    def session(*pods: str | None) -> dict[str, Any]:
+        stats = [{"hostname": f"host-{i}", "pod": pod} for i, pod in enumerate(pods)]
+        return {"metadata": {"name": "s"}, "status": {"targets": [{"stats": stats}]}}
+
+    remember_agent_pods(known, session("app-lost", None, long_name))
+    remember_agent_pods(known, {"metadata": {"name": "new"}})  # not started yet: no status
+    assert known == {"app-lost": "app-lost", long_name[:63]: long_name}
+    for i in range(REMEMBERED_PODS):
+        remember_agent_pods(known, session(f"app-{i}"))
+    assert len(known) == REMEMBERED_PODS
+    assert "app-lost" not in known and f"app-{REMEMBERED_PODS - 1}" in known
+    remember_agent_pods(known, session("app-0"))  # seen again: the newest now
+    assert list(known)[-1] == "app-0"

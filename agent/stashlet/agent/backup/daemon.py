@@ -45,7 +45,7 @@ from stashlet.agent.backup.run import BackupRunner, session_deadline
 from stashlet.agent.context import AgentContext, PreparationError, target_lease
 from stashlet.agent.http_api.server import BackupRefused
 from stashlet.agent.liveness import Clock, Heartbeat, tick, wedged
-from stashlet.agent.stale_locks import pod_exists
+from stashlet.agent.stale_locks import pod_exists, remember_agent_pods
 from stashlet.api import names
 from stashlet.api.backupconfiguration import BackupConfiguration
 from stashlet.api.backupsession import BackupSession, BackupSessionPhase
@@ -221,6 +221,7 @@ class Sidecar:
         for obj in await list_objects(self._sessions()):
             if not is_mine(obj, self.ctx.settings.invoker_kind, self.ctx.settings.invoker_name):
                 continue
+            remember_agent_pods(self.ctx.agent_pods, obj)
             session = BackupSession.from_dict(obj)
             entry = ss.host_entry(session, ref, self.ctx.host.name)
             if entry is None or entry.phase not in (None, "Running") or ss.is_final(session):
@@ -253,6 +254,7 @@ class Sidecar:
                     self.warm_up = asyncio.create_task(self._warm_up(), name="warm-up")
                 continue
             log.debug("backup session event", extra={"session": event.key, "type": event.type})
+            remember_agent_pods(self.ctx.agent_pods, event.object)  # a DELETED session's last state too
             if event.type == DELETED or not is_mine(
                 event.object, self.ctx.settings.invoker_kind, self.ctx.settings.invoker_name
             ):
