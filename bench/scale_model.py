@@ -60,6 +60,12 @@ class Inputs:
     rest_requests_per_config_s: float
 
 
+def _rate(measured: float | None) -> float:
+    """A rate measured against a quiet window: one below the quiet window's (the difference negative) is
+    noise, and counts as none."""
+    return max(0.0, measured or 0.0)
+
+
 def _largest(runs: list[dict[str, Any]], mode: str) -> dict[str, Any]:
     return max((r for r in runs if r["mode"] == mode), key=lambda r: r["agents"])
 
@@ -82,8 +88,8 @@ def inputs(found: dict[str, Any]) -> Inputs:
     return Inputs(
         events_per_session_per_replica=selected["received_per_session"] / selected["replicas"],
         bytes_per_event=selected["bytes_per_event"],
-        idle_requests_per_agent_s=selected.get("idle_requests_per_agent_s") or 0.0,
-        idle_apiserver_millicores_per_agent=selected.get("idle_apiserver_millicores_per_agent") or 0.0,
+        idle_requests_per_agent_s=_rate(selected.get("idle_requests_per_agent_s")),
+        idle_apiserver_millicores_per_agent=_rate(selected.get("idle_apiserver_millicores_per_agent")),
         apiserver_kib_per_agent=selected.get("apiserver_rss_per_agent_kib") or 0.0,
         requests_per_session=real.get("requests_per_session") or 0.0,
         requests_per_session_per_extra_replica=real.get("requests_per_session_per_extra_replica") or 0.0,
@@ -98,7 +104,7 @@ def inputs(found: dict[str, Any]) -> Inputs:
         kcm_millicores_per_1000_cronjobs=(largest.get("rest_kcm_millicores") or 0.0)
         * 1000
         / largest["configs"],
-        rest_requests_per_config_s=largest.get("rest_requests_per_config_s") or 0.0,
+        rest_requests_per_config_s=_rate(largest.get("rest_requests_per_config_s")),
     )
 
 

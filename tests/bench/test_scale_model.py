@@ -79,3 +79,13 @@ def test_report_names_the_shape_it_assumes() -> None:
     text = scale_model.report(inputs(figures()))
     assert "| 1,000 workloads | 10,000 workloads |" in text
     assert f"{REPLICAS} replicas each" in text and "100,000 sessions a day" in text
+
+
+def test_a_rate_below_the_quiet_windows_counts_as_none() -> None:
+    """Idle and at-rest rates are differences against a quiet window; a negative one is noise."""
+    found = figures()
+    found["fan_out"][2]["idle_requests_per_agent_s"] = -0.002
+    found["operator"][0]["rest_requests_per_config_s"] = -0.01
+    i = inputs(found)
+    assert (i.idle_requests_per_agent_s, i.rest_requests_per_config_s) == (0.0, 0.0)
+    assert project(i, 10_000).operator_requests_s == 0.0
