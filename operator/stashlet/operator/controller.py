@@ -157,6 +157,8 @@ class Controller(ControlLoop):
         self._snapshot_configs: set[str] = set()
         """Keys of the VolumeSnapshotter configurations, whose sessions the operator carries out."""
         self.drills = DrillReconciler(self.api, self.settings, self.events)
+        self._targets: dict[str, tuple[str, str]] = {}
+        """Each configuration's ``spec.target.ref`` (kind, name), as its watch last saw it."""
         self.unreported_drills = UnreportedDrills(self.api, self.events)
         self._drills: dict[str, tuple[object, bool, dict[str, str]]] = {}
         """Configurations with a restore drill (or its condition): their generation, whether they are being
@@ -250,9 +252,12 @@ class Controller(ControlLoop):
         if event.type == DELETED:
             self._forget(key)
             self._drills.pop(key, None)
+            self._targets.pop(key, None)
             return
         self._on_drill(key, event.object)
         spec = event.object.get("spec") or {}
+        ref = (spec.get("target") or {}).get("ref") or {}
+        self._targets[key] = (str(ref.get("kind") or ""), str(ref.get("name") or ""))
         self._configs[key] = spec.get("backupHistoryLimit")
         if ((spec.get("task") or {}).get("name") or "") in JOB_TASKS:
             if key not in self._task_jobs:  # sessions seen before the configuration get their Jobs now
@@ -311,6 +316,8 @@ class Controller(ControlLoop):
                 self.labels.observe(kind, meta, gone=event.type == DELETED)
             dependency: Dependency = (kind, str(meta.get("namespace") or ""), str(meta.get("name")))
             dependents = self._dependents.get(dependency)
+            if kind in WORKLOAD_KINDS and event.type != DELETED:
+                self._strip_if_moved(kind, meta)
             if not dependents:  # nobody cares: do not even remember it
                 self._fingerprints.pop((kind, event.key), None)
                 return
@@ -319,6 +326,18 @@ class Controller(ControlLoop):
                     self._enqueue(item, (kind, event.key), f"{event.type} {kind} {event.key}")
 
         return handle
+
+    def _strip_if_moved(self, kind: str, meta: dict[str, Any]) -> None:
+        """A workload labelled for a configuration that targets another one now (the watch brought its
+        label after the configuration had moved on): the configuration is reconciled again, which takes its
+        sidecar out of it."""
+        owner = (meta.get("labels") or {}).get(names.LABEL_BACKUP_CONFIGURATION)
+        key = f"{meta.get('namespace')}/{owner}"
+        target = self._targets.get(key)
+        if owner and target is not None and target != (kind, str(meta.get("name"))):
+            because = f"{kind} {meta.get('name')} labelled for it"
+            log.debug("enqueued", extra={"object": key, "because": because})
+            self.queue.add(CONFIG_PREFIX + key)
 
     def _on_repository(self, event: WatchEvent) -> None:
         self._on_dependency("Repository")(event)

@@ -208,6 +208,36 @@ async def test_a_configuration_moved_to_another_target_leaves_the_old_one_clean(
     assert first["metadata"]["labels"] == first_before["metadata"]["labels"]
 
 
+async def test_a_workload_labelled_for_a_configuration_it_is_not_the_target_of_loses_the_sidecar(
+    operator: Any, akubectl: Any, make: Any, namespace: str
+) -> None:
+    """A workload that turns up labelled for a configuration that targets another one (a copy of an
+    injected manifest; or the old target when its watch event came after the configuration moved on) is
+    seen by the workload watch: the configuration is reconciled and its sidecar and label taken out of it,
+    with its target left injected."""
+    await setup_valid(akubectl, make, namespace)
+    await operator.start(namespace)
+    await akubectl("apply", "-f", "-", input_obj=make.backup_configuration(namespace=namespace))
+    await akubectl.wait_phase(namespace, "pause-backup", "Ready")
+    injected = await akubectl.get("deployment", namespace, "stash-demo")
+    assert sidecar_count(injected) == 1
+    copy = make.deployment(name="copy", namespace=namespace)
+    copy["metadata"]["labels"] = dict(injected["metadata"]["labels"])
+    template = json.loads(json.dumps(injected["spec"]["template"]))
+    template["metadata"]["labels"] = {"app": "copy"}
+    copy["spec"]["template"] = template
+    copy["spec"]["selector"] = {"matchLabels": {"app": "copy"}}
+    await akubectl("apply", "-f", "-", input_obj=copy)
+
+    async def cleaned() -> dict[str, Any] | None:
+        found = await akubectl.get("deployment", namespace, "copy")
+        return found if found and sidecar_count(found) == 0 else None
+
+    found = await eventually(cleaned, timeout=30, what="the sidecar taken out of the copy")
+    assert names.LABEL_BACKUP_CONFIGURATION not in (found["metadata"].get("labels") or {})
+    assert sidecar_count(await akubectl.get("deployment", namespace, "stash-demo")) == 1
+
+
 async def test_backup_history_limit_prunes_old_finished_sessions(
     operator: Any, akubectl: Any, make: Any, namespace: str
 ) -> None:

@@ -93,8 +93,10 @@ class Placer:
             log.info(f"{p.container} injected", extra=extra)
             if kind.kind == "ReplicaSet":
                 await self.resources.restart_replicaset(patched, p.hash_annotation, injection_hash)
-            # The owner may have moved on: the watches say where it was (a deletion lists, to be sure).
-            await self.strip(owner, remove, None, keep=(kind.kind, target), watched=True)
+        # The owner may have moved on: the watches say where it was (a deletion lists, to be sure); when
+        # they saw the old workload's label late, this runs again for it (the controller enqueues the owner
+        # of a workload labelled for it that it no longer depends on).
+        await self.strip(owner, remove, None, keep=(kind.kind, target), watched=True)
         done = ConditionUpdate.true(p.condition, p.succeeded, p.succeeded_message.format(what=what))
         return done, (written or {}).get("metadata")
 
