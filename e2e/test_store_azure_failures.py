@@ -195,8 +195,11 @@ async def test_an_azure_backend_refusing_the_key_then_connections_then_vanishing
     name = start()
 
     def unreachable(session: str) -> dict[str, Any] | None:
+        """The status once BackendReachable is False and the host's Running entry is in (the two are
+        separate writes: under load the condition can land first)."""
         status = status_of(session)
-        return status if conditions({"status": status}).get("BackendReachable", ("",))[0] == "False" else None
+        down = conditions({"status": status}).get("BackendReachable", ("",))[0] == "False"
+        return status if down and "phase" in status else None
 
     running = await helpers.until(
         lambda: unreachable(name), timeout=TIME_OUT, what="BackendReachable False while it runs"
