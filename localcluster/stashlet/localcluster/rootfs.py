@@ -167,7 +167,15 @@ def _finish_tree(tree: Path, sources: str, *, slim: bool) -> None:
             for sub in ("man", "info", "locale", "groff", "linda", "lintian/overrides")
             for c in (share / sub).glob("*")
         ]
-        doomed += [c for c in (share / "doc").glob("*/*") if c.name != "copyright"]
+        # A package's doc folder may be a symlink to another's (libstdc++6 -> gcc-14-base): its files are
+        # that folder's, removed once through it.
+        doomed += [
+            c
+            for folder in (share / "doc").iterdir()
+            if folder.is_dir() and not folder.is_symlink()
+            for c in folder.iterdir()
+            if c.name != "copyright"
+        ]
         for child in doomed:
             if child.is_dir() and not child.is_symlink():
                 remove_tree(child)

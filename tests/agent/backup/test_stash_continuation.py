@@ -17,7 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.agent.backup.test_sidecar import PASSWORD, Setup, finished_lines, wait_phase, write_tree
+from tests.agent.backup.test_sidecar import (
+    PASSWORD,
+    Setup,
+    finished_lines,
+    repository_once,
+    wait_phase,
+    write_tree,
+)
 from tests.stash_written import StashRestic, stash_host
 
 pytestmark = [pytest.mark.cluster, pytest.mark.restic]
@@ -110,6 +117,8 @@ def test_stashlet_continues_a_stash_written_repository(
     assert stashlet_removed == stash_removes
     assert "removed 2" in conditions(done)["RetentionPolicyApplied"]["message"]
     # Stash's forget now finds nothing more to remove: the groups are where Stash would have left them.
+    # Its forget locks the repository exclusively: after the agent's upkeep (check, stats) has let go.
+    repository_once(kubectl, namespace, lambda r: "lastCheckTime" in r)
     again = stash.forget({**POLICY, "dryRun": True})
     assert not [s for g in again for s in g.get("remove") or []]
 
