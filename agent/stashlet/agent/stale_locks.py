@@ -27,7 +27,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -201,28 +201,29 @@ async def pod_exists(ctx: AgentContext, name: str) -> bool | None:
     return True
 
 
+def session_pods(session: Mapping[str, Any]) -> list[str]:
+    """The pods a BackupSession (its wire form) names in its host entries: those that ran an agent."""
+    return [
+        pod
+        for target in (session.get("status") or {}).get("targets") or []
+        for entry in target.get("stats") or []
+        if isinstance(pod := entry.get("pod"), str) and pod
+    ]
+
+
 def agent_pods(sessions: Iterable[BackupSession]) -> dict[str, str]:
     """The pods that ran a stashlet agent, from the BackupSessions' host entries: host name -> pod."""
-    pods: dict[str, str] = {}
-    for session in sessions:
-        for target in (session.status.targets if session.status else None) or []:
-            for entry in target.stats or []:
-                if entry.pod:
-                    pods[entry.pod[:HOSTNAME_MAX]] = entry.pod
-    return pods
+    return {pod[:HOSTNAME_MAX]: pod for session in sessions for pod in session_pods(session.to_dict())}
 
 
-def remember_agent_pods(known: dict[str, str], session: dict[str, Any]) -> None:
+def remember_agent_pods(known: dict[str, str], session: Mapping[str, Any]) -> None:
     """Add the pods a BackupSession (as the API server sent it) names in its host entries to ``known``
     (an agent's ``ctx.agent_pods``: host name -> pod), keeping the newest :data:`REMEMBERED_PODS`: a lost
     pod's lock is judged by them after its session is gone (the configuration's ``backupHistoryLimit``
     prunes it as the next one ends)."""
-    for target in (session.get("status") or {}).get("targets") or []:
-        for entry in target.get("stats") or []:
-            pod = entry.get("pod")
-            if isinstance(pod, str) and pod:
-                known.pop(pod[:HOSTNAME_MAX], None)
-                known[pod[:HOSTNAME_MAX]] = pod
+    for pod in session_pods(session):
+        known.pop(pod[:HOSTNAME_MAX], None)
+        known[pod[:HOSTNAME_MAX]] = pod
     while len(known) > REMEMBERED_PODS:
         del known[next(iter(known))]
 

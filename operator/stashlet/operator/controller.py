@@ -159,7 +159,7 @@ class Controller(ControlLoop):
         self.drills = DrillReconciler(self.api, self.settings, self.events)
         self._targets: dict[str, tuple[str, str]] = {}
         """Each configuration's ``spec.target.ref`` (kind, name), as its watch last saw it."""
-        self.unreported_drills = UnreportedDrills(self.api, self.events)
+        self.unreported_drills = UnreportedDrills(self.api, self.events, self.settings)
         self._drills: dict[str, tuple[object, bool, dict[str, str]]] = {}
         """Configurations with a restore drill (or its condition): their generation, whether they are being
         deleted, and their drill annotations."""

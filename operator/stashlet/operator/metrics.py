@@ -1,5 +1,8 @@
-"""The failure metrics of a session the operator ended itself (nobody took it up, its Job failed, its invoker
-is missing): ``<kind>_session_success 0``, as the agent pushes for a failed session: async.
+"""The failure metrics of what the operator ended itself, as the agent pushes them for a failure: async.
+
+- a session nobody took up, whose Job failed or whose invoker is missing: ``<kind>_session_success 0``;
+- a restore drill whose Job ended without the agent's verdict: ``restore_drill_success 0`` (stashlet's
+  own gauge; the drill's other gauges stay as the last drill that reported left them).
 
 The same job (``<invoker kind lower-cased>-<namespace>-<invoker name>``), the same grouping (none: the
 session's metrics live under the job alone), the same label names (``invoker_kind``, ``invoker_name``,
@@ -37,12 +40,18 @@ RESTORE_SESSION_SUCCESS: Final = (
     "restore_session_success",
     "Indicates whether the entire restore session was succeeded or not",
 )
+RESTORE_DRILL_SUCCESS: Final = (
+    "restore_drill_success",
+    "Indicates whether the last restore drill restored the latest snapshots completely (and its command "
+    "passed)",
+)
 PUSH_TIMEOUT_SECONDS: Final = 5.0
 
 
 @dataclass(frozen=True)
 class SessionLabels:
-    """Who the failed session belongs to, as the agent labels its metrics."""
+    """Who the failure belongs to (the session's invoker; a drill's configuration), as the agent labels its
+    metrics."""
 
     invoker_kind: str
     invoker_name: str
@@ -66,14 +75,16 @@ class SessionLabels:
         }
 
 
-def failed_session_registry(labels: SessionLabels, *, restore: bool = False) -> CollectorRegistry:
-    """``stash_<backup|restore>_session_success 0`` (and its ``stash_appscode_com_`` twin) for ``labels``."""
-    name, help_text = RESTORE_SESSION_SUCCESS if restore else BACKUP_SESSION_SUCCESS
+def failure_registry(labels: SessionLabels, gauge: tuple[str, str]) -> CollectorRegistry:
+    """``stash_<gauge> 0`` (and its ``stash_appscode_com_`` twin) for ``labels``; ``gauge``: one of
+    :data:`BACKUP_SESSION_SUCCESS`, :data:`RESTORE_SESSION_SUCCESS`, :data:`RESTORE_DRILL_SUCCESS`."""
+    name, help_text = gauge
     registry = CollectorRegistry(auto_describe=True)
     values = labels.values()
     for prefix in PREFIXES:
-        gauge = Gauge(f"{prefix}_{name}", help_text, labelnames=sorted(values), registry=registry)
-        gauge.labels(**values).set(0)
+        Gauge(f"{prefix}_{name}", help_text, labelnames=sorted(values), registry=registry).labels(
+            **values
+        ).set(0)
     return registry
 
 
@@ -88,12 +99,12 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-async def push_failed_session(url: str | None, labels: SessionLabels, *, restore: bool = False) -> bool:
-    """Push the failure metric of a session to the Pushgateway at ``url``; False (logged) when it did not
-    land, or when there is no gateway."""
+async def push_failure(url: str | None, labels: SessionLabels, gauge: tuple[str, str]) -> bool:
+    """Push ``gauge`` 0 for ``labels`` to the Pushgateway at ``url`` (:func:`failure_registry`); False
+    (logged) when it did not land, or when there is no gateway."""
     if not url:
         return False
-    registry = failed_session_registry(labels, restore=restore)
+    registry = failure_registry(labels, gauge)
     parts = urlsplit(url if "://" in url else f"http://{url}")
     handler = (
         default_handler

@@ -9,6 +9,7 @@ import json
 from typing import Any
 
 import pytest
+from tests.operator.backup.test_silent_sessions_cluster import gateway_lines
 from tests.polling import eventually
 
 from stashlet.operator.controller import DRILL_PREFIX
@@ -200,18 +201,19 @@ async def test_a_repository_elsewhere_needs_its_usage_policy_and_its_role_goes_w
 
 
 async def test_a_drill_job_ending_without_a_verdict_fails_the_drill_on_the_repository(
-    operator: Any, akubectl: Any, make: Any, namespace: str
+    operator: Any, akubectl: Any, make: Any, namespace: str, pushgateway: str
 ) -> None:
     """A drill Job whose pod never runs (its image is never pulled) ends at its deadline without the
     agent's verdict: the operator turns the Repository's RestoreDrillSucceeded (True from an earlier drill)
     False with reason RestoreDrillJobFailed, naming the configuration, the Job and DeadlineExceeded, sets
-    lastDrillTime, and puts a Warning RestoreDrillFailed event on the configuration."""
+    lastDrillTime, puts a Warning RestoreDrillFailed event on the configuration and pushes
+    stash_restore_drill_success 0 under the configuration's job, as the drill's agent would have."""
     await akubectl("apply", "-f", "-", input_obj=make.seed_storage_secret(namespace))
     await akubectl("apply", "-f", "-", input_obj=make.repository(namespace=namespace))
     await akubectl("apply", "-f", "-", input_obj=make.deployment(namespace=namespace))
     bc = make.backup_configuration(namespace=namespace)
     bc["metadata"]["annotations"] = {SCHEDULE: "@weekly"}
-    await operator.start(namespace)
+    await operator.start(namespace, pushgateway_url=pushgateway)
     await akubectl("apply", "-f", "-", input_obj=bc)
     await drill_condition(akubectl, namespace, "True", "RestoreDrillCronJobCreated")
     earlier = "2026-11-28T03:00:00Z"
@@ -259,3 +261,18 @@ async def test_a_drill_job_ending_without_a_verdict_fails_the_drill_on_the_repos
         ),
         what="the Warning event of the failed drill",
     )
+    job_name = f"backupconfiguration-{namespace}-pause-backup"
+
+    def pushed() -> list[str]:
+        return [line for line in gateway_lines(pushgateway, job_name) if "restore_drill_success" in line]
+
+    lines = await eventually(lambda: pushed() or None, timeout=15, what="the drill's failure on the gateway")
+    for prefix in ("stash", "stash_appscode_com"):
+        [line] = [entry for entry in lines if entry.startswith(f"{prefix}_restore_drill_success{{")]
+        assert line.endswith(" 0"), line
+        for label in (
+            'invoker_kind="BackupConfiguration"',
+            'invoker_name="pause-backup"',
+            'repository="gcs-repo"',
+        ):
+            assert label in line, line

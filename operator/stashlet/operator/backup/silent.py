@@ -252,7 +252,7 @@ class SilentSessions:
             repository=repo.name if repo else "",
             driver=str(bc.spec.driver or Snapshotter.RESTIC) if bc is not None else Snapshotter.RESTIC.value,
         )
-        await metrics.push_failed_session(self.settings.pushgateway_url, labels)
+        await metrics.push_failure(self.settings.pushgateway_url, labels, metrics.BACKUP_SESSION_SUCCESS)
 
     async def skip(self, session: BackupSession) -> None:
         """End a paused configuration's session ``Skipped``, as its agent would have."""

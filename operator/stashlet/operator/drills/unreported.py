@@ -8,8 +8,11 @@ when a drill Job (label ``stashlet.dev/restore-drill-of``) ends and the Reposito
 older than the Job's start, the operator records the drill Failed: ``RestoreDrillSucceeded`` False with
 reason ``RestoreDrillJobFailed``, its message naming the configuration, the Job and how the Job ended
 (``DeadlineExceeded``, ``BackoffLimitExceeded``, or completed without a verdict), ``lastDrillTime`` now,
-and a Warning event ``RestoreDrillFailed`` on the configuration. A drill whose agent recorded its verdict is
-left as the agent wrote it; a Job seen again (a relist, an operator restart) records nothing twice.
+a Warning event ``RestoreDrillFailed`` on the configuration, and ``stash_restore_drill_success 0`` pushed
+under the configuration's Pushgateway job with the labels the drill's agent uses
+(:mod:`stashlet.operator.metrics`), so an alert on that gauge fires as it does for a drill that failed its
+checks. A drill whose agent recorded its verdict is left as the agent wrote it; a Job seen again (a relist,
+an operator restart) records nothing twice.
 """
 
 from __future__ import annotations
@@ -22,16 +25,19 @@ from kubernetes_asyncio import client
 
 from stashlet.api import agent_contract, names
 from stashlet.api.backupconfiguration import BackupConfiguration
+from stashlet.api.common import Snapshotter
 from stashlet.api.conditions import ConditionReason, ConditionType
 from stashlet.api.repository import Repository, RepositoryStatus
 from stashlet.api.timestamps import now_utc
 from stashlet.kube.custom import StashClient
 from stashlet.kube.errors import NotFound
+from stashlet.operator import metrics
 from stashlet.operator.core.apiclient import ApiClient, call_json
 from stashlet.operator.core.conditions import ConditionUpdate, EventSpec, apply_conditions
 from stashlet.operator.core.events import Events
 from stashlet.operator.core.job_outcome import ended_job_verdict
 from stashlet.operator.drills.cronjob import LABEL_DRILL_OF
+from stashlet.operator.settings import OperatorSettings
 
 log = logging.getLogger(__name__)
 
@@ -61,11 +67,13 @@ def unreported_failure(job: dict[str, Any], last_drill: dt.datetime | None, conf
 class UnreportedDrills:
     """Records the drills whose Jobs ended without their verdict (module docstring)."""
 
-    def __init__(self, api: ApiClient, events: Events) -> None:
-        """Read Jobs and configurations, write Repository status and events, through ``api``."""
+    def __init__(self, api: ApiClient, events: Events, settings: OperatorSettings) -> None:
+        """Read Jobs and configurations, write Repository status and events, through ``api``; push to the
+        ``settings``' Pushgateway."""
         self.stash = StashClient(api)
         self.batch = client.BatchV1Api(api)
         self.events = events
+        self.settings = settings
 
     async def job_ended(self, namespace: str, job_name: str) -> None:
         """Record drill Job ``namespace/job_name``'s end as the drill's failure if its agent did not."""
@@ -116,3 +124,11 @@ class UnreportedDrills:
         )
         event = agent_contract.DRILL_EVENT_FAILED
         await self.events.emit(bc, EventSpec("Warning", event, failures[0], names.COMPONENT_RESTORE_DRILL))
+        labels = metrics.SessionLabels(
+            invoker_kind=names.KIND_BACKUP_CONFIGURATION,
+            invoker_name=bc_name,
+            namespace=namespace,
+            repository=ref.name,
+            driver=str(bc.spec.driver or Snapshotter.RESTIC),
+        )
+        await metrics.push_failure(self.settings.pushgateway_url, labels, metrics.RESTORE_DRILL_SUCCESS)

@@ -136,4 +136,4 @@ class RestoreJobFailures:
                 repository=repo.name if repo and repo.name else "",
                 driver=str(rs.spec.driver or Snapshotter.RESTIC),
             )
-            await metrics.push_failed_session(self.settings.pushgateway_url, labels, restore=True)
+            await metrics.push_failure(self.settings.pushgateway_url, labels, metrics.RESTORE_SESSION_SUCCESS)
