@@ -1,20 +1,21 @@
 """What a snapshot holds, as ``restic ls --json`` lists it, and the comparison of a restored tree with it.
 
-:class:`SnapshotManifest` reads the listing as a stream (the snapshot line first, then one line per node)
-and keeps, per backed-up path, the node's type, size and permission bits. :func:`compare` walks the
-folder a drill restored into and names every entry that is missing, that the snapshot does not hold, or
-whose type, size or mode differs. Ownership and times are not compared: a drill restores into scratch
-space, where they prove nothing about the data. Content is restic's to check (``restore --verify`` reads
-every file back against the snapshot's blobs).
+:class:`Listing` reads the listings of a host's snapshots as streams and keeps, per backed-up path, the
+node's type, size and permission bits, in an SQLite file (a drill's memory does not grow with the
+snapshot). :meth:`Listing.compare` walks the folder a drill restored into and names every entry that
+is missing, that the snapshot does not hold, or whose type, size or mode differs. Ownership and times
+are not compared: a drill restores into scratch space, where they prove nothing about the data. Content
+is restic's to check (``restore --verify`` reads every file back against the snapshot's blobs).
 """
 
 from __future__ import annotations
 
 import os
 import posixpath
+import sqlite3
 import stat
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from stashlet.agent.restic import output as rj
@@ -24,6 +25,11 @@ MISSING = "missing"
 UNEXPECTED = "unexpected"
 DIFFERS = "differs"
 NOT_RESTORED = "not-restored"
+
+BATCH = 10_000
+"""Nodes written to the listing's file at once."""
+_INSERT_LISTED = "INSERT OR REPLACE INTO listed VALUES (?, ?, ?, ?)"
+_INSERT_FOUND = "INSERT OR REPLACE INTO found VALUES (?, ?, ?, ?)"
 
 _TYPES = (
     (stat.S_ISDIR, "dir"),
@@ -65,15 +71,30 @@ class Mismatch:
         return f"{self.path}: {self.detail}"
 
 
-@dataclass
-class SnapshotManifest:
-    """A streaming reader of ``restic ls --json <snapshot>``: the snapshot, then every node by path."""
+class Listing:
+    """The nodes of one host's snapshots as ``restic ls --json`` lists them (the snapshot line first, then
+    one line per node), kept per backed-up path in an SQLite file rather than in memory: a drill of millions
+    of files holds a batch of them at a time. A path listed again (a later snapshot of the same host holding
+    the same folder) takes the later word. The file is removed on :meth:`close`."""
 
-    snapshot: rj.Snapshot | None = None
-    entries: dict[str, Entry] = field(default_factory=dict)
+    def __init__(self, path: Path) -> None:
+        """Start an empty listing in the file ``path`` (replaced if it exists)."""
+        self.path = path
+        path.unlink(missing_ok=True)
+        # One drill uses it, one step at a time, on the event loop or in one worker thread.
+        self._db = sqlite3.connect(path, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=OFF")
+        self._db.execute("PRAGMA synchronous=OFF")
+        columns = "(path TEXT PRIMARY KEY, type TEXT, size INTEGER, mode INTEGER) WITHOUT ROWID"
+        with self._db:
+            self._db.execute("CREATE TABLE listed " + columns)
+            self._db.execute("CREATE TABLE found " + columns)
+        self._pending: list[tuple[str, str, int, int]] = []
+        self.snapshot: rj.Snapshot | None = None
+        """The snapshot of the listing fed last."""
 
     def feed(self, line: str) -> None:
-        """One line of the listing."""
+        """One line of a listing."""
         obj = rj.load_object(line)
         if obj is None:
             return
@@ -86,16 +107,81 @@ class SnapshotManifest:
             return
         size = obj.get("size")
         mode = obj.get("mode")
-        self.entries[posixpath.normpath(path)] = Entry(
-            type=str(obj.get("type") or ""),
-            size=size if isinstance(size, int) else 0,
-            mode=go_mode_to_unix(mode) if isinstance(mode, int) else 0,
+        self._pending.append(
+            (
+                posixpath.normpath(path),
+                str(obj.get("type") or ""),
+                size if isinstance(size, int) else 0,
+                go_mode_to_unix(mode) if isinstance(mode, int) else 0,
+            )
         )
+        if len(self._pending) >= BATCH:
+            self.flush()
 
-    @property
-    def files(self) -> int:
-        """How many regular files the snapshot holds."""
-        return sum(1 for entry in self.entries.values() if entry.type == "file")
+    def flush(self) -> None:
+        """Write the nodes fed since the last flush."""
+        self._insert(_INSERT_LISTED, self._pending)
+        self._pending = []
+
+    def _insert(self, statement: str, rows: list[tuple[str, str, int, int]]) -> None:
+        if rows:
+            with self._db:
+                self._db.executemany(statement, rows)
+
+    def get(self, path: str) -> Entry | None:
+        """The node listed at ``path``, if any."""
+        self.flush()
+        row = self._db.execute("SELECT type, size, mode FROM listed WHERE path = ?", (path,)).fetchone()
+        return Entry(*row) if row else None
+
+    def counts(self) -> tuple[int, int, int]:
+        """How many nodes are listed, how many of them are regular files, and the files' bytes."""
+        self.flush()
+        nodes, files, size = self._db.execute(
+            "SELECT count(*), count(*) FILTER (WHERE type = 'file'),"
+            " coalesce(sum(size) FILTER (WHERE type = 'file'), 0) FROM listed"
+        ).fetchone()
+        return int(nodes), int(files), int(size)
+
+    def compare(self, root: Path) -> Iterator[Mismatch]:
+        """How the tree restored under ``root`` (``root`` + a backed-up path is where restic put it) differs
+        from the listing, in path order: every entry missing, not listed, or of another type, size or mode."""
+        self.flush()
+        with self._db:
+            self._db.execute("DELETE FROM found")
+        if root.is_dir():
+            batch: list[tuple[str, str, int, int]] = []
+            for path in _walk(root):
+                there = entry_of(path)
+                batch.append(("/" + path.relative_to(root).as_posix(), there.type, there.size, there.mode))
+                if len(batch) >= BATCH:
+                    self._insert(_INSERT_FOUND, batch)
+                    batch = []
+            self._insert(_INSERT_FOUND, batch)
+        rows = self._db.execute(
+            "SELECT l.path, l.type, l.size, l.mode, f.type, f.size, f.mode"
+            " FROM listed l LEFT JOIN found f ON f.path = l.path"
+            " WHERE f.path IS NULL OR f.type != l.type OR (l.type = 'file' AND f.size != l.size)"
+            " OR (l.type != 'symlink' AND f.mode != l.mode)"
+            " UNION ALL SELECT f.path, NULL, NULL, NULL, f.type, f.size, f.mode FROM found f"
+            " WHERE NOT EXISTS (SELECT 1 FROM listed l WHERE l.path = f.path)"
+            " ORDER BY 1"
+        )
+        for path, *pair in rows:
+            listed = Entry(*pair[:3]) if pair[0] is not None else None
+            restored = Entry(*pair[3:]) if pair[3] is not None else None
+            yield _mismatch(path, listed, restored)
+
+    def close(self) -> None:
+        """Forget the listing and remove its file."""
+        self._db.close()
+        self.path.unlink(missing_ok=True)
+
+    def __enter__(self) -> Listing:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def entry_of(path: Path) -> Entry:
@@ -117,29 +203,16 @@ def _walk(root: Path) -> Iterator[Path]:
                     stack.append(Path(item.path))
 
 
-def compare(expected: Mapping[str, Entry], root: Path) -> list[Mismatch]:
-    """How the tree restored under ``root`` (``root`` + a backed-up path is where restic put it) differs
-    from ``expected``, sorted by path."""
-    found: list[Mismatch] = []
-    seen: set[str] = set()
-    if root.is_dir():
-        for path in _walk(root):
-            backed_up = "/" + path.relative_to(root).as_posix()
-            seen.add(backed_up)
-            wanted = expected.get(backed_up)
-            if wanted is None:
-                found.append(Mismatch(backed_up, UNEXPECTED, "restored, but the snapshot does not hold it"))
-                continue
-            there = entry_of(path)
-            difference = _difference(wanted, there)
-            if difference is not None:
-                found.append(Mismatch(backed_up, DIFFERS, difference))
-    for gone in expected.keys() - seen:
-        found.append(Mismatch(gone, MISSING, f"missing from the restored data ({expected[gone].describe()})"))
-    return sorted(found, key=lambda m: m.path)
+def _mismatch(path: str, wanted: Entry | None, there: Entry | None) -> Mismatch:
+    if wanted is None:
+        return Mismatch(path, UNEXPECTED, "restored, but the snapshot does not hold it")
+    if there is None:
+        return Mismatch(path, MISSING, f"missing from the restored data ({wanted.describe()})")
+    return Mismatch(path, DIFFERS, _difference(wanted, there) or "differs")
 
 
 def _difference(wanted: Entry, there: Entry) -> str | None:
+    """How ``there`` differs from ``wanted`` (the rule the listing's query applies), None when it does not."""
     if wanted.type != there.type:
         return f"restored as a {there.type}, the snapshot holds a {wanted.type}"
     if wanted.type == "file" and wanted.size != there.size:

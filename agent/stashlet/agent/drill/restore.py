@@ -2,13 +2,16 @@
 scratch space, compare what came back with the listing.
 
 Every host's and path's latest snapshot (``restic snapshots --latest 1``: one per host and set of paths, as
-stashlet and Stash take them) is listed (``restic ls --json``, streamed into a
-:class:`~stashlet.agent.drill.manifest.SnapshotManifest`) and restored with ``restic restore --verify``
-(restic reads every restored file back against the snapshot's blobs) into ``<scratch>/<host>``, where a
-host's snapshots of several paths lie side by side under their backed-up paths. A file restic could not
-restore (a damaged or missing blob, a read-back that did not match) is named from restic's own error;
-then the host's folder is walked and every entry missing, extra, or of another type, size or mode is
-named (:func:`~stashlet.agent.drill.manifest.compare`).
+stashlet and Stash take them) is listed (``restic ls --json``, streamed into the host's
+:class:`~stashlet.agent.drill.manifest.Listing`, a file beside its folder) and restored with
+``restic restore --verify`` (restic reads every restored file back against the snapshot's blobs) into
+``<scratch>/<host>``, where a host's snapshots of several paths lie side by side under their backed-up
+paths. A file restic could not restore (a damaged or missing blob, a read-back that did not match) is
+named from restic's own error; then the host's folder is walked and every entry missing, extra, or of
+another type, size or mode is named (:meth:`~stashlet.agent.drill.manifest.Listing.compare`). Every
+problem is logged as it is found; the host's result keeps the first
+:data:`~stashlet.agent.drill.verdict.PROBLEMS_KEPT` and counts them all, so neither the listing nor the
+problems of a large snapshot are held in memory.
 """
 
 from __future__ import annotations
@@ -22,8 +25,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from stashlet.agent.drill.manifest import NOT_RESTORED, Entry, Mismatch, SnapshotManifest, compare
-from stashlet.agent.drill.verdict import DrilledSnapshot
+from stashlet.agent.drill.manifest import NOT_RESTORED, Listing, Mismatch
+from stashlet.agent.drill.verdict import PROBLEMS_KEPT, DrilledSnapshot
 from stashlet.agent.restic import output as rj
 from stashlet.agent.restic.errors import error_for_exit
 from stashlet.agent.restic.runner import Restic, RunResult
@@ -36,13 +39,21 @@ PROGRESS_EVERY = 10.0
 
 @dataclass
 class HostResult:
-    """What one host's snapshots gave: the snapshots, the files and bytes they hold, the mismatches."""
+    """What one host's snapshots gave: the snapshots, the files and bytes they hold, the first
+    mismatches (those restic named, then the comparison's in path order) and how many there were."""
 
     host: str
     snapshots: list[DrilledSnapshot] = field(default_factory=list)
     files: int = 0
     size: int = 0
     mismatches: list[Mismatch] = field(default_factory=list)
+    mismatch_count: int = 0
+
+    def add(self, mismatch: Mismatch) -> None:
+        """Count ``mismatch``; keep it when it is among the first :data:`PROBLEMS_KEPT`."""
+        self.mismatch_count += 1
+        if len(self.mismatches) < PROBLEMS_KEPT:
+            self.mismatches.append(mismatch)
 
 
 def drilled(snapshot: rj.Snapshot) -> DrilledSnapshot:
@@ -89,23 +100,42 @@ class DrillRestore:
         await asyncio.to_thread(shutil.rmtree, target, True)
         target.mkdir(parents=True)
         result = HostResult(host)
-        merged: dict[str, Entry] = {}  # the later snapshot's word on a folder both hold (restored last)
-        for snapshot in snapshots:
-            merged.update((await self.listing(snapshot)).entries)
-            result.snapshots.append(drilled(snapshot))
-            result.mismatches += await self.restore(snapshot, target)
-        result.files = sum(1 for e in merged.values() if e.type == "file")
-        result.size = sum(e.size for e in merged.values() if e.type == "file")
-        compared = await asyncio.to_thread(compare, merged, target)
-        result.mismatches += compared
+        # Beside the host's folder: a host folder's name never starts with a dot.
+        with Listing(scratch / f".{target.name}.listing") as listing:
+            for snapshot in snapshots:  # the later snapshot's word on a folder both hold (restored last)
+                await self.listing(snapshot, listing)
+                result.snapshots.append(drilled(snapshot))
+                for mismatch in await self.restore(snapshot, target):
+                    self._found(result, mismatch)
+            _, result.files, result.size = listing.counts()
+
+            def compare() -> None:
+                for mismatch in listing.compare(target):
+                    self._found(result, mismatch)
+
+            await asyncio.to_thread(compare)
         return result
 
-    async def listing(self, snapshot: rj.Snapshot) -> SnapshotManifest:
-        """``restic ls --json <snapshot>``, streamed."""
-        manifest = SnapshotManifest()
+    def _found(self, result: HostResult, mismatch: Mismatch) -> None:
+        log.warning(
+            "restore drill mismatch",
+            extra={
+                "invoker": self.who,
+                "host": result.host,
+                "path": mismatch.path,
+                "kind": mismatch.kind,
+                "detail": mismatch.detail,
+            },
+        )
+        result.add(mismatch)
+
+    async def listing(self, snapshot: rj.Snapshot, listing: Listing) -> None:
+        """``restic ls --json <snapshot>``, streamed into ``listing``."""
         started = time.monotonic()
-        ran = await self.restic.run(["ls", "--", snapshot.id], on_line=manifest.feed)
+        before, files_before, _ = listing.counts()
+        ran = await self.restic.run(["ls", "--", snapshot.id], on_line=listing.feed)
         self._raise_for(ran)
+        after, files_after, _ = listing.counts()
         log.info(
             "snapshot listed",
             extra={
@@ -113,12 +143,11 @@ class DrillRestore:
                 "repository": self.repository,
                 "snapshot": snapshot.short_id,
                 "host": snapshot.hostname,
-                "entries": len(manifest.entries),
-                "files": manifest.files,
+                "new_entries": after - before,
+                "new_files": files_after - files_before,
                 "seconds": round(time.monotonic() - started, 2),
             },
         )
-        return manifest
 
     async def restore(self, snapshot: rj.Snapshot, target: Path) -> list[Mismatch]:
         """``restic restore --verify <snapshot> --target <target>``; the files restic could not restore or

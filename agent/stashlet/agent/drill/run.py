@@ -146,25 +146,16 @@ class Drill:
             },
         )
         drill = DrillRestore(restic, repo_key, self.who)
-        drilled, mismatches, files, size = [], [], 0, 0
+        drilled, mismatches, count, files, size = [], [], 0, 0, 0
         for host, taken in by_host(snapshots).items():
             result = await drill.host(host, taken, scratch)
             drilled += result.snapshots
             mismatches += result.mismatches
+            count += result.mismatch_count
             files, size = files + result.files, size + result.size
         seconds = time.monotonic() - started
         if not mismatches:
             return v.passed(self.who, repo_key, drilled, files, size, seconds)
-        for mismatch in mismatches:
-            log.warning(
-                "restore drill mismatch",
-                extra={
-                    "invoker": self.who,
-                    "path": mismatch.path,
-                    "kind": mismatch.kind,
-                    "detail": mismatch.detail,
-                },
-            )
         first = mismatches[0]
         return v.failed(
             self.who,
@@ -173,6 +164,7 @@ class Drill:
             repository=repo_key,
             snapshots=drilled,
             problems=[m.describe() for m in mismatches],
+            problem_count=count,
             files=files,
             size=size,
             seconds=seconds,

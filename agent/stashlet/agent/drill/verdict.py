@@ -171,12 +171,15 @@ def failed(
     repository: str = "",
     snapshots: Sequence[DrilledSnapshot] = (),
     problems: Sequence[str] = (),
+    problem_count: int | None = None,
     files: int = 0,
     size: int = 0,
     seconds: float = 0.0,
 ) -> Verdict:
-    """The verdict of a drill that found ``problems`` (or could not run, for ``cause``)."""
-    more = len(problems) - 1
+    """The verdict of a drill that found ``problems`` (or could not run, for ``cause``); ``problem_count``:
+    how many there were when ``problems`` holds only the first of them."""
+    count = len(problems) if problem_count is None else max(problem_count, len(problems))
+    more = count - 1
     detail = f"{cause}" + (f" (and {more} more problems)" if more > 0 else "")
     return Verdict(
         passed=False,
@@ -189,5 +192,5 @@ def failed(
         bytes_checked=size,
         seconds=seconds,
         problems=tuple(problems[:PROBLEMS_KEPT]) or (cause,),
-        problem_count=max(len(problems), 1),
+        problem_count=max(count, 1),
     )
