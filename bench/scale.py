@@ -221,8 +221,8 @@ def real_agent(cluster: Cluster, work: Path, sessions: int, idle_seconds: float)
 
 
 SETTLE_S = 4.0
-"""Seconds a session's waiting replica may still send after the Lease is given back (its last look at the
-session, every 2 s, and its last try of the Lease, every 3 s)."""
+"""Seconds a session's waiting replica may still send after the Lease is given back (its last try of the
+Lease, every 3 s, and its read of the session once it has the Lease)."""
 
 
 def two_replica_session(cluster: Cluster, agent: Agent) -> tuple[int, str]:

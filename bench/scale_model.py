@@ -45,7 +45,7 @@ class Inputs:
     """A real sidecar's API requests for one session (reads, status writes, Lease, events, Repository)."""
     requests_per_session_per_extra_replica: float
     """What each further replica of the workload sends for one session: it waits for the Lease (a try
-    every 3 s, a look at the session every 2 s) and finds the host done."""
+    every 3 s; its session watch tells it when the session ends) and finds the host done."""
     job_series_per_config: float
     series_per_host: float
     scrape_bytes_per_series: float

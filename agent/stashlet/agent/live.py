@@ -31,6 +31,7 @@ class LiveState:
     paused: bool | None = None
     next_schedule: str | None = None
     running: dict[str, Any] | None = None
+    waiting_for_turn: dict[str, Any] | None = None
     results: OrderedDict[str, dict[str, Any]] = field(default_factory=OrderedDict)
     repository: dict[str, Any] | None = None
     started: float = field(default_factory=time.monotonic)
@@ -38,6 +39,10 @@ class LiveState:
     def start(self, session: str, operation: str) -> None:
         """A session began on this host."""
         self.running = {"session": session, "operation": operation, "startedAt": _now(), "progress": None}
+
+    def waiting(self, session: str | None, lease: str = "") -> None:
+        """This replica waits for ``lease`` to back up ``session`` (None: it no longer waits)."""
+        self.waiting_for_turn = {"session": session, "lease": lease, "since": _now()} if session else None
 
     def progress(self, status: rj.BackupStatus | rj.RestoreStatus) -> None:
         """Restic reported progress."""
@@ -65,6 +70,7 @@ class LiveState:
             "watching": self.watching,
             "nextSchedule": self.next_schedule,
             "running": self.running,
+            "waitingForTurn": self.waiting_for_turn,
             "lastResults": dict(self.results),
             "repository": self.repository,
             "uptimeSeconds": round(time.monotonic() - self.started, 1),

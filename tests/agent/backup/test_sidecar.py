@@ -4,6 +4,7 @@ service account's token and exactly the RBAC the operator grants."""
 from __future__ import annotations
 
 import base64
+import datetime
 import filecmp
 import json
 import os
@@ -674,6 +675,76 @@ def test_one_replica_of_a_deployment_backs_up_holding_the_lease_only_meanwhile(
         len(json.loads(setup.restic("snapshots", "--no-lock", "--json", restic_binary=restic_binary).stdout))
         == 1
     )
+
+
+def test_a_replica_waiting_for_its_turn_hears_from_the_watch_that_its_session_ended(
+    kubectl: Callable[..., Any],
+    namespace: str,
+    tmp_path: Path,
+    start_agent: Callable[..., Any],
+    service_account_kubeconfig: Callable[[str, str], Path],
+) -> None:
+    """Two replicas of a Deployment wait for a backup Lease held elsewhere; the session is ended Failed
+    (as the operator ends a session nobody ran): both stop waiting, told by their session watch (not by
+    reading the session, which a waiting replica does only every 30 s); once the Lease is free the next
+    session is backed up."""
+    setup = Setup(kubectl, namespace, tmp_path, replicas=2)
+    write_tree(setup.data)
+    setup.apply()
+    kubeconfig = service_account_kubeconfig(namespace, setup.account)
+    agents = [setup.start_agent(start_agent, kubeconfig, pod_name=f"app-abc-{i}") for i in range(2)]
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    lease = {
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {"name": "lock-deployment-app-backup", "namespace": namespace},
+        "spec": {
+            "holderIdentity": "elsewhere",
+            "leaseDurationSeconds": 600,
+            "acquireTime": now,
+            "renewTime": now,
+        },
+    }
+    kubectl("apply", "-f", "-", input_obj=lease)
+    name = setup.session("held-elsewhere")
+
+    def turns() -> list[dict[str, Any] | None]:
+        found = []
+        for agent in agents:
+            with urllib.request.urlopen(f"{agent.url}/status", timeout=5) as response:  # noqa: S310
+                found.append(json.loads(response.read())["waitingForTurn"])
+        return found
+
+    def waiting() -> list[dict[str, Any]] | None:
+        found = turns()
+        return [t for t in found if t] if all(found) else None
+
+    waits = wait_until(waiting, timeout=30, what="both replicas to wait for their turn")
+    assert waits is not None
+    assert {(t["session"], t["lease"]) for t in waits} == {(name, "lock-deployment-app-backup")}
+    session = get(kubectl, "backupsession", name, "-n", namespace)
+    assert not (session.get("status") or {}).get("targets"), session.get("status")
+    status = json.dumps({"status": {"phase": "Failed"}})
+    kubectl(
+        "patch", "backupsession", name, "-n", namespace, "--subresource=status", "--type=merge", "-p", status
+    )
+
+    def stopped() -> list[dict[str, Any]] | None:
+        lines = [
+            line
+            for agent in agents
+            for line in log_lines(agent.logs(), "stopped waiting for the backup turn: the session ended")
+        ]
+        return lines if len(lines) == 2 else None
+
+    lines = wait_until(stopped, timeout=60, what="both replicas to stop waiting")
+    assert lines is not None
+    assert [(line["session"], line["seen_by"]) for line in lines] == [(f"{namespace}/{name}", "watch")] * 2
+    assert turns() == [None, None]
+
+    kubectl("delete", "lease", "lock-deployment-app-backup", "-n", namespace)
+    done = wait_phase(kubectl, namespace, setup.session("after"), {"Succeeded", "Failed"})
+    assert done["status"]["phase"] == "Succeeded", done["status"]
 
 
 def test_status_api_and_instant_backup(

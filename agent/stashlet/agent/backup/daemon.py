@@ -11,7 +11,9 @@
 - Deployment/ReplicaSet: each session is backed up by the replica that takes the workload's backup
   Lease first (the others find the host done); StatefulSet: every pod, one at a time, each holding the
   Lease for its turn; DaemonSet: every node. The Lease is held only while a session is worked on, so an
-  idle agent sends the API server nothing but its watch. The host name follows the configuration's
+  idle agent sends the API server nothing but its watch. A replica waiting for its turn tries the Lease
+  every :data:`TURN_RENEW_EVERY` seconds and learns from its session watch that the session ended
+  (``GET /status`` ``waitingForTurn`` says it waits). The host name follows the configuration's
   ``spec.target.alias`` as it is when a session is handled (see :mod:`stashlet.agent.hosts`).
 - ``spec.timeOut`` is enforced: past the deadline restic is interrupted and the host is Failed.
 - Once the watch has listed, the retention scope this host forgets in is listed in the background
@@ -65,8 +67,9 @@ TURN_LEASE_SECONDS = 15
 """The backup Lease's duration: a holder that stops renewing (a lost pod) is replaced after it."""
 TURN_RENEW_EVERY = 3.0
 """Seconds between renewals by the holder, and between tries by a host waiting for its turn."""
-SESSION_POLL = 2.0
-"""Seconds between looks at the session by a host waiting for its turn (has it ended?)."""
+SESSION_RECHECK = 30.0
+"""Seconds between reads of the session by a host waiting for its turn, beside the watch that tells it the
+session ended (a safeguard: the watch reports every end and deletion, across re-lists too)."""
 PAUSED_MESSAGE = "Backup Configuration is paused"
 REASON_SKIPPED = "BackupSessionSkipped"
 REASON_INTERRUPTED = "Interrupted"
@@ -129,6 +132,9 @@ class Sidecar:
         self.queued: set[str] = set()
         self.arrived: dict[str, float] = {}
         """When each queued session's event arrived (``time.monotonic()``): its session time starts then."""
+        self.ended: dict[str, asyncio.Event] = {}
+        """Per queued session, set when the watch sees it final or deleted (a host waiting for its turn
+        stops waiting)."""
         self._warm_up = warm_up
         self.warm_up: asyncio.Task[None] | None = None
         """The warm-up's task, started once the watch has listed; None before and once stopped."""
@@ -255,16 +261,18 @@ class Sidecar:
                 continue
             log.debug("backup session event", extra={"session": event.key, "type": event.type})
             remember_agent_pods(self.ctx.agent_pods, event.object)  # a DELETED session's last state too
-            if event.type == DELETED or not is_mine(
-                event.object, self.ctx.settings.invoker_kind, self.ctx.settings.invoker_name
-            ):
-                continue
-            phase = event.object.get("status", {}).get("phase")
             name = event.object["metadata"]["name"]
-            if phase in ss.FINAL_SESSION_PHASES or name in self.queued:
+            phase = event.object.get("status", {}).get("phase")
+            final = event.type == DELETED or phase in ss.FINAL_SESSION_PHASES
+            if final and (ended := self.ended.get(name)) is not None:
+                ended.set()
+            if final or name in self.queued:
+                continue
+            if not is_mine(event.object, self.ctx.settings.invoker_kind, self.ctx.settings.invoker_name):
                 continue
             self.queued.add(name)
             self.arrived[name] = time.monotonic()
+            self.ended[name] = asyncio.Event()
             await self.queue.put(name)
 
     async def _work(self) -> None:
@@ -284,6 +292,7 @@ class Sidecar:
             finally:
                 self.queued.discard(name)
                 self.arrived.pop(name, None)
+                self.ended.pop(name, None)
 
     async def handle(self, name: str) -> None:
         """Handle one session on this host (see the module docstring)."""
@@ -414,19 +423,52 @@ class Sidecar:
         return session
 
     async def _held_or_ended(self, lease: LeaseLock, name: str) -> bool:
-        """Wait until ``lease`` is held (True) or session ``name`` is gone or final (False)."""
-        while not lease.held:
+        """Wait until ``lease`` is held (True) or session ``name`` is gone or final (False): the watch says
+        when it ends; the session is read only every :data:`SESSION_RECHECK` seconds besides."""
+        ended = self.ended.get(name)
+        if ended is None:  # not queued by the watch (handled directly): heard of while this waits
+            ended = self.ended[name] = asyncio.Event()
             try:
-                async with asyncio.timeout(SESSION_POLL):  # not wait_for: it may lose a cancellation
-                    await lease.wait_held()
-            except TimeoutError:
-                try:
-                    session = await self.ctx.stash.get(BackupSession, self.ctx.namespace, name)
-                except NotFound:
-                    return False
-                if ss.is_final(session):
-                    return False
+                return await self._held_or_ended(lease, name)
+            finally:
+                self.ended.pop(name, None)
+        if not lease.held:
+            self.ctx.live.waiting(name, lease.name)
+        try:
+            return await self._wait_for_turn(lease, name, ended)
+        finally:
+            self.ctx.live.waiting(None)
+
+    async def _wait_for_turn(self, lease: LeaseLock, name: str, ended: asyncio.Event) -> bool:
+        while not lease.held:
+            if ended.is_set():
+                self._stopped_waiting(name, "watch")
+                return False
+            waits = (asyncio.ensure_future(lease.wait_held()), asyncio.ensure_future(ended.wait()))
+            try:
+                done, _ = await asyncio.wait(
+                    waits, timeout=SESSION_RECHECK, return_when=asyncio.FIRST_COMPLETED
+                )
+            finally:
+                for waiting in waits:
+                    waiting.cancel()
+            if done:
+                continue
+            try:
+                session = await self.ctx.stash.get(BackupSession, self.ctx.namespace, name)
+            except NotFound:
+                self._stopped_waiting(name, "read")
+                return False
+            if ss.is_final(session):
+                self._stopped_waiting(name, "read")
+                return False
         return True
+
+    def _stopped_waiting(self, name: str, seen_by: str) -> None:
+        log.info(
+            "stopped waiting for the backup turn: the session ended",
+            extra={"session": f"{self.ctx.namespace}/{name}", "host": self.ctx.host.name, "seen_by": seen_by},
+        )
 
     async def _skip(self, session: BackupSession) -> None:
         name = session.metadata.name or ""

@@ -145,6 +145,18 @@ _STATUS: Schema = {
             "description": "Next time the schedule fires.",
         },
         "running": _nullable(_ref("RunningSession")),
+        "waitingForTurn": {
+            "type": ["object", "null"],
+            "description": (
+                "The session this replica waits to back up while another replica of the Deployment holds "
+                "the backup Lease; null when it does not wait."
+            ),
+            "properties": {
+                "session": {"type": "string"},
+                "lease": {"type": "string", "description": "The Lease it waits for."},
+                "since": {"type": "string", "format": "date-time"},
+            },
+        },
         "lastResults": {
             "type": "object",
             "description": "The latest results on this host, by session name, oldest first.",
