@@ -56,6 +56,24 @@ def gateway_lines(url: str, job: str) -> list[str]:
     return [line for line in text.splitlines() if f'job="{job}"' in line and not line.startswith("#")]
 
 
+async def pushed_zero(url: str, job: str, gauge: str) -> list[str]:
+    """The lines of ``gauge`` (``backup_session_success``...) under ``job`` on the gateway at ``url``, once
+    there, one per prefix (``stash_``, ``stash_appscode_com_``), each 0."""
+
+    def lines() -> list[str] | None:
+        found = [
+            line
+            for line in gateway_lines(url, job)
+            for prefix in ("stash", "stash_appscode_com")
+            if line.startswith(f"{prefix}_{gauge}{{")
+        ]
+        return found or None
+
+    found: list[str] = await eventually(lines, timeout=15, what=f"{gauge} under {job} on the gateway")
+    assert len(found) == 2 and all(line.endswith(" 0") for line in found), found
+    return found
+
+
 async def test_a_session_whose_invoker_is_missing_fails_naming_it(
     operator: OperatorRunner, akubectl: Kubectl, namespace: str
 ) -> None:
@@ -143,14 +161,7 @@ async def test_a_workload_scaled_to_zero_fails_its_session_at_the_deadline_with_
         what="the Warning event on the session",
     )
     job = f"backupconfiguration-{namespace}-{bc_name}"
-
-    def pushed() -> list[str]:
-        return [line for line in gateway_lines(pushgateway, job) if "session_success" in line]
-
-    lines = await eventually(lambda: pushed() or None, timeout=15, what="the failure metric on the gateway")
-    for prefix in ("stash", "stash_appscode_com"):
-        [line] = [entry for entry in lines if entry.startswith(f"{prefix}_backup_session_success{{")]
-        assert line.endswith(" 0")
+    for line in await pushed_zero(pushgateway, job, "backup_session_success"):
         assert f'invoker_name="{bc_name}"' in line
         assert 'repository="gcs-repo"' in line
 
@@ -287,15 +298,7 @@ async def test_a_restore_job_past_its_timeout_fails_the_restore(
         lambda e: e["type"] == "Warning" and e["reason"] == "DeadlineExceeded",
         what="the event",
     )
-    job = f"restoresession-{namespace}-rs"
-    lines = await eventually(
-        lambda: (
-            [line for line in gateway_lines(pushgateway, job) if "restore_session_success" in line] or None
-        ),
-        timeout=15,
-        what="the restore's failure metric",
-    )
-    assert all(line.endswith(" 0") for line in lines) and len(lines) == 2
+    await pushed_zero(pushgateway, f"restoresession-{namespace}-rs", "restore_session_success")
 
 
 async def test_an_operator_started_late_ends_overdue_sessions_at_once_and_skips_a_paused_ones(

@@ -9,7 +9,7 @@ import json
 from typing import Any
 
 import pytest
-from tests.operator.backup.test_silent_sessions_cluster import gateway_lines
+from tests.operator.backup.test_silent_sessions_cluster import pushed_zero
 from tests.polling import eventually
 
 from stashlet.operator.controller import DRILL_PREFIX
@@ -262,17 +262,6 @@ async def test_a_drill_job_ending_without_a_verdict_fails_the_drill_on_the_repos
         what="the Warning event of the failed drill",
     )
     job_name = f"backupconfiguration-{namespace}-pause-backup"
-
-    def pushed() -> list[str]:
-        return [line for line in gateway_lines(pushgateway, job_name) if "restore_drill_success" in line]
-
-    lines = await eventually(lambda: pushed() or None, timeout=15, what="the drill's failure on the gateway")
-    for prefix in ("stash", "stash_appscode_com"):
-        [line] = [entry for entry in lines if entry.startswith(f"{prefix}_restore_drill_success{{")]
-        assert line.endswith(" 0"), line
-        for label in (
-            'invoker_kind="BackupConfiguration"',
-            'invoker_name="pause-backup"',
-            'repository="gcs-repo"',
-        ):
-            assert label in line, line
+    labels = ('invoker_kind="BackupConfiguration"', 'invoker_name="pause-backup"', 'repository="gcs-repo"')
+    for line in await pushed_zero(pushgateway, job_name, "restore_drill_success"):
+        assert all(label in line for label in labels), line
