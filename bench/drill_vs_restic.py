@@ -8,7 +8,8 @@ then, ``--rounds`` times and alternately, drills that snapshot:
   (:class:`~stashlet.agent.drill.restore.DrillRestore`: the same two restic commands, the listing streamed
   into its SQLite file, the restored tree compared with it), which must find no problem.
 
-The scratch folder is wiped before every run. Prints the wall times per round, the median ratio
+The scratch folder is wiped and the page cache's dirty pages written back before every run, and the two
+sides take turns going first. Prints the wall times per round, the median ratio
 drill/bare, the drill process's peak RSS (restic apart) and restic's: the drill's memory is meant not
 to grow with the snapshot, so a run at two sizes (``--files 20000,200000``) shows whether it does.
 
@@ -171,10 +172,12 @@ def measure(restic: Path, work: Path, files: int, rounds: int) -> dict[str, Any]
     generate(data, files)
     snapshot = backup(restic, repo, data)
     runs: dict[str, list[dict[str, float]]] = {"bare": [], "drill": []}
-    for _ in range(rounds):
-        for name, run in (("bare", bare), ("drill", drill)):
+    sides = [("bare", bare), ("drill", drill)]
+    for i in range(rounds):
+        for name, run in sides if i % 2 == 0 else sides[::-1]:  # each side goes first in turn
             shutil.rmtree(scratch, ignore_errors=True)
             scratch.mkdir()
+            os.sync()  # the last run's files written back (and the wipe's) before the clock starts
             runs[name].append(run(restic, repo, snapshot, scratch))
     shutil.rmtree(work)
     ratios = [d["seconds"] / b["seconds"] for b, d in zip(runs["bare"], runs["drill"], strict=True)]
