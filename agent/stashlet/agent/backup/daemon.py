@@ -426,18 +426,17 @@ class Sidecar:
         """Wait until ``lease`` is held (True) or session ``name`` is gone or final (False): the watch says
         when it ends; the session is read only every :data:`SESSION_RECHECK` seconds besides."""
         ended = self.ended.get(name)
-        if ended is None:  # not queued by the watch (handled directly): heard of while this waits
+        unqueued = ended is None  # handled directly, not queued by the watch: heard of while this waits
+        if ended is None:
             ended = self.ended[name] = asyncio.Event()
-            try:
-                return await self._held_or_ended(lease, name)
-            finally:
-                self.ended.pop(name, None)
         if not lease.held:
             self.ctx.live.waiting(name, lease.name)
         try:
             return await self._wait_for_turn(lease, name, ended)
         finally:
             self.ctx.live.waiting(None)
+            if unqueued:
+                self.ended.pop(name, None)
 
     async def _wait_for_turn(self, lease: LeaseLock, name: str, ended: asyncio.Event) -> bool:
         while not lease.held:
